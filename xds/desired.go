@@ -1,0 +1,30 @@
+package xds
+
+import "github.com/octoacme/octoroll/catalog"
+
+// Desired is the desired routing state of one service: the plain data the controller
+// decides and translation turns into Envoy resources.
+type Desired struct {
+	// Service is the catalog entry, including every version that must have a cluster
+	// (a canary version not declared in the catalog is appended by the caller).
+	Service catalog.Service
+	// Weights maps version name to weight out of catalog.TotalWeight. Versions absent
+	// from the map get 0 (their cluster stays defined). The weights must sum to
+	// catalog.TotalWeight.
+	Weights map[string]uint32
+	// Matches are evaluated before the weighted split: a request carrying the header or
+	// cookie goes to Version whatever the weights (breaking-change flag stages).
+	Matches []Match
+}
+
+// Match routes flagged requests to one version.
+type Match struct {
+	// Header is the request header name to match (exclusive with Cookie).
+	Header string `json:"header,omitempty" yaml:"header,omitempty"`
+	// Cookie is the cookie name to match (exclusive with Header).
+	Cookie string `json:"cookie,omitempty" yaml:"cookie,omitempty"`
+	// Value is the exact value the header or cookie must have.
+	Value string `json:"value" yaml:"value"`
+	// Version receives the matching requests.
+	Version string `json:"version" yaml:"version"`
+}
