@@ -43,6 +43,10 @@ type Version struct {
 	Endpoints []Endpoint `yaml:"endpoints"`
 	// Zone is the locality zone of the endpoints (optional).
 	Zone string `yaml:"zone,omitempty"`
+	// Metrics are host:port addresses serving this version's Prometheus exposition
+	// (path MetricQueries.ScrapePath), read by the embedded scrape source when no
+	// Prometheus server is configured. Optional.
+	Metrics []Endpoint `yaml:"metrics,omitempty"`
 }
 
 // Endpoint is a host:port address (IP or DNS name).
@@ -79,9 +83,18 @@ type Outlier struct {
 	MaxEjectionPercent uint32 `yaml:"maxEjectionPercent,omitempty"`
 }
 
-// MetricQueries are PromQL templates. In each, {{.Service}}, {{.Version}} and
-// {{.Window}} (a PromQL duration such as 5m) are substituted. Empty means the default.
+// MetricQueries are PromQL templates. In each, {{.Service}}, {{.Version}}, {{.Cluster}}
+// and {{.Window}} (a PromQL duration such as 5m) are substituted. Empty means the default.
+//
+// The default queries follow octoroll's application metrics convention, which the
+// example app and the embedded scrape source share: a counter
+// requests_total{service,version,code} (code is the HTTP status or the gRPC code name;
+// 5xx and the gRPC codes Unknown, DeadlineExceeded, Unimplemented, Internal,
+// Unavailable and DataLoss are errors) and a histogram
+// request_duration_seconds{service,version}.
 type MetricQueries struct {
+	// ScrapePath is the HTTP path of the exposition on Version.Metrics. Default /metrics.
+	ScrapePath string `yaml:"scrapePath,omitempty"`
 	// Requests is the request rate (per second) of one version.
 	Requests string `yaml:"requests,omitempty"`
 	// ErrorRate is the fraction of failed requests (0..1) of one version.
