@@ -1,10 +1,14 @@
 module github.com/octoacme/octoroll
 
-go 1.26
+go 1.26.0
+
+require (
+	github.com/caarlos0/env/v11 v11.4.2
+	go.uber.org/zap v1.28.0
+)
 
 require (
 	cel.dev/expr v0.25.3 // indirect
-	github.com/caarlos0/env/v11 v11.4.2 // indirect
 	github.com/chromedp/cdproto v0.159.0 // indirect
 	github.com/chromedp/chromedp v0.23.0 // indirect
 	github.com/cncf/xds/go v0.0.0-20260202195803-dba9d589def2 // indirect
@@ -19,7 +23,6 @@ require (
 	github.com/prometheus/common v0.73.1 // indirect
 	go.etcd.io/bbolt v1.5.0 // indirect
 	go.uber.org/multierr v1.10.0 // indirect
-	go.uber.org/zap v1.28.0 // indirect
 	golang.org/x/net v0.61.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
