@@ -1,0 +1,635 @@
+// Package xds owns octoroll's Envoy data plane: it translates the desired routing state of
+// every service (Desired) into Envoy v3 resources, checks them against what Envoy and
+// gRPC-Go accept, and serves them over ADS while tracking what each proxy applied.
+//
+// Translation (translate.go, names.go, check.go) is pure: no I/O, no clock, no logging.
+// The package must not import controller, healthcheck or any storage package.
+package xds
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/octoacme/octoroll/catalog"
+)
+
+// Defaults applied by translation where the catalog leaves a field empty. They are the
+// defaults documented on catalog.HealthCheck and catalog.Outlier.
+const (
+	DefaultHealthCheckProtocol = "tcp"
+	DefaultHealthCheckPath     = "/healthz"
+	DefaultHealthCheckInterval = 5 * time.Second
+	DefaultHealthCheckTimeout  = 1 * time.Second
+	DefaultHealthyThreshold    = 1
+	DefaultUnhealthyThreshold  = 2
+
+	DefaultConsecutive5xx     = 5
+	DefaultOutlierInterval    = 10 * time.Second
+	DefaultBaseEjectionTime   = 30 * time.Second
+	DefaultMaxEjectionPercent = 10
+
+	// ConnectTimeout is the upstream connect timeout of every generated cluster.
+	ConnectTimeout = 5 * time.Second
+)
+
+// Resources are the Envoy resources of one or more services, each slice sorted by name.
+type Resources struct {
+	Listeners []*listenerv3.Listener
+	Routes    []*routev3.RouteConfiguration
+	Clusters  []*clusterv3.Cluster
+	Endpoints []*endpointv3.ClusterLoadAssignment
+}
+
+// ByType returns r keyed by go-control-plane resource type URL, the shape
+// cachev3.NewSnapshot takes.
+func (r Resources) ByType() map[resource.Type][]types.Resource {
+	out := map[resource.Type][]types.Resource{
+		resource.ListenerType: make([]types.Resource, 0, len(r.Listeners)),
+		resource.RouteType:    make([]types.Resource, 0, len(r.Routes)),
+		resource.ClusterType:  make([]types.Resource, 0, len(r.Clusters)),
+		resource.EndpointType: make([]types.Resource, 0, len(r.Endpoints)),
+	}
+	for _, l := range r.Listeners {
+		out[resource.ListenerType] = append(out[resource.ListenerType], l)
+	}
+	for _, rc := range r.Routes {
+		out[resource.RouteType] = append(out[resource.RouteType], rc)
+	}
+	for _, c := range r.Clusters {
+		out[resource.ClusterType] = append(out[resource.ClusterType], c)
+	}
+	for _, e := range r.Endpoints {
+		out[resource.EndpointType] = append(out[resource.EndpointType], e)
+	}
+	return out
+}
+
+// Versions returns a content hash per resource type: equal resources give equal
+// versions, so a weight-only change changes the route version and nothing else.
+func (r Resources) Versions() (listeners, routes, clusters, endpoints string) {
+	return hashAll(r.Listeners, (*listenerv3.Listener).GetName),
+		hashAll(r.Routes, (*routev3.RouteConfiguration).GetName),
+		hashAll(r.Clusters, (*clusterv3.Cluster).GetName),
+		hashAll(r.Endpoints, (*endpointv3.ClusterLoadAssignment).GetClusterName)
+}
+
+// RouteVersion returns the content hash of the RouteConfiguration of service, the unit a
+// rollout waits on being ACKed, or "" when r has no route for service.
+func (r Resources) RouteVersion(service string) string {
+	name := RouteName(service)
+	for _, rc := range r.Routes {
+		if rc.GetName() == name {
+			return hashAll([]*routev3.RouteConfiguration{rc}, (*routev3.RouteConfiguration).GetName)
+		}
+	}
+	return ""
+}
+
+// hashAll hashes the deterministic encodings of msgs in name order.
+func hashAll[M proto.Message](msgs []M, name func(M) string) string {
+	sorted := slices.Clone(msgs)
+	slices.SortFunc(sorted, func(a, b M) int { return cmp.Compare(name(a), name(b)) })
+	h := sha256.New()
+	opts := proto.MarshalOptions{Deterministic: true}
+	for _, m := range sorted {
+		b, err := opts.Marshal(m)
+		if err != nil {
+			// Only a message that is not valid UTF-8 or exceeds 2 GiB fails to marshal;
+			// hash its text form so that the version still reflects the content.
+			b = []byte(fmt.Sprint(m))
+		}
+		fmt.Fprintf(h, "%d:%s:%d:", len(name(m)), name(m), len(b))
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// Translate builds the resources of every service in desired. It is pure: the same input
+// gives the same, sorted output. Every returned resource passes Validate() and Check.
+func Translate(desired []Desired) (Resources, error) {
+	var errs []error
+	names := map[string]bool{}
+	ports := map[uint32]string{}
+	var out Resources
+	for i, d := range desired {
+		name := d.Service.Name
+		if err := d.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("service %q (desired[%d]): %w", name, i, err))
+			continue
+		}
+		if names[name] {
+			errs = append(errs, fmt.Errorf("service %q (desired[%d]): duplicate service name", name, i))
+			continue
+		}
+		names[name] = true
+		if other, ok := ports[d.Service.Port]; ok {
+			errs = append(errs, fmt.Errorf("service %q (desired[%d]): port %d already used by service %q", name, i, d.Service.Port, other))
+			continue
+		}
+		ports[d.Service.Port] = name
+		r := build(d)
+		out.Listeners = append(out.Listeners, r.Listeners...)
+		out.Routes = append(out.Routes, r.Routes...)
+		out.Clusters = append(out.Clusters, r.Clusters...)
+		out.Endpoints = append(out.Endpoints, r.Endpoints...)
+	}
+	if len(errs) > 0 {
+		return Resources{}, errors.Join(errs...)
+	}
+	out.sort()
+	if err := Check(out); err != nil {
+		return Resources{}, fmt.Errorf("check resources: %w", err)
+	}
+	return out, nil
+}
+
+// TranslateService builds the resources of one service; see Translate.
+func TranslateService(d Desired) (Resources, error) {
+	if err := d.Validate(); err != nil {
+		return Resources{}, fmt.Errorf("service %q: %w", d.Service.Name, err)
+	}
+	r := build(d)
+	r.sort()
+	if err := Check(r); err != nil {
+		return Resources{}, fmt.Errorf("service %q: check resources: %w", d.Service.Name, err)
+	}
+	return r, nil
+}
+
+func (r *Resources) sort() {
+	slices.SortFunc(r.Listeners, func(a, b *listenerv3.Listener) int { return cmp.Compare(a.GetName(), b.GetName()) })
+	slices.SortFunc(r.Routes, func(a, b *routev3.RouteConfiguration) int { return cmp.Compare(a.GetName(), b.GetName()) })
+	slices.SortFunc(r.Clusters, func(a, b *clusterv3.Cluster) int { return cmp.Compare(a.GetName(), b.GetName()) })
+	slices.SortFunc(r.Endpoints, func(a, b *endpointv3.ClusterLoadAssignment) int {
+		return cmp.Compare(a.GetClusterName(), b.GetClusterName())
+	})
+}
+
+// build translates a valid d.
+func build(d Desired) Resources {
+	svc := d.Service
+	versions := versionNames(svc)
+	r := Resources{
+		Listeners: []*listenerv3.Listener{sidecarListener(svc), apiListener(svc)},
+		Routes:    []*routev3.RouteConfiguration{routeConfig(d, versions)},
+	}
+	for _, v := range svc.Versions {
+		r.Clusters = append(r.Clusters, edsCluster(svc, v.Name))
+		r.Endpoints = append(r.Endpoints, loadAssignment(svc, v))
+	}
+	return r
+}
+
+// versionNames returns the version names of svc, sorted.
+func versionNames(svc catalog.Service) []string {
+	names := make([]string, 0, len(svc.Versions))
+	for _, v := range svc.Versions {
+		names = append(names, v.Name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// adsSource is the config source of every RDS and EDS reference: the same ADS stream the
+// proxy fetched the referencing resource on. gRPC-Go accepts only ads or self here.
+func adsSource() *corev3.ConfigSource {
+	return &corev3.ConfigSource{
+		ResourceApiVersion:    corev3.ApiVersion_V3,
+		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
+	}
+}
+
+// mustAny packs m deterministically. Packing a generated message cannot fail.
+func mustAny(m proto.Message) *anypb.Any {
+	a := &anypb.Any{}
+	if err := anypb.MarshalFrom(a, m, proto.MarshalOptions{Deterministic: true}); err != nil {
+		panic(fmt.Sprintf("xds: pack %T: %v", m, err))
+	}
+	return a
+}
+
+// httpConnectionManager routes through RDS over ADS with the router as the only (and so
+// last, as gRPC-Go requires) HTTP filter.
+func httpConnectionManager(svc catalog.Service) *hcmv3.HttpConnectionManager {
+	return &hcmv3.HttpConnectionManager{
+		StatPrefix: svc.Name,
+		CodecType:  hcmv3.HttpConnectionManager_AUTO,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+			ConfigSource:    adsSource(),
+			RouteConfigName: RouteName(svc.Name),
+		}},
+		HttpFilters: []*hcmv3.HttpFilter{{
+			Name:       wellknown.Router,
+			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})},
+		}},
+	}
+}
+
+// sidecarListener is the TCP listener an Envoy sidecar opens for svc on 0.0.0.0:Port.
+func sidecarListener(svc catalog.Service) *listenerv3.Listener {
+	return &listenerv3.Listener{
+		Name: SidecarListenerName(svc.Name),
+		Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+			Protocol:      corev3.SocketAddress_TCP,
+			Address:       "0.0.0.0",
+			PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: svc.Port},
+		}}},
+		TrafficDirection: corev3.TrafficDirection_OUTBOUND,
+		FilterChains: []*listenerv3.FilterChain{{
+			Filters: []*listenerv3.Filter{{
+				Name:       wellknown.HTTPConnectionManager,
+				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(httpConnectionManager(svc))},
+			}},
+		}},
+	}
+}
+
+// apiListener is the Listener a proxyless gRPC client dialing xds:///NAME asks for.
+func apiListener(svc catalog.Service) *listenerv3.Listener {
+	return &listenerv3.Listener{
+		Name:        APIListenerName(svc.Name),
+		ApiListener: &listenerv3.ApiListener{ApiListener: mustAny(httpConnectionManager(svc))},
+	}
+}
+
+// domains are the authorities the virtual host of svc matches: every declared domain and
+// the service name, each bare (gRPC matches the target xds:///NAME against "NAME") and
+// with the sidecar port (Envoy matches the Host header, which carries the port when the
+// client dialed NAME:PORT). Envoy rejects duplicates, so they are removed.
+func domains(svc catalog.Service) []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(s string) {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	bases := append([]string{svc.Name}, svc.Domains...)
+	for _, b := range bases {
+		add(b)
+		add(b + ":" + strconv.FormatUint(uint64(svc.Port), 10))
+	}
+	return out
+}
+
+// CookieRegex returns the RE2 regex, matched against the whole "cookie" request header,
+// that selects requests carrying the cookie name=value. The header is a list of
+// name=value pairs separated by "; " (RFC 6265); a proxy that joins several cookie
+// headers uses "; " (Envoy, HTTP/2 reassembly) or "," (gRPC metadata), so both
+// separators are accepted:
+//
+//	(?:.*[;,]\s*)?NAME=VALUE(?:\s*[;,].*)?
+//
+// with NAME and VALUE quoted. Envoy and gRPC both require the regex to match the whole
+// value, so "xname=VALUE" or "NAME=VALUEx" do not match.
+func CookieRegex(name, value string) string {
+	return `(?:.*[;,]\s*)?` + regexp.QuoteMeta(name) + "=" + regexp.QuoteMeta(value) + `(?:\s*[;,].*)?`
+}
+
+func headerExact(name, value string) *routev3.HeaderMatcher {
+	return &routev3.HeaderMatcher{
+		Name: name,
+		HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
+			MatchPattern: &matcherv3.StringMatcher_Exact{Exact: value},
+		}},
+	}
+}
+
+func routeToCluster(name string, headers []*routev3.HeaderMatcher, cluster string) *routev3.Route {
+	return &routev3.Route{
+		Name: name,
+		Match: &routev3.RouteMatch{
+			PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"},
+			Headers:       headers,
+		},
+		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster},
+		}},
+	}
+}
+
+// routeConfig has one virtual host whose routes are, in order: the flag matches of d,
+// one pin route per version (see PinHeader), and the weighted split over every version.
+func routeConfig(d Desired, versions []string) *routev3.RouteConfiguration {
+	svc := d.Service
+	var routes []*routev3.Route
+	for i, m := range d.Matches {
+		var h *routev3.HeaderMatcher
+		if m.Cookie != "" {
+			h = &routev3.HeaderMatcher{
+				Name: "cookie",
+				HeaderMatchSpecifier: &routev3.HeaderMatcher_SafeRegexMatch{SafeRegexMatch: &matcherv3.RegexMatcher{
+					Regex: CookieRegex(m.Cookie, m.Value),
+				}},
+			}
+		} else {
+			h = headerExact(strings.ToLower(m.Header), m.Value)
+		}
+		routes = append(routes, routeToCluster("match-"+strconv.Itoa(i), []*routev3.HeaderMatcher{h}, ClusterName(svc.Name, m.Version)))
+	}
+	for _, v := range versions {
+		routes = append(routes, routeToCluster("pin-"+v, []*routev3.HeaderMatcher{headerExact(PinHeader, v)}, ClusterName(svc.Name, v)))
+	}
+	// Every version is listed, at weight 0 too, and the weights sum to TotalWeight. The
+	// deprecated total_weight field is left unset: Envoy and gRPC use the sum.
+	split := &routev3.WeightedCluster{}
+	for _, v := range versions {
+		split.Clusters = append(split.Clusters, &routev3.WeightedCluster_ClusterWeight{
+			Name:   ClusterName(svc.Name, v),
+			Weight: wrapperspb.UInt32(d.Weights[v]),
+		})
+	}
+	routes = append(routes, &routev3.Route{
+		Name:  "split",
+		Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+			ClusterSpecifier: &routev3.RouteAction_WeightedClusters{WeightedClusters: split},
+		}},
+	})
+	return &routev3.RouteConfiguration{
+		Name: RouteName(svc.Name),
+		VirtualHosts: []*routev3.VirtualHost{{
+			Name:    svc.Name,
+			Domains: domains(svc),
+			Routes:  routes,
+		}},
+	}
+}
+
+func durationOr(d catalog.Duration, def time.Duration) *durationpb.Duration {
+	if d <= 0 {
+		return durationpb.New(def)
+	}
+	return durationpb.New(d.D())
+}
+
+func uint32Or(v, def uint32) *wrapperspb.UInt32Value {
+	if v == 0 {
+		return wrapperspb.UInt32(def)
+	}
+	return wrapperspb.UInt32(v)
+}
+
+// healthCheck is Envoy's active health check for svc. gRPC-Go ignores health_checks.
+func healthCheck(svc catalog.Service) *corev3.HealthCheck {
+	hc := svc.HealthCheck
+	out := &corev3.HealthCheck{
+		Timeout:            durationOr(hc.Timeout, DefaultHealthCheckTimeout),
+		Interval:           durationOr(hc.Interval, DefaultHealthCheckInterval),
+		HealthyThreshold:   uint32Or(hc.HealthyThreshold, DefaultHealthyThreshold),
+		UnhealthyThreshold: uint32Or(hc.UnhealthyThreshold, DefaultUnhealthyThreshold),
+	}
+	switch cmp.Or(hc.Protocol, DefaultHealthCheckProtocol) {
+	case "http":
+		out.HealthChecker = &corev3.HealthCheck_HttpHealthCheck_{HttpHealthCheck: &corev3.HealthCheck_HttpHealthCheck{
+			Path: cmp.Or(hc.Path, DefaultHealthCheckPath),
+		}}
+	case "grpc":
+		// An empty service name asks for the health of the whole server.
+		out.HealthChecker = &corev3.HealthCheck_GrpcHealthCheck_{GrpcHealthCheck: &corev3.HealthCheck_GrpcHealthCheck{}}
+	default:
+		// No payload: the check passes when the connection is established.
+		out.HealthChecker = &corev3.HealthCheck_TcpHealthCheck_{TcpHealthCheck: &corev3.HealthCheck_TcpHealthCheck{}}
+	}
+	return out
+}
+
+func outlierDetection(svc catalog.Service) *clusterv3.OutlierDetection {
+	o := svc.Outlier
+	return &clusterv3.OutlierDetection{
+		Consecutive_5Xx:    uint32Or(o.Consecutive5xx, DefaultConsecutive5xx),
+		Interval:           durationOr(o.Interval, DefaultOutlierInterval),
+		BaseEjectionTime:   durationOr(o.BaseEjectionTime, DefaultBaseEjectionTime),
+		MaxEjectionPercent: uint32Or(o.MaxEjectionPercent, DefaultMaxEjectionPercent),
+	}
+}
+
+// upstreamProtocolOptions makes the sidecar speak to the upstream in the protocol the
+// downstream used: HTTP/2 for gRPC, HTTP/1.1 for plain HTTP. It also enables HTTP/2 on
+// the cluster, which Envoy's gRPC health checker requires.
+func upstreamProtocolOptions() map[string]*anypb.Any {
+	return map[string]*anypb.Any{
+		"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": mustAny(&upstreamhttpv3.HttpProtocolOptions{
+			UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_UseDownstreamProtocolConfig{
+				UseDownstreamProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_UseDownstreamHttpConfig{
+					HttpProtocolOptions:  &corev3.Http1ProtocolOptions{},
+					Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
+				},
+			},
+		}),
+	}
+}
+
+// edsCluster is the cluster of one version. Its endpoints come over EDS on the ADS stream
+// under the cluster's own name (no service_name).
+func edsCluster(svc catalog.Service, version string) *clusterv3.Cluster {
+	return &clusterv3.Cluster{
+		Name:                 ClusterName(svc.Name, version),
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource()},
+		ConnectTimeout:       durationpb.New(ConnectTimeout),
+		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
+		HealthChecks:         []*corev3.HealthCheck{healthCheck(svc)},
+		OutlierDetection:     outlierDetection(svc),
+
+		TypedExtensionProtocolOptions: upstreamProtocolOptions(),
+	}
+}
+
+// loadAssignment has one locality (zone Version.Zone) of weight 1: gRPC-Go ignores
+// localities of weight 0, and a single locality needs no other weight. Endpoint hosts are
+// IP addresses (Desired.Validate requires it): Envoy rejects DNS names in EDS socket
+// addresses, so names are resolved before translation (see ResolveEndpoints).
+func loadAssignment(svc catalog.Service, v catalog.Version) *endpointv3.ClusterLoadAssignment {
+	loc := &endpointv3.LocalityLbEndpoints{
+		Locality:            &corev3.Locality{Zone: v.Zone},
+		LoadBalancingWeight: wrapperspb.UInt32(1),
+	}
+	for _, ep := range v.Endpoints {
+		loc.LbEndpoints = append(loc.LbEndpoints, &endpointv3.LbEndpoint{
+			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+				Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+					Protocol:      corev3.SocketAddress_TCP,
+					Address:       ep.Host,
+					PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: ep.Port},
+				}}},
+			}},
+		})
+	}
+	return &endpointv3.ClusterLoadAssignment{
+		ClusterName: ClusterName(svc.Name, v.Name),
+		Endpoints:   []*endpointv3.LocalityLbEndpoints{loc},
+	}
+}
+
+// validName reports whether s is usable in a generated Envoy name.
+var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+// validToken is an HTTP header or cookie name (RFC 9110 token), lower case for headers.
+var validToken = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+// Validate checks d before translation. It reports every problem, each naming its field,
+// joined with errors.Join.
+func (d Desired) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	svc := d.Service
+	if !validName.MatchString(svc.Name) {
+		bad("service.name", "%q is not a valid name (letters, digits, '.', '_', '-'; no %q)", svc.Name, NameSeparator)
+	}
+	if svc.Port == 0 || svc.Port > 65535 {
+		bad("service.port", "%d is out of range 1-65535", svc.Port)
+	}
+	for i, dom := range svc.Domains {
+		if dom == "" || strings.ContainsAny(dom, " /") {
+			bad(fmt.Sprintf("service.domains[%d]", i), "%q is not a valid authority", dom)
+		}
+	}
+	versions := map[string]bool{}
+	if len(svc.Versions) == 0 {
+		bad("service.versions", "no versions")
+	}
+	for i, v := range svc.Versions {
+		field := fmt.Sprintf("service.versions[%d]", i)
+		if !validName.MatchString(v.Name) {
+			bad(field+".name", "%q is not a valid name (letters, digits, '.', '_', '-'; no %q)", v.Name, NameSeparator)
+		}
+		if versions[v.Name] {
+			bad(field+".name", "duplicate version %q", v.Name)
+		}
+		versions[v.Name] = true
+		if len(v.Endpoints) == 0 {
+			bad(field+".endpoints", "no endpoints")
+		}
+		seen := map[string]bool{}
+		for j, ep := range v.Endpoints {
+			efield := fmt.Sprintf("%s.endpoints[%d]", field, j)
+			if _, err := netip.ParseAddr(ep.Host); err != nil {
+				bad(efield+".host", "%q is not an IP address (resolve DNS names before translation: Envoy and gRPC need IPs in EDS)", ep.Host)
+			}
+			if ep.Port == 0 || ep.Port > 65535 {
+				bad(efield+".port", "%d is out of range 1-65535", ep.Port)
+			}
+			key := ep.Host + ":" + strconv.FormatUint(uint64(ep.Port), 10)
+			if seen[key] {
+				bad(efield, "duplicate endpoint %s", key)
+			}
+			seen[key] = true
+		}
+	}
+	if svc.Stable == "" {
+		bad("service.stable", "no stable version")
+	} else if !versions[svc.Stable] {
+		bad("service.stable", "%q is not one of service.versions", svc.Stable)
+	}
+
+	var sum uint64
+	for _, name := range sortedKeys(d.Weights) {
+		w := d.Weights[name]
+		if !versions[name] {
+			bad(fmt.Sprintf("weights[%q]", name), "not one of service.versions")
+		}
+		if w > catalog.TotalWeight {
+			bad(fmt.Sprintf("weights[%q]", name), "%d exceeds %d", w, catalog.TotalWeight)
+		}
+		sum += uint64(w)
+	}
+	if sum != catalog.TotalWeight {
+		bad("weights", "sum to %d, want %d", sum, catalog.TotalWeight)
+	}
+
+	for i, m := range d.Matches {
+		field := fmt.Sprintf("matches[%d]", i)
+		switch {
+		case m.Header != "" && m.Cookie != "":
+			bad(field, "both header and cookie set; set exactly one")
+		case m.Header == "" && m.Cookie == "":
+			bad(field, "neither header nor cookie set; set exactly one")
+		case m.Header != "":
+			h := strings.ToLower(m.Header)
+			switch {
+			case !validToken.MatchString(m.Header):
+				bad(field+".header", "%q is not a valid header name", m.Header)
+			case h == PinHeader || h == "cookie" || h == "host" || strings.HasPrefix(h, "grpc-"):
+				bad(field+".header", "%q is reserved; use another header", m.Header)
+			}
+		default:
+			if !validToken.MatchString(m.Cookie) {
+				bad(field+".cookie", "%q is not a valid cookie name", m.Cookie)
+			}
+		}
+		if m.Value == "" {
+			bad(field+".value", "empty")
+		} else if m.Cookie != "" && strings.ContainsAny(m.Value, ";, \"\\") {
+			bad(field+".value", "%q is not a valid cookie value", m.Value)
+		}
+		if !versions[m.Version] {
+			bad(field+".version", "%q is not one of service.versions", m.Version)
+		}
+	}
+
+	hc := svc.HealthCheck
+	switch hc.Protocol {
+	case "", "http", "grpc", "tcp":
+	default:
+		bad("service.healthCheck.protocol", "%q is not one of http, grpc, tcp", hc.Protocol)
+	}
+	if hc.Path != "" && !strings.HasPrefix(hc.Path, "/") {
+		bad("service.healthCheck.path", "%q does not start with /", hc.Path)
+	}
+	if hc.Interval < 0 {
+		bad("service.healthCheck.interval", "negative")
+	}
+	if hc.Timeout < 0 {
+		bad("service.healthCheck.timeout", "negative")
+	}
+	o := svc.Outlier
+	if o.Interval < 0 {
+		bad("service.outlierDetection.interval", "negative")
+	}
+	if o.BaseEjectionTime < 0 {
+		bad("service.outlierDetection.baseEjectionTime", "negative")
+	}
+	if o.MaxEjectionPercent > 100 {
+		bad("service.outlierDetection.maxEjectionPercent", "%d exceeds 100", o.MaxEjectionPercent)
+	}
+	return errors.Join(errs...)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
