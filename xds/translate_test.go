@@ -6,20 +6,28 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 	"gopkg.in/yaml.v3"
 
 	"github.com/octoacme/octoroll/catalog"
@@ -248,6 +256,435 @@ func TestTranslateGolden(t *testing.T) {
 				if got.RouteVersion(d.Service.Name) != one.RouteVersion(d.Service.Name) {
 					t.Errorf("RouteVersion(%s) differs between Translate and TranslateService", d.Service.Name)
 				}
+			}
+		})
+	}
+}
+
+func baseDesired() Desired {
+	return Desired{
+		Service: catalog.Service{
+			Name:   "checkout",
+			Port:   9001,
+			Stable: "stable",
+			Versions: []catalog.Version{
+				{Name: "stable", Endpoints: []catalog.Endpoint{{Host: "10.0.0.1", Port: 8080}, {Host: "10.0.0.2", Port: 8080}}},
+				{Name: "canary", Zone: "z1", Endpoints: []catalog.Endpoint{{Host: "10.0.1.1", Port: 8080}}},
+			},
+		},
+		Weights: map[string]uint32{"stable": 9900, "canary": 100},
+		Matches: []Match{{Header: "x-canary", Value: "always", Version: "canary"}},
+	}
+}
+
+func TestNames(t *testing.T) {
+	for _, c := range []struct{ got, want string }{
+		{ClusterName("checkout", "stable"), "checkout|stable"},
+		{RouteName("checkout"), "checkout"},
+		{APIListenerName("checkout"), "checkout"},
+		{SidecarListenerName("checkout"), "checkout|sidecar"},
+	} {
+		if c.got != c.want {
+			t.Errorf("got %q, want %q", c.got, c.want)
+		}
+	}
+}
+
+// gRPC clients subscribe only to referenced clusters; every version's cluster must be
+// referenced by a route even at weight 0, and the weighted split must come last and list
+// every version.
+func TestEveryVersionStaysReferenced(t *testing.T) {
+	d := baseDesired()
+	d.Weights = map[string]uint32{"stable": 10000}
+	r, err := TranslateService(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vh := r.Routes[0].GetVirtualHosts()[0]
+	if !slicesContains(vh.GetDomains(), "checkout") {
+		t.Errorf("domains %v lack the gRPC target name", vh.GetDomains())
+	}
+	routes := vh.GetRoutes()
+	var names []string
+	for _, rt := range routes {
+		names = append(names, rt.GetName())
+	}
+	if want := []string{"match-0", "pin-canary", "pin-stable", "split"}; !cmp.Equal(names, want) {
+		t.Fatalf("route order %v, want %v", names, want)
+	}
+	pinned := map[string]bool{}
+	for _, rt := range routes[1:3] {
+		pinned[rt.GetRoute().GetCluster()] = true
+		if h := rt.GetMatch().GetHeaders()[0]; h.GetName() != PinHeader {
+			t.Errorf("pin route %q matches %q, want %q", rt.GetName(), h.GetName(), PinHeader)
+		}
+	}
+	split := map[string]uint32{}
+	for _, cw := range routes[3].GetRoute().GetWeightedClusters().GetClusters() {
+		split[cw.GetName()] = cw.GetWeight().GetValue()
+	}
+	want := map[string]uint32{"checkout|stable": 10000, "checkout|canary": 0}
+	if diff := cmp.Diff(want, split); diff != "" {
+		t.Errorf("split (-want +got):\n%s", diff)
+	}
+	for _, c := range r.Clusters {
+		if !pinned[c.GetName()] {
+			t.Errorf("cluster %q has no pin route", c.GetName())
+		}
+	}
+}
+
+func slicesContains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func TestCookieRegex(t *testing.T) {
+	re := regexp.MustCompile(`^(?:` + CookieRegex("octoroll-flag", "on") + `)$`)
+	for _, c := range []struct {
+		header string
+		want   bool
+	}{
+		{"octoroll-flag=on", true},
+		{"a=b; octoroll-flag=on", true},
+		{"a=b;octoroll-flag=on; c=d", true},
+		{"a=b, octoroll-flag=on", true},
+		{"octoroll-flag=off", false},
+		{"octoroll-flag=onx", false},
+		{"xoctoroll-flag=on", false},
+		{"a=octoroll-flag=on", false},
+		{"", false},
+	} {
+		if got := re.MatchString(c.header); got != c.want {
+			t.Errorf("cookie %q: match %v, want %v", c.header, got, c.want)
+		}
+	}
+	meta := regexp.MustCompile(`^(?:` + CookieRegex("a.b", "1+1") + `)$`)
+	if meta.MatchString("aXb=1+1") || meta.MatchString("a.b=11") || !meta.MatchString("a.b=1+1") {
+		t.Error("cookie name and value are not quoted")
+	}
+}
+
+func TestVersionsWeightOnlyChange(t *testing.T) {
+	other := baseDesired()
+	other.Service.Name = "payments"
+	other.Service.Port = 9002
+	before, err := Translate([]Desired{baseDesired(), other})
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := baseDesired()
+	moved.Weights = map[string]uint32{"stable": 9000, "canary": 1000}
+	after, err := Translate([]Desired{other, moved}) // order must not matter either
+	if err != nil {
+		t.Fatal(err)
+	}
+	l1, r1, c1, e1 := before.Versions()
+	l2, r2, c2, e2 := after.Versions()
+	if l1 != l2 || c1 != c2 || e1 != e2 {
+		t.Errorf("weight change changed listener/cluster/endpoint versions: %s/%s %s/%s %s/%s", l1, l2, c1, c2, e1, e2)
+	}
+	if r1 == r2 {
+		t.Error("weight change did not change the route version")
+	}
+	if before.RouteVersion("checkout") == after.RouteVersion("checkout") {
+		t.Error("weight change did not change RouteVersion(checkout)")
+	}
+	if before.RouteVersion("payments") != after.RouteVersion("payments") {
+		t.Error("weight change of checkout changed RouteVersion(payments)")
+	}
+	if v := before.RouteVersion("nope"); v != "" {
+		t.Errorf("RouteVersion of an unknown service = %q, want empty", v)
+	}
+
+	// Same input, same versions, however often it is translated.
+	for range 20 {
+		again, err := Translate([]Desired{baseDesired(), other})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, r, c, e := again.Versions()
+		if l != l1 || r != r1 || c != c1 || e != e1 {
+			t.Fatal("the same desired state gave different versions")
+		}
+	}
+
+	// An endpoint change changes only the endpoint version.
+	ep := baseDesired()
+	ep.Service.Versions[1].Endpoints = append(ep.Service.Versions[1].Endpoints, catalog.Endpoint{Host: "10.0.1.2", Port: 8080})
+	changed, err := Translate([]Desired{ep, other})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l3, r3, c3, e3 := changed.Versions()
+	if l3 != l1 || r3 != r1 || c3 != c1 || e3 == e1 {
+		t.Errorf("endpoint change: versions %s %s %s %s vs %s %s %s %s", l3, r3, c3, e3, l1, r1, c1, e1)
+	}
+}
+
+func TestTranslateRejects(t *testing.T) {
+	dupPort := baseDesired()
+	dupPort.Service.Name = "payments"
+	bad := baseDesired()
+	bad.Weights = map[string]uint32{"stable": 1}
+	for _, c := range []struct {
+		name    string
+		desired []Desired
+		want    []string
+	}{
+		{"duplicate service", []Desired{baseDesired(), baseDesired()}, []string{`service "checkout" (desired[1]): duplicate service name`}},
+		{"duplicate port", []Desired{baseDesired(), dupPort}, []string{`service "payments" (desired[1]): port 9001 already used by service "checkout"`}},
+		{"invalid service", []Desired{bad}, []string{`service "checkout" (desired[0]): weights: sum to 1, want 10000`}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Translate(c.desired)
+			wantErrs(t, err, c.want...)
+		})
+	}
+	if _, err := TranslateService(bad); err == nil || !strings.Contains(err.Error(), `service "checkout": weights: sum to 1`) {
+		t.Errorf("TranslateService: %v", err)
+	}
+}
+
+func wantErrs(t *testing.T, err error, want ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("no error, want %q", want)
+	}
+	t.Logf("error: %v", err)
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q\nlacks %q", err, w)
+		}
+	}
+}
+
+func TestDesiredValidate(t *testing.T) {
+	if err := baseDesired().Validate(); err != nil {
+		t.Fatalf("valid desired: %v", err)
+	}
+	for _, c := range []struct {
+		name string
+		mut  func(*Desired)
+		want []string
+	}{
+		{"weights do not sum", func(d *Desired) { d.Weights["canary"] = 50 }, []string{"weights: sum to 9950, want 10000"}},
+		{"all weights zero", func(d *Desired) { d.Weights = nil }, []string{"weights: sum to 0, want 10000"}},
+		{"weight above total", func(d *Desired) { d.Weights = map[string]uint32{"stable": 20000} }, []string{`weights["stable"]: 20000 exceeds 10000`}},
+		{"weight of unknown version", func(d *Desired) { d.Weights["ghost"] = 0 }, []string{`weights["ghost"]: not one of service.versions`}},
+		{"no stable", func(d *Desired) { d.Service.Stable = "" }, []string{"service.stable: no stable version"}},
+		{"unknown stable", func(d *Desired) { d.Service.Stable = "v0" }, []string{`service.stable: "v0" is not one of service.versions`}},
+		{"no versions", func(d *Desired) { d.Service.Versions = nil; d.Weights = nil }, []string{"service.versions: no versions"}},
+		{"duplicate version", func(d *Desired) { d.Service.Versions[1].Name = "stable" }, []string{`service.versions[1].name: duplicate version "stable"`}},
+		{"separator in version", func(d *Desired) { d.Service.Versions[1].Name = "a|b" }, []string{`service.versions[1].name: "a|b" is not a valid name`}},
+		{"separator in service", func(d *Desired) { d.Service.Name = "a|b" }, []string{`service.name: "a|b" is not a valid name`}},
+		{"port zero", func(d *Desired) { d.Service.Port = 0 }, []string{"service.port: 0 is out of range"}},
+		{"bad domain", func(d *Desired) { d.Service.Domains = []string{"ok", ""} }, []string{"service.domains[1]"}},
+		{"no endpoints", func(d *Desired) { d.Service.Versions[0].Endpoints = nil }, []string{"service.versions[0].endpoints: no endpoints"}},
+		{"dns endpoint", func(d *Desired) { d.Service.Versions[0].Endpoints[0].Host = "stable.internal" }, []string{`service.versions[0].endpoints[0].host: "stable.internal" is not an IP address`}},
+		{"endpoint port", func(d *Desired) { d.Service.Versions[0].Endpoints[1].Port = 70000 }, []string{"service.versions[0].endpoints[1].port: 70000 is out of range"}},
+		{"duplicate endpoint", func(d *Desired) { d.Service.Versions[0].Endpoints[1] = d.Service.Versions[0].Endpoints[0] }, []string{"service.versions[0].endpoints[1]: duplicate endpoint 10.0.0.1:8080"}},
+		{"header and cookie", func(d *Desired) { d.Matches[0].Cookie = "c" }, []string{"matches[0]: both header and cookie set"}},
+		{"neither header nor cookie", func(d *Desired) { d.Matches[0].Header = "" }, []string{"matches[0]: neither header nor cookie set"}},
+		{"match unknown version", func(d *Desired) { d.Matches[0].Version = "v9" }, []string{`matches[0].version: "v9" is not one of service.versions`}},
+		{"match empty value", func(d *Desired) { d.Matches[0].Value = "" }, []string{"matches[0].value: empty"}},
+		{"match pin header", func(d *Desired) { d.Matches[0].Header = "X-Octoroll-Pin" }, []string{`matches[0].header: "X-Octoroll-Pin" is reserved`}},
+		{"match bad header", func(d *Desired) { d.Matches[0].Header = "x canary" }, []string{`matches[0].header: "x canary" is not a valid header name`}},
+		{"match bad cookie value", func(d *Desired) {
+			d.Matches[0] = Match{Cookie: "flag", Value: "a;b", Version: "canary"}
+		}, []string{`matches[0].value: "a;b" is not a valid cookie value`}},
+		{"health protocol", func(d *Desired) { d.Service.HealthCheck.Protocol = "udp" }, []string{`service.healthCheck.protocol: "udp" is not one of http, grpc, tcp`}},
+		{"health path", func(d *Desired) { d.Service.HealthCheck.Path = "healthz" }, []string{`service.healthCheck.path: "healthz" does not start with /`}},
+		{"health interval", func(d *Desired) { d.Service.HealthCheck.Interval = -1 }, []string{"service.healthCheck.interval: negative"}},
+		{"ejection percent", func(d *Desired) { d.Service.Outlier.MaxEjectionPercent = 101 }, []string{"service.outlierDetection.maxEjectionPercent: 101 exceeds 100"}},
+		{"every problem reported", func(d *Desired) {
+			d.Service.Port = 0
+			d.Weights = nil
+			d.Matches[0].Version = "v9"
+		}, []string{"service.port", "weights: sum to 0", "matches[0].version"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := baseDesired()
+			c.mut(&d)
+			wantErrs(t, d.Validate(), c.want...)
+		})
+	}
+}
+
+// editHCM rewrites the HTTP connection manager of l (api_listener or first filter).
+func editHCM(t *testing.T, l *listenerv3.Listener, edit func(*hcmv3.HttpConnectionManager)) {
+	t.Helper()
+	var a *anypb.Any
+	if l.GetApiListener() != nil {
+		a = l.GetApiListener().GetApiListener()
+	} else {
+		a = l.GetFilterChains()[0].GetFilters()[0].GetTypedConfig()
+	}
+	hcm := &hcmv3.HttpConnectionManager{}
+	if err := a.UnmarshalTo(hcm); err != nil {
+		t.Fatal(err)
+	}
+	edit(hcm)
+	if err := a.MarshalFrom(hcm); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func cloneResources(r Resources) Resources {
+	var out Resources
+	for _, l := range r.Listeners {
+		out.Listeners = append(out.Listeners, proto.Clone(l).(*listenerv3.Listener))
+	}
+	for _, rc := range r.Routes {
+		out.Routes = append(out.Routes, proto.Clone(rc).(*routev3.RouteConfiguration))
+	}
+	for _, c := range r.Clusters {
+		out.Clusters = append(out.Clusters, proto.Clone(c).(*clusterv3.Cluster))
+	}
+	for _, e := range r.Endpoints {
+		out.Endpoints = append(out.Endpoints, proto.Clone(e).(*endpointv3.ClusterLoadAssignment))
+	}
+	return out
+}
+
+func TestCheckCatches(t *testing.T) {
+	good, err := TranslateService(baseDesired())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Resources sorted by name: listeners [checkout (api), checkout|sidecar],
+	// clusters and endpoints [checkout|canary, checkout|stable].
+	api := func(r Resources) *listenerv3.Listener { return r.Listeners[0] }
+	sidecar := func(r Resources) *listenerv3.Listener { return r.Listeners[1] }
+	routes := func(r Resources) []*routev3.Route { return r.Routes[0].GetVirtualHosts()[0].GetRoutes() }
+	split := func(r Resources) *routev3.WeightedCluster {
+		rs := routes(r)
+		return rs[len(rs)-1].GetRoute().GetWeightedClusters()
+	}
+	if api(good).GetApiListener() == nil || sidecar(good).GetApiListener() != nil {
+		t.Fatal("unexpected listener order")
+	}
+	for _, c := range []struct {
+		name string
+		mut  func(t *testing.T, r *Resources)
+		want []string
+	}{
+		{"all weights zero", func(t *testing.T, r *Resources) {
+			for _, cw := range split(*r).GetClusters() {
+				cw.Weight = wrapperspb.UInt32(0)
+			}
+		}, []string{`routes[3] "split": weighted_clusters: every weight is 0`}},
+		{"weights do not sum to total", func(t *testing.T, r *Resources) {
+			split(*r).GetClusters()[0].Weight = wrapperspb.UInt32(1)
+		}, []string{"weighted_clusters: weights sum to 9901, want 10000"}},
+		{"empty weighted clusters", func(t *testing.T, r *Resources) {
+			split(*r).Clusters = nil
+		}, []string{"weighted_clusters is empty"}},
+		{"stale total weight", func(t *testing.T, r *Resources) {
+			split(*r).TotalWeight = wrapperspb.UInt32(100) //nolint:staticcheck // testing the deprecated field
+		}, []string{"total_weight 100 differs from the sum 10000"}},
+		{"no router in sidecar", func(t *testing.T, r *Resources) {
+			editHCM(t, sidecar(*r), func(h *hcmv3.HttpConnectionManager) { h.HttpFilters = nil })
+		}, []string{`listener "checkout|sidecar": filter_chains[0].filters[0] "envoy.filters.network.http_connection_manager": no http_filters`}},
+		{"no router in api_listener", func(t *testing.T, r *Resources) {
+			editHCM(t, api(*r), func(h *hcmv3.HttpConnectionManager) {
+				h.HttpFilters = []*hcmv3.HttpFilter{{Name: "envoy.filters.http.fault", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&faultv3.HTTPFault{})}}}
+			})
+		}, []string{`listener "checkout": api_listener: last http filter "envoy.filters.http.fault" is not the router`}},
+		{"router not last", func(t *testing.T, r *Resources) {
+			editHCM(t, api(*r), func(h *hcmv3.HttpConnectionManager) {
+				h.HttpFilters = append(h.HttpFilters, &hcmv3.HttpFilter{Name: "envoy.filters.http.fault", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&faultv3.HTTPFault{})}})
+			})
+		}, []string{"http_filters[0]: router filter is not last", "is not the router"}},
+		{"router without typed config", func(t *testing.T, r *Resources) {
+			editHCM(t, api(*r), func(h *hcmv3.HttpConnectionManager) { h.HttpFilters[0].ConfigType = nil })
+		}, []string{"router filter has no typed_config"}},
+		{"api_listener without RDS", func(t *testing.T, r *Resources) {
+			editHCM(t, api(*r), func(h *hcmv3.HttpConnectionManager) {
+				h.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: proto.Clone(r.Routes[0]).(*routev3.RouteConfiguration)}
+			})
+		}, []string{`listener "checkout": api_listener: does not use RDS`}},
+		{"api_listener RDS not over ADS", func(t *testing.T, r *Resources) {
+			editHCM(t, api(*r), func(h *hcmv3.HttpConnectionManager) {
+				h.GetRds().ConfigSource = &corev3.ConfigSource{ConfigSourceSpecifier: &corev3.ConfigSource_Path{Path: "/etc/routes.yaml"}}
+			})
+		}, []string{"rds.config_source is not ads or self"}},
+		{"api_listener dangling route", func(t *testing.T, r *Resources) {
+			editHCM(t, api(*r), func(h *hcmv3.HttpConnectionManager) { h.GetRds().RouteConfigName = "nope" })
+		}, []string{`listener "checkout": api_listener: route "nope" does not exist`}},
+		{"api_listener is not an HCM", func(t *testing.T, r *Resources) {
+			api(*r).GetApiListener().ApiListener = mustAny(&routerv3.Router{})
+		}, []string{`listener "checkout": api_listener: type "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" is not an HTTP connection manager`}},
+		{"api_listener trusts xff hops", func(t *testing.T, r *Resources) {
+			editHCM(t, api(*r), func(h *hcmv3.HttpConnectionManager) { h.XffNumTrustedHops = 1 })
+		}, []string{"xff_num_trusted_hops must be 0"}},
+		{"dangling cluster reference", func(t *testing.T, r *Resources) {
+			routes(*r)[1].GetRoute().ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: "checkout|ghost"}
+		}, []string{`routes[1] "pin-canary": cluster "checkout|ghost" does not exist`}},
+		{"dangling weighted cluster", func(t *testing.T, r *Resources) {
+			split(*r).GetClusters()[0].Name = "checkout|ghost"
+		}, []string{`"split": cluster "checkout|ghost" does not exist`}},
+		{"route without path match", func(t *testing.T, r *Resources) {
+			routes(*r)[0].GetMatch().PathSpecifier = nil
+		}, []string{`routes[0] "match-0": no path match`}},
+		{"bad header regex", func(t *testing.T, r *Resources) {
+			routes(*r)[0].GetMatch().Headers = []*routev3.HeaderMatcher{{Name: "cookie", HeaderMatchSpecifier: &routev3.HeaderMatcher_SafeRegexMatch{SafeRegexMatch: &matcherv3.RegexMatcher{Regex: "(("}}}}
+		}, []string{`headers[0]: regex "(("`}},
+		{"zero locality weight", func(t *testing.T, r *Resources) {
+			r.Endpoints[0].GetEndpoints()[0].LoadBalancingWeight = nil
+		}, []string{`endpoints "checkout|canary": endpoints[0]: load_balancing_weight is 0 or unset`}},
+		{"locality without ID", func(t *testing.T, r *Resources) {
+			r.Endpoints[0].GetEndpoints()[0].Locality = nil
+		}, []string{`endpoints "checkout|canary": endpoints[0]: no locality`}},
+		{"zero endpoint weight", func(t *testing.T, r *Resources) {
+			r.Endpoints[0].GetEndpoints()[0].GetLbEndpoints()[0].LoadBalancingWeight = wrapperspb.UInt32(0)
+		}, []string{"lb_endpoints[0]: load_balancing_weight is 0"}},
+		{"DNS name in EDS", func(t *testing.T, r *Resources) {
+			r.Endpoints[1].GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress().Address = "stable.internal"
+		}, []string{`endpoints "checkout|stable": endpoints[0].lb_endpoints[0]: address "stable.internal" is not an IP address`}},
+		{"duplicate endpoint address", func(t *testing.T, r *Resources) {
+			lbe := r.Endpoints[1].GetEndpoints()[0].GetLbEndpoints()
+			lbe[1] = proto.Clone(lbe[0]).(*endpointv3.LbEndpoint)
+		}, []string{"lb_endpoints[1]: duplicate address 10.0.0.1:8080"}},
+		{"cluster without endpoints", func(t *testing.T, r *Resources) {
+			r.Endpoints = r.Endpoints[1:]
+		}, []string{`cluster "checkout|canary": no ClusterLoadAssignment "checkout|canary"`}},
+		{"unreferenced endpoints", func(t *testing.T, r *Resources) {
+			extra := proto.Clone(r.Endpoints[0]).(*endpointv3.ClusterLoadAssignment)
+			extra.ClusterName = "checkout|orphan"
+			r.Endpoints = append(r.Endpoints, extra)
+		}, []string{`endpoints "checkout|orphan": not referenced by any EDS cluster`}},
+		{"unreferenced route", func(t *testing.T, r *Resources) {
+			extra := proto.Clone(r.Routes[0]).(*routev3.RouteConfiguration)
+			extra.Name = "orphan"
+			r.Routes = append(r.Routes, extra)
+		}, []string{`route "orphan": not referenced by any listener`}},
+		{"duplicate cluster", func(t *testing.T, r *Resources) {
+			r.Clusters = append(r.Clusters, proto.Clone(r.Clusters[0]).(*clusterv3.Cluster))
+		}, []string{`cluster "checkout|canary": duplicate name`}},
+		{"duplicate listener", func(t *testing.T, r *Resources) {
+			r.Listeners = append(r.Listeners, proto.Clone(r.Listeners[1]).(*listenerv3.Listener))
+		}, []string{`listener "checkout|sidecar": duplicate name`, "address 0.0.0.0:9001 already used"}},
+		{"EDS not over ADS", func(t *testing.T, r *Resources) {
+			r.Clusters[0].GetEdsClusterConfig().EdsConfig = &corev3.ConfigSource{ConfigSourceSpecifier: &corev3.ConfigSource_Path{Path: "/eds.yaml"}}
+		}, []string{`cluster "checkout|canary": eds_cluster_config.eds_config is not ads or self`}},
+		{"lb policy gRPC does not support", func(t *testing.T, r *Resources) {
+			r.Clusters[0].LbPolicy = clusterv3.Cluster_MAGLEV
+		}, []string{"lb_policy MAGLEV is not supported by gRPC-Go"}},
+		{"outlier percent", func(t *testing.T, r *Resources) {
+			r.Clusters[0].GetOutlierDetection().EnforcingSuccessRate = wrapperspb.UInt32(101)
+		}, []string{"outlier_detection.enforcing_success_rate 101 exceeds 100"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := cloneResources(good)
+			c.mut(t, &r)
+			wantErrs(t, Check(r), c.want...)
+			if err := Check(good); err != nil {
+				t.Fatalf("mutation leaked into the original: %v", err)
 			}
 		})
 	}
