@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -181,17 +182,18 @@ func syncDir(dir string) error {
 	return err
 }
 
-// boltOpenError turns bbolt's open errors into the store's.
+// boltOpenError turns bbolt's open errors into the store's. The file is known
+// to exist, so anything but a lock timeout or a permission problem means its
+// contents could not be read as a bbolt file.
 func boltOpenError(path string, timeout time.Duration, err error) error {
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
 		return fmt.Errorf("%w: %s is held by another process (is another octoroll running with the same state directory?); gave up after %s",
 			ErrLocked, path, timeout)
-	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum),
-		errors.Is(err, berrors.ErrVersionMismatch):
-		return &CorruptError{Path: path, Detail: "bbolt meta pages: " + err.Error()}
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("%s: %w", path, err)
 	}
-	return fmt.Errorf("%s: %w", path, err)
+	return &CorruptError{Path: path, Detail: "not a readable bbolt file: " + err.Error()}
 }
 
 // Path returns the state file's path.

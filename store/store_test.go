@@ -123,11 +123,11 @@ func TestActiveIndexAcrossTransitions(t *testing.T) {
 		wantActive map[string]string
 	}{
 		{"r1", "checkout", true, nil, map[string]string{"checkout": "r1", "payments": ""}},
-		{"r1", "checkout", true, nil, map[string]string{"checkout": "r1"}},        // next stage
+		{"r1", "checkout", true, nil, map[string]string{"checkout": "r1"}},         // next stage
 		{"r2", "checkout", true, ErrConflict, map[string]string{"checkout": "r1"}}, // one per service
 		{"p1", "payments", true, nil, map[string]string{"checkout": "r1", "payments": "p1"}},
-		{"r1", "payments", false, ErrInvalid, map[string]string{"checkout": "r1"}}, // a rollout keeps its service
-		{"r2", "checkout", false, nil, map[string]string{"checkout": "r1"}},        // an inactive one does not touch the index
+		{"r1", "payments", false, ErrInvalid, map[string]string{"checkout": "r1"}},          // a rollout keeps its service
+		{"r2", "checkout", false, nil, map[string]string{"checkout": "r1"}},                 // an inactive one does not touch the index
 		{"r1", "checkout", false, nil, map[string]string{"checkout": "", "payments": "p1"}}, // completed
 		{"r2", "checkout", true, nil, map[string]string{"checkout": "r2"}},
 		{"p1", "payments", false, nil, map[string]string{"checkout": "r2", "payments": ""}}, // rolled back

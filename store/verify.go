@@ -82,6 +82,9 @@ func verifyTx(path string, fileSize int64, tx *bolt.Tx) error {
 		return corrupt("file is %d bytes but its meta page records %d bytes of pages (truncated?)", fileSize, tx.Size())
 	}
 
+	if tx.Bucket(bucketMeta) == nil {
+		return corrupt("no schema version: not an octoroll state file")
+	}
 	s := &Store{path: path}
 	raw, err := s.get(tx, bucketMeta, keySchema)
 	if errors.Is(err, ErrNotFound) {
@@ -132,16 +135,16 @@ func verifyTx(path string, fileSize int64, tx *bolt.Tx) error {
 		}
 		records[id] = rec
 	}
-	for k, id := range values[string(bucketOrder)] {
-		rec, ok := records[string(id)]
-		if len(k) != 8 || !ok || !bytes.Equal([]byte(k), be64(rec.Order)) {
-			return corrupt("bucket order key %s: does not match rollout %q", printable([]byte(k)), id)
-		}
-	}
 	for service, id := range values[string(bucketActive)] {
 		rec, ok := records[string(id)]
 		if !ok || !rec.Active || rec.Service != service {
 			return corrupt("active rollout of service %q is %q, which is not an active rollout of that service", service, id)
+		}
+	}
+	for k, id := range values[string(bucketOrder)] {
+		rec, ok := records[string(id)]
+		if len(k) != 8 || !ok || !bytes.Equal([]byte(k), be64(rec.Order)) {
+			return corrupt("bucket order key %s: does not match rollout %q", printable([]byte(k)), id)
 		}
 	}
 	for k, payload := range values[string(bucketEvents)] {
