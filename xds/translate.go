@@ -8,6 +8,7 @@ package xds
 
 import (
 	"cmp"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -632,4 +633,66 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// HostResolver resolves a DNS name to IP addresses. *net.Resolver satisfies it.
+type HostResolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+}
+
+// ResolveEndpoints returns a copy of d in which every endpoint host that is a DNS name is
+// replaced by the IP addresses it resolves to (same port, sorted, duplicates dropped).
+// Translation needs IP addresses: Envoy rejects DNS names in EDS socket addresses, and
+// gRPC-Go would dial a name as one endpoint, hiding the addresses behind it from its load
+// balancer. It is the one function of translation that calls out, through r; call it
+// before Translate and again when the names may have moved. d is not modified.
+func ResolveEndpoints(ctx context.Context, r HostResolver, d Desired) (Desired, error) {
+	out := d
+	out.Service.Versions = make([]catalog.Version, len(d.Service.Versions))
+	var errs []error
+	for i, v := range d.Service.Versions {
+		v.Endpoints = resolveVersion(ctx, r, v.Endpoints, func(err error) {
+			errs = append(errs, fmt.Errorf("service.versions[%d] %q: %w", i, v.Name, err))
+		})
+		out.Service.Versions[i] = v
+	}
+	if len(errs) > 0 {
+		return Desired{}, fmt.Errorf("resolve endpoints of service %q: %w", d.Service.Name, errors.Join(errs...))
+	}
+	return out, nil
+}
+
+func resolveVersion(ctx context.Context, r HostResolver, eps []catalog.Endpoint, fail func(error)) []catalog.Endpoint {
+	out := make([]catalog.Endpoint, 0, len(eps))
+	seen := map[catalog.Endpoint]bool{}
+	add := func(ep catalog.Endpoint) {
+		if !seen[ep] {
+			seen[ep] = true
+			out = append(out, ep)
+		}
+	}
+	for _, ep := range eps {
+		if _, err := netip.ParseAddr(ep.Host); err == nil {
+			add(ep)
+			continue
+		}
+		addrs, err := r.LookupNetIP(ctx, "ip", ep.Host)
+		if err != nil {
+			fail(fmt.Errorf("resolve %q: %w", ep.Host, err))
+			continue
+		}
+		if len(addrs) == 0 {
+			fail(fmt.Errorf("resolve %q: no addresses", ep.Host))
+			continue
+		}
+		ips := make([]netip.Addr, 0, len(addrs))
+		for _, a := range addrs {
+			ips = append(ips, a.Unmap())
+		}
+		slices.SortFunc(ips, netip.Addr.Compare)
+		for _, a := range ips {
+			add(catalog.Endpoint{Host: a.String(), Port: ep.Port})
+		}
+	}
+	return out
 }

@@ -1,9 +1,11 @@
 package xds
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -688,4 +690,41 @@ func TestCheckCatches(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fakeResolver is a fixed name table.
+type fakeResolver map[string][]netip.Addr
+
+func (f fakeResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	addrs, ok := f[host]
+	if !ok {
+		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+	}
+	return addrs, nil
+}
+
+func TestResolveEndpoints(t *testing.T) {
+	r := fakeResolver{
+		"stable.internal": {netip.MustParseAddr("10.0.0.9"), netip.MustParseAddr("10.0.0.3"), netip.MustParseAddr("::ffff:10.0.0.1")},
+	}
+	d := baseDesired()
+	d.Service.Versions[0].Endpoints = []catalog.Endpoint{{Host: "stable.internal", Port: 8080}, {Host: "10.0.0.1", Port: 8080}}
+	got, err := ResolveEndpoints(t.Context(), r, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []catalog.Endpoint{{Host: "10.0.0.1", Port: 8080}, {Host: "10.0.0.3", Port: 8080}, {Host: "10.0.0.9", Port: 8080}}
+	if diff := cmp.Diff(want, got.Service.Versions[0].Endpoints); diff != "" {
+		t.Errorf("endpoints (-want +got):\n%s", diff)
+	}
+	if d.Service.Versions[0].Endpoints[0].Host != "stable.internal" {
+		t.Error("ResolveEndpoints modified its input")
+	}
+	if _, err := TranslateService(got); err != nil {
+		t.Errorf("resolved desired does not translate: %v", err)
+	}
+
+	d.Service.Versions[1].Endpoints[0].Host = "gone.internal"
+	_, err = ResolveEndpoints(t.Context(), r, d)
+	wantErrs(t, err, `service.versions[1] "canary": resolve "gone.internal"`)
 }
