@@ -30,9 +30,9 @@ import (
 	_ "google.golang.org/grpc/xds" // registers the xds:/// resolver and balancers
 )
 
-// InjectedMarker is the text the example app puts in the status message of the
-// failures its --error-rate knob injects.
-const InjectedMarker = "injected failure"
+// InjectedMarker ends the status message of the failures the example app's
+// --error-rate knob injects: "<service>/<version>: injected failure".
+const InjectedMarker = ": injected failure"
 
 func main() {
 	if err := run(); err != nil {
@@ -159,7 +159,7 @@ func (s *stats) record(resp *testpb.SimpleResponse, err error) {
 		return
 	}
 	msg := status.Convert(err).Message()
-	if v, ok := strings.CutPrefix(msg, InjectedMarker+" by "); ok {
+	if v, ok := strings.CutSuffix(msg, InjectedMarker); ok {
 		s.Injected[versionOf(v)]++
 		return
 	}
