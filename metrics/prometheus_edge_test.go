@@ -1,0 +1,204 @@
+package metrics_test
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/octoacme/octoroll/catalog"
+	"github.com/octoacme/octoroll/metrics"
+)
+
+// fakeAPI answers /api/v1/query by the query's first word: requests (sum(rate(...)) of
+// all codes), errorRate or p99. It stands in for a Prometheus server only for the
+// answers a real one will not give on demand.
+type fakeAPI struct {
+	mu      sync.Mutex
+	queries []string
+}
+
+func vector(v string) string {
+	return `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1700000000,"` + v + `"]}]}}`
+}
+
+const emptyVector = `{"status":"success","data":{"resultType":"vector","result":[]}}`
+
+func (f *fakeAPI) server(t *testing.T, answer func(kind string) (int, string)) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := r.ParseForm(); err != nil {
+			t.Errorf("parse form: %v", err)
+		}
+		q := r.Form.Get("query")
+		f.mu.Lock()
+		f.queries = append(f.queries, q)
+		f.mu.Unlock()
+		kind := "requests"
+		switch {
+		case strings.HasPrefix(q, "histogram_quantile"):
+			kind = "p99"
+		case strings.Contains(q, "code=~"), strings.Contains(q, " / "):
+			kind = "errorRate"
+		}
+		code, body := answer(kind)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_, _ = w.Write([]byte(body))
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func TestPrometheusEdgeCases(t *testing.T) {
+	ok := func(requests, errRate, p99 string) func(string) (int, string) {
+		return func(kind string) (int, string) {
+			switch kind {
+			case "requests":
+				return 200, requests
+			case "errorRate":
+				return 200, errRate
+			}
+			return 200, p99
+		}
+	}
+	tests := []struct {
+		name       string
+		answer     func(kind string) (int, string)
+		want       metrics.Stats
+		wantNoData bool
+		wantErr    bool
+		wantWarn   bool
+	}{
+		{name: "values", answer: ok(vector("2"), vector("0.05"), vector("0.3")),
+			want: metrics.Stats{Requests: 600, Errors: 30, P99: 300 * time.Millisecond}},
+		{name: "scalar result", answer: ok(`{"status":"success","data":{"resultType":"scalar","result":[1700000000,"2"]}}`, vector("0"), vector("0.3")),
+			want: metrics.Stats{Requests: 600, P99: 300 * time.Millisecond}},
+		{name: "no requests series", answer: ok(emptyVector, emptyVector, emptyVector), wantNoData: true},
+		{name: "NaN requests", answer: ok(vector("NaN"), vector("NaN"), vector("NaN")), wantNoData: true},
+		{name: "zero traffic is zero, not no data", answer: ok(vector("0"), vector("NaN"), vector("NaN")),
+			want: metrics.Stats{}},
+		{name: "no latency data leaves P99 unknown", answer: ok(vector("1"), vector("0"), vector("NaN")),
+			want: metrics.Stats{Requests: 300}},
+		{name: "error rate missing with traffic is no data", answer: ok(vector("1"), emptyVector, vector("0.1")), wantNoData: true},
+		{name: "warnings are logged, result kept", wantWarn: true,
+			answer: func(kind string) (int, string) {
+				return 200, `{"status":"success","warnings":["partial response"],"data":{"resultType":"vector","result":[{"metric":{},"value":[1700000000,"1"]}]}}`
+			},
+			want: metrics.Stats{Requests: 300, Errors: 300, P99: time.Second}},
+		{name: "server error", wantErr: true, answer: func(string) (int, string) {
+			return 500, `{"status":"error","errorType":"internal","error":"boom"}`
+		}},
+		{name: "bad query on one of three", wantErr: true, answer: func(kind string) (int, string) {
+			if kind == "p99" {
+				return 400, `{"status":"error","errorType":"bad_data","error":"parse error"}`
+			}
+			return 200, vector("1")
+		}},
+		{name: "malformed body", wantErr: true, answer: func(string) (int, string) { return 200, `{"status":"success","data":` }},
+		{name: "not JSON", wantErr: true, answer: func(string) (int, string) { return 502, `<html>bad gateway</html>` }},
+		{name: "several series", wantErr: true, answer: ok(
+			`{"status":"success","data":{"resultType":"vector","result":[{"metric":{"a":"1"},"value":[1,"1"]},{"metric":{"a":"2"},"value":[1,"1"]}]}}`,
+			vector("0"), vector("0.1"))},
+		{name: "error rate above 1", wantErr: true, answer: ok(vector("1"), vector("1.5"), vector("0.1"))},
+		{name: "matrix result", wantErr: true, answer: ok(
+			`{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"1"]]}]}}`, vector("0"), vector("0.1"))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			core, logs := observer.New(zap.WarnLevel)
+			f := &fakeAPI{}
+			src, err := metrics.NewPrometheus(zap.New(core), metrics.PrometheusConfig{Address: f.server(t, tt.answer)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := src.VersionStats(t.Context(), catalog.Service{Name: "checkout"}, "v2", 5*time.Minute, time.Unix(1700000000, 0))
+			switch {
+			case tt.wantNoData:
+				if !errors.Is(err, metrics.ErrNoData) {
+					t.Fatalf("err = %v, want ErrNoData", err)
+				}
+			case tt.wantErr:
+				if err == nil || errors.Is(err, metrics.ErrNoData) {
+					t.Fatalf("err = %v, want a failure other than ErrNoData", err)
+				}
+			default:
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !within(got.Requests, tt.want.Requests, 1e-9) || !within(got.Errors, tt.want.Errors, 1e-9) ||
+					(got.P99-tt.want.P99).Abs() > time.Microsecond {
+					t.Errorf("got %+v, want %+v", got, tt.want)
+				}
+			}
+			if gotWarn := logs.FilterMessage("query warnings").Len() > 0; gotWarn != tt.wantWarn {
+				t.Errorf("warning logged = %v, want %v", gotWarn, tt.wantWarn)
+			}
+		})
+	}
+}
+
+func TestPrometheusRendersTemplates(t *testing.T) {
+	f := &fakeAPI{}
+	url := f.server(t, func(string) (int, string) { return 200, vector("1") })
+	src, err := metrics.NewPrometheus(zap.NewNop(), metrics.PrometheusConfig{Address: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := catalog.Service{Name: "checkout", Metrics: catalog.MetricQueries{
+		LatencyP99: `histogram_quantile(0.99, sum by (le) (rate(envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name="{{.Cluster}}"}[{{.Window}}]))) / 1000`,
+	}}
+	if _, err := src.VersionStats(t.Context(), svc, "v2", 90*time.Second, time.Unix(1700000000, 0)); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{
+		`sum(rate(requests_total{service="checkout",version="v2"}[1m30s]))`:                                                                                                                                                                     true,
+		`histogram_quantile(0.99, sum by (le) (rate(envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name="checkout|v2"}[1m30s]))) / 1000`:                                                                                                   true,
+		`(sum(rate(requests_total{service="checkout",version="v2",code=~"5..|Unknown|DeadlineExceeded|Unimplemented|Internal|Unavailable|DataLoss"}[1m30s])) or vector(0)) / sum(rate(requests_total{service="checkout",version="v2"}[1m30s]))`: true,
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.queries) != len(want) {
+		t.Fatalf("queries = %q, want %d", f.queries, len(want))
+	}
+	for _, q := range f.queries {
+		if !want[q] {
+			t.Errorf("unexpected query %q", q)
+		}
+	}
+
+	bad := catalog.Service{Name: "checkout", Metrics: catalog.MetricQueries{Requests: `{{.Nope}}`}}
+	if _, err := src.VersionStats(t.Context(), bad, "v2", time.Minute, time.Now()); err == nil {
+		t.Error("unknown template field: no error")
+	}
+	if _, err := src.VersionStats(t.Context(), svc, "v2", 0, time.Now()); err == nil {
+		t.Error("zero window: no error")
+	}
+}
+
+func TestPromDuration(t *testing.T) {
+	tests := []struct {
+		in   time.Duration
+		want string
+	}{
+		{5 * time.Minute, "5m"},
+		{90 * time.Second, "1m30s"},
+		{1500 * time.Millisecond, "1s500ms"},
+		{time.Hour, "1h"},
+		{1400 * time.Microsecond, "1ms"},
+	}
+	for _, tt := range tests {
+		got, err := metrics.PromDuration(tt.in)
+		if err != nil || got != tt.want {
+			t.Errorf("PromDuration(%v) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+	if _, err := metrics.PromDuration(100 * time.Microsecond); err == nil {
+		t.Error("sub-millisecond window: no error")
+	}
+}
