@@ -1,0 +1,308 @@
+package xds
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
+	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
+	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+)
+
+// Options configure a Server. The zero value is usable: plaintext, default keepalive.
+type Options struct {
+	// KeepaliveTime is how long a connection may stay idle before the server pings the
+	// proxy. Default 30s.
+	KeepaliveTime time.Duration
+	// KeepaliveTimeout is how long the server waits for the ping answer. Default 10s.
+	KeepaliveTimeout time.Duration
+	// MinPingInterval is the shortest interval between proxy pings the server tolerates
+	// (keepalive enforcement); faster pingers are disconnected. Default 10s.
+	MinPingInterval time.Duration
+	// ShutdownGrace bounds the graceful stop after the Serve context ends. Default 5s.
+	ShutdownGrace time.Duration
+
+	// CertFile and KeyFile enable TLS (PEM files). ClientCAFile additionally requires
+	// and verifies client certificates (mTLS).
+	CertFile, KeyFile, ClientCAFile string
+
+	// AllowRawPublish enables PublishRaw, which serves resources without octoroll's
+	// checks. Tests use it to make a proxy NACK; never enable it in production.
+	AllowRawPublish bool
+}
+
+func (o Options) withDefaults() Options {
+	if o.KeepaliveTime <= 0 {
+		o.KeepaliveTime = 30 * time.Second
+	}
+	if o.KeepaliveTimeout <= 0 {
+		o.KeepaliveTimeout = 10 * time.Second
+	}
+	if o.MinPingInterval <= 0 {
+		o.MinPingInterval = 10 * time.Second
+	}
+	if o.ShutdownGrace <= 0 {
+		o.ShutdownGrace = 5 * time.Second
+	}
+	return o
+}
+
+// Server serves the translated resources of every service over xDS (ADS, the per-type
+// SotW services and delta) and tracks what each proxy applied. It is safe for
+// concurrent use.
+type Server struct {
+	log   *zap.Logger
+	opts  Options
+	cache *Cache
+	track *tracker
+
+	updMu   sync.Mutex
+	current Resources
+
+	serves       atomic.Int64
+	updates      atomic.Uint64
+	updateErrors atomic.Uint64
+	pushNanos    atomic.Int64
+	lastPush     atomic.Int64
+}
+
+// NewServer returns a Server with no resources; call Update before proxies connect, or
+// they receive empty configurations.
+func NewServer(log *zap.Logger, opts Options) *Server {
+	log = log.Named("xds")
+	return &Server{
+		log:   log,
+		opts:  opts.withDefaults(),
+		cache: NewCache(),
+		track: newTracker(log),
+	}
+}
+
+// Update translates desired, checks the result and publishes it. Only the resource
+// types whose content changed are sent, and only to the proxies watching a changed
+// resource. On error nothing changes: the previous state keeps serving.
+func (s *Server) Update(desired []Desired) error {
+	res, err := Translate(desired)
+	if err == nil {
+		err = Check(res)
+	}
+	if err != nil {
+		s.updateErrors.Add(1)
+		return fmt.Errorf("update xds resources: %w", err)
+	}
+	s.updMu.Lock()
+	defer s.updMu.Unlock()
+	byType := map[string][]types.Resource{}
+	for t, rs := range res.ByType() {
+		byType[t] = rs
+	}
+	start := time.Now()
+	changed, err := s.cache.Set(byType)
+	if err != nil {
+		s.updateErrors.Add(1)
+		return fmt.Errorf("publish xds resources: %w", err)
+	}
+	s.current = res
+	s.observePush(start, changed)
+	return nil
+}
+
+func (s *Server) observePush(start time.Time, changed []string) {
+	if len(changed) == 0 {
+		return
+	}
+	d := time.Since(start)
+	s.updates.Add(1)
+	s.pushNanos.Add(int64(d))
+	s.lastPush.Store(int64(d))
+	s.log.Info("published resources", zap.Strings("types", changed), zap.Duration("took", d))
+}
+
+// PublishRaw adds or replaces resources of one type without octoroll's checks. It
+// exists for tests that need a proxy to reject a configuration, and fails unless
+// Options.AllowRawPublish is set.
+func (s *Server) PublishRaw(typeURL string, res ...types.Resource) error {
+	if !s.opts.AllowRawPublish {
+		return errors.New("publish raw resources: disabled (Options.AllowRawPublish)")
+	}
+	start := time.Now()
+	changed, err := s.cache.Upsert(typeURL, res...)
+	if err != nil {
+		return fmt.Errorf("publish raw resources: %w", err)
+	}
+	s.observePush(start, changed)
+	return nil
+}
+
+// Resources returns the resources of the last successful Update.
+func (s *Server) Resources() Resources {
+	s.updMu.Lock()
+	defer s.updMu.Unlock()
+	return s.current
+}
+
+// RouteVersion returns the version of the service's RouteConfiguration as served now
+// ("" when there is none). It equals Resources.RouteVersion of the published resources.
+func (s *Server) RouteVersion(service string) string {
+	return s.cache.Version(resource.RouteType, RouteName(service))
+}
+
+// Proxies returns the status of every connected proxy, sorted by node id.
+func (s *Server) Proxies() []ProxyStatus {
+	return s.track.proxyStatuses()
+}
+
+// Convergence reports how many proxies subscribed to the service's route have ACKed
+// the route version served now.
+func (s *Server) Convergence(service string) Convergence {
+	c, _ := s.track.convergence(service, RouteName(service), s.RouteVersion(service))
+	return c
+}
+
+// WaitAcked waits until every proxy subscribed to the service's route has ACKed
+// routeVersion. It returns an *AckError matching ErrNACKed as soon as a subscribed proxy
+// rejects that version, one matching ErrNotAcked naming the stragglers after timeout,
+// or the context's error. With no subscribed proxy it returns nil at once.
+func (s *Server) WaitAcked(ctx context.Context, service, routeVersion string, timeout time.Duration) error {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		c, changed := s.track.convergence(service, RouteName(service), routeVersion)
+		if c.Done() {
+			return nil
+		}
+		if c.NACK != nil {
+			return &AckError{Convergence: c, Timeout: timeout}
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			c, _ = s.track.convergence(service, RouteName(service), routeVersion)
+			if c.Done() {
+				return nil
+			}
+			return &AckError{Convergence: c, Timeout: timeout}
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %q route version %s: %w", service, routeVersion, ctx.Err())
+		}
+	}
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() Stats {
+	s.track.mu.Lock()
+	proxies, streams := len(s.track.proxies), len(s.track.streams)
+	s.track.mu.Unlock()
+	return Stats{
+		ConnectedProxies: proxies,
+		OpenStreams:      streams,
+		StreamsOpened:    s.track.streamsOpened.Load(),
+		Pushes:           s.track.pushes.Load(),
+		ACKs:             s.track.acks.Load(),
+		NACKs:            s.track.nacks.Load(),
+		Updates:          s.updates.Load(),
+		UpdateErrors:     s.updateErrors.Load(),
+		PushDuration:     time.Duration(s.pushNanos.Load()),
+		LastPushDuration: time.Duration(s.lastPush.Load()),
+	}
+}
+
+// Cache returns the server's resource cache.
+func (s *Server) Cache() *Cache { return s.cache }
+
+// Serve serves xDS on lis until ctx ends, then closes every stream and stops
+// gracefully. It may be called more than once, on different listeners.
+func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
+	gopts := []grpc.ServerOption{
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			Time:    s.opts.KeepaliveTime,
+			Timeout: s.opts.KeepaliveTimeout,
+		}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime:             s.opts.MinPingInterval,
+			PermitWithoutStream: true,
+		}),
+	}
+	if s.opts.CertFile != "" || s.opts.KeyFile != "" {
+		creds, err := serverTLS(s.opts)
+		if err != nil {
+			return fmt.Errorf("serve xds: %w", err)
+		}
+		gopts = append(gopts, grpc.Creds(creds))
+	}
+	gs := grpc.NewServer(gopts...)
+
+	// Streams end when streamCtx does; GracefulStop would otherwise wait for them
+	// forever, since xDS streams are long-lived.
+	streamCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cb := callbacks{t: s.track, server: s.serves.Add(1)}
+	xs := serverv3.NewServer(streamCtx, s.cache, cb)
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(gs, xs)
+	clusterservice.RegisterClusterDiscoveryServiceServer(gs, xs)
+	endpointservice.RegisterEndpointDiscoveryServiceServer(gs, xs)
+	listenerservice.RegisterListenerDiscoveryServiceServer(gs, xs)
+	routeservice.RegisterRouteDiscoveryServiceServer(gs, xs)
+
+	errc := make(chan error, 1)
+	go func() { errc <- gs.Serve(lis) }()
+	s.log.Info("serving xds", zap.String("addr", lis.Addr().String()), zap.Bool("tls", s.opts.CertFile != ""))
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve xds: %w", err)
+	case <-ctx.Done():
+	}
+	cancel()
+	stopped := make(chan struct{})
+	go func() {
+		gs.GracefulStop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(s.opts.ShutdownGrace):
+		gs.Stop()
+		<-stopped
+	}
+	s.log.Info("xds server stopped", zap.String("addr", lis.Addr().String()))
+	return nil
+}
+
+func serverTLS(o Options) (credentials.TransportCredentials, error) {
+	cert, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load tls key pair: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if o.ClientCAFile != "" {
+		pem, err := os.ReadFile(o.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read client ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("client ca %s: no PEM certificates", o.ClientCAFile)
+		}
+		cfg.ClientCAs = pool
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return credentials.NewTLS(cfg), nil
+}

@@ -1,0 +1,462 @@
+package xds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"go.uber.org/zap"
+)
+
+// ProxyStatus is what octoroll knows of one connected proxy (an Envoy sidecar or a
+// proxyless gRPC client), keyed by its node id.
+type ProxyStatus struct {
+	NodeID  string `json:"nodeId"`
+	Cluster string `json:"cluster,omitempty"`
+	Zone    string `json:"zone,omitempty"`
+	// ConnectedSince is when its oldest open stream opened.
+	ConnectedSince time.Time `json:"connectedSince"`
+	// Streams is the number of open xDS streams (1 over ADS).
+	Streams int `json:"streams"`
+	// Types is keyed by resource type URL.
+	Types map[string]TypeStatus `json:"types"`
+	// NACKs counts the rejected responses since it connected; LastNACK is the latest.
+	NACKs    int   `json:"nacks"`
+	LastNACK *Nack `json:"lastNack,omitempty"`
+}
+
+// TypeStatus is a proxy's view of one resource type.
+type TypeStatus struct {
+	// Watched are the subscribed resource names, sorted; ["*"] for a wildcard watch.
+	Watched []string `json:"watched"`
+	// AckedVersion is the type version of the last ACKed response ("" before any ACK).
+	AckedVersion string `json:"ackedVersion,omitempty"`
+	// Acked maps resource name to the resource version the proxy ACKed.
+	Acked   map[string]string `json:"acked,omitempty"`
+	AckedAt time.Time         `json:"ackedAt,omitzero"`
+}
+
+// Nack is one rejected response.
+type Nack struct {
+	NodeID  string `json:"nodeId"`
+	TypeURL string `json:"typeUrl"`
+	// Version is the type version of the rejected response.
+	Version string `json:"version"`
+	// Resources are the resources of the rejected response, name to resource version.
+	Resources map[string]string `json:"resources,omitempty"`
+	// Message is the proxy's error detail.
+	Message string    `json:"message"`
+	At      time.Time `json:"at"`
+}
+
+// Stats are cumulative counters of the xDS server, for the admin layer to export.
+type Stats struct {
+	ConnectedProxies int `json:"connectedProxies"`
+	OpenStreams      int `json:"openStreams"`
+	// StreamsOpened counts every stream ever opened; unchanged across a weight change
+	// means no proxy reconnected.
+	StreamsOpened uint64 `json:"streamsOpened"`
+	// Pushes counts responses sent to proxies.
+	Pushes uint64 `json:"pushes"`
+	ACKs   uint64 `json:"acks"`
+	NACKs  uint64 `json:"nacks"`
+	// Updates counts publishes that changed at least one resource type; UpdateErrors
+	// counts rejected updates (the previous state kept serving).
+	Updates      uint64 `json:"updates"`
+	UpdateErrors uint64 `json:"updateErrors"`
+	// PushDuration is the total time spent publishing changed resources to the open
+	// watches (building and enqueuing responses), LastPushDuration the latest.
+	PushDuration     time.Duration `json:"pushDuration"`
+	LastPushDuration time.Duration `json:"lastPushDuration"`
+}
+
+// tracker follows every xDS stream and aggregates them per node id. It is safe for
+// concurrent use; its work per request is constant apart from copying resource names.
+type tracker struct {
+	log *zap.Logger
+	now func() time.Time
+
+	mu      sync.Mutex
+	streams map[streamKey]*streamState
+	proxies map[string]*proxyState
+	changed chan struct{} // closed and replaced when an ACK, NACK or (dis)connect happens
+
+	streamsOpened, pushes, acks, nacks atomic.Uint64
+}
+
+type streamKey struct {
+	server int64 // the Serve call, since go-control-plane numbers streams per server
+	delta  bool
+	id     int64
+}
+
+type streamState struct {
+	opened time.Time
+	proxy  *proxyState
+	// pending is the last response sent per type, the only one an ACK or NACK can
+	// refer to (go-control-plane drops requests with a stale nonce).
+	pending map[string]*pendingResponse
+	// watched per type: resource names, "*" for wildcard.
+	watched map[string]map[string]struct{}
+	// deltaKnown per type: what the proxy holds after the pending delta response.
+	deltaKnown map[string]map[string]string
+}
+
+type pendingResponse struct {
+	nonce     string
+	version   string
+	resources map[string]string
+}
+
+type proxyState struct {
+	id, cluster, zone string
+	streams           map[streamKey]*streamState
+	acked             map[string]TypeStatus
+	nacks             int
+	lastNack          *Nack
+}
+
+func newTracker(log *zap.Logger) *tracker {
+	return &tracker{
+		log:     log,
+		now:     time.Now,
+		streams: map[streamKey]*streamState{},
+		proxies: map[string]*proxyState{},
+		changed: make(chan struct{}),
+	}
+}
+
+// notify wakes every waiter. Called with t.mu held.
+func (t *tracker) notify() {
+	close(t.changed)
+	t.changed = make(chan struct{})
+}
+
+func (t *tracker) open(k streamKey) {
+	t.streamsOpened.Add(1)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.streams[k] = &streamState{
+		opened:     t.now(),
+		pending:    map[string]*pendingResponse{},
+		watched:    map[string]map[string]struct{}{},
+		deltaKnown: map[string]map[string]string{},
+	}
+}
+
+func (t *tracker) closed(k streamKey) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.streams[k]
+	delete(t.streams, k)
+	if st == nil || st.proxy == nil {
+		return
+	}
+	p := st.proxy
+	delete(p.streams, k)
+	if len(p.streams) == 0 {
+		delete(t.proxies, p.id)
+		t.log.Info("proxy disconnected", zap.String("node", p.id))
+	}
+	t.notify()
+}
+
+// attach binds a stream to its node on the first request that names one.
+func (t *tracker) attach(k streamKey, st *streamState, node *corev3.Node) {
+	if st.proxy != nil || node.GetId() == "" {
+		return
+	}
+	p := t.proxies[node.GetId()]
+	if p == nil {
+		p = &proxyState{
+			id:      node.GetId(),
+			cluster: node.GetCluster(),
+			zone:    node.GetLocality().GetZone(),
+			streams: map[streamKey]*streamState{},
+			acked:   map[string]TypeStatus{},
+		}
+		t.proxies[p.id] = p
+		t.log.Info("proxy connected", zap.String("node", p.id), zap.String("cluster", p.cluster), zap.String("zone", p.zone))
+	}
+	p.streams[k] = st
+	st.proxy = p
+	t.notify()
+}
+
+func (t *tracker) request(k streamKey, node *corev3.Node, typeURL, nonce string, errDetail string, isNack bool, watch func(map[string]struct{}) map[string]struct{}) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.streams[k]
+	if st == nil {
+		return
+	}
+	t.attach(k, st, node)
+	st.watched[typeURL] = watch(st.watched[typeURL])
+	p := st.proxy
+	pend := st.pending[typeURL]
+	if p == nil || nonce == "" || pend == nil || pend.nonce != nonce {
+		return
+	}
+	delete(st.pending, typeURL)
+	if isNack {
+		t.nacks.Add(1)
+		p.nacks++
+		p.lastNack = &Nack{
+			NodeID:    p.id,
+			TypeURL:   typeURL,
+			Version:   pend.version,
+			Resources: pend.resources,
+			Message:   errDetail,
+			At:        t.now(),
+		}
+		t.log.Warn("proxy rejected configuration (NACK)",
+			zap.String("node", p.id), zap.String("type", typeURL),
+			zap.String("version", pend.version), zap.String("error", errDetail))
+	} else {
+		t.acks.Add(1)
+		p.acked[typeURL] = TypeStatus{AckedVersion: pend.version, Acked: pend.resources, AckedAt: t.now()}
+	}
+	t.notify()
+}
+
+func (t *tracker) response(k streamKey, typeURL, nonce, version string, resources map[string]string) {
+	t.pushes.Add(1)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if st := t.streams[k]; st != nil {
+		st.pending[typeURL] = &pendingResponse{nonce: nonce, version: version, resources: resources}
+	}
+}
+
+// callbacks adapts the tracker to go-control-plane for one Serve call.
+type callbacks struct {
+	t      *tracker
+	server int64
+}
+
+var _ serverv3.Callbacks = callbacks{}
+
+func (c callbacks) OnStreamOpen(_ context.Context, id int64, _ string) error {
+	c.t.open(streamKey{server: c.server, id: id})
+	return nil
+}
+
+func (c callbacks) OnStreamClosed(id int64, _ *corev3.Node) {
+	c.t.closed(streamKey{server: c.server, id: id})
+}
+
+func (c callbacks) OnDeltaStreamOpen(_ context.Context, id int64, _ string) error {
+	c.t.open(streamKey{server: c.server, delta: true, id: id})
+	return nil
+}
+
+func (c callbacks) OnDeltaStreamClosed(id int64, _ *corev3.Node) {
+	c.t.closed(streamKey{server: c.server, delta: true, id: id})
+}
+
+func (c callbacks) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest) error {
+	names := req.GetResourceNames()
+	c.t.request(streamKey{server: c.server, id: id}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(),
+		req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil,
+		func(map[string]struct{}) map[string]struct{} {
+			w := make(map[string]struct{}, len(names))
+			for _, n := range names {
+				w[n] = struct{}{}
+			}
+			if len(w) == 0 && (req.GetTypeUrl() == resource.ListenerType || req.GetTypeUrl() == resource.ClusterType) {
+				w["*"] = struct{}{}
+			}
+			return w
+		})
+	return nil
+}
+
+func (c callbacks) OnStreamResponse(ctx context.Context, id int64, req *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
+	var res map[string]string
+	if info := sentFrom(ctx); info != nil {
+		res = info.resources
+	}
+	c.t.response(streamKey{server: c.server, id: id}, req.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo(), res)
+}
+
+func (c callbacks) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
+	k := streamKey{server: c.server, delta: true, id: id}
+	c.t.request(k, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(),
+		req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil,
+		func(w map[string]struct{}) map[string]struct{} {
+			if w == nil {
+				w = map[string]struct{}{}
+				if len(req.GetResourceNamesSubscribe()) == 0 {
+					w["*"] = struct{}{}
+				}
+			}
+			for _, n := range req.GetResourceNamesSubscribe() {
+				w[n] = struct{}{}
+			}
+			for _, n := range req.GetResourceNamesUnsubscribe() {
+				delete(w, n)
+			}
+			return w
+		})
+	return nil
+}
+
+func (c callbacks) OnStreamDeltaResponse(id int64, req *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
+	k := streamKey{server: c.server, delta: true, id: id}
+	t := c.t
+	t.mu.Lock()
+	st := t.streams[k]
+	var known map[string]string
+	if st != nil {
+		known = maps.Clone(st.deltaKnown[req.GetTypeUrl()])
+		if known == nil {
+			known = map[string]string{}
+		}
+		for _, r := range resp.GetResources() {
+			known[r.GetName()] = r.GetVersion()
+		}
+		for _, n := range resp.GetRemovedResources() {
+			delete(known, n)
+		}
+		st.deltaKnown[req.GetTypeUrl()] = known
+	}
+	t.mu.Unlock()
+	t.response(k, req.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo(), maps.Clone(known))
+}
+
+func (c callbacks) OnFetchRequest(context.Context, *discoveryv3.DiscoveryRequest) error { return nil }
+func (c callbacks) OnFetchResponse(*discoveryv3.DiscoveryRequest, *discoveryv3.DiscoveryResponse) {
+}
+
+// proxies returns the status of every connected proxy, sorted by node id.
+func (t *tracker) proxyStatuses() []ProxyStatus {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]ProxyStatus, 0, len(t.proxies))
+	for _, p := range t.proxies {
+		ps := ProxyStatus{
+			NodeID:  p.id,
+			Cluster: p.cluster,
+			Zone:    p.zone,
+			Streams: len(p.streams),
+			Types:   map[string]TypeStatus{},
+			NACKs:   p.nacks,
+		}
+		if p.lastNack != nil {
+			n := *p.lastNack
+			n.Resources = maps.Clone(n.Resources)
+			ps.LastNACK = &n
+		}
+		for _, st := range p.streams {
+			if ps.ConnectedSince.IsZero() || st.opened.Before(ps.ConnectedSince) {
+				ps.ConnectedSince = st.opened
+			}
+			for typ, w := range st.watched {
+				ts := ps.Types[typ]
+				ts.Watched = slices.Sorted(maps.Keys(w))
+				ps.Types[typ] = ts
+			}
+		}
+		for typ, a := range p.acked {
+			ts := ps.Types[typ]
+			ts.AckedVersion, ts.Acked, ts.AckedAt = a.AckedVersion, maps.Clone(a.Acked), a.AckedAt
+			ps.Types[typ] = ts
+		}
+		out = append(out, ps)
+	}
+	slices.SortFunc(out, func(a, b ProxyStatus) int { return strings.Compare(a.NodeID, b.NodeID) })
+	return out
+}
+
+// Convergence is how far the route of one service has reached the proxies.
+type Convergence struct {
+	Service string `json:"service"`
+	// RouteVersion is the route version the counts refer to.
+	RouteVersion string `json:"routeVersion"`
+	// Subscribed proxies watch the service's RouteConfiguration; Acked of them have
+	// ACKed RouteVersion.
+	Subscribed int `json:"subscribed"`
+	Acked      int `json:"acked"`
+	// Stragglers are the node ids of subscribed proxies that have not ACKed, sorted.
+	Stragglers []string `json:"stragglers,omitempty"`
+	// NACK is the latest rejection of RouteVersion by a subscribed proxy, if any.
+	NACK *Nack `json:"nack,omitempty"`
+}
+
+// Done reports whether every subscribed proxy has ACKed.
+func (c Convergence) Done() bool { return c.Acked == c.Subscribed }
+
+// convergence computes Convergence for the route routeName at version, and returns the
+// channel that is closed on the next change. Linear in connected proxies.
+func (t *tracker) convergence(service, routeName, version string) (Convergence, <-chan struct{}) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c := Convergence{Service: service, RouteVersion: version}
+	for _, p := range t.proxies {
+		subscribed := false
+		for _, st := range p.streams {
+			if _, ok := st.watched[resource.RouteType][routeName]; ok {
+				subscribed = true
+			} else if _, ok := st.watched[resource.RouteType]["*"]; ok {
+				subscribed = true
+			}
+		}
+		if !subscribed {
+			continue
+		}
+		c.Subscribed++
+		if p.acked[resource.RouteType].Acked[routeName] == version {
+			c.Acked++
+			continue
+		}
+		c.Stragglers = append(c.Stragglers, p.id)
+		if n := p.lastNack; n != nil && n.TypeURL == resource.RouteType && n.Resources[routeName] == version {
+			if c.NACK == nil || n.At.After(c.NACK.At) {
+				cp := *n
+				cp.Resources = maps.Clone(n.Resources)
+				c.NACK = &cp
+			}
+		}
+	}
+	slices.Sort(c.Stragglers)
+	return c, t.changed
+}
+
+// ErrNotAcked is matched (errors.Is) by the error of WaitAcked when proxies have not
+// ACKed in time; ErrNACKed when a proxy rejected the route.
+var (
+	ErrNotAcked = errors.New("route not acknowledged by every subscribed proxy")
+	ErrNACKed   = errors.New("route rejected by a proxy")
+)
+
+// AckError is returned by WaitAcked. It names the proxies that have not ACKed.
+type AckError struct {
+	Convergence
+	Timeout time.Duration
+}
+
+func (e *AckError) Error() string {
+	if e.NACK != nil {
+		return fmt.Sprintf("service %q route version %s: rejected by proxy %s: %s (stragglers: %s)",
+			e.Service, e.RouteVersion, e.NACK.NodeID, e.NACK.Message, strings.Join(e.Stragglers, ", "))
+	}
+	return fmt.Sprintf("service %q route version %s: %d of %d subscribed proxies have not ACKed after %s: %s",
+		e.Service, e.RouteVersion, e.Subscribed-e.Acked, e.Subscribed, e.Timeout, strings.Join(e.Stragglers, ", "))
+}
+
+func (e *AckError) Unwrap() error {
+	if e.NACK != nil {
+		return ErrNACKed
+	}
+	return ErrNotAcked
+}
