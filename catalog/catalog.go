@@ -10,77 +10,140 @@ import "time"
 // 10000, so 1 %, 0.5 % and 0.1 % are exact (100, 50 and 10).
 const TotalWeight = 10000
 
+// Defaults applied by Parse (and ApplyDefaults) to fields left empty.
+const (
+	DefaultHealthCheckProtocol = "tcp"
+	DefaultHealthCheckPath     = "/healthz"
+	DefaultHealthCheckInterval = 5 * time.Second
+	DefaultHealthCheckTimeout  = 1 * time.Second
+	DefaultHealthyThreshold    = 1
+	DefaultUnhealthyThreshold  = 2
+
+	DefaultConsecutive5xx     = 5
+	DefaultOutlierInterval    = 10 * time.Second
+	DefaultBaseEjectionTime   = 30 * time.Second
+	DefaultMaxEjectionPercent = 10
+
+	DefaultScrapePath = "/metrics"
+	DefaultSinkFormat = FormatJSON
+)
+
+// Health-check protocols.
+const (
+	ProtocolTCP  = "tcp"
+	ProtocolHTTP = "http"
+	ProtocolGRPC = "grpc"
+)
+
+// Notification payload formats.
+const (
+	FormatJSON  = "json"
+	FormatSlack = "slack"
+)
+
+// Rollout event names, shared by the rollout engine, the notifier and the sink filters
+// of the catalog (Sink.Events).
+const (
+	EventStarted          = "started"
+	EventStageAdvanced    = "stage_advanced"
+	EventPaused           = "paused"
+	EventResumed          = "resumed"
+	EventRolledBack       = "rolled_back"
+	EventCompleted        = "completed"
+	EventMonitoringClosed = "monitoring_closed"
+)
+
+// EventNames returns every rollout event name, in lifecycle order. The slice is a
+// fresh copy.
+func EventNames() []string {
+	return []string{
+		EventStarted, EventStageAdvanced, EventPaused, EventResumed,
+		EventRolledBack, EventCompleted, EventMonitoringClosed,
+	}
+}
+
+// IsEventName reports whether name is one of EventNames.
+func IsEventName(name string) bool {
+	for _, e := range EventNames() {
+		if e == name {
+			return true
+		}
+	}
+	return false
+}
+
 // Catalog is the whole declared configuration.
 type Catalog struct {
-	Services      []Service `yaml:"services"`
-	Notifications []Sink    `yaml:"notifications,omitempty"`
+	Services      []Service `yaml:"services" json:"services"`
+	Notifications []Sink    `yaml:"notifications,omitempty" json:"notifications,omitempty"`
 }
 
 // Service is one routed service and its versions.
 type Service struct {
 	// Name is the service name; proxyless gRPC clients dial xds:///Name.
-	Name string `yaml:"name"`
+	Name string `yaml:"name" json:"name"`
 	// Domains are the HTTP authorities an Envoy sidecar routes to this service.
 	// Defaults to [Name].
-	Domains []string `yaml:"domains,omitempty"`
+	Domains []string `yaml:"domains,omitempty" json:"domains,omitempty"`
 	// Port is the port an Envoy sidecar listens on for this service (1-65535).
-	Port uint32 `yaml:"port"`
+	Port uint32 `yaml:"port" json:"port"`
 	// Stable names the known-good version (one of Versions).
-	Stable string `yaml:"stable"`
+	Stable string `yaml:"stable" json:"stable"`
 	// Versions are the deployable versions; each becomes one Envoy cluster.
-	Versions []Version `yaml:"versions"`
+	Versions []Version `yaml:"versions" json:"versions"`
 	// HealthCheck configures active health checks (Envoy's and octoroll's prober).
-	HealthCheck HealthCheck `yaml:"healthCheck,omitempty"`
+	HealthCheck HealthCheck `yaml:"healthCheck,omitempty" json:"healthCheck,omitempty"`
 	// Outlier configures Envoy outlier detection on every version's cluster.
-	Outlier Outlier `yaml:"outlierDetection,omitempty"`
+	Outlier Outlier `yaml:"outlierDetection,omitempty" json:"outlierDetection,omitempty"`
 	// Metrics overrides the default metric queries for this service.
-	Metrics MetricQueries `yaml:"metrics,omitempty"`
+	Metrics MetricQueries `yaml:"metrics,omitempty" json:"metrics,omitempty"`
 }
 
 // Version is one deployable version of a service.
 type Version struct {
-	Name      string     `yaml:"name"`
-	Endpoints []Endpoint `yaml:"endpoints"`
+	Name      string     `yaml:"name" json:"name"`
+	Endpoints []Endpoint `yaml:"endpoints" json:"endpoints"`
 	// Zone is the locality zone of the endpoints (optional).
-	Zone string `yaml:"zone,omitempty"`
+	Zone string `yaml:"zone,omitempty" json:"zone,omitempty"`
 	// Metrics are host:port addresses serving this version's Prometheus exposition
 	// (path MetricQueries.ScrapePath), read by the embedded scrape source when no
 	// Prometheus server is configured. Optional.
-	Metrics []Endpoint `yaml:"metrics,omitempty"`
+	Metrics []Endpoint `yaml:"metrics,omitempty" json:"metrics,omitempty"`
 }
 
-// Endpoint is a host:port address (IP or DNS name).
+// Endpoint is a host:port address (IP or DNS name). In YAML and JSON it is the string
+// "host:port", with an IPv6 address in brackets ("[::1]:8080").
 type Endpoint struct {
 	Host string
-	Port uint32
+	Port uint32 // 1-65535
 }
 
 // HealthCheck configures active health checking of every endpoint.
 type HealthCheck struct {
 	// Protocol is http, grpc or tcp. Defaults to tcp.
-	Protocol string `yaml:"protocol,omitempty"`
+	Protocol string `yaml:"protocol,omitempty" json:"protocol,omitempty"`
 	// Path is the HTTP path probed when Protocol is http. Defaults to /healthz.
-	Path string `yaml:"path,omitempty"`
+	Path string `yaml:"path,omitempty" json:"path,omitempty"`
 	// Interval between probes. Defaults to 5s.
-	Interval Duration `yaml:"interval,omitempty"`
+	Interval Duration `yaml:"interval,omitempty" json:"interval,omitempty"`
 	// Timeout of one probe. Defaults to 1s.
-	Timeout Duration `yaml:"timeout,omitempty"`
+	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
 	// HealthyThreshold is the number of successes that mark an endpoint healthy. Default 1.
-	HealthyThreshold uint32 `yaml:"healthyThreshold,omitempty"`
+	HealthyThreshold uint32 `yaml:"healthyThreshold,omitempty" json:"healthyThreshold,omitempty"`
 	// UnhealthyThreshold is the number of failures that mark it unhealthy. Default 2.
-	UnhealthyThreshold uint32 `yaml:"unhealthyThreshold,omitempty"`
+	UnhealthyThreshold uint32 `yaml:"unhealthyThreshold,omitempty" json:"unhealthyThreshold,omitempty"`
 }
 
 // Outlier configures Envoy outlier detection.
 type Outlier struct {
 	// Consecutive5xx ejects an endpoint after this many consecutive 5xx. Default 5.
-	Consecutive5xx uint32 `yaml:"consecutive5xx,omitempty"`
+	Consecutive5xx uint32 `yaml:"consecutive5xx,omitempty" json:"consecutive5xx,omitempty"`
 	// Interval between ejection sweeps. Default 10s.
-	Interval Duration `yaml:"interval,omitempty"`
+	Interval Duration `yaml:"interval,omitempty" json:"interval,omitempty"`
 	// BaseEjectionTime. Default 30s.
-	BaseEjectionTime Duration `yaml:"baseEjectionTime,omitempty"`
+	BaseEjectionTime Duration `yaml:"baseEjectionTime,omitempty" json:"baseEjectionTime,omitempty"`
 	// MaxEjectionPercent. Default 10.
-	MaxEjectionPercent uint32 `yaml:"maxEjectionPercent,omitempty"`
+	MaxEjectionPercent uint32 `yaml:"maxEjectionPercent,omitempty" json:"maxEjectionPercent,omitempty"`
 }
 
 // MetricQueries are PromQL templates. In each, {{.Service}}, {{.Version}}, {{.Cluster}}
@@ -94,27 +157,65 @@ type Outlier struct {
 // request_duration_seconds{service,version}.
 type MetricQueries struct {
 	// ScrapePath is the HTTP path of the exposition on Version.Metrics. Default /metrics.
-	ScrapePath string `yaml:"scrapePath,omitempty"`
+	ScrapePath string `yaml:"scrapePath,omitempty" json:"scrapePath,omitempty"`
 	// Requests is the request rate (per second) of one version.
-	Requests string `yaml:"requests,omitempty"`
+	Requests string `yaml:"requests,omitempty" json:"requests,omitempty"`
 	// ErrorRate is the fraction of failed requests (0..1) of one version.
-	ErrorRate string `yaml:"errorRate,omitempty"`
+	ErrorRate string `yaml:"errorRate,omitempty" json:"errorRate,omitempty"`
 	// LatencyP99 is the 99th percentile latency of one version, in seconds.
-	LatencyP99 string `yaml:"latencyP99,omitempty"`
+	LatencyP99 string `yaml:"latencyP99,omitempty" json:"latencyP99,omitempty"`
 }
 
 // Sink is a notification webhook.
 type Sink struct {
-	Name string `yaml:"name"`
-	URL  string `yaml:"url"`
+	// Name identifies the sink in logs; unique among sinks.
+	Name string `yaml:"name" json:"name"`
+	// URL is the http or https address the events are POSTed to.
+	URL string `yaml:"url" json:"url"`
 	// Format is json (default) or slack.
-	Format string `yaml:"format,omitempty"`
-	// Events filters which events are delivered; empty means all.
-	Events []string `yaml:"events,omitempty"`
+	Format string `yaml:"format,omitempty" json:"format,omitempty"`
+	// Events filters which events are delivered (see EventNames); empty means all.
+	Events []string `yaml:"events,omitempty" json:"events,omitempty"`
 }
 
-// Duration is a time.Duration written in YAML as a Go duration string ("30s", "5m").
+// Duration is a time.Duration written in YAML and JSON as a Go duration string ("30s",
+// "5m"). Every duration in a catalog is positive; zero means "not set" (the default).
 type Duration time.Duration
 
 // D returns d as a time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// String formats d as a Go duration string.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// Service returns the service named name.
+func (c *Catalog) Service(name string) (Service, bool) {
+	if c == nil {
+		return Service{}, false
+	}
+	for _, s := range c.Services {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Service{}, false
+}
+
+// Version returns the version named name.
+func (s Service) Version(name string) (Version, bool) {
+	for _, v := range s.Versions {
+		if v.Name == name {
+			return v, true
+		}
+	}
+	return Version{}, false
+}
+
+// VersionNames returns the names of s's versions in declaration order.
+func (s Service) VersionNames() []string {
+	out := make([]string, len(s.Versions))
+	for i, v := range s.Versions {
+		out[i] = v.Name
+	}
+	return out
+}
