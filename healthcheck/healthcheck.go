@@ -1,0 +1,343 @@
+// Package healthcheck owns octoroll's active health checks: it probes every endpoint of
+// every version of the catalog (HTTP GET, gRPC health Check, TCP connect) as
+// catalog.HealthCheck says, applies the consecutive healthy/unhealthy thresholds and
+// reports per version which endpoints are down. It depends on catalog only; it must
+// not import controller or xds.
+package healthcheck
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/octoacme/octoroll/catalog"
+)
+
+// Defaults of catalog.HealthCheck, as documented there.
+const (
+	DefaultProtocol           = "tcp"
+	DefaultPath               = "/healthz"
+	DefaultInterval           = 5 * time.Second
+	DefaultTimeout            = time.Second
+	DefaultHealthyThreshold   = 1
+	DefaultUnhealthyThreshold = 2
+)
+
+// Config is a catalog.HealthCheck with its defaults applied.
+type Config struct {
+	Protocol           string // http, grpc or tcp
+	Path               string // HTTP path
+	Interval           time.Duration
+	Timeout            time.Duration
+	HealthyThreshold   uint32
+	UnhealthyThreshold uint32
+}
+
+// ConfigOf applies the defaults to hc.
+func ConfigOf(hc catalog.HealthCheck) Config {
+	c := Config{
+		Protocol: hc.Protocol, Path: hc.Path, Interval: hc.Interval.D(), Timeout: hc.Timeout.D(),
+		HealthyThreshold: hc.HealthyThreshold, UnhealthyThreshold: hc.UnhealthyThreshold,
+	}
+	if c.Protocol == "" {
+		c.Protocol = DefaultProtocol
+	}
+	if c.Path == "" {
+		c.Path = DefaultPath
+	}
+	if c.Interval <= 0 {
+		c.Interval = DefaultInterval
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.HealthyThreshold == 0 {
+		c.HealthyThreshold = DefaultHealthyThreshold
+	}
+	if c.UnhealthyThreshold == 0 {
+		c.UnhealthyThreshold = DefaultUnhealthyThreshold
+	}
+	return c
+}
+
+// VersionHealth is the health of one version's endpoints.
+type VersionHealth struct {
+	Total   int // endpoints in the catalog
+	Healthy int // endpoints that passed HealthyThreshold probes in a row
+	// Unhealthy are the endpoints that failed UnhealthyThreshold probes in a row,
+	// sorted by address. Endpoints not yet decided either way (just added, or
+	// between thresholds from the start) are in neither count.
+	Unhealthy []EndpointHealth
+}
+
+// AllDown reports whether the version has endpoints and every one is unhealthy.
+func (v VersionHealth) AllDown() bool { return v.Total > 0 && len(v.Unhealthy) == v.Total }
+
+// EndpointHealth is one unhealthy endpoint.
+type EndpointHealth struct {
+	Endpoint  string    // host:port
+	LastError string    // the last failed probe's error
+	Since     time.Time // the first failed probe of the current run of failures
+}
+
+// Options configure a Prober. Zero values take the defaults.
+type Options struct {
+	// Now is the clock of EndpointHealth.Since. Default time.Now.
+	Now func() time.Time
+	// NewTicker makes the per-endpoint probe tickers. Default time.NewTicker's channel.
+	NewTicker func(d time.Duration) (c <-chan time.Time, stop func())
+}
+
+// Prober probes the endpoints of the catalog's versions. Its methods are safe for
+// concurrent use; Update may be called before or while Run runs.
+type Prober struct {
+	log  *zap.Logger
+	opts Options
+
+	changes chan struct{}
+	updated chan struct{}
+
+	mu        sync.Mutex
+	endpoints map[key]*endpoint
+}
+
+// key identifies a probed endpoint. The config is part of it: a changed health check
+// starts the endpoint's state over, an unchanged one keeps it across Update.
+type key struct {
+	service, version, addr string
+	cfg                    Config
+}
+
+type endpoint struct {
+	key
+	state     state
+	successes uint32 // in a row
+	failures  uint32 // in a row
+	lastError string
+	since     time.Time // first failure of the current run
+
+	cancel context.CancelFunc // set while its probe loop runs
+	done   chan struct{}
+}
+
+type state uint8
+
+const (
+	unknown state = iota
+	healthy
+	unhealthy
+)
+
+// New returns a prober with no endpoints; call Update and Run.
+func New(log *zap.Logger, opts Options) *Prober {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.NewTicker == nil {
+		opts.NewTicker = func(d time.Duration) (<-chan time.Time, func()) {
+			t := time.NewTicker(d)
+			return t.C, t.Stop
+		}
+	}
+	return &Prober{
+		log:       log.Named("healthcheck"),
+		opts:      opts,
+		changes:   make(chan struct{}, 1),
+		updated:   make(chan struct{}, 1),
+		endpoints: map[key]*endpoint{},
+	}
+}
+
+// Changes receives a value after one or more endpoints changed between healthy and
+// unhealthy; read Status to see the result. It is not closed. Notifications coalesce:
+// a slow reader misses none of the state, only intermediate wake-ups.
+func (p *Prober) Changes() <-chan struct{} { return p.changes }
+
+// Update sets the endpoints to probe: every endpoint of every version of services.
+// Endpoints that stay (same service, version, address and health-check settings) keep
+// their state; new ones start undecided; removed ones stop being probed.
+func (p *Prober) Update(services []catalog.Service) {
+	want := map[key]bool{}
+	for _, svc := range services {
+		cfg := ConfigOf(svc.HealthCheck)
+		for _, v := range svc.Versions {
+			for _, ep := range v.Endpoints {
+				want[key{svc.Name, v.Name, addr(ep), cfg}] = true
+			}
+		}
+	}
+	p.mu.Lock()
+	for k := range want {
+		if p.endpoints[k] == nil {
+			p.endpoints[k] = &endpoint{key: k}
+		}
+	}
+	changed := false
+	for k, e := range p.endpoints {
+		if !want[k] {
+			if e.cancel != nil {
+				e.cancel()
+			}
+			changed = changed || e.state == unhealthy
+			delete(p.endpoints, k)
+		}
+	}
+	p.mu.Unlock()
+	select {
+	case p.updated <- struct{}{}:
+	default:
+	}
+	if changed {
+		p.notify()
+	}
+}
+
+func addr(ep catalog.Endpoint) string {
+	return net.JoinHostPort(ep.Host, strconv.FormatUint(uint64(ep.Port), 10))
+}
+
+// Status returns the health of one version. An unknown version has Total 0.
+func (p *Prober) Status(service, version string) VersionHealth {
+	p.mu.Lock()
+	var vh VersionHealth
+	for k, e := range p.endpoints {
+		if k.service != service || k.version != version {
+			continue
+		}
+		vh.Total++
+		switch e.state {
+		case healthy:
+			vh.Healthy++
+		case unhealthy:
+			vh.Unhealthy = append(vh.Unhealthy, EndpointHealth{Endpoint: k.addr, LastError: e.lastError, Since: e.since})
+		}
+	}
+	p.mu.Unlock()
+	sort.Slice(vh.Unhealthy, func(i, j int) bool { return vh.Unhealthy[i].Endpoint < vh.Unhealthy[j].Endpoint })
+	return vh
+}
+
+// Run probes until ctx ends, then stops every probe loop and returns ctx.Err(). Each
+// endpoint is probed at once and then every Interval, in its own goroutine, so a slow
+// endpoint delays no other.
+func (p *Prober) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer func() {
+		wg.Wait()
+		p.mu.Lock()
+		for _, e := range p.endpoints {
+			e.cancel = nil // a later Run starts them again
+		}
+		p.mu.Unlock()
+	}()
+	for {
+		p.mu.Lock()
+		for _, e := range p.endpoints {
+			if e.cancel != nil {
+				continue
+			}
+			ectx, cancel := context.WithCancel(ctx)
+			e.cancel = cancel
+			wg.Go(func() { p.loop(ectx, e) })
+		}
+		p.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-p.updated:
+		}
+	}
+}
+
+func (p *Prober) loop(ctx context.Context, e *endpoint) {
+	probe := p.prober(e.key)
+	defer probe.close()
+	tick, stop := p.opts.NewTicker(e.cfg.Interval)
+	defer stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, e.cfg.Timeout)
+		err := probe.check(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		p.record(e, err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick:
+		}
+	}
+}
+
+// record applies one probe result to e's counters and state.
+func (p *Prober) record(e *endpoint, err error) {
+	now := p.opts.Now()
+	p.mu.Lock()
+	if p.endpoints[e.key] != e {
+		p.mu.Unlock()
+		return // removed by Update while probing
+	}
+	before := e.state
+	if err == nil {
+		e.successes++
+		e.failures = 0
+		if e.successes >= e.cfg.HealthyThreshold {
+			e.state = healthy
+		}
+	} else {
+		if e.failures == 0 {
+			e.since = now
+		}
+		e.failures++
+		e.successes = 0
+		e.lastError = err.Error()
+		if e.failures >= e.cfg.UnhealthyThreshold {
+			e.state = unhealthy
+		}
+	}
+	after := e.state
+	p.mu.Unlock()
+	if before == after {
+		return
+	}
+	log := p.log.With(zap.String("service", e.service), zap.String("version", e.version), zap.String("endpoint", e.addr))
+	if after == unhealthy {
+		log.Warn("endpoint unhealthy", zap.Uint32("failures", e.cfg.UnhealthyThreshold), zap.Error(err))
+	} else {
+		log.Info("endpoint healthy", zap.Uint32("successes", e.cfg.HealthyThreshold))
+	}
+	p.notify()
+}
+
+func (p *Prober) notify() {
+	select {
+	case p.changes <- struct{}{}:
+	default:
+	}
+}
+
+// checker is one protocol's probe of one endpoint.
+type checker interface {
+	check(ctx context.Context) error
+	close()
+}
+
+func (p *Prober) prober(k key) checker {
+	switch k.cfg.Protocol {
+	case "http":
+		return newHTTPChecker(k.addr, k.cfg.Path)
+	case "grpc":
+		return newGRPCChecker(k.addr, k.cfg)
+	case "tcp":
+		return tcpChecker{addr: k.addr}
+	default:
+		return failChecker{err: fmt.Errorf("unknown health check protocol %q", k.cfg.Protocol)}
+	}
+}

@@ -1,0 +1,326 @@
+package healthcheck_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"go.uber.org/zap/zaptest"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/octoacme/octoroll/catalog"
+	"github.com/octoacme/octoroll/healthcheck"
+)
+
+func endpoint(t *testing.T, addr string) catalog.Endpoint {
+	t.Helper()
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := strconv.ParseUint(port, 10, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return catalog.Endpoint{Host: host, Port: uint32(p)}
+}
+
+func listen(t *testing.T, addr string) net.Listener {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listen %s: %v", addr, err)
+	}
+	return l
+}
+
+// closedAddr returns an address on 127.0.0.1 nothing listens on.
+func closedAddr(t *testing.T) string {
+	l := listen(t, "127.0.0.1:0")
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+func service(hc catalog.HealthCheck, versions ...catalog.Version) catalog.Service {
+	return catalog.Service{Name: "checkout", HealthCheck: hc, Versions: versions}
+}
+
+func version(name string, eps ...catalog.Endpoint) catalog.Version {
+	return catalog.Version{Name: name, Endpoints: eps}
+}
+
+// start runs p until the test ends.
+func start(t *testing.T, p *healthcheck.Prober) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("Run = %v, want context.Canceled", err)
+		}
+	})
+}
+
+// waitFor waits on the change notifications until cond holds for the status of
+// checkout/version, and returns that status.
+func waitFor(t *testing.T, p *healthcheck.Prober, version, what string, cond func(healthcheck.VersionHealth) bool) healthcheck.VersionHealth {
+	t.Helper()
+	deadline := time.NewTimer(15 * time.Second)
+	defer deadline.Stop()
+	for {
+		st := p.Status("checkout", version)
+		if cond(st) {
+			return st
+		}
+		select {
+		case <-p.Changes():
+		case <-deadline.C:
+			t.Fatalf("%s: not within 15s; status %+v", what, st)
+		}
+	}
+}
+
+func healthy(st healthcheck.VersionHealth) bool { return st.Total > 0 && st.Healthy == st.Total }
+func allDown(st healthcheck.VersionHealth) bool { return st.AllDown() }
+
+var fast = catalog.HealthCheck{
+	Interval: catalog.Duration(50 * time.Millisecond), Timeout: catalog.Duration(time.Second),
+	HealthyThreshold: 2, UnhealthyThreshold: 2,
+}
+
+func withProtocol(hc catalog.HealthCheck, protocol, path string) catalog.HealthCheck {
+	hc.Protocol, hc.Path = protocol, path
+	return hc
+}
+
+func TestHTTP(t *testing.T) {
+	var status atomic.Int32
+	status.Store(http.StatusOK)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ready", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(int(status.Load())) })
+	serve := func(l net.Listener) *http.Server {
+		srv := &http.Server{Handler: mux}
+		go func() { _ = srv.Serve(l) }()
+		t.Cleanup(func() { _ = srv.Close() })
+		return srv
+	}
+	l := listen(t, "127.0.0.1:0")
+	addr := l.Addr().String()
+	srv := serve(l)
+
+	p := healthcheck.New(zaptest.NewLogger(t), healthcheck.Options{})
+	p.Update([]catalog.Service{service(withProtocol(fast, "http", "/ready"), version("v2", endpoint(t, addr)))})
+	start(t, p)
+
+	waitFor(t, p, "v2", "healthy", healthy)
+	status.Store(http.StatusServiceUnavailable)
+	st := waitFor(t, p, "v2", "503 marks unhealthy", allDown)
+	if e := st.Unhealthy[0]; e.Endpoint != addr || !strings.Contains(e.LastError, "503") || e.Since.IsZero() {
+		t.Errorf("unhealthy endpoint = %+v, want %s with a 503 error", e, addr)
+	}
+	status.Store(http.StatusNoContent)
+	waitFor(t, p, "v2", "204 marks healthy again", healthy)
+
+	_ = srv.Close()
+	waitFor(t, p, "v2", "server down", allDown)
+	serve(listen(t, addr))
+	waitFor(t, p, "v2", "server back", healthy)
+}
+
+func TestGRPC(t *testing.T) {
+	hs := health.NewServer()
+	serve := func(l net.Listener) *grpc.Server {
+		srv := grpc.NewServer()
+		healthpb.RegisterHealthServer(srv, hs)
+		go func() { _ = srv.Serve(l) }()
+		t.Cleanup(srv.Stop)
+		return srv
+	}
+	l := listen(t, "127.0.0.1:0")
+	addr := l.Addr().String()
+	srv := serve(l)
+
+	p := healthcheck.New(zaptest.NewLogger(t), healthcheck.Options{})
+	p.Update([]catalog.Service{service(withProtocol(fast, "grpc", ""), version("v2", endpoint(t, addr)))})
+	start(t, p)
+
+	waitFor(t, p, "v2", "serving", healthy)
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	st := waitFor(t, p, "v2", "not serving", allDown)
+	if !strings.Contains(st.Unhealthy[0].LastError, "NOT_SERVING") {
+		t.Errorf("last error = %q, want NOT_SERVING", st.Unhealthy[0].LastError)
+	}
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	waitFor(t, p, "v2", "serving again", healthy)
+
+	srv.Stop()
+	waitFor(t, p, "v2", "server down", allDown)
+	serve(listen(t, addr))
+	waitFor(t, p, "v2", "server back", healthy)
+}
+
+func TestTCP(t *testing.T) {
+	accept := func(l net.Listener) {
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+		t.Cleanup(func() { l.Close() })
+	}
+	l := listen(t, "127.0.0.1:0")
+	addr := l.Addr().String()
+	accept(l)
+
+	p := healthcheck.New(zaptest.NewLogger(t), healthcheck.Options{})
+	// The protocol defaults to tcp.
+	p.Update([]catalog.Service{service(fast, version("v2", endpoint(t, addr)))})
+	start(t, p)
+
+	waitFor(t, p, "v2", "accepting", healthy)
+	l.Close()
+	st := waitFor(t, p, "v2", "listener closed", allDown)
+	if !strings.Contains(st.Unhealthy[0].LastError, "refused") {
+		t.Errorf("last error = %q, want connection refused", st.Unhealthy[0].LastError)
+	}
+	accept(listen(t, addr))
+	waitFor(t, p, "v2", "listening again", healthy)
+}
+
+func TestUpdateKeepsState(t *testing.T) {
+	up := listen(t, "127.0.0.1:0")
+	t.Cleanup(func() { up.Close() })
+	go func() {
+		for {
+			c, err := up.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	stable := version("v1", endpoint(t, up.Addr().String()))
+	down := closedAddr(t)
+	canary := version("v2", endpoint(t, down))
+	fixed := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+	p := healthcheck.New(zaptest.NewLogger(t), healthcheck.Options{Now: func() time.Time { return fixed }})
+	p.Update([]catalog.Service{service(fast, stable, canary)})
+	start(t, p)
+	waitFor(t, p, "v1", "stable healthy", healthy)
+	st := waitFor(t, p, "v2", "canary down", allDown)
+	want := []healthcheck.EndpointHealth{{Endpoint: down, LastError: st.Unhealthy[0].LastError, Since: fixed}}
+	if diff := cmp.Diff(want, st.Unhealthy); diff != "" {
+		t.Errorf("unhealthy (-want +got):\n%s", diff)
+	}
+
+	// A new canary version is added; the old ones keep their state at once.
+	third := version("v3", endpoint(t, closedAddr(t)))
+	p.Update([]catalog.Service{service(fast, stable, canary, third)})
+	if st := p.Status("checkout", "v2"); !st.AllDown() {
+		t.Errorf("v2 after update = %+v, want still all down", st)
+	}
+	if st := p.Status("checkout", "v1"); !healthy(st) {
+		t.Errorf("v1 after update = %+v, want still healthy", st)
+	}
+	if st := p.Status("checkout", "v3"); st.Total != 1 || st.Healthy != 0 {
+		t.Errorf("v3 just added = %+v, want 1 endpoint, not healthy", st)
+	}
+	waitFor(t, p, "v3", "v3 probed", allDown)
+
+	// Removing v2 forgets it.
+	p.Update([]catalog.Service{service(fast, stable, third)})
+	if st := p.Status("checkout", "v2"); st.Total != 0 {
+		t.Errorf("removed v2 = %+v, want nothing", st)
+	}
+	// A changed health check starts the state over.
+	slower := fast
+	slower.UnhealthyThreshold = 3
+	p.Update([]catalog.Service{service(slower, stable, third)})
+	if st := p.Status("checkout", "v3"); st.Total != 1 || len(st.Unhealthy) != 0 {
+		t.Errorf("v3 with a new health check = %+v, want undecided", st)
+	}
+	waitFor(t, p, "v3", "v3 probed again", allDown)
+}
+
+func TestUnknownProtocol(t *testing.T) {
+	p := healthcheck.New(zaptest.NewLogger(t), healthcheck.Options{})
+	p.Update([]catalog.Service{service(withProtocol(fast, "udp", ""), version("v2", endpoint(t, closedAddr(t))))})
+	start(t, p)
+	st := waitFor(t, p, "v2", "unknown protocol fails", allDown)
+	if !strings.Contains(st.Unhealthy[0].LastError, `"udp"`) {
+		t.Errorf("last error = %q", st.Unhealthy[0].LastError)
+	}
+}
+
+// TestDetectionLatency measures, with the guide's 1s interval and the default
+// unhealthy threshold of 2, the time from every canary endpoint going down to the
+// change notification that reports them all down. It logs the figure; it asserts only
+// that the notification comes.
+func TestDetectionLatency(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes a few seconds")
+	}
+	var ls []net.Listener
+	var eps []catalog.Endpoint
+	for range 3 {
+		l := listen(t, "127.0.0.1:0")
+		ls = append(ls, l)
+		eps = append(eps, endpoint(t, l.Addr().String()))
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+	}
+	hc := catalog.HealthCheck{Interval: catalog.Duration(time.Second), UnhealthyThreshold: 2}
+	p := healthcheck.New(zaptest.NewLogger(t), healthcheck.Options{})
+	p.Update([]catalog.Service{service(hc, version("v2", eps...))})
+	start(t, p)
+	waitFor(t, p, "v2", "healthy", healthy)
+
+	down := time.Now()
+	for _, l := range ls {
+		l.Close()
+	}
+	waitFor(t, p, "v2", "all down", allDown)
+	t.Logf("detection latency: %v (interval 1s, unhealthy threshold 2, %d endpoints)", time.Since(down).Round(time.Millisecond), len(eps))
+}
+
+func TestConfigOf(t *testing.T) {
+	tests := []struct {
+		in   catalog.HealthCheck
+		want healthcheck.Config
+	}{
+		{catalog.HealthCheck{}, healthcheck.Config{Protocol: "tcp", Path: "/healthz", Interval: 5 * time.Second, Timeout: time.Second, HealthyThreshold: 1, UnhealthyThreshold: 2}},
+		{catalog.HealthCheck{Protocol: "http", Path: "/ready", Interval: catalog.Duration(time.Second), Timeout: catalog.Duration(200 * time.Millisecond), HealthyThreshold: 3, UnhealthyThreshold: 4},
+			healthcheck.Config{Protocol: "http", Path: "/ready", Interval: time.Second, Timeout: 200 * time.Millisecond, HealthyThreshold: 3, UnhealthyThreshold: 4}},
+	}
+	for i, tt := range tests {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			if diff := cmp.Diff(tt.want, healthcheck.ConfigOf(tt.in)); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
