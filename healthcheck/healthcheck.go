@@ -19,16 +19,6 @@ import (
 	"github.com/octoacme/octoroll/catalog"
 )
 
-// Defaults of catalog.HealthCheck, as documented there.
-const (
-	DefaultProtocol           = "tcp"
-	DefaultPath               = "/healthz"
-	DefaultInterval           = 5 * time.Second
-	DefaultTimeout            = time.Second
-	DefaultHealthyThreshold   = 1
-	DefaultUnhealthyThreshold = 2
-)
-
 // Config is a catalog.HealthCheck with its defaults applied.
 type Config struct {
 	Protocol           string // http, grpc or tcp
@@ -39,29 +29,30 @@ type Config struct {
 	UnhealthyThreshold uint32
 }
 
-// ConfigOf applies the defaults to hc.
+// ConfigOf applies the catalog's defaults to hc (the prober may be given a catalog
+// that did not go through catalog.Parse).
 func ConfigOf(hc catalog.HealthCheck) Config {
 	c := Config{
 		Protocol: hc.Protocol, Path: hc.Path, Interval: hc.Interval.D(), Timeout: hc.Timeout.D(),
 		HealthyThreshold: hc.HealthyThreshold, UnhealthyThreshold: hc.UnhealthyThreshold,
 	}
 	if c.Protocol == "" {
-		c.Protocol = DefaultProtocol
+		c.Protocol = catalog.DefaultHealthCheckProtocol
 	}
 	if c.Path == "" {
-		c.Path = DefaultPath
+		c.Path = catalog.DefaultHealthCheckPath
 	}
 	if c.Interval <= 0 {
-		c.Interval = DefaultInterval
+		c.Interval = catalog.DefaultHealthCheckInterval
 	}
 	if c.Timeout <= 0 {
-		c.Timeout = DefaultTimeout
+		c.Timeout = catalog.DefaultHealthCheckTimeout
 	}
 	if c.HealthyThreshold == 0 {
-		c.HealthyThreshold = DefaultHealthyThreshold
+		c.HealthyThreshold = catalog.DefaultHealthyThreshold
 	}
 	if c.UnhealthyThreshold == 0 {
-		c.UnhealthyThreshold = DefaultUnhealthyThreshold
+		c.UnhealthyThreshold = catalog.DefaultUnhealthyThreshold
 	}
 	return c
 }

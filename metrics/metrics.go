@@ -53,8 +53,6 @@ const (
 	// ErrorCodes matches the values of the code label that count as failed requests:
 	// HTTP 5xx and the gRPC codes that indicate a server-side failure.
 	ErrorCodes = "5..|Unknown|DeadlineExceeded|Unimplemented|Internal|Unavailable|DataLoss"
-	// DefaultScrapePath is the exposition path when MetricQueries.ScrapePath is empty.
-	DefaultScrapePath = "/metrics"
 )
 
 var errorCodeRE = regexp.MustCompile("^(?:" + ErrorCodes + ")$")
@@ -76,5 +74,5 @@ func scrapePath(svc catalog.Service) string {
 	if svc.Metrics.ScrapePath != "" {
 		return svc.Metrics.ScrapePath
 	}
-	return DefaultScrapePath
+	return catalog.DefaultScrapePath
 }
