@@ -1,0 +1,171 @@
+package xds
+
+import (
+	"fmt"
+	"testing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/server/stream/v3"
+
+	"github.com/octoacme/octoroll/catalog"
+)
+
+func cacheDesired(svc string, w1, w2 uint32) Desired {
+	return Desired{
+		Service: catalog.Service{Name: svc, Port: 10001, Stable: "v1", Versions: []catalog.Version{
+			{Name: "v1", Endpoints: []catalog.Endpoint{{Host: "127.0.0.1", Port: 8001}}},
+			{Name: "v2", Endpoints: []catalog.Endpoint{{Host: "127.0.0.1", Port: 8002}}},
+		}},
+		Weights: map[string]uint32{"v1": w1, "v2": w2},
+	}
+}
+
+func setDesired(t testing.TB, c *Cache, d ...Desired) ([]string, Resources) {
+	t.Helper()
+	r, err := Translate(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed, err := c.Set(r.ByType())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return changed, r
+}
+
+func TestCacheVersionsFromContent(t *testing.T) {
+	c := NewCache()
+	changed, r := setDesired(t, c, cacheDesired("a", 10000, 0))
+	if len(changed) != 4 {
+		t.Errorf("first publish changed %v, want all four types", changed)
+	}
+	if got, want := c.Version(resource.RouteType, RouteName("a")), r.RouteVersion("a"); got != want {
+		t.Errorf("cache route version %s, Resources.RouteVersion %s", got, want)
+	}
+	if changed, _ := setDesired(t, c, cacheDesired("a", 10000, 0)); len(changed) != 0 {
+		t.Errorf("same content changed %v", changed)
+	}
+	changed, r = setDesired(t, c, cacheDesired("a", 9000, 1000))
+	if len(changed) != 1 || changed[0] != resource.RouteType {
+		t.Errorf("weight change changed %v, want the route type only", changed)
+	}
+	if got, want := c.Version(resource.RouteType, RouteName("a")), r.RouteVersion("a"); got != want {
+		t.Errorf("cache route version %s, Resources.RouteVersion %s", got, want)
+	}
+}
+
+// watch opens a SotW watch and returns the response channel and the subscription.
+func sotwWatchFor(t testing.TB, c *Cache, node, typ, nonce string, sub *stream.Subscription, names ...string) chan cachev3.Response {
+	t.Helper()
+	ch := make(chan cachev3.Response, 1)
+	req := &discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: node}, TypeUrl: typ, ResourceNames: names, ResponseNonce: nonce}
+	if _, err := c.CreateWatch(req, *sub, ch); err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+func recvNow(t testing.TB, ch chan cachev3.Response) cachev3.Response {
+	t.Helper()
+	select {
+	case r := <-ch:
+		return r
+	default:
+		t.Fatal("no response")
+		return nil
+	}
+}
+
+func noResponse(t testing.TB, ch chan cachev3.Response) {
+	t.Helper()
+	select {
+	case r := <-ch:
+		out, _ := r.GetDiscoveryResponse()
+		t.Fatalf("unexpected response %v", out)
+	default:
+	}
+}
+
+func TestCacheAnswersPartialClusterRequestAndHoldsNACK(t *testing.T) {
+	c := NewCache()
+	setDesired(t, c, cacheDesired("a", 10000, 0))
+
+	// A CDS request naming one of two clusters is answered with that cluster.
+	sub := stream.NewSotwSubscription([]string{ClusterName("a", "v1")}, true)
+	ch := sotwWatchFor(t, c, "n1", resource.ClusterType, "", &sub, ClusterName("a", "v1"))
+	resp := recvNow(t, ch)
+	out, _ := resp.GetDiscoveryResponse()
+	if len(out.GetResources()) != 1 {
+		t.Fatalf("partial CDS request answered with %d clusters", len(out.GetResources()))
+	}
+
+	// Route: first response, then a NACK of it finds nothing to send.
+	rsub := stream.NewSotwSubscription([]string{"a"}, false)
+	ch = sotwWatchFor(t, c, "n1", resource.RouteType, "", &rsub, "a")
+	resp = recvNow(t, ch)
+	rsub.SetReturnedResources(resp.GetReturnedResources())
+	ch = sotwWatchFor(t, c, "n1", resource.RouteType, "1", &rsub, "a") // NACK or ACK alike
+	noResponse(t, ch)
+
+	// A cluster change does not wake the route watch; a route change does.
+	d := cacheDesired("a", 10000, 0)
+	d.Service.Versions[0].Endpoints[0].Port = 9001
+	setDesired(t, c, d)
+	noResponse(t, ch)
+	setDesired(t, c, cacheDesired("a", 5000, 5000))
+	resp = recvNow(t, ch)
+	if resp.GetResponseVersion() != c.TypeVersion(resource.RouteType) {
+		t.Errorf("response version %s, served %s", resp.GetResponseVersion(), c.TypeVersion(resource.RouteType))
+	}
+}
+
+func TestCacheRouteChangeWakesOnlyItsWatchers(t *testing.T) {
+	c := NewCache()
+	setDesired(t, c, cacheDesired("a", 10000, 0), func() Desired { d := cacheDesired("b", 10000, 0); d.Service.Port = 10002; return d }())
+	watch := func(route string) chan cachev3.Response {
+		sub := stream.NewSotwSubscription([]string{route}, false)
+		resp := recvNow(t, sotwWatchFor(t, c, "n-"+route, resource.RouteType, "", &sub, route))
+		sub.SetReturnedResources(resp.GetReturnedResources())
+		return sotwWatchFor(t, c, "n-"+route, resource.RouteType, "1", &sub, route)
+	}
+	wa, wb := watch("a"), watch("b")
+	b := cacheDesired("b", 0, 10000)
+	b.Service.Port = 10002
+	setDesired(t, c, cacheDesired("a", 10000, 0), b)
+	noResponse(t, wa)
+	if out, _ := recvNow(t, wb).GetDiscoveryResponse(); len(out.GetResources()) != 1 {
+		t.Errorf("route b response has %d resources", len(out.GetResources()))
+	}
+}
+
+// BenchmarkPublishFanOut measures one weight change reaching 10,000 parked route watches.
+func BenchmarkPublishFanOut(b *testing.B) {
+	const proxies = 10000
+	c := NewCache()
+	setDesired(b, c, cacheDesired("a", 10000, 0))
+	chans := make([]chan cachev3.Response, proxies)
+	subs := make([]stream.Subscription, proxies)
+	for i := range proxies {
+		subs[i] = stream.NewSotwSubscription([]string{"a"}, false)
+		resp := recvNow(b, sotwWatchFor(b, c, fmt.Sprint("n", i), resource.RouteType, "", &subs[i], "a"))
+		subs[i].SetReturnedResources(resp.GetReturnedResources())
+	}
+	b.ResetTimer()
+	for n := range b.N {
+		for i := range proxies {
+			chans[i] = sotwWatchFor(b, c, fmt.Sprint("n", i), resource.RouteType, "1", &subs[i], "a")
+		}
+		w := uint32((n+1)%2) * 10000
+		r, _ := Translate([]Desired{cacheDesired("a", 10000-w, w)})
+		if _, err := c.Set(map[string][]types.Resource{resource.RouteType: r.ByType()[resource.RouteType]}); err != nil {
+			b.Fatal(err)
+		}
+		for i := range proxies {
+			subs[i].SetReturnedResources(recvNow(b, chans[i]).GetReturnedResources())
+		}
+	}
+}
