@@ -178,13 +178,20 @@ func TestGRPCClientFlipsFailNothing(t *testing.T) {
 	srv, addr := startServer(t)
 	svc := service(t, xdstest.StartBackend(t, "v1"), xdstest.StartBackend(t, "v2"))
 	setWeights(t, srv, svc, 10000, 0)
-	c := xdstest.StartClient(t, xdstest.ClientConfig{XDSServer: addr, NodeID: "client-flips", Target: "xds:///" + svcName, Concurrency: 8})
-	if _, err := c.WaitFor(rpcTimeout, func(r xdstest.Report) bool { return r.OK["v1"] > 100 }); err != nil {
-		t.Fatal(err)
+	// Two proxyless clients: convergence waits for both before each flip.
+	var clients []*xdstest.Client
+	for _, id := range []string{"client-flips-1", "client-flips-2"} {
+		c := xdstest.StartClient(t, xdstest.ClientConfig{XDSServer: addr, NodeID: id, Target: "xds:///" + svcName, Concurrency: 4})
+		if _, err := c.WaitFor(rpcTimeout, func(r xdstest.Report) bool { return r.OK["v1"] > 100 }); err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
 	}
-	waitSubscribed(t, srv, 1)
-	if err := c.Reset(ackTimeout); err != nil {
-		t.Fatal(err)
+	waitSubscribed(t, srv, 2)
+	for _, c := range clients {
+		if err := c.Reset(ackTimeout); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for i := range 10 {
 		w2 := uint32(10000)
@@ -192,20 +199,27 @@ func TestGRPCClientFlipsFailNothing(t *testing.T) {
 			w2 = 0
 		}
 		setWeights(t, srv, svc, catalog.TotalWeight-w2, w2)
+		if conv := srv.Convergence(svcName); conv.Subscribed != 2 || conv.Acked != 2 {
+			t.Fatalf("flip %d: convergence %+v, want 2 of 2", i, conv)
+		}
 		// Let the new split carry traffic before flipping back.
 		want := "v2"
 		if w2 == 0 {
 			want = "v1"
 		}
-		start := c.Report().OK[want]
-		if _, err := c.WaitFor(rpcTimeout, func(r xdstest.Report) bool { return r.OK[want] >= start+50 }); err != nil {
-			t.Fatalf("flip %d: %v", i, err)
+		for _, c := range clients {
+			start := c.Report().OK[want]
+			if _, err := c.WaitFor(rpcTimeout, func(r xdstest.Report) bool { return r.OK[want] >= start+50 }); err != nil {
+				t.Fatalf("flip %d: %v", i, err)
+			}
 		}
 	}
-	r := c.Report()
-	t.Logf("10 flips under load: %v, failed %d", r.OK, r.Failed)
-	if r.Failed != 0 {
-		t.Errorf("%d RPCs failed across 10 flips: %v", r.Failed, r.Errors)
+	for i, c := range clients {
+		r := c.Report()
+		t.Logf("client %d, 10 flips under load: %v, failed %d", i+1, r.OK, r.Failed)
+		if r.Failed != 0 {
+			t.Errorf("client %d: %d RPCs failed across 10 flips: %v", i+1, r.Failed, r.Errors)
+		}
 	}
 }
 
