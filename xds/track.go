@@ -110,6 +110,9 @@ type streamState struct {
 	watched map[string]map[string]struct{}
 	// deltaKnown per type: what the proxy holds after the pending delta response.
 	deltaKnown map[string]map[string]string
+	// lastNonce per type: the nonce of the latest response. go-control-plane ignores a
+	// SotW request carrying another (stale) nonce, and so does the tracker.
+	lastNonce map[string]string
 }
 
 type pendingResponse struct {
@@ -151,6 +154,7 @@ func (t *tracker) open(k streamKey) {
 		pending:    map[string]*pendingResponse{},
 		watched:    map[string]map[string]struct{}{},
 		deltaKnown: map[string]map[string]string{},
+		lastNonce:  map[string]string{},
 	}
 }
 
@@ -200,6 +204,9 @@ func (t *tracker) request(k streamKey, node *corev3.Node, typeURL, nonce string,
 	if st == nil {
 		return
 	}
+	if last := st.lastNonce[typeURL]; !k.delta && last != "" && nonce != last {
+		return
+	}
 	t.attach(k, st, node)
 	st.watched[typeURL] = watch(st.watched[typeURL])
 	p := st.proxy
@@ -235,6 +242,7 @@ func (t *tracker) response(k streamKey, typeURL, nonce, version string, resource
 	defer t.mu.Unlock()
 	if st := t.streams[k]; st != nil {
 		st.pending[typeURL] = &pendingResponse{nonce: nonce, version: version, resources: resources}
+		st.lastNonce[typeURL] = nonce
 	}
 }
 
