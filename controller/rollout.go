@@ -1,0 +1,342 @@
+package controller
+
+import (
+	"errors"
+	"time"
+
+	"github.com/octoacme/octoroll/catalog"
+)
+
+// State is where a rollout is in its lifecycle.
+//
+//	pending ──(inside window)──▶ progressing ──(last stage Go)──▶ monitoring ──(window closes)──▶ completed
+//	   │                          │     ▲                          │    ▲
+//	   │                          ▼     │ resume                   ▼    │ resume
+//	   │                         paused ┘                         paused┘
+//	   └──────────── abort / no-go from any non-terminal state ──────────▶ rolled_back
+type State string
+
+// States. Completed and RolledBack are terminal.
+const (
+	StatePending     State = "pending"     // waiting for the deployment window; canary at 0
+	StateProgressing State = "progressing" // in a stage, checking every interval
+	StatePaused      State = "paused"      // weight held after a soft breach or by a person
+	StateMonitoring  State = "monitoring"  // canary at 100 %, post-release window running
+	StateCompleted   State = "completed"   // window closed; the canary is the new stable
+	StateRolledBack  State = "rolled_back" // 100 % back on the known-good version
+)
+
+// Terminal reports whether s is completed or rolled_back.
+func (s State) Terminal() bool { return s == StateCompleted || s == StateRolledBack }
+
+// Decision is the verdict of one check interval.
+type Decision string
+
+// Decisions.
+const (
+	DecisionGo       Decision = "go"       // every check passed with enough data over the whole window: next stage
+	DecisionContinue Decision = "continue" // this check passed; the window is not complete yet
+	DecisionHold     Decision = "hold"     // inconclusive or not allowed to move: weight stays, not a pass
+	DecisionPause    Decision = "pause"    // soft breach: weight stays, a person (or autoResume) decides
+	DecisionRollback Decision = "rollback" // no-go: 100 % to the known-good version
+)
+
+// Event kinds. The lifecycle kinds are catalog's (shared with notification sinks).
+const (
+	EventStarted          = catalog.EventStarted
+	EventStageAdvanced    = catalog.EventStageAdvanced
+	EventPaused           = catalog.EventPaused
+	EventResumed          = catalog.EventResumed
+	EventRolledBack       = catalog.EventRolledBack
+	EventCompleted        = catalog.EventCompleted
+	EventMonitoringClosed = catalog.EventMonitoringClosed
+
+	EventCreated        = "created"         // pre-flight passed; carries the release metadata summary
+	EventWaiver         = "waiver"          // a pre-flight item was waived (Waiver set)
+	EventWindowOverride = "window_override" // a critical patch started or advanced outside the window
+	EventAcked          = "acked"           // every proxy ACKed Generation; the monitor clock starts
+	EventDecision       = "decision"        // a check decision (emitted when decision or reason changes)
+	EventHold           = "hold"            // a hold began or its reason changed
+	EventCommand        = "command"         // an operator command was applied (Actor, Reason)
+	EventPhase          = "phase"           // a monitoring phase began
+)
+
+// Errors returned by Apply and New. Test with errors.Is.
+var (
+	ErrInvalidState   = errors.New("command not valid in this state")
+	ErrCheckFailing   = errors.New("a check is failing; use force to override")
+	ErrReasonRequired = errors.New("a reason is required")
+	ErrUnknownCommand = errors.New("unknown command")
+	ErrOutsideWindow  = errors.New("outside deployment window")
+	ErrPreflight      = errors.New("pre-flight requirements not met")
+	ErrInvalidSpec    = errors.New("invalid rollout spec")
+)
+
+// Rollout is the whole state of one rollout: plain data, deterministic, JSON
+// serialisable. After a JSON round trip Step continues exactly where it left off.
+type Rollout struct {
+	ID      string `json:"id"`
+	Service string `json:"service"`
+	// Stable is the known-good version the rollout started from (and rolls back to).
+	Stable string `json:"stable"`
+	// Canary is the version rolled out.
+	Canary string `json:"canary"`
+	// Spec is the request as given (for the release report).
+	Spec Spec `json:"spec"`
+	// Plan is the resolved plan; behaviour depends on it only, not on today's presets.
+	Plan Plan `json:"plan"`
+
+	State State `json:"state"`
+	// PausedFrom is the state a paused rollout returns to on resume (pending,
+	// progressing or monitoring).
+	PausedFrom State `json:"pausedFrom,omitempty"`
+	// Stage indexes Plan.Stages; len(Plan.Stages) once at 100 %.
+	Stage int `json:"stage"`
+	// Generation increments on every change of Weights or Matches. The loop reports
+	// convergence for a generation; only an ACK of the current one counts.
+	Generation uint64 `json:"generation"`
+
+	CreatedAt time.Time `json:"createdAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
+	// StartedAt is when the first stage's weights were set (zero while pending).
+	StartedAt time.Time `json:"startedAt,omitzero"`
+	// FullAt is when 100 % was set (zero before).
+	FullAt time.Time `json:"fullAt,omitzero"`
+	// EndedAt is when the rollout became completed or rolled_back.
+	EndedAt time.Time `json:"endedAt,omitzero"`
+
+	// Progress is the monitor state of the current stage or monitoring window.
+	Progress Progress `json:"progress"`
+	// Baseline is the stable version's numbers from the last stage, used as the
+	// baseline during the monitoring window when the stable version has no traffic.
+	Baseline *Baseline `json:"baseline,omitempty"`
+	// Phase is the index into Plan.Monitoring of the current phase while monitoring.
+	Phase int `json:"phase"`
+
+	// Reason says why the rollout is paused, rolled back or holding.
+	Reason string `json:"reason,omitempty"`
+	// Aborted is set when an operator aborted the rollout.
+	Aborted bool `json:"aborted,omitempty"`
+	// WindowOverrides counts starts/advances a critical patch made outside the window.
+	WindowOverrides int `json:"windowOverrides,omitempty"`
+}
+
+// Plan is a resolved Spec: presets and defaults applied.
+type Plan struct {
+	Type              ReleaseType       `json:"type"`
+	Strategy          string            `json:"strategy,omitempty"`
+	Critical          bool              `json:"critical,omitempty"`
+	Stages            []Stage           `json:"stages"`
+	Thresholds        Thresholds        `json:"thresholds"`
+	CheckInterval     Duration          `json:"checkInterval"`
+	InconclusiveLimit Duration          `json:"inconclusiveLimit"`
+	AckTimeout        Duration          `json:"ackTimeout"`
+	AutoResume        bool              `json:"autoResume,omitempty"`
+	SmokeChecks       []string          `json:"smokeChecks,omitempty"`
+	Checks            []Check           `json:"checks,omitempty"`
+	Monitoring        []Phase           `json:"monitoring"`
+	Window            *DeploymentWindow `json:"window,omitempty"`
+}
+
+// Stage is one resolved stage.
+type Stage struct {
+	Name string `json:"name"`
+	// Weight is the canary weight out of catalog.TotalWeight.
+	Weight    uint32   `json:"weight"`
+	MinWindow Duration `json:"minWindow"`
+	MaxWindow Duration `json:"maxWindow"`
+	// Thresholds are fully resolved for this stage.
+	Thresholds Thresholds `json:"thresholds"`
+	// Match, when set, routes flagged requests to the canary from this stage on
+	// until 100 %.
+	Match *MatchSpec `json:"match,omitempty"`
+}
+
+// Progress is the monitor state of the current stage (or of the monitoring window).
+// Every duration accrued is in the data, so a restart resumes it exactly.
+type Progress struct {
+	// Since is when the current weights were set.
+	Since time.Time `json:"since"`
+	// AckWaitSince starts the ACK timeout (Since, or the last resume).
+	AckWaitSince time.Time `json:"ackWaitSince"`
+	// AckedAt is when every proxy ACKed Generation: the monitor clock starts.
+	AckedAt time.Time `json:"ackedAt,omitzero"`
+	// LastCheck is the time of the last observation judged.
+	LastCheck time.Time `json:"lastCheck,omitzero"`
+	// Monitored is the time covered by clean, conclusive checks since the monitor clock
+	// started (or the last breach/resume). Go needs Monitored ≥ MinWindow.
+	Monitored Duration `json:"monitored"`
+	// InconclusiveSince is when the current run of inconclusive checks began.
+	InconclusiveSince time.Time `json:"inconclusiveSince,omitzero"`
+	// RollbackBreachSince is when the current run of checks breaching the rollback
+	// error-rate bound began (the sustained rule).
+	RollbackBreachSince time.Time `json:"rollbackBreachSince,omitzero"`
+	// Failing is true while the last conclusive check breached a threshold or a check
+	// failed; promote is refused then unless forced.
+	Failing bool `json:"failing,omitempty"`
+	// Counts of judged checks in this stage.
+	Checks       int `json:"checks"`
+	Clean        int `json:"clean"`
+	Inconclusive int `json:"inconclusive"`
+	Breaches     int `json:"breaches"`
+	// Stable accumulates the stable version's counts over conclusive checks (the
+	// baseline carried into the monitoring window).
+	StableRequests uint64   `json:"stableRequests,omitempty"`
+	StableErrors   uint64   `json:"stableErrors,omitempty"`
+	StableP99      Duration `json:"stableP99,omitempty"`
+	// LastDecision and LastReason de-duplicate decision events.
+	LastDecision Decision `json:"lastDecision,omitempty"`
+	LastReason   string   `json:"lastReason,omitempty"`
+	// Last holds the numbers of the last judged check.
+	Last *Numbers `json:"last,omitempty"`
+}
+
+// Baseline is the stable version measured during the last stage.
+type Baseline struct {
+	Requests uint64   `json:"requests"`
+	Errors   uint64   `json:"errors"`
+	P99      Duration `json:"p99"`
+}
+
+// Numbers are the measurements behind a decision, for events and the release report.
+type Numbers struct {
+	CanaryRequests uint64 `json:"canaryRequests"`
+	CanaryErrors   uint64 `json:"canaryErrors"`
+	StableRequests uint64 `json:"stableRequests"`
+	StableErrors   uint64 `json:"stableErrors"`
+	// Error rates in percent (0-100).
+	CanaryErrorPct float64 `json:"canaryErrorPct"`
+	StableErrorPct float64 `json:"stableErrorPct"`
+	// DeltaLowPP is the lower confidence bound of canary − stable error rate, in
+	// percentage points, at the configured confidence.
+	DeltaLowPP float64  `json:"deltaLowPP"`
+	CanaryP99  Duration `json:"canaryP99"`
+	StableP99  Duration `json:"stableP99"`
+	// LatencyRatio is CanaryP99 / StableP99 (0 when unknown).
+	LatencyRatio float64 `json:"latencyRatio,omitempty"`
+}
+
+// Observation is what the loop gathered over one check interval.
+type Observation struct {
+	// Canary and Stable are each version's numbers over the check window.
+	Canary VersionStats
+	Stable VersionStats
+	// Health is the active health-check state of each version's endpoints.
+	Health HealthStats
+	// Alerts are the names of critical alerts firing; any pauses.
+	Alerts []string
+	// Checks are smoke, synthetic and custom check results.
+	Checks []CheckResult
+	// Convergence is the xds layer's view of a weights generation.
+	Convergence Convergence
+}
+
+// VersionStats are one version's request numbers over a check window.
+type VersionStats struct {
+	Requests uint64
+	Errors   uint64
+	P99      time.Duration
+	// Err is set when the metrics source failed; the numbers are then inconclusive,
+	// never a pass.
+	Err error
+	// Inconclusive says why the numbers cannot be judged (empty result, …).
+	Inconclusive string
+}
+
+// HealthStats are the active health-check results per version.
+type HealthStats struct {
+	Canary EndpointHealth
+	Stable EndpointHealth
+}
+
+// EndpointHealth is one version's endpoints. Total 0 means no health data.
+type EndpointHealth struct {
+	Total     int
+	Unhealthy []string // "host:port" of each unhealthy endpoint
+}
+
+// CheckResult is one named check's latest result.
+type CheckResult struct {
+	Name   string
+	Passed bool
+	Detail string
+}
+
+// Convergence is what the xds layer reports for one weights generation.
+type Convergence struct {
+	// Generation is the Rollout.Generation these fields refer to; a report for another
+	// generation is ignored.
+	Generation uint64
+	// Version is the published route configuration version (opaque).
+	Version string
+	// Acked is true when every subscribed proxy ACKed this generation.
+	Acked bool
+	// Stragglers are the proxies that have not ACKed yet.
+	Stragglers []string
+	// NACK is a proxy's rejection message for this generation, if any.
+	NACK string
+}
+
+// CommandKind names an operator command.
+type CommandKind string
+
+// Operator commands.
+const (
+	CmdPause       CommandKind = "pause"
+	CmdResume      CommandKind = "resume"
+	CmdPromote     CommandKind = "promote"      // end this stage's window early
+	CmdPromoteFull CommandKind = "promote-full" // straight to 100 %
+	CmdAbort       CommandKind = "abort"        // roll back; Reason required
+	CmdFinish      CommandKind = "finish"       // close the monitoring window early
+)
+
+// Command is an operator command with who and why.
+type Command struct {
+	Kind   CommandKind `json:"kind"`
+	Actor  string      `json:"actor"`
+	Reason string      `json:"reason,omitempty"`
+	// Force overrides "a check is failing" and the deployment window for promote,
+	// promote-full and finish.
+	Force bool `json:"force,omitempty"`
+}
+
+// Event is one entry of a rollout's timeline; it carries enough for the release report.
+type Event struct {
+	Time      time.Time `json:"time"`
+	Kind      string    `json:"kind"`
+	RolloutID string    `json:"rolloutId"`
+	Service   string    `json:"service"`
+	// State is the rollout's state after the event.
+	State State `json:"state"`
+	// Stage and StageName identify the stage after the event.
+	Stage     int    `json:"stage"`
+	StageName string `json:"stageName,omitempty"`
+	// Weight is the canary weight after the event, out of catalog.TotalWeight.
+	Weight     uint32   `json:"weight"`
+	Generation uint64   `json:"generation"`
+	Decision   Decision `json:"decision,omitempty"`
+	Reason     string   `json:"reason,omitempty"`
+	// Actor and Command are set for operator commands.
+	Actor   string      `json:"actor,omitempty"`
+	Command CommandKind `json:"command,omitempty"`
+	Force   bool        `json:"force,omitempty"`
+	// Numbers are the measurements behind a decision.
+	Numbers *Numbers `json:"numbers,omitempty"`
+	// Endpoints are failing canary endpoints; Stragglers proxies that did not ACK;
+	// Alerts firing alerts; Checks failing check names.
+	Endpoints  []string `json:"endpoints,omitempty"`
+	Stragglers []string `json:"stragglers,omitempty"`
+	Alerts     []string `json:"alerts,omitempty"`
+	Checks     []string `json:"checks,omitempty"`
+	Waiver     *Waiver  `json:"waiver,omitempty"`
+	Phase      string   `json:"phase,omitempty"`
+}
+
+// Match routes requests carrying a header or cookie to a version; it mirrors
+// xds.Match field for field so the loop converts it directly.
+type Match struct {
+	Header  string `json:"header,omitempty"`
+	Cookie  string `json:"cookie,omitempty"`
+	Value   string `json:"value"`
+	Version string `json:"version"`
+}

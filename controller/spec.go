@@ -1,0 +1,210 @@
+package controller
+
+import (
+	"github.com/octoacme/octoroll/catalog"
+)
+
+// Duration is a time.Duration written in JSON and YAML as a Go duration string ("30s").
+// Zero means "not set" in a Spec (the default applies).
+type Duration = catalog.Duration
+
+// ReleaseType picks the stage plan preset.
+type ReleaseType string
+
+// Release types of the guide.
+const (
+	Patch    ReleaseType = "patch"
+	Minor    ReleaseType = "minor"
+	Major    ReleaseType = "major"
+	Breaking ReleaseType = "breaking"
+)
+
+// Patch strategies.
+const (
+	StrategyDirect = "direct" // straight to 100 %, then the monitoring window
+	StrategyCanary = "canary" // quick canary 5 % for 5 min, then 100 %
+)
+
+// Waivable pre-flight items (Waiver.Item).
+const (
+	ItemRollbackPlan = "rollbackPlan"
+	ItemSummary      = "summary"
+	ItemSmokeTests   = "smokeTests"
+)
+
+// Check failure actions (Check.OnFail).
+const (
+	OnFailPause    = "pause"
+	OnFailRollback = "rollback"
+)
+
+// Spec is what an operator asks for: the rollout file or the body of a start request.
+// Every field but Service, Release.Type and Canary.Version is optional; zero values
+// take the defaults of the release type's preset (see Resolve).
+type Spec struct {
+	// Service names the catalog service to roll out.
+	Service string `json:"service" yaml:"service"`
+	// Release is the release notes metadata; Release.Type picks the preset.
+	Release Release `json:"release" yaml:"release"`
+	// Critical marks a critical patch: the direct plan by default, and it may start and
+	// advance outside the deployment window (the override is recorded as an event).
+	// Only valid with Release.Type patch.
+	Critical bool `json:"critical,omitempty" yaml:"critical,omitempty"`
+	// Canary is the version being rolled out.
+	Canary Canary `json:"canary" yaml:"canary"`
+	// Stable is the known-good version; defaults to the catalog's stable version.
+	Stable string `json:"stable,omitempty" yaml:"stable,omitempty"`
+	// Strategy is direct or canary, for patches only. Defaults to direct when Critical,
+	// canary otherwise.
+	Strategy string `json:"strategy,omitempty" yaml:"strategy,omitempty"`
+	// Stages replaces the preset's stages (all of them) when non-empty. A trailing
+	// 100 % stage may be written; it is implied anyway (100 % is the monitoring window).
+	Stages []StageSpec `json:"stages,omitempty" yaml:"stages,omitempty"`
+	// Flag overrides the breaking-change flag route (default header x-canary: always).
+	Flag *MatchSpec `json:"flag,omitempty" yaml:"flag,omitempty"`
+	// Thresholds overrides the guide's thresholds for every stage; zero fields keep the
+	// default.
+	Thresholds Thresholds `json:"thresholds,omitempty" yaml:"thresholds,omitempty"`
+	// CheckInterval is how often the loop gathers an Observation. Default 30s.
+	CheckInterval Duration `json:"checkInterval,omitempty" yaml:"checkInterval,omitempty"`
+	// InconclusiveLimit is how long a stage may Hold on inconclusive data before it
+	// pauses. Default 10m.
+	InconclusiveLimit Duration `json:"inconclusiveLimit,omitempty" yaml:"inconclusiveLimit,omitempty"`
+	// AckTimeout is how long the proxies may take to ACK new weights before the
+	// rollout pauses naming the stragglers. Default 2m.
+	AckTimeout Duration `json:"ackTimeout,omitempty" yaml:"ackTimeout,omitempty"`
+	// AutoResume resumes a paused rollout once its checks were clean for a full stage
+	// window. Without it a person resumes.
+	AutoResume bool `json:"autoResume,omitempty" yaml:"autoResume,omitempty"`
+	// SmokeChecks names the smoke/synthetic checks whose results arrive in every
+	// Observation. A failing one rolls back; a missing result is inconclusive.
+	SmokeChecks []string `json:"smokeChecks,omitempty" yaml:"smokeChecks,omitempty"`
+	// CustomChecks are further named checks (key user flows, business metrics, data
+	// integrity) with what a failure does.
+	CustomChecks []Check `json:"customChecks,omitempty" yaml:"customChecks,omitempty"`
+	// Monitoring replaces the post-release monitoring phases (default Immediate 30m,
+	// Short-term to 4h, Extended to 24h, Long-term to 72h).
+	Monitoring []Phase `json:"monitoring,omitempty" yaml:"monitoring,omitempty"`
+	// Window restricts starting and advancing to a deployment window. Nil: any time.
+	Window *DeploymentWindow `json:"window,omitempty" yaml:"window,omitempty"`
+	// Waivers waive pre-flight items (rollbackPlan, summary, smokeTests).
+	Waivers []Waiver `json:"waivers,omitempty" yaml:"waivers,omitempty"`
+}
+
+// Release is the guide's release notes template plus the rollback/mitigation plan.
+type Release struct {
+	// Name is the release name or number.
+	Name string `json:"name,omitempty" yaml:"name,omitempty"`
+	// Type is patch, minor, major or breaking.
+	Type ReleaseType `json:"type" yaml:"type"`
+	// Date is the release date, YYYY-MM-DD.
+	Date           string   `json:"date,omitempty" yaml:"date,omitempty"`
+	Summary        string   `json:"summary,omitempty" yaml:"summary,omitempty"`
+	NotableChanges []string `json:"notableChanges,omitempty" yaml:"notableChanges,omitempty"`
+	MigrationSteps []string `json:"migrationSteps,omitempty" yaml:"migrationSteps,omitempty"`
+	KnownIssues    []string `json:"knownIssues,omitempty" yaml:"knownIssues,omitempty"`
+	RollbackPlan   string   `json:"rollbackPlan,omitempty" yaml:"rollbackPlan,omitempty"`
+}
+
+// Canary names the version rolled out: one already in the catalog (Endpoints empty) or
+// a new one with its endpoints.
+type Canary struct {
+	Version string `json:"version" yaml:"version"`
+	// Endpoints are "host:port" addresses of a version not in the catalog.
+	Endpoints []string `json:"endpoints,omitempty" yaml:"endpoints,omitempty"`
+	Zone      string   `json:"zone,omitempty" yaml:"zone,omitempty"`
+}
+
+// StageSpec is one stage as written by an operator.
+type StageSpec struct {
+	Name string `json:"name,omitempty" yaml:"name,omitempty"`
+	// Weight is the canary weight out of catalog.TotalWeight (10000). Exclusive with
+	// Percent.
+	Weight uint32 `json:"weight,omitempty" yaml:"weight,omitempty"`
+	// Percent is the canary weight in percent (0.01 resolution). Exclusive with Weight.
+	Percent float64 `json:"percent,omitempty" yaml:"percent,omitempty"`
+	// MinWindow is how long every check must pass before Go. Required unless the stage
+	// is the trailing 100 %.
+	MinWindow Duration `json:"minWindow,omitempty" yaml:"minWindow,omitempty"`
+	// MaxWindow is how long after the ACK the stage may go without a Go before it
+	// pauses. Default 2 × MinWindow (the guide's 15-30 and 30-60 min ranges).
+	MaxWindow Duration `json:"maxWindow,omitempty" yaml:"maxWindow,omitempty"`
+	// Thresholds overrides the rollout's thresholds in this stage.
+	Thresholds Thresholds `json:"thresholds,omitempty" yaml:"thresholds,omitempty"`
+	// Match makes this a flag stage: requests carrying the header or cookie go to the
+	// canary whatever the weight (usually 0).
+	Match *MatchSpec `json:"match,omitempty" yaml:"match,omitempty"`
+}
+
+// MatchSpec is a header or cookie flag.
+type MatchSpec struct {
+	Header string `json:"header,omitempty" yaml:"header,omitempty"`
+	Cookie string `json:"cookie,omitempty" yaml:"cookie,omitempty"`
+	Value  string `json:"value" yaml:"value"`
+}
+
+// Thresholds are the guide's monitoring thresholds. In a Spec or StageSpec a zero
+// field means "inherit"; in a resolved Plan every field is set.
+type Thresholds struct {
+	// PauseErrorRatePP pauses when the canary error rate exceeds the stable error rate
+	// by more than this many percentage points. Default 0.1.
+	PauseErrorRatePP float64 `json:"pauseErrorRatePP,omitempty" yaml:"pauseErrorRatePP,omitempty"`
+	// PauseLatencyRatio pauses when canary P99 > stable P99 × ratio. Default 1.10.
+	PauseLatencyRatio float64 `json:"pauseLatencyRatio,omitempty" yaml:"pauseLatencyRatio,omitempty"`
+	// RollbackErrorRatePP rolls back when the canary error rate exceeds the stable one
+	// by more than this many percentage points on every check for RollbackSustain.
+	// Default 1.
+	RollbackErrorRatePP float64 `json:"rollbackErrorRatePP,omitempty" yaml:"rollbackErrorRatePP,omitempty"`
+	// RollbackSustain is how long the RollbackErrorRatePP breach must last. Default 5m.
+	RollbackSustain Duration `json:"rollbackSustain,omitempty" yaml:"rollbackSustain,omitempty"`
+	// RollbackLatencyRatio rolls back when canary P99 > stable P99 × ratio. Default 1.25.
+	RollbackLatencyRatio float64 `json:"rollbackLatencyRatio,omitempty" yaml:"rollbackLatencyRatio,omitempty"`
+	// MinRequests is the number of requests each of canary and stable must have served
+	// in one check window for that check to be conclusive. Default 100.
+	MinRequests uint64 `json:"minRequests,omitempty" yaml:"minRequests,omitempty"`
+	// Confidence is the one-sided confidence level at which an error-rate difference
+	// counts as a breach (see package doc of judge.go). Default 0.95.
+	Confidence float64 `json:"confidence,omitempty" yaml:"confidence,omitempty"`
+	// GrossFactor: an error-rate breach whose lower confidence bound (at
+	// GrossConfidence) is at least GrossFactor × RollbackErrorRatePP rolls back at
+	// once, without waiting for RollbackSustain. Default 5.
+	GrossFactor float64 `json:"grossFactor,omitempty" yaml:"grossFactor,omitempty"`
+	// GrossConfidence is the confidence level of the gross test. Default 0.999.
+	GrossConfidence float64 `json:"grossConfidence,omitempty" yaml:"grossConfidence,omitempty"`
+}
+
+// Check is a named check whose results arrive in Observations.
+type Check struct {
+	Name string `json:"name" yaml:"name"`
+	// OnFail is pause or rollback (default pause).
+	OnFail string `json:"onFail,omitempty" yaml:"onFail,omitempty"`
+}
+
+// Phase is one phase of the post-release monitoring window. It runs from the end of
+// the previous phase (0 for the first) until Until, measured from the ACK of 100 %.
+type Phase struct {
+	Name  string   `json:"name" yaml:"name"`
+	Until Duration `json:"until" yaml:"until"`
+	// Checks are evaluated during this phase in addition to the rollout's checks.
+	Checks []Check `json:"checks,omitempty" yaml:"checks,omitempty"`
+}
+
+// DeploymentWindow is when a rollout may start and advance. A window whose End is
+// before its Start runs overnight into the next day; Days names the day it starts on.
+type DeploymentWindow struct {
+	// Days are weekday names or three-letter abbreviations (mon, Tuesday, …); empty
+	// means every day.
+	Days []string `json:"days,omitempty" yaml:"days,omitempty"`
+	// Start and End are HH:MM in TimeZone.
+	Start string `json:"start" yaml:"start"`
+	End   string `json:"end" yaml:"end"`
+	// TimeZone is an IANA zone name; default UTC.
+	TimeZone string `json:"timeZone,omitempty" yaml:"timeZone,omitempty"`
+}
+
+// Waiver waives one pre-flight item, with who and why.
+type Waiver struct {
+	Item   string `json:"item" yaml:"item"`
+	Reason string `json:"reason" yaml:"reason"`
+	By     string `json:"by" yaml:"by"`
+}
