@@ -272,7 +272,11 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		seen[k.Value] = k.Line
 		idx, ok := fields[k.Value]
 		if !ok {
-			d.fail(k, sub, "unknown field %q (known: %s)", k.Value, strings.Join(fieldNames(v.Type()), ", "))
+			hint := ""
+			if k.Value == "weight" || k.Value == "weights" {
+				hint = "; weights are not part of the catalog, rollouts set them"
+			}
+			d.fail(k, sub, "unknown field %q (known: %s)%s", k.Value, strings.Join(fieldNames(v.Type()), ", "), hint)
 			continue
 		}
 		d.decode(val, v.Field(idx), sub)

@@ -210,6 +210,10 @@ func (v *validator) catalog(c *Catalog) {
 			}
 		}
 		// The service name is always one of its virtual host's domains.
+		if j, ok := names[s.Name]; ok && j != i {
+			// A duplicate name is reported above; its domains would only repeat it.
+			continue
+		}
 		own := map[string]string{strings.ToLower(s.Name): p + ".name"}
 		for k, d := range s.Domains {
 			own[strings.ToLower(d)] = fmt.Sprintf("%s.domains[%d]", p, k)
