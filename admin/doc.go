@@ -1,0 +1,7 @@
+// Package admin owns octoroll's admin HTTP server: the JSON API under /api/v1 that the
+// CLI and operators drive rollouts with, the Prometheus /metrics endpoint, /healthz and
+// /readyz, and the server-rendered status page at /.
+//
+// It sits on top of the rollout runner (through the Backend interface) and the xds and
+// catalog packages; nothing in octoroll imports it but cmd/octoroll.
+package admin

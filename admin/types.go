@@ -1,0 +1,258 @@
+package admin
+
+import (
+	"time"
+
+	"github.com/octoacme/octoroll/catalog"
+	"github.com/octoacme/octoroll/controller"
+	"github.com/octoacme/octoroll/xds"
+)
+
+// This file holds every request and response body of the admin API (/api/v1). The CLI
+// decodes these types; change them only compatibly (add fields, never rename).
+
+// APIPrefix is the path prefix of the JSON API.
+const APIPrefix = "/api/v1"
+
+// ActorHeader names the person or system behind a mutating request; "admin" when absent.
+const ActorHeader = "X-Octoroll-Actor"
+
+// DefaultActor is the actor of a mutating request without ActorHeader.
+const DefaultActor = "admin"
+
+// Error is the body of every error response.
+type Error struct {
+	// Error is a human-readable message. It never contains a stack trace or a file path.
+	Error string `json:"error"`
+	// Code is a stable machine-readable code (see the Code* constants).
+	Code string `json:"code"`
+}
+
+// Error codes.
+const (
+	CodeBadRequest       = "bad_request"        // 400: malformed body or parameter
+	CodeInvalidSpec      = "invalid_spec"       // 400: the rollout spec does not validate
+	CodeReasonRequired   = "reason_required"    // 400: abort without a reason
+	CodeUnknownCommand   = "unknown_command"    // 400 (unknown action: 404 not_found)
+	CodeUnauthorized     = "unauthorized"       // 401: missing or wrong bearer token
+	CodeForbidden        = "forbidden"          // 403: mutations disabled (no token, not loopback)
+	CodeNotFound         = "not_found"          // 404
+	CodeUnknownService   = "unknown_service"    // 404
+	CodeMethodNotAllowed = "method_not_allowed" // 405
+	CodeActiveRollout    = "active_rollout"     // 409: the service already has an active rollout
+	CodeNoActiveRollout  = "no_active_rollout"  // 409: the service has no active rollout
+	CodeInvalidState     = "invalid_state"      // 409: command not valid in this state
+	CodeCheckFailing     = "check_failing"      // 409: a check is failing; force overrides
+	CodeOutsideWindow    = "outside_window"     // 409: outside the deployment window
+	CodeTooLarge         = "too_large"          // 413: body over 1 MiB
+	CodeUnsupportedType  = "unsupported_media"  // 415: Content-Type not JSON or YAML
+	CodePreflight        = "preflight_failed"   // 422: pre-flight requirements not met
+	CodeInternal         = "internal"           // 500
+	CodeUnavailable      = "unavailable"        // 503: not ready, or a feature not wired
+)
+
+// ServicesResponse is GET /api/v1/services.
+type ServicesResponse struct {
+	Services []ServiceSummary `json:"services"`
+}
+
+// ServiceSummary is one service at a glance.
+type ServiceSummary struct {
+	Name string `json:"name"`
+	// KnownGood is the version a no-go returns to (the stable version when idle).
+	KnownGood string `json:"knownGood"`
+	// Versions are the names of the service's versions (catalog + added by rollouts).
+	Versions []string `json:"versions"`
+	// Weights are the published weights by version, out of TotalWeight (10000).
+	Weights     map[string]uint32 `json:"weights"`
+	TotalWeight uint32            `json:"totalWeight"`
+	// Proxies is how far the current weights have reached the proxies.
+	Proxies ProxyConvergence `json:"proxies"`
+	// Active is the active rollout, nil when idle.
+	Active *RolloutSummary `json:"active,omitempty"`
+}
+
+// ProxyConvergence says how many subscribed proxies ACKed the current route of a service.
+type ProxyConvergence struct {
+	RouteVersion string `json:"routeVersion,omitempty"`
+	Subscribed   int    `json:"subscribed"`
+	Acked        int    `json:"acked"`
+	// Converged is true when every subscribed proxy ACKed (also when none subscribed).
+	Converged  bool      `json:"converged"`
+	Stragglers []string  `json:"stragglers,omitempty"`
+	NACK       *xds.Nack `json:"nack,omitempty"`
+}
+
+// ServiceDetail is GET /api/v1/services/{name}.
+type ServiceDetail struct {
+	ServiceSummary
+	// Catalog is the effective catalog entry (catalog + versions added by rollouts).
+	Catalog catalog.Service `json:"catalog"`
+	Matches []xds.Match     `json:"matches,omitempty"`
+	// Health is the active health-check state by version.
+	Health map[string]VersionHealth `json:"health,omitempty"`
+	// LastObservation holds the numbers of the last judged check of the active rollout.
+	LastObservation *controller.Numbers `json:"lastObservation,omitempty"`
+	// Thresholds are the thresholds of the active rollout's current stage (or of the
+	// rollout's plan at 100 %), to compare LastObservation with.
+	Thresholds *controller.Thresholds `json:"thresholds,omitempty"`
+}
+
+// VersionHealth is the active health-check state of one version's endpoints.
+type VersionHealth struct {
+	Total   int `json:"total"`
+	Healthy int `json:"healthy"`
+	// Unhealthy are the "host:port" addresses of unhealthy endpoints.
+	Unhealthy []string `json:"unhealthy,omitempty"`
+}
+
+// RolloutsResponse is GET /api/v1/rollouts (newest first). Query parameters: service,
+// state, active (true/false), limit.
+type RolloutsResponse struct {
+	Rollouts []RolloutSummary `json:"rollouts"`
+}
+
+// RolloutSummary is one rollout at a glance.
+type RolloutSummary struct {
+	ID         string           `json:"id"`
+	Service    string           `json:"service"`
+	Stable     string           `json:"stable"`
+	Canary     string           `json:"canary"`
+	Release    string           `json:"release,omitempty"` // release name or number
+	Type       string           `json:"type"`              // patch, minor, major, breaking
+	State      controller.State `json:"state"`
+	PausedFrom controller.State `json:"pausedFrom,omitempty"`
+	// Stage indexes the plan's stages; equal to Stages once at 100 %.
+	Stage     int    `json:"stage"`
+	StageName string `json:"stageName"`
+	Stages    int    `json:"stages"`
+	// CanaryWeight is out of TotalWeight (10000); CanaryPercent is the same in percent.
+	CanaryWeight  uint32              `json:"canaryWeight"`
+	CanaryPercent float64             `json:"canaryPercent"`
+	Generation    uint64              `json:"generation"`
+	Plan          string              `json:"plan"` // e.g. "5% 15m0s → 25% 30m0s → 100%"
+	LastDecision  controller.Decision `json:"lastDecision,omitempty"`
+	Reason        string              `json:"reason,omitempty"`
+	Failing       bool                `json:"failing,omitempty"`
+	Aborted       bool                `json:"aborted,omitempty"`
+	CreatedAt     time.Time           `json:"createdAt"`
+	UpdatedAt     time.Time           `json:"updatedAt"`
+	StartedAt     time.Time           `json:"startedAt,omitzero"`
+	FullAt        time.Time           `json:"fullAt,omitzero"`
+	EndedAt       time.Time           `json:"endedAt,omitzero"`
+}
+
+// RolloutDetail is GET /api/v1/rollouts/{id}, and the response of POST /api/v1/rollouts
+// (201) and of every action.
+type RolloutDetail struct {
+	RolloutSummary
+	// Timeline has one step per plan stage plus the final 100 % step.
+	Timeline []StageStep `json:"timeline"`
+	// Decision is the latest decision event with its numbers, nil before any.
+	Decision *DecisionView `json:"decision,omitempty"`
+	// Rollout is the whole persisted rollout (spec, resolved plan, progress).
+	Rollout controller.Rollout `json:"rollout"`
+}
+
+// Stage step statuses.
+const (
+	StepDone    = "done"
+	StepCurrent = "current"
+	StepPending = "pending"
+	StepFailed  = "failed" // the step the rollout was rolled back from
+)
+
+// StageStep is one step of a rollout's plan and when it ran.
+type StageStep struct {
+	Index int    `json:"index"`
+	Name  string `json:"name"`
+	// Weight is the canary weight of the step out of TotalWeight (10000).
+	Weight    uint32           `json:"weight"`
+	Percent   float64          `json:"percent"`
+	MinWindow catalog.Duration `json:"minWindow,omitempty"`
+	MaxWindow catalog.Duration `json:"maxWindow,omitempty"`
+	Status    string           `json:"status"` // done, current, pending, failed
+	EnteredAt time.Time        `json:"enteredAt,omitzero"`
+	LeftAt    time.Time        `json:"leftAt,omitzero"`
+}
+
+// DecisionView is the latest check decision of a rollout with the numbers behind it.
+type DecisionView struct {
+	Time     time.Time           `json:"time"`
+	Decision controller.Decision `json:"decision"`
+	Reason   string              `json:"reason,omitempty"`
+	Numbers  *controller.Numbers `json:"numbers,omitempty"`
+}
+
+// StartRequest is the body of POST /api/v1/rollouts: a controller.Spec, as JSON or as
+// YAML (Content-Type application/yaml, application/x-yaml or text/yaml). Unknown fields
+// are rejected in both.
+type StartRequest = controller.Spec
+
+// ActionRequest is the body of POST /api/v1/services/{name}/{action} where action is
+// pause, resume, promote, promote-full, abort or finish. The body may be empty except
+// for abort, which requires a reason.
+type ActionRequest struct {
+	Reason string `json:"reason,omitempty"`
+	// Force overrides "a check is failing" and the deployment window (promote,
+	// promote-full, finish).
+	Force bool `json:"force,omitempty"`
+}
+
+// Actions accepted by POST /api/v1/services/{name}/{action}.
+var Actions = []controller.CommandKind{
+	controller.CmdPause, controller.CmdResume, controller.CmdPromote,
+	controller.CmdPromoteFull, controller.CmdAbort, controller.CmdFinish,
+}
+
+// CheckRequest is the body of POST /api/v1/services/{name}/checks: the latest result of
+// a named smoke, synthetic or custom check for the service's active rollout.
+type CheckRequest struct {
+	Name   string `json:"name"`
+	Passed bool   `json:"passed"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// CheckResponse acknowledges a CheckRequest.
+type CheckResponse struct {
+	Service string `json:"service"`
+	Name    string `json:"name"`
+	Passed  bool   `json:"passed"`
+}
+
+// EventsResponse is GET /api/v1/events. Query parameters: after (cursor), limit
+// (default 100, max 1000), rollout, service, kind.
+type EventsResponse struct {
+	Events []EventRecord `json:"events"`
+	// Next is the cursor to pass as after for the following page. A page with fewer
+	// events than the limit is the last one for now.
+	Next uint64 `json:"next"`
+}
+
+// EventRecord is one stored event with its sequence number; the event's fields are
+// flattened next to seq.
+type EventRecord struct {
+	Seq uint64 `json:"seq"`
+	controller.Event
+}
+
+// ProxiesResponse is GET /api/v1/proxies.
+type ProxiesResponse struct {
+	Proxies []xds.ProxyStatus `json:"proxies"`
+}
+
+// StatusResponse is GET /api/v1/status.
+type StatusResponse struct {
+	Version string         `json:"version"`
+	Time    time.Time      `json:"time"`
+	Catalog catalog.Status `json:"catalog"`
+	XDS     xds.Stats      `json:"xds"`
+	// Ready is empty when the server is ready, otherwise why not.
+	Ready string `json:"ready,omitempty"`
+}
+
+// HealthResponse is the body of /healthz and /readyz.
+type HealthResponse struct {
+	Status string `json:"status"` // ok, or not ready
+	Error  string `json:"error,omitempty"`
+}
