@@ -48,6 +48,7 @@ type Watcher struct {
 	data     []byte // the bytes current was parsed from
 	badData  []byte // the bytes of the last failed load, to report a bad file once
 	status   Status
+	attempts int // reads of the file, for tests
 	now      func() time.Time
 }
 
@@ -112,6 +113,7 @@ func (w *Watcher) reload(explicit bool) error {
 	data, c, err := w.read()
 	now := w.now()
 	w.mu.Lock()
+	w.attempts++
 	if err != nil {
 		repeat := data != nil && w.badData != nil && bytes.Equal(data, w.badData)
 		if repeat && !explicit {
