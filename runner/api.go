@@ -1,0 +1,264 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+
+	"go.uber.org/zap"
+
+	"github.com/octoacme/octoroll/catalog"
+	"github.com/octoacme/octoroll/controller"
+	"github.com/octoacme/octoroll/healthcheck"
+	"github.com/octoacme/octoroll/store"
+	"github.com/octoacme/octoroll/xds"
+)
+
+// ServiceView is one service as operators see it.
+type ServiceView struct {
+	// Service is the catalog entry plus the versions rollouts added.
+	Service catalog.Service `json:"service"`
+	// KnownGood is the version a no-go returns to (the stable version when idle).
+	KnownGood string `json:"knownGood"`
+	// Weights are the published weights, out of catalog.TotalWeight.
+	Weights map[string]uint32 `json:"weights"`
+	Matches []xds.Match       `json:"matches,omitempty"`
+	// Convergence is how far the published route has reached the proxies.
+	Convergence xds.Convergence `json:"convergence"`
+	// Active is the active rollout, nil when idle.
+	Active *controller.Rollout `json:"active,omitempty"`
+	// Health is the active health-check state by version.
+	Health map[string]healthcheck.VersionHealth `json:"health,omitempty"`
+	// LastObservation are the numbers of the last judged check.
+	LastObservation *controller.Numbers `json:"lastObservation,omitempty"`
+}
+
+// RolloutFilter selects rollouts.
+type RolloutFilter struct {
+	Service    string
+	State      controller.State
+	ActiveOnly bool
+	Limit      int
+}
+
+// EventQuery pages through the event history.
+type EventQuery struct {
+	After     uint64
+	Limit     int
+	RolloutID string
+	Service   string
+	Kind      string
+}
+
+// EventRecord is one persisted event with its sequence number.
+type EventRecord struct {
+	Seq uint64 `json:"seq"`
+	controller.Event
+}
+
+// Start runs pre-flight and starts a rollout of spec. The first weights are persisted,
+// then published.
+func (r *Runner) Start(ctx context.Context, spec controller.Spec, actor string) (controller.Rollout, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	svc, ok := r.effectiveServiceLocked(spec.Service)
+	if !ok {
+		return controller.Rollout{}, fmt.Errorf("%w %q", ErrUnknownService, spec.Service)
+	}
+	if e, ok := r.active[spec.Service]; ok {
+		return controller.Rollout{}, fmt.Errorf("%w: %s is %s", ErrActiveRollout, e.r.ID, e.r.State)
+	}
+	now := r.opts.Now()
+	ro, evs, err := controller.New(now, store.NewID(now, spec.Service), spec, svc)
+	if err != nil {
+		return controller.Rollout{}, err
+	}
+	for i := range evs {
+		if evs[i].Kind == controller.EventCreated && evs[i].Actor == "" {
+			evs[i].Actor = actor
+		}
+	}
+	e := &entry{r: ro, nextCheck: now.Add(interval(ro))}
+	r.active[spec.Service] = e
+	if err := r.commitLocked(ctx, e, ro, evs); err != nil {
+		delete(r.active, spec.Service)
+		return controller.Rollout{}, err
+	}
+	r.log.Info("rollout started", zap.String("service", ro.Service), zap.String("rollout", ro.ID),
+		zap.String("actor", actor), zap.String("canary", ro.Canary), zap.String("stable", ro.Stable),
+		zap.String("weights", weightString(ro.Weights())))
+	return ro, nil
+}
+
+// Command applies an operator command to the service's active rollout.
+func (r *Runner) Command(ctx context.Context, service string, cmd controller.Command) (controller.Rollout, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.active[service]
+	if !ok {
+		if _, known := r.effectiveServiceLocked(service); !known {
+			return controller.Rollout{}, fmt.Errorf("%w %q", ErrUnknownService, service)
+		}
+		return controller.Rollout{}, fmt.Errorf("%w: %s", ErrNoActiveRollout, service)
+	}
+	now := r.opts.Now()
+	next, evs, err := e.r.Apply(now, cmd)
+	if err != nil {
+		return e.r, err
+	}
+	if err := r.commitLocked(ctx, e, next, evs); err != nil {
+		return e.r, err
+	}
+	r.poke()
+	return next, nil
+}
+
+// ReportCheck records the latest result of a named check for the service's active
+// rollout; the next observation carries it.
+func (r *Runner) ReportCheck(_ context.Context, service string, res controller.CheckResult) error {
+	if res.Name == "" {
+		return errors.New("check name is required")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.active[service]; !ok {
+		if _, known := r.effectiveServiceLocked(service); !known {
+			return fmt.Errorf("%w %q", ErrUnknownService, service)
+		}
+		return fmt.Errorf("%w: %s", ErrNoActiveRollout, service)
+	}
+	if r.checks[service] == nil {
+		r.checks[service] = map[string]controller.CheckResult{}
+	}
+	r.checks[service][res.Name] = res
+	return nil
+}
+
+// Services returns every catalog service, sorted by name.
+func (r *Runner) Services() []ServiceView {
+	r.mu.Lock()
+	names := make([]string, 0, len(r.cat.Services))
+	for _, s := range r.cat.Services {
+		names = append(names, s.Name)
+	}
+	r.mu.Unlock()
+	sort.Strings(names)
+	out := make([]ServiceView, 0, len(names))
+	for _, n := range names {
+		if v, ok := r.Service(n); ok {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// Service returns one service.
+func (r *Runner) Service(name string) (ServiceView, bool) {
+	r.mu.Lock()
+	svc, ok := r.effectiveServiceLocked(name)
+	if !ok {
+		r.mu.Unlock()
+		return ServiceView{}, false
+	}
+	v := ServiceView{Service: svc, KnownGood: svc.Stable}
+	if d, ok := r.published[name]; ok {
+		v.Weights = d.Weights
+		v.Matches = d.Matches
+	}
+	if e, ok := r.active[name]; ok {
+		ro := e.r
+		v.Active = &ro
+		v.KnownGood = ro.KnownGood()
+		v.LastObservation = e.last
+	}
+	r.mu.Unlock()
+	v.Convergence = r.opts.XDS.Convergence(name)
+	if h := r.opts.Health; h != nil {
+		v.Health = map[string]healthcheck.VersionHealth{}
+		for _, ver := range svc.Versions {
+			v.Health[ver.Name] = h.Status(name, ver.Name)
+		}
+	}
+	return v, true
+}
+
+// Rollout returns one rollout, active or finished.
+func (r *Runner) Rollout(id string) (controller.Rollout, error) {
+	doc, err := r.opts.Store.GetRollout(id)
+	if errors.Is(err, store.ErrNotFound) {
+		return controller.Rollout{}, fmt.Errorf("rollout %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return controller.Rollout{}, err
+	}
+	var ro controller.Rollout
+	if err := json.Unmarshal(doc, &ro); err != nil {
+		return controller.Rollout{}, fmt.Errorf("decode rollout %s: %w", id, err)
+	}
+	return ro, nil
+}
+
+// Rollouts lists rollouts, newest first.
+func (r *Runner) Rollouts(f RolloutFilter) ([]controller.Rollout, error) {
+	limit := f.Limit
+	if f.State != "" {
+		limit = 0 // filter after reading
+	}
+	recs, err := r.opts.Store.ListRollouts(store.ListFilter{Service: f.Service, ActiveOnly: f.ActiveOnly, Limit: limit})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]controller.Rollout, 0, len(recs))
+	for _, rec := range recs {
+		var ro controller.Rollout
+		if err := json.Unmarshal(rec.Doc, &ro); err != nil {
+			return nil, fmt.Errorf("decode rollout %s: %w", rec.ID, err)
+		}
+		if f.State != "" && ro.State != f.State {
+			continue
+		}
+		out = append(out, ro)
+		if f.Limit > 0 && len(out) == f.Limit {
+			break
+		}
+	}
+	return out, nil
+}
+
+// Events pages through the persisted event history.
+func (r *Runner) Events(q EventQuery) ([]EventRecord, uint64, error) {
+	evs, next, err := r.opts.Store.Events(store.EventQuery{After: q.After, Limit: q.Limit, RolloutID: q.RolloutID, Service: q.Service, Kind: q.Kind})
+	if err != nil {
+		return nil, 0, err
+	}
+	out := make([]EventRecord, 0, len(evs))
+	for _, se := range evs {
+		rec := EventRecord{Seq: se.Seq}
+		if err := json.Unmarshal(se.Data, &rec.Event); err != nil {
+			return nil, 0, fmt.Errorf("decode event %d: %w", se.Seq, err)
+		}
+		out = append(out, rec)
+	}
+	return out, next, nil
+}
+
+// RolloutEvents returns every event of one rollout, oldest first (for reports).
+func (r *Runner) RolloutEvents(id string) ([]controller.Event, error) {
+	var out []controller.Event
+	var after uint64
+	for {
+		recs, next, err := r.Events(EventQuery{After: after, Limit: store.MaxEventLimit, RolloutID: id})
+		if err != nil {
+			return nil, err
+		}
+		for _, rec := range recs {
+			out = append(out, rec.Event)
+		}
+		if len(recs) == 0 || next == after {
+			return out, nil
+		}
+		after = next
+	}
+}

@@ -1,0 +1,261 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/octoacme/octoroll/catalog"
+	"github.com/octoacme/octoroll/controller"
+	"github.com/octoacme/octoroll/healthcheck"
+	"github.com/octoacme/octoroll/metrics"
+	"github.com/octoacme/octoroll/store"
+)
+
+// check gathers one observation for the service's active rollout and steps it.
+func (r *Runner) check(ctx context.Context, service string) error {
+	r.mu.Lock()
+	e, ok := r.active[service]
+	if !ok {
+		r.mu.Unlock()
+		return nil
+	}
+	ro := e.r
+	pubGen, pubVersion := e.pubGen, e.pubVersion
+	svc, _ := r.effectiveServiceLocked(service)
+	checks := r.checks[service]
+	results := make([]controller.CheckResult, 0, len(checks))
+	for _, c := range checks {
+		results = append(results, c)
+	}
+	r.mu.Unlock()
+
+	// Gathering does I/O (metrics queries) and runs without the lock, so commands and
+	// other services' checks are not held up by a slow metrics source.
+	obs := r.gather(ctx, svc, ro, pubGen, pubVersion)
+	obs.Checks = results
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok = r.active[service]
+	if !ok || e.r.ID != ro.ID {
+		return nil // finished or replaced while gathering
+	}
+	now := r.opts.Now()
+	next, evs := e.r.Step(now, obs)
+	e.nextCheck = now.Add(interval(next))
+	if n := next.Progress.Last; n != nil {
+		e.last = n
+	}
+	return r.commitLocked(ctx, e, next, evs)
+}
+
+// interval is the rollout's check interval (the plan's, never zero).
+func interval(ro controller.Rollout) time.Duration {
+	if d := ro.Plan.CheckInterval.D(); d > 0 {
+		return d
+	}
+	return 30 * time.Second
+}
+
+// gather builds the observation of one check: both versions' traffic over the check
+// window, their health, and the xds layer's convergence of the published generation.
+func (r *Runner) gather(ctx context.Context, svc catalog.Service, ro controller.Rollout, pubGen uint64, pubVersion string) controller.Observation {
+	var obs controller.Observation
+	window := max(interval(ro), r.opts.MinWindow)
+	at := r.opts.Now()
+	obs.Canary = r.versionStats(ctx, svc, ro.Canary, window, at)
+	obs.Stable = r.versionStats(ctx, svc, ro.Stable, window, at)
+	if h := r.opts.Health; h != nil {
+		obs.Health.Canary = endpointHealth(h.Status(svc.Name, ro.Canary))
+		obs.Health.Stable = endpointHealth(h.Status(svc.Name, ro.Stable))
+	}
+	conv := r.opts.XDS.Convergence(svc.Name)
+	if pubVersion != "" && conv.RouteVersion == pubVersion {
+		obs.Convergence = controller.Convergence{
+			Generation: pubGen,
+			Version:    pubVersion,
+			Acked:      conv.Done() && conv.NACK == nil,
+			Stragglers: conv.Stragglers,
+		}
+		if conv.NACK != nil {
+			obs.Convergence.NACK = fmt.Sprintf("%s rejected route %s: %s", conv.NACK.NodeID, conv.NACK.Version, conv.NACK.Message)
+		}
+	}
+	return obs
+}
+
+func (r *Runner) versionStats(ctx context.Context, svc catalog.Service, version string, window time.Duration, at time.Time) controller.VersionStats {
+	if r.opts.Metrics == nil {
+		return controller.VersionStats{Inconclusive: "no metrics source configured"}
+	}
+	st, err := r.opts.Metrics.VersionStats(ctx, svc, version, window, at)
+	switch {
+	case errors.Is(err, metrics.ErrNoData):
+		return controller.VersionStats{Inconclusive: fmt.Sprintf("no metrics for %s over %s", version, window)}
+	case err != nil:
+		return controller.VersionStats{Err: err}
+	}
+	return controller.VersionStats{
+		Requests: uint64(st.Requests + 0.5),
+		Errors:   uint64(st.Errors + 0.5),
+		P99:      st.P99,
+	}
+}
+
+func endpointHealth(v healthcheck.VersionHealth) controller.EndpointHealth {
+	h := controller.EndpointHealth{Total: v.Total}
+	for _, u := range v.Unhealthy {
+		h.Unhealthy = append(h.Unhealthy, u.Endpoint)
+	}
+	return h
+}
+
+// commitLocked persists a transition, then publishes its weights, then notifies. The
+// order is the crash-safety contract: what proxies are told is always on disk first.
+func (r *Runner) commitLocked(ctx context.Context, e *entry, next controller.Rollout, evs []controller.Event) error {
+	prev := e.r
+	terminal := next.State.Terminal()
+	if terminal {
+		// The known-good version is recorded before the rollout stops being active, so
+		// a crash between the two writes leaves an active rollout that settles the same
+		// way again, never an idle service pointing at the old version.
+		st := r.services[next.Service]
+		st.Stable = next.KnownGood()
+		if v, ok := canaryVersion(next); ok {
+			st.Versions = upsertVersion(st.Versions, v)
+		}
+		if err := r.putService(next.Service, st); err != nil {
+			return err
+		}
+	}
+	doc, err := json.Marshal(next)
+	if err != nil {
+		return fmt.Errorf("encode rollout %s: %w", next.ID, err)
+	}
+	sevs, err := storeEvents(evs)
+	if err != nil {
+		return err
+	}
+	if _, err := r.opts.Store.PutRollout(next.ID, next.Service, !terminal, doc, sevs); err != nil {
+		return fmt.Errorf("persist rollout %s: %w", next.ID, err)
+	}
+	e.r = next
+	if terminal {
+		delete(r.active, next.Service)
+		delete(r.checks, next.Service)
+	}
+	if terminal || next.Generation != prev.Generation || e.pubVersion == "" {
+		if err := r.publishLocked(ctx); err != nil {
+			// Persisted but not served: the xds server keeps the last good state and
+			// the next check reports no convergence for this generation, so the
+			// rollout pauses on the ACK timeout instead of judging weights not in force.
+			r.log.Error("publish failed", zap.String("service", next.Service), zap.Error(err))
+		} else {
+			e.pubGen = next.Generation
+			e.pubVersion = r.opts.XDS.Convergence(next.Service).RouteVersion
+			if next.State == controller.StateRolledBack && prev.State != controller.StateRolledBack {
+				r.restoring[next.Service] = restoreWatch{ro: next, version: e.pubVersion,
+					deadline: r.opts.Now().Add(max(next.Plan.AckTimeout.D(), time.Second))}
+			}
+		}
+	}
+	for _, ev := range evs {
+		r.logEvent(ev)
+		if r.opts.Notify != nil {
+			r.opts.Notify.Notify(ev, next)
+		}
+	}
+	return nil
+}
+
+func (r *Runner) putService(name string, st serviceState) error {
+	doc, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	if err := r.opts.Store.PutState(serviceKey(name), doc); err != nil {
+		return fmt.Errorf("persist state of service %s: %w", name, err)
+	}
+	r.services[name] = st
+	return nil
+}
+
+func storeEvents(evs []controller.Event) ([]store.Event, error) {
+	out := make([]store.Event, 0, len(evs))
+	for _, ev := range evs {
+		data, err := json.Marshal(ev)
+		if err != nil {
+			return nil, fmt.Errorf("encode event: %w", err)
+		}
+		out = append(out, store.Event{Time: ev.Time, RolloutID: ev.RolloutID, Service: ev.Service, Kind: ev.Kind, Data: data})
+	}
+	return out, nil
+}
+
+func (r *Runner) logEvent(ev controller.Event) {
+	fields := []zap.Field{
+		zap.String("service", ev.Service), zap.String("rollout", ev.RolloutID), zap.String("kind", ev.Kind),
+		zap.String("state", string(ev.State)), zap.Int("stage", ev.Stage), zap.Uint32("canaryWeight", ev.Weight),
+	}
+	if ev.Decision != "" {
+		fields = append(fields, zap.String("decision", string(ev.Decision)))
+	}
+	if ev.Reason != "" {
+		fields = append(fields, zap.String("reason", ev.Reason))
+	}
+	if n := ev.Numbers; n != nil {
+		fields = append(fields, zap.Float64("canaryErrorPct", n.CanaryErrorPct), zap.Float64("stableErrorPct", n.StableErrorPct),
+			zap.Duration("canaryP99", n.CanaryP99.D()), zap.Duration("stableP99", n.StableP99.D()),
+			zap.Uint64("canaryRequests", n.CanaryRequests), zap.Uint64("stableRequests", n.StableRequests))
+	}
+	switch ev.Kind {
+	case controller.EventDecision, controller.EventHold:
+		r.log.Debug("rollout event", fields...)
+	case controller.EventRolledBack, controller.EventPaused:
+		r.log.Warn("rollout event", fields...)
+	default:
+		r.log.Info("rollout event", fields...)
+	}
+}
+
+// confirmRestoresLocked records, for each rollback, when every proxy ACKed the
+// known-good weights (or that they did not within the ACK timeout).
+func (r *Runner) confirmRestoresLocked(now time.Time) {
+	for svc, w := range r.restoring {
+		conv := r.opts.XDS.Convergence(svc)
+		done := conv.RouteVersion == w.version && conv.Done() && conv.NACK == nil
+		if !done && now.Before(w.deadline) {
+			continue
+		}
+		if conv.RouteVersion != w.version {
+			// Superseded by a newer publish (a new rollout or catalog change).
+			delete(r.restoring, svc)
+			continue
+		}
+		delete(r.restoring, svc)
+		ev := controller.Event{
+			Time: now, Kind: controller.EventAcked, RolloutID: w.ro.ID, Service: svc,
+			State: w.ro.State, Stage: w.ro.Stage, Weight: 0, Generation: w.ro.Generation,
+		}
+		if done {
+			ev.Reason = fmt.Sprintf("%d of %d proxies serve 100%% %s", conv.Acked, conv.Subscribed, w.ro.KnownGood())
+		} else {
+			ev.Reason = fmt.Sprintf("restore not confirmed: %d of %d proxies ACKed 100%% %s", conv.Acked, conv.Subscribed, w.ro.KnownGood())
+			ev.Stragglers = conv.Stragglers
+		}
+		sevs, err := storeEvents([]controller.Event{ev})
+		if err == nil {
+			_, err = r.opts.Store.AppendEvents(sevs...)
+		}
+		if err != nil {
+			r.log.Error("record restore", zap.String("service", svc), zap.Error(err))
+			continue
+		}
+		r.logEvent(ev)
+	}
+}

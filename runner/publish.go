@@ -1,0 +1,147 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/octoacme/octoroll/catalog"
+	"github.com/octoacme/octoroll/controller"
+	"github.com/octoacme/octoroll/xds"
+)
+
+// effectiveServiceLocked is the catalog entry plus the versions rollouts added (a
+// canary not declared in the catalog, kept defined after it completed or rolled back).
+func (r *Runner) effectiveServiceLocked(name string) (catalog.Service, bool) {
+	var svc catalog.Service
+	found := false
+	for _, s := range r.cat.Services {
+		if s.Name == name {
+			svc, found = s, true
+			break
+		}
+	}
+	if !found {
+		return svc, false
+	}
+	svc.Versions = slices.Clone(svc.Versions)
+	add := func(v catalog.Version) {
+		for _, have := range svc.Versions {
+			if have.Name == v.Name {
+				return // the catalog's declaration wins
+			}
+		}
+		svc.Versions = append(svc.Versions, v)
+	}
+	st := r.services[name]
+	for _, v := range st.Versions {
+		add(v)
+	}
+	if e, ok := r.active[name]; ok {
+		if v, ok := canaryVersion(e.r); ok {
+			add(v)
+		}
+	}
+	if st.Stable != "" {
+		svc.Stable = st.Stable
+	}
+	return svc, true
+}
+
+// canaryVersion is the version a rollout's spec declares with its own endpoints.
+func canaryVersion(ro controller.Rollout) (catalog.Version, bool) {
+	c := ro.Spec.Canary
+	if len(c.Endpoints) == 0 {
+		return catalog.Version{}, false
+	}
+	v := catalog.Version{Name: c.Version, Zone: c.Zone}
+	for _, ep := range c.Endpoints {
+		e, err := catalog.ParseEndpoint(ep)
+		if err != nil {
+			continue // the engine's pre-flight refused bad endpoints already
+		}
+		v.Endpoints = append(v.Endpoints, e)
+	}
+	return v, true
+}
+
+func upsertVersion(vs []catalog.Version, v catalog.Version) []catalog.Version {
+	for i := range vs {
+		if vs[i].Name == v.Name {
+			out := slices.Clone(vs)
+			out[i] = v
+			return out
+		}
+	}
+	return append(slices.Clone(vs), v)
+}
+
+// desiredLocked is the desired routing state of every catalog service.
+func (r *Runner) desiredLocked() []xds.Desired {
+	out := make([]xds.Desired, 0, len(r.cat.Services))
+	for _, s := range r.cat.Services {
+		svc, _ := r.effectiveServiceLocked(s.Name)
+		d := xds.Desired{Service: svc}
+		if e, ok := r.active[s.Name]; ok {
+			d.Weights = e.r.Weights()
+			for _, m := range e.r.Matches() {
+				d.Matches = append(d.Matches, xds.Match{Header: m.Header, Cookie: m.Cookie, Value: m.Value, Version: m.Version})
+			}
+		} else {
+			d.Weights = map[string]uint32{svc.Stable: catalog.TotalWeight}
+		}
+		out = append(out, d)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Service.Name < out[j].Service.Name })
+	return out
+}
+
+// publishLocked hands the whole desired state to the xds server. DNS endpoint names are
+// resolved first; a name that does not resolve fails the publish and the xds server
+// keeps serving the last good state.
+func (r *Runner) publishLocked(ctx context.Context) error {
+	desired := r.desiredLocked()
+	resolved := make([]xds.Desired, 0, len(desired))
+	for _, d := range desired {
+		rd, err := xds.ResolveEndpoints(ctx, r.opts.Resolver, d)
+		if err != nil {
+			return fmt.Errorf("service %s: %w", d.Service.Name, err)
+		}
+		resolved = append(resolved, rd)
+	}
+	if err := r.opts.XDS.Update(resolved); err != nil {
+		return err
+	}
+	services := make([]catalog.Service, 0, len(desired))
+	for _, d := range desired {
+		r.published[d.Service.Name] = d
+		services = append(services, d.Service)
+	}
+	// Probers and scrapers follow the versions that have clusters, canaries included.
+	if r.opts.Health != nil {
+		r.opts.Health.Update(services)
+	}
+	if u, ok := r.opts.Metrics.(interface{ Update([]catalog.Service) }); ok {
+		u.Update(services)
+	}
+	return nil
+}
+
+// weightString renders weights for logs: "v1=9500 v2=500".
+func weightString(w map[string]uint32) string {
+	keys := make([]string, 0, len(w))
+	for k := range w {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s=%d", k, w[k])
+	}
+	return b.String()
+}

@@ -1,0 +1,291 @@
+// Package runner is the loop around the pure rollout engine. It owns the active
+// rollouts: it gathers observations (metrics, health checks, reported checks and the
+// xds layer's ACK state), steps the engine, persists every transition in the store and
+// only then publishes the desired weights to the xds server. Operator commands go
+// through it too. After a restart it publishes exactly the persisted weights before it
+// evaluates anything, so a crash never moves traffic by itself.
+//
+// It may import controller, xds, store, catalog, metrics and healthcheck; the admin
+// API, the CLI and notifications sit on top of it and must not be imported here.
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/octoacme/octoroll/catalog"
+	"github.com/octoacme/octoroll/controller"
+	"github.com/octoacme/octoroll/healthcheck"
+	"github.com/octoacme/octoroll/metrics"
+	"github.com/octoacme/octoroll/store"
+	"github.com/octoacme/octoroll/xds"
+)
+
+// Errors returned by the runner's API; test with errors.Is.
+var (
+	ErrNotFound        = errors.New("not found")
+	ErrUnknownService  = errors.New("unknown service")
+	ErrActiveRollout   = errors.New("the service already has an active rollout")
+	ErrNoActiveRollout = errors.New("the service has no active rollout")
+)
+
+// Publisher is the xds server as the runner uses it.
+type Publisher interface {
+	Update(desired []xds.Desired) error
+	Convergence(service string) xds.Convergence
+}
+
+// Health is the active health-check prober as the runner uses it.
+type Health interface {
+	Update(services []catalog.Service)
+	Status(service, version string) healthcheck.VersionHealth
+	Changes() <-chan struct{}
+}
+
+// Notifier receives every event after it was persisted. Notify must not block.
+type Notifier interface {
+	Notify(ev controller.Event, r controller.Rollout)
+}
+
+// Options wire a Runner.
+type Options struct {
+	Log     *zap.Logger
+	Store   *store.Store
+	XDS     Publisher
+	Metrics metrics.Source // nil: every check is inconclusive on traffic
+	Health  Health         // nil: no health data
+	Notify  Notifier       // nil: no notifications
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// Tick is how often Run looks for rollouts due a check; default 1s. Each rollout is
+	// checked at its own plan's CheckInterval.
+	Tick time.Duration
+	// Resolver resolves DNS endpoint names; default net.DefaultResolver.
+	Resolver xds.HostResolver
+	// Window bounds the metrics window of one check from below; default 0 (the
+	// rollout's check interval is the window).
+	MinWindow time.Duration
+}
+
+// Runner is safe for concurrent use.
+type Runner struct {
+	opts Options
+	log  *zap.Logger
+
+	// mu serialises transitions: every change of rollouts, services or the published
+	// state happens under it, persisted before it is published.
+	mu       sync.Mutex
+	cat      *catalog.Catalog
+	services map[string]serviceState // persisted per-service state
+	active   map[string]*entry       // by service
+	checks   map[string]map[string]controller.CheckResult
+	// published is what the xds server serves: the last desired state it accepted.
+	published map[string]xds.Desired
+	// restoring are rollbacks whose known-good weights are not yet ACKed by every
+	// proxy; the ACK is recorded as the rollout's last event (time to restore).
+	restoring map[string]restoreWatch
+	wake      chan struct{}
+}
+
+// restoreWatch waits for the proxies to ACK a rollback's weights.
+type restoreWatch struct {
+	ro       controller.Rollout
+	version  string
+	deadline time.Time
+}
+
+// entry is one active rollout and the loop's bookkeeping for it.
+type entry struct {
+	r controller.Rollout
+	// pubGen and pubVersion are the rollout generation last published and the route
+	// version it produced: convergence is reported for pubGen only once the xds layer
+	// serves pubVersion.
+	pubGen     uint64
+	pubVersion string
+	nextCheck  time.Time
+	last       *controller.Numbers
+}
+
+// serviceState is what the store keeps per service between rollouts.
+type serviceState struct {
+	// Stable is the known-good version when no rollout is active (empty: the catalog's).
+	Stable string `json:"stable,omitempty"`
+	// Versions are versions added by rollouts that the catalog does not declare; they
+	// keep their clusters.
+	Versions []catalog.Version `json:"versions,omitempty"`
+}
+
+func serviceKey(name string) string { return "service/" + name }
+
+// New loads the persisted state and publishes it: the active rollouts' persisted
+// weights and every idle service's known-good version, nothing else.
+func New(ctx context.Context, cat *catalog.Catalog, opts Options) (*Runner, error) {
+	if opts.Store == nil || opts.XDS == nil {
+		return nil, errors.New("runner: a store and an xds publisher are required")
+	}
+	if opts.Log == nil {
+		opts.Log = zap.NewNop()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Tick <= 0 {
+		opts.Tick = time.Second
+	}
+	if opts.Resolver == nil {
+		opts.Resolver = net.DefaultResolver
+	}
+	r := &Runner{
+		opts:      opts,
+		log:       opts.Log.Named("runner"),
+		cat:       cat,
+		services:  map[string]serviceState{},
+		active:    map[string]*entry{},
+		checks:    map[string]map[string]controller.CheckResult{},
+		published: map[string]xds.Desired{},
+		restoring: map[string]restoreWatch{},
+		wake:      make(chan struct{}, 1),
+	}
+	recs, err := opts.Store.ListRollouts(store.ListFilter{ActiveOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("load active rollouts: %w", err)
+	}
+	for _, rec := range recs {
+		var ro controller.Rollout
+		if err := json.Unmarshal(rec.Doc, &ro); err != nil {
+			return nil, fmt.Errorf("rollout %s in %s: %w", rec.ID, opts.Store.Path(), err)
+		}
+		r.active[ro.Service] = &entry{r: ro}
+		r.log.Info("resuming rollout", zap.String("service", ro.Service), zap.String("rollout", ro.ID),
+			zap.String("state", string(ro.State)), zap.Int("stage", ro.Stage), zap.Uint32("canaryWeight", ro.CanaryWeight()))
+	}
+	for _, svc := range cat.Services {
+		if err := r.loadService(svc.Name); err != nil {
+			return nil, err
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.publishLocked(ctx); err != nil {
+		return nil, fmt.Errorf("publish persisted state: %w", err)
+	}
+	now := opts.Now()
+	for svc, e := range r.active {
+		e.pubGen = e.r.Generation
+		e.pubVersion = opts.XDS.Convergence(svc).RouteVersion
+		// The first check after a restart comes one interval after the persisted last
+		// check, never earlier: resuming is not a reason to judge sooner.
+		e.nextCheck = e.r.Progress.LastCheck.Add(interval(e.r))
+		if e.nextCheck.Before(now) {
+			e.nextCheck = now
+		}
+	}
+	return r, nil
+}
+
+func (r *Runner) loadService(name string) error {
+	doc, err := r.opts.Store.GetState(serviceKey(name))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("load state of service %s: %w", name, err)
+	}
+	var st serviceState
+	if err := json.Unmarshal(doc, &st); err != nil {
+		return fmt.Errorf("state of service %s in %s: %w", name, r.opts.Store.Path(), err)
+	}
+	r.services[name] = st
+	return nil
+}
+
+// SetCatalog replaces the catalog (after a good reload) and republishes. A catalog that
+// cannot be served (for example, it drops a version an active rollout uses) is refused
+// and the previous one keeps serving.
+func (r *Runner) SetCatalog(ctx context.Context, cat *catalog.Catalog) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	prev := r.cat
+	r.cat = cat
+	for _, svc := range cat.Services {
+		if _, ok := r.services[svc.Name]; !ok {
+			if err := r.loadService(svc.Name); err != nil {
+				r.cat = prev
+				return err
+			}
+		}
+	}
+	if err := r.publishLocked(ctx); err != nil {
+		r.cat = prev
+		return fmt.Errorf("catalog not applied, the previous one keeps serving: %w", err)
+	}
+	return nil
+}
+
+// Catalog returns the catalog in use.
+func (r *Runner) Catalog() *catalog.Catalog {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cat
+}
+
+// Run checks every active rollout at its check interval until ctx is done, and at once
+// when a health check changes (a canary whose endpoints all went down rolls back
+// without waiting for the next interval).
+func (r *Runner) Run(ctx context.Context) error {
+	t := time.NewTicker(r.opts.Tick)
+	defer t.Stop()
+	var healthCh <-chan struct{}
+	if r.opts.Health != nil {
+		healthCh = r.opts.Health.Changes()
+	}
+	for {
+		force := false
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-r.wake:
+		case <-healthCh:
+			force = true
+		}
+		r.evaluate(ctx, force)
+	}
+}
+
+// Evaluate checks every rollout that is due now. Tests drive it on an injected clock.
+func (r *Runner) Evaluate(ctx context.Context) { r.evaluate(ctx, false) }
+
+func (r *Runner) evaluate(ctx context.Context, force bool) {
+	now := r.opts.Now()
+	r.mu.Lock()
+	var due []string
+	for svc, e := range r.active {
+		if force || !now.Before(e.nextCheck) {
+			due = append(due, svc)
+		}
+	}
+	r.confirmRestoresLocked(now)
+	r.mu.Unlock()
+	sort.Strings(due)
+	for _, svc := range due {
+		if err := r.check(ctx, svc); err != nil {
+			r.log.Error("check failed", zap.String("service", svc), zap.Error(err))
+		}
+	}
+}
+
+func (r *Runner) poke() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
