@@ -16,18 +16,18 @@ import (
 // config is the daemon's settings: environment variables (prefix OCTOROLL_) first,
 // then flags of the same name override them.
 type config struct {
-	Config        string        `env:"CONFIG"`                                // catalog YAML path
-	StateDir      string        `env:"STATE_DIR" envDefault:"octoroll-state"` // bbolt state directory
-	XDSAddr       string        `env:"XDS_ADDR" envDefault:":18000"`
-	AdminAddr     string        `env:"ADMIN_ADDR" envDefault:"127.0.0.1:8080"`
-	AdminToken    string        `env:"ADMIN_TOKEN"`
-	PrometheusURL string        `env:"PROMETHEUS_URL"`
-	CheckInterval time.Duration `env:"CHECK_INTERVAL" envDefault:"30s"`
-	XDSCert       string        `env:"XDS_TLS_CERT"`
-	XDSKey        string        `env:"XDS_TLS_KEY"`
-	XDSClientCA   string        `env:"XDS_TLS_CLIENT_CA"` // set to require client certificates (mTLS)
-	LogFormat     string        `env:"LOG_FORMAT" envDefault:"json"`
-	LogLevel      string        `env:"LOG_LEVEL" envDefault:"info"`
+	Config         string        `env:"CONFIG"`                                // catalog YAML path
+	StateDir       string        `env:"STATE_DIR" envDefault:"octoroll-state"` // bbolt state directory
+	XDSAddr        string        `env:"XDS_ADDR" envDefault:":18000"`
+	AdminAddr      string        `env:"ADMIN_ADDR" envDefault:"127.0.0.1:8080"`
+	AdminToken     string        `env:"ADMIN_TOKEN"`
+	PrometheusURL  string        `env:"PROMETHEUS_URL"`
+	ScrapeInterval time.Duration `env:"SCRAPE_INTERVAL" envDefault:"5s"` // embedded scrape source
+	XDSCert        string        `env:"XDS_TLS_CERT"`
+	XDSKey         string        `env:"XDS_TLS_KEY"`
+	XDSClientCA    string        `env:"XDS_TLS_CLIENT_CA"` // set to require client certificates (mTLS)
+	LogFormat      string        `env:"LOG_FORMAT" envDefault:"json"`
+	LogLevel       string        `env:"LOG_LEVEL" envDefault:"info"`
 }
 
 // loadConfig reads the environment, then args as flags.
@@ -43,7 +43,7 @@ func loadConfig(name string, args []string) (config, error) {
 	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "admin HTTP listen address (OCTOROLL_ADMIN_ADDR)")
 	fs.StringVar(&c.AdminToken, "admin-token", c.AdminToken, "bearer token for mutating admin calls (OCTOROLL_ADMIN_TOKEN)")
 	fs.StringVar(&c.PrometheusURL, "prometheus-url", c.PrometheusURL, "Prometheus server URL; empty scrapes versions directly (OCTOROLL_PROMETHEUS_URL)")
-	fs.DurationVar(&c.CheckInterval, "check-interval", c.CheckInterval, "default check interval (OCTOROLL_CHECK_INTERVAL)")
+	fs.DurationVar(&c.ScrapeInterval, "scrape-interval", c.ScrapeInterval, "scrape interval of the embedded metrics source (OCTOROLL_SCRAPE_INTERVAL)")
 	fs.StringVar(&c.XDSCert, "xds-tls-cert", c.XDSCert, "xDS server certificate file (OCTOROLL_XDS_TLS_CERT)")
 	fs.StringVar(&c.XDSKey, "xds-tls-key", c.XDSKey, "xDS server key file (OCTOROLL_XDS_TLS_KEY)")
 	fs.StringVar(&c.XDSClientCA, "xds-tls-client-ca", c.XDSClientCA, "CA file; when set, xDS clients must present certificates (OCTOROLL_XDS_TLS_CLIENT_CA)")
@@ -77,8 +77,8 @@ func (c config) Validate() error {
 			errs = append(errs, fmt.Errorf("prometheus-url: %q is not an http(s) URL", c.PrometheusURL))
 		}
 	}
-	if c.CheckInterval <= 0 {
-		errs = append(errs, fmt.Errorf("check-interval: %s must be positive", c.CheckInterval))
+	if c.ScrapeInterval <= 0 {
+		errs = append(errs, fmt.Errorf("scrape-interval: %s must be positive", c.ScrapeInterval))
 	}
 	if (c.XDSCert == "") != (c.XDSKey == "") {
 		errs = append(errs, errors.New("xds-tls-cert and xds-tls-key must be set together"))

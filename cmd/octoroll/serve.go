@@ -2,10 +2,28 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/octoacme/octoroll/catalog"
+	"github.com/octoacme/octoroll/healthcheck"
+	"github.com/octoacme/octoroll/metrics"
+	"github.com/octoacme/octoroll/runner"
+	"github.com/octoacme/octoroll/store"
+	"github.com/octoacme/octoroll/xds"
 )
 
-func serve(ctx context.Context, args []string, stderr io.Writer) error {
+// serve runs the daemon until ctx is done: catalog watcher, state store, xDS server,
+// health prober, metrics source, rollout runner and admin server.
+func serve(ctx context.Context, args []string, _ io.Writer) error {
 	cfg, err := loadConfig("serve", args)
 	if err != nil {
 		return err
@@ -15,6 +33,100 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer log.Sync()
-	<-ctx.Done()
-	return nil
+
+	// The catalog is read once up front: an invalid file stops the start with every
+	// problem named, before anything listens.
+	var run *runner.Runner
+	watcher, err := catalog.NewWatcher(cfg.Config, log, func(c *catalog.Catalog) {
+		if run == nil {
+			return
+		}
+		if err := run.SetCatalog(ctx, c); err != nil {
+			log.Warn("catalog change not applied", zap.Error(err))
+		}
+	})
+	if err != nil {
+		return err
+	}
+
+	st, err := store.Open(cfg.StateDir, store.Options{})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	xs := xds.NewServer(log, xds.Options{CertFile: cfg.XDSCert, KeyFile: cfg.XDSKey, ClientCAFile: cfg.XDSClientCA})
+	xlis, err := net.Listen("tcp", cfg.XDSAddr)
+	if err != nil {
+		return fmt.Errorf("xds listener: %w", err)
+	}
+
+	prober := healthcheck.New(log, healthcheck.Options{})
+	var source metrics.Source
+	var scrape *metrics.Scrape
+	if cfg.PrometheusURL != "" {
+		p, err := metrics.NewPrometheus(log, metrics.PrometheusConfig{Address: cfg.PrometheusURL})
+		if err != nil {
+			return err
+		}
+		source = p
+	} else {
+		scrape = metrics.NewScrape(log, metrics.ScrapeConfig{Interval: cfg.ScrapeInterval})
+		source = scrape
+	}
+
+	run, err = runner.New(ctx, watcher.Current(), runner.Options{
+		Log: log, Store: st, XDS: xs, Metrics: source, Health: prober,
+	})
+	if err != nil {
+		return err
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return xs.Serve(gctx, xlis) })
+	g.Go(func() error { return watcher.Run(gctx) })
+	g.Go(func() error { return prober.Run(gctx) })
+	if scrape != nil {
+		g.Go(func() error { return scrape.Run(gctx) })
+	}
+	g.Go(func() error { return run.Run(gctx) })
+	g.Go(func() error { return reloadOnHUP(gctx, watcher, log) })
+	log.Info("octoroll serving",
+		zap.String("xds", xlis.Addr().String()),
+		zap.String("catalog", cfg.Config),
+		zap.Int("services", len(watcher.Current().Services)),
+		zap.String("state", st.Path()),
+		zap.String("metrics", metricsSourceName(cfg)))
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	log.Info("octoroll stopped")
+	return err
+}
+
+// reloadOnHUP reloads the catalog on SIGHUP; a bad file keeps the last good catalog.
+func reloadOnHUP(ctx context.Context, w *catalog.Watcher, log *zap.Logger) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-hup:
+			if err := w.Reload(); err != nil {
+				log.Warn("SIGHUP reload failed, keeping the last good catalog", zap.Error(err))
+			} else {
+				log.Info("catalog reloaded on SIGHUP")
+			}
+		}
+	}
+}
+
+func metricsSourceName(cfg config) string {
+	if cfg.PrometheusURL != "" {
+		return "prometheus " + cfg.PrometheusURL
+	}
+	return "embedded scrape"
 }
