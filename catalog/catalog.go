@@ -1,7 +1,8 @@
 // Package catalog owns the service catalog: the services octoroll routes, their
 // versions and endpoints, health-check settings and metric queries, as declared by an
-// operator in a YAML file. It is plain data plus strict validation; it must not import
-// xds, controller or any I/O-performing package of octoroll.
+// operator in a YAML file: the model, strict parsing and validation (Parse, Load) and
+// reloading (Watcher). It must not import xds, controller or any I/O-performing package
+// of octoroll. See README.md in this directory for the file format.
 package catalog
 
 import "time"
@@ -80,12 +81,14 @@ type Catalog struct {
 
 // Service is one routed service and its versions.
 type Service struct {
-	// Name is the service name; proxyless gRPC clients dial xds:///Name.
+	// Name is the service name; proxyless gRPC clients dial xds:///Name. A DNS label
+	// (a-z, 0-9, '-', at most 63 characters), unique in the catalog.
 	Name string `yaml:"name" json:"name"`
-	// Domains are the HTTP authorities an Envoy sidecar routes to this service.
-	// Defaults to [Name].
+	// Domains are the HTTP authorities an Envoy sidecar routes to this service, without
+	// port. Defaults to [Name]. No domain (nor service name) may belong to two services.
 	Domains []string `yaml:"domains,omitempty" json:"domains,omitempty"`
-	// Port is the port an Envoy sidecar listens on for this service (1-65535).
+	// Port is the port an Envoy sidecar listens on for this service (1-65535), unique
+	// in the catalog: each service has its own sidecar listener.
 	Port uint32 `yaml:"port" json:"port"`
 	// Stable names the known-good version (one of Versions).
 	Stable string `yaml:"stable" json:"stable"`
@@ -101,7 +104,10 @@ type Service struct {
 
 // Version is one deployable version of a service.
 type Version struct {
-	Name      string     `yaml:"name" json:"name"`
+	// Name is a DNS label, like Service.Name, unique within the service.
+	Name string `yaml:"name" json:"name"`
+	// Endpoints are the addresses of the version's instances (at least one). No
+	// endpoint may belong to two versions of a service.
 	Endpoints []Endpoint `yaml:"endpoints" json:"endpoints"`
 	// Zone is the locality zone of the endpoints (optional).
 	Zone string `yaml:"zone,omitempty" json:"zone,omitempty"`
@@ -126,7 +132,7 @@ type HealthCheck struct {
 	Path string `yaml:"path,omitempty" json:"path,omitempty"`
 	// Interval between probes. Defaults to 5s.
 	Interval Duration `yaml:"interval,omitempty" json:"interval,omitempty"`
-	// Timeout of one probe. Defaults to 1s.
+	// Timeout of one probe. Defaults to 1s. Must be shorter than Interval.
 	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
 	// HealthyThreshold is the number of successes that mark an endpoint healthy. Default 1.
 	HealthyThreshold uint32 `yaml:"healthyThreshold,omitempty" json:"healthyThreshold,omitempty"`
@@ -140,9 +146,10 @@ type Outlier struct {
 	Consecutive5xx uint32 `yaml:"consecutive5xx,omitempty" json:"consecutive5xx,omitempty"`
 	// Interval between ejection sweeps. Default 10s.
 	Interval Duration `yaml:"interval,omitempty" json:"interval,omitempty"`
-	// BaseEjectionTime. Default 30s.
+	// BaseEjectionTime is how long an endpoint stays ejected the first time. Default 30s.
 	BaseEjectionTime Duration `yaml:"baseEjectionTime,omitempty" json:"baseEjectionTime,omitempty"`
-	// MaxEjectionPercent. Default 10.
+	// MaxEjectionPercent caps the share of a cluster's endpoints ejected at once,
+	// 1-100. Default 10.
 	MaxEjectionPercent uint32 `yaml:"maxEjectionPercent,omitempty" json:"maxEjectionPercent,omitempty"`
 }
 

@@ -55,7 +55,7 @@ type Watcher struct {
 // NewWatcher loads the catalog at path; an invalid file is an error. onChange (may be
 // nil) is called with each new catalog after a successful reload that changed it, never
 // for the initial load, never concurrently with itself, and from the goroutine that
-// reloaded (Run's or Reload's caller).
+// reloaded (Run's or Reload's caller); it must not call Reload.
 func NewWatcher(path string, log *zap.Logger, onChange func(*Catalog)) (*Watcher, error) {
 	if log == nil {
 		log = zap.NewNop()
