@@ -1,22 +1,720 @@
 package controller
 
 import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/octoacme/octoroll/catalog"
 )
 
-// New runs pre-flight and creates a rollout of spec.Canary on svc.
+// PreflightError lists every missing pre-flight requirement that was not waived.
+type PreflightError struct {
+	// Missing are the waivable items (ItemRollbackPlan, ItemSummary, ItemSmokeTests).
+	Missing []string
+}
+
+func (e *PreflightError) Error() string {
+	var parts []string
+	for _, m := range e.Missing {
+		switch m {
+		case ItemRollbackPlan:
+			parts = append(parts, "release.rollbackPlan: no rollback/mitigation plan")
+		case ItemSummary:
+			parts = append(parts, "release.summary: no release summary")
+		case ItemSmokeTests:
+			parts = append(parts, "smokeChecks: no smoke tests configured")
+		}
+	}
+	return fmt.Sprintf("pre-flight: %s (waive each with waivers[].item %s)",
+		strings.Join(parts, "; "), strings.Join(e.Missing, ", "))
+}
+
+// Is makes errors.Is(err, ErrPreflight) true.
+func (e *PreflightError) Is(target error) bool { return target == ErrPreflight }
+
+// Preflight returns the guide's pre-release requirements spec lacks and has not
+// waived, as a *PreflightError, or nil.
+func Preflight(spec Spec) error {
+	waived := map[string]bool{}
+	for _, w := range spec.Waivers {
+		waived[w.Item] = true
+	}
+	var missing []string
+	if strings.TrimSpace(spec.Release.RollbackPlan) == "" && !waived[ItemRollbackPlan] {
+		missing = append(missing, ItemRollbackPlan)
+	}
+	if strings.TrimSpace(spec.Release.Summary) == "" && !waived[ItemSummary] {
+		missing = append(missing, ItemSummary)
+	}
+	if len(spec.SmokeChecks) == 0 && !waived[ItemSmokeTests] {
+		missing = append(missing, ItemSmokeTests)
+	}
+	if len(missing) > 0 {
+		return &PreflightError{Missing: missing}
+	}
+	return nil
+}
+
+// New runs pre-flight and creates a rollout of spec.Canary on svc. It validates spec
+// (ErrInvalidSpec, every field problem joined), checks it against svc, and refuses a
+// rollout lacking a rollback plan, a summary or smoke checks unless each is waived
+// (ErrPreflight, a *PreflightError listing every missing item). Waivers are recorded
+// as events. Inside the deployment window (or for a critical patch) the first stage's
+// weights are set at once; otherwise the rollout is pending at 0 % canary.
 func New(now time.Time, id string, spec Spec, svc catalog.Service) (Rollout, []Event, error) {
-	return Rollout{}, nil, nil
+	var errs []error
+	if id == "" {
+		errs = append(errs, errors.New("id: required"))
+	}
+	if err := spec.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	stable := spec.Stable
+	if stable == "" {
+		stable = svc.Stable
+	}
+	if spec.Service != "" && spec.Service != svc.Name {
+		errs = append(errs, fmt.Errorf("service: %q is not the catalog service %q", spec.Service, svc.Name))
+	}
+	if _, ok := svc.Version(stable); !ok {
+		errs = append(errs, fmt.Errorf("stable: version %q is not in the catalog service %q", stable, svc.Name))
+	}
+	if spec.Canary.Version != "" {
+		_, inCatalog := svc.Version(spec.Canary.Version)
+		switch {
+		case spec.Canary.Version == stable:
+			errs = append(errs, fmt.Errorf("canary.version: %q is the stable version", stable))
+		case inCatalog && len(spec.Canary.Endpoints) > 0:
+			errs = append(errs, fmt.Errorf("canary.endpoints: version %q is already in the catalog with its endpoints", spec.Canary.Version))
+		case !inCatalog && len(spec.Canary.Endpoints) == 0:
+			errs = append(errs, fmt.Errorf("canary.endpoints: required for version %q, which is not in the catalog", spec.Canary.Version))
+		}
+	}
+	if len(errs) > 0 {
+		return Rollout{}, nil, fmt.Errorf("%w: %w", ErrInvalidSpec, errors.Join(errs...))
+	}
+	if err := Preflight(spec); err != nil {
+		return Rollout{}, nil, err
+	}
+	r := Rollout{
+		ID: id, Service: svc.Name, Stable: stable, Canary: spec.Canary.Version,
+		Spec: spec, Plan: resolve(spec), State: StatePending,
+		CreatedAt: now, UpdatedAt: now,
+		Progress: Progress{Since: now, AckWaitSince: now},
+	}
+	evs := []Event{r.event(now, EventCreated, func(e *Event) {
+		e.Reason = fmt.Sprintf("%s release %s of %s: %s → %s, plan %s",
+			spec.Release.Type, spec.Release.Name, svc.Name, stable, r.Canary, r.Plan)
+	})}
+	for _, w := range spec.Waivers {
+		w := w
+		evs = append(evs, r.event(now, EventWaiver, func(e *Event) {
+			e.Waiver = &w
+			e.Actor = w.By
+			e.Reason = fmt.Sprintf("%s waived: %s", w.Item, w.Reason)
+		}))
+	}
+	r, more := r.tryStart(now)
+	return r, append(evs, more...), nil
+}
+
+// WithCanary returns svc with the rollout's canary version appended when it is not in
+// the catalog (a new version given with its endpoints), so that the translation defines
+// its cluster. svc is not modified.
+func (r Rollout) WithCanary(svc catalog.Service) (catalog.Service, error) {
+	if _, ok := svc.Version(r.Canary); ok {
+		return svc, nil
+	}
+	v := catalog.Version{Name: r.Canary, Zone: r.Spec.Canary.Zone}
+	for _, s := range r.Spec.Canary.Endpoints {
+		e, err := catalog.ParseEndpoint(s)
+		if err != nil {
+			return svc, fmt.Errorf("canary endpoint: %w", err)
+		}
+		v.Endpoints = append(v.Endpoints, e)
+	}
+	svc.Versions = append(slices.Clone(svc.Versions), v)
+	return svc, nil
+}
+
+// event builds an event from r's current state; fill sets the specifics.
+func (r Rollout) event(now time.Time, kind string, fill func(*Event)) Event {
+	e := Event{
+		Time: now, Kind: kind, RolloutID: r.ID, Service: r.Service, State: r.State,
+		Stage: r.Stage, Weight: r.CanaryWeight(), Generation: r.Generation,
+	}
+	if st, ok := r.CurrentStage(); ok {
+		e.StageName = st.Name
+	} else if r.Stage >= len(r.Plan.Stages) && r.State != StatePending {
+		e.StageName = "100%"
+	}
+	if r.State == StateMonitoring && r.Phase < len(r.Plan.Monitoring) {
+		e.Phase = r.Plan.Monitoring[r.Phase].Name
+	}
+	if fill != nil {
+		fill(&e)
+	}
+	return e
+}
+
+// windowAllows reports whether r may start or advance at now, and whether that is a
+// critical patch overriding the window.
+func (r Rollout) windowAllows(now time.Time) (ok, override bool) {
+	if r.Plan.Window == nil || r.Plan.Window.Contains(now) {
+		return true, false
+	}
+	if r.Plan.Critical {
+		return true, true
+	}
+	return false, false
+}
+
+func (r *Rollout) noteOverride(now time.Time, override bool, what string) []Event {
+	if !override {
+		return nil
+	}
+	r.WindowOverrides++
+	return []Event{r.event(now, EventWindowOverride, func(e *Event) {
+		e.Reason = "critical patch " + what + " outside the deployment window"
+	})}
+}
+
+// freshProgress starts the monitor state for newly set weights.
+func freshProgress(now time.Time) Progress {
+	return Progress{Since: now, AckWaitSince: now, LastCheck: now}
+}
+
+// tryStart moves a pending rollout to its first stage when the window allows.
+func (r Rollout) tryStart(now time.Time) (Rollout, []Event) {
+	ok, override := r.windowAllows(now)
+	if !ok {
+		return r.decide(now, DecisionHold, "outside deployment window", nil, EventHold)
+	}
+	evs := r.noteOverride(now, override, "started")
+	r.State = StateProgressing
+	r.StartedAt = now
+	r.Stage = 0
+	r.Reason = ""
+	r.Generation++
+	r.Progress = freshProgress(now)
+	if len(r.Plan.Stages) == 0 {
+		r.setFull(now)
+	}
+	evs = append(evs, r.event(now, EventStarted, func(e *Event) {
+		e.Reason = "plan " + r.Plan.String()
+	}))
+	return r, evs
+}
+
+// setFull puts the canary at 100 % and opens the monitoring window, keeping the stable
+// version's numbers of the last stage as the baseline.
+func (r *Rollout) setFull(now time.Time) {
+	if r.Progress.StableRequests > 0 {
+		r.Baseline = &Baseline{Requests: r.Progress.StableRequests, Errors: r.Progress.StableErrors, P99: r.Progress.StableP99}
+	}
+	r.State = StateMonitoring
+	r.Stage = len(r.Plan.Stages)
+	r.Phase = 0
+	r.FullAt = now
+	r.Progress = freshProgress(now)
+}
+
+// advance moves to the next stage (or 100 %): a Go.
+func (r Rollout) advance(now time.Time, reason, actor string, numbers *Numbers) (Rollout, []Event) {
+	r.Generation++
+	r.Reason = ""
+	r.PausedFrom = ""
+	r.PausedBy = ""
+	r.Stage++
+	if r.Stage >= len(r.Plan.Stages) {
+		r.setFull(now)
+	} else {
+		r.State = StateProgressing
+		r.Progress = freshProgress(now)
+	}
+	return r, []Event{r.event(now, EventStageAdvanced, func(e *Event) {
+		e.Decision = DecisionGo
+		e.Reason = reason
+		e.Actor = actor
+		e.Numbers = numbers
+	})}
+}
+
+// rollback returns 100 % to the known-good version: a no-go.
+func (r Rollout) rollback(now time.Time, f finding, actor string, numbers *Numbers) (Rollout, []Event) {
+	r.State = StateRolledBack
+	r.PausedFrom = ""
+	r.Generation++
+	r.Reason = f.reason
+	r.EndedAt = now
+	r.Progress = freshProgress(now)
+	return r, []Event{r.event(now, EventRolledBack, func(e *Event) {
+		e.Decision = DecisionRollback
+		e.Reason = f.reason
+		e.Actor = actor
+		e.Numbers = numbers
+		e.Endpoints = f.endpoints
+		e.Alerts = f.alerts
+		e.Checks = f.checks
+	})}
+}
+
+// pause holds the current weight after a soft breach (actor empty) or by a person.
+func (r Rollout) pause(now time.Time, f finding, actor string, numbers *Numbers, stragglers []string) (Rollout, []Event) {
+	r.PausedFrom = r.State
+	r.State = StatePaused
+	r.Reason = f.reason
+	r.PausedBy = actor
+	r.Progress.Monitored = 0
+	r.Progress.InconclusiveSince = time.Time{}
+	r.Progress.LastDecision, r.Progress.LastReason = DecisionPause, f.reason
+	return r, []Event{r.event(now, EventPaused, func(e *Event) {
+		e.Decision = DecisionPause
+		e.Reason = f.reason
+		e.Actor = actor
+		e.Numbers = numbers
+		e.Endpoints = f.endpoints
+		e.Alerts = f.alerts
+		e.Checks = f.checks
+		e.Stragglers = stragglers
+	})}
+}
+
+// decide records a non-transition decision, emitting an event only when the decision
+// or its reason changed since the last one (a 72 h window would otherwise log 8640).
+func (r Rollout) decide(now time.Time, d Decision, reason string, numbers *Numbers, kind string) (Rollout, []Event) {
+	if r.Progress.LastDecision == d && r.Progress.LastReason == reason {
+		return r, nil
+	}
+	r.Progress.LastDecision, r.Progress.LastReason = d, reason
+	switch d {
+	case DecisionHold:
+		r.Reason = reason
+	case DecisionContinue:
+		r.Reason = ""
+	}
+	return r, []Event{r.event(now, kind, func(e *Event) {
+		e.Decision = d
+		e.Reason = reason
+		e.Numbers = numbers
+	})}
 }
 
 // Step advances r by at most one transition. It does no I/O and never reads the wall clock.
-func (r Rollout) Step(now time.Time, obs Observation) (Rollout, []Event) { return r, nil }
+//
+// obs is the loop's observation for the check interval ending at now. An observation
+// at or before the last judged one (a replay after a restart) changes nothing.
+// Convergence counts only for obs.Convergence.Generation == r.Generation.
+func (r Rollout) Step(now time.Time, obs Observation) (Rollout, []Event) {
+	if !r.Progress.LastCheck.IsZero() && !now.After(r.Progress.LastCheck) {
+		return r, nil
+	}
+	var evs []Event
+	r.UpdatedAt = now
+	conv := obs.Convergence
+	if conv.Generation == r.Generation && conv.Acked && r.Progress.AckedAt.IsZero() && r.State != StatePending &&
+		!(r.State == StatePaused && r.PausedFrom == StatePending) {
+		r.Progress.AckedAt = now
+		r.Progress.WindowSince = now
+		evs = append(evs, r.event(now, EventAcked, func(e *Event) {
+			e.Reason = fmt.Sprintf("every proxy applied weights generation %d (route version %s)", conv.Generation, conv.Version)
+		}))
+	}
+	var more []Event
+	switch r.State {
+	case StatePending:
+		r.Progress.LastCheck = now
+		r, more = r.tryStart(now)
+	case StateProgressing:
+		r, more = r.stepStage(now, obs)
+	case StatePaused:
+		r, more = r.stepPaused(now, obs)
+	case StateMonitoring:
+		r, more = r.stepMonitoring(now, obs)
+	default:
+		r.Progress.LastCheck = now
+	}
+	return r, append(evs, more...)
+}
 
-// Apply applies an operator command.
-func (r Rollout) Apply(now time.Time, cmd Command) (Rollout, []Event, error) { return r, nil, nil }
+// judgeInput builds the judge's configuration for r's current stage or phase.
+func (r Rollout) judgeInput() judgeInput {
+	in := judgeInput{th: r.Plan.Thresholds, smoke: r.Plan.SmokeChecks, checks: r.Plan.Checks,
+		nackGen: r.Generation, requireData: true}
+	if st, ok := r.CurrentStage(); ok {
+		in.th = st.Thresholds
+	}
+	full := r.State == StateMonitoring || (r.State == StatePaused && r.PausedFrom == StateMonitoring)
+	if full {
+		in.baseline = r.Baseline
+		in.requireData = false
+		if r.Phase < len(r.Plan.Monitoring) {
+			in.checks = append(slices.Clone(in.checks), r.Plan.Monitoring[r.Phase].Checks...)
+		}
+	}
+	return in
+}
 
+// observe judges obs and updates the counters every state shares: check counts, the
+// sustained-breach run and the stable baseline. It returns the verdict and, when the
+// sustained rule fires, the rollback finding.
+func (r *Rollout) observe(now time.Time, obs Observation) (verdict, *finding) {
+	in := r.judgeInput()
+	v := judge(obs, in)
+	p := &r.Progress
+	p.Checks++
+	switch {
+	case v.failing():
+		p.Breaches++
+	case len(v.inconclusive) > 0:
+		p.Inconclusive++
+	default:
+		p.Clean++
+	}
+	p.Failing = v.failing()
+	if v.numbers != nil {
+		p.Last = v.numbers
+		if obs.Stable.Requests >= in.th.MinRequests && obs.Stable.Err == nil && obs.Stable.Inconclusive == "" {
+			p.StableRequests += obs.Stable.Requests
+			p.StableErrors += min(obs.Stable.Errors, obs.Stable.Requests)
+			if obs.Stable.P99 > 0 {
+				p.StableP99 = Duration(obs.Stable.P99)
+			}
+		}
+	}
+	switch v.sustained {
+	case triBreach:
+		if p.RollbackBreachSince.IsZero() {
+			p.RollbackBreachSince = now
+		}
+		sustain := in.th.RollbackSustain.D()
+		if d := now.Sub(p.RollbackBreachSince); d >= sustain {
+			f := finding{reason: fmt.Sprintf("error rate more than %.3g pp above baseline on every check for %s",
+				in.th.RollbackErrorRatePP, d)}
+			return v, &f
+		}
+		p.Failing = true
+	case triClean:
+		p.RollbackBreachSince = time.Time{}
+	}
+	return v, nil
+}
 
-// Validate checks spec on its own (not against a catalog).
-func (s Spec) Validate() error { return nil }
+// accrue adds the time covered by a clean check to Monitored: the span since the last
+// check (or the ACK), at most one check interval, since one observation covers one
+// check window and time nobody observed (a crash, a stalled loop) is not monitoring.
+func (r *Rollout) accrue(now time.Time) {
+	p := &r.Progress
+	from := p.LastCheck
+	if p.AckedAt.After(from) {
+		from = p.AckedAt
+	}
+	d := now.Sub(from)
+	if d > r.Plan.CheckInterval.D() {
+		d = r.Plan.CheckInterval.D()
+	}
+	if d > 0 {
+		p.Monitored += Duration(d)
+	}
+}
+
+func (r Rollout) stepStage(now time.Time, obs Observation) (Rollout, []Event) {
+	st := r.Plan.Stages[r.Stage]
+	v, sustained := r.observe(now, obs)
+	p := &r.Progress
+	if len(v.rollback) > 0 {
+		p.LastCheck = now
+		return r.rollback(now, mergeFindings(v.rollback), "", v.numbers)
+	}
+	if sustained != nil {
+		p.LastCheck = now
+		return r.rollback(now, *sustained, "", v.numbers)
+	}
+	if len(v.pause) > 0 {
+		p.LastCheck = now
+		return r.pause(now, mergeFindings(v.pause), "", v.numbers, nil)
+	}
+	if p.AckedAt.IsZero() {
+		p.LastCheck = now
+		if d := now.Sub(p.AckWaitSince); d >= r.Plan.AckTimeout.D() {
+			return r.pause(now, finding{reason: fmt.Sprintf("proxies did not ACK weights generation %d within %s; stragglers: %s",
+				r.Generation, r.Plan.AckTimeout, strings.Join(sorted(obs.Convergence.Stragglers), ", "))},
+				"", v.numbers, sorted(obs.Convergence.Stragglers))
+		}
+		return r.decide(now, DecisionHold, fmt.Sprintf("waiting for proxies to ACK weights generation %d", r.Generation), v.numbers, EventHold)
+	}
+	if len(v.inconclusive) > 0 {
+		p.LastCheck = now
+		if p.InconclusiveSince.IsZero() {
+			p.InconclusiveSince = now
+		}
+		reason := "inconclusive: " + strings.Join(v.inconclusive, "; ")
+		if d := now.Sub(p.InconclusiveSince); d >= r.Plan.InconclusiveLimit.D() {
+			return r.pause(now, finding{reason: fmt.Sprintf("inconclusive for %s: %s", d, strings.Join(v.inconclusive, "; "))}, "", v.numbers, nil)
+		}
+		if r2, evs, paused := r.maxWindow(now, st, v.numbers); paused {
+			return r2, evs
+		}
+		return r.decide(now, DecisionHold, reason, v.numbers, EventHold)
+	}
+	p.InconclusiveSince = time.Time{}
+	r.accrue(now)
+	p.LastCheck = now
+	if p.Monitored >= st.MinWindow {
+		ok, override := r.windowAllows(now)
+		if !ok {
+			return r.decide(now, DecisionHold, "outside deployment window", v.numbers, EventHold)
+		}
+		evs := r.noteOverride(now, override, "advanced")
+		r2, more := r.advance(now, fmt.Sprintf("every check passed with enough data for %s in stage %s", p.Monitored, st.Name), "", v.numbers)
+		return r2, append(evs, more...)
+	}
+	if r2, evs, paused := r.maxWindow(now, st, v.numbers); paused {
+		return r2, evs
+	}
+	return r.decide(now, DecisionContinue, fmt.Sprintf("checks passing, %s of %s monitored", p.Monitored, st.MinWindow), nil, EventDecision)
+}
+
+// maxWindow pauses a stage that reached MaxWindow after its ACK without a Go.
+func (r Rollout) maxWindow(now time.Time, st Stage, n *Numbers) (Rollout, []Event, bool) {
+	if st.MaxWindow <= 0 || now.Sub(r.Progress.WindowSince) < st.MaxWindow.D() {
+		return r, nil, false
+	}
+	r2, evs := r.pause(now, finding{reason: fmt.Sprintf("stage %s not conclusive within maxWindow %s (%s of %s monitored clean)",
+		st.Name, st.MaxWindow, r.Progress.Monitored, st.MinWindow)}, "", n, nil)
+	return r2, evs, true
+}
+
+// resumeWindow is how long a paused rollout must be clean before autoResume.
+func (r Rollout) resumeWindow() time.Duration {
+	if st, ok := r.CurrentStage(); ok && r.PausedFrom == StateProgressing {
+		return st.MinWindow.D()
+	}
+	return DefaultResumeWindow
+}
+
+func (r Rollout) stepPaused(now time.Time, obs Observation) (Rollout, []Event) {
+	if r.PausedFrom == StatePending {
+		r.Progress.LastCheck = now
+		return r, nil
+	}
+	v, sustained := r.observe(now, obs)
+	p := &r.Progress
+	if len(v.rollback) > 0 {
+		p.LastCheck = now
+		return r.rollback(now, mergeFindings(v.rollback), "", v.numbers)
+	}
+	if sustained != nil {
+		p.LastCheck = now
+		return r.rollback(now, *sustained, "", v.numbers)
+	}
+	if !r.Plan.AutoResume || r.PausedBy != "" {
+		p.LastCheck = now
+		return r, nil
+	}
+	switch {
+	case v.failing():
+		p.Monitored = 0
+	case v.clean() && !p.AckedAt.IsZero():
+		r.accrue(now)
+	}
+	p.LastCheck = now
+	if w := r.resumeWindow(); p.Monitored.D() >= w {
+		reason := fmt.Sprintf("clean for %s after: %s", p.Monitored, r.Reason)
+		r.State = r.PausedFrom
+		r.PausedFrom = ""
+		r.Reason = ""
+		p.InconclusiveSince = time.Time{}
+		p.WindowSince = now
+		p.LastDecision, p.LastReason = "", ""
+		return r, []Event{r.event(now, EventResumed, func(e *Event) {
+			e.Reason = reason
+			e.Numbers = v.numbers
+		})}
+	}
+	return r, nil
+}
+
+func (r Rollout) stepMonitoring(now time.Time, obs Observation) (Rollout, []Event) {
+	p := &r.Progress
+	if p.AckedAt.IsZero() {
+		v, sustained := r.observe(now, obs)
+		p.LastCheck = now
+		if len(v.rollback) > 0 {
+			return r.rollback(now, mergeFindings(v.rollback), "", v.numbers)
+		}
+		if sustained != nil {
+			return r.rollback(now, *sustained, "", v.numbers)
+		}
+		if len(v.pause) > 0 {
+			return r.pause(now, mergeFindings(v.pause), "", v.numbers, nil)
+		}
+		if d := now.Sub(p.AckWaitSince); d >= r.Plan.AckTimeout.D() {
+			return r.pause(now, finding{reason: fmt.Sprintf("proxies did not ACK weights generation %d within %s; stragglers: %s",
+				r.Generation, r.Plan.AckTimeout, strings.Join(sorted(obs.Convergence.Stragglers), ", "))},
+				"", v.numbers, sorted(obs.Convergence.Stragglers))
+		}
+		return r.decide(now, DecisionHold, fmt.Sprintf("waiting for proxies to ACK weights generation %d", r.Generation), v.numbers, EventHold)
+	}
+	var evs []Event
+	elapsed := now.Sub(p.AckedAt)
+	for r.Phase < len(r.Plan.Monitoring)-1 && elapsed >= r.Plan.Monitoring[r.Phase].Until.D() {
+		r.Phase++
+		evs = append(evs, r.event(now, EventPhase, func(e *Event) {
+			e.Reason = fmt.Sprintf("monitoring phase %s until %s after 100%%", r.Plan.Monitoring[r.Phase].Name, r.Plan.Monitoring[r.Phase].Until)
+		}))
+	}
+	v, sustained := r.observe(now, obs)
+	p.LastCheck = now
+	switch {
+	case len(v.rollback) > 0:
+		r2, more := r.rollback(now, mergeFindings(v.rollback), "", v.numbers)
+		return r2, append(evs, more...)
+	case sustained != nil:
+		r2, more := r.rollback(now, *sustained, "", v.numbers)
+		return r2, append(evs, more...)
+	case len(v.pause) > 0:
+		r2, more := r.pause(now, mergeFindings(v.pause), "", v.numbers, nil)
+		return r2, append(evs, more...)
+	}
+	end := r.Plan.Monitoring[len(r.Plan.Monitoring)-1].Until.D()
+	if elapsed >= end {
+		r2, more := r.complete(now, fmt.Sprintf("monitoring window of %s closed without a no-go", end), "")
+		return r2, append(evs, more...)
+	}
+	// Inconclusive data at 100 % has nothing to hold back: it is recorded, not paused on.
+	d, reason := DecisionContinue, "monitoring, checks passing"
+	if len(v.inconclusive) > 0 {
+		d, reason = DecisionHold, "monitoring, inconclusive: "+strings.Join(v.inconclusive, "; ")
+	}
+	r2, more := r.decide(now, d, reason, nil, EventDecision)
+	return r2, append(evs, more...)
+}
+
+// complete closes the monitoring window: the canary becomes the new stable.
+func (r Rollout) complete(now time.Time, reason, actor string) (Rollout, []Event) {
+	r.State = StateMonitoring
+	closed := r.event(now, EventMonitoringClosed, func(e *Event) { e.Reason = reason; e.Actor = actor })
+	r.State = StateCompleted
+	r.PausedFrom = ""
+	r.Reason = ""
+	r.EndedAt = now
+	return r, []Event{closed, r.event(now, EventCompleted, func(e *Event) {
+		e.Reason = fmt.Sprintf("%s is the new stable version of %s", r.Canary, r.Service)
+		e.Actor = actor
+	})}
+}
+
+// Apply applies an operator command and records it, with Actor and Reason, as an event.
+// It returns ErrInvalidState when the command does not fit the state, ErrCheckFailing
+// when promote, promote-full or finish would override a failing check without Force,
+// ErrOutsideWindow when promoting outside the deployment window without Force, and
+// ErrReasonRequired for an abort without a reason. On error r is returned unchanged.
+func (r Rollout) Apply(now time.Time, cmd Command) (Rollout, []Event, error) {
+	orig := r
+	if r.State.Terminal() {
+		return orig, nil, fmt.Errorf("%s: rollout is %s: %w", cmd.Kind, r.State, ErrInvalidState)
+	}
+	invalid := func() (Rollout, []Event, error) {
+		return orig, nil, fmt.Errorf("%s: rollout is %s: %w", cmd.Kind, r.State, ErrInvalidState)
+	}
+	r.UpdatedAt = now
+	record := r.event(now, EventCommand, func(e *Event) {
+		e.Actor, e.Reason, e.Command, e.Force = cmd.Actor, cmd.Reason, cmd.Kind, cmd.Force
+	})
+	who := cmd.Actor
+	if who == "" {
+		who = "operator"
+	}
+	why := ""
+	if cmd.Reason != "" {
+		why = ": " + cmd.Reason
+	}
+	var evs []Event
+	switch cmd.Kind {
+	case CmdPause:
+		if r.State == StatePaused {
+			return invalid()
+		}
+		r, evs = r.pause(now, finding{reason: "paused by " + who + why}, who, r.Progress.Last, nil)
+	case CmdResume:
+		if r.State != StatePaused {
+			return invalid()
+		}
+		reason := fmt.Sprintf("resumed by %s%s (was: %s)", who, why, r.Reason)
+		r.State = r.PausedFrom
+		r.PausedFrom = ""
+		r.PausedBy = ""
+		r.Reason = ""
+		// A fresh window: the stage must be clean for all of it again.
+		r.Progress.Monitored = 0
+		r.Progress.InconclusiveSince = time.Time{}
+		r.Progress.AckWaitSince = now
+		if !r.Progress.AckedAt.IsZero() {
+			r.Progress.WindowSince = now
+		}
+		r.Progress.LastDecision, r.Progress.LastReason = "", ""
+		evs = []Event{r.event(now, EventResumed, func(e *Event) { e.Reason = reason; e.Actor = who })}
+		if r.State == StatePending {
+			var more []Event
+			r, more = r.tryStart(now)
+			evs = append(evs, more...)
+		}
+	case CmdPromote, CmdPromoteFull:
+		stageState := r.State == StateProgressing || (r.State == StatePaused && r.PausedFrom == StateProgressing)
+		if !stageState {
+			return invalid()
+		}
+		if err := r.overrideCheck(cmd); err != nil {
+			return orig, nil, err
+		}
+		ok, override := r.windowAllows(now)
+		if !ok && !cmd.Force {
+			return orig, nil, fmt.Errorf("%s: %w", cmd.Kind, ErrOutsideWindow)
+		}
+		evs = r.noteOverride(now, override, "promoted")
+		reason := fmt.Sprintf("promoted by %s%s", who, why)
+		if cmd.Kind == CmdPromoteFull {
+			r.Stage = len(r.Plan.Stages) - 1
+			reason = fmt.Sprintf("promoted to 100%% by %s%s", who, why)
+		}
+		var more []Event
+		r, more = r.advance(now, reason, who, r.Progress.Last)
+		evs = append(evs, more...)
+	case CmdAbort:
+		if strings.TrimSpace(cmd.Reason) == "" {
+			return orig, nil, fmt.Errorf("abort: %w", ErrReasonRequired)
+		}
+		r.Aborted = true
+		r, evs = r.rollback(now, finding{reason: "aborted by " + who + why}, who, r.Progress.Last)
+	case CmdFinish:
+		if !(r.State == StateMonitoring || (r.State == StatePaused && r.PausedFrom == StateMonitoring)) {
+			return invalid()
+		}
+		if err := r.overrideCheck(cmd); err != nil {
+			return orig, nil, err
+		}
+		r, evs = r.complete(now, "monitoring window closed early by "+who+why, who)
+	default:
+		return orig, nil, fmt.Errorf("%q: %w", cmd.Kind, ErrUnknownCommand)
+	}
+	return r, append([]Event{record}, evs...), nil
+}
+
+// overrideCheck refuses to move past a failing check, or past a pause a check caused,
+// without Force.
+func (r Rollout) overrideCheck(cmd Command) error {
+	if cmd.Force {
+		return nil
+	}
+	if r.Progress.Failing {
+		return fmt.Errorf("%s: last check failed (%s): %w", cmd.Kind, r.Reason, ErrCheckFailing)
+	}
+	if r.State == StatePaused && r.PausedBy == "" {
+		return fmt.Errorf("%s: paused by a check (%s): %w", cmd.Kind, r.Reason, ErrCheckFailing)
+	}
+	return nil
+}

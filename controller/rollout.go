@@ -113,6 +113,9 @@ type Rollout struct {
 	// Phase is the index into Plan.Monitoring of the current phase while monitoring.
 	Phase int `json:"phase"`
 
+	// PausedBy is the operator who paused; empty when a check paused the rollout
+	// (only those resume automatically).
+	PausedBy string `json:"pausedBy,omitempty"`
 	// Reason says why the rollout is paused, rolled back or holding.
 	Reason string `json:"reason,omitempty"`
 	// Aborted is set when an operator aborted the rollout.
@@ -161,6 +164,8 @@ type Progress struct {
 	AckWaitSince time.Time `json:"ackWaitSince"`
 	// AckedAt is when every proxy ACKed Generation: the monitor clock starts.
 	AckedAt time.Time `json:"ackedAt,omitzero"`
+	// WindowSince starts the MaxWindow clock: the ACK, or the last resume.
+	WindowSince time.Time `json:"windowSince,omitzero"`
 	// LastCheck is the time of the last observation judged.
 	LastCheck time.Time `json:"lastCheck,omitzero"`
 	// Monitored is the time covered by clean, conclusive checks since the monitor clock

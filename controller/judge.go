@@ -1,0 +1,308 @@
+package controller
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+)
+
+// How a breach is decided, and why a 1 % canary does not roll back on noise.
+//
+// A check window is judged on its metrics only when both the canary and the stable
+// version served at least MinRequests requests in it; otherwise the check is
+// inconclusive (Hold): it neither passes nor breaches.
+//
+// Error rate. Let pc = canary errors / requests and ps = stable errors / requests. The
+// engine computes a one-sided lower confidence bound L of pc − ps by Newcombe's hybrid
+// score method (Newcombe 1998, method 10): L = (pc − ps) − √((pc − lc)² + (us − ps)²),
+// where lc is the Wilson score lower bound of pc and us the Wilson score upper bound of
+// ps, both at z = Φ⁻¹(Confidence) (1.645 at the default 0.95). Wilson bounds stay inside
+// [0, 1] and behave at 0 errors, where the normal approximation fails. Against a margin
+// m (percentage points):
+//   - breach when L > m: the canary is worse than stable + m with ≥ Confidence;
+//   - clean when pc − ps ≤ m: the point estimate is inside the bound;
+//   - otherwise inconclusive: worse than the bound but not significantly so, so more
+//     data is needed. This is how a 1 % canary with 1 error in 150 requests (0.67 %)
+//     against a 0.2 % stable holds instead of pausing or rolling back.
+//
+// Marginal and gross breaches of the rollback bound are told apart by a second, stricter
+// test: a gross breach has its lower bound at GrossConfidence (default 0.999, z ≈ 3.09)
+// at or beyond GrossFactor × RollbackErrorRatePP (default 5 × 1 pp = 5 pp) and rolls back
+// at once. A marginal breach (L > RollbackErrorRatePP at Confidence, not gross) rolls back
+// only when sustained: every conclusive check for RollbackSustain (5 min) breached it.
+// A conclusive check that does not breach it resets the run; an inconclusive one neither
+// extends nor resets it.
+//
+// Latency. The metrics give one P99 per version, not a distribution, so no interval can
+// be computed; MinRequests is the guard (a P99 of 100 requests is its second-largest
+// value). With enough requests on both sides and a known stable P99, the canary breaches
+// when canary P99 > stable P99 × ratio (strictly); a missing or zero stable P99 is
+// inconclusive.
+
+// z returns the standard normal quantile Φ⁻¹(c).
+func z(c float64) float64 { return math.Sqrt2 * math.Erfinv(2*c-1) }
+
+// wilson returns the Wilson score interval of k successes in n trials at quantile zq.
+func wilson(k, n uint64, zq float64) (lo, hi float64) {
+	if n == 0 {
+		return 0, 1
+	}
+	nf := float64(n)
+	p := float64(k) / nf
+	z2 := zq * zq
+	den := 1 + z2/nf
+	center := (p + z2/(2*nf)) / den
+	half := zq * math.Sqrt(p*(1-p)/nf+z2/(4*nf*nf)) / den
+	return math.Max(0, center-half), math.Min(1, center+half)
+}
+
+// deltaLow is the one-sided lower confidence bound of canary − stable error rate, as
+// a fraction, at confidence c.
+func deltaLow(ce, cn, se, sn uint64, c float64) float64 {
+	zq := z(c)
+	pc := float64(ce) / float64(cn)
+	ps := float64(se) / float64(sn)
+	lc, _ := wilson(ce, cn, zq)
+	_, us := wilson(se, sn, zq)
+	return (pc - ps) - math.Sqrt((pc-lc)*(pc-lc)+(us-ps)*(us-ps))
+}
+
+// tri is a three-way test outcome.
+type tri int
+
+const (
+	triUnknown tri = iota
+	triClean
+	triBreach
+)
+
+// errorTest judges canary − stable error rate against a margin in percentage points.
+func errorTest(ce, cn, se, sn uint64, marginPP, conf float64) tri {
+	pc := float64(ce) / float64(cn)
+	ps := float64(se) / float64(sn)
+	m := marginPP / 100
+	if deltaLow(ce, cn, se, sn, conf) > m {
+		return triBreach
+	}
+	if pc-ps <= m {
+		return triClean
+	}
+	return triUnknown
+}
+
+// finding is one reason for a decision.
+type finding struct {
+	reason    string
+	endpoints []string
+	alerts    []string
+	checks    []string
+}
+
+// verdict is the judgement of one observation.
+type verdict struct {
+	rollback     []finding
+	pause        []finding
+	inconclusive []string
+	// sustained is the outcome against the rollback error-rate bound, for the
+	// sustained rule.
+	sustained tri
+	numbers   *Numbers
+}
+
+func (v verdict) failing() bool { return len(v.rollback) > 0 || len(v.pause) > 0 }
+
+func (v verdict) clean() bool { return !v.failing() && len(v.inconclusive) == 0 }
+
+// judgeInput is what judge needs beyond the observation.
+type judgeInput struct {
+	th          Thresholds
+	smoke       []string
+	checks      []Check
+	baseline    *Baseline // used when the stable version has too little traffic
+	nackGen     uint64    // current generation: a NACK of it pauses
+	requireData bool      // false in the monitoring window: missing baseline is no hold
+}
+
+func pct(k, n uint64) float64 {
+	if n == 0 {
+		return 0
+	}
+	return 100 * float64(k) / float64(n)
+}
+
+// judge classifies one observation. It is pure.
+func judge(obs Observation, in judgeInput) verdict {
+	var v verdict
+	th := in.th
+
+	// Health: any unhealthy endpoint pauses for investigation; every canary endpoint
+	// down means critical functionality is broken.
+	if h := obs.Health.Canary; h.Total > 0 && len(h.Unhealthy) >= h.Total {
+		v.rollback = append(v.rollback, finding{
+			reason:    fmt.Sprintf("all %d canary endpoints unhealthy", h.Total),
+			endpoints: sorted(h.Unhealthy)})
+	} else if len(h.Unhealthy) > 0 {
+		v.pause = append(v.pause, finding{
+			reason:    fmt.Sprintf("%d of %d canary endpoints unhealthy", len(h.Unhealthy), h.Total),
+			endpoints: sorted(h.Unhealthy)})
+	}
+	if h := obs.Health.Stable; len(h.Unhealthy) > 0 {
+		v.pause = append(v.pause, finding{
+			reason:    fmt.Sprintf("%d of %d stable endpoints unhealthy", len(h.Unhealthy), h.Total),
+			endpoints: sorted(h.Unhealthy)})
+	}
+	if len(obs.Alerts) > 0 {
+		v.pause = append(v.pause, finding{
+			reason: "critical alerts firing: " + strings.Join(sorted(obs.Alerts), ", "),
+			alerts: sorted(obs.Alerts)})
+	}
+	if c := obs.Convergence; c.NACK != "" && c.Generation == in.nackGen {
+		v.pause = append(v.pause, finding{
+			reason: fmt.Sprintf("proxies rejected weights generation %d: %s", c.Generation, c.NACK)})
+	}
+
+	// Named checks.
+	results := map[string]CheckResult{}
+	for _, c := range obs.Checks {
+		results[c.Name] = c
+	}
+	for _, name := range in.smoke {
+		res, ok := results[name]
+		switch {
+		case !ok:
+			v.inconclusive = append(v.inconclusive, fmt.Sprintf("smoke check %q has no result", name))
+		case !res.Passed:
+			v.rollback = append(v.rollback, finding{
+				reason: fmt.Sprintf("smoke check %q failed%s", name, detail(res.Detail)), checks: []string{name}})
+		}
+	}
+	for _, c := range in.checks {
+		res, ok := results[c.Name]
+		switch {
+		case !ok:
+			v.inconclusive = append(v.inconclusive, fmt.Sprintf("check %q has no result", c.Name))
+		case !res.Passed:
+			f := finding{reason: fmt.Sprintf("check %q failed%s", c.Name, detail(res.Detail)), checks: []string{c.Name}}
+			if c.OnFail == OnFailRollback {
+				v.rollback = append(v.rollback, f)
+			} else {
+				v.pause = append(v.pause, f)
+			}
+		}
+	}
+
+	// Metrics.
+	cs, ss := obs.Canary, obs.Stable
+	switch {
+	case cs.Err != nil:
+		v.inconclusive = append(v.inconclusive, "canary metrics unavailable: "+cs.Err.Error())
+		return v
+	case cs.Inconclusive != "":
+		v.inconclusive = append(v.inconclusive, "canary metrics inconclusive: "+cs.Inconclusive)
+		return v
+	}
+	stableOK := ss.Err == nil && ss.Inconclusive == "" && ss.Requests >= th.MinRequests
+	if !stableOK && in.baseline != nil && in.baseline.Requests >= th.MinRequests {
+		ss = VersionStats{Requests: in.baseline.Requests, Errors: in.baseline.Errors, P99: in.baseline.P99.D()}
+		stableOK = true
+	}
+	if !stableOK {
+		if !in.requireData {
+			return v
+		}
+		switch {
+		case ss.Err != nil:
+			v.inconclusive = append(v.inconclusive, "stable metrics unavailable: "+ss.Err.Error())
+		case ss.Inconclusive != "":
+			v.inconclusive = append(v.inconclusive, "stable metrics inconclusive: "+ss.Inconclusive)
+		default:
+			v.inconclusive = append(v.inconclusive,
+				fmt.Sprintf("stable served %d requests < minRequests %d", ss.Requests, th.MinRequests))
+		}
+		return v
+	}
+	if cs.Requests < th.MinRequests {
+		v.inconclusive = append(v.inconclusive,
+			fmt.Sprintf("canary served %d requests < minRequests %d", cs.Requests, th.MinRequests))
+		return v
+	}
+	ce, se := min(cs.Errors, cs.Requests), min(ss.Errors, ss.Requests)
+	n := &Numbers{
+		CanaryRequests: cs.Requests, CanaryErrors: ce, StableRequests: ss.Requests, StableErrors: se,
+		CanaryErrorPct: pct(ce, cs.Requests), StableErrorPct: pct(se, ss.Requests),
+		DeltaLowPP: 100 * deltaLow(ce, cs.Requests, se, ss.Requests, th.Confidence),
+		CanaryP99:  Duration(cs.P99), StableP99: Duration(ss.P99),
+	}
+	v.numbers = n
+	rates := fmt.Sprintf("canary %.3f%% (%d/%d) vs stable %.3f%% (%d/%d), lower bound +%.3f pp",
+		n.CanaryErrorPct, ce, cs.Requests, n.StableErrorPct, se, ss.Requests, n.DeltaLowPP)
+
+	grossPP := th.GrossFactor * th.RollbackErrorRatePP
+	if 100*deltaLow(ce, cs.Requests, se, ss.Requests, th.GrossConfidence) >= grossPP {
+		v.rollback = append(v.rollback, finding{reason: fmt.Sprintf(
+			"error rate grossly above baseline (≥ %.3g pp at %.3g confidence): %s", grossPP, th.GrossConfidence, rates)})
+	}
+	v.sustained = errorTest(ce, cs.Requests, se, ss.Requests, th.RollbackErrorRatePP, th.Confidence)
+	switch errorTest(ce, cs.Requests, se, ss.Requests, th.PauseErrorRatePP, th.Confidence) {
+	case triBreach:
+		v.pause = append(v.pause, finding{reason: fmt.Sprintf(
+			"error rate more than %.3g pp above baseline: %s", th.PauseErrorRatePP, rates)})
+	case triUnknown:
+		v.inconclusive = append(v.inconclusive, fmt.Sprintf(
+			"error rate above baseline + %.3g pp but not significant: %s", th.PauseErrorRatePP, rates))
+	}
+
+	if ss.P99 <= 0 || cs.P99 <= 0 {
+		v.inconclusive = append(v.inconclusive, "P99 latency unknown")
+	} else {
+		ratio := float64(cs.P99) / float64(ss.P99)
+		n.LatencyRatio = ratio
+		lat := fmt.Sprintf("canary P99 %s vs stable %s (×%.3f)", cs.P99, ss.P99, ratio)
+		switch {
+		case float64(cs.P99) > float64(ss.P99)*th.RollbackLatencyRatio:
+			v.rollback = append(v.rollback, finding{reason: fmt.Sprintf(
+				"P99 latency more than ×%.3g baseline: %s", th.RollbackLatencyRatio, lat)})
+		case float64(cs.P99) > float64(ss.P99)*th.PauseLatencyRatio:
+			v.pause = append(v.pause, finding{reason: fmt.Sprintf(
+				"P99 latency more than ×%.3g baseline: %s", th.PauseLatencyRatio, lat)})
+		}
+	}
+	return v
+}
+
+func detail(d string) string {
+	if d == "" {
+		return ""
+	}
+	return ": " + d
+}
+
+func sorted(s []string) []string {
+	out := slices.Clone(s)
+	slices.Sort(out)
+	return out
+}
+
+// merge combines findings into one reason and their details.
+func mergeFindings(fs []finding) finding {
+	var out finding
+	var reasons []string
+	for _, f := range fs {
+		reasons = append(reasons, f.reason)
+		out.endpoints = append(out.endpoints, f.endpoints...)
+		out.alerts = append(out.alerts, f.alerts...)
+		out.checks = append(out.checks, f.checks...)
+	}
+	out.reason = strings.Join(reasons, "; ")
+	return out
+}
+
+// since returns now − t, or 0 if t is zero.
+func since(now, t time.Time) time.Duration {
+	if t.IsZero() {
+		return 0
+	}
+	return now.Sub(t)
+}

@@ -1,0 +1,264 @@
+package controller
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/octoacme/octoroll/catalog"
+)
+
+// Defaults from the release guide, and the ones the guide leaves open.
+const (
+	DefaultCheckInterval     = 30 * time.Second
+	DefaultInconclusiveLimit = 10 * time.Minute
+	DefaultAckTimeout        = 2 * time.Minute
+	// DefaultResumeWindow is how long a rollout paused at 100 % must be clean before
+	// autoResume resumes it (in a stage, the stage's MinWindow is used).
+	DefaultResumeWindow = 15 * time.Minute
+
+	DefaultPauseErrorRatePP     = 0.1 // guide: error rate > 0.1 % above baseline → pause
+	DefaultPauseLatencyRatio    = 1.10
+	DefaultRollbackErrorRatePP  = 1.0 // guide: error rate > 1 % above baseline for 5+ min → no-go
+	DefaultRollbackSustain      = 5 * time.Minute
+	DefaultRollbackLatencyRatio = 1.25
+	// DefaultMinRequests is the number of requests each version must serve in one check
+	// window for the check to be judged at all. Below 100 the P99 of a sample is its
+	// maximum and a single error moves the rate by a whole percentage point. A 1 %
+	// canary reaches it in a 30 s window from about 340 req/s of total traffic; a
+	// quieter service should lengthen the loop's check window or lower MinRequests.
+	DefaultMinRequests     = 100
+	DefaultConfidence      = 0.95
+	DefaultGrossFactor     = 5.0
+	DefaultGrossConfidence = 0.999
+
+	// DefaultFlagHeader and DefaultFlagValue form the breaking-change flag route.
+	DefaultFlagHeader = "x-canary"
+	DefaultFlagValue  = "always"
+)
+
+// DefaultThresholds returns the guide's thresholds with every field set.
+func DefaultThresholds() Thresholds {
+	return Thresholds{
+		PauseErrorRatePP:     DefaultPauseErrorRatePP,
+		PauseLatencyRatio:    DefaultPauseLatencyRatio,
+		RollbackErrorRatePP:  DefaultRollbackErrorRatePP,
+		RollbackSustain:      Duration(DefaultRollbackSustain),
+		RollbackLatencyRatio: DefaultRollbackLatencyRatio,
+		MinRequests:          DefaultMinRequests,
+		Confidence:           DefaultConfidence,
+		GrossFactor:          DefaultGrossFactor,
+		GrossConfidence:      DefaultGrossConfidence,
+	}
+}
+
+// DefaultMonitoring returns the guide's post-release monitoring window.
+func DefaultMonitoring() []Phase {
+	return []Phase{
+		{Name: "Immediate", Until: Duration(30 * time.Minute)},
+		{Name: "Short-term", Until: Duration(4 * time.Hour)},
+		{Name: "Extended", Until: Duration(24 * time.Hour)},
+		{Name: "Long-term", Until: Duration(72 * time.Hour)},
+	}
+}
+
+func stage(name string, weight uint32, min time.Duration) Stage {
+	return Stage{Name: name, Weight: weight, MinWindow: Duration(min), MaxWindow: Duration(2 * min)}
+}
+
+// Preset returns the stage plan of a release type (without the implied 100 %), as in
+// the design's preset table. strategy matters for patches only ("direct": no stages).
+// Each MaxWindow is twice the MinWindow, the guide's 15-30 and 30-60 min ranges.
+func Preset(t ReleaseType, strategy string) []Stage {
+	major := []Stage{
+		stage("canary", 500, 60*time.Minute),
+		stage("10%", 1000, 30*time.Minute),
+		stage("25%", 2500, 60*time.Minute),
+		stage("50%", 5000, 60*time.Minute),
+	}
+	switch t {
+	case Patch:
+		if strategy == StrategyDirect {
+			return []Stage{}
+		}
+		return []Stage{stage("canary", 500, 5*time.Minute)}
+	case Minor:
+		return []Stage{
+			stage("canary", 500, 15*time.Minute),
+			stage("25%", 2500, 30*time.Minute),
+			stage("50%", 5000, 30*time.Minute),
+		}
+	case Major:
+		return major
+	case Breaking:
+		flag := stage("flag", 0, 30*time.Minute)
+		flag.Match = &MatchSpec{Header: DefaultFlagHeader, Value: DefaultFlagValue}
+		return append([]Stage{flag}, major...)
+	}
+	return nil
+}
+
+// merge returns base with every non-zero field of over applied.
+func (base Thresholds) merge(over Thresholds) Thresholds {
+	if over.PauseErrorRatePP != 0 {
+		base.PauseErrorRatePP = over.PauseErrorRatePP
+	}
+	if over.PauseLatencyRatio != 0 {
+		base.PauseLatencyRatio = over.PauseLatencyRatio
+	}
+	if over.RollbackErrorRatePP != 0 {
+		base.RollbackErrorRatePP = over.RollbackErrorRatePP
+	}
+	if over.RollbackSustain != 0 {
+		base.RollbackSustain = over.RollbackSustain
+	}
+	if over.RollbackLatencyRatio != 0 {
+		base.RollbackLatencyRatio = over.RollbackLatencyRatio
+	}
+	if over.MinRequests != 0 {
+		base.MinRequests = over.MinRequests
+	}
+	if over.Confidence != 0 {
+		base.Confidence = over.Confidence
+	}
+	if over.GrossFactor != 0 {
+		base.GrossFactor = over.GrossFactor
+	}
+	if over.GrossConfidence != 0 {
+		base.GrossConfidence = over.GrossConfidence
+	}
+	return base
+}
+
+func orDefault(d Duration, def time.Duration) Duration {
+	if d == 0 {
+		return Duration(def)
+	}
+	return d
+}
+
+// stageWeight converts a StageSpec's Weight or Percent to a weight out of TotalWeight.
+func (s StageSpec) weight() uint32 {
+	if s.Percent != 0 {
+		return uint32(math.Round(s.Percent * catalog.TotalWeight / 100))
+	}
+	return s.Weight
+}
+
+func weightName(w uint32) string {
+	return strconv.FormatFloat(float64(w)*100/catalog.TotalWeight, 'f', -1, 64) + "%"
+}
+
+// Resolve applies the preset of spec's release type and the defaults to spec. It
+// validates spec first.
+func Resolve(spec Spec) (Plan, error) {
+	if err := spec.Validate(); err != nil {
+		return Plan{}, err
+	}
+	return resolve(spec), nil
+}
+
+func resolve(spec Spec) Plan {
+	p := Plan{
+		Type:              spec.Release.Type,
+		Critical:          spec.Critical,
+		CheckInterval:     orDefault(spec.CheckInterval, DefaultCheckInterval),
+		InconclusiveLimit: orDefault(spec.InconclusiveLimit, DefaultInconclusiveLimit),
+		AckTimeout:        orDefault(spec.AckTimeout, DefaultAckTimeout),
+		AutoResume:        spec.AutoResume,
+		SmokeChecks:       append([]string(nil), spec.SmokeChecks...),
+		Window:            spec.Window,
+	}
+	p.Thresholds = DefaultThresholds().merge(spec.Thresholds)
+	if p.Type == Patch {
+		p.Strategy = spec.Strategy
+		if p.Strategy == "" {
+			p.Strategy = StrategyCanary
+			if spec.Critical {
+				p.Strategy = StrategyDirect
+			}
+		}
+	}
+	for _, c := range spec.CustomChecks {
+		if c.OnFail == "" {
+			c.OnFail = OnFailPause
+		}
+		p.Checks = append(p.Checks, c)
+	}
+	if len(spec.Stages) > 0 {
+		for i, s := range spec.Stages {
+			w := s.weight()
+			if w >= catalog.TotalWeight && i == len(spec.Stages)-1 {
+				break // the implied 100 %
+			}
+			st := Stage{Name: s.Name, Weight: w, MinWindow: s.MinWindow, MaxWindow: s.MaxWindow,
+				Thresholds: s.Thresholds}
+			if st.Name == "" {
+				st.Name = weightName(w)
+				if s.Match != nil && w == 0 {
+					st.Name = "flag"
+				}
+			}
+			if st.MaxWindow == 0 {
+				st.MaxWindow = 2 * st.MinWindow
+			}
+			if s.Match != nil {
+				m := *s.Match
+				st.Match = &m
+			}
+			p.Stages = append(p.Stages, st)
+		}
+	} else {
+		p.Stages = Preset(p.Type, p.Strategy)
+		if spec.Flag != nil {
+			for i := range p.Stages {
+				if p.Stages[i].Match != nil {
+					m := *spec.Flag
+					p.Stages[i].Match = &m
+				}
+			}
+		}
+	}
+	if p.Stages == nil {
+		p.Stages = []Stage{}
+	}
+	for i := range p.Stages {
+		p.Stages[i].Thresholds = p.Thresholds.merge(p.Stages[i].Thresholds)
+	}
+	if len(spec.Monitoring) > 0 {
+		for _, ph := range spec.Monitoring {
+			ph.Checks = append([]Check(nil), ph.Checks...)
+			for j := range ph.Checks {
+				if ph.Checks[j].OnFail == "" {
+					ph.Checks[j].OnFail = OnFailPause
+				}
+			}
+			p.Monitoring = append(p.Monitoring, ph)
+		}
+	} else {
+		p.Monitoring = DefaultMonitoring()
+	}
+	return p
+}
+
+// String describes a plan briefly: "5% 15m0s → 25% 30m0s → 50% 30m0s → 100%".
+func (p Plan) String() string {
+	s := ""
+	for _, st := range p.Stages {
+		if st.Match != nil {
+			s += fmt.Sprintf("%s %s %s → ", st.Name, st.Match, st.MinWindow)
+			continue
+		}
+		s += fmt.Sprintf("%s %s → ", weightName(st.Weight), st.MinWindow)
+	}
+	return s + "100%"
+}
+
+// String formats m as "header x-canary: always" or "cookie name=value".
+func (m MatchSpec) String() string {
+	if m.Cookie != "" {
+		return "cookie " + m.Cookie + "=" + m.Value
+	}
+	return "header " + m.Header + ": " + m.Value
+}

@@ -1,0 +1,288 @@
+package controller
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	_ "time/tzdata" // deployment windows resolve IANA zones identically on every host
+
+	"github.com/octoacme/octoroll/catalog"
+)
+
+// Validate checks spec on its own, without a catalog, and returns every problem found,
+// each naming its field (errors.Join). Missing pre-flight items (rollback plan,
+// summary, smoke checks) are not validation errors; New reports them.
+func (s Spec) Validate() error {
+	var errs []error
+	add := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if s.Service == "" {
+		add("service", "required")
+	}
+	switch s.Release.Type {
+	case Patch, Minor, Major, Breaking:
+	case "":
+		add("release.type", "required (patch, minor, major or breaking)")
+	default:
+		add("release.type", "%q: want patch, minor, major or breaking", s.Release.Type)
+	}
+	if s.Release.Date != "" {
+		if _, err := time.Parse(time.DateOnly, s.Release.Date); err != nil {
+			add("release.date", "%q: want YYYY-MM-DD", s.Release.Date)
+		}
+	}
+	if s.Critical && s.Release.Type != Patch {
+		add("critical", "only a patch can be critical")
+	}
+	switch s.Strategy {
+	case "":
+	case StrategyDirect, StrategyCanary:
+		if s.Release.Type != Patch {
+			add("strategy", "only patches choose a strategy")
+		}
+	default:
+		add("strategy", "%q: want direct or canary", s.Strategy)
+	}
+	if s.Canary.Version == "" {
+		add("canary.version", "required")
+	}
+	if s.Stable != "" && s.Stable == s.Canary.Version {
+		add("stable", "%q is also the canary version", s.Stable)
+	}
+	for i, e := range s.Canary.Endpoints {
+		if _, err := catalog.ParseEndpoint(e); err != nil {
+			add(fmt.Sprintf("canary.endpoints[%d]", i), "%v", err)
+		}
+	}
+	if s.Flag != nil {
+		s.Flag.validate("flag", add)
+	}
+	s.Thresholds.validate("thresholds", add)
+	nonNegative := func(field string, d Duration) {
+		if d < 0 {
+			add(field, "must not be negative")
+		}
+	}
+	nonNegative("checkInterval", s.CheckInterval)
+	nonNegative("inconclusiveLimit", s.InconclusiveLimit)
+	nonNegative("ackTimeout", s.AckTimeout)
+
+	var prev uint32
+	for i, st := range s.Stages {
+		f := fmt.Sprintf("stages[%d]", i)
+		if st.Weight != 0 && st.Percent != 0 {
+			add(f, "weight and percent are exclusive")
+		}
+		if st.Percent < 0 || st.Percent > 100 {
+			add(f+".percent", "%v: want 0-100", st.Percent)
+		}
+		w := st.weight()
+		if w > catalog.TotalWeight {
+			add(f+".weight", "%d: want at most %d", w, catalog.TotalWeight)
+		}
+		last := i == len(s.Stages)-1
+		if w >= catalog.TotalWeight && !last {
+			add(f, "only the last stage may be 100%%")
+		}
+		if w < prev {
+			add(f+".weight", "%d is less than the previous stage's %d: weights must not decrease", w, prev)
+		}
+		prev = w
+		if w == 0 && st.Match == nil {
+			add(f, "a 0 weight stage needs a match (header or cookie flag)")
+		}
+		if w < catalog.TotalWeight && st.MinWindow <= 0 {
+			add(f+".minWindow", "required and positive")
+		}
+		if st.MaxWindow != 0 && st.MaxWindow < st.MinWindow {
+			add(f+".maxWindow", "%s is shorter than minWindow %s", st.MaxWindow, st.MinWindow)
+		}
+		if st.Match != nil {
+			st.Match.validate(f+".match", add)
+		}
+		st.Thresholds.validate(f+".thresholds", add)
+		// The resolved thresholds must keep rollback bounds beyond pause bounds.
+		DefaultThresholds().merge(s.Thresholds).merge(st.Thresholds).validateOrder(f+".thresholds", add)
+	}
+	if len(s.Stages) == 0 {
+		DefaultThresholds().merge(s.Thresholds).validateOrder("thresholds", add)
+	}
+	names := map[string]string{}
+	uniq := func(field, name string) {
+		if name == "" {
+			add(field, "name required")
+			return
+		}
+		if other, ok := names[name]; ok {
+			add(field, "check %q already declared at %s", name, other)
+			return
+		}
+		names[name] = field
+	}
+	for i, c := range s.SmokeChecks {
+		uniq(fmt.Sprintf("smokeChecks[%d]", i), c)
+	}
+	checkCheck := func(f string, c Check) {
+		uniq(f+".name", c.Name)
+		switch c.OnFail {
+		case "", OnFailPause, OnFailRollback:
+		default:
+			add(f+".onFail", "%q: want pause or rollback", c.OnFail)
+		}
+	}
+	for i, c := range s.CustomChecks {
+		checkCheck(fmt.Sprintf("customChecks[%d]", i), c)
+	}
+	var until Duration
+	for i, ph := range s.Monitoring {
+		f := fmt.Sprintf("monitoring[%d]", i)
+		if ph.Name == "" {
+			add(f+".name", "required")
+		}
+		if ph.Until <= until {
+			add(f+".until", "%s must be after the previous phase's end %s", ph.Until, until)
+		}
+		until = ph.Until
+		for j, c := range ph.Checks {
+			checkCheck(fmt.Sprintf("%s.checks[%d]", f, j), c)
+		}
+	}
+	if s.Window != nil {
+		s.Window.validate("window", add)
+	}
+	for i, w := range s.Waivers {
+		f := fmt.Sprintf("waivers[%d]", i)
+		switch w.Item {
+		case ItemRollbackPlan, ItemSummary, ItemSmokeTests:
+		default:
+			add(f+".item", "%q: want %s, %s or %s", w.Item, ItemRollbackPlan, ItemSummary, ItemSmokeTests)
+		}
+		if strings.TrimSpace(w.Reason) == "" {
+			add(f+".reason", "required")
+		}
+		if strings.TrimSpace(w.By) == "" {
+			add(f+".by", "required")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+type addFunc func(field, format string, args ...any)
+
+func (m MatchSpec) validate(f string, add addFunc) {
+	if (m.Header == "") == (m.Cookie == "") {
+		add(f, "exactly one of header and cookie")
+	}
+	if m.Value == "" {
+		add(f+".value", "required")
+	}
+}
+
+func (t Thresholds) validate(f string, add addFunc) {
+	if t.PauseErrorRatePP < 0 {
+		add(f+".pauseErrorRatePP", "must not be negative")
+	}
+	if t.RollbackErrorRatePP < 0 {
+		add(f+".rollbackErrorRatePP", "must not be negative")
+	}
+	if t.PauseLatencyRatio != 0 && t.PauseLatencyRatio < 1 {
+		add(f+".pauseLatencyRatio", "%v: want at least 1", t.PauseLatencyRatio)
+	}
+	if t.RollbackLatencyRatio != 0 && t.RollbackLatencyRatio < 1 {
+		add(f+".rollbackLatencyRatio", "%v: want at least 1", t.RollbackLatencyRatio)
+	}
+	if t.RollbackSustain < 0 {
+		add(f+".rollbackSustain", "must not be negative")
+	}
+	if t.Confidence != 0 && (t.Confidence < 0.5 || t.Confidence >= 1) {
+		add(f+".confidence", "%v: want 0.5 ≤ confidence < 1", t.Confidence)
+	}
+	if t.GrossConfidence != 0 && (t.GrossConfidence < 0.5 || t.GrossConfidence >= 1) {
+		add(f+".grossConfidence", "%v: want 0.5 ≤ grossConfidence < 1", t.GrossConfidence)
+	}
+	if t.GrossFactor != 0 && t.GrossFactor < 1 {
+		add(f+".grossFactor", "%v: want at least 1", t.GrossFactor)
+	}
+}
+
+// validateOrder checks a resolved set: a rollback bound tighter than the pause bound
+// would roll back on what should only pause.
+func (t Thresholds) validateOrder(f string, add addFunc) {
+	if t.RollbackErrorRatePP < t.PauseErrorRatePP {
+		add(f+".rollbackErrorRatePP", "%v is below pauseErrorRatePP %v", t.RollbackErrorRatePP, t.PauseErrorRatePP)
+	}
+	if t.RollbackLatencyRatio < t.PauseLatencyRatio {
+		add(f+".rollbackLatencyRatio", "%v is below pauseLatencyRatio %v", t.RollbackLatencyRatio, t.PauseLatencyRatio)
+	}
+}
+
+var weekdays = map[string]time.Weekday{
+	"sun": time.Sunday, "mon": time.Monday, "tue": time.Tuesday, "wed": time.Wednesday,
+	"thu": time.Thursday, "fri": time.Friday, "sat": time.Saturday,
+	"sunday": time.Sunday, "monday": time.Monday, "tuesday": time.Tuesday, "wednesday": time.Wednesday,
+	"thursday": time.Thursday, "friday": time.Friday, "saturday": time.Saturday,
+}
+
+func parseClock(s string) (int, error) {
+	t, err := time.Parse("15:04", s)
+	if err != nil || len(s) != 5 {
+		return 0, fmt.Errorf("%q: want HH:MM (24 h)", s)
+	}
+	return t.Hour()*60 + t.Minute(), nil
+}
+
+func (w DeploymentWindow) validate(f string, add addFunc) {
+	for i, d := range w.Days {
+		if _, ok := weekdays[strings.ToLower(d)]; !ok {
+			add(fmt.Sprintf("%s.days[%d]", f, i), "%q: want a weekday such as mon or Monday", d)
+		}
+	}
+	start, err1 := parseClock(w.Start)
+	if err1 != nil {
+		add(f+".start", "%v", err1)
+	}
+	end, err2 := parseClock(w.End)
+	if err2 != nil {
+		add(f+".end", "%v", err2)
+	}
+	if err1 == nil && err2 == nil && start == end {
+		add(f, "start and end are equal (an empty window)")
+	}
+	if _, err := time.LoadLocation(w.TimeZone); err != nil {
+		add(f+".timeZone", "%q: unknown IANA time zone", w.TimeZone)
+	}
+}
+
+// Contains reports whether t falls inside the window. An overnight window (End before
+// Start) belongs to the day it starts on. A window that does not validate contains
+// nothing.
+func (w DeploymentWindow) Contains(t time.Time) bool {
+	start, err1 := parseClock(w.Start)
+	end, err2 := parseClock(w.End)
+	loc, err3 := time.LoadLocation(w.TimeZone)
+	if err1 != nil || err2 != nil || err3 != nil || start == end {
+		return false
+	}
+	t = t.In(loc)
+	mins := t.Hour()*60 + t.Minute()
+	dayOK := func(d time.Weekday) bool {
+		if len(w.Days) == 0 {
+			return true
+		}
+		for _, name := range w.Days {
+			if weekdays[strings.ToLower(name)] == d {
+				return true
+			}
+		}
+		return false
+	}
+	if start < end {
+		return dayOK(t.Weekday()) && mins >= start && mins < end
+	}
+	if mins >= start {
+		return dayOK(t.Weekday())
+	}
+	return mins < end && dayOK(t.AddDate(0, 0, -1).Weekday())
+}
