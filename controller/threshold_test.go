@@ -1,0 +1,292 @@
+package controller
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+// acked returns a minor rollout in its canary stage whose weights were ACKed at t0+30s.
+func acked(t *testing.T, spec Spec) Rollout {
+	t.Helper()
+	r, _ := mustNew(t, t0, spec)
+	r, _ = r.Step(t0.Add(30*time.Second), goodObs(r.Generation))
+	if r.Progress.AckedAt.IsZero() || r.State != StateProgressing {
+		t.Fatalf("not acked: %+v", r.Progress)
+	}
+	return r
+}
+
+// rates returns an observation with n requests per version and the given error rates
+// in percent and P99s.
+func rates(gen uint64, n uint64, canaryPct, stablePct float64, canaryP99, stableP99 time.Duration) Observation {
+	o := goodObs(gen)
+	o.Canary = VersionStats{Requests: n, Errors: uint64(float64(n) * canaryPct / 100), P99: canaryP99}
+	o.Stable = VersionStats{Requests: n, Errors: uint64(float64(n) * stablePct / 100), P99: stableP99}
+	return o
+}
+
+// Each guide threshold just below and just above its bound, with samples large enough
+// that the confidence bound sits within 0.001 pp of the point estimate.
+func TestThresholdBounds(t *testing.T) {
+	const big = 1_000_000_000
+	ms := time.Millisecond
+	tests := []struct {
+		name      string
+		obs       func(gen uint64) Observation
+		wantState State
+		wantIn    string // substring of the reason
+	}{
+		{"error rate +0.099 pp: continue", func(g uint64) Observation { return rates(g, big, 0.599, 0.5, 100*ms, 100*ms) }, StateProgressing, ""},
+		{"error rate +0.102 pp: pause", func(g uint64) Observation { return rates(g, big, 0.602, 0.5, 100*ms, 100*ms) }, StatePaused, "0.1 pp"},
+		{"P99 ×1.10: continue", func(g uint64) Observation { return rates(g, big, 0.5, 0.5, 110*ms, 100*ms) }, StateProgressing, ""},
+		{"P99 ×1.101: pause", func(g uint64) Observation { return rates(g, big, 0.5, 0.5, 110100*time.Microsecond, 100*ms) }, StatePaused, "×1.1"},
+		{"P99 ×1.25: pause only", func(g uint64) Observation { return rates(g, big, 0.5, 0.5, 125*ms, 100*ms) }, StatePaused, "×1.1"},
+		{"P99 ×1.251: rollback", func(g uint64) Observation { return rates(g, big, 0.5, 0.5, 125100*time.Microsecond, 100*ms) }, StateRolledBack, "×1.25"},
+		{"error rate +1.5 pp once: pause, not rollback", func(g uint64) Observation { return rates(g, big, 2.0, 0.5, 100*ms, 100*ms) }, StatePaused, "0.1 pp"},
+		{"error rate +4.9 pp: marginal, pause", func(g uint64) Observation { return rates(g, big, 5.4, 0.5, 100*ms, 100*ms) }, StatePaused, "0.1 pp"},
+		{"error rate +5.1 pp: gross, rollback at once", func(g uint64) Observation { return rates(g, big, 5.6, 0.5, 100*ms, 100*ms) }, StateRolledBack, "grossly"},
+		{"99 canary requests: hold", func(g uint64) Observation {
+			o := goodObs(g)
+			o.Canary = VersionStats{Requests: 99, Errors: 50, P99: time.Second}
+			return o
+		}, StateProgressing, "99 requests < minRequests 100"},
+		{"100 canary requests, half failing: judged (gross)", func(g uint64) Observation {
+			o := goodObs(g)
+			o.Canary = VersionStats{Requests: 100, Errors: 50, P99: 100 * ms}
+			return o
+		}, StateRolledBack, "grossly"},
+		{"1 % canary, 1 error in 150: not significant, hold", func(g uint64) Observation {
+			o := goodObs(g)
+			o.Canary = VersionStats{Requests: 150, Errors: 1, P99: 100 * ms}
+			o.Stable = VersionStats{Requests: 15000, Errors: 30, P99: 100 * ms}
+			return o
+		}, StateProgressing, "not significant"},
+		{"metrics source down: hold", func(g uint64) Observation {
+			o := goodObs(g)
+			o.Canary.Err = errors.New("connection refused")
+			return o
+		}, StateProgressing, "unavailable"},
+		{"stable P99 unknown: hold", func(g uint64) Observation { return rates(g, 1000, 0, 0, 100*ms, 0) }, StateProgressing, "P99 latency unknown"},
+		{"one canary endpoint unhealthy: pause", func(g uint64) Observation {
+			o := goodObs(g)
+			o.Health.Canary = EndpointHealth{Total: 2, Unhealthy: []string{"10.0.1.2:8080"}}
+			return o
+		}, StatePaused, "1 of 2 canary endpoints"},
+		{"all canary endpoints unhealthy: rollback", func(g uint64) Observation {
+			o := goodObs(g)
+			o.Health.Canary = EndpointHealth{Total: 2, Unhealthy: []string{"10.0.1.2:8080", "10.0.1.1:8080"}}
+			return o
+		}, StateRolledBack, "all 2 canary endpoints"},
+		{"critical alert: pause", func(g uint64) Observation {
+			o := goodObs(g)
+			o.Alerts = []string{"CheckoutDown"}
+			return o
+		}, StatePaused, "CheckoutDown"},
+		{"smoke check fails: rollback", func(g uint64) Observation {
+			o := goodObs(g)
+			o.Checks = []CheckResult{{Name: "smoke", Passed: false, Detail: "POST /cart 500"}}
+			return o
+		}, StateRolledBack, "POST /cart 500"},
+		{"smoke check missing: hold", func(g uint64) Observation {
+			o := goodObs(g)
+			o.Checks = nil
+			return o
+		}, StateProgressing, "no result"},
+		{"NACK of current weights: pause", func(g uint64) Observation {
+			o := goodObs(g)
+			o.Convergence.NACK = "invalid weight"
+			return o
+		}, StatePaused, "rejected"},
+		{"NACK of an older generation: ignored", func(g uint64) Observation {
+			o := goodObs(g)
+			o.Convergence = Convergence{Generation: g - 1, NACK: "old"}
+			return o
+		}, StateProgressing, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := acked(t, testSpec(Minor))
+			now := t0.Add(time.Minute)
+			r2, evs := r.Step(now, tt.obs(r.Generation))
+			if r2.State != tt.wantState {
+				t.Fatalf("state %s (reason %q), want %s", r2.State, r2.Reason, tt.wantState)
+			}
+			if !strings.Contains(r2.Reason+r2.Progress.LastReason, tt.wantIn) {
+				t.Errorf("reason %q / %q, want it to contain %q", r2.Reason, r2.Progress.LastReason, tt.wantIn)
+			}
+			if tt.wantState == StateRolledBack {
+				if r2.Weights()["v2"] != 0 || r2.Weights()["v1"] != 10000 {
+					t.Errorf("rollback weights %v", r2.Weights())
+				}
+				if e := kinds(evs, EventRolledBack); len(e) != 1 || e[0].Reason == "" {
+					t.Errorf("rollback event %+v", evs)
+				}
+			}
+			if tt.wantState == StatePaused && r2.CanaryWeight() != r.CanaryWeight() {
+				t.Errorf("pause moved the weight")
+			}
+		})
+	}
+}
+
+func TestCustomChecks(t *testing.T) {
+	spec := testSpec(Minor)
+	spec.CustomChecks = []Check{{Name: "ledger", OnFail: OnFailRollback}, {Name: "signup"}}
+	for _, tt := range []struct {
+		failing string
+		want    State
+	}{{"ledger", StateRolledBack}, {"signup", StatePaused}, {"", StateProgressing}} {
+		r := acked(t, spec)
+		o := goodObs(r.Generation)
+		o.Checks = append(o.Checks, CheckResult{Name: "ledger", Passed: tt.failing != "ledger"},
+			CheckResult{Name: "signup", Passed: tt.failing != "signup"})
+		r, _ = r.Step(t0.Add(time.Minute), o)
+		if r.State != tt.want {
+			t.Errorf("%q failing: state %s, want %s", tt.failing, r.State, tt.want)
+		}
+	}
+}
+
+// The sustained rule: error rate > stable + 1 pp on every check for 5 minutes rolls
+// back; 4 min 59 s does not; one clean check resets the run.
+func TestSustainedRollback(t *testing.T) {
+	const big = 100_000_000
+	ms := 100 * time.Millisecond
+	breach := func(g uint64) Observation { return rates(g, big, 1.6, 0.5, ms, ms) }
+	clean := func(g uint64) Observation { return rates(g, big, 0.5, 0.5, ms, ms) }
+	type step struct {
+		at  time.Duration // after the first breach
+		obs func(uint64) Observation
+	}
+	every := func(from, to time.Duration, obs func(uint64) Observation) []step {
+		var s []step
+		for d := from; d <= to; d += 30 * time.Second {
+			s = append(s, step{d, obs})
+		}
+		return s
+	}
+	cat := func(parts ...[]step) []step {
+		var out []step
+		for _, p := range parts {
+			out = append(out, p...)
+		}
+		return out
+	}
+	tests := []struct {
+		name       string
+		steps      []step
+		wantBackAt time.Duration // -1: never
+	}{
+		{"4m59s of breach", append(every(0, 4*time.Minute+30*time.Second, breach), step{4*time.Minute + 59*time.Second, breach}), -1},
+		{"5m of breach", every(0, 5*time.Minute, breach), 5 * time.Minute},
+		{"clean check at 4m30s resets", cat(every(0, 4*time.Minute, breach), every(4*time.Minute+30*time.Second, 4*time.Minute+30*time.Second, clean),
+			every(5*time.Minute, 10*time.Minute, breach)), 10 * time.Minute},
+		{"inconclusive check neither resets nor extends", cat(every(0, 2*time.Minute, breach),
+			[]step{{150 * time.Second, func(g uint64) Observation { o := breach(g); o.Canary.Requests = 10; return o }}},
+			every(3*time.Minute, 6*time.Minute, breach)), 5 * time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := acked(t, testSpec(Minor))
+			start := t0.Add(time.Minute)
+			got := time.Duration(-1)
+			for _, s := range tt.steps {
+				r, _ = r.Step(start.Add(s.at), s.obs(r.Generation))
+				if r.State == StateRolledBack {
+					got = s.at
+					break
+				}
+				if r.State != StatePaused && s.obs(1).Canary.Errors > s.obs(1).Stable.Errors*2 {
+					t.Fatalf("breach at %s did not pause: %s", s.at, r.State)
+				}
+			}
+			if got != tt.wantBackAt {
+				t.Errorf("rolled back at %s, want %s", got, tt.wantBackAt)
+			}
+		})
+	}
+}
+
+func TestAckTimeout(t *testing.T) {
+	r, _ := mustNew(t, t0, testSpec(Minor))
+	notAcked := func(r Rollout) Observation {
+		o := goodObs(r.Generation)
+		o.Convergence = Convergence{Generation: r.Generation, Stragglers: []string{"sidecar-b", "sidecar-a"}}
+		return o
+	}
+	r, _ = r.Step(t0.Add(time.Minute), notAcked(r))
+	r, _ = r.Step(t0.Add(2*time.Minute-time.Second), notAcked(r))
+	if r.State != StateProgressing || r.Progress.LastDecision != DecisionHold {
+		t.Fatalf("1m59s: %s %s", r.State, r.Progress.LastDecision)
+	}
+	r, evs := r.Step(t0.Add(2*time.Minute), notAcked(r))
+	if r.State != StatePaused {
+		t.Fatalf("2m: state %s", r.State)
+	}
+	p := kinds(evs, EventPaused)
+	if len(p) != 1 || strings.Join(p[0].Stragglers, ",") != "sidecar-a,sidecar-b" || !strings.Contains(p[0].Reason, "sidecar-a") {
+		t.Errorf("pause event %+v", p)
+	}
+	// The monitor clock never started: no monitored time.
+	if r.Progress.Monitored != 0 || !r.Progress.AckedAt.IsZero() {
+		t.Errorf("progress %+v", r.Progress)
+	}
+}
+
+// A stage whose checks stay inconclusive pauses after InconclusiveLimit (10m), and one
+// that never gets a full clean window pauses at MaxWindow (30m for a 15m canary).
+func TestInconclusiveAndMaxWindow(t *testing.T) {
+	low := func(g uint64) Observation {
+		o := goodObs(g)
+		o.Canary.Requests = 20
+		return o
+	}
+	r := acked(t, testSpec(Minor))
+	for now := t0.Add(time.Minute); !now.After(t0.Add(10*time.Minute + 30*time.Second)); now = now.Add(30 * time.Second) {
+		r, _ = r.Step(now, low(r.Generation))
+		if r.State != StateProgressing || r.Progress.Monitored != 0 {
+			t.Fatalf("%s: state %s monitored %s", now.Sub(t0), r.State, r.Progress.Monitored)
+		}
+	}
+	r, evs := r.Step(t0.Add(11*time.Minute), low(r.Generation))
+	if r.State != StatePaused || !strings.Contains(r.Reason, "inconclusive for 10m0s") {
+		t.Fatalf("state %s reason %q", r.State, r.Reason)
+	}
+	if len(kinds(evs, EventPaused)) != 1 {
+		t.Errorf("events %+v", evs)
+	}
+
+	r = acked(t, testSpec(Minor))
+	i := 0
+	var now time.Time
+	for now = t0.Add(time.Minute); r.State == StateProgressing; now = now.Add(30 * time.Second) {
+		o := low(r.Generation)
+		if i%3 == 2 {
+			o = goodObs(r.Generation)
+		}
+		i++
+		r, _ = r.Step(now, o)
+	}
+	now = now.Add(-30 * time.Second)
+	if r.State != StatePaused || !strings.Contains(r.Reason, "maxWindow 30m0s") || !now.Equal(t0.Add(30*time.Minute+30*time.Second)) {
+		t.Fatalf("at %s: state %s reason %q", now.Sub(t0), r.State, r.Reason)
+	}
+}
+
+// An inconclusive check never counts as monitored time; Go needs MinWindow of clean
+// checks.
+func TestHoldNeverCountsAsPass(t *testing.T) {
+	r := acked(t, testSpec(Minor))
+	now := t0.Add(30 * time.Second)
+	for i := 0; i < 8; i++ {
+		now = now.Add(30 * time.Second)
+		o := goodObs(r.Generation)
+		o.Stable.Err = errors.New("prometheus: 503")
+		r, _ = r.Step(now, o)
+	}
+	if r.Progress.Monitored != 0 || r.Progress.Inconclusive != 8 {
+		t.Fatalf("progress %+v", r.Progress)
+	}
+}
