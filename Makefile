@@ -7,6 +7,7 @@ PKGS    ?= ./...
 build:
 	$(GO) build -o $(BIN)/octoroll ./cmd/octoroll
 	$(GO) build -o $(BIN)/example-app ./examples/app
+	$(GO) build -o $(BIN)/loadgen ./examples/loadgen
 
 vet:
 	$(GO) vet $(PKGS)
@@ -17,7 +18,7 @@ test: vet
 
 # A full rollout and a rollback on this machine, no other setup.
 demo: build
-	$(BIN)/octoroll demo
+	$(GO) run ./examples/demo --bin $(BIN)
 
 # Scale and speed figures; prints a table and writes it to bench/results.md.
 bench:

@@ -23,6 +23,7 @@ type config struct {
 	AdminToken     string        `env:"ADMIN_TOKEN"`
 	PrometheusURL  string        `env:"PROMETHEUS_URL"`
 	ScrapeInterval time.Duration `env:"SCRAPE_INTERVAL" envDefault:"5s"` // embedded scrape source
+	MetricsWindow  time.Duration `env:"METRICS_WINDOW"`                   // lower bound of one check's metrics window
 	XDSCert        string        `env:"XDS_TLS_CERT"`
 	XDSKey         string        `env:"XDS_TLS_KEY"`
 	XDSClientCA    string        `env:"XDS_TLS_CLIENT_CA"` // set to require client certificates (mTLS)
@@ -43,6 +44,7 @@ func loadConfig(name string, args []string) (config, error) {
 	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "admin HTTP listen address (OCTOROLL_ADMIN_ADDR)")
 	fs.StringVar(&c.AdminToken, "admin-token", c.AdminToken, "bearer token for mutating admin calls (OCTOROLL_ADMIN_TOKEN)")
 	fs.StringVar(&c.PrometheusURL, "prometheus-url", c.PrometheusURL, "Prometheus server URL; empty scrapes versions directly (OCTOROLL_PROMETHEUS_URL)")
+	fs.DurationVar(&c.MetricsWindow, "metrics-window", c.MetricsWindow, "shortest metrics window of one check; default the rollout's check interval (OCTOROLL_METRICS_WINDOW)")
 	fs.DurationVar(&c.ScrapeInterval, "scrape-interval", c.ScrapeInterval, "scrape interval of the embedded metrics source (OCTOROLL_SCRAPE_INTERVAL)")
 	fs.StringVar(&c.XDSCert, "xds-tls-cert", c.XDSCert, "xDS server certificate file (OCTOROLL_XDS_TLS_CERT)")
 	fs.StringVar(&c.XDSKey, "xds-tls-key", c.XDSKey, "xDS server key file (OCTOROLL_XDS_TLS_KEY)")
@@ -76,6 +78,9 @@ func (c config) Validate() error {
 		if u, err := url.Parse(c.PrometheusURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("prometheus-url: %q is not an http(s) URL", c.PrometheusURL))
 		}
+	}
+	if c.MetricsWindow < 0 {
+		errs = append(errs, fmt.Errorf("metrics-window: %s must not be negative", c.MetricsWindow))
 	}
 	if c.ScrapeInterval <= 0 {
 		errs = append(errs, fmt.Errorf("scrape-interval: %s must be positive", c.ScrapeInterval))

@@ -76,7 +76,7 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 	}
 
 	run, err = runner.New(ctx, watcher.Current(), runner.Options{
-		Log: log, Store: st, XDS: xs, Metrics: source, Health: prober,
+		Log: log, Store: st, XDS: xs, Metrics: source, Health: prober, MinWindow: cfg.MetricsWindow,
 	})
 	if err != nil {
 		return err
