@@ -23,7 +23,7 @@ type config struct {
 	AdminToken     string        `env:"ADMIN_TOKEN"`
 	PrometheusURL  string        `env:"PROMETHEUS_URL"`
 	ScrapeInterval time.Duration `env:"SCRAPE_INTERVAL" envDefault:"5s"` // embedded scrape source
-	MetricsWindow  time.Duration `env:"METRICS_WINDOW"`                   // lower bound of one check's metrics window
+	MetricsWindow  time.Duration `env:"METRICS_WINDOW"`                  // lower bound of one check's metrics window
 	XDSCert        string        `env:"XDS_TLS_CERT"`
 	XDSKey         string        `env:"XDS_TLS_KEY"`
 	XDSClientCA    string        `env:"XDS_TLS_CLIENT_CA"` // set to require client certificates (mTLS)
