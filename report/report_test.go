@@ -1,0 +1,349 @@
+package report
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/octoacme/octoroll/catalog"
+	"github.com/octoacme/octoroll/controller"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// t0 is a Monday 10:00 UTC.
+var t0 = time.Date(2025, 3, 3, 10, 0, 0, 0, time.UTC)
+
+const interval = time.Minute
+
+func service() catalog.Service {
+	return catalog.Service{
+		Name: "checkout", Port: 8080, Stable: "v1",
+		Versions: []catalog.Version{
+			{Name: "v1", Endpoints: []catalog.Endpoint{{Host: "10.0.0.1", Port: 8080}}},
+			{Name: "v2", Endpoints: []catalog.Endpoint{{Host: "10.0.1.1", Port: 8080}}},
+		},
+	}
+}
+
+func spec() controller.Spec {
+	return controller.Spec{
+		Service: "checkout",
+		Release: controller.Release{
+			Name: "2025.3 | spring", Type: controller.Minor, Date: "2025-03-03",
+			Summary:        "Faster checkout with a new payment client",
+			NotableChanges: []string{"Payment client v5", "Cart totals cached for 30 s"},
+			MigrationSteps: []string{"None for clients"},
+			KnownIssues:    []string{"Receipts may show the old logo"},
+			RollbackPlan:   "Weights back to v1; no schema change to undo",
+		},
+		Canary: controller.Canary{Version: "v2"},
+		Stages: []controller.StageSpec{
+			{Name: "canary", Percent: 5, MinWindow: controller.Duration(2 * time.Minute)},
+			{Name: "half", Percent: 50, MinWindow: controller.Duration(2 * time.Minute)},
+		},
+		Thresholds:    controller.Thresholds{RollbackSustain: controller.Duration(3 * time.Minute)},
+		CheckInterval: controller.Duration(interval),
+		SmokeChecks:   []string{"smoke"},
+		Monitoring:    []controller.Phase{{Name: "Immediate", Until: controller.Duration(5 * time.Minute)}},
+		Waivers:       []controller.Waiver{{Item: controller.ItemSummary, Reason: "summary in the change ticket", By: "alice"}},
+	}
+}
+
+// obs is an observation with 100000 requests per version at the given error rates
+// (percent), ACKing generation gen.
+func obs(gen uint64, canaryPct, stablePct float64) controller.Observation {
+	const n = 100000
+	return controller.Observation{
+		Canary: controller.VersionStats{Requests: n, Errors: uint64(n * canaryPct / 100), P99: 120 * time.Millisecond},
+		Stable: controller.VersionStats{Requests: n, Errors: uint64(n * stablePct / 100), P99: 118 * time.Millisecond},
+		Health: controller.HealthStats{
+			Canary: controller.EndpointHealth{Total: 1}, Stable: controller.EndpointHealth{Total: 1}},
+		Checks:      []controller.CheckResult{{Name: "smoke", Passed: true}},
+		Convergence: controller.Convergence{Generation: gen, Version: "route-1", Acked: true},
+	}
+}
+
+// run drives a rollout from t0 through the real engine, one observation per check
+// interval, until it is terminal or bad says to stop; canaryPct gives the canary's
+// error rate at each step.
+type run struct {
+	t   *testing.T
+	r   controller.Rollout
+	now time.Time
+	evs []controller.Event
+}
+
+func start(t *testing.T) *run {
+	t.Helper()
+	r, evs, err := controller.New(t0, "r-2025-03-03-1", spec(), service())
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return &run{t: t, r: r, now: t0, evs: evs}
+}
+
+func (x *run) step(o controller.Observation) {
+	x.now = x.now.Add(interval)
+	var evs []controller.Event
+	x.r, evs = x.r.Step(x.now, o)
+	x.evs = append(x.evs, evs...)
+}
+
+func completed(t *testing.T) (controller.Rollout, []controller.Event) {
+	x := start(t)
+	for i := 0; i < 100 && !x.r.State.Terminal(); i++ {
+		x.step(obs(x.r.Generation, 0.5, 0.5))
+	}
+	if x.r.State != controller.StateCompleted {
+		t.Fatalf("state %s, want completed", x.r.State)
+	}
+	return x.r, x.evs
+}
+
+// rolledBack drives the rollout to the 50 % stage, where the canary's error rate
+// rises 1.5 pp above the stable one: a pause at once, a rollback once sustained for
+// 3 minutes; one interval later every proxy ACKs the known-good weights.
+func rolledBack(t *testing.T, ackRestore bool) (controller.Rollout, []controller.Event, time.Time) {
+	x := start(t)
+	for i := 0; i < 100 && x.r.Stage < 1; i++ {
+		x.step(obs(x.r.Generation, 0.5, 0.5))
+	}
+	x.step(obs(x.r.Generation, 0.5, 0.5)) // ACK of the 50 % weights and a clean check
+	x.step(obs(x.r.Generation, 0.5, 0.5))
+	breach := x.now.Add(interval)
+	for i := 0; i < 10 && x.r.State != controller.StateRolledBack; i++ {
+		x.step(obs(x.r.Generation, 2.0, 0.5))
+	}
+	if x.r.State != controller.StateRolledBack {
+		t.Fatalf("state %s, want rolled_back", x.r.State)
+	}
+	if ackRestore {
+		x.step(obs(x.r.Generation, 0, 0.5))
+	}
+	return x.r, x.evs, breach
+}
+
+func TestCompleted(t *testing.T) {
+	r, evs := completed(t)
+	rep := Build(r, evs)
+
+	wantNotes := ReleaseNotes{
+		Name: "2025.3 | spring", Type: "minor", Date: "2025-03-03",
+		Summary:        "Faster checkout with a new payment client",
+		NotableChanges: []string{"Payment client v5", "Cart totals cached for 30 s"},
+		MigrationSteps: []string{"None for clients"},
+		KnownIssues:    []string{"Receipts may show the old logo"},
+		RollbackPlan:   "Weights back to v1; no schema change to undo",
+	}
+	if d := cmp.Diff(wantNotes, rep.Notes); d != "" {
+		t.Errorf("notes (-want +got):\n%s", d)
+	}
+	if rep.RolloutID != "r-2025-03-03-1" || rep.Service != "checkout" || rep.Stable != "v1" || rep.Canary != "v2" {
+		t.Errorf("identity: %s %s %s→%s", rep.RolloutID, rep.Service, rep.Stable, rep.Canary)
+	}
+	o := rep.Outcome
+	if o.Result != ResultCompleted || o.State != controller.StateCompleted || o.CanaryPercent != 100 || o.StageName != "100%" {
+		t.Errorf("outcome: %+v", o)
+	}
+	if !o.CreatedAt.Equal(t0) || !o.StartedAt.Equal(t0) || !o.FullAt.Equal(r.FullAt) || !o.EndedAt.Equal(r.EndedAt) {
+		t.Errorf("outcome times: %+v", o)
+	}
+	if o.ToFull.D() != r.FullAt.Sub(t0) || o.Total.D() != r.EndedAt.Sub(t0) || o.ToFull <= 0 || o.Total <= o.ToFull {
+		t.Errorf("durations: toFull %s total %s", o.ToFull, o.Total)
+	}
+	if o.Plan != r.Plan.String() {
+		t.Errorf("plan %q, want %q", o.Plan, r.Plan.String())
+	}
+	if rep.Incident != nil {
+		t.Errorf("incident on a completed rollout: %+v", rep.Incident)
+	}
+	if d := cmp.Diff([]controller.Waiver{{Item: "summary", Reason: "summary in the change ticket", By: "alice"}}, rep.Waivers); d != "" {
+		t.Errorf("waivers (-want +got):\n%s", d)
+	}
+	if len(rep.Timeline) != len(evs) {
+		t.Fatalf("timeline has %d rows for %d events", len(rep.Timeline), len(evs))
+	}
+	// Every event is a row, in order; the lifecycle ones carry the stage and weight.
+	var lifecycle []string
+	for i, row := range rep.Timeline {
+		if row.Kind != evs[i].Kind || !row.Time.Equal(evs[i].Time) || row.Weight != evs[i].Weight || row.Percent != Percent(evs[i].Weight) {
+			t.Errorf("row %d: %+v for event %+v", i, row, evs[i])
+		}
+		if catalog.IsEventName(row.Kind) {
+			lifecycle = append(lifecycle, row.Kind+"@"+row.StageName)
+		}
+	}
+	want := []string{"started@canary", "stage_advanced@half", "stage_advanced@100%", "monitoring_closed@100%", "completed@100%"}
+	if d := cmp.Diff(want, lifecycle); d != "" {
+		t.Errorf("lifecycle rows (-want +got):\n%s", d)
+	}
+	adv := rowsOf(rep, controller.EventStageAdvanced)[0]
+	if adv.Decision != controller.DecisionGo || adv.Numbers == nil || adv.Numbers.CanaryRequests != 100000 || adv.Percent != 50 {
+		t.Errorf("first advance row: %+v", adv)
+	}
+	golden(t, "completed", rep)
+}
+
+func TestRolledBack(t *testing.T) {
+	r, evs, breach := rolledBack(t, true)
+	rep := Build(r, evs)
+	o := rep.Outcome
+	if o.Result != ResultRolledBack || o.State != controller.StateRolledBack || o.CanaryPercent != 0 || !o.FullAt.IsZero() || o.ToFull != 0 {
+		t.Errorf("outcome: %+v", o)
+	}
+	inc := rep.Incident
+	if inc == nil {
+		t.Fatal("no incident")
+	}
+	rolledAt := breach.Add(3 * time.Minute)
+	if !inc.RolledBackAt.Equal(rolledAt) || !r.EndedAt.Equal(rolledAt) {
+		t.Errorf("rolled back at %s (rollout %s), want %s", inc.RolledBackAt, r.EndedAt, rolledAt)
+	}
+	if inc.DetectedFrom != DetectFirstBreach || !inc.DetectedSince.Equal(breach) || inc.TimeToDetect.D() != 3*time.Minute {
+		t.Errorf("detect: from %q at %s, %s; want first breach at %s, 3m", inc.DetectedFrom, inc.DetectedSince, inc.TimeToDetect, breach)
+	}
+	if !inc.Restored || !inc.RestoredAt.Equal(rolledAt.Add(interval)) || inc.TimeToRestore.D() != interval {
+		t.Errorf("restore: %v at %s, %s", inc.Restored, inc.RestoredAt, inc.TimeToRestore)
+	}
+	if inc.KnownGood != "v1" || inc.StageName != "half" || inc.Percent != 50 || inc.Aborted || inc.Actor != "" {
+		t.Errorf("incident: %+v", inc)
+	}
+	if inc.Trigger == "" || inc.Trigger != r.Reason {
+		t.Errorf("trigger %q, want the rollout's reason %q", inc.Trigger, r.Reason)
+	}
+	if inc.Numbers == nil || inc.Numbers.CanaryErrors != 2000 || inc.Numbers.StableErrors != 500 {
+		t.Errorf("numbers: %+v", inc.Numbers)
+	}
+	if inc.RollbackPlan != "Weights back to v1; no schema change to undo" {
+		t.Errorf("rollback plan %q", inc.RollbackPlan)
+	}
+	if len(inc.ActionItems) < 5 || inc.ActionItems[0].Done {
+		t.Errorf("action items: %+v", inc.ActionItems)
+	}
+	golden(t, "rolled-back", rep)
+}
+
+func TestRolledBackNotRestored(t *testing.T) {
+	r, evs, _ := rolledBack(t, false)
+	inc := Build(r, evs).Incident
+	if inc == nil || inc.Restored || !inc.RestoredAt.IsZero() || inc.TimeToRestore != 0 {
+		t.Fatalf("incident: %+v", inc)
+	}
+	if !bytes.Contains(Build(r, evs).Markdown(), []byte("**Time to restore:** not confirmed")) {
+		t.Error("Markdown does not say the restore is not confirmed")
+	}
+	if inc.ActionItems[0].Text != "Confirm every proxy routes 100% to v1 (restore not confirmed)" {
+		t.Errorf("first action item %q", inc.ActionItems[0].Text)
+	}
+}
+
+func TestAborted(t *testing.T) {
+	x := start(t)
+	x.step(obs(x.r.Generation, 0.5, 0.5)) // ACK of the 5 % weights
+	x.now = x.now.Add(30 * time.Second)
+	r, evs, err := x.r.Apply(x.now, controller.Command{Kind: controller.CmdAbort, Actor: "bob", Reason: "data integrity issue in orders"})
+	if err != nil {
+		t.Fatalf("abort: %v", err)
+	}
+	inc := Build(r, append(x.evs, evs...)).Incident
+	if inc == nil || !inc.Aborted || inc.Actor != "bob" || inc.Trigger != "aborted by bob: data integrity issue in orders" {
+		t.Fatalf("incident: %+v", inc)
+	}
+	// No breaching check: detection runs from the ACK of the stage's weights.
+	if inc.DetectedFrom != DetectStageAcked || !inc.DetectedSince.Equal(t0.Add(interval)) || inc.TimeToDetect.D() != 30*time.Second {
+		t.Errorf("detect: from %q at %s, %s", inc.DetectedFrom, inc.DetectedSince, inc.TimeToDetect)
+	}
+	if inc.StageName != "canary" || inc.Percent != 5 {
+		t.Errorf("stage %q at %v%%", inc.StageName, inc.Percent)
+	}
+}
+
+// A rollout rolled back at the moment of the rollback, without its history (what a
+// notification sees after a restart), still names the trigger and a detection start.
+func TestIncidentWithoutEvents(t *testing.T) {
+	r, _, _ := rolledBack(t, false)
+	inc := BuildIncident(r, nil)
+	if inc.Trigger != r.Reason || !inc.RolledBackAt.Equal(r.EndedAt) || inc.DetectedFrom != DetectRollout || !inc.DetectedSince.Equal(t0) {
+		t.Errorf("incident: %+v", inc)
+	}
+	if inc.TimeToDetect.D() != r.EndedAt.Sub(t0) {
+		t.Errorf("time to detect %s", inc.TimeToDetect)
+	}
+}
+
+func TestInProgress(t *testing.T) {
+	x := start(t)
+	x.step(obs(x.r.Generation, 0.5, 0.5))
+	rep := Build(x.r, x.evs)
+	if rep.Outcome.Result != ResultInProgress || rep.Outcome.StageName != "canary" || rep.Outcome.CanaryPercent != 5 || rep.Incident != nil {
+		t.Errorf("outcome: %+v", rep.Outcome)
+	}
+	md := string(rep.Markdown())
+	for _, want := range []string{"**Result:** in progress (progressing, stage canary, canary at 5%)", "**Reached 100 %:** —"} {
+		if !bytes.Contains([]byte(md), []byte(want)) {
+			t.Errorf("Markdown lacks %q:\n%s", want, md)
+		}
+	}
+}
+
+// The JSON form round-trips.
+func TestJSONRoundTrip(t *testing.T) {
+	r, evs, _ := rolledBack(t, true)
+	rep := Build(r, evs)
+	b, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(rep, back); d != "" {
+		t.Errorf("round trip (-want +got):\n%s", d)
+	}
+}
+
+func rowsOf(rep Report, kind string) []Row {
+	var out []Row
+	for _, r := range rep.Timeline {
+		if r.Kind == kind {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// golden compares the report's Markdown and JSON with testdata/name.md and .json.
+func golden(t *testing.T, name string, rep Report) {
+	t.Helper()
+	js, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ext, got := range map[string][]byte{".md": rep.Markdown(), ".json": append(js, '\n')} {
+		path := filepath.Join("testdata", name+ext)
+		if *update {
+			if err := os.MkdirAll("testdata", 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, got, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		want, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatalf("%v (run go test -update to create it)", err)
+		}
+		if d := cmp.Diff(string(want), string(got)); d != "" {
+			t.Errorf("%s differs (-want +got):\n%s", path, d)
+		}
+	}
+}
