@@ -134,7 +134,9 @@ func fromRollout(inc *Incident, r controller.Rollout) {
 	inc.Percent = stagePercent(r, r.Stage)
 	// A rolled-back rollout starts a fresh monitor state at the rollback, so only
 	// marks strictly before it say anything about detection.
-	before := func(t time.Time) bool { return !t.IsZero() && (inc.RolledBackAt.IsZero() || t.Before(inc.RolledBackAt)) }
+	before := func(t time.Time) bool {
+		return !t.IsZero() && (inc.RolledBackAt.IsZero() || t.Before(inc.RolledBackAt))
+	}
 	switch {
 	case before(p.RollbackBreachSince):
 		inc.DetectedFrom, inc.DetectedSince = DetectFirstBreach, p.RollbackBreachSince
