@@ -1,0 +1,546 @@
+package admin
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/octoacme/octoroll/catalog"
+	"github.com/octoacme/octoroll/controller"
+	"github.com/octoacme/octoroll/xds"
+)
+
+// Event page sizes.
+const (
+	DefaultEventLimit = 100
+	MaxEventLimit     = 1000
+	// maxTimelineEvents bounds the events read to build one rollout's timeline.
+	maxTimelineEvents = 20000
+)
+
+func (s *Server) listServices(w http.ResponseWriter, r *http.Request) error {
+	views := s.opts.Backend.Services()
+	out := ServicesResponse{Services: make([]ServiceSummary, 0, len(views))}
+	for _, v := range views {
+		out.Services = append(out.Services, summarizeService(v))
+	}
+	sort.Slice(out.Services, func(i, j int) bool { return out.Services[i].Name < out.Services[j].Name })
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) getService(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	v, ok := s.opts.Backend.Service(name)
+	if !ok {
+		return errorf(http.StatusNotFound, CodeUnknownService, fmt.Sprintf("unknown service %q", name))
+	}
+	writeJSON(w, http.StatusOK, detailService(v))
+	return nil
+}
+
+func summarizeService(v ServiceView) ServiceSummary {
+	out := ServiceSummary{
+		Name:        v.Service.Name,
+		KnownGood:   v.KnownGood,
+		Weights:     v.Weights,
+		TotalWeight: catalog.TotalWeight,
+		Proxies: ProxyConvergence{
+			RouteVersion: v.Convergence.RouteVersion,
+			Subscribed:   v.Convergence.Subscribed,
+			Acked:        v.Convergence.Acked,
+			Converged:    v.Convergence.Acked >= v.Convergence.Subscribed,
+			Stragglers:   v.Convergence.Stragglers,
+			NACK:         v.Convergence.NACK,
+		},
+	}
+	if out.Weights == nil {
+		out.Weights = map[string]uint32{}
+	}
+	out.Versions = make([]string, 0, len(v.Service.Versions))
+	for _, ver := range v.Service.Versions {
+		out.Versions = append(out.Versions, ver.Name)
+	}
+	if v.Active != nil {
+		rs := summarizeRollout(*v.Active)
+		out.Active = &rs
+	}
+	return out
+}
+
+func detailService(v ServiceView) ServiceDetail {
+	out := ServiceDetail{
+		ServiceSummary:  summarizeService(v),
+		Catalog:         v.Service,
+		Matches:         v.Matches,
+		LastObservation: v.LastObservation,
+	}
+	if len(v.Health) > 0 {
+		out.Health = make(map[string]VersionHealth, len(v.Health))
+		for ver, h := range v.Health {
+			vh := VersionHealth{Total: h.Total, Healthy: h.Healthy}
+			for _, u := range h.Unhealthy {
+				vh.Unhealthy = append(vh.Unhealthy, u.Endpoint)
+			}
+			out.Health[ver] = vh
+		}
+	}
+	if v.Active != nil {
+		if out.LastObservation == nil {
+			out.LastObservation = v.Active.Progress.Last
+		}
+		t := currentThresholds(*v.Active)
+		out.Thresholds = &t
+	}
+	return out
+}
+
+// currentThresholds are the thresholds r judges its checks with now: the current
+// stage's, or the plan's at 100 %.
+func currentThresholds(r controller.Rollout) controller.Thresholds {
+	if st, ok := r.CurrentStage(); ok {
+		return st.Thresholds
+	}
+	return r.Plan.Thresholds
+}
+
+func percent(w uint32) float64 { return float64(w) * 100 / catalog.TotalWeight }
+
+func summarizeRollout(r controller.Rollout) RolloutSummary {
+	out := RolloutSummary{
+		ID: r.ID, Service: r.Service, Stable: r.Stable, Canary: r.Canary,
+		Release: r.Spec.Release.Name, Type: string(r.Plan.Type),
+		State: r.State, PausedFrom: r.PausedFrom,
+		Stage: r.Stage, Stages: len(r.Plan.Stages),
+		CanaryWeight: r.CanaryWeight(), Generation: r.Generation,
+		Plan:         r.Plan.String(),
+		LastDecision: r.Progress.LastDecision, Reason: r.Reason,
+		Failing: r.Progress.Failing, Aborted: r.Aborted,
+		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, StartedAt: r.StartedAt,
+		FullAt: r.FullAt, EndedAt: r.EndedAt,
+	}
+	if out.Type == "" {
+		out.Type = string(r.Spec.Release.Type)
+	}
+	out.CanaryPercent = percent(out.CanaryWeight)
+	out.StageName = stageName(r, r.Stage)
+	return out
+}
+
+// stageName names step i of r's plan; the step after the last stage is 100 %.
+func stageName(r controller.Rollout, i int) string {
+	if i >= 0 && i < len(r.Plan.Stages) {
+		if n := r.Plan.Stages[i].Name; n != "" {
+			return n
+		}
+		return fmt.Sprintf("%g%%", percent(r.Plan.Stages[i].Weight))
+	}
+	return "100%"
+}
+
+// timeline builds the plan's steps (stages and the final 100 %) with when each was
+// entered and left, from r's events in order.
+func timeline(r controller.Rollout, events []controller.Event) []StageStep {
+	steps := make([]StageStep, 0, len(r.Plan.Stages)+1)
+	for i, st := range r.Plan.Stages {
+		steps = append(steps, StageStep{Index: i, Name: stageName(r, i), Weight: st.Weight,
+			Percent: percent(st.Weight), MinWindow: st.MinWindow, MaxWindow: st.MaxWindow})
+	}
+	steps = append(steps, StageStep{Index: len(r.Plan.Stages), Name: "100%",
+		Weight: catalog.TotalWeight, Percent: 100})
+	cur := -1
+	for _, ev := range events {
+		if ev.State == controller.StatePending || ev.Stage < 0 || ev.Stage >= len(steps) {
+			continue
+		}
+		if ev.State == controller.StateRolledBack || ev.State == controller.StateCompleted {
+			if cur >= 0 && steps[cur].LeftAt.IsZero() {
+				steps[cur].LeftAt = ev.Time
+			}
+			continue
+		}
+		if ev.Stage != cur {
+			if cur >= 0 && steps[cur].LeftAt.IsZero() {
+				steps[cur].LeftAt = ev.Time
+			}
+			cur = ev.Stage
+			if steps[cur].EnteredAt.IsZero() {
+				steps[cur].EnteredAt = ev.Time
+			}
+		}
+	}
+	for i := range steps {
+		switch {
+		case r.State == controller.StateCompleted:
+			steps[i].Status = StepDone
+		case i < r.Stage:
+			steps[i].Status = StepDone
+		case i == r.Stage && r.State == controller.StateRolledBack:
+			steps[i].Status = StepFailed
+		case i == r.Stage && r.State != controller.StatePending:
+			steps[i].Status = StepCurrent
+		default:
+			steps[i].Status = StepPending
+		}
+	}
+	return steps
+}
+
+// lastDecision returns the latest decision event of events.
+func lastDecision(events []controller.Event) *DecisionView {
+	for i := len(events) - 1; i >= 0; i-- {
+		ev := events[i]
+		if ev.Kind == controller.EventDecision || (ev.Decision != "" && ev.Numbers != nil) {
+			return &DecisionView{Time: ev.Time, Decision: ev.Decision, Reason: ev.Reason, Numbers: ev.Numbers}
+		}
+	}
+	return nil
+}
+
+// rolloutEvents reads every event of rollout id, oldest first.
+func (s *Server) rolloutEvents(id string) ([]controller.Event, error) {
+	var out []controller.Event
+	var after uint64
+	for len(out) < maxTimelineEvents {
+		page, next, err := s.opts.Backend.Events(EventQuery{After: after, Limit: MaxEventLimit, RolloutID: id})
+		if err != nil {
+			return nil, fmt.Errorf("events of rollout %s: %w", id, err)
+		}
+		for _, e := range page {
+			out = append(out, e.Event)
+		}
+		if len(page) < MaxEventLimit || next <= after {
+			break
+		}
+		after = next
+	}
+	return out, nil
+}
+
+func (s *Server) rolloutDetail(r controller.Rollout) (RolloutDetail, error) {
+	events, err := s.rolloutEvents(r.ID)
+	if err != nil {
+		return RolloutDetail{}, err
+	}
+	return RolloutDetail{
+		RolloutSummary: summarizeRollout(r),
+		Timeline:       timeline(r, events),
+		Decision:       lastDecision(events),
+		Rollout:        r,
+	}, nil
+}
+
+var states = []controller.State{
+	controller.StatePending, controller.StateProgressing, controller.StatePaused,
+	controller.StateMonitoring, controller.StateCompleted, controller.StateRolledBack,
+}
+
+func (s *Server) listRollouts(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	f := RolloutFilter{Service: q.Get("service"), State: controller.State(q.Get("state"))}
+	if f.State != "" && !slices.Contains(states, f.State) {
+		return errorf(http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("unknown state %q", f.State))
+	}
+	if a := q.Get("active"); a != "" {
+		b, err := strconv.ParseBool(a)
+		if err != nil {
+			return errorf(http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("active: %q is not a boolean", a))
+		}
+		f.ActiveOnly = b
+	}
+	limit, err := intParam(q.Get("limit"), 0, MaxEventLimit)
+	if err != nil {
+		return err
+	}
+	f.Limit = limit
+	rs, err := s.opts.Backend.Rollouts(f)
+	if err != nil {
+		return fmt.Errorf("list rollouts: %w", err)
+	}
+	out := RolloutsResponse{Rollouts: make([]RolloutSummary, 0, len(rs))}
+	for _, ro := range rs {
+		if f.ActiveOnly && ro.State.Terminal() {
+			continue
+		}
+		out.Rollouts = append(out.Rollouts, summarizeRollout(ro))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// intParam parses a non-negative integer parameter; empty gives def; values above max
+// are clamped.
+func intParam(v string, def, max int) (int, error) {
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, errorf(http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("limit: %q is not a non-negative integer", v))
+	}
+	return min(n, max), nil
+}
+
+func (s *Server) startRollout(w http.ResponseWriter, r *http.Request) error {
+	format, err := bodyFormat(r, true)
+	if err != nil {
+		return err
+	}
+	data, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	spec, err := DecodeSpec(data, format)
+	if err != nil {
+		return err
+	}
+	ro, err := s.opts.Backend.Start(r.Context(), spec, actor(r))
+	if err != nil {
+		return fmt.Errorf("start rollout of %s: %w", spec.Service, err)
+	}
+	d, err := s.rolloutDetail(ro)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", APIPrefix+"/rollouts/"+ro.ID)
+	writeJSON(w, http.StatusCreated, d)
+	return nil
+}
+
+func (s *Server) getRollout(w http.ResponseWriter, r *http.Request) error {
+	ro, err := s.opts.Backend.Rollout(r.PathValue("id"))
+	if err != nil {
+		return fmt.Errorf("rollout %s: %w", r.PathValue("id"), err)
+	}
+	d, err := s.rolloutDetail(ro)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, d)
+	return nil
+}
+
+func (s *Server) action(w http.ResponseWriter, r *http.Request) error {
+	name, kind := r.PathValue("name"), controller.CommandKind(r.PathValue("action"))
+	if !slices.Contains(Actions, kind) {
+		return errorf(http.StatusNotFound, CodeNotFound, fmt.Sprintf("unknown action %q: one of %s", kind, actionList()))
+	}
+	if _, err := bodyFormat(r, false); err != nil {
+		return err
+	}
+	data, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	var req ActionRequest
+	if err := DecodeJSON(data, &req, true); err != nil {
+		return err
+	}
+	req.Reason = strings.TrimSpace(req.Reason)
+	if kind == controller.CmdAbort && req.Reason == "" {
+		return errorf(http.StatusBadRequest, CodeReasonRequired, "abort needs a reason")
+	}
+	if _, ok := s.opts.Backend.Service(name); !ok {
+		return errorf(http.StatusNotFound, CodeUnknownService, fmt.Sprintf("unknown service %q", name))
+	}
+	ro, err := s.opts.Backend.Command(r.Context(), name, controller.Command{
+		Kind: kind, Actor: actor(r), Reason: req.Reason, Force: req.Force})
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", kind, name, err)
+	}
+	d, err := s.rolloutDetail(ro)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, d)
+	return nil
+}
+
+func actionList() string {
+	names := make([]string, len(Actions))
+	for i, a := range Actions {
+		names[i] = string(a)
+	}
+	return strings.Join(names, ", ")
+}
+
+func (s *Server) reportCheck(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	if _, err := bodyFormat(r, false); err != nil {
+		return err
+	}
+	data, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	var req CheckRequest
+	if err := DecodeJSON(data, &req, false); err != nil {
+		return err
+	}
+	if strings.TrimSpace(req.Name) == "" {
+		return errorf(http.StatusBadRequest, CodeBadRequest, "name: a check name is required")
+	}
+	if _, ok := s.opts.Backend.Service(name); !ok {
+		return errorf(http.StatusNotFound, CodeUnknownService, fmt.Sprintf("unknown service %q", name))
+	}
+	err = s.opts.Backend.ReportCheck(r.Context(), name, controller.CheckResult{Name: req.Name, Passed: req.Passed, Detail: req.Detail})
+	if err != nil {
+		return fmt.Errorf("report check %s of %s: %w", req.Name, name, err)
+	}
+	writeJSON(w, http.StatusOK, CheckResponse{Service: name, Name: req.Name, Passed: req.Passed})
+	return nil
+}
+
+func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	var after uint64
+	if a := q.Get("after"); a != "" {
+		n, err := strconv.ParseUint(a, 10, 64)
+		if err != nil {
+			return errorf(http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("after: %q is not a cursor", a))
+		}
+		after = n
+	}
+	limit, err := intParam(q.Get("limit"), DefaultEventLimit, MaxEventLimit)
+	if err != nil {
+		return err
+	}
+	if limit == 0 {
+		limit = DefaultEventLimit
+	}
+	evs, next, err := s.opts.Backend.Events(EventQuery{After: after, Limit: limit,
+		RolloutID: q.Get("rollout"), Service: q.Get("service"), Kind: q.Get("kind")})
+	if err != nil {
+		return fmt.Errorf("list events: %w", err)
+	}
+	out := EventsResponse{Events: make([]EventRecord, 0, len(evs)), Next: next}
+	for _, e := range evs {
+		out.Events = append(out.Events, EventRecord{Seq: e.Seq, Event: e.Event})
+	}
+	if out.Next < after {
+		out.Next = after
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) listProxies(w http.ResponseWriter, r *http.Request) error {
+	out := ProxiesResponse{}
+	if s.opts.Proxies != nil {
+		out.Proxies = s.opts.Proxies()
+	}
+	if out.Proxies == nil {
+		out.Proxies = []xds.ProxyStatus{}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) report(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	ro, err := s.opts.Backend.Rollout(id)
+	if err != nil {
+		return fmt.Errorf("rollout %s: %w", id, err)
+	}
+	if s.opts.Report == nil {
+		return errorf(http.StatusServiceUnavailable, CodeUnavailable, "release reports are not available in this server")
+	}
+	events, err := s.rolloutEvents(id)
+	if err != nil {
+		return err
+	}
+	md, doc := s.opts.Report(ro, events)
+	if prefersMarkdown(r.Header.Get("Accept")) {
+		w.Header().Set("Content-Type", "text/markdown; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Vary", "Accept")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(md)
+		return nil
+	}
+	w.Header().Set("Vary", "Accept")
+	writeJSON(w, http.StatusOK, doc)
+	return nil
+}
+
+// prefersMarkdown reports whether an Accept header ranks text/markdown above JSON.
+func prefersMarkdown(accept string) bool {
+	md, js := acceptQ(accept, "text", "markdown"), acceptQ(accept, "application", "json")
+	return md > js
+}
+
+// acceptQ returns the quality an Accept header gives typ/sub (its most specific
+// matching range; 0 when none matches).
+func acceptQ(accept, typ, sub string) float64 {
+	best, bestSpec := 0.0, -1
+	for _, part := range strings.Split(accept, ",") {
+		fields := strings.Split(part, ";")
+		mr := strings.ToLower(strings.TrimSpace(fields[0]))
+		t, st, ok := strings.Cut(mr, "/")
+		if !ok {
+			continue
+		}
+		spec := -1
+		switch {
+		case t == typ && st == sub:
+			spec = 2
+		case t == typ && st == "*":
+			spec = 1
+		case t == "*" && st == "*":
+			spec = 0
+		}
+		if spec < 0 || spec < bestSpec {
+			continue
+		}
+		q := 1.0
+		for _, p := range fields[1:] {
+			k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
+			if strings.EqualFold(k, "q") {
+				if f, err := strconv.ParseFloat(v, 64); err == nil {
+					q = f
+				}
+			}
+		}
+		best, bestSpec = q, spec
+	}
+	return best
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
+	out := StatusResponse{Version: s.opts.Version, Time: s.opts.Now()}
+	if s.opts.CatalogStatus != nil {
+		out.Catalog = s.opts.CatalogStatus()
+	}
+	if s.opts.XDSStats != nil {
+		out.XDS = s.opts.XDSStats()
+	}
+	if err := s.ready(); err != nil {
+		out.Ready = err.Error()
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) ready() error {
+	if s.opts.Ready == nil {
+		return nil
+	}
+	return s.opts.Ready()
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, HealthResponse{Status: "ok"})
+	return nil
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
+	if err := s.ready(); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, HealthResponse{Status: "not ready", Error: err.Error()})
+		return nil
+	}
+	writeJSON(w, http.StatusOK, HealthResponse{Status: "ok"})
+	return nil
+}

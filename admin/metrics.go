@@ -1,0 +1,245 @@
+package admin
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/octoacme/octoroll/controller"
+)
+
+// Metrics are the counters the runner and the notifier increment. A nil *Metrics is
+// valid and counts nothing. Safe for concurrent use.
+type Metrics struct {
+	decisions    *prometheus.CounterVec
+	rollbacks    *prometheus.CounterVec
+	notifyFails  *prometheus.CounterVec
+	sourceUp     *prometheus.GaugeVec
+	pushDuration prometheus.Histogram
+}
+
+// NewMetrics creates the counters and registers them on reg (nil: not registered). A
+// metric already registered on reg is reused.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "octoroll_decisions_total",
+			Help: "Check decisions of rollouts, by service, decision (go, continue, hold, pause, rollback) and reason kind.",
+		}, []string{"service", "decision", "reason_kind"}),
+		rollbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "octoroll_rollbacks_total",
+			Help: "Rollbacks to the known-good version, by service and reason.",
+		}, []string{"service", "reason"}),
+		notifyFails: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "octoroll_notification_failures_total",
+			Help: "Notification deliveries that failed after every retry (or were dropped), by sink.",
+		}, []string{"sink"}),
+		sourceUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "octoroll_metrics_source_up",
+			Help: "1 when the last query of the metrics source succeeded, 0 when it failed.",
+		}, []string{"source"}),
+		pushDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "octoroll_xds_push_duration_seconds",
+			Help:    "Time to publish changed resources to the open xDS watches, per publish.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}),
+	}
+	if reg == nil {
+		return m
+	}
+	m.decisions = register(reg, m.decisions)
+	m.rollbacks = register(reg, m.rollbacks)
+	m.notifyFails = register(reg, m.notifyFails)
+	m.sourceUp = register(reg, m.sourceUp)
+	m.pushDuration = register(reg, m.pushDuration)
+	return m
+}
+
+// register registers c on reg, returning the collector already registered under the
+// same description if there is one.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+	}
+	return c
+}
+
+// Decision counts one check decision. reasonKind is a short, bounded classification of
+// the reason (error_rate, latency, health, alert, check, inconclusive, ack, …), never
+// the free-text reason.
+func (m *Metrics) Decision(service string, d controller.Decision, reasonKind string) {
+	if m == nil {
+		return
+	}
+	m.decisions.WithLabelValues(service, string(d), reasonKind).Inc()
+}
+
+// Rollback counts one rollback; reason is a short kind (error_rate, latency, abort, …).
+func (m *Metrics) Rollback(service, reason string) {
+	if m == nil {
+		return
+	}
+	m.rollbacks.WithLabelValues(service, reason).Inc()
+}
+
+// NotificationFailure counts one failed notification delivery to sink.
+func (m *Metrics) NotificationFailure(sink string) {
+	if m == nil {
+		return
+	}
+	m.notifyFails.WithLabelValues(sink).Inc()
+}
+
+// SourceUp records whether the last query of the metrics source named source succeeded.
+func (m *Metrics) SourceUp(source string, up bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if up {
+		v = 1
+	}
+	m.sourceUp.WithLabelValues(source).Set(v)
+}
+
+// ObservePush records the duration of one xDS publish (xds.Server.Update) in the
+// octoroll_xds_push_duration_seconds histogram.
+func (m *Metrics) ObservePush(d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.pushDuration.Observe(d.Seconds())
+}
+
+// stateNames are the values of octoroll_rollout_state's state label; idle is a service
+// without an active rollout.
+var stateNames = []string{"idle", string(controller.StatePending), string(controller.StateProgressing),
+	string(controller.StatePaused), string(controller.StateMonitoring)}
+
+// collector reads the backend and the xds server at scrape time.
+type collector struct {
+	s *Server
+
+	canaryWeight, stage, state, errRate, p99, connected, subscribed, converged *prometheus.Desc
+	pushes, nacks, updates, updateErrs, pushSeconds, reloadErrs                *prometheus.Desc
+}
+
+func newCollector(s *Server) *collector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, labels, nil)
+	}
+	return &collector{
+		s:            s,
+		canaryWeight: d("octoroll_canary_weight", "Published canary weight out of 10000 (0 when idle).", "service"),
+		stage:        d("octoroll_rollout_stage", "Stage index of the active rollout (the number of stages once at 100 %).", "service"),
+		state:        d("octoroll_rollout_state", "1 for the current state of the service's rollout (idle when none is active).", "service", "state"),
+		errRate:      d("octoroll_check_error_rate", "Error ratio (0-1) of a version in the last judged check.", "service", "version"),
+		p99:          d("octoroll_check_p99_seconds", "P99 latency of a version in the last judged check.", "service", "version"),
+		connected:    d("octoroll_proxies_connected", "Proxies connected to the xDS server."),
+		subscribed:   d("octoroll_proxies_subscribed", "Proxies subscribed to the service's route.", "service"),
+		converged:    d("octoroll_proxies_converged", "Subscribed proxies that ACKed the service's current route.", "service"),
+		pushes:       d("octoroll_xds_pushes_total", "xDS responses sent to proxies."),
+		nacks:        d("octoroll_xds_nacks_total", "xDS responses rejected by proxies (type=all: the server does not count per type).", "type"),
+		updates:      d("octoroll_xds_updates_total", "Publishes that changed at least one resource type."),
+		updateErrs:   d("octoroll_xds_update_errors_total", "Publishes rejected by the xDS server (the previous state kept serving)."),
+		pushSeconds:  d("octoroll_xds_push_seconds_total", "Total time spent publishing changed resources to the open watches."),
+		reloadErrs:   d("octoroll_config_reload_errors_total", "Failed catalog reloads since start."),
+	}
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.canaryWeight, c.stage, c.state, c.errRate, c.p99, c.connected,
+		c.subscribed, c.converged, c.pushes, c.nacks, c.updates, c.updateErrs, c.pushSeconds, c.reloadErrs} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
+	o := c.s.opts
+	if o.Backend != nil {
+		for _, v := range o.Backend.Services() {
+			name := v.Service.Name
+			var weight uint32
+			cur := "idle"
+			if a := v.Active; a != nil {
+				weight = a.CanaryWeight()
+				if w, ok := v.Weights[a.Canary]; ok {
+					weight = w
+				}
+				cur = string(a.State)
+				gauge(c.stage, float64(a.Stage), name)
+				last := v.LastObservation
+				if last == nil {
+					last = a.Progress.Last
+				}
+				if last != nil {
+					gauge(c.errRate, last.CanaryErrorPct/100, name, a.Canary)
+					gauge(c.errRate, last.StableErrorPct/100, name, a.Stable)
+					gauge(c.p99, last.CanaryP99.D().Seconds(), name, a.Canary)
+					gauge(c.p99, last.StableP99.D().Seconds(), name, a.Stable)
+				}
+			}
+			gauge(c.canaryWeight, float64(weight), name)
+			for _, st := range stateNames {
+				val := 0.0
+				if st == cur {
+					val = 1
+				}
+				gauge(c.state, val, name, st)
+			}
+			gauge(c.subscribed, float64(v.Convergence.Subscribed), name)
+			gauge(c.converged, float64(v.Convergence.Acked), name)
+		}
+	}
+	if o.XDSStats != nil {
+		st := o.XDSStats()
+		gauge(c.connected, float64(st.ConnectedProxies))
+		counter(c.pushes, float64(st.Pushes))
+		counter(c.nacks, float64(st.NACKs), "all")
+		counter(c.updates, float64(st.Updates))
+		counter(c.updateErrs, float64(st.UpdateErrors))
+		counter(c.pushSeconds, st.PushDuration.Seconds())
+	}
+	if o.CatalogStatus != nil {
+		counter(c.reloadErrs, float64(o.CatalogStatus().ReloadErrors))
+	}
+}
+
+// registerCollectors registers the scrape-time collector and the Go and process
+// collectors on reg; ones already registered are kept.
+func registerCollectors(reg *prometheus.Registry, s *Server) {
+	for _, c := range []prometheus.Collector{
+		newCollector(s),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	} {
+		register(reg, c)
+	}
+}
+
+func (s *Server) metricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{
+		ErrorLog:      zapPromLogger{s},
+		ErrorHandling: promhttp.ContinueOnError,
+		Registry:      s.opts.Registry,
+	})
+}
+
+type zapPromLogger struct{ s *Server }
+
+func (l zapPromLogger) Println(v ...any) { l.s.log.Sugar().Warn(v...) }

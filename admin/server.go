@@ -1,0 +1,425 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"gopkg.in/yaml.v3"
+
+	"github.com/octoacme/octoroll/catalog"
+	"github.com/octoacme/octoroll/controller"
+	"github.com/octoacme/octoroll/xds"
+)
+
+// MaxBodyBytes bounds every request body (1 MiB); a larger one is answered 413.
+const MaxBodyBytes = 1 << 20
+
+// ReportFunc builds the release report of a rollout from its events: the Markdown text
+// and a JSON-serialisable document.
+type ReportFunc func(r controller.Rollout, events []controller.Event) (markdown []byte, jsonDoc any)
+
+// Options wire a Server. Only Backend is required; a nil func reports nothing.
+type Options struct {
+	Backend Backend
+	// Proxies lists the connected proxies (xds.Server.Proxies).
+	Proxies func() []xds.ProxyStatus
+	// XDSStats returns the xDS server's counters (xds.Server.Stats).
+	XDSStats func() xds.Stats
+	// CatalogStatus returns the catalog reload status (catalog.Watcher.Status).
+	CatalogStatus func() catalog.Status
+	// Ready returns nil when the store is open, the catalog loaded and xDS serving. Its
+	// error text is shown by /readyz and /api/v1/status.
+	Ready func() error
+	// Token is the bearer token mutating requests must carry. Empty: mutations are
+	// refused unless the server is bound to loopback.
+	Token string
+	// Addr is the listen address; Serve replaces it with the listener's address. It
+	// decides whether the server is bound to loopback.
+	Addr string
+	// Report builds release reports; nil answers 503 on the report endpoint.
+	Report ReportFunc
+	// Registry receives the server's collectors (and Go and process collectors); nil
+	// creates one.
+	Registry *prometheus.Registry
+	// Metrics are the counters the runner and notifier increment; nil creates them on
+	// Registry.
+	Metrics *Metrics
+	// Version is the octoroll version shown by /api/v1/status.
+	Version string
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Server is the admin HTTP server. Safe for concurrent use.
+type Server struct {
+	log      *zap.Logger
+	opts     Options
+	loopback atomic.Bool
+	metrics  *Metrics
+	handler  http.Handler
+}
+
+// New returns a Server. It registers its collectors on opts.Registry; a collector
+// already registered there is kept.
+func New(log *zap.Logger, opts Options) *Server {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = NewMetrics(opts.Registry)
+	}
+	s := &Server{log: log.Named("admin"), opts: opts, metrics: opts.Metrics}
+	s.loopback.Store(isLoopback(opts.Addr))
+	registerCollectors(opts.Registry, s)
+	s.handler = s.routes()
+	return s
+}
+
+// Metrics returns the counters the runner and notifier increment.
+func (s *Server) Metrics() *Metrics { return s.metrics }
+
+// Handler returns the HTTP handler of every route.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Serve serves on lis until ctx ends, then shuts down gracefully (in-flight requests get
+// up to 5 s). It returns nil after a shutdown caused by ctx.
+func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
+	s.loopback.Store(isLoopback(lis.Addr().String()))
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          zap.NewStdLog(s.log.Named("http")),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	s.log.Info("admin server listening", zap.String("addr", lis.Addr().String()),
+		zap.Bool("loopback", s.loopback.Load()), zap.Bool("token", s.opts.Token != ""))
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(lis) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("admin server: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		_ = srv.Close()
+		return fmt.Errorf("admin server shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("admin server: %w", err)
+	}
+	return nil
+}
+
+// isLoopback reports whether addr ("host:port" or a bare host) names a loopback address.
+// An empty host or a wildcard address is not loopback.
+func isLoopback(addr string) bool {
+	host := addr
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		host = h
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
+}
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	api := func(pattern string, h func(w http.ResponseWriter, r *http.Request) error) {
+		mux.Handle(pattern, s.apiHandler(h))
+	}
+	mut := func(pattern string, h func(w http.ResponseWriter, r *http.Request) error) {
+		mux.Handle(pattern, s.apiHandler(s.authorize(h)))
+	}
+	p := APIPrefix
+	api("GET "+p+"/services", s.listServices)
+	api("GET "+p+"/services/{name}", s.getService)
+	mut("POST "+p+"/services/{name}/checks", s.reportCheck)
+	mut("POST "+p+"/services/{name}/{action}", s.action)
+	api("GET "+p+"/rollouts", s.listRollouts)
+	mut("POST "+p+"/rollouts", s.startRollout)
+	api("GET "+p+"/rollouts/{id}", s.getRollout)
+	api("GET "+p+"/rollouts/{id}/report", s.report)
+	api("GET "+p+"/events", s.listEvents)
+	api("GET "+p+"/proxies", s.listProxies)
+	api("GET "+p+"/status", s.status)
+	api("GET /healthz", s.healthz)
+	api("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", s.metricsHandler())
+	mux.Handle("GET /{$}", s.recoverer(http.HandlerFunc(s.page)))
+	mux.Handle("GET /rollouts/{id}", s.recoverer(http.HandlerFunc(s.rolloutPage)))
+	return s.recoverer(jsonFallback(mux))
+}
+
+// jsonFallback answers requests that match no route (404) or no method of a route
+// (405) with a JSON error instead of ServeMux's plain text.
+func jsonFallback(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		rec := &headerRecorder{header: http.Header{}}
+		h.ServeHTTP(rec, r)
+		switch rec.status {
+		case http.StatusMethodNotAllowed:
+			if allow := rec.header.Get("Allow"); allow != "" {
+				w.Header().Set("Allow", allow)
+			}
+			writeError(w, http.StatusMethodNotAllowed, CodeMethodNotAllowed,
+				fmt.Sprintf("method %s not allowed on %s", r.Method, r.URL.Path))
+		case http.StatusNotFound, 0:
+			writeError(w, http.StatusNotFound, CodeNotFound, "no such endpoint: "+r.URL.Path)
+		default: // redirects of ServeMux path cleaning
+			for k, v := range rec.header {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(rec.status)
+			_, _ = w.Write(rec.body.Bytes())
+		}
+	})
+}
+
+type headerRecorder struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (h *headerRecorder) Header() http.Header { return h.header }
+func (h *headerRecorder) WriteHeader(code int) {
+	if h.status == 0 {
+		h.status = code
+	}
+}
+func (h *headerRecorder) Write(b []byte) (int, error) {
+	if h.status == 0 {
+		h.status = http.StatusOK
+	}
+	return h.body.Write(b)
+}
+
+// statusWriter remembers whether the response has started, so a recovered panic is
+// answered only when nothing was written yet.
+type statusWriter struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (w *statusWriter) WriteHeader(code int) { w.wrote = true; w.ResponseWriter.WriteHeader(code) }
+func (w *statusWriter) Write(b []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(b)
+}
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// recoverer turns a panic in h into a logged 500 JSON error.
+func (s *Server) recoverer(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error("panic in admin handler", zap.String("method", r.Method),
+				zap.String("path", r.URL.Path), zap.Any("panic", v), zap.ByteString("stack", debug.Stack()))
+			if !sw.wrote {
+				writeError(sw, http.StatusInternalServerError, CodeInternal, "internal error")
+			}
+		}()
+		h.ServeHTTP(sw, r)
+	})
+}
+
+// apiHandler adapts a handler returning an error: the error is answered as JSON.
+func (s *Server) apiHandler(h func(w http.ResponseWriter, r *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			status, code, msg := classify(err)
+			if status >= 500 {
+				s.log.Error("admin request failed", zap.String("method", r.Method),
+					zap.String("path", r.URL.Path), zap.Error(err))
+			} else {
+				s.log.Debug("admin request refused", zap.String("method", r.Method),
+					zap.String("path", r.URL.Path), zap.Int("status", status), zap.Error(err))
+			}
+			if status == http.StatusUnauthorized {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="octoroll"`)
+			}
+			writeError(w, status, code, msg)
+		}
+	})
+}
+
+// authorize guards a mutating handler: a configured token must be presented as a
+// bearer token; without a token, only a loopback-bound server accepts mutations.
+func (s *Server) authorize(h func(w http.ResponseWriter, r *http.Request) error) func(w http.ResponseWriter, r *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if s.opts.Token == "" {
+			if !s.loopback.Load() {
+				return errorf(http.StatusForbidden, CodeForbidden,
+					"mutations are disabled: no admin token is configured (OCTOROLL_ADMIN_TOKEN) and the admin server is not bound to loopback")
+			}
+			return h(w, r)
+		}
+		auth := r.Header.Get("Authorization")
+		scheme, tok, ok := strings.Cut(auth, " ")
+		if auth == "" {
+			return errorf(http.StatusUnauthorized, CodeUnauthorized, "missing bearer token: send Authorization: Bearer <token>")
+		}
+		if !ok || !strings.EqualFold(scheme, "Bearer") ||
+			subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), []byte(s.opts.Token)) != 1 {
+			return errorf(http.StatusUnauthorized, CodeUnauthorized, "invalid bearer token")
+		}
+		return h(w, r)
+	}
+}
+
+func actor(r *http.Request) string {
+	if a := strings.TrimSpace(r.Header.Get(ActorHeader)); a != "" {
+		if len(a) > 200 {
+			a = a[:200]
+		}
+		return a
+	}
+	return DefaultActor
+}
+
+// readBody reads at most MaxBodyBytes of r's body.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, errorf(http.StatusRequestEntityTooLarge, CodeTooLarge,
+				fmt.Sprintf("request body larger than %d bytes", MaxBodyBytes))
+		}
+		return nil, errorf(http.StatusBadRequest, CodeBadRequest, "reading request body failed")
+	}
+	return b, nil
+}
+
+// body formats a request may be sent in.
+const (
+	formatJSON = "json"
+	formatYAML = "yaml"
+)
+
+// bodyFormat returns the format of r's body from its Content-Type (JSON when absent).
+func bodyFormat(r *http.Request, allowYAML bool) (string, error) {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return formatJSON, nil
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return "", errorf(http.StatusUnsupportedMediaType, CodeUnsupportedType, "malformed Content-Type")
+	}
+	switch mt {
+	case "application/json":
+		return formatJSON, nil
+	case "application/yaml", "application/x-yaml", "text/yaml":
+		if allowYAML {
+			return formatYAML, nil
+		}
+	}
+	want := "application/json"
+	if allowYAML {
+		want += " or application/yaml"
+	}
+	return "", errorf(http.StatusUnsupportedMediaType, CodeUnsupportedType,
+		fmt.Sprintf("unsupported Content-Type %q: send %s", mt, want))
+}
+
+// DecodeJSON decodes data into v strictly: unknown fields and trailing data are errors.
+// Empty data is an error unless allowEmpty.
+func DecodeJSON(data []byte, v any, allowEmpty bool) error {
+	if len(bytes.TrimSpace(data)) == 0 {
+		if allowEmpty {
+			return nil
+		}
+		return errorf(http.StatusBadRequest, CodeBadRequest, "empty request body")
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return errorf(http.StatusBadRequest, CodeBadRequest, "malformed JSON body: "+jsonErrorText(err))
+	}
+	if err := dec.Decode(&struct{}{}); err != io.EOF {
+		return errorf(http.StatusBadRequest, CodeBadRequest, "malformed JSON body: trailing data after the JSON value")
+	}
+	return nil
+}
+
+func jsonErrorText(err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("%s (at byte %d)", se.Error(), se.Offset)
+	case errors.As(err, &te):
+		if te.Field != "" {
+			return fmt.Sprintf("field %q: cannot use %s as %s", te.Field, te.Value, te.Type)
+		}
+		return fmt.Sprintf("cannot use %s as %s", te.Value, te.Type)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "unexpected end of input"
+	}
+	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+// DecodeSpec decodes a rollout spec in format (json or yaml) strictly.
+func DecodeSpec(data []byte, format string) (controller.Spec, error) {
+	var spec controller.Spec
+	if format != formatYAML {
+		return spec, DecodeJSON(data, &spec, false)
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return spec, errorf(http.StatusBadRequest, CodeBadRequest, "empty request body")
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&spec); err != nil {
+		if err == io.EOF {
+			return spec, errorf(http.StatusBadRequest, CodeBadRequest, "empty YAML document")
+		}
+		return spec, errorf(http.StatusBadRequest, CodeBadRequest, "malformed YAML body: "+strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err != io.EOF {
+		return spec, errorf(http.StatusBadRequest, CodeBadRequest, "malformed YAML body: exactly one document expected")
+	}
+	return spec, nil
+}
