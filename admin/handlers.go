@@ -212,7 +212,7 @@ func (s *Server) rolloutEvents(id string) ([]controller.Event, error) {
 		for _, e := range page {
 			out = append(out, e.Event)
 		}
-		if len(page) < MaxEventLimit || next <= after {
+		if len(page) == 0 || next <= after {
 			break
 		}
 		after = next

@@ -400,9 +400,14 @@ func jsonErrorText(err error) string {
 	return strings.TrimPrefix(err.Error(), "json: ")
 }
 
-// DecodeSpec decodes a rollout spec in format (json or yaml) strictly.
-func DecodeSpec(data []byte, format string) (controller.Spec, error) {
-	var spec controller.Spec
+// DecodeSpec decodes a rollout spec in format (json or yaml) strictly. A panic of the
+// YAML decoder on hostile input is answered as a malformed body.
+func DecodeSpec(data []byte, format string) (spec controller.Spec, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			spec, err = controller.Spec{}, errorf(http.StatusBadRequest, CodeBadRequest, "malformed request body")
+		}
+	}()
 	if format != formatYAML {
 		return spec, DecodeJSON(data, &spec, false)
 	}

@@ -224,8 +224,8 @@ type CheckResponse struct {
 // (default 100, max 1000), rollout, service, kind.
 type EventsResponse struct {
 	Events []EventRecord `json:"events"`
-	// Next is the cursor to pass as after for the following page. A page with fewer
-	// events than the limit is the last one for now.
+	// Next is the cursor to pass as after for the following page; polling with it
+	// never misses or repeats an event. An empty page means no more events for now.
 	Next uint64 `json:"next"`
 }
 
