@@ -163,7 +163,7 @@ type Thresholds struct {
 	// in one check window for that check to be conclusive. Default 100.
 	MinRequests uint64 `json:"minRequests,omitempty" yaml:"minRequests,omitempty"`
 	// Confidence is the one-sided confidence level at which an error-rate difference
-	// counts as a breach (see package doc of judge.go). Default 0.95.
+	// counts as a breach (the rule is documented in judge.go). Default 0.95.
 	Confidence float64 `json:"confidence,omitempty" yaml:"confidence,omitempty"`
 	// GrossFactor: an error-rate breach whose lower confidence bound (at
 	// GrossConfidence) is at least GrossFactor × RollbackErrorRatePP rolls back at
