@@ -38,8 +38,8 @@ func newFakeBackend() *fakeBackend {
 		StableP99: catalog.Duration(100 * time.Millisecond), LatencyRatio: 1.2}
 	ro := controller.Rollout{
 		ID: "checkout-20250304-1", Service: "checkout", Stable: "v1", Canary: "v2",
-		Spec: controller.Spec{Service: "checkout", Release: controller.Release{Name: "2.0.0", Type: controller.Minor}},
-		Plan: controller.Plan{Type: controller.Minor, Stages: stages, Thresholds: thr},
+		Spec:  controller.Spec{Service: "checkout", Release: controller.Release{Name: "2.0.0", Type: controller.Minor}},
+		Plan:  controller.Plan{Type: controller.Minor, Stages: stages, Thresholds: thr},
 		State: controller.StateProgressing, Stage: 1, Generation: 2,
 		CreatedAt: fakeStart, UpdatedAt: fakeStart.Add(20 * time.Minute), StartedAt: fakeStart,
 		Progress: controller.Progress{Last: last, LastDecision: controller.DecisionContinue},

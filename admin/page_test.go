@@ -1,0 +1,135 @@
+package admin
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/octoacme/octoroll/controller"
+)
+
+// chromium returns the path of the Chromium binary, skipping the test when it is
+// missing (failing under CI=true).
+func chromium(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("chromium not found (CI=true): %v", err)
+		}
+		t.Skipf("chromium not installed (apt-get install chromium): %v", err)
+	}
+	return p
+}
+
+// TestStatusPageInChromium loads the status page in headless Chromium and checks what a
+// person sees, then clicks Pause with a token.
+func TestStatusPageInChromium(t *testing.T) {
+	exe := chromium(t)
+	fb := newFakeBackend()
+	f := newFixture(t, fixtureOpts{backend: fb, token: "tok-123", addr: "0.0.0.0:8080"})
+
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(exe),
+		chromedp.Flag("headless", true),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.NoFirstRun,
+		chromedp.UserDataDir(t.TempDir()),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	ctx, cancelTimeout := context.WithTimeout(ctx, 30*time.Second)
+	defer cancelTimeout()
+
+	run := func(step string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+	}
+	text := func(sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("text of %s: %v", sel, err)
+		}
+		return s
+	}
+	count := func(sel string) int {
+		t.Helper()
+		n, err := chromedp.Run(ctx, chromedp.Evaluate[int]("document.querySelectorAll('"+sel+"').length"))
+		if err != nil {
+			t.Fatalf("count %s: %v", sel, err)
+		}
+		return n
+	}
+
+	run("load", chromedp.Navigate(f.srv.URL+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`section.service[data-service="checkout"]`)))
+	card := text(`section.service[data-service="checkout"]`)
+	for _, want := range []string{"checkout", "progressing", "25%", "canary 5%", "50%", "100%",
+		"proxies converged 1 of 1", "stage_advanced", "v1 → v2", "0.250%", "120ms", "Pause", "Resume", "Promote", "Abort"} {
+		if !strings.Contains(card, want) {
+			t.Errorf("page lacks %q; it shows:\n%s", want, card)
+		}
+	}
+	if cur := text(`ol.steps li.current`); !strings.Contains(cur, "25%") {
+		t.Errorf("current step %q, want the 25%% stage", cur)
+	}
+	points, err := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.CSS(`svg.chart polyline`), "points"))
+	if err != nil {
+		t.Fatalf("chart: %v", err)
+	}
+	if n := len(strings.Fields(points.Value)); n < 4 {
+		t.Errorf("chart polyline has %d points: %q", n, points.Value)
+	}
+	if b, s, e := count(`section.service button[data-action]`), count(`ol.steps li`), count(`table.events tr.event`); b != 4 || s != 4 || e != 3 {
+		t.Errorf("buttons %d (want 4), steps %d (want 4), event rows %d (want 3)", b, s, e)
+	}
+
+	// Click Pause; the token prompt is answered by an override of window.prompt.
+	run("click pause",
+		chromedp.Evaluate[chromedp.Void](`window.prompt = function () { return "tok-123"; }; undefined`),
+		chromedp.Click(chromedp.CSS(`button[data-action="pause"][data-service="checkout"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#flash.ok`)),
+		chromedp.WaitVisible(chromedp.CSS(`section.service .badge.paused`)))
+	cmds := fb.Commands()
+	if len(cmds) != 1 || cmds[0].Kind != controller.CmdPause || cmds[0].Actor != DefaultActor {
+		t.Fatalf("backend commands %+v, want one pause", cmds)
+	}
+	if flash := text(`#flash`); !strings.Contains(flash, "paused") {
+		t.Errorf("flash %q", flash)
+	}
+
+	// A wrong token is refused and shown.
+	run("click resume",
+		chromedp.Evaluate[chromedp.Void](`window.prompt = function () { return "wrong"; }; undefined`),
+		chromedp.Click(chromedp.CSS(`button[data-action="resume"][data-service="checkout"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#flash.error`)))
+	if flash := text(`#flash`); !strings.Contains(flash, "invalid bearer token") || len(fb.Commands()) != 1 {
+		t.Errorf("wrong token: flash %q, commands %d", flash, len(fb.Commands()))
+	}
+}
+
+func TestRolloutPage(t *testing.T) {
+	f := newFixture(t, fixtureOpts{backend: newFakeBackend()})
+	r := f.do(t, req{method: "GET", path: "/rollouts/checkout-20250304-1"})
+	if r.status != 200 || !strings.Contains(string(r.body), "<polyline") || !strings.Contains(string(r.body), "converged 1 of 1") {
+		t.Fatalf("rollout page: %d\n%s", r.status, r.body)
+	}
+	r = f.do(t, req{method: "GET", path: "/"})
+	if ct := r.header.Get("Content-Type"); r.status != 200 || !strings.HasPrefix(ct, "text/html") {
+		t.Fatalf("status page: %d %s", r.status, ct)
+	}
+}
