@@ -9,6 +9,8 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -40,8 +42,46 @@ import (
 //
 // Every proxy gets the same resources: nothing is computed per node.
 type Cache struct {
-	pubMu sync.Mutex // serializes publishers
-	types map[string]*typeState
+	pubMu    sync.Mutex // serializes publishers
+	pubSince time.Time  // when pubMu was taken; guarded by pubMu
+	types    map[string]*typeState
+
+	// Longest hold of the publisher lock and of any type's lock.
+	pubHold, typeHold lockHold
+}
+
+// lockHold is the longest time a lock was held. Measuring costs two monotonic clock
+// reads per critical section.
+type lockHold struct{ max atomic.Int64 }
+
+func (h *lockHold) observe(since time.Time) {
+	d := int64(time.Since(since))
+	for {
+		cur := h.max.Load()
+		if d <= cur || h.max.CompareAndSwap(cur, d) {
+			return
+		}
+	}
+}
+
+func (h *lockHold) get() time.Duration { return time.Duration(h.max.Load()) }
+
+func (c *Cache) pubLock() {
+	c.pubMu.Lock()
+	c.pubSince = time.Now()
+}
+
+func (c *Cache) pubUnlock() {
+	c.pubHold.observe(c.pubSince)
+	c.pubMu.Unlock()
+}
+
+// LockHolds returns the longest hold so far of the publisher lock (which serializes
+// publishers and is held while a publish is built and its responses are enqueued) and
+// of the per-type locks (which guard the served resources and the open watches, and
+// are the ones a proxy's request waits for).
+func (c *Cache) LockHolds() (publish, types time.Duration) {
+	return c.pubHold.get(), c.typeHold.get()
 }
 
 // servedTypes are the resource types the cache serves, in make-before-break order.
@@ -54,6 +94,7 @@ func NewCache() *Cache {
 	c := &Cache{types: map[string]*typeState{}}
 	for _, t := range servedTypes {
 		c.types[t] = &typeState{
+			hold:  &c.typeHold,
 			url:   t,
 			snap:  &typeSnapshot{byName: map[string]*entry{}},
 			sotw:  map[*sotwWatch]struct{}{},
@@ -65,9 +106,11 @@ func NewCache() *Cache {
 
 // typeState holds the current resources of one type and the open watches on it.
 type typeState struct {
-	url string
+	url  string
+	hold *lockHold
 
 	mu    sync.Mutex
+	since time.Time     // when mu was taken
 	snap  *typeSnapshot // immutable once published
 	sotw  map[*sotwWatch]struct{}
 	delta map[*deltaWatch]struct{}
@@ -145,8 +188,8 @@ func buildSnapshot(typeURL string, res []types.Resource, prev *typeSnapshot) (*t
 // notifies the watchers of the types whose content changed. It returns the changed types.
 // Types absent from byType keep their resources. On error nothing is published.
 func (c *Cache) Set(byType map[string][]types.Resource) ([]string, error) {
-	c.pubMu.Lock()
-	defer c.pubMu.Unlock()
+	c.pubLock()
+	defer c.pubUnlock()
 	return c.set(byType)
 }
 
@@ -187,8 +230,8 @@ func (c *Cache) Upsert(typeURL string, res ...types.Resource) ([]string, error) 
 	if !ok {
 		return nil, fmt.Errorf("unsupported resource type %s", typeURL)
 	}
-	c.pubMu.Lock()
-	defer c.pubMu.Unlock()
+	c.pubLock()
+	defer c.pubUnlock()
 	cur := ts.current()
 	merged := map[string]types.Resource{}
 	for _, n := range cur.names {
@@ -204,9 +247,19 @@ func (c *Cache) Upsert(typeURL string, res ...types.Resource) ([]string, error) 
 	return c.set(map[string][]types.Resource{typeURL: slices.Collect(maps.Values(merged))})
 }
 
-func (ts *typeState) current() *typeSnapshot {
+func (ts *typeState) lock() {
 	ts.mu.Lock()
-	defer ts.mu.Unlock()
+	ts.since = time.Now()
+}
+
+func (ts *typeState) unlock() {
+	ts.hold.observe(ts.since)
+	ts.mu.Unlock()
+}
+
+func (ts *typeState) current() *typeSnapshot {
+	ts.lock()
+	defer ts.unlock()
 	return ts.snap
 }
 
@@ -225,8 +278,8 @@ func (c *Cache) Version(typeURL, name string) string {
 	if !ok {
 		return ""
 	}
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
+	ts.lock()
+	defer ts.unlock()
 	if e := ts.snap.byName[name]; e != nil {
 		return e.version
 	}
@@ -239,19 +292,19 @@ func (c *Cache) TypeVersion(typeURL string) string {
 	if !ok {
 		return ""
 	}
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
+	ts.lock()
+	defer ts.unlock()
 	return ts.snap.version
 }
 
 // publish swaps in s and answers the watchers that need it. The watcher set is copied
 // under the lock; responses are built and delivered outside it.
 func (ts *typeState) publish(s *typeSnapshot) {
-	ts.mu.Lock()
+	ts.lock()
 	ts.snap = s
 	sw := slices.Collect(maps.Keys(ts.sotw))
 	dw := slices.Collect(maps.Keys(ts.delta))
-	ts.mu.Unlock()
+	ts.unlock()
 
 	var fired []*sotwWatch
 	for _, w := range sw {
@@ -268,14 +321,14 @@ func (ts *typeState) publish(s *typeSnapshot) {
 	if len(fired) == 0 && len(dfired) == 0 {
 		return
 	}
-	ts.mu.Lock()
+	ts.lock()
 	for _, w := range fired {
 		delete(ts.sotw, w)
 	}
 	for _, w := range dfired {
 		delete(ts.delta, w)
 	}
-	ts.mu.Unlock()
+	ts.unlock()
 }
 
 // sentKey carries a *sentInfo in a response's context, for the stream tracker.
@@ -417,21 +470,21 @@ func (c *Cache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, out 
 		return func() {}, nil
 	}
 	w := &sotwWatch{req: req, sub: sub, out: out}
-	ts.mu.Lock()
+	ts.lock()
 	s := ts.snap
 	if resp := sotwRespond(req, sub, s); resp != nil {
-		ts.mu.Unlock()
+		ts.unlock()
 		w.done = true
 		deliver(out, cachev3.Response(resp))
 		return func() {}, nil
 	}
 	ts.sotw[w] = struct{}{}
-	ts.mu.Unlock()
+	ts.unlock()
 	return func() {
 		w.cancel()
-		ts.mu.Lock()
+		ts.lock()
 		delete(ts.sotw, w)
-		ts.mu.Unlock()
+		ts.unlock()
 	}, nil
 }
 
@@ -441,9 +494,9 @@ func (c *Cache) Fetch(_ context.Context, req *cachev3.Request) (cachev3.Response
 	if !ok {
 		return nil, fmt.Errorf("unsupported resource type %s", req.GetTypeUrl())
 	}
-	ts.mu.Lock()
+	ts.lock()
 	s := ts.snap
-	ts.mu.Unlock()
+	ts.unlock()
 	if req.GetVersionInfo() == s.version {
 		return nil, &types.SkipFetchError{}
 	}
@@ -581,20 +634,20 @@ func (c *Cache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscrip
 		return func() {}, nil
 	}
 	w := &deltaWatch{req: req, sub: sub, out: out}
-	ts.mu.Lock()
+	ts.lock()
 	if resp := deltaRespond(req, sub, ts.snap); resp != nil {
-		ts.mu.Unlock()
+		ts.unlock()
 		w.done = true
 		deliver(out, cachev3.DeltaResponse(resp))
 		return func() {}, nil
 	}
 	ts.delta[w] = struct{}{}
-	ts.mu.Unlock()
+	ts.unlock()
 	return func() {
 		w.cancel()
-		ts.mu.Lock()
+		ts.lock()
 		delete(ts.delta, w)
-		ts.mu.Unlock()
+		ts.unlock()
 	}, nil
 }
 

@@ -230,10 +230,12 @@ func (s *Server) WaitAcked(ctx context.Context, service, routeVersion string, ti
 
 // Stats returns the server's counters.
 func (s *Server) Stats() Stats {
-	s.track.mu.Lock()
+	s.track.lock()
 	proxies, streams := len(s.track.proxies), len(s.track.streams)
-	s.track.mu.Unlock()
+	s.track.unlock()
+	pub, res := s.cache.LockHolds()
 	return Stats{
+		LockHolds:        LockHolds{Publish: pub, Resources: res, Tracker: s.track.hold.get()},
 		ConnectedProxies: proxies,
 		OpenStreams:      streams,
 		StreamsOpened:    s.track.streamsOpened.Load(),

@@ -78,7 +78,25 @@ type Stats struct {
 	// watches (building and enqueuing responses), LastPushDuration the latest.
 	PushDuration     time.Duration `json:"pushDuration"`
 	LastPushDuration time.Duration `json:"lastPushDuration"`
+	// LockHolds are the longest holds of the server's shared locks since it started.
+	LockHolds LockHolds `json:"lockHolds"`
 }
+
+// LockHolds are the longest times the server's shared locks were held.
+type LockHolds struct {
+	// Publish serializes publishers; it is held while a publish is marshaled and its
+	// responses are enqueued, never by a proxy's request.
+	Publish time.Duration `json:"publish"`
+	// Resources are the per-type locks over the served resources and the open
+	// watches; proxy requests take them.
+	Resources time.Duration `json:"resources"`
+	// Tracker is the lock over the per-proxy ACK state; every request and response
+	// takes it.
+	Tracker time.Duration `json:"tracker"`
+}
+
+// Max is the longest of the holds.
+func (l LockHolds) Max() time.Duration { return max(l.Publish, l.Resources, l.Tracker) }
 
 // tracker follows every xDS stream and aggregates them per node id. It is safe for
 // concurrent use; its work per request is constant apart from copying resource names.
@@ -87,6 +105,8 @@ type tracker struct {
 	now func() time.Time
 
 	mu      sync.Mutex
+	since   time.Time // when mu was taken
+	hold    lockHold
 	streams map[streamKey]*streamState
 	proxies map[string]*proxyState
 	changed chan struct{} // closed and replaced when an ACK, NACK or (dis)connect happens
@@ -139,6 +159,16 @@ func newTracker(log *zap.Logger) *tracker {
 	}
 }
 
+func (t *tracker) lock() {
+	t.mu.Lock()
+	t.since = time.Now()
+}
+
+func (t *tracker) unlock() {
+	t.hold.observe(t.since)
+	t.mu.Unlock()
+}
+
 // notify wakes every waiter. Called with t.mu held.
 func (t *tracker) notify() {
 	close(t.changed)
@@ -147,8 +177,8 @@ func (t *tracker) notify() {
 
 func (t *tracker) open(k streamKey) {
 	t.streamsOpened.Add(1)
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.lock()
+	defer t.unlock()
 	t.streams[k] = &streamState{
 		opened:     t.now(),
 		pending:    map[string]*pendingResponse{},
@@ -159,8 +189,8 @@ func (t *tracker) open(k streamKey) {
 }
 
 func (t *tracker) closed(k streamKey) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.lock()
+	defer t.unlock()
 	st := t.streams[k]
 	delete(t.streams, k)
 	if st == nil || st.proxy == nil {
@@ -198,8 +228,8 @@ func (t *tracker) attach(k streamKey, st *streamState, node *corev3.Node) {
 }
 
 func (t *tracker) request(k streamKey, node *corev3.Node, typeURL, nonce string, errDetail string, isNack bool, watch func(map[string]struct{}) map[string]struct{}) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.lock()
+	defer t.unlock()
 	st := t.streams[k]
 	if st == nil {
 		return
@@ -238,8 +268,8 @@ func (t *tracker) request(k streamKey, node *corev3.Node, typeURL, nonce string,
 
 func (t *tracker) response(k streamKey, typeURL, nonce, version string, resources map[string]string) {
 	t.pushes.Add(1)
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.lock()
+	defer t.unlock()
 	if st := t.streams[k]; st != nil {
 		st.pending[typeURL] = &pendingResponse{nonce: nonce, version: version, resources: resources}
 		st.lastNonce[typeURL] = nonce
@@ -322,7 +352,7 @@ func (c callbacks) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscover
 func (c callbacks) OnStreamDeltaResponse(id int64, req *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
 	k := streamKey{server: c.server, delta: true, id: id}
 	t := c.t
-	t.mu.Lock()
+	t.lock()
 	st := t.streams[k]
 	var known map[string]string
 	if st != nil {
@@ -338,7 +368,7 @@ func (c callbacks) OnStreamDeltaResponse(id int64, req *discoveryv3.DeltaDiscove
 		}
 		st.deltaKnown[req.GetTypeUrl()] = known
 	}
-	t.mu.Unlock()
+	t.unlock()
 	t.response(k, req.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo(), maps.Clone(known))
 }
 
@@ -348,8 +378,8 @@ func (c callbacks) OnFetchResponse(*discoveryv3.DiscoveryRequest, *discoveryv3.D
 
 // proxies returns the status of every connected proxy, sorted by node id.
 func (t *tracker) proxyStatuses() []ProxyStatus {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.lock()
+	defer t.unlock()
 	out := make([]ProxyStatus, 0, len(t.proxies))
 	for _, p := range t.proxies {
 		ps := ProxyStatus{
@@ -407,8 +437,8 @@ func (c Convergence) Done() bool { return c.Acked == c.Subscribed }
 // convergence computes Convergence for the route routeName at version, and returns the
 // channel that is closed on the next change. Linear in connected proxies.
 func (t *tracker) convergence(service, routeName, version string) (Convergence, <-chan struct{}) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.lock()
+	defer t.unlock()
 	c := Convergence{Service: service, RouteVersion: version}
 	for _, p := range t.proxies {
 		subscribed := false
