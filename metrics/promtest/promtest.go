@@ -18,10 +18,19 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/common/model"
 )
 
-// ScrapeInterval is the scrape and evaluation interval of the started server.
+// ScrapeInterval is the scrape and evaluation interval of the server Start starts.
 const ScrapeInterval = time.Second
+
+// Options configure StartWith. Zero values take Start's defaults.
+type Options struct {
+	// ScrapeInterval is the scrape and evaluation interval (also the scrape timeout).
+	// Default ScrapeInterval.
+	ScrapeInterval time.Duration
+}
 
 // Binary returns the path of the prometheus binary, or "" when there is none.
 func Binary() string {
@@ -58,6 +67,16 @@ func Require(t testing.TB) string {
 // and returns its base URL. The server and its storage are removed when the test ends.
 func Start(t testing.TB, scrapeTargets []string) string {
 	t.Helper()
+	return StartWith(t, scrapeTargets, Options{})
+}
+
+// StartWith is Start with options.
+func StartWith(t testing.TB, scrapeTargets []string, opts Options) string {
+	t.Helper()
+	interval := opts.ScrapeInterval
+	if interval <= 0 {
+		interval = ScrapeInterval
+	}
 	bin := Require(t)
 	dir := t.TempDir()
 	var targets []string
@@ -72,7 +91,7 @@ scrape_configs:
   - job_name: app
     static_configs:
       - targets: [%[2]s]
-`, ScrapeInterval, strings.Join(targets, ", "))
+`, model.Duration(interval), strings.Join(targets, ", "))
 	cfgPath := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatalf("write prometheus config: %v", err)
