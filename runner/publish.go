@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
@@ -111,8 +112,24 @@ func (r *Runner) publishLocked(ctx context.Context) error {
 		}
 		resolved = append(resolved, rd)
 	}
+	start := time.Now()
 	if err := r.opts.XDS.Update(resolved); err != nil {
 		return err
+	}
+	if r.opts.OnPublish != nil {
+		r.opts.OnPublish(time.Since(start))
+	}
+	// Every active rollout's current weights are served now, possibly in a new route
+	// version (a catalog change adds a version or an endpoint): its ACK is the one that
+	// counts for the rollout's generation, and for a rollback's restore.
+	for svc, e := range r.active {
+		e.pubGen, e.pubVersion = e.r.Generation, r.opts.XDS.Convergence(svc).RouteVersion
+	}
+	for svc, w := range r.restoring {
+		if _, busy := r.active[svc]; !busy {
+			w.version = r.opts.XDS.Convergence(svc).RouteVersion
+			r.restoring[svc] = w
+		}
 	}
 	services := make([]catalog.Service, 0, len(desired))
 	for _, d := range desired {

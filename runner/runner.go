@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -70,9 +71,12 @@ type Options struct {
 	Tick time.Duration
 	// Resolver resolves DNS endpoint names; default net.DefaultResolver.
 	Resolver xds.HostResolver
-	// Window bounds the metrics window of one check from below; default 0 (the
+	// MinWindow bounds the metrics window of one check from below; default 0 (the
 	// rollout's check interval is the window).
 	MinWindow time.Duration
+	// OnPublish, when set, is told how long each publish to the xds server took
+	// (translation, checks and handing the resources to the cache).
+	OnPublish func(time.Duration)
 }
 
 // Runner is safe for concurrent use.
@@ -213,6 +217,13 @@ func (r *Runner) loadService(name string) error {
 func (r *Runner) SetCatalog(ctx context.Context, cat *catalog.Catalog) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	// A service with an active rollout must stay: without it the rollout's weights
+	// would silently stop being served.
+	for svc, e := range r.active {
+		if !slices.ContainsFunc(cat.Services, func(s catalog.Service) bool { return s.Name == svc }) {
+			return fmt.Errorf("catalog not applied, the previous one keeps serving: it drops service %s, which has active rollout %s", svc, e.r.ID)
+		}
+	}
 	prev := r.cat
 	r.cat = cat
 	for _, svc := range cat.Services {

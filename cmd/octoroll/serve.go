@@ -8,14 +8,19 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/octoacme/octoroll/admin"
 	"github.com/octoacme/octoroll/catalog"
+	"github.com/octoacme/octoroll/controller"
 	"github.com/octoacme/octoroll/healthcheck"
 	"github.com/octoacme/octoroll/metrics"
+	"github.com/octoacme/octoroll/report"
 	"github.com/octoacme/octoroll/runner"
 	"github.com/octoacme/octoroll/store"
 	"github.com/octoacme/octoroll/xds"
@@ -75,11 +80,34 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 		source = scrape
 	}
 
+	reg := prometheus.NewRegistry()
+	am := admin.NewMetrics(reg)
 	run, err = runner.New(ctx, watcher.Current(), runner.Options{
 		Log: log, Store: st, XDS: xs, Metrics: source, Health: prober, MinWindow: cfg.MetricsWindow,
+		Notify: eventMetrics{am}, OnPublish: am.ObservePush,
 	})
 	if err != nil {
 		return err
+	}
+	adm := admin.New(log, admin.Options{
+		Backend:       run,
+		Proxies:       xs.Proxies,
+		XDSStats:      xs.Stats,
+		CatalogStatus: watcher.Status,
+		Ready:         st.Ping,
+		Token:         cfg.AdminToken,
+		Addr:          cfg.AdminAddr,
+		Report: func(r controller.Rollout, evs []controller.Event) ([]byte, any) {
+			rep := report.Build(r, evs)
+			return rep.Markdown(), rep
+		},
+		Registry: reg,
+		Metrics:  am,
+		Version:  version,
+	})
+	alis, err := net.Listen("tcp", cfg.AdminAddr)
+	if err != nil {
+		return fmt.Errorf("admin listener: %w", err)
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -91,8 +119,10 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 	}
 	g.Go(func() error { return run.Run(gctx) })
 	g.Go(func() error { return reloadOnHUP(gctx, watcher, log) })
+	g.Go(func() error { return adm.Serve(gctx, alis) })
 	log.Info("octoroll serving",
 		zap.String("xds", xlis.Addr().String()),
+		zap.String("admin", "http://"+alis.Addr().String()+"/"),
 		zap.String("catalog", cfg.Config),
 		zap.Int("services", len(watcher.Current().Services)),
 		zap.String("state", st.Path()),
@@ -122,6 +152,27 @@ func reloadOnHUP(ctx context.Context, w *catalog.Watcher, log *zap.Logger) error
 			}
 		}
 	}
+}
+
+// eventMetrics counts decisions and rollbacks in the admin metrics.
+type eventMetrics struct{ m *admin.Metrics }
+
+func (e eventMetrics) Notify(ev controller.Event, _ controller.Rollout) {
+	switch ev.Kind {
+	case controller.EventDecision:
+		e.m.Decision(ev.Service, ev.Decision, reasonKind(ev.Reason))
+	case controller.EventRolledBack:
+		e.m.Rollback(ev.Service, reasonKind(ev.Reason))
+	}
+}
+
+// reasonKind is a reason's first words, a label of bounded cardinality.
+func reasonKind(reason string) string {
+	f := strings.Fields(reason)
+	if len(f) > 2 {
+		f = f[:2]
+	}
+	return strings.Trim(strings.Join(f, " "), ":,.")
 }
 
 func metricsSourceName(cfg config) string {
