@@ -262,3 +262,24 @@ func (r *Runner) RolloutEvents(id string) ([]controller.Event, error) {
 		after = next
 	}
 }
+
+// Record appends an event that is not a transition (a notification that could not be
+// delivered, say) to the rollout's history. It does not take the runner's lock, so hooks
+// that run during a transition may call it.
+func (r *Runner) Record(ev controller.Event) error {
+	if ev.Service == "" && ev.RolloutID != "" {
+		if ro, err := r.Rollout(ev.RolloutID); err == nil {
+			ev.Service = ro.Service
+			ev.State, ev.Stage, ev.Generation, ev.Weight = ro.State, ro.Stage, ro.Generation, ro.CanaryWeight()
+		}
+	}
+	if ev.Time.IsZero() {
+		ev.Time = r.opts.Now()
+	}
+	sevs, err := storeEvents([]controller.Event{ev})
+	if err != nil {
+		return err
+	}
+	_, err = r.opts.Store.AppendEvents(sevs...)
+	return err
+}

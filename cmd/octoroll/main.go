@@ -1,6 +1,7 @@
 // Command octoroll is the octoroll daemon and its command-line client.
 //
 //	octoroll serve --config catalog.yaml    run the xDS control plane and rollout engine
+//	octoroll status | rollout | pause | …   drive a running daemon (package cli)
 //	octoroll version
 package main
 
@@ -12,19 +13,23 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
+
+	"github.com/octoacme/octoroll/cli"
 )
 
 var version = "dev"
 
-const usage = `octoroll: progressive delivery for Envoy, as an xDS control plane.
+var usage = `octoroll: progressive delivery for Envoy, as an xDS control plane.
 
 Usage:
   octoroll serve [flags]     run the control plane (xDS, rollout engine, admin API)
   octoroll version           print the version
 
 Run "octoroll serve -h" for the daemon's flags; every flag has an OCTOROLL_ environment variable.
-`
+
+` + cli.Usage
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -48,6 +53,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 	default:
+		if slices.Contains(cli.Commands, args[0]) {
+			return cli.Main(ctx, args, stdout, stderr, os.Getenv)
+		}
 		fmt.Fprintf(stderr, "octoroll: unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/octoacme/octoroll/controller"
 	"github.com/octoacme/octoroll/healthcheck"
 	"github.com/octoacme/octoroll/metrics"
+	"github.com/octoacme/octoroll/notify"
 	"github.com/octoacme/octoroll/report"
 	"github.com/octoacme/octoroll/runner"
 	"github.com/octoacme/octoroll/store"
@@ -41,14 +42,19 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 
 	// The catalog is read once up front: an invalid file stops the start with every
 	// problem named, before anything listens.
-	var run *runner.Runner
+	var (
+		run      *runner.Runner
+		notifier *notify.Notifier
+	)
 	watcher, err := catalog.NewWatcher(cfg.Config, log, func(c *catalog.Catalog) {
-		if run == nil {
+		if run == nil || notifier == nil {
 			return
 		}
 		if err := run.SetCatalog(ctx, c); err != nil {
 			log.Warn("catalog change not applied", zap.Error(err))
+			return
 		}
+		notifier.Update(c.Notifications)
 	})
 	if err != nil {
 		return err
@@ -82,9 +88,24 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 
 	reg := prometheus.NewRegistry()
 	am := admin.NewMetrics(reg)
+	notifier = notify.New(log, watcher.Current().Notifications, notify.Options{
+		OnEvent: func(d notify.Delivery) {
+			if d.Outcome == notify.Delivered || run == nil {
+				return
+			}
+			am.NotificationFailure(d.Sink)
+			reason := fmt.Sprintf("notification %s to %s %s after %d attempts", d.Event, d.Sink, d.Outcome, d.Attempts)
+			if d.Err != nil {
+				reason += ": " + d.Err.Error()
+			}
+			if err := run.Record(controller.Event{Kind: eventNotificationFailed, RolloutID: d.RolloutID, Reason: reason}); err != nil {
+				log.Warn("record notification failure", zap.Error(err))
+			}
+		},
+	})
 	run, err = runner.New(ctx, watcher.Current(), runner.Options{
 		Log: log, Store: st, XDS: xs, Metrics: source, Health: prober, MinWindow: cfg.MetricsWindow,
-		Notify: eventMetrics{am}, OnPublish: am.ObservePush,
+		Notify: events{metrics: am, notifier: notifier}, OnPublish: am.ObservePush,
 	})
 	if err != nil {
 		return err
@@ -118,6 +139,7 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 		g.Go(func() error { return scrape.Run(gctx) })
 	}
 	g.Go(func() error { return run.Run(gctx) })
+	g.Go(func() error { return notifier.Run(gctx) })
 	g.Go(func() error { return reloadOnHUP(gctx, watcher, log) })
 	g.Go(func() error { return adm.Serve(gctx, alis) })
 	log.Info("octoroll serving",
@@ -154,16 +176,24 @@ func reloadOnHUP(ctx context.Context, w *catalog.Watcher, log *zap.Logger) error
 	}
 }
 
-// eventMetrics counts decisions and rollbacks in the admin metrics.
-type eventMetrics struct{ m *admin.Metrics }
+// eventNotificationFailed is the history event of a notification not delivered.
+const eventNotificationFailed = "notification_failed"
 
-func (e eventMetrics) Notify(ev controller.Event, _ controller.Rollout) {
+// events hands every rollout event to the admin metrics and the webhook notifier;
+// neither blocks.
+type events struct {
+	metrics  *admin.Metrics
+	notifier *notify.Notifier
+}
+
+func (e events) Notify(ev controller.Event, r controller.Rollout) {
 	switch ev.Kind {
 	case controller.EventDecision:
-		e.m.Decision(ev.Service, ev.Decision, reasonKind(ev.Reason))
+		e.metrics.Decision(ev.Service, ev.Decision, reasonKind(ev.Reason))
 	case controller.EventRolledBack:
-		e.m.Rollback(ev.Service, reasonKind(ev.Reason))
+		e.metrics.Rollback(ev.Service, reasonKind(ev.Reason))
 	}
+	e.notifier.Notify(ev, r)
 }
 
 // reasonKind is a reason's first words, a label of bounded cardinality.

@@ -126,7 +126,7 @@ func (d *demo) startAll(ctx context.Context) error {
 		d.grpc[v.Name] = v.Endpoints[0].String()
 		args := []string{"--service", svc.Name, "--version", v.Name,
 			"--grpc-addr", v.Endpoints[0].String(), "--http-addr", v.Metrics[0].String(),
-			"--latency", "2ms", "--latency-jitter", "3ms", "--log-format", "json"}
+			"--latency", "12ms", "--latency-jitter", "4ms", "--log-format", "json"}
 		if r, ok := errorRate[v.Name]; ok {
 			args = append(args, "--error-rate", r)
 		}
@@ -159,7 +159,7 @@ func (d *demo) startAll(ctx context.Context) error {
 	d.say("octoroll: xDS on %s, admin on %s, state in %s\n", xdsAddr, adminAddr, filepath.Join(d.dir, "state"))
 
 	_, out, err := d.p.startPiped("loadgen", filepath.Join(d.o.Bin, "loadgen"),
-		[]string{"--xds-server", xdsAddr, "--target", "xds:///" + svc.Name, "--rps", "400", "--node", "demo-loadgen"}, nil)
+		[]string{"--xds-server", xdsAddr, "--target", "xds:///" + svc.Name, "--rps", "1000", "--concurrency", "32", "--node", "demo-loadgen"}, nil)
 	if err != nil {
 		return err
 	}
@@ -185,7 +185,7 @@ func (d *demo) startAll(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	d.say("load generator: 400 RPC/s to xds:///%s through octoroll's xDS (proxyless gRPC)\n", svc.Name)
+	d.say("load generator: 1000 RPC/s to xds:///%s through octoroll's xDS (proxyless gRPC)\n", svc.Name)
 	return nil
 }
 
