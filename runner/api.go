@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 
 	"go.uber.org/zap"
@@ -123,18 +124,32 @@ func (r *Runner) ReportCheck(_ context.Context, service string, res controller.C
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.active[service]; !ok {
+	e, ok := r.active[service]
+	if !ok {
 		if _, known := r.effectiveServiceLocked(service); !known {
 			return fmt.Errorf("%w %q", ErrUnknownService, service)
 		}
 		return fmt.Errorf("%w: %s", ErrNoActiveRollout, service)
 	}
-	if r.checks[service] == nil {
-		r.checks[service] = map[string]controller.CheckResult{}
+	checks := maps.Clone(r.checks[service])
+	if checks == nil {
+		checks = map[string]controller.CheckResult{}
 	}
-	r.checks[service][res.Name] = res
+	checks[res.Name] = res
+	// Persisted so that a restart does not forget a passing smoke check and hold the
+	// rollout until someone reports it again.
+	doc, err := json.Marshal(checks)
+	if err != nil {
+		return err
+	}
+	if err := r.opts.Store.PutState(checksKey(e.r.ID), doc); err != nil {
+		return fmt.Errorf("persist check %s: %w", res.Name, err)
+	}
+	r.checks[service] = checks
 	return nil
 }
+
+func checksKey(rolloutID string) string { return "checks/" + rolloutID }
 
 // Services returns every catalog service, sorted by name.
 func (r *Runner) Services() []ServiceView {

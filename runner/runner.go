@@ -168,6 +168,15 @@ func New(ctx context.Context, cat *catalog.Catalog, opts Options) (*Runner, erro
 			return nil, fmt.Errorf("rollout %s in %s: %w", rec.ID, opts.Store.Path(), err)
 		}
 		r.active[ro.Service] = &entry{r: ro}
+		if doc, err := opts.Store.GetState(checksKey(ro.ID)); err == nil {
+			var checks map[string]controller.CheckResult
+			if err := json.Unmarshal(doc, &checks); err != nil {
+				return nil, fmt.Errorf("check results of rollout %s: %w", ro.ID, err)
+			}
+			r.checks[ro.Service] = checks
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("check results of rollout %s: %w", ro.ID, err)
+		}
 		r.log.Info("resuming rollout", zap.String("service", ro.Service), zap.String("rollout", ro.ID),
 			zap.String("state", string(ro.State)), zap.Int("stage", ro.Stage), zap.Uint32("canaryWeight", ro.CanaryWeight()))
 	}
