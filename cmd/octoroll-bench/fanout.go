@@ -139,7 +139,7 @@ func (p *plainServer) stop() {
 
 func (p *plainServer) lockHold() (time.Duration, string) {
 	d := time.Duration(p.hold.Load())
-	return d, "longest single SetSnapshot (holds the cache lock)"
+	return d, fmt.Sprintf("longest single SetSnapshot %s (it holds the cache lock throughout)", ms(d))
 }
 
 // serverOptions are the gRPC options octoroll's xDS server uses (keepalive).

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"time"
 )
@@ -27,6 +28,9 @@ func main() {
 		updates     = flag.Int("updates", 10, "weight changes per fan-out run")
 		proxies     = flag.Int("proxies", 1000, "clients connected during the fault-to-rollback runs")
 		services    = flag.Int("services", 1000, "services of the controller capacity run")
+		kinds       = flag.String("kinds", "octoroll,plain", "xDS servers of the fan-out and storm runs")
+		cpuprofile  = flag.String("cpuprofile", "", "write a CPU profile of the server process to this file")
+		memprofile  = flag.String("memprofile", "", "write a heap profile of the server process to this file at the end")
 	)
 	flag.Parse()
 	if *loadgenMode {
@@ -37,6 +41,18 @@ func main() {
 		return
 	}
 	raiseNoFile()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	want := func(s string) bool {
 		if *only == "" {
 			return true
@@ -67,7 +83,7 @@ func main() {
 		}
 		fmt.Fprintf(os.Stderr, "   %s took %s\n", name, time.Since(t).Round(time.Millisecond))
 	}
-	for _, kind := range []string{"octoroll", "plain"} {
+	for _, kind := range strings.Split(*kinds, ",") {
 		if want("fanout") {
 			step(fmt.Sprintf("fan-out %s %d clients", kind, *small), func() error {
 				r, err := runFanout(kind, *small, *updates, false)
@@ -117,6 +133,12 @@ func main() {
 		})
 	}
 	rep.Took = time.Since(began)
+	if *memprofile != "" {
+		if f, err := os.Create(*memprofile); err == nil {
+			_ = pprof.WriteHeapProfile(f)
+			_ = f.Close()
+		}
+	}
 	md := rep.markdown()
 	fmt.Println(md)
 	if *out != "" {
@@ -128,6 +150,7 @@ func main() {
 		}
 	}
 	if len(rep.Errors) > 0 {
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
