@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"sort"
 	"sync"
 	"text/template"
 	"time"
@@ -180,4 +181,37 @@ func (p *Prometheus) VersionStats(ctx context.Context, svc catalog.Service, vers
 		st.P99 = time.Duration(vals[2] * float64(time.Second))
 	}
 	return st, nil
+}
+
+// AlertsQuery selects the critical alerts of one service that are firing, by
+// Prometheus's ALERTS series: an alerting rule takes part in a rollout's checks when it
+// carries the labels severity="critical" and service="<service name>".
+const AlertsQuery = `ALERTS{alertstate="firing",severity="critical",service=%q}`
+
+// FiringAlerts returns the names (alertname) of the critical alerts firing for service
+// at `at`, sorted and without duplicates. None firing is an empty result, not an error.
+func (p *Prometheus) FiringAlerts(ctx context.Context, service string, at time.Time) ([]string, error) {
+	query := fmt.Sprintf(AlertsQuery, service)
+	val, warnings, _, err := p.api.Query(ctx, query, at)
+	if err != nil {
+		return nil, fmt.Errorf("query %q: %w", query, err)
+	}
+	if len(warnings) > 0 {
+		p.log.Warn("query warnings", zap.String("query", query), zap.Strings("warnings", warnings))
+	}
+	vec, ok := val.(model.Vector)
+	if !ok {
+		return nil, fmt.Errorf("query %q: result type %s, want vector", query, val.Type())
+	}
+	seen := map[string]bool{}
+	var names []string
+	for _, s := range vec {
+		n := string(s.Metric["alertname"])
+		if n != "" && !seen[n] {
+			seen[n] = true
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	return names, nil
 }

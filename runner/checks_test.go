@@ -2,7 +2,9 @@ package runner_test
 
 import (
 	"context"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/octoacme/octoroll/controller"
 )
@@ -29,5 +31,39 @@ func TestReportedChecksSurviveRestart(t *testing.T) {
 	}
 	if got := h.active().ID; got != ro.ID {
 		t.Fatalf("active rollout %s, want %s", got, ro.ID)
+	}
+}
+
+type firing []string
+
+func (f *firing) FiringAlerts(context.Context, string, time.Time) ([]string, error) { return *f, nil }
+
+// TestCriticalAlertPauses: a critical alert firing for the service pauses the rollout at
+// its weight, naming the alert.
+func TestCriticalAlertPauses(t *testing.T) {
+	h := newHarness(t, testCatalog(t, "127.0.0.1:1", "127.0.0.1:2"), false)
+	alerts := &firing{}
+	h.alerts = alerts
+	h.restart()
+	ctx := context.Background()
+	if _, err := h.run.Start(ctx, minorSpec(), "test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.run.ReportCheck(ctx, svcName, controller.CheckResult{Name: "checkout-flow", Passed: true}); err != nil {
+		t.Fatal(err)
+	}
+	h.step()
+	h.step()
+	if got := h.active(); got.State != controller.StateProgressing {
+		t.Fatalf("state %s (%s) before the alert, want progressing", got.State, got.Reason)
+	}
+	*alerts = firing{"CheckoutQueueStuck"}
+	h.step()
+	got := h.active()
+	if got.State != controller.StatePaused || !strings.Contains(got.Reason, "CheckoutQueueStuck") {
+		t.Fatalf("state %s, reason %q; want paused naming the alert", got.State, got.Reason)
+	}
+	if w := got.CanaryWeight(); w != 500 {
+		t.Fatalf("canary weight %d while paused, want the stage's 500", w)
 	}
 }

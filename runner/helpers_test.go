@@ -162,6 +162,8 @@ type harness struct {
 	xs   *xds.Server
 	addr string // xds address when served
 	run  *runner.Runner
+	// alerts, when set before open, is the runner's alert source.
+	alerts runner.AlertSource
 }
 
 // newHarness opens a store in a fresh directory and starts a runner on it; serve
@@ -204,7 +206,7 @@ func (h *harness) open(serve bool) {
 		h.addr = lis.Addr().String()
 	}
 	h.run, err = runner.New(context.Background(), h.cat, runner.Options{
-		Log: h.log, Store: st, XDS: h.xs, Metrics: h.metrics, Now: h.clock.Now,
+		Log: h.log, Store: st, XDS: h.xs, Metrics: h.metrics, Now: h.clock.Now, Alerts: h.alerts,
 	})
 	if err != nil {
 		t.Fatalf("runner.New: %v", err)

@@ -74,6 +74,15 @@ func (r *Runner) gather(ctx context.Context, svc catalog.Service, ro controller.
 		obs.Health.Canary = endpointHealth(h.Status(svc.Name, ro.Canary))
 		obs.Health.Stable = endpointHealth(h.Status(svc.Name, ro.Stable))
 	}
+	if a := r.opts.Alerts; a != nil {
+		alerts, err := a.FiringAlerts(ctx, svc.Name, at)
+		if err != nil {
+			// An unreachable alert source is not an alert: the metrics checks, which
+			// query the same server, hold on their own when it is down.
+			r.log.Warn("alerts query failed", zap.String("service", svc.Name), zap.Error(err))
+		}
+		obs.Alerts = alerts
+	}
 	conv := r.opts.XDS.Convergence(svc.Name)
 	if pubVersion != "" && conv.RouteVersion == pubVersion {
 		obs.Convergence = controller.Convergence{

@@ -51,6 +51,11 @@ type Health interface {
 	Changes() <-chan struct{}
 }
 
+// AlertSource reports the critical alerts firing for a service (metrics.Prometheus).
+type AlertSource interface {
+	FiringAlerts(ctx context.Context, service string, at time.Time) ([]string, error)
+}
+
 // Notifier receives every event after it was persisted. Notify must not block.
 type Notifier interface {
 	Notify(ev controller.Event, r controller.Rollout)
@@ -63,6 +68,7 @@ type Options struct {
 	XDS     Publisher
 	Metrics metrics.Source // nil: every check is inconclusive on traffic
 	Health  Health         // nil: no health data
+	Alerts  AlertSource    // nil: no alert source (no alert ever pauses)
 	Notify  Notifier       // nil: no notifications
 	// Now is the clock; default time.Now.
 	Now func() time.Time

@@ -75,12 +75,13 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 	prober := healthcheck.New(log, healthcheck.Options{})
 	var source metrics.Source
 	var scrape *metrics.Scrape
+	var alerts runner.AlertSource
 	if cfg.PrometheusURL != "" {
 		p, err := metrics.NewPrometheus(log, metrics.PrometheusConfig{Address: cfg.PrometheusURL})
 		if err != nil {
 			return err
 		}
-		source = p
+		source, alerts = p, p
 	} else {
 		scrape = metrics.NewScrape(log, metrics.ScrapeConfig{Interval: cfg.ScrapeInterval})
 		source = scrape
@@ -104,7 +105,7 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 		},
 	})
 	run, err = runner.New(ctx, watcher.Current(), runner.Options{
-		Log: log, Store: st, XDS: xs, Metrics: source, Health: prober, MinWindow: cfg.MetricsWindow,
+		Log: log, Store: st, XDS: xs, Metrics: source, Health: prober, Alerts: alerts, MinWindow: cfg.MetricsWindow,
 		Notify: events{metrics: am, notifier: notifier}, OnPublish: am.ObservePush,
 	})
 	if err != nil {

@@ -30,6 +30,9 @@ type Options struct {
 	// ScrapeInterval is the scrape and evaluation interval (also the scrape timeout).
 	// Default ScrapeInterval.
 	ScrapeInterval time.Duration
+	// Rules is the text of a Prometheus rule file to load (alerting and recording
+	// rules); empty loads none.
+	Rules string
 }
 
 // Binary returns the path of the prometheus binary, or "" when there is none.
@@ -92,6 +95,13 @@ scrape_configs:
     static_configs:
       - targets: [%[2]s]
 `, model.Duration(interval), strings.Join(targets, ", "))
+	if opts.Rules != "" {
+		rulesPath := filepath.Join(dir, "rules.yml")
+		if err := os.WriteFile(rulesPath, []byte(opts.Rules), 0o644); err != nil {
+			t.Fatalf("write prometheus rules: %v", err)
+		}
+		cfg += "rule_files: [" + strconv.Quote(rulesPath) + "]\n"
+	}
 	cfgPath := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatalf("write prometheus config: %v", err)
