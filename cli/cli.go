@@ -238,32 +238,10 @@ func runStatus(ctx context.Context, inv *invocation, args []string) error {
 	if err := inv.checkOutput(); err != nil {
 		return err
 	}
-	c, err := inv.client()
-	if err != nil {
-		return err
-	}
 	if len(pos) == 1 {
-		var d admin.ServiceDetail
-		b, err := c.getJSON(ctx, "/services/"+url.PathEscape(pos[0]), nil, &d)
-		if err != nil {
-			return err
-		}
-		if inv.output == "json" {
-			return inv.printJSON(b)
-		}
-		writeServiceDetail(inv.stdout, d)
-		return nil
+		return show(ctx, inv, "/services/"+url.PathEscape(pos[0]), nil, writeServiceDetail)
 	}
-	var resp admin.ServicesResponse
-	b, err := c.getJSON(ctx, "/services", nil, &resp)
-	if err != nil {
-		return err
-	}
-	if inv.output == "json" {
-		return inv.printJSON(b)
-	}
-	writeServices(inv.stdout, resp.Services)
-	return nil
+	return show(ctx, inv, "/services", nil, func(w io.Writer, v admin.ServicesResponse) { writeServices(w, v.Services) })
 }
 
 func runRollout(ctx context.Context, inv *invocation, args []string) error {
@@ -337,20 +315,7 @@ func runRollout(ctx context.Context, inv *invocation, args []string) error {
 		if *limit > 0 {
 			q.Set("limit", strconv.Itoa(*limit))
 		}
-		c, err := inv.client()
-		if err != nil {
-			return err
-		}
-		var resp admin.RolloutsResponse
-		b, err := c.getJSON(ctx, "/rollouts", q, &resp)
-		if err != nil {
-			return err
-		}
-		if inv.output == "json" {
-			return inv.printJSON(b)
-		}
-		writeRollouts(inv.stdout, resp.Rollouts)
-		return nil
+		return show(ctx, inv, "/rollouts", q, func(w io.Writer, v admin.RolloutsResponse) { writeRollouts(w, v.Rollouts) })
 	case "get":
 		pos, err := parse(fs, args)
 		if err != nil {
@@ -362,20 +327,7 @@ func runRollout(ctx context.Context, inv *invocation, args []string) error {
 		if err := inv.checkOutput(); err != nil {
 			return err
 		}
-		c, err := inv.client()
-		if err != nil {
-			return err
-		}
-		var d admin.RolloutDetail
-		b, err := c.getJSON(ctx, "/rollouts/"+url.PathEscape(pos[0]), nil, &d)
-		if err != nil {
-			return err
-		}
-		if inv.output == "json" {
-			return inv.printJSON(b)
-		}
-		writeRolloutDetail(inv.stdout, d)
-		return nil
+		return show(ctx, inv, "/rollouts/"+url.PathEscape(pos[0]), nil, writeRolloutDetail)
 	}
 	return usagef("unknown subcommand %q: want start, list or get", sub)
 }
@@ -460,20 +412,7 @@ func runHistory(ctx context.Context, inv *invocation, args []string) error {
 	if *limit > 0 {
 		q.Set("limit", strconv.Itoa(*limit))
 	}
-	c, err := inv.client()
-	if err != nil {
-		return err
-	}
-	var resp admin.EventsResponse
-	b, err := c.getJSON(ctx, "/events", q, &resp)
-	if err != nil {
-		return err
-	}
-	if inv.output == "json" {
-		return inv.printJSON(b)
-	}
-	writeEvents(inv.stdout, resp)
-	return nil
+	return show(ctx, inv, "/events", q, writeEvents)
 }
 
 func runReport(ctx context.Context, inv *invocation, args []string) error {
@@ -522,20 +461,7 @@ func runProxies(ctx context.Context, inv *invocation, args []string) error {
 	if err := inv.checkOutput(); err != nil {
 		return err
 	}
-	c, err := inv.client()
-	if err != nil {
-		return err
-	}
-	var resp admin.ProxiesResponse
-	b, err := c.getJSON(ctx, "/proxies", nil, &resp)
-	if err != nil {
-		return err
-	}
-	if inv.output == "json" {
-		return inv.printJSON(b)
-	}
-	writeProxies(inv.stdout, resp.Proxies)
-	return nil
+	return show(ctx, inv, "/proxies", nil, func(w io.Writer, v admin.ProxiesResponse) { writeProxies(w, v.Proxies) })
 }
 
 func runCheck(ctx context.Context, inv *invocation, args []string) error {
