@@ -317,11 +317,13 @@ func viewLine(det admin.RolloutDetail, svc admin.ServiceDetail) string {
 		}
 	}
 	fmt.Fprintf(&b, " | proxies %d/%d", svc.Proxies.Acked, svc.Proxies.Subscribed)
-	if det.Decision != nil {
-		fmt.Fprintf(&b, " | %s", det.Decision.Decision)
-	}
-	if det.Reason != "" {
-		fmt.Fprintf(&b, ": %s", det.Reason)
+	switch {
+	case det.State == controller.StateCompleted:
+		fmt.Fprintf(&b, " | completed: %s is the known-good version", det.Canary)
+	case det.State == controller.StatePaused || det.State.Terminal():
+		fmt.Fprintf(&b, " | %s: %s", det.State, det.Reason)
+	case det.Decision != nil:
+		fmt.Fprintf(&b, " | %s: %s", det.Decision.Decision, det.Decision.Reason)
 	}
 	return b.String()
 }

@@ -76,17 +76,19 @@ func run() error {
 	// The first line on stdout tells a parent process where the stats are.
 	fmt.Printf("{\"stats\":\"http://%s/stats\"}\n", lis.Addr())
 
-	var tick <-chan time.Time
-	if *rps > 0 {
-		t := time.NewTicker(time.Second / time.Duration(*rps))
-		defer t.Stop()
-		tick = t.C
-	}
+	// Each caller paces itself (rps/concurrency per caller): one shared fast ticker
+	// drops ticks on a busy machine and undershoots the rate.
 	var wg sync.WaitGroup
 	for range *conc {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			var tick <-chan time.Time
+			if *rps > 0 {
+				t := time.NewTicker(time.Duration(*conc) * time.Second / time.Duration(*rps))
+				defer t.Stop()
+				tick = t.C
+			}
 			for {
 				if tick != nil {
 					select {
