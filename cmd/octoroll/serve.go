@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -116,9 +117,22 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 		Proxies:       xs.Proxies,
 		XDSStats:      xs.Stats,
 		CatalogStatus: watcher.Status,
-		Ready:         st.Ping,
-		Token:         cfg.AdminToken,
-		Addr:          cfg.AdminAddr,
+		Ready: func() error {
+			// Messages name no paths: /readyz is served to anyone who can reach it.
+			if err := st.Ping(); err != nil {
+				return errors.New("state store is not open")
+			}
+			if watcher.Current() == nil {
+				return errors.New("no catalog loaded")
+			}
+			c, err := net.DialTimeout("tcp", xlis.Addr().String(), time.Second)
+			if err != nil {
+				return errors.New("xDS server is not accepting connections")
+			}
+			return c.Close()
+		},
+		Token: cfg.AdminToken,
+		Addr:  cfg.AdminAddr,
 		Report: func(r controller.Rollout, evs []controller.Event) ([]byte, any) {
 			rep := report.Build(r, evs)
 			return rep.Markdown(), rep
