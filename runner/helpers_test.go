@@ -162,8 +162,10 @@ type harness struct {
 	xs   *xds.Server
 	addr string // xds address when served
 	run  *runner.Runner
-	// alerts, when set before open, is the runner's alert source.
+	// alerts and notify, when set before open, are the runner's alert source and
+	// notifier.
 	alerts runner.AlertSource
+	notify runner.Notifier
 }
 
 // newHarness opens a store in a fresh directory and starts a runner on it; serve
@@ -206,7 +208,7 @@ func (h *harness) open(serve bool) {
 		h.addr = lis.Addr().String()
 	}
 	h.run, err = runner.New(context.Background(), h.cat, runner.Options{
-		Log: h.log, Store: st, XDS: h.xs, Metrics: h.metrics, Now: h.clock.Now, Alerts: h.alerts,
+		Log: h.log, Store: st, XDS: h.xs, Metrics: h.metrics, Now: h.clock.Now, Alerts: h.alerts, Notify: h.notify,
 	})
 	if err != nil {
 		t.Fatalf("runner.New: %v", err)
