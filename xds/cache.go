@@ -44,6 +44,7 @@ import (
 type Cache struct {
 	pubMu    sync.Mutex // serializes publishers
 	pubSince time.Time  // when pubMu was taken; guarded by pubMu
+	seq      uint64     // publishes so far; guarded by pubMu
 	types    map[string]*typeState
 
 	// Longest hold of the publisher lock and of any type's lock.
@@ -93,31 +94,46 @@ var _ cachev3.Cache = (*Cache)(nil)
 func NewCache() *Cache {
 	c := &Cache{types: map[string]*typeState{}}
 	for _, t := range servedTypes {
-		c.types[t] = &typeState{
-			hold:  &c.typeHold,
-			url:   t,
-			snap:  &typeSnapshot{byName: map[string]*entry{}},
-			sotw:  map[*sotwWatch]struct{}{},
-			delta: map[*deltaWatch]struct{}{},
+		ts := &typeState{hold: &c.typeHold, url: t}
+		ts.pub = &typeSnapshot{typeURL: t, byName: map[string]*entry{}}
+		ts.snap.Store(ts.pub)
+		for i := range ts.shards {
+			ts.shards[i].sotw = map[*sotwWatch]struct{}{}
+			ts.shards[i].delta = map[*deltaWatch]struct{}{}
 		}
+		c.types[t] = ts
 	}
 	return c
 }
+
+// watchShards is the number of independently locked sets of open watches per type. A
+// proxy's request locks one shard; a publish locks each shard only to copy its watches,
+// so no lock is held across a loop over every watch.
+const watchShards = 64
 
 // typeState holds the current resources of one type and the open watches on it.
 type typeState struct {
 	url  string
 	hold *lockHold
 
+	snap   atomic.Pointer[typeSnapshot] // served now; immutable once published
+	pub    *typeSnapshot                // latest built, maybe not yet stored; guarded by Cache.pubMu
+	seq    atomic.Uint64                // spreads watches over the shards
+	shards [watchShards]watchShard
+}
+
+// watchShard is one set of open watches of a type.
+type watchShard struct {
 	mu    sync.Mutex
-	since time.Time     // when mu was taken
-	snap  *typeSnapshot // immutable once published
+	since time.Time // when mu was taken
 	sotw  map[*sotwWatch]struct{}
 	delta map[*deltaWatch]struct{}
 }
 
 // typeSnapshot is an immutable set of resources of one type.
 type typeSnapshot struct {
+	seq     uint64 // publish order; a snapshot never replaces one with a higher seq
+	typeURL string
 	version string // content hash over every (name, resource version)
 	names   []string
 	byName  map[string]*entry
@@ -185,15 +201,28 @@ func buildSnapshot(typeURL string, res []types.Resource, prev *typeSnapshot) (*t
 }
 
 // Set replaces all resources of every type present in byType (keyed by type URL) and
-// notifies the watchers of the types whose content changed. It returns the changed types.
-// Types absent from byType keep their resources. On error nothing is published.
+// notifies the watchers of the types whose content changed. It returns the changed types
+// once every watcher that needs a changed resource has been answered. Types absent from
+// byType keep their resources. On error nothing is published.
+//
+// The publisher lock is held only while the new snapshots are built; the watchers are
+// answered outside it, type by type in make-before-break order. A publish that overtakes
+// one still answering its watchers wins: every watch is answered from the newest
+// snapshot of its type, so a proxy never receives a version already superseded when its
+// watch fires.
 func (c *Cache) Set(byType map[string][]types.Resource) ([]string, error) {
 	c.pubLock()
-	defer c.pubUnlock()
-	return c.set(byType)
+	next, err := c.build(byType)
+	c.pubUnlock()
+	if err != nil {
+		return nil, err
+	}
+	return c.publish(next), nil
 }
 
-func (c *Cache) set(byType map[string][]types.Resource) ([]string, error) {
+// build marshals the resources of byType and returns the snapshots whose content
+// changed, in make-before-break order. Called with pubMu held.
+func (c *Cache) build(byType map[string][]types.Resource) ([]*typeSnapshot, error) {
 	next := map[string]*typeSnapshot{}
 	var errs []error
 	for t, res := range byType {
@@ -202,26 +231,51 @@ func (c *Cache) set(byType map[string][]types.Resource) ([]string, error) {
 			errs = append(errs, fmt.Errorf("unsupported resource type %s", t))
 			continue
 		}
-		s, err := buildSnapshot(t, res, ts.current())
+		s, err := buildSnapshot(t, res, ts.pub)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		if s.version != ts.current().version {
+		if s.version != ts.pub.version {
 			next[t] = s
 		}
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	var changed []string
+	var out []*typeSnapshot
 	for _, t := range servedTypes {
 		if s, ok := next[t]; ok {
-			c.types[t].publish(s)
-			changed = append(changed, t)
+			c.seq++
+			s.seq, s.typeURL = c.seq, t
+			c.types[t].pub = s
+			out = append(out, s)
 		}
 	}
-	return changed, nil
+	return out, nil
+}
+
+// publish makes each snapshot current and answers its type's watchers, in order. It
+// returns the changed types.
+func (c *Cache) publish(next []*typeSnapshot) []string {
+	changed := make([]string, 0, len(next))
+	for _, s := range next {
+		ts := c.types[s.typeURL]
+		ts.store(s)
+		ts.wake()
+		changed = append(changed, s.typeURL)
+	}
+	return changed
+}
+
+// store makes s current unless a later publish already replaced it.
+func (ts *typeState) store(s *typeSnapshot) {
+	for {
+		cur := ts.snap.Load()
+		if cur.seq >= s.seq || ts.snap.CompareAndSwap(cur, s) {
+			return
+		}
+	}
 }
 
 // Upsert adds or replaces the named resources of one type, keeping the others.
@@ -231,12 +285,12 @@ func (c *Cache) Upsert(typeURL string, res ...types.Resource) ([]string, error) 
 		return nil, fmt.Errorf("unsupported resource type %s", typeURL)
 	}
 	c.pubLock()
-	defer c.pubUnlock()
-	cur := ts.current()
+	cur := ts.pub
 	merged := map[string]types.Resource{}
 	for _, n := range cur.names {
 		m, err := cur.byName[n].unmarshal()
 		if err != nil {
+			c.pubUnlock()
 			return nil, err
 		}
 		merged[n] = m
@@ -244,23 +298,27 @@ func (c *Cache) Upsert(typeURL string, res ...types.Resource) ([]string, error) 
 	for _, r := range res {
 		merged[cachev3.GetResourceName(r)] = r
 	}
-	return c.set(map[string][]types.Resource{typeURL: slices.Collect(maps.Values(merged))})
+	next, err := c.build(map[string][]types.Resource{typeURL: slices.Collect(maps.Values(merged))})
+	c.pubUnlock()
+	if err != nil {
+		return nil, err
+	}
+	return c.publish(next), nil
 }
 
-func (ts *typeState) lock() {
-	ts.mu.Lock()
-	ts.since = time.Now()
+func (sh *watchShard) lock() {
+	sh.mu.Lock()
+	sh.since = time.Now()
 }
 
-func (ts *typeState) unlock() {
-	ts.hold.observe(ts.since)
-	ts.mu.Unlock()
+func (sh *watchShard) unlock(h *lockHold) {
+	h.observe(sh.since)
+	sh.mu.Unlock()
 }
 
-func (ts *typeState) current() *typeSnapshot {
-	ts.lock()
-	defer ts.unlock()
-	return ts.snap
+// shard picks the shard of a new watch.
+func (ts *typeState) shard() *watchShard {
+	return &ts.shards[ts.seq.Add(1)%watchShards]
 }
 
 func (e *entry) unmarshal() (types.Resource, error) {
@@ -278,9 +336,7 @@ func (c *Cache) Version(typeURL, name string) string {
 	if !ok {
 		return ""
 	}
-	ts.lock()
-	defer ts.unlock()
-	if e := ts.snap.byName[name]; e != nil {
+	if e := ts.snap.Load().byName[name]; e != nil {
 		return e.version
 	}
 	return ""
@@ -292,43 +348,56 @@ func (c *Cache) TypeVersion(typeURL string) string {
 	if !ok {
 		return ""
 	}
-	ts.lock()
-	defer ts.unlock()
-	return ts.snap.version
+	return ts.snap.Load().version
 }
 
-// publish swaps in s and answers the watchers that need it. The watcher set is copied
-// under the lock; responses are built and delivered outside it.
-func (ts *typeState) publish(s *typeSnapshot) {
-	ts.lock()
-	ts.snap = s
-	sw := slices.Collect(maps.Keys(ts.sotw))
-	dw := slices.Collect(maps.Keys(ts.delta))
-	ts.unlock()
-
-	var fired []*sotwWatch
-	for _, w := range sw {
-		if w.try(s) {
-			fired = append(fired, w)
+// wake answers the watchers of ts that need its current snapshot. Each shard's lock is
+// held only to copy its watches and, afterwards, to remove the answered ones; responses
+// are built and delivered outside every lock.
+func (ts *typeState) wake() {
+	var sw, fired []*sotwWatch
+	var dw, dfired []*deltaWatch
+	for i := range ts.shards {
+		sh := &ts.shards[i]
+		sw, dw, fired, dfired = sw[:0], dw[:0], fired[:0], dfired[:0]
+		sh.lock()
+		for cap(sw) < len(sh.sotw) || cap(dw) < len(sh.delta) {
+			// Grow outside the lock: an allocation may have to help the garbage
+			// collector, which must not happen while proxies wait for the shard.
+			ns, nd := len(sh.sotw), len(sh.delta)
+			sh.unlock(ts.hold)
+			sw, dw = make([]*sotwWatch, 0, 2*ns), make([]*deltaWatch, 0, 2*nd)
+			sh.lock()
 		}
-	}
-	var dfired []*deltaWatch
-	for _, w := range dw {
-		if w.try(s) {
-			dfired = append(dfired, w)
+		for w := range sh.sotw {
+			sw = append(sw, w)
 		}
+		for w := range sh.delta {
+			dw = append(dw, w)
+		}
+		sh.unlock(ts.hold)
+		for _, w := range sw {
+			if w.try(ts) {
+				fired = append(fired, w)
+			}
+		}
+		for _, w := range dw {
+			if w.try(ts) {
+				dfired = append(dfired, w)
+			}
+		}
+		if len(fired) == 0 && len(dfired) == 0 {
+			continue
+		}
+		sh.lock()
+		for _, w := range fired {
+			delete(sh.sotw, w)
+		}
+		for _, w := range dfired {
+			delete(sh.delta, w)
+		}
+		sh.unlock(ts.hold)
 	}
-	if len(fired) == 0 && len(dfired) == 0 {
-		return
-	}
-	ts.lock()
-	for _, w := range fired {
-		delete(ts.sotw, w)
-	}
-	for _, w := range dfired {
-		delete(ts.delta, w)
-	}
-	ts.unlock()
 }
 
 // sentKey carries a *sentInfo in a response's context, for the stream tracker.
@@ -359,19 +428,20 @@ type sotwWatch struct {
 	done bool // answered or cancelled; sub must not be read any more
 }
 
-// try answers the watch from s if the proxy needs it. It reports whether the watch is
-// finished.
-func (w *sotwWatch) try(s *typeSnapshot) bool {
+// try answers the watch from the current snapshot of ts if the proxy needs it. It
+// reports whether the watch is finished.
+func (w *sotwWatch) try(ts *typeState) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.done {
 		return true
 	}
-	resp := sotwRespond(w.req, w.sub, s)
+	resp := sotwRespond(w.req, w.sub, ts.snap.Load())
 	if resp == nil {
 		return false
 	}
 	w.done = true
+	resp.ts = ts
 	deliver(w.out, cachev3.Response(resp))
 	return true
 }
@@ -448,7 +518,9 @@ func sotwRespond(req *discoveryv3.DiscoveryRequest, sub cachev3.Subscription, s 
 		anys[i] = e.any
 		next[e.name] = e.version
 	}
-	info := &sentInfo{version: s.version, resources: maps.Clone(next)}
+	// next is never modified once returned: the stream keeps it as what it returned,
+	// the tracker as what the proxy holds if it ACKs.
+	info := &sentInfo{version: s.version, resources: next}
 	return &sotwResponse{
 		req: req,
 		out: &discoveryv3.DiscoveryResponse{
@@ -458,6 +530,8 @@ func sotwRespond(req *discoveryv3.DiscoveryRequest, sub cachev3.Subscription, s 
 		},
 		returned: next,
 		ctx:      context.WithValue(context.Background(), sentKey{}, info),
+		sub:      sub,
+		snap:     s,
 	}
 }
 
@@ -469,23 +543,29 @@ func (c *Cache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, out 
 		// Types octoroll does not serve (secrets, runtime) stay unanswered.
 		return func() {}, nil
 	}
-	w := &sotwWatch{req: req, sub: sub, out: out}
-	ts.lock()
-	s := ts.snap
+	s := ts.snap.Load()
 	if resp := sotwRespond(req, sub, s); resp != nil {
-		ts.unlock()
-		w.done = true
+		resp.ts = ts
 		deliver(out, cachev3.Response(resp))
 		return func() {}, nil
 	}
-	ts.sotw[w] = struct{}{}
-	ts.unlock()
-	return func() {
+	w := &sotwWatch{req: req, sub: sub, out: out}
+	sh := ts.shard()
+	sh.lock()
+	sh.sotw[w] = struct{}{}
+	sh.unlock(ts.hold)
+	cancel := func() {
 		w.cancel()
-		ts.lock()
-		delete(ts.sotw, w)
-		ts.unlock()
-	}, nil
+		sh.lock()
+		delete(sh.sotw, w)
+		sh.unlock(ts.hold)
+	}
+	// A publish between the load above and the registration may have missed w.
+	if ts.snap.Load() != s && w.try(ts) {
+		cancel()
+		return func() {}, nil
+	}
+	return cancel, nil
 }
 
 // Fetch implements cachev3.ConfigFetcher (REST): the subscribed resources as served now.
@@ -494,9 +574,7 @@ func (c *Cache) Fetch(_ context.Context, req *cachev3.Request) (cachev3.Response
 	if !ok {
 		return nil, fmt.Errorf("unsupported resource type %s", req.GetTypeUrl())
 	}
-	ts.lock()
-	s := ts.snap
-	ts.unlock()
+	s := ts.snap.Load()
 	if req.GetVersionInfo() == s.version {
 		return nil, &types.SkipFetchError{}
 	}
@@ -521,23 +599,54 @@ func (c *Cache) Fetch(_ context.Context, req *cachev3.Request) (cachev3.Response
 
 // sotwResponse is one prepared SotW response. Its DiscoveryResponse belongs to one
 // stream (the server writes the nonce into it); the resources inside are shared.
+//
+// A response of a watch is settled when the stream first reads it, just before sending:
+// if a publish made a newer snapshot current meanwhile, the response is rebuilt from it,
+// so a push still queued is superseded (a rollback overtakes the change it undoes)
+// instead of being sent and immediately followed by the newer one. When the newer
+// snapshot holds nothing the proxy lacks, the prepared response is sent as it was.
 type sotwResponse struct {
 	req      *discoveryv3.DiscoveryRequest
 	out      *discoveryv3.DiscoveryResponse
 	returned map[string]string
 	ctx      context.Context
+
+	ts     *typeState // nil: never rebuilt
+	sub    cachev3.Subscription
+	snap   *typeSnapshot // what out was built from
+	settle sync.Once
 }
 
 var _ cachev3.Response = (*sotwResponse)(nil)
 
+func (r *sotwResponse) settled() *sotwResponse {
+	r.settle.Do(func() {
+		if r.ts == nil {
+			return
+		}
+		cur := r.ts.snap.Load()
+		if cur == r.snap {
+			return
+		}
+		if n := sotwRespond(r.req, r.sub, cur); n != nil {
+			r.out, r.returned, r.ctx, r.snap = n.out, n.returned, n.ctx, cur
+		}
+	})
+	return r
+}
+
 func (r *sotwResponse) GetDiscoveryResponse() (*discoveryv3.DiscoveryResponse, error) {
-	return r.out, nil
+	return r.settled().out, nil
 }
 func (r *sotwResponse) GetRequest() *discoveryv3.DiscoveryRequest { return r.req }
-func (r *sotwResponse) GetVersion() (string, error)               { return r.out.GetVersionInfo(), nil }
-func (r *sotwResponse) GetResponseVersion() string                { return r.out.GetVersionInfo() }
-func (r *sotwResponse) GetReturnedResources() map[string]string   { return r.returned }
-func (r *sotwResponse) GetContext() context.Context               { return r.ctx }
+func (r *sotwResponse) GetVersion() (string, error) {
+	return r.settled().out.GetVersionInfo(), nil
+}
+func (r *sotwResponse) GetResponseVersion() string { return r.settled().out.GetVersionInfo() }
+func (r *sotwResponse) GetReturnedResources() map[string]string {
+	return r.settled().returned
+}
+func (r *sotwResponse) GetContext() context.Context { return r.settled().ctx }
 
 // ---- delta ----
 
@@ -550,13 +659,13 @@ type deltaWatch struct {
 	done bool
 }
 
-func (w *deltaWatch) try(s *typeSnapshot) bool {
+func (w *deltaWatch) try(ts *typeState) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.done {
 		return true
 	}
-	resp := deltaRespond(w.req, w.sub, s)
+	resp := deltaRespond(w.req, w.sub, ts.snap.Load())
 	if resp == nil {
 		return false
 	}
@@ -633,22 +742,28 @@ func (c *Cache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscrip
 	if !ok {
 		return func() {}, nil
 	}
-	w := &deltaWatch{req: req, sub: sub, out: out}
-	ts.lock()
-	if resp := deltaRespond(req, sub, ts.snap); resp != nil {
-		ts.unlock()
-		w.done = true
+	s := ts.snap.Load()
+	if resp := deltaRespond(req, sub, s); resp != nil {
 		deliver(out, cachev3.DeltaResponse(resp))
 		return func() {}, nil
 	}
-	ts.delta[w] = struct{}{}
-	ts.unlock()
-	return func() {
+	w := &deltaWatch{req: req, sub: sub, out: out}
+	sh := ts.shard()
+	sh.lock()
+	sh.delta[w] = struct{}{}
+	sh.unlock(ts.hold)
+	cancel := func() {
 		w.cancel()
-		ts.lock()
-		delete(ts.delta, w)
-		ts.unlock()
-	}, nil
+		sh.lock()
+		delete(sh.delta, w)
+		sh.unlock(ts.hold)
+	}
+	// A publish between the load above and the registration may have missed w.
+	if ts.snap.Load() != s && w.try(ts) {
+		cancel()
+		return func() {}, nil
+	}
+	return cancel, nil
 }
 
 type deltaResponse struct {

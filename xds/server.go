@@ -172,7 +172,7 @@ func (s *Server) Proxies() []ProxyStatus {
 // Convergence reports how many proxies subscribed to the service's route have ACKed
 // the route version served now.
 func (s *Server) Convergence(service string) Convergence {
-	c, _ := s.track.convergence(service, RouteName(service), s.RouteVersion(service))
+	c, _ := s.track.convergence(service, RouteName(service), s.RouteVersion(service), true)
 	return c
 }
 
@@ -188,7 +188,7 @@ func (s *Server) WaitAcked(ctx context.Context, service, routeVersion string, ti
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	timedOut := func() error {
-		c, _ := s.track.convergence(service, RouteName(service), routeVersion)
+		c, _ := s.track.convergence(service, RouteName(service), routeVersion, true)
 		if c.Done() {
 			return nil
 		}
@@ -198,12 +198,16 @@ func (s *Server) WaitAcked(ctx context.Context, service, routeVersion string, ti
 		return fmt.Errorf("wait for %q route version %s: %w", service, routeVersion, ctx.Err())
 	}
 	for {
-		c, changed := s.track.convergence(service, RouteName(service), routeVersion)
+		c, changed := s.track.convergence(service, RouteName(service), routeVersion, false)
 		if c.Done() {
 			return nil
 		}
 		if c.NACK != nil {
-			return &AckError{Convergence: c, Timeout: timeout}
+			c, _ = s.track.convergence(service, RouteName(service), routeVersion, true)
+			if c.NACK != nil {
+				return &AckError{Convergence: c, Timeout: timeout}
+			}
+			continue
 		}
 		select {
 		case <-changed:
@@ -212,9 +216,9 @@ func (s *Server) WaitAcked(ctx context.Context, service, routeVersion string, ti
 		case <-ctx.Done():
 			return cancelled()
 		}
-		// Many proxies ACK within milliseconds of each other; recomputing (linear in
-		// proxies) once per batch instead of once per ACK keeps a wave of 10,000 ACKs
-		// cheap.
+		// Many proxies ACK within milliseconds of each other; checking once per batch
+		// instead of once per ACK keeps a wave of 10,000 ACKs from waking this loop
+		// 10,000 times.
 		batch := time.NewTimer(waitBatch)
 		select {
 		case <-batch.C:

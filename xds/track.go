@@ -109,7 +109,16 @@ type tracker struct {
 	hold    lockHold
 	streams map[streamKey]*streamState
 	proxies map[string]*proxyState
-	changed chan struct{} // closed and replaced when an ACK, NACK or (dis)connect happens
+	changed chan struct{} // closed when an ACK, NACK or (dis)connect happens; nil when nobody waits
+
+	// Kept up to date on every subscription change, ACK, NACK and (dis)connect, so that
+	// a convergence check costs O(stragglers), not a pass over every proxy:
+	// routes indexes the proxies that name a route in their RDS subscription by the
+	// version of it they ACKed; wildRoutes are the proxies with a wildcard RDS watch;
+	// routeNackers are the proxies whose latest NACK was of a route response.
+	routes       map[string]*routeIndex
+	wildRoutes   map[*proxyState]struct{}
+	routeNackers map[*proxyState]struct{}
 
 	streamsOpened, pushes, acks, nacks atomic.Uint64
 }
@@ -125,7 +134,7 @@ type streamState struct {
 	proxy  *proxyState
 	// pending is the last response sent per type, the only one an ACK or NACK can
 	// refer to (go-control-plane drops requests with a stale nonce).
-	pending map[string]*pendingResponse
+	pending map[string]pendingResponse
 	// watched per type: resource names, "*" for wildcard.
 	watched map[string]map[string]struct{}
 	// deltaKnown per type: what the proxy holds after the pending delta response.
@@ -133,6 +142,8 @@ type streamState struct {
 	// lastNonce per type: the nonce of the latest response. go-control-plane ignores a
 	// SotW request carrying another (stale) nonce, and so does the tracker.
 	lastNonce map[string]string
+	// names per type: the resource names of the latest SotW request.
+	names map[string][]string
 }
 
 type pendingResponse struct {
@@ -147,6 +158,164 @@ type proxyState struct {
 	acked             map[string]TypeStatus
 	nacks             int
 	lastNack          *Nack
+	// routeSubs counts, per route name ("*" for a wildcard watch), the proxy's streams
+	// whose RDS subscription holds it.
+	routeSubs map[string]int
+	// routeNodes holds p's place in the index of each route it names.
+	routeNodes map[string]*routeNode
+}
+
+// ackedRoute is the version of the named route the proxy ACKed last ("" if none).
+func (p *proxyState) ackedRoute(name string) string {
+	return p.acked[resource.RouteType].Acked[name]
+}
+
+// subscribedRoute reports whether any stream of p watches the named route.
+func (p *proxyState) subscribedRoute(name string) bool {
+	return p.routeSubs[name] > 0 || p.routeSubs["*"] > 0
+}
+
+// routeIndex holds the proxies subscribed to one route by name, grouped by the version
+// of it they ACKed ("" before any ACK). Each group is an intrusive list, so an ACK moves
+// a proxy between groups in O(1) without allocating, and the proxies not at a version
+// are listed in O(their number).
+type routeIndex struct {
+	groups map[string]*ackGroup
+	count  int
+}
+
+// ackGroup is the list of subscribed proxies that ACKed one version of a route.
+type ackGroup struct {
+	version string
+	head    *routeNode
+	n       int
+}
+
+// routeNode is one proxy's place in a routeIndex.
+type routeNode struct {
+	p          *proxyState
+	g          *ackGroup
+	prev, next *routeNode
+}
+
+// place puts nd in the group of version, taking it out of its current group.
+func (ix *routeIndex) place(nd *routeNode, version string) {
+	if nd.g != nil {
+		if nd.g.version == version {
+			return
+		}
+		ix.unlink(nd)
+	}
+	g := ix.groups[version]
+	if g == nil {
+		g = &ackGroup{version: version}
+		ix.groups[version] = g
+	}
+	nd.g, nd.prev, nd.next = g, nil, g.head
+	if g.head != nil {
+		g.head.prev = nd
+	}
+	g.head = nd
+	g.n++
+}
+
+func (ix *routeIndex) unlink(nd *routeNode) {
+	g := nd.g
+	if nd.prev != nil {
+		nd.prev.next = nd.next
+	} else {
+		g.head = nd.next
+	}
+	if nd.next != nil {
+		nd.next.prev = nd.prev
+	}
+	nd.g, nd.prev, nd.next = nil, nil, nil
+	if g.n--; g.n == 0 {
+		delete(ix.groups, g.version)
+	}
+}
+
+// acked is the number of subscribed proxies that ACKed version.
+func (ix *routeIndex) acked(version string) int {
+	if g := ix.groups[version]; g != nil {
+		return g.n
+	}
+	return 0
+}
+
+// subscribeRoute and unsubscribeRoute count one stream of p in or out of the RDS
+// subscribers of name. Called with t.mu held.
+func (t *tracker) subscribeRoute(p *proxyState, name string) {
+	p.routeSubs[name]++
+	if p.routeSubs[name] > 1 {
+		return
+	}
+	if name == "*" {
+		t.wildRoutes[p] = struct{}{}
+		return
+	}
+	ix := t.routes[name]
+	if ix == nil {
+		ix = &routeIndex{groups: map[string]*ackGroup{}}
+		t.routes[name] = ix
+	}
+	nd := &routeNode{p: p}
+	p.routeNodes[name] = nd
+	ix.place(nd, p.ackedRoute(name))
+	ix.count++
+}
+
+func (t *tracker) unsubscribeRoute(p *proxyState, name string) {
+	if p.routeSubs[name] == 0 {
+		return
+	}
+	p.routeSubs[name]--
+	if p.routeSubs[name] > 0 {
+		return
+	}
+	delete(p.routeSubs, name)
+	if name == "*" {
+		delete(t.wildRoutes, p)
+		return
+	}
+	nd := p.routeNodes[name]
+	delete(p.routeNodes, name)
+	if ix := t.routes[name]; ix != nil && nd != nil {
+		ix.unlink(nd)
+		if ix.count--; ix.count == 0 {
+			delete(t.routes, name)
+		}
+	}
+}
+
+// setWatched replaces what a stream watches of one type, keeping the route index in
+// step. Called with t.mu held.
+func (t *tracker) setWatched(st *streamState, typeURL string, w map[string]struct{}) {
+	old := st.watched[typeURL]
+	st.watched[typeURL] = w
+	if typeURL != resource.RouteType || st.proxy == nil {
+		return
+	}
+	for n := range old {
+		if _, ok := w[n]; !ok {
+			t.unsubscribeRoute(st.proxy, n)
+		}
+	}
+	for n := range w {
+		if _, ok := old[n]; !ok {
+			t.subscribeRoute(st.proxy, n)
+		}
+	}
+}
+
+// ackRoutes records that p ACKed a route response leaving it with acked, keeping the
+// route index in step. Called with t.mu held, before p.acked is updated.
+func (t *tracker) ackRoutes(p *proxyState, acked map[string]string) {
+	for n, nd := range p.routeNodes {
+		if ix := t.routes[n]; ix != nil {
+			ix.place(nd, acked[n])
+		}
+	}
 }
 
 func newTracker(log *zap.Logger) *tracker {
@@ -155,7 +324,10 @@ func newTracker(log *zap.Logger) *tracker {
 		now:     time.Now,
 		streams: map[streamKey]*streamState{},
 		proxies: map[string]*proxyState{},
-		changed: make(chan struct{}),
+
+		routes:       map[string]*routeIndex{},
+		wildRoutes:   map[*proxyState]struct{}{},
+		routeNackers: map[*proxyState]struct{}{},
 	}
 }
 
@@ -169,26 +341,37 @@ func (t *tracker) unlock() {
 	t.mu.Unlock()
 }
 
-// notify wakes every waiter. Called with t.mu held.
+// notify wakes every waiter. Called with t.mu held. The channel is made by the first
+// waiter after a change, so that a change nobody waits for allocates nothing.
 func (t *tracker) notify() {
-	close(t.changed)
-	t.changed = make(chan struct{})
+	if t.changed != nil {
+		close(t.changed)
+		t.changed = nil
+	}
 }
 
 func (t *tracker) open(k streamKey) {
 	t.streamsOpened.Add(1)
-	t.lock()
-	defer t.unlock()
-	t.streams[k] = &streamState{
+	st := &streamState{
 		opened:     t.now(),
-		pending:    map[string]*pendingResponse{},
+		pending:    map[string]pendingResponse{},
 		watched:    map[string]map[string]struct{}{},
 		deltaKnown: map[string]map[string]string{},
 		lastNonce:  map[string]string{},
+		names:      map[string][]string{},
 	}
+	t.lock()
+	defer t.unlock()
+	t.streams[k] = st
 }
 
 func (t *tracker) closed(k streamKey) {
+	var gone string
+	defer func() {
+		if gone != "" {
+			t.log.Info("proxy disconnected", zap.String("node", gone))
+		}
+	}()
 	t.lock()
 	defer t.unlock()
 	st := t.streams[k]
@@ -197,37 +380,65 @@ func (t *tracker) closed(k streamKey) {
 		return
 	}
 	p := st.proxy
+	for n := range st.watched[resource.RouteType] {
+		t.unsubscribeRoute(p, n)
+	}
 	delete(p.streams, k)
 	if len(p.streams) == 0 {
 		delete(t.proxies, p.id)
-		t.log.Info("proxy disconnected", zap.String("node", p.id))
+		delete(t.routeNackers, p)
+		gone = p.id
 	}
 	t.notify()
 }
 
-// attach binds a stream to its node on the first request that names one.
-func (t *tracker) attach(k streamKey, st *streamState, node *corev3.Node) {
+// attach binds a stream to its node on the first request that names one. It returns the
+// proxy when it is new.
+func (t *tracker) attach(k streamKey, st *streamState, node *corev3.Node) *proxyState {
 	if st.proxy != nil || node.GetId() == "" {
-		return
+		return nil
 	}
+	var added *proxyState
 	p := t.proxies[node.GetId()]
 	if p == nil {
 		p = &proxyState{
-			id:      node.GetId(),
-			cluster: node.GetCluster(),
-			zone:    node.GetLocality().GetZone(),
-			streams: map[streamKey]*streamState{},
-			acked:   map[string]TypeStatus{},
+			id:         node.GetId(),
+			cluster:    node.GetCluster(),
+			zone:       node.GetLocality().GetZone(),
+			streams:    map[streamKey]*streamState{},
+			acked:      map[string]TypeStatus{},
+			routeSubs:  map[string]int{},
+			routeNodes: map[string]*routeNode{},
 		}
 		t.proxies[p.id] = p
-		t.log.Info("proxy connected", zap.String("node", p.id), zap.String("cluster", p.cluster), zap.String("zone", p.zone))
+		added = p
 	}
 	p.streams[k] = st
 	st.proxy = p
+	for n := range st.watched[resource.RouteType] {
+		t.subscribeRoute(p, n)
+	}
 	t.notify()
+	return added
 }
 
-func (t *tracker) request(k streamKey, node *corev3.Node, typeURL, nonce string, errDetail string, isNack bool, watch func(map[string]struct{}) map[string]struct{}) {
+// request records a request. For SotW, names are the requested resource names: when they
+// repeat the previous request's (an ACK), the subscription is kept as it is. watch
+// returns the new subscription from the previous one without modifying it.
+func (t *tracker) request(k streamKey, node *corev3.Node, typeURL, nonce string, errDetail string, isNack bool, names []string, watch func(map[string]struct{}) map[string]struct{}) {
+	// Logging happens after the lock is released.
+	var connected *proxyState
+	var nack *Nack
+	defer func() {
+		if p := connected; p != nil {
+			t.log.Info("proxy connected", zap.String("node", p.id), zap.String("cluster", p.cluster), zap.String("zone", p.zone))
+		}
+		if nack != nil {
+			t.log.Warn("proxy rejected configuration (NACK)",
+				zap.String("node", nack.NodeID), zap.String("type", nack.TypeURL),
+				zap.String("version", nack.Version), zap.String("error", nack.Message))
+		}
+	}()
 	t.lock()
 	defer t.unlock()
 	st := t.streams[k]
@@ -237,14 +448,19 @@ func (t *tracker) request(k streamKey, node *corev3.Node, typeURL, nonce string,
 	if last := st.lastNonce[typeURL]; !k.delta && last != "" && nonce != last {
 		return
 	}
-	t.attach(k, st, node)
-	st.watched[typeURL] = watch(st.watched[typeURL])
+	connected = t.attach(k, st, node)
+	if prev, ok := st.watched[typeURL]; !ok || k.delta || !slices.Equal(st.names[typeURL], names) {
+		t.setWatched(st, typeURL, watch(prev))
+		if !k.delta {
+			st.names[typeURL] = names
+		}
+	}
 	p := st.proxy
 	pend := st.pending[typeURL]
-	if p == nil || nonce == "" || pend == nil || pend.nonce != nonce {
+	if p == nil || nonce == "" || pend.nonce == "" || pend.nonce != nonce {
 		return
 	}
-	delete(st.pending, typeURL)
+	st.pending[typeURL] = pendingResponse{} // answered; keeps the map from shrinking and growing
 	if isNack {
 		t.nacks.Add(1)
 		p.nacks++
@@ -256,11 +472,17 @@ func (t *tracker) request(k streamKey, node *corev3.Node, typeURL, nonce string,
 			Message:   errDetail,
 			At:        t.now(),
 		}
-		t.log.Warn("proxy rejected configuration (NACK)",
-			zap.String("node", p.id), zap.String("type", typeURL),
-			zap.String("version", pend.version), zap.String("error", errDetail))
+		if typeURL == resource.RouteType {
+			t.routeNackers[p] = struct{}{}
+		} else {
+			delete(t.routeNackers, p)
+		}
+		nack = p.lastNack
 	} else {
 		t.acks.Add(1)
+		if typeURL == resource.RouteType {
+			t.ackRoutes(p, pend.resources)
+		}
 		p.acked[typeURL] = TypeStatus{AckedVersion: pend.version, Acked: pend.resources, AckedAt: t.now()}
 	}
 	t.notify()
@@ -271,7 +493,7 @@ func (t *tracker) response(k streamKey, typeURL, nonce, version string, resource
 	t.lock()
 	defer t.unlock()
 	if st := t.streams[k]; st != nil {
-		st.pending[typeURL] = &pendingResponse{nonce: nonce, version: version, resources: resources}
+		st.pending[typeURL] = pendingResponse{nonce: nonce, version: version, resources: resources}
 		st.lastNonce[typeURL] = nonce
 	}
 }
@@ -305,7 +527,7 @@ func (c callbacks) OnDeltaStreamClosed(id int64, _ *corev3.Node) {
 func (c callbacks) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest) error {
 	names := req.GetResourceNames()
 	c.t.request(streamKey{server: c.server, id: id}, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(),
-		req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil,
+		req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil, names,
 		func(map[string]struct{}) map[string]struct{} {
 			w := make(map[string]struct{}, len(names))
 			for _, n := range names {
@@ -330,8 +552,12 @@ func (c callbacks) OnStreamResponse(ctx context.Context, id int64, req *discover
 func (c callbacks) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
 	k := streamKey{server: c.server, delta: true, id: id}
 	c.t.request(k, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(),
-		req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil,
-		func(w map[string]struct{}) map[string]struct{} {
+		req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil, nil,
+		func(prev map[string]struct{}) map[string]struct{} {
+			if prev != nil && len(req.GetResourceNamesSubscribe()) == 0 && len(req.GetResourceNamesUnsubscribe()) == 0 {
+				return prev
+			}
+			w := maps.Clone(prev)
 			if w == nil {
 				w = map[string]struct{}{}
 				if len(req.GetResourceNamesSubscribe()) == 0 {
@@ -435,38 +661,53 @@ type Convergence struct {
 func (c Convergence) Done() bool { return c.Acked == c.Subscribed }
 
 // convergence computes Convergence for the route routeName at version, and returns the
-// channel that is closed on the next change. Linear in connected proxies.
-func (t *tracker) convergence(service, routeName, version string) (Convergence, <-chan struct{}) {
+// channel that is closed on the next change. With stragglers false it leaves
+// Convergence.Stragglers empty and costs O(1) plus the proxies with a wildcard route
+// watch or a route NACK (normally none); the straggler list costs O(stragglers).
+func (t *tracker) convergence(service, routeName, version string, stragglers bool) (Convergence, <-chan struct{}) {
 	t.lock()
 	defer t.unlock()
 	c := Convergence{Service: service, RouteVersion: version}
-	for _, p := range t.proxies {
-		subscribed := false
-		for _, st := range p.streams {
-			if _, ok := st.watched[resource.RouteType][routeName]; ok {
-				subscribed = true
-			} else if _, ok := st.watched[resource.RouteType]["*"]; ok {
-				subscribed = true
-			}
-		}
-		if !subscribed {
-			continue
-		}
-		c.Subscribed++
-		if p.acked[resource.RouteType].Acked[routeName] == version {
-			c.Acked++
-			continue
-		}
-		c.Stragglers = append(c.Stragglers, p.id)
-		if n := p.lastNack; n != nil && n.TypeURL == resource.RouteType && n.Resources[routeName] == version {
-			if c.NACK == nil || n.At.After(c.NACK.At) {
-				cp := *n
-				cp.Resources = maps.Clone(n.Resources)
-				c.NACK = &cp
+	if ix := t.routes[routeName]; ix != nil {
+		c.Subscribed = ix.count
+		c.Acked = ix.acked(version)
+		if stragglers && c.Acked < c.Subscribed {
+			for v, g := range ix.groups {
+				if v == version {
+					continue
+				}
+				for nd := g.head; nd != nil; nd = nd.next {
+					c.Stragglers = append(c.Stragglers, nd.p.id)
+				}
 			}
 		}
 	}
+	for p := range t.wildRoutes {
+		if p.routeSubs[routeName] > 0 {
+			continue // counted in the index
+		}
+		c.Subscribed++
+		if p.ackedRoute(routeName) == version {
+			c.Acked++
+		} else if stragglers {
+			c.Stragglers = append(c.Stragglers, p.id)
+		}
+	}
+	for p := range t.routeNackers {
+		n := p.lastNack
+		if !p.subscribedRoute(routeName) || p.ackedRoute(routeName) == version || n.Resources[routeName] != version {
+			continue
+		}
+		if c.NACK == nil || n.At.After(c.NACK.At) {
+			cp := *n
+			cp.Resources = maps.Clone(n.Resources)
+			c.NACK = &cp
+		}
+	}
 	slices.Sort(c.Stragglers)
+	if t.changed == nil {
+		t.changed = make(chan struct{})
+	}
 	return c, t.changed
 }
 
