@@ -19,6 +19,7 @@ import (
 	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	sotw "github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -260,6 +261,15 @@ func (s *Server) Cache() *Cache { return s.cache }
 // gracefully. It may be called more than once, on different listeners.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	gopts := []grpc.ServerOption{
+		// Proxies send small requests and hold their connection for hours: a small
+		// read buffer, a write buffer returned to a shared pool between writes, and a
+		// fixed receive window (which also turns off the bandwidth-estimation pings
+		// that would otherwise follow every request) keep each connection cheap.
+		grpc.ReadBufferSize(readBufferSize),
+		grpc.WriteBufferSize(writeBufferSize),
+		grpc.SharedWriteBuffer(true),
+		grpc.InitialWindowSize(receiveWindow),
+		grpc.InitialConnWindowSize(receiveWindow),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			Time:    s.opts.KeepaliveTime,
 			Timeout: s.opts.KeepaliveTimeout,
@@ -283,7 +293,10 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	streamCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cb := callbacks{t: s.track, server: s.serves.Add(1)}
-	xs := serverv3.NewServer(streamCtx, s.cache, cb)
+	// Ordered ADS answers every type of a stream from one channel, in the order the
+	// cache produced the responses (make-before-break across types), without a
+	// reflective select over per-type channels on every message.
+	xs := serverv3.NewServer(streamCtx, s.cache, cb, sotw.WithOrderedADS())
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(gs, xs)
 	clusterservice.RegisterClusterDiscoveryServiceServer(gs, xs)
 	endpointservice.RegisterEndpointDiscoveryServiceServer(gs, xs)
@@ -314,6 +327,13 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	s.log.Info("xds server stopped", zap.String("addr", lis.Addr().String()))
 	return nil
 }
+
+// Per-connection gRPC sizes; see Serve.
+const (
+	readBufferSize  = 8 << 10
+	writeBufferSize = 16 << 10
+	receiveWindow   = 1 << 20
+)
 
 func serverTLS(o Options) (credentials.TransportCredentials, error) {
 	cert, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
