@@ -141,6 +141,7 @@ type typeSnapshot struct {
 
 // entry is one marshaled resource version, shared by every response that carries it.
 type entry struct {
+	src     types.Resource // what was marshaled
 	name    string
 	version string
 	any     *anypb.Any
@@ -166,7 +167,9 @@ func snapshotVersion(names []string, byName map[string]*entry) string {
 }
 
 // buildSnapshot marshals res, reusing the entries of prev whose content is unchanged.
-func buildSnapshot(typeURL string, res []types.Resource, prev *typeSnapshot) (*typeSnapshot, error) {
+// With immutable set, a resource that is the very value prev marshaled is not marshaled
+// again.
+func buildSnapshot(typeURL string, res []types.Resource, prev *typeSnapshot, immutable bool) (*typeSnapshot, error) {
 	s := &typeSnapshot{byName: make(map[string]*entry, len(res))}
 	opts := proto.MarshalOptions{Deterministic: true}
 	for _, r := range res {
@@ -176,6 +179,11 @@ func buildSnapshot(typeURL string, res []types.Resource, prev *typeSnapshot) (*t
 		}
 		if _, dup := s.byName[name]; dup {
 			return nil, fmt.Errorf("duplicate %s resource %q", typeURL, name)
+		}
+		if old := prev.byName[name]; immutable && old != nil && old.src == r {
+			s.byName[name] = old
+			s.names = append(s.names, name)
+			continue
 		}
 		b, err := opts.Marshal(r)
 		if err != nil {
@@ -187,6 +195,7 @@ func buildSnapshot(typeURL string, res []types.Resource, prev *typeSnapshot) (*t
 		} else {
 			a := &anypb.Any{TypeUrl: typeURL, Value: b}
 			s.byName[name] = &entry{
+				src:     r,
 				name:    name,
 				version: v,
 				any:     a,
@@ -211,8 +220,18 @@ func buildSnapshot(typeURL string, res []types.Resource, prev *typeSnapshot) (*t
 // snapshot of its type, so a proxy never receives a version already superseded when its
 // watch fires.
 func (c *Cache) Set(byType map[string][]types.Resource) ([]string, error) {
+	return c.set(byType, false)
+}
+
+// setImmutable is Set for resources that are never modified once passed in: a resource
+// that is the same value as the one served is not marshaled again.
+func (c *Cache) setImmutable(byType map[string][]types.Resource) ([]string, error) {
+	return c.set(byType, true)
+}
+
+func (c *Cache) set(byType map[string][]types.Resource, immutable bool) ([]string, error) {
 	c.pubLock()
-	next, err := c.build(byType)
+	next, err := c.build(byType, immutable)
 	c.pubUnlock()
 	if err != nil {
 		return nil, err
@@ -222,7 +241,7 @@ func (c *Cache) Set(byType map[string][]types.Resource) ([]string, error) {
 
 // build marshals the resources of byType and returns the snapshots whose content
 // changed, in make-before-break order. Called with pubMu held.
-func (c *Cache) build(byType map[string][]types.Resource) ([]*typeSnapshot, error) {
+func (c *Cache) build(byType map[string][]types.Resource, immutable bool) ([]*typeSnapshot, error) {
 	next := map[string]*typeSnapshot{}
 	var errs []error
 	for t, res := range byType {
@@ -231,7 +250,7 @@ func (c *Cache) build(byType map[string][]types.Resource) ([]*typeSnapshot, erro
 			errs = append(errs, fmt.Errorf("unsupported resource type %s", t))
 			continue
 		}
-		s, err := buildSnapshot(t, res, ts.pub)
+		s, err := buildSnapshot(t, res, ts.pub, immutable)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -298,7 +317,7 @@ func (c *Cache) Upsert(typeURL string, res ...types.Resource) ([]string, error) 
 	for _, r := range res {
 		merged[cachev3.GetResourceName(r)] = r
 	}
-	next, err := c.build(map[string][]types.Resource{typeURL: slices.Collect(maps.Values(merged))})
+	next, err := c.build(map[string][]types.Resource{typeURL: slices.Collect(maps.Values(merged))}, false)
 	c.pubUnlock()
 	if err != nil {
 		return nil, err

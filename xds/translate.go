@@ -134,6 +134,62 @@ func hashAll[M proto.Message](msgs []M, name func(M) string) string {
 // Translate builds the resources of every service in desired. It is pure: the same input
 // gives the same, sorted output. Every returned resource passes Validate() and Check.
 func Translate(desired []Desired) (Resources, error) {
+	out, err := translateEach(desired, build)
+	if err != nil {
+		return Resources{}, err
+	}
+	if err := Check(out); err != nil {
+		return Resources{}, fmt.Errorf("check resources: %w", err)
+	}
+	return out, nil
+}
+
+// translated is the translation of one service, kept to be reused while its Desired does
+// not change.
+type translated struct {
+	key string
+	res Resources
+}
+
+// desiredKey identifies the content of d: Go syntax of plain data, with map keys sorted.
+func desiredKey(d Desired) string { return fmt.Sprintf("%#v", d) }
+
+// translateReusing is Translate for a caller that translates the same services again and
+// again: a service whose Desired equals the one recorded in prev (by service name) keeps
+// its resources, the same values, without being built or checked again. It returns the
+// record for the next call. The result equals Translate's: a service's resources
+// reference only that service's resources, so checking each service's resources (as
+// TranslateService does) checks them all, and unique service names and ports make the
+// generated names and listener addresses unique.
+func translateReusing(desired []Desired, prev map[string]translated) (Resources, map[string]translated, error) {
+	next := make(map[string]translated, len(desired))
+	var errs []error
+	out, err := translateEach(desired, func(d Desired) Resources {
+		key := desiredKey(d)
+		if t, ok := prev[d.Service.Name]; ok && t.key == key {
+			next[d.Service.Name] = t
+			return t.res
+		}
+		r := build(d)
+		r.sort()
+		if err := Check(r); err != nil {
+			errs = append(errs, fmt.Errorf("service %q: check resources: %w", d.Service.Name, err))
+		}
+		next[d.Service.Name] = translated{key: key, res: r}
+		return r
+	})
+	if err == nil {
+		err = errors.Join(errs...)
+	}
+	if err != nil {
+		return Resources{}, nil, err
+	}
+	return out, next, nil
+}
+
+// translateEach validates desired and gathers the resources build returns for each
+// service, sorted by name.
+func translateEach(desired []Desired, build func(Desired) Resources) (Resources, error) {
 	var errs []error
 	names := map[string]bool{}
 	ports := map[uint32]string{}
@@ -164,9 +220,6 @@ func Translate(desired []Desired) (Resources, error) {
 		return Resources{}, errors.Join(errs...)
 	}
 	out.sort()
-	if err := Check(out); err != nil {
-		return Resources{}, fmt.Errorf("check resources: %w", err)
-	}
 	return out, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -727,4 +728,77 @@ func TestResolveEndpoints(t *testing.T) {
 	d.Service.Versions[1].Endpoints[0].Host = "gone.internal"
 	_, err = ResolveEndpoints(t.Context(), r, d)
 	wantErrs(t, err, `service.versions[1] "canary": resolve "gone.internal"`)
+}
+
+// translateReusing gives Translate's result, reuses the resources of the services whose
+// Desired is unchanged, translates the changed ones again, and rejects what Translate
+// rejects without recording anything.
+func TestTranslateReusing(t *testing.T) {
+	inputs, err := filepath.Glob("testdata/translate/*.in.yaml")
+	if err != nil || len(inputs) == 0 {
+		t.Fatalf("no inputs in testdata/translate: %v", err)
+	}
+	same := func(t *testing.T, got, want Resources) {
+		t.Helper()
+		if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
+			t.Fatalf("differs from Translate (-want +got):\n%s", diff)
+		}
+	}
+	for _, in := range inputs {
+		t.Run(filepath.Base(in), func(t *testing.T) {
+			desired := readDesired(t, in)
+			want, err := Translate(desired)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, memo, err := translateReusing(desired, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			same(t, got, want)
+
+			// Unchanged: every resource is the very value of the previous call.
+			again, memo2, err := translateReusing(desired, memo)
+			if err != nil {
+				t.Fatal(err)
+			}
+			same(t, again, want)
+			for i := range again.Routes {
+				if again.Routes[i] != got.Routes[i] {
+					t.Errorf("route %s translated again though unchanged", again.Routes[i].GetName())
+				}
+			}
+
+			// One service's weights change: only its resources are new.
+			changed := slices.Clone(desired)
+			d := changed[0]
+			d.Weights = map[string]uint32{d.Service.Stable: catalog.TotalWeight}
+			changed[0] = d
+			want2, err := Translate(changed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got2, _, err := translateReusing(changed, memo2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			same(t, got2, want2)
+			for i, rc := range got2.Routes {
+				if reused := rc == again.Routes[i]; reused == (rc.GetName() == RouteName(d.Service.Name)) {
+					t.Errorf("route %s: reused %v", rc.GetName(), reused)
+				}
+			}
+
+			// Invalid input: the error Translate gives, and no record.
+			bad := slices.Clone(desired)
+			b := bad[0]
+			b.Weights = map[string]uint32{b.Service.Stable: 1}
+			bad[0] = b
+			_, werr := Translate(bad)
+			_, m, err := translateReusing(bad, memo2)
+			if err == nil || werr == nil || err.Error() != werr.Error() || m != nil {
+				t.Errorf("invalid input: error %v, memo %v; Translate: %v", err, m, werr)
+			}
+		})
+	}
 }
