@@ -70,7 +70,7 @@ func (r *report) markdown() string {
 	w("")
 	w("## 1-2. Weight-change fan-out, octoroll vs plain go-control-plane v0.14 (same run)")
 	w("")
-	w("Each client: own gRPC connection, one ADS stream, subscribes as gRPC does (LDS api_listener → RDS → CDS → EDS), ACKs every response; load generator in its own process. %d weight changes per run; latencies are from the decision (the instant Update / the SetSnapshot loop starts) to each client's receipt of the new RouteConfiguration and to its ACK being sent, over all clients × changes. \"plain\" is `cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil)` with `SetSnapshot` per node id, as go-control-plane's example server does.", r.Updates)
+	w("Each client: own gRPC connection, one ADS stream, subscribes as gRPC does (LDS api_listener → RDS → CDS → EDS), ACKs every response; load generator in its own process. %d weight changes per run; latencies are from the decision (the instant Update / the SetSnapshot loop starts) to each client's receipt of the new RouteConfiguration and to its ACK being sent, over all clients × changes. \"plain\" is `cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil)` with `SetSnapshot` per node id, as go-control-plane's example server does, served by `serverv3.NewServer` with gRPC's default buffers and window plus the keepalive settings octoroll uses. octoroll runs its own `xds.Server.Serve`, which also enables go-control-plane's ordered ADS and sets an 8 KiB read buffer, a shared 16 KiB write buffer and a fixed 1 MiB receive window per connection.", r.Updates)
 	w("")
 	dd := func(f func(*fanoutResult) time.Duration) func(*fanoutResult) (float64, string) {
 		return func(x *fanoutResult) (float64, string) { d := f(x); return float64(d), ms(d) }
