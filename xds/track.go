@@ -352,13 +352,16 @@ func (t *tracker) notify() {
 
 func (t *tracker) open(k streamKey) {
 	t.streamsOpened.Add(1)
+	// Sized for the four served types, so that recording a stream's first requests
+	// and responses under the lock does not grow them.
+	const types = 4
 	st := &streamState{
 		opened:     t.now(),
-		pending:    map[string]pendingResponse{},
-		watched:    map[string]map[string]struct{}{},
+		pending:    make(map[string]pendingResponse, types),
+		watched:    make(map[string]map[string]struct{}, types),
 		deltaKnown: map[string]map[string]string{},
-		lastNonce:  map[string]string{},
-		names:      map[string][]string{},
+		lastNonce:  make(map[string]string, types),
+		names:      make(map[string][]string, types),
 	}
 	t.lock()
 	defer t.unlock()
