@@ -108,6 +108,9 @@ type tracker struct {
 	since   time.Time // when mu was taken
 	hold    lockHold
 	streams map[streamKey]*streamState
+	// byKey mirrors streams for lookups without mu: recording a response touches only
+	// its stream's state, under the stream's own lock.
+	byKey   sync.Map // streamKey -> *streamState
 	proxies map[string]*proxyState
 	changed chan struct{} // closed when an ACK, NACK or (dis)connect happens; nil when nobody waits
 
@@ -129,7 +132,11 @@ type streamKey struct {
 	id     int64
 }
 
+// streamState is one stream's state. proxy, watched and names are written with t.mu
+// held; pending, lastNonce and deltaKnown with mu held (and t.mu too when a request
+// reads them).
 type streamState struct {
+	mu     sync.Mutex
 	opened time.Time
 	proxy  *proxyState
 	// pending is the last response sent per type, the only one an ACK or NACK can
@@ -366,6 +373,7 @@ func (t *tracker) open(k streamKey) {
 	t.lock()
 	defer t.unlock()
 	t.streams[k] = st
+	t.byKey.Store(k, st)
 }
 
 func (t *tracker) closed(k streamKey) {
@@ -379,6 +387,7 @@ func (t *tracker) closed(k streamKey) {
 	defer t.unlock()
 	st := t.streams[k]
 	delete(t.streams, k)
+	t.byKey.Delete(k)
 	if st == nil || st.proxy == nil {
 		return
 	}
@@ -448,6 +457,8 @@ func (t *tracker) request(k streamKey, node *corev3.Node, typeURL, nonce string,
 	if st == nil {
 		return
 	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	if last := st.lastNonce[typeURL]; !k.delta && last != "" && nonce != last {
 		return
 	}
@@ -493,12 +504,20 @@ func (t *tracker) request(k streamKey, node *corev3.Node, typeURL, nonce string,
 
 func (t *tracker) response(k streamKey, typeURL, nonce, version string, resources map[string]string) {
 	t.pushes.Add(1)
-	t.lock()
-	defer t.unlock()
-	if st := t.streams[k]; st != nil {
+	if st := t.stream(k); st != nil {
+		st.mu.Lock()
 		st.pending[typeURL] = pendingResponse{nonce: nonce, version: version, resources: resources}
 		st.lastNonce[typeURL] = nonce
+		st.mu.Unlock()
 	}
+}
+
+// stream returns the open stream k, or nil.
+func (t *tracker) stream(k streamKey) *streamState {
+	if v, ok := t.byKey.Load(k); ok {
+		return v.(*streamState)
+	}
+	return nil
 }
 
 // callbacks adapts the tracker to go-control-plane for one Serve call.
@@ -581,10 +600,10 @@ func (c callbacks) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscover
 func (c callbacks) OnStreamDeltaResponse(id int64, req *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
 	k := streamKey{server: c.server, delta: true, id: id}
 	t := c.t
-	t.lock()
-	st := t.streams[k]
+	st := t.stream(k)
 	var known map[string]string
 	if st != nil {
+		st.mu.Lock()
 		known = maps.Clone(st.deltaKnown[req.GetTypeUrl()])
 		if known == nil {
 			known = map[string]string{}
@@ -596,8 +615,8 @@ func (c callbacks) OnStreamDeltaResponse(id int64, req *discoveryv3.DeltaDiscove
 			delete(known, n)
 		}
 		st.deltaKnown[req.GetTypeUrl()] = known
+		st.mu.Unlock()
 	}
-	t.unlock()
 	t.response(k, req.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo(), maps.Clone(known))
 }
 
