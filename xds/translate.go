@@ -40,24 +40,10 @@ import (
 	"github.com/octoacme/octoroll/catalog"
 )
 
-// Defaults applied by translation where the catalog leaves a field empty. They are the
-// defaults documented on catalog.HealthCheck and catalog.Outlier.
-const (
-	DefaultHealthCheckProtocol = "tcp"
-	DefaultHealthCheckPath     = "/healthz"
-	DefaultHealthCheckInterval = 5 * time.Second
-	DefaultHealthCheckTimeout  = 1 * time.Second
-	DefaultHealthyThreshold    = 1
-	DefaultUnhealthyThreshold  = 2
-
-	DefaultConsecutive5xx     = 5
-	DefaultOutlierInterval    = 10 * time.Second
-	DefaultBaseEjectionTime   = 30 * time.Second
-	DefaultMaxEjectionPercent = 10
-
-	// ConnectTimeout is the upstream connect timeout of every generated cluster.
-	ConnectTimeout = 5 * time.Second
-)
+// ConnectTimeout is the upstream connect timeout of every generated cluster. Fields the
+// catalog leaves empty take catalog.Default* (the defaults Parse applies), so a Service
+// built in code translates like a loaded one.
+const ConnectTimeout = 5 * time.Second
 
 // Resources are the Envoy resources of one or more services, each slice sorted by name.
 type Resources struct {
@@ -455,15 +441,15 @@ func uint32Or(v, def uint32) *wrapperspb.UInt32Value {
 func healthCheck(svc catalog.Service) *corev3.HealthCheck {
 	hc := svc.HealthCheck
 	out := &corev3.HealthCheck{
-		Timeout:            durationOr(hc.Timeout, DefaultHealthCheckTimeout),
-		Interval:           durationOr(hc.Interval, DefaultHealthCheckInterval),
-		HealthyThreshold:   uint32Or(hc.HealthyThreshold, DefaultHealthyThreshold),
-		UnhealthyThreshold: uint32Or(hc.UnhealthyThreshold, DefaultUnhealthyThreshold),
+		Timeout:            durationOr(hc.Timeout, catalog.DefaultHealthCheckTimeout),
+		Interval:           durationOr(hc.Interval, catalog.DefaultHealthCheckInterval),
+		HealthyThreshold:   uint32Or(hc.HealthyThreshold, catalog.DefaultHealthyThreshold),
+		UnhealthyThreshold: uint32Or(hc.UnhealthyThreshold, catalog.DefaultUnhealthyThreshold),
 	}
-	switch cmp.Or(hc.Protocol, DefaultHealthCheckProtocol) {
+	switch cmp.Or(hc.Protocol, catalog.DefaultHealthCheckProtocol) {
 	case "http":
 		out.HealthChecker = &corev3.HealthCheck_HttpHealthCheck_{HttpHealthCheck: &corev3.HealthCheck_HttpHealthCheck{
-			Path: cmp.Or(hc.Path, DefaultHealthCheckPath),
+			Path: cmp.Or(hc.Path, catalog.DefaultHealthCheckPath),
 		}}
 	case "grpc":
 		// An empty service name asks for the health of the whole server.
@@ -478,10 +464,10 @@ func healthCheck(svc catalog.Service) *corev3.HealthCheck {
 func outlierDetection(svc catalog.Service) *clusterv3.OutlierDetection {
 	o := svc.Outlier
 	return &clusterv3.OutlierDetection{
-		Consecutive_5Xx:    uint32Or(o.Consecutive5xx, DefaultConsecutive5xx),
-		Interval:           durationOr(o.Interval, DefaultOutlierInterval),
-		BaseEjectionTime:   durationOr(o.BaseEjectionTime, DefaultBaseEjectionTime),
-		MaxEjectionPercent: uint32Or(o.MaxEjectionPercent, DefaultMaxEjectionPercent),
+		Consecutive_5Xx:    uint32Or(o.Consecutive5xx, catalog.DefaultConsecutive5xx),
+		Interval:           durationOr(o.Interval, catalog.DefaultOutlierInterval),
+		BaseEjectionTime:   durationOr(o.BaseEjectionTime, catalog.DefaultBaseEjectionTime),
+		MaxEjectionPercent: uint32Or(o.MaxEjectionPercent, catalog.DefaultMaxEjectionPercent),
 	}
 }
 
