@@ -67,3 +67,41 @@ func TestCriticalAlertPauses(t *testing.T) {
 		t.Fatalf("canary weight %d while paused, want the stage's 500", w)
 	}
 }
+
+// TestRestoreConfirmedAcrossRestart: a restart between a rollback and the proxies' ACK of
+// the known-good weights still records the restore in the rollout's history.
+func TestRestoreConfirmedAcrossRestart(t *testing.T) {
+	h := newHarness(t, testCatalog(t, "127.0.0.1:1", "127.0.0.1:2"), false)
+	ctx := context.Background()
+	ro, err := h.run.Start(ctx, minorSpec(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.run.Command(ctx, svcName, controller.Command{Kind: controller.CmdAbort, Actor: "sre", Reason: "data integrity"}); err != nil {
+		t.Fatal(err)
+	}
+	h.restart()
+	h.step()
+	var acked int
+	for _, ev := range h.events(ro.ID) {
+		if ev.Kind == controller.EventAcked && ev.State == controller.StateRolledBack {
+			acked++
+		}
+	}
+	if acked != 1 {
+		t.Fatalf("%d restore confirmations after the restart, want 1: %v", acked, kinds(h.events(ro.ID)))
+	}
+	// Confirmed once: later checks add nothing.
+	h.step()
+	h.restart()
+	h.step()
+	n := 0
+	for _, ev := range h.events(ro.ID) {
+		if ev.Kind == controller.EventAcked && ev.State == controller.StateRolledBack {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d restore confirmations after more checks and a restart, want 1", n)
+	}
+}

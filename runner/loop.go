@@ -168,8 +168,7 @@ func (r *Runner) commitLocked(ctx context.Context, e *entry, next controller.Rol
 			e.pubGen = next.Generation
 			e.pubVersion = r.opts.XDS.Convergence(next.Service).RouteVersion
 			if next.State == controller.StateRolledBack && prev.State != controller.StateRolledBack {
-				r.restoring[next.Service] = restoreWatch{ro: next, version: e.pubVersion,
-					deadline: r.opts.Now().Add(max(next.Plan.AckTimeout.D(), time.Second))}
+				r.watchRestoreLocked(next, e.pubVersion)
 			}
 		}
 	}
@@ -241,12 +240,10 @@ func (r *Runner) confirmRestoresLocked(now time.Time) {
 		if !done && now.Before(w.deadline) {
 			continue
 		}
+		r.endRestoreLocked(svc)
 		if conv.RouteVersion != w.version {
-			// Superseded by a newer publish (a new rollout or catalog change).
-			delete(r.restoring, svc)
-			continue
+			continue // superseded by a newer publish (a new rollout or catalog change)
 		}
-		delete(r.restoring, svc)
 		ev := controller.Event{
 			Time: now, Kind: controller.EventAcked, RolloutID: w.ro.ID, Service: svc,
 			State: w.ro.State, Stage: w.ro.Stage, Weight: 0, Generation: w.ro.Generation,
@@ -267,4 +264,61 @@ func (r *Runner) confirmRestoresLocked(now time.Time) {
 		}
 		r.logEvent(ev)
 	}
+}
+
+// restoreDoc is the persisted form of a restoreWatch, so that a restart between a
+// rollback and the proxies' ACK still records the time to restore.
+type restoreDoc struct {
+	RolloutID string `json:"rolloutId,omitempty"`
+}
+
+func restoreKey(service string) string { return "restore/" + service }
+
+// watchRestoreLocked starts waiting for every proxy to ACK a rollback's weights.
+func (r *Runner) watchRestoreLocked(ro controller.Rollout, version string) {
+	r.restoring[ro.Service] = restoreWatch{ro: ro, version: version,
+		deadline: r.opts.Now().Add(max(ro.Plan.AckTimeout.D(), time.Second))}
+	r.putRestore(ro.Service, restoreDoc{RolloutID: ro.ID})
+}
+
+// endRestoreLocked stops waiting.
+func (r *Runner) endRestoreLocked(service string) {
+	delete(r.restoring, service)
+	r.putRestore(service, restoreDoc{})
+}
+
+func (r *Runner) putRestore(service string, d restoreDoc) {
+	doc, err := json.Marshal(d)
+	if err == nil {
+		err = r.opts.Store.PutState(restoreKey(service), doc)
+	}
+	if err != nil {
+		// Only the record of the restore time is at stake, never the weights.
+		r.log.Warn("persist restore watch", zap.String("service", service), zap.Error(err))
+	}
+}
+
+// loadRestoreLocked resumes waiting for a rollback's ACK that was pending at a restart.
+func (r *Runner) loadRestoreLocked(service string) error {
+	doc, err := r.opts.Store.GetState(restoreKey(service))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("restore watch of %s: %w", service, err)
+	}
+	var d restoreDoc
+	if err := json.Unmarshal(doc, &d); err != nil {
+		return fmt.Errorf("restore watch of %s: %w", service, err)
+	}
+	if d.RolloutID == "" {
+		return nil
+	}
+	ro, err := r.Rollout(d.RolloutID)
+	if err != nil {
+		return fmt.Errorf("restore watch of %s: %w", service, err)
+	}
+	r.restoring[service] = restoreWatch{ro: ro, version: r.opts.XDS.Convergence(service).RouteVersion,
+		deadline: r.opts.Now().Add(max(ro.Plan.AckTimeout.D(), time.Second))}
+	return nil
 }

@@ -196,6 +196,14 @@ func New(ctx context.Context, cat *catalog.Catalog, opts Options) (*Runner, erro
 	if err := r.publishLocked(ctx); err != nil {
 		return nil, fmt.Errorf("publish persisted state: %w", err)
 	}
+	for _, svc := range cat.Services {
+		if _, busy := r.active[svc.Name]; busy {
+			continue
+		}
+		if err := r.loadRestoreLocked(svc.Name); err != nil {
+			return nil, err
+		}
+	}
 	now := opts.Now()
 	for svc, e := range r.active {
 		e.pubGen = e.r.Generation
