@@ -105,6 +105,11 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 			}
 		},
 	})
+	sourceName := "scrape"
+	if cfg.PrometheusURL != "" {
+		sourceName = "prometheus"
+	}
+	source = metrics.Observed(source, func(up bool) { am.SourceUp(sourceName, up) })
 	run, err = runner.New(ctx, watcher.Current(), runner.Options{
 		Log: log, Store: st, XDS: xs, Metrics: source, Health: prober, Alerts: alerts, MinWindow: cfg.MetricsWindow,
 		Notify: events{metrics: am, notifier: notifier}, OnPublish: am.ObservePush,
