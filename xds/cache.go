@@ -439,9 +439,9 @@ func sentFrom(ctx context.Context) *sentInfo {
 // ---- state of the world ----
 
 type sotwWatch struct {
-	req *discoveryv3.DiscoveryRequest
-	sub cachev3.Subscription
-	out chan cachev3.Response
+	req  *discoveryv3.DiscoveryRequest
+	sub  cachev3.Subscription
+	send func(*sotwResponse) // must not block
 
 	mu   sync.Mutex
 	done bool // answered or cancelled; sub must not be read any more
@@ -461,7 +461,7 @@ func (w *sotwWatch) try(ts *typeState) bool {
 	}
 	w.done = true
 	resp.ts = ts
-	deliver(w.out, cachev3.Response(resp))
+	w.send(resp)
 	return true
 }
 
@@ -557,18 +557,26 @@ func sotwRespond(req *discoveryv3.DiscoveryRequest, sub cachev3.Subscription, s 
 // CreateWatch implements cachev3.ConfigWatcher. It answers at once when the proxy lacks
 // something, and otherwise waits for a publish that changes what it subscribes to.
 func (c *Cache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, out chan cachev3.Response) (func(), error) {
+	return c.watchSotw(req, sub, func(r *sotwResponse) { deliver(out, cachev3.Response(r)) }), nil
+}
+
+// watchSotw is CreateWatch delivering to a function instead of a channel. send is
+// called at most once, possibly before watchSotw returns, from the caller's or a
+// publisher's goroutine, and must not block. The returned function cancels the watch;
+// once it returns, send is not called any more.
+func (c *Cache) watchSotw(req *cachev3.Request, sub cachev3.Subscription, send func(*sotwResponse)) func() {
 	ts, ok := c.types[req.GetTypeUrl()]
 	if !ok {
 		// Types octoroll does not serve (secrets, runtime) stay unanswered.
-		return func() {}, nil
+		return func() {}
 	}
 	s := ts.snap.Load()
 	if resp := sotwRespond(req, sub, s); resp != nil {
 		resp.ts = ts
-		deliver(out, cachev3.Response(resp))
-		return func() {}, nil
+		send(resp)
+		return func() {}
 	}
-	w := &sotwWatch{req: req, sub: sub, out: out}
+	w := &sotwWatch{req: req, sub: sub, send: send}
 	sh := ts.shard()
 	sh.lock()
 	sh.sotw[w] = struct{}{}
@@ -582,9 +590,9 @@ func (c *Cache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, out 
 	// A publish between the load above and the registration may have missed w.
 	if ts.snap.Load() != s && w.try(ts) {
 		cancel()
-		return func() {}, nil
+		return func() {}
 	}
-	return cancel, nil
+	return cancel
 }
 
 // Fetch implements cachev3.ConfigFetcher (REST): the subscribed resources as served now.

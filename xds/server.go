@@ -19,7 +19,6 @@ import (
 	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	sotw "github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -289,18 +288,21 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		}
 		gopts = append(gopts, grpc.Creds(creds))
 	}
-	gs := grpc.NewServer(gopts...)
-
 	// Streams end when streamCtx does; GracefulStop would otherwise wait for them
 	// forever, since xDS streams are long-lived.
 	streamCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	gopts = append(gopts, grpc.StatsHandler(streamsEnd{ctx: streamCtx}))
+	gs := grpc.NewServer(gopts...)
+
 	cb := callbacks{t: s.track, server: s.serves.Add(1)}
-	// Ordered ADS answers every type of a stream from one channel, in the order the
-	// cache produced the responses (make-before-break across types), without a
-	// reflective select over per-type channels on every message.
-	xs := serverv3.NewServer(streamCtx, s.cache, cb, sotw.WithOrderedADS())
-	discoveryv3.RegisterAggregatedDiscoveryServiceServer(gs, xs)
+	// go-control-plane serves delta ADS and the per-type services. SotW ADS, what
+	// proxies use, is served by octoroll's own handler (ads.go), which sends in the order
+	// the cache produced the responses (make-before-break across types) without a
+	// goroutine and a channel hand-off per stream.
+	xs := serverv3.NewServer(streamCtx, s.cache, cb)
+	ads := &adsServer{Server: xs, log: s.log, cache: s.cache, cb: callbacks{t: s.track, server: s.serves.Add(1)}}
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(gs, ads)
 	clusterservice.RegisterClusterDiscoveryServiceServer(gs, xs)
 	endpointservice.RegisterEndpointDiscoveryServiceServer(gs, xs)
 	listenerservice.RegisterListenerDiscoveryServiceServer(gs, xs)
