@@ -298,7 +298,9 @@ func TestWatchBadWriteKeepsPreviousAndWarnsOnce(t *testing.T) {
 	good := f.w.Current()
 	f.run(t)
 
-	writeFile(t, f.path, badYAML)
+	// Written whole (rename over the old file): a plain write is a truncate then a write,
+	// and a reader between the two sees an empty file — a second, different bad content.
+	replaceFile(t, f.path, badYAML)
 	waitFor(t, "the bad file to be reported", func() bool { return f.w.Status().ReloadErrors == 1 })
 	if f.w.Current() != good {
 		t.Error("a bad file replaced the current catalog")
