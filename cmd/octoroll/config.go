@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
+
+	"github.com/octoacme/octoroll/internal/logging"
 )
 
 // config is the daemon's settings: environment variables (prefix OCTOROLL_) first,
@@ -91,27 +91,8 @@ func (c config) Validate() error {
 	if c.XDSClientCA != "" && c.XDSCert == "" {
 		errs = append(errs, errors.New("xds-tls-client-ca needs xds-tls-cert and xds-tls-key"))
 	}
-	if c.LogFormat != "json" && c.LogFormat != "console" {
-		errs = append(errs, fmt.Errorf("log-format: %q: want json or console", c.LogFormat))
-	}
-	if _, err := zapcore.ParseLevel(c.LogLevel); err != nil {
-		errs = append(errs, fmt.Errorf("log-level: %w", err))
+	if err := logging.Validate(c.LogFormat, c.LogLevel); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
-}
-
-// newLogger builds the zap logger: JSON for production, console for humans.
-func newLogger(format, level string) (*zap.Logger, error) {
-	lvl, err := zapcore.ParseLevel(level)
-	if err != nil {
-		return nil, err
-	}
-	zc := zap.NewProductionConfig()
-	if format == "console" {
-		zc = zap.NewDevelopmentConfig()
-		zc.EncoderConfig.EncodeLevel = zapcore.CapitalColorLevelEncoder
-		zc.DisableStacktrace = true
-	}
-	zc.Level = zap.NewAtomicLevelAt(lvl)
-	return zc.Build()
 }

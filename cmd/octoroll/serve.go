@@ -26,6 +26,8 @@ import (
 	"github.com/octoacme/octoroll/runner"
 	"github.com/octoacme/octoroll/store"
 	"github.com/octoacme/octoroll/xds"
+
+	"github.com/octoacme/octoroll/internal/logging"
 )
 
 // serve runs the daemon until ctx is done: catalog watcher, state store, xDS server,
@@ -35,7 +37,7 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(cfg.LogFormat, cfg.LogLevel)
+	log, err := logging.New(cfg.LogFormat, cfg.LogLevel)
 	if err != nil {
 		return err
 	}

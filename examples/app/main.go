@@ -16,6 +16,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/octoacme/octoroll/internal/logging"
 )
 
 func main() {
@@ -30,7 +32,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(cfg.LogFormat, cfg.LogLevel)
+	log, err := logging.New(cfg.LogFormat, cfg.LogLevel)
 	if err != nil {
 		return err
 	}
