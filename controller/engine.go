@@ -365,6 +365,19 @@ func (r *Rollout) observe(now time.Time, obs Observation) (verdict, *finding) {
 	in := r.judgeInput()
 	v := judge(obs, in)
 	p := &r.Progress
+	if len(v.sourceFailure) > 0 {
+		p.SourceFailures++
+		if limit := r.sourceFailureLimit(); p.SourceFailures >= limit {
+			f := finding{reason: fmt.Sprintf("metrics source failing on %d consecutive checks: %s",
+				p.SourceFailures, strings.Join(v.sourceFailure, "; "))}
+			v.pause = append(v.pause, f)
+			if v.numbers != nil {
+				v.numbers.Verdict, v.numbers.Reason = v.outcome()
+			}
+		}
+	} else {
+		p.SourceFailures = 0
+	}
 	p.Checks++
 	switch {
 	case v.failing():
@@ -401,6 +414,32 @@ func (r *Rollout) observe(now time.Time, obs Observation) (verdict, *finding) {
 		p.RollbackBreachSince = time.Time{}
 	}
 	return v, nil
+}
+
+func (r Rollout) sourceFailureLimit() int {
+	if r.Plan.SourceFailureLimit > 0 {
+		return r.Plan.SourceFailureLimit
+	}
+	return DefaultSourceFailureLimit
+}
+
+// AnalysisWindow is how far back the loop should gather the analysis window's numbers
+// at now: since the current weights were ACKed or the rollout was last resumed, at
+// most Plan.AnalysisWindow. It is 0 while the weights are not ACKed (nothing to judge
+// yet) and when the rollout is not running.
+func (r Rollout) AnalysisWindow(now time.Time) time.Duration {
+	if r.State.Terminal() || r.State == StatePending || r.Progress.AckedAt.IsZero() {
+		return 0
+	}
+	from := r.Progress.AckedAt
+	if r.Progress.WindowSince.After(from) {
+		from = r.Progress.WindowSince
+	}
+	limit := r.Plan.AnalysisWindow.D()
+	if limit <= 0 {
+		limit = DefaultAnalysisWindow
+	}
+	return max(0, min(now.Sub(from), limit))
 }
 
 // accrue adds the time covered by a clean check to Monitored: the span since the last

@@ -35,6 +35,17 @@ import (
 // A conclusive check that does not breach it resets the run; an inconclusive one neither
 // extends nor resets it.
 //
+// Two windows. Every check the loop gathers the last check window and, once the
+// stage's weights are ACKed, the analysis window: all traffic since that ACK (or the
+// last resume), at most Plan.AnalysisWindow (default 1 h). The tests above and the
+// latency rule judge the analysis window, so a 1 % canary accumulates the requests it
+// needs instead of holding forever on one short window, and a healthy canary is not
+// paused by the noise of many short windows. The check window alone is judged for gross
+// breaches only, so a sudden severe regression late in a long stage still rolls back
+// on the next check. Before the ACK the check window is judged alone. The rates printed
+// by TestSimulatedJudgement (controller/simulation_test.go) are what these rules do:
+// 1,000 seeded runs per case through this code and the engine.
+//
 // Latency. The metrics give one P99 per version, not a distribution, so no interval can
 // be computed; MinRequests is the guard (a P99 of 100 requests is its second-largest
 // value). With enough requests on both sides and a known stable P99, the canary breaches
@@ -67,6 +78,17 @@ func deltaLow(ce, cn, se, sn uint64, c float64) float64 {
 	lc, _ := wilson(ce, cn, zq)
 	_, us := wilson(se, sn, zq)
 	return (pc - ps) - math.Sqrt((pc-lc)*(pc-lc)+(us-ps)*(us-ps))
+}
+
+// deltaHigh is the one-sided upper confidence bound of canary − stable error rate, as
+// a fraction, at confidence c (Newcombe's method 10, mirrored).
+func deltaHigh(ce, cn, se, sn uint64, c float64) float64 {
+	zq := z(c)
+	pc := float64(ce) / float64(cn)
+	ps := float64(se) / float64(sn)
+	_, uc := wilson(ce, cn, zq)
+	ls, _ := wilson(se, sn, zq)
+	return (pc - ps) + math.Sqrt((uc-pc)*(uc-pc)+(ps-ls)*(ps-ls))
 }
 
 // tri is a three-way test outcome.
@@ -109,6 +131,8 @@ type verdict struct {
 	// sustained rule.
 	sustained tri
 	numbers   *Numbers
+	// sourceFailure lists why the metrics or alert source failed on this check.
+	sourceFailure []string
 }
 
 func (v verdict) failing() bool { return len(v.rollback) > 0 || len(v.pause) > 0 }
@@ -135,7 +159,6 @@ func pct(k, n uint64) float64 {
 // judge classifies one observation. It is pure.
 func judge(obs Observation, in judgeInput) verdict {
 	var v verdict
-	th := in.th
 
 	// Health: any unhealthy endpoint pauses for investigation; every canary endpoint
 	// down means critical functionality is broken.
@@ -193,83 +216,201 @@ func judge(obs Observation, in judgeInput) verdict {
 		}
 	}
 
-	// Metrics.
-	cs, ss := obs.Canary, obs.Stable
+	// Metrics: the check window and, when gathered, the analysis window.
+	sets := []Sample{{Window: obs.Window, Canary: obs.Canary, Stable: obs.Stable}}
+	if obs.Analysis.Window > 0 {
+		sets = append(sets, obs.Analysis)
+	}
+	var outs []metricOutcome
+	for i, set := range sets {
+		// With an analysis window, the check window alone is judged for gross breaches
+		// only: the fast rollback of a sudden, severe regression. Every other test runs
+		// once per check on the analysis window, so a healthy canary is not paused by
+		// the noise of many short windows.
+		outs = append(outs, judgeSample(set, in, len(sets) > 1 && i == 0))
+	}
+	v.combine(outs, in)
+	if obs.AlertsErr != "" {
+		v.sourceFailure = append(v.sourceFailure, "alerts: "+obs.AlertsErr)
+		v.inconclusive = append(v.inconclusive, "alert source unavailable: "+obs.AlertsErr)
+	}
+	if v.numbers != nil {
+		th := in.th
+		v.numbers.Thresholds = &th
+		v.numbers.Verdict, v.numbers.Reason = v.outcome()
+	}
+	return v
+}
+
+// outcome names the verdict and its reason.
+func (v verdict) outcome() (string, string) {
+	switch {
+	case len(v.rollback) > 0:
+		return VerdictRollback, mergeFindings(v.rollback).reason
+	case len(v.pause) > 0:
+		return VerdictPause, mergeFindings(v.pause).reason
+	case len(v.inconclusive) > 0:
+		return VerdictInconclusive, strings.Join(v.inconclusive, "; ")
+	}
+	return VerdictClean, "every threshold met"
+}
+
+// metricOutcome is the judgement of one window's numbers.
+type metricOutcome struct {
+	// conclusive: both versions had enough requests to be judged.
+	conclusive bool
+	// noData says why the window could not be judged at all (source failure or too
+	// few requests); sourceFailure is set when the source failed.
+	noData        string
+	sourceFailure []string
+	inconclusive  []string
+	rollback      []finding
+	pause         []finding
+	sustained     tri
+	numbers       *Numbers
+}
+
+// combine merges the outcomes of the check window and the analysis window: a breach
+// in either counts, a clean sustained-rule result needs every judged window clean, and
+// a window without enough data adds nothing when another window was judged.
+func (v *verdict) combine(outs []metricOutcome, in judgeInput) {
+	judged := 0
+	clean := true
+	for _, o := range outs {
+		v.sourceFailure = append(v.sourceFailure, o.sourceFailure...)
+		if !o.conclusive {
+			continue
+		}
+		judged++
+		v.rollback = append(v.rollback, o.rollback...)
+		v.pause = append(v.pause, o.pause...)
+		v.inconclusive = append(v.inconclusive, o.inconclusive...)
+		switch o.sustained {
+		case triBreach:
+			v.sustained = triBreach
+		case triUnknown:
+			clean = false
+		}
+	}
+	if judged == 0 {
+		// Nothing judged: report the widest window's reason (the last one).
+		last := outs[len(outs)-1]
+		if last.noData != "" {
+			v.inconclusive = append(v.inconclusive, last.noData)
+		}
+		return
+	}
+	if v.sustained != triBreach && clean {
+		v.sustained = triClean
+	}
+	// The widest judged window carries the numbers; the check window's are attached.
+	for i := len(outs) - 1; i >= 0; i-- {
+		if outs[i].numbers != nil {
+			v.numbers = outs[i].numbers
+			if i > 0 && outs[0].numbers != nil {
+				v.numbers.Recent = outs[0].numbers
+			}
+			break
+		}
+	}
+}
+
+// judgeSample judges one window's numbers against the thresholds.
+func judgeSample(set Sample, in judgeInput, grossOnly bool) metricOutcome {
+	var o metricOutcome
+	th := in.th
+	cs, ss := set.Canary, set.Stable
 	switch {
 	case cs.Err != nil:
-		v.inconclusive = append(v.inconclusive, "canary metrics unavailable: "+cs.Err.Error())
-		return v
+		o.noData = "canary metrics unavailable: " + cs.Err.Error()
+		o.sourceFailure = append(o.sourceFailure, o.noData)
+		return o
 	case cs.Inconclusive != "":
-		v.inconclusive = append(v.inconclusive, "canary metrics inconclusive: "+cs.Inconclusive)
-		return v
+		o.noData = "canary metrics inconclusive: " + cs.Inconclusive
+		o.sourceFailure = append(o.sourceFailure, o.noData)
+		return o
 	}
 	stableOK := ss.Err == nil && ss.Inconclusive == "" && ss.Requests >= th.MinRequests
+	baseline := false
 	if !stableOK && in.baseline != nil && in.baseline.Requests >= th.MinRequests {
 		ss = VersionStats{Requests: in.baseline.Requests, Errors: in.baseline.Errors, P99: in.baseline.P99.D()}
-		stableOK = true
+		stableOK, baseline = true, true
 	}
 	if !stableOK {
 		if !in.requireData {
-			return v
+			// At 100 % with no baseline there is nothing to compare with: not judged,
+			// and no source failure either (the stable version may rightly be idle).
+			return o
 		}
 		switch {
 		case ss.Err != nil:
-			v.inconclusive = append(v.inconclusive, "stable metrics unavailable: "+ss.Err.Error())
+			o.noData = "stable metrics unavailable: " + ss.Err.Error()
+			o.sourceFailure = append(o.sourceFailure, o.noData)
 		case ss.Inconclusive != "":
-			v.inconclusive = append(v.inconclusive, "stable metrics inconclusive: "+ss.Inconclusive)
+			o.noData = "stable metrics inconclusive: " + ss.Inconclusive
+			o.sourceFailure = append(o.sourceFailure, o.noData)
 		default:
-			v.inconclusive = append(v.inconclusive,
-				fmt.Sprintf("stable served %d requests < minRequests %d", ss.Requests, th.MinRequests))
+			o.noData = fmt.Sprintf("stable served %d requests < minRequests %d in %s", ss.Requests, th.MinRequests, set.Window)
 		}
-		return v
+		return o
 	}
 	if cs.Requests < th.MinRequests {
-		v.inconclusive = append(v.inconclusive,
-			fmt.Sprintf("canary served %d requests < minRequests %d", cs.Requests, th.MinRequests))
-		return v
+		o.noData = fmt.Sprintf("canary served %d requests < minRequests %d in %s", cs.Requests, th.MinRequests, set.Window)
+		return o
 	}
+	o.conclusive = true
 	ce, se := min(cs.Errors, cs.Requests), min(ss.Errors, ss.Requests)
 	n := &Numbers{
 		CanaryRequests: cs.Requests, CanaryErrors: ce, StableRequests: ss.Requests, StableErrors: se,
 		CanaryErrorPct: pct(ce, cs.Requests), StableErrorPct: pct(se, ss.Requests),
-		DeltaLowPP: 100 * deltaLow(ce, cs.Requests, se, ss.Requests, th.Confidence),
-		CanaryP99:  Duration(cs.P99), StableP99: Duration(ss.P99),
+		DeltaLowPP:  100 * deltaLow(ce, cs.Requests, se, ss.Requests, th.Confidence),
+		DeltaHighPP: 100 * deltaHigh(ce, cs.Requests, se, ss.Requests, th.Confidence),
+		CanaryP99:   Duration(cs.P99), StableP99: Duration(ss.P99),
+		Window: Duration(set.Window), Baseline: baseline,
 	}
-	v.numbers = n
-	rates := fmt.Sprintf("canary %.3f%% (%d/%d) vs stable %.3f%% (%d/%d), lower bound +%.3f pp",
-		n.CanaryErrorPct, ce, cs.Requests, n.StableErrorPct, se, ss.Requests, n.DeltaLowPP)
+	o.numbers = n
+	rates := fmt.Sprintf("canary %.3f%% (%d/%d) vs stable %.3f%% (%d/%d) over %s, difference %+.3f pp, interval [%+.3f, %+.3f] pp",
+		n.CanaryErrorPct, ce, cs.Requests, n.StableErrorPct, se, ss.Requests, set.Window,
+		n.CanaryErrorPct-n.StableErrorPct, n.DeltaLowPP, n.DeltaHighPP)
 
 	grossPP := th.GrossFactor * th.RollbackErrorRatePP
 	if 100*deltaLow(ce, cs.Requests, se, ss.Requests, th.GrossConfidence) >= grossPP {
-		v.rollback = append(v.rollback, finding{reason: fmt.Sprintf(
+		o.rollback = append(o.rollback, finding{reason: fmt.Sprintf(
 			"error rate grossly above baseline (≥ %.3g pp at %.3g confidence): %s", grossPP, th.GrossConfidence, rates)})
 	}
-	v.sustained = errorTest(ce, cs.Requests, se, ss.Requests, th.RollbackErrorRatePP, th.Confidence)
+	if grossOnly {
+		o.sustained = triUnknown
+		if len(o.rollback) == 0 {
+			o.sustained = triClean // neutral: the analysis window decides
+		}
+		return o
+	}
+	o.sustained = errorTest(ce, cs.Requests, se, ss.Requests, th.RollbackErrorRatePP, th.Confidence)
 	switch errorTest(ce, cs.Requests, se, ss.Requests, th.PauseErrorRatePP, th.Confidence) {
 	case triBreach:
-		v.pause = append(v.pause, finding{reason: fmt.Sprintf(
+		o.pause = append(o.pause, finding{reason: fmt.Sprintf(
 			"error rate more than %.3g pp above baseline: %s", th.PauseErrorRatePP, rates)})
 	case triUnknown:
-		v.inconclusive = append(v.inconclusive, fmt.Sprintf(
+		o.inconclusive = append(o.inconclusive, fmt.Sprintf(
 			"error rate above baseline + %.3g pp but not significant: %s", th.PauseErrorRatePP, rates))
 	}
 
 	if ss.P99 <= 0 || cs.P99 <= 0 {
-		v.inconclusive = append(v.inconclusive, "P99 latency unknown")
+		o.inconclusive = append(o.inconclusive, "P99 latency unknown over "+set.Window.String())
 	} else {
 		ratio := float64(cs.P99) / float64(ss.P99)
 		n.LatencyRatio = ratio
-		lat := fmt.Sprintf("canary P99 %s vs stable %s (×%.3f)", cs.P99, ss.P99, ratio)
+		lat := fmt.Sprintf("canary P99 %s vs stable %s over %s (×%.3f)", cs.P99, ss.P99, set.Window, ratio)
 		switch {
 		case float64(cs.P99) > float64(ss.P99)*th.RollbackLatencyRatio:
-			v.rollback = append(v.rollback, finding{reason: fmt.Sprintf(
+			o.rollback = append(o.rollback, finding{reason: fmt.Sprintf(
 				"P99 latency more than ×%.3g baseline: %s", th.RollbackLatencyRatio, lat)})
 		case float64(cs.P99) > float64(ss.P99)*th.PauseLatencyRatio:
-			v.pause = append(v.pause, finding{reason: fmt.Sprintf(
+			o.pause = append(o.pause, finding{reason: fmt.Sprintf(
 				"P99 latency more than ×%.3g baseline: %s", th.PauseLatencyRatio, lat)})
 		}
 	}
-	return v
+	return o
 }
 
 func detail(d string) string {

@@ -14,6 +14,16 @@ const (
 	DefaultCheckInterval     = 30 * time.Second
 	DefaultInconclusiveLimit = 10 * time.Minute
 	DefaultAckTimeout        = 2 * time.Minute
+	// DefaultAnalysisWindow caps the analysis window: the error-rate and latency tests
+	// also judge the traffic since the stage's weights were ACKed (or the rollout was
+	// resumed), up to this long, so that a low-traffic canary gathers enough requests
+	// to be judged. At 1 canary req/s a 2-pp regression needs about an hour of requests
+	// to be told from a 1-pp one with 95 % confidence.
+	DefaultAnalysisWindow = time.Hour
+	// DefaultSourceFailureLimit is the number of consecutive checks on which the
+	// metrics or alert source failed (unreachable, 5xx, timeout, no data) after which
+	// the rollout pauses.
+	DefaultSourceFailureLimit = 5
 	// DefaultResumeWindow is how long a rollout paused at 100 % must be clean before
 	// autoResume resumes it (in a stage, the stage's MinWindow is used).
 	DefaultResumeWindow = 15 * time.Minute
@@ -161,14 +171,19 @@ func Resolve(spec Spec) (Plan, error) {
 
 func resolve(spec Spec) Plan {
 	p := Plan{
-		Type:              spec.Release.Type,
-		Critical:          spec.Critical,
-		CheckInterval:     orDefault(spec.CheckInterval, DefaultCheckInterval),
-		InconclusiveLimit: orDefault(spec.InconclusiveLimit, DefaultInconclusiveLimit),
-		AckTimeout:        orDefault(spec.AckTimeout, DefaultAckTimeout),
-		AutoResume:        spec.AutoResume,
-		SmokeChecks:       append([]string(nil), spec.SmokeChecks...),
-		Window:            spec.Window,
+		Type:               spec.Release.Type,
+		Critical:           spec.Critical,
+		CheckInterval:      orDefault(spec.CheckInterval, DefaultCheckInterval),
+		InconclusiveLimit:  orDefault(spec.InconclusiveLimit, DefaultInconclusiveLimit),
+		AckTimeout:         orDefault(spec.AckTimeout, DefaultAckTimeout),
+		AnalysisWindow:     orDefault(spec.AnalysisWindow, DefaultAnalysisWindow),
+		SourceFailureLimit: spec.SourceFailureLimit,
+		AutoResume:         spec.AutoResume,
+		SmokeChecks:        append([]string(nil), spec.SmokeChecks...),
+		Window:             spec.Window,
+	}
+	if p.SourceFailureLimit == 0 {
+		p.SourceFailureLimit = DefaultSourceFailureLimit
 	}
 	p.Thresholds = DefaultThresholds().merge(spec.Thresholds)
 	if p.Type == Patch {

@@ -126,19 +126,21 @@ type Rollout struct {
 
 // Plan is a resolved Spec: presets and defaults applied.
 type Plan struct {
-	Type              ReleaseType       `json:"type"`
-	Strategy          string            `json:"strategy,omitempty"`
-	Critical          bool              `json:"critical,omitempty"`
-	Stages            []Stage           `json:"stages"`
-	Thresholds        Thresholds        `json:"thresholds"`
-	CheckInterval     Duration          `json:"checkInterval"`
-	InconclusiveLimit Duration          `json:"inconclusiveLimit"`
-	AckTimeout        Duration          `json:"ackTimeout"`
-	AutoResume        bool              `json:"autoResume,omitempty"`
-	SmokeChecks       []string          `json:"smokeChecks,omitempty"`
-	Checks            []Check           `json:"checks,omitempty"`
-	Monitoring        []Phase           `json:"monitoring"`
-	Window            *DeploymentWindow `json:"window,omitempty"`
+	Type               ReleaseType       `json:"type"`
+	Strategy           string            `json:"strategy,omitempty"`
+	Critical           bool              `json:"critical,omitempty"`
+	Stages             []Stage           `json:"stages"`
+	Thresholds         Thresholds        `json:"thresholds"`
+	CheckInterval      Duration          `json:"checkInterval"`
+	InconclusiveLimit  Duration          `json:"inconclusiveLimit"`
+	AckTimeout         Duration          `json:"ackTimeout"`
+	AnalysisWindow     Duration          `json:"analysisWindow,omitempty"`
+	SourceFailureLimit int               `json:"sourceFailureLimit,omitempty"`
+	AutoResume         bool              `json:"autoResume,omitempty"`
+	SmokeChecks        []string          `json:"smokeChecks,omitempty"`
+	Checks             []Check           `json:"checks,omitempty"`
+	Monitoring         []Phase           `json:"monitoring"`
+	Window             *DeploymentWindow `json:"window,omitempty"`
 }
 
 // Stage is one resolved stage.
@@ -184,6 +186,9 @@ type Progress struct {
 	Clean        int `json:"clean"`
 	Inconclusive int `json:"inconclusive"`
 	Breaches     int `json:"breaches"`
+	// SourceFailures counts consecutive checks on which the metrics or alert source
+	// failed; at Plan.SourceFailureLimit the rollout pauses.
+	SourceFailures int `json:"sourceFailures,omitempty"`
 	// Stable accumulates the stable version's counts over conclusive checks (the
 	// baseline carried into the monitoring window).
 	StableRequests uint64   `json:"stableRequests,omitempty"`
@@ -214,18 +219,51 @@ type Numbers struct {
 	StableErrorPct float64 `json:"stableErrorPct"`
 	// DeltaLowPP is the lower confidence bound of canary − stable error rate, in
 	// percentage points, at the configured confidence.
-	DeltaLowPP float64  `json:"deltaLowPP"`
-	CanaryP99  Duration `json:"canaryP99"`
-	StableP99  Duration `json:"stableP99"`
+	DeltaLowPP float64 `json:"deltaLowPP"`
+	// DeltaHighPP is the upper confidence bound at the same confidence: with
+	// DeltaLowPP it is the interval of the difference (a 90 % two-sided interval at
+	// the default 0.95).
+	DeltaHighPP float64  `json:"deltaHighPP"`
+	CanaryP99   Duration `json:"canaryP99"`
+	StableP99   Duration `json:"stableP99"`
 	// LatencyRatio is CanaryP99 / StableP99 (0 when unknown).
 	LatencyRatio float64 `json:"latencyRatio,omitempty"`
+	// Window is the span of traffic the numbers cover: the analysis window, or the
+	// check window when the analysis window was not judged.
+	Window Duration `json:"window,omitempty"`
+	// Baseline is true when the stable numbers are the baseline carried from the last
+	// stage (the stable version had too little traffic in the window).
+	Baseline bool `json:"baseline,omitempty"`
+	// Thresholds are the bounds the numbers were judged against.
+	Thresholds *Thresholds `json:"thresholds,omitempty"`
+	// Verdict is the outcome of the whole check: clean, inconclusive, pause or
+	// rollback; Reason says why.
+	Verdict string `json:"verdict,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+	// Recent are the numbers of the last check window alone, when it was judged too.
+	Recent *Numbers `json:"recent,omitempty"`
 }
+
+// Verdicts of one check (Numbers.Verdict).
+const (
+	VerdictClean        = "clean"
+	VerdictInconclusive = "inconclusive"
+	VerdictPause        = "pause"
+	VerdictRollback     = "rollback"
+)
 
 // Observation is what the loop gathered over one check interval.
 type Observation struct {
 	// Canary and Stable are each version's numbers over the check window.
 	Canary VersionStats
 	Stable VersionStats
+	// Window is the length of the check window (recorded with the numbers).
+	Window time.Duration
+	// Analysis are both versions' numbers over the analysis window (see
+	// Rollout.AnalysisWindow); zero when the loop did not gather them.
+	Analysis Sample
+	// AlertsErr says why the alert source could not be read: a source failure.
+	AlertsErr string
 	// Health is the active health-check state of each version's endpoints.
 	Health HealthStats
 	// Alerts are the names of critical alerts firing; any pauses.
@@ -234,6 +272,13 @@ type Observation struct {
 	Checks []CheckResult
 	// Convergence is the xds layer's view of a weights generation.
 	Convergence Convergence
+}
+
+// Sample is both versions' numbers over one window.
+type Sample struct {
+	Window time.Duration
+	Canary VersionStats
+	Stable VersionStats
 }
 
 // VersionStats are one version's request numbers over a check window.

@@ -73,6 +73,14 @@ type Spec struct {
 	// AckTimeout is how long the proxies may take to ACK new weights before the
 	// rollout pauses naming the stragglers. Default 2m.
 	AckTimeout Duration `json:"ackTimeout,omitempty" yaml:"ackTimeout,omitempty"`
+	// AnalysisWindow caps how far back the analysis window reaches: besides the last
+	// check window, the error-rate and latency tests judge the traffic since the
+	// current weights were ACKed (or the rollout resumed), at most this long. Default 1h.
+	AnalysisWindow Duration `json:"analysisWindow,omitempty" yaml:"analysisWindow,omitempty"`
+	// SourceFailureLimit is how many consecutive checks may find the metrics or alert
+	// source failing (unreachable, 5xx, timeout, NaN, empty result, scrape target down)
+	// before the rollout pauses; each such check holds. Default 5.
+	SourceFailureLimit int `json:"sourceFailureLimit,omitempty" yaml:"sourceFailureLimit,omitempty"`
 	// AutoResume resumes a paused rollout once its checks were clean for a full stage
 	// window. Without it a person resumes.
 	AutoResume bool `json:"autoResume,omitempty" yaml:"autoResume,omitempty"`
@@ -173,11 +181,20 @@ type Thresholds struct {
 	GrossConfidence float64 `json:"grossConfidence,omitempty" yaml:"grossConfidence,omitempty"`
 }
 
-// Check is a named check whose results arrive in Observations.
+// Check is a named check: a business metric, queue depth or data-integrity query the
+// loop evaluates against bounds, or (without Query) a result reported through the API.
 type Check struct {
 	Name string `json:"name" yaml:"name"`
 	// OnFail is pause or rollback (default pause).
 	OnFail string `json:"onFail,omitempty" yaml:"onFail,omitempty"`
+	// Query is a PromQL template evaluated every check against the metrics source, with
+	// {{.Service}}, {{.Version}} (the canary), {{.Cluster}} and {{.Window}} substituted;
+	// it must return one value. Empty: the result is reported (POST …/checks).
+	Query string `json:"query,omitempty" yaml:"query,omitempty"`
+	// Min and Max bound the query's value (inclusive); a value outside fails the check.
+	// At least one is required with Query.
+	Min *float64 `json:"min,omitempty" yaml:"min,omitempty"`
+	Max *float64 `json:"max,omitempty" yaml:"max,omitempty"`
 }
 
 // Phase is one phase of the post-release monitoring window. It runs from the end of

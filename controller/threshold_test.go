@@ -278,7 +278,9 @@ func TestInconclusiveAndMaxWindow(t *testing.T) {
 // An inconclusive check never counts as monitored time; Go needs MinWindow of clean
 // checks.
 func TestHoldNeverCountsAsPass(t *testing.T) {
-	r := acked(t, testSpec(Minor))
+	spec := testSpec(Minor)
+	spec.SourceFailureLimit = 100 // this test is about holds, not the failure limit
+	r := acked(t, spec)
 	now := t0.Add(30 * time.Second)
 	for i := 0; i < 8; i++ {
 		now = now.Add(30 * time.Second)
@@ -288,5 +290,105 @@ func TestHoldNeverCountsAsPass(t *testing.T) {
 	}
 	if r.Progress.Monitored != 0 || r.Progress.Inconclusive != 8 {
 		t.Fatalf("progress %+v", r.Progress)
+	}
+}
+
+// A failing source holds each check and pauses at the consecutive limit; one answered
+// check resets the count. Alert-source failures count too.
+func TestSourceFailureLimit(t *testing.T) {
+	spec := testSpec(Minor)
+	spec.SourceFailureLimit = 3
+	r := acked(t, spec)
+	now := t0.Add(30 * time.Second)
+	step := func(o Observation) []Event {
+		t.Helper()
+		now = now.Add(30 * time.Second)
+		var evs []Event
+		r, evs = r.Step(now, o)
+		return evs
+	}
+	failing := func() Observation {
+		o := goodObs(r.Generation)
+		o.Canary = VersionStats{Err: errors.New("prometheus: connection refused")}
+		return o
+	}
+	step(failing())
+	step(failing())
+	if r.State != StateProgressing || r.Progress.SourceFailures != 2 || r.Progress.LastDecision != DecisionHold {
+		t.Fatalf("after 2 failures: state %s progress %+v", r.State, r.Progress)
+	}
+	step(goodObs(r.Generation)) // the source answered: the run resets
+	if r.Progress.SourceFailures != 0 {
+		t.Fatalf("after an answer: %d failures", r.Progress.SourceFailures)
+	}
+	step(failing())
+	o := goodObs(r.Generation)
+	o.AlertsErr = "prometheus: 503"
+	step(o)
+	if r.State != StateProgressing {
+		t.Fatalf("state %s after 2 failures", r.State)
+	}
+	evs := step(failing())
+	if r.State != StatePaused || !strings.Contains(r.Reason, "metrics source failing on 3 consecutive checks") ||
+		!strings.Contains(r.Reason, "connection refused") || len(kinds(evs, EventPaused)) != 1 {
+		t.Fatalf("state %s reason %q events %+v", r.State, r.Reason, evs)
+	}
+}
+
+// The analysis window reaches back to the ACK of the current weights (or the last
+// resume), capped by the plan; nothing before the ACK.
+func TestAnalysisWindow(t *testing.T) {
+	spec := testSpec(Minor)
+	spec.AnalysisWindow = Duration(20 * time.Minute)
+	r, _ := mustNew(t, t0, spec)
+	if w := r.AnalysisWindow(t0.Add(time.Minute)); w != 0 {
+		t.Fatalf("before the ACK: %s", w)
+	}
+	r = acked(t, spec) // ACKed at t0+30s
+	for _, tc := range []struct {
+		at   time.Duration
+		want time.Duration
+	}{{30 * time.Second, 0}, {90 * time.Second, time.Minute}, {20*time.Minute + 30*time.Second, 20 * time.Minute}, {time.Hour, 20 * time.Minute}} {
+		if w := r.AnalysisWindow(t0.Add(tc.at)); w != tc.want {
+			t.Errorf("at %s: %s, want %s", tc.at, w, tc.want)
+		}
+	}
+}
+
+// With an analysis window, a breach of the pause bound in one short window alone does
+// not pause (the analysis window is clean), but a gross breach in it rolls back.
+func TestCheckWindowJudgedForGrossOnly(t *testing.T) {
+	r := acked(t, testSpec(Minor))
+	now := t0.Add(2 * time.Minute)
+	o := rates(r.Generation, 300, 1.67, 0.5, 100*time.Millisecond, 100*time.Millisecond)
+	o.Analysis = Sample{Window: 90 * time.Second,
+		Canary: VersionStats{Requests: 3000, Errors: 15, P99: 100 * time.Millisecond},
+		Stable: VersionStats{Requests: 30000, Errors: 150, P99: 100 * time.Millisecond}}
+	r2, _ := r.Step(now, o)
+	if r2.State != StateProgressing || r2.Progress.Last == nil || r2.Progress.Last.Verdict != VerdictClean ||
+		r2.Progress.Last.Recent == nil || r2.Progress.Last.Window != Duration(90*time.Second) {
+		t.Fatalf("noisy short window: state %s last %+v", r2.State, r2.Progress.Last)
+	}
+	o = rates(r.Generation, 2000, 12, 0.5, 100*time.Millisecond, 100*time.Millisecond)
+	o.Analysis = Sample{Window: 90 * time.Second,
+		Canary: VersionStats{Requests: 6000, Errors: 250, P99: 100 * time.Millisecond},
+		Stable: VersionStats{Requests: 60000, Errors: 300, P99: 100 * time.Millisecond}}
+	r2, _ = r.Step(now, o)
+	if r2.State != StateRolledBack || !strings.Contains(r2.Reason, "grossly") {
+		t.Fatalf("gross breach in the check window: state %s reason %q", r2.State, r2.Reason)
+	}
+}
+
+// Every judged check records its numbers, thresholds, interval and verdict.
+func TestEvaluationRecorded(t *testing.T) {
+	r := acked(t, testSpec(Minor))
+	o := rates(r.Generation, 10000, 0.8, 0.5, 100*time.Millisecond, 100*time.Millisecond)
+	o.Window = 30 * time.Second
+	r, _ = r.Step(t0.Add(time.Minute), o)
+	n := r.Progress.Last
+	if n == nil || n.Thresholds == nil || n.Thresholds.PauseErrorRatePP != DefaultPauseErrorRatePP ||
+		n.Verdict != VerdictPause || !strings.Contains(n.Reason, "0.1 pp above baseline") ||
+		n.DeltaLowPP <= 0.1 || n.DeltaHighPP <= n.DeltaLowPP || n.Window != Duration(30*time.Second) {
+		t.Fatalf("numbers %+v", n)
 	}
 }

@@ -3,7 +3,10 @@ package controller
 import (
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"strings"
+	"text/template"
 	"time"
 	_ "time/tzdata" // deployment windows resolve IANA zones identically on every host
 
@@ -68,6 +71,10 @@ func (s Spec) Validate() error {
 	nonNegative("checkInterval", s.CheckInterval)
 	nonNegative("inconclusiveLimit", s.InconclusiveLimit)
 	nonNegative("ackTimeout", s.AckTimeout)
+	nonNegative("analysisWindow", s.AnalysisWindow)
+	if s.SourceFailureLimit < 0 {
+		add("sourceFailureLimit", "%d: must not be negative", s.SourceFailureLimit)
+	}
 
 	var prev uint32
 	for i, st := range s.Stages {
@@ -131,6 +138,7 @@ func (s Spec) Validate() error {
 		default:
 			add(f+".onFail", "%q: want pause or rollback", c.OnFail)
 		}
+		c.validateQuery(f, add)
 	}
 	for i, c := range s.CustomChecks {
 		checkCheck(fmt.Sprintf("customChecks[%d]", i), c)
@@ -170,6 +178,38 @@ func (s Spec) Validate() error {
 }
 
 type addFunc func(field, format string, args ...any)
+
+// validateQuery checks a query check's template and bounds.
+func (c Check) validateQuery(f string, add addFunc) {
+	bad := func(v *float64) bool { return v != nil && (math.IsNaN(*v) || math.IsInf(*v, 0)) }
+	if bad(c.Min) {
+		add(f+".min", "must be a finite number")
+	}
+	if bad(c.Max) {
+		add(f+".max", "must be a finite number")
+	}
+	if c.Query == "" {
+		if c.Min != nil || c.Max != nil {
+			add(f+".query", "required with min or max")
+		}
+		return
+	}
+	if c.Min == nil && c.Max == nil {
+		add(f, "a query check needs min, max or both")
+	}
+	if c.Min != nil && c.Max != nil && *c.Min > *c.Max {
+		add(f+".max", "%v is less than min %v", *c.Max, *c.Min)
+	}
+	t, err := template.New("query").Option("missingkey=error").Parse(c.Query)
+	if err != nil {
+		add(f+".query", "%v", err)
+		return
+	}
+	sample := struct{ Service, Version, Cluster, Window string }{"svc", "v2", "svc|v2", "5m"}
+	if err := t.Execute(io.Discard, sample); err != nil {
+		add(f+".query", "%v (the template sees .Service, .Version, .Cluster and .Window)", err)
+	}
+}
 
 func (m MatchSpec) validate(f string, add addFunc) {
 	if (m.Header == "") == (m.Cookie == "") {
