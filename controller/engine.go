@@ -567,6 +567,7 @@ func (r Rollout) stepPaused(now time.Time, obs Observation) (Rollout, []Event) {
 		r.PausedFrom = ""
 		r.Reason = ""
 		p.InconclusiveSince = time.Time{}
+		p.SourceFailures = 0
 		p.WindowSince = now
 		p.LastDecision, p.LastReason = "", ""
 		return r, []Event{r.event(now, EventResumed, func(e *Event) {
@@ -691,6 +692,7 @@ func (r Rollout) Apply(now time.Time, cmd Command) (Rollout, []Event, error) {
 		// A fresh window: the stage must be clean for all of it again.
 		r.Progress.Monitored = 0
 		r.Progress.InconclusiveSince = time.Time{}
+		r.Progress.SourceFailures = 0
 		r.Progress.AckWaitSince = now
 		if !r.Progress.AckedAt.IsZero() {
 			r.Progress.WindowSince = now

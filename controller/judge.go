@@ -350,12 +350,12 @@ func judgeSample(set Sample, in judgeInput, grossOnly bool) metricOutcome {
 			o.noData = "stable metrics inconclusive: " + ss.Inconclusive
 			o.sourceFailure = append(o.sourceFailure, o.noData)
 		default:
-			o.noData = fmt.Sprintf("stable served %d requests < minRequests %d in %s", ss.Requests, th.MinRequests, set.Window)
+			o.noData = fmt.Sprintf("stable served %d requests < minRequests %d%s", ss.Requests, th.MinRequests, inWindow(set.Window))
 		}
 		return o
 	}
 	if cs.Requests < th.MinRequests {
-		o.noData = fmt.Sprintf("canary served %d requests < minRequests %d in %s", cs.Requests, th.MinRequests, set.Window)
+		o.noData = fmt.Sprintf("canary served %d requests < minRequests %d%s", cs.Requests, th.MinRequests, inWindow(set.Window))
 		return o
 	}
 	o.conclusive = true
@@ -369,8 +369,12 @@ func judgeSample(set Sample, in judgeInput, grossOnly bool) metricOutcome {
 		Window: Duration(set.Window), Baseline: baseline,
 	}
 	o.numbers = n
-	rates := fmt.Sprintf("canary %.3f%% (%d/%d) vs stable %.3f%% (%d/%d) over %s, difference %+.3f pp, interval [%+.3f, %+.3f] pp",
-		n.CanaryErrorPct, ce, cs.Requests, n.StableErrorPct, se, ss.Requests, set.Window,
+	over := ""
+	if set.Window > 0 {
+		over = " over " + set.Window.String()
+	}
+	rates := fmt.Sprintf("canary %.3f%% (%d/%d) vs stable %.3f%% (%d/%d)%s, difference %+.3f pp, interval [%+.3f, %+.3f] pp",
+		n.CanaryErrorPct, ce, cs.Requests, n.StableErrorPct, se, ss.Requests, over,
 		n.CanaryErrorPct-n.StableErrorPct, n.DeltaLowPP, n.DeltaHighPP)
 
 	grossPP := th.GrossFactor * th.RollbackErrorRatePP
@@ -396,11 +400,11 @@ func judgeSample(set Sample, in judgeInput, grossOnly bool) metricOutcome {
 	}
 
 	if ss.P99 <= 0 || cs.P99 <= 0 {
-		o.inconclusive = append(o.inconclusive, "P99 latency unknown over "+set.Window.String())
+		o.inconclusive = append(o.inconclusive, "P99 latency unknown"+over)
 	} else {
 		ratio := float64(cs.P99) / float64(ss.P99)
 		n.LatencyRatio = ratio
-		lat := fmt.Sprintf("canary P99 %s vs stable %s over %s (×%.3f)", cs.P99, ss.P99, set.Window, ratio)
+		lat := fmt.Sprintf("canary P99 %s vs stable %s%s (×%.3f)", cs.P99, ss.P99, over, ratio)
 		switch {
 		case float64(cs.P99) > float64(ss.P99)*th.RollbackLatencyRatio:
 			o.rollback = append(o.rollback, finding{reason: fmt.Sprintf(
@@ -411,6 +415,13 @@ func judgeSample(set Sample, in judgeInput, grossOnly bool) metricOutcome {
 		}
 	}
 	return o
+}
+
+func inWindow(w time.Duration) string {
+	if w <= 0 {
+		return ""
+	}
+	return " in " + w.String()
 }
 
 func detail(d string) string {

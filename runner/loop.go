@@ -68,8 +68,16 @@ func (r *Runner) gather(ctx context.Context, svc catalog.Service, ro controller.
 	var obs controller.Observation
 	window := max(interval(ro), r.opts.MinWindow)
 	at := r.opts.Now()
+	obs.Window = window
 	obs.Canary = r.versionStats(ctx, svc, ro.Canary, window, at)
 	obs.Stable = r.versionStats(ctx, svc, ro.Stable, window, at)
+	if aw := ro.AnalysisWindow(at); aw > window {
+		obs.Analysis = controller.Sample{
+			Window: aw,
+			Canary: r.versionStats(ctx, svc, ro.Canary, aw, at),
+			Stable: r.versionStats(ctx, svc, ro.Stable, aw, at),
+		}
+	}
 	if h := r.opts.Health; h != nil {
 		obs.Health.Canary = endpointHealth(h.Status(svc.Name, ro.Canary))
 		obs.Health.Stable = endpointHealth(h.Status(svc.Name, ro.Stable))
@@ -77,9 +85,10 @@ func (r *Runner) gather(ctx context.Context, svc catalog.Service, ro controller.
 	if a := r.opts.Alerts; a != nil {
 		alerts, err := a.FiringAlerts(ctx, svc.Name, at)
 		if err != nil {
-			// An unreachable alert source is not an alert: the metrics checks, which
-			// query the same server, hold on their own when it is down.
+			// An unreachable alert source is not an alert, nor a pass: the check holds
+			// and counts towards the rollout's source-failure limit.
 			r.log.Warn("alerts query failed", zap.String("service", svc.Name), zap.Error(err))
+			obs.AlertsErr = err.Error()
 		}
 		obs.Alerts = alerts
 	}
