@@ -206,6 +206,10 @@ func judge(obs Observation, in judgeInput) verdict {
 		switch {
 		case !ok:
 			v.inconclusive = append(v.inconclusive, fmt.Sprintf("check %q has no result", c.Name))
+		case res.Inconclusive != "":
+			why := fmt.Sprintf("check %q inconclusive: %s", c.Name, res.Inconclusive)
+			v.inconclusive = append(v.inconclusive, why)
+			v.sourceFailure = append(v.sourceFailure, why)
 		case !res.Passed:
 			f := finding{reason: fmt.Sprintf("check %q failed%s", c.Name, detail(res.Detail)), checks: []string{c.Name}}
 			if c.OnFail == OnFailRollback {

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -61,12 +62,16 @@ func TestValidateNamesFields(t *testing.T) {
 			{Weight: 10000},
 			{Weight: 20000},
 		},
-		Thresholds:   Thresholds{PauseLatencyRatio: 0.9, Confidence: 1.5},
-		SmokeChecks:  []string{"smoke", "smoke"},
-		CustomChecks: []Check{{Name: "x", OnFail: "explode"}},
-		Monitoring:   []Phase{{Name: "a", Until: Duration(time.Hour)}, {Name: "b", Until: Duration(time.Minute)}},
-		Window:       &DeploymentWindow{Days: []string{"funday"}, Start: "9:00", End: "25:00", TimeZone: "Mars/Olympus"},
-		Waivers:      []Waiver{{Item: "tests"}},
+		Thresholds:  Thresholds{PauseLatencyRatio: 0.9, Confidence: 1.5},
+		SmokeChecks: []string{"smoke", "smoke"},
+		CustomChecks: []Check{{Name: "x", OnFail: "explode"}, {Name: "q1", Query: "up{job=\"{{.Job}}\"}", Max: ptr(1.0)},
+			{Name: "q2", Query: "queue_depth", Min: ptr(5.0), Max: ptr(1.0)}, {Name: "q3", Query: "{{.Service"},
+			{Name: "q4", Min: ptr(math.NaN())}},
+		AnalysisWindow:     -1,
+		SourceFailureLimit: -2,
+		Monitoring:         []Phase{{Name: "a", Until: Duration(time.Hour)}, {Name: "b", Until: Duration(time.Minute)}},
+		Window:             &DeploymentWindow{Days: []string{"funday"}, Start: "9:00", End: "25:00", TimeZone: "Mars/Olympus"},
+		Waivers:            []Waiver{{Item: "tests"}},
 	}
 	err := spec.Validate()
 	if err == nil {
@@ -75,7 +80,10 @@ func TestValidateNamesFields(t *testing.T) {
 	for _, field := range []string{"service:", "release.type:", "release.date:", "critical:", "canary.version:",
 		"canary.endpoints[0]:", "stages[1].weight:", "stages[1].minWindow:", "stages[2]: a 0 weight", "stages[3]: only the last",
 		"stages[4].weight:", "thresholds.pauseLatencyRatio:", "thresholds.confidence:", "smokeChecks[1]:",
-		"customChecks[0].onFail:", "monitoring[1].until:", "window.days[0]:", "window.start:", "window.end:",
+		"customChecks[0].onFail:", "customChecks[1].query: template: query:1:", "customChecks[2].max: 1 is less than min 5",
+		"customChecks[3].query: template: query:1: unclosed action", "customChecks[3]: a query check needs min, max or both",
+		"customChecks[4].min: must be a finite number", "customChecks[4].query: required with min or max",
+		"analysisWindow:", "sourceFailureLimit:", "monitoring[1].until:", "window.days[0]:", "window.start:", "window.end:",
 		"window.timeZone:", "waivers[0].item:", "waivers[0].reason:", "waivers[0].by:"} {
 		if !strings.Contains(err.Error(), field) {
 			t.Errorf("error does not name %s:\n%v", field, err)
@@ -85,6 +93,8 @@ func TestValidateNamesFields(t *testing.T) {
 		t.Errorf("valid spec: %v", err)
 	}
 }
+
+func ptr[T any](v T) *T { return &v }
 
 func TestNewChecksCatalog(t *testing.T) {
 	spec := testSpec(Minor)

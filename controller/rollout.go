@@ -310,6 +310,10 @@ type CheckResult struct {
 	Name   string
 	Passed bool
 	Detail string
+	// Inconclusive says why the check could not be evaluated (its query failed or
+	// returned no data); Passed is then meaningless. It holds the check and counts as
+	// a source failure.
+	Inconclusive string `json:",omitempty"`
 }
 
 // Convergence is what the xds layer reports for one weights generation.

@@ -392,3 +392,30 @@ func TestEvaluationRecorded(t *testing.T) {
 		t.Fatalf("numbers %+v", n)
 	}
 }
+
+// A query check that could not be evaluated holds, counts as a source failure, and is
+// never a pass; its failure acts by onFail.
+func TestQueryCheckResults(t *testing.T) {
+	spec := testSpec(Minor)
+	spec.SourceFailureLimit = 2
+	spec.CustomChecks = []Check{{Name: "orders", Query: "sum(rate(orders_total[{{.Window}}]))", Min: ptr(1.0), OnFail: OnFailRollback}}
+	r := acked(t, spec)
+	obs := func(res CheckResult) Observation {
+		o := goodObs(r.Generation)
+		o.Checks = append(o.Checks, res)
+		return o
+	}
+	r1, _ := r.Step(t0.Add(time.Minute), obs(CheckResult{Name: "orders", Inconclusive: "prometheus: empty result"}))
+	if r1.State != StateProgressing || r1.Progress.LastDecision != DecisionHold || r1.Progress.SourceFailures != 1 ||
+		!strings.Contains(r1.Progress.LastReason, `check "orders" inconclusive: prometheus: empty result`) {
+		t.Fatalf("inconclusive query: state %s progress %+v", r1.State, r1.Progress)
+	}
+	r2, _ := r1.Step(t0.Add(90*time.Second), obs(CheckResult{Name: "orders", Inconclusive: "prometheus: empty result"}))
+	if r2.State != StatePaused || !strings.Contains(r2.Reason, "metrics source failing on 2 consecutive checks") {
+		t.Fatalf("second inconclusive query: state %s reason %q", r2.State, r2.Reason)
+	}
+	r3, _ := r1.Step(t0.Add(90*time.Second), obs(CheckResult{Name: "orders", Detail: "value 0 is below min 1"}))
+	if r3.State != StateRolledBack || !strings.Contains(r3.Reason, "below min 1") {
+		t.Fatalf("failed query check: state %s reason %q", r3.State, r3.Reason)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -37,7 +38,7 @@ func (r *Runner) check(ctx context.Context, service string) error {
 	// Gathering does I/O (metrics queries) and runs without the lock, so commands and
 	// other services' checks are not held up by a slow metrics source.
 	obs := r.gather(ctx, svc, ro, pubGen, pubVersion)
-	obs.Checks = results
+	obs.Checks = append(results, r.queryChecks(ctx, svc, ro, obs.Window)...)
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -105,6 +106,45 @@ func (r *Runner) gather(ctx context.Context, svc catalog.Service, ro controller.
 		}
 	}
 	return obs
+}
+
+// queryChecks evaluates the rollout's query checks (and those of its current
+// monitoring phase) on the canary version over the check window.
+func (r *Runner) queryChecks(ctx context.Context, svc catalog.Service, ro controller.Rollout, window time.Duration) []controller.CheckResult {
+	checks := ro.Plan.Checks
+	if ro.State == controller.StateMonitoring || ro.PausedFrom == controller.StateMonitoring {
+		if ro.Phase < len(ro.Plan.Monitoring) {
+			checks = append(slices.Clone(checks), ro.Plan.Monitoring[ro.Phase].Checks...)
+		}
+	}
+	var out []controller.CheckResult
+	at := r.opts.Now()
+	for _, c := range checks {
+		if c.Query == "" {
+			continue
+		}
+		res := controller.CheckResult{Name: c.Name}
+		q, ok := r.opts.Metrics.(Querier)
+		if !ok {
+			res.Inconclusive = "query checks need a Prometheus server (the metrics source cannot evaluate PromQL)"
+			out = append(out, res)
+			continue
+		}
+		v, err := q.QueryValue(ctx, svc, ro.Canary, c.Query, window, at)
+		switch {
+		case err != nil:
+			res.Inconclusive = err.Error()
+		case c.Min != nil && v < *c.Min:
+			res.Detail = fmt.Sprintf("value %g is below min %g", v, *c.Min)
+		case c.Max != nil && v > *c.Max:
+			res.Detail = fmt.Sprintf("value %g is above max %g", v, *c.Max)
+		default:
+			res.Passed = true
+			res.Detail = fmt.Sprintf("value %g within bounds", v)
+		}
+		out = append(out, res)
+	}
+	return out
 }
 
 func (r *Runner) versionStats(ctx context.Context, svc catalog.Service, version string, window time.Duration, at time.Time) controller.VersionStats {
