@@ -569,7 +569,7 @@ func TestStatusRange(t *testing.T) {
 func TestValidateHealthCheckInCode(t *testing.T) {
 	c := &Catalog{Services: []Service{{
 		Name: "checkout", Port: 10080, Stable: "v1",
-		Versions: []Version{{Name: "v1", Endpoints: []Endpoint{{Host: "10.0.0.1", Port: 8080}}}},
+		Versions:    []Version{{Name: "v1", Endpoints: []Endpoint{{Host: "10.0.0.1", Port: 8080}}}},
 		HealthCheck: HealthCheck{Protocol: ProtocolHTTP, ExpectedStatuses: []StatusRange{"200", "abc", "200"}, GRPCService: "x"},
 	}}}
 	err := c.Validate()
