@@ -5,7 +5,12 @@
 // of octoroll. See README.md in this directory for the file format.
 package catalog
 
-import "time"
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
 
 // TotalWeight is the denominator of every traffic weight: weights are integers out of
 // 10000, so 1 %, 0.5 % and 0.1 % are exact (100, 50 and 10).
@@ -19,6 +24,9 @@ const (
 	DefaultHealthCheckTimeout  = 1 * time.Second
 	DefaultHealthyThreshold    = 1
 	DefaultUnhealthyThreshold  = 2
+	// DefaultExpectedStatuses is the HTTP status range an HTTP health check accepts when
+	// HealthCheck.ExpectedStatuses is empty.
+	DefaultExpectedStatuses StatusRange = "200-299"
 
 	DefaultConsecutive5xx     = 5
 	DefaultOutlierInterval    = 10 * time.Second
@@ -138,6 +146,57 @@ type HealthCheck struct {
 	HealthyThreshold uint32 `yaml:"healthyThreshold,omitempty" json:"healthyThreshold,omitempty"`
 	// UnhealthyThreshold is the number of failures that mark it unhealthy. Default 2.
 	UnhealthyThreshold uint32 `yaml:"unhealthyThreshold,omitempty" json:"unhealthyThreshold,omitempty"`
+	// ExpectedStatuses are the HTTP response statuses that pass when Protocol is http:
+	// single codes ("204") or inclusive ranges ("200-299"), each within 100-599. Empty
+	// means DefaultExpectedStatuses (200-299); ApplyDefaults leaves it empty. Only for
+	// protocol http.
+	ExpectedStatuses []StatusRange `yaml:"expectedStatuses,omitempty" json:"expectedStatuses,omitempty"`
+	// GRPCService is the service name sent in the grpc.health.v1 HealthCheckRequest when
+	// Protocol is grpc. Empty (the default) asks for the health of the whole server.
+	// Only for protocol grpc.
+	GRPCService string `yaml:"grpcService,omitempty" json:"grpcService,omitempty"`
+}
+
+// StatusRange is an HTTP status code ("200") or an inclusive range of codes
+// ("200-299"). In YAML a bare number (200) is accepted too.
+type StatusRange string
+
+// Bounds returns the inclusive range of codes r covers. Both are within 100-599 and
+// lo <= hi, or an error says what is wrong with r.
+func (r StatusRange) Bounds() (lo, hi int, err error) {
+	s := strings.TrimSpace(string(r))
+	a, b, isRange := strings.Cut(s, "-")
+	if !isRange {
+		b = a
+	}
+	lo, err1 := statusCode(strings.TrimSpace(a))
+	hi, err2 := statusCode(strings.TrimSpace(b))
+	switch {
+	case s == "":
+		return 0, 0, fmt.Errorf("empty status: want a code such as 200 or a range such as 200-299")
+	case err1 != nil || err2 != nil:
+		return 0, 0, fmt.Errorf("%q: want a status code (100-599) such as 200 or an inclusive range such as 200-299", string(r))
+	case lo > hi:
+		return 0, 0, fmt.Errorf("%q: the range ends before it starts", string(r))
+	}
+	return lo, hi, nil
+}
+
+func statusCode(s string) (int, error) {
+	if len(s) != 3 || !isDigits(s) {
+		return 0, fmt.Errorf("not a status code")
+	}
+	n, _ := strconv.Atoi(s)
+	if n < 100 || n > 599 {
+		return 0, fmt.Errorf("out of range")
+	}
+	return n, nil
+}
+
+// Contains reports whether code is in r (false when r is malformed).
+func (r StatusRange) Contains(code int) bool {
+	lo, hi, err := r.Bounds()
+	return err == nil && code >= lo && code <= hi
 }
 
 // Outlier configures Envoy outlier detection.

@@ -189,6 +189,31 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// UnmarshalYAML reads a status code or range: a string ("200", "200-299") or a whole
+// number (200). Validation checks the value.
+func (r *StatusRange) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!str" && n.ShortTag() != "!!int") {
+		return fmt.Errorf("want a status code such as 200 or a range such as \"200-299\", got %s", describe(n))
+	}
+	*r = StatusRange(n.Value)
+	return nil
+}
+
+// UnmarshalJSON reads a status code or range as a string or a number.
+func (r *StatusRange) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		*r = StatusRange(s)
+		return nil
+	}
+	var n int
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("status: want a code such as 200 or a range such as \"200-299\": %w", err)
+	}
+	*r = StatusRange(strconv.Itoa(n))
+	return nil
+}
+
 // describe names the kind of a node for error messages: "a mapping", "!!int 3".
 func describe(n *yaml.Node) string {
 	switch n.Kind {

@@ -59,6 +59,12 @@ var badCatalogs = []struct {
 	{"health-protocol.yaml", 9, 17, "services[0].healthCheck.protocol", `"https": unknown protocol`},
 	{"health-path.yaml", 10, 13, "services[0].healthCheck.path", "must start with '/'"},
 	{"health-timeout.yaml", 10, 16, "services[0].healthCheck.timeout", "2s must be shorter than the interval (2s)"},
+	{"health-status-range.yaml", 10, 33, "services[0].healthCheck.expectedStatuses[1]", `"299-200": the range ends before it starts`},
+	{"health-status-code.yaml", 12, 11, "services[0].healthCheck.expectedStatuses[1]", `"700": want a status code (100-599)`},
+	{"health-status-type.yaml", 10, 31, "services[0].healthCheck.expectedStatuses[1]", "want a status code such as 200 or a range such as \"200-299\", got a mapping"},
+	{"health-status-protocol.yaml", 10, 25, "services[0].healthCheck.expectedStatuses", "only used when protocol is http (protocol is grpc)"},
+	{"health-grpc-service.yaml", 10, 20, "services[0].healthCheck.grpcService", `"shop checkout": no spaces`},
+	{"health-grpc-service-protocol.yaml", 9, 20, "services[0].healthCheck.grpcService", "only used when protocol is grpc (protocol is tcp)"},
 	{"duration-zero.yaml", 9, 25, "services[0].outlierDetection.baseEjectionTime", `"0s": must be positive`},
 	{"duration-negative.yaml", 9, 17, "services[0].healthCheck.interval", `"-5s": must be positive`},
 	{"duration-no-unit.yaml", 9, 17, "services[0].healthCheck.interval", "a duration needs a unit"},
@@ -235,7 +241,8 @@ func TestParseFull(t *testing.T) {
 		t.Errorf("checkout v2 (-want +got):\n%s", diff)
 	}
 	wantHC := HealthCheck{Protocol: "http", Path: "/ready", Interval: Duration(10 * time.Second),
-		Timeout: Duration(2 * time.Second), HealthyThreshold: 2, UnhealthyThreshold: 3}
+		Timeout: Duration(2 * time.Second), HealthyThreshold: 2, UnhealthyThreshold: 3,
+		ExpectedStatuses: []StatusRange{"200-299", "304"}}
 	if diff := cmp.Diff(wantHC, svc.HealthCheck); diff != "" {
 		t.Errorf("health check (-want +got):\n%s", diff)
 	}
@@ -510,4 +517,74 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestStatusRange(t *testing.T) {
+	tests := []struct {
+		in      StatusRange
+		lo, hi  int
+		wantErr string
+	}{
+		{"200", 200, 200, ""},
+		{"200-299", 200, 299, ""},
+		{" 204 - 206 ", 204, 206, ""},
+		{"100-599", 100, 599, ""},
+		{"", 0, 0, "empty status"},
+		{"099", 0, 0, "want a status code"},
+		{"600", 0, 0, "want a status code"},
+		{"2xx", 0, 0, "want a status code"},
+		{"200-", 0, 0, "want a status code"},
+		{"20", 0, 0, "want a status code"},
+		{"299-200", 0, 0, "ends before it starts"},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.in), func(t *testing.T) {
+			lo, hi, err := tt.in.Bounds()
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Bounds() error %v, want %q", err, tt.wantErr)
+				}
+				if tt.in.Contains(200) {
+					t.Errorf("malformed %q contains 200", tt.in)
+				}
+				return
+			}
+			if err != nil || lo != tt.lo || hi != tt.hi {
+				t.Fatalf("Bounds() = %d, %d, %v; want %d, %d", lo, hi, err, tt.lo, tt.hi)
+			}
+			if !tt.in.Contains(lo) || !tt.in.Contains(hi) || tt.in.Contains(hi+1) || tt.in.Contains(lo-1) {
+				t.Errorf("Contains disagrees with Bounds %d-%d", lo, hi)
+			}
+		})
+	}
+	var got []StatusRange
+	if err := json.Unmarshal([]byte(`[200, "200-299"]`), &got); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]StatusRange{"200", "200-299"}, got); diff != "" {
+		t.Errorf("JSON (-want +got):\n%s", diff)
+	}
+}
+
+func TestValidateHealthCheckInCode(t *testing.T) {
+	c := &Catalog{Services: []Service{{
+		Name: "checkout", Port: 10080, Stable: "v1",
+		Versions:    []Version{{Name: "v1", Endpoints: []Endpoint{{Host: "10.0.0.1", Port: 8080}}}},
+		HealthCheck: HealthCheck{Protocol: ProtocolHTTP, ExpectedStatuses: []StatusRange{"200", "abc", "200"}, GRPCService: "x"},
+	}}}
+	err := c.Validate()
+	for _, want := range []string{
+		`services[0].healthCheck.expectedStatuses[1]: "abc": want a status code`,
+		`services[0].healthCheck.expectedStatuses[2]: "200": duplicate, also expectedStatuses[0]`,
+		"services[0].healthCheck.grpcService: only used when protocol is grpc (protocol is http)",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v, want it to contain %q", err, want)
+		}
+	}
+	c.Services[0].HealthCheck = HealthCheck{Protocol: ProtocolGRPC, GRPCService: "shop.Checkout"}
+	c.ApplyDefaults()
+	if err := c.Validate(); err != nil {
+		t.Errorf("grpc service after ApplyDefaults: %v", err)
+	}
 }

@@ -366,6 +366,30 @@ func (v *validator) healthCheck(hc *HealthCheck, p string) {
 	}
 	v.atLeastOne(hc.HealthyThreshold, p+".healthyThreshold")
 	v.atLeastOne(hc.UnhealthyThreshold, p+".unhealthyThreshold")
+	protocol := orString(hc.Protocol, DefaultHealthCheckProtocol)
+	if len(hc.ExpectedStatuses) > 0 && protocol != ProtocolHTTP {
+		v.add(p+".expectedStatuses", "only used when protocol is http (protocol is %s)", protocol)
+	}
+	seen := map[StatusRange]int{}
+	for i, r := range hc.ExpectedStatuses {
+		sp := fmt.Sprintf("%s.expectedStatuses[%d]", p, i)
+		if _, _, err := r.Bounds(); err != nil {
+			v.add(sp, "%s", err)
+			continue
+		}
+		if j, dup := seen[r]; dup {
+			v.add(sp, "%q: duplicate, also expectedStatuses[%d]", string(r), j)
+			continue
+		}
+		seen[r] = i
+	}
+	if hc.GRPCService != "" {
+		if protocol != ProtocolGRPC {
+			v.add(p+".grpcService", "only used when protocol is grpc (protocol is %s)", protocol)
+		} else if strings.ContainsFunc(hc.GRPCService, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+			v.add(p+".grpcService", "%q: no spaces or control characters (a gRPC service name such as pkg.Service)", hc.GRPCService)
+		}
+	}
 }
 
 func (v *validator) outlier(o *Outlier, p string) {

@@ -1,6 +1,7 @@
 // Package healthcheck owns octoroll's active health checks: it probes every endpoint of
 // every version of the catalog (HTTP GET, gRPC health Check, TCP connect) as
-// catalog.HealthCheck says, applies the consecutive healthy/unhealthy thresholds and
+// catalog.HealthCheck says: HTTP GET wanting one of the expected statuses, gRPC health
+// Check of the configured service, TCP connect), applies the consecutive healthy/unhealthy thresholds and
 // reports per version which endpoints are down. It depends on catalog only; it must
 // not import controller or xds.
 package healthcheck
@@ -9,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -27,7 +29,14 @@ type Config struct {
 	Timeout            time.Duration
 	HealthyThreshold   uint32
 	UnhealthyThreshold uint32
+	// ExpectedStatuses are the HTTP statuses that pass (never empty after ConfigOf).
+	ExpectedStatuses []catalog.StatusRange
+	// GRPCService is the service asked about in grpc.health.v1 ("" = whole server).
+	GRPCService string
 }
+
+// fingerprint identifies c's content; it keys the probed endpoints.
+func (c Config) fingerprint() string { return fmt.Sprintf("%#v", c) }
 
 // ConfigOf applies the catalog's defaults to hc (the prober may be given a catalog
 // that did not go through catalog.Parse).
@@ -35,6 +44,10 @@ func ConfigOf(hc catalog.HealthCheck) Config {
 	c := Config{
 		Protocol: hc.Protocol, Path: hc.Path, Interval: hc.Interval.D(), Timeout: hc.Timeout.D(),
 		HealthyThreshold: hc.HealthyThreshold, UnhealthyThreshold: hc.UnhealthyThreshold,
+		ExpectedStatuses: slices.Clone(hc.ExpectedStatuses), GRPCService: hc.GRPCService,
+	}
+	if len(c.ExpectedStatuses) == 0 {
+		c.ExpectedStatuses = []catalog.StatusRange{catalog.DefaultExpectedStatuses}
 	}
 	if c.Protocol == "" {
 		c.Protocol = catalog.DefaultHealthCheckProtocol
@@ -102,11 +115,12 @@ type Prober struct {
 // starts the endpoint's state over, an unchanged one keeps it across Update.
 type key struct {
 	service, version, addr string
-	cfg                    Config
+	cfgID                  string // Config.fingerprint
 }
 
 type endpoint struct {
 	key
+	cfg       Config
 	state     state
 	successes uint32 // in a row
 	failures  uint32 // in a row
@@ -154,24 +168,25 @@ func (p *Prober) Changes() <-chan struct{} { return p.changes }
 // Endpoints that stay (same service, version, address and health-check settings) keep
 // their state; new ones start undecided; removed ones stop being probed.
 func (p *Prober) Update(services []catalog.Service) {
-	want := map[key]bool{}
+	want := map[key]Config{}
 	for _, svc := range services {
 		cfg := ConfigOf(svc.HealthCheck)
+		fp := cfg.fingerprint()
 		for _, v := range svc.Versions {
 			for _, ep := range v.Endpoints {
-				want[key{svc.Name, v.Name, addr(ep), cfg}] = true
+				want[key{svc.Name, v.Name, addr(ep), fp}] = cfg
 			}
 		}
 	}
 	p.mu.Lock()
-	for k := range want {
+	for k, cfg := range want {
 		if p.endpoints[k] == nil {
-			p.endpoints[k] = &endpoint{key: k}
+			p.endpoints[k] = &endpoint{key: k, cfg: cfg}
 		}
 	}
 	changed := false
 	for k, e := range p.endpoints {
-		if !want[k] {
+		if _, ok := want[k]; !ok {
 			if e.cancel != nil {
 				e.cancel()
 			}
@@ -247,7 +262,7 @@ func (p *Prober) Run(ctx context.Context) error {
 }
 
 func (p *Prober) loop(ctx context.Context, e *endpoint) {
-	probe := p.prober(e.key)
+	probe := p.prober(e.addr, e.cfg)
 	defer probe.close()
 	tick, stop := p.opts.NewTicker(e.cfg.Interval)
 	defer stop()
@@ -320,15 +335,15 @@ type checker interface {
 	close()
 }
 
-func (p *Prober) prober(k key) checker {
-	switch k.cfg.Protocol {
+func (p *Prober) prober(addr string, cfg Config) checker {
+	switch cfg.Protocol {
 	case "http":
-		return newHTTPChecker(k.addr, k.cfg.Path)
+		return newHTTPChecker(addr, cfg.Path, cfg.ExpectedStatuses)
 	case "grpc":
-		return newGRPCChecker(k.addr, k.cfg)
+		return newGRPCChecker(addr, cfg)
 	case "tcp":
-		return tcpChecker{addr: k.addr}
+		return tcpChecker{addr: addr}
 	default:
-		return failChecker{err: fmt.Errorf("unknown health check protocol %q", k.cfg.Protocol)}
+		return failChecker{err: fmt.Errorf("unknown health check protocol %q", cfg.Protocol)}
 	}
 }

@@ -312,9 +312,15 @@ func TestConfigOf(t *testing.T) {
 		in   catalog.HealthCheck
 		want healthcheck.Config
 	}{
-		{catalog.HealthCheck{}, healthcheck.Config{Protocol: "tcp", Path: "/healthz", Interval: 5 * time.Second, Timeout: time.Second, HealthyThreshold: 1, UnhealthyThreshold: 2}},
-		{catalog.HealthCheck{Protocol: "http", Path: "/ready", Interval: catalog.Duration(time.Second), Timeout: catalog.Duration(200 * time.Millisecond), HealthyThreshold: 3, UnhealthyThreshold: 4},
-			healthcheck.Config{Protocol: "http", Path: "/ready", Interval: time.Second, Timeout: 200 * time.Millisecond, HealthyThreshold: 3, UnhealthyThreshold: 4}},
+		{catalog.HealthCheck{}, healthcheck.Config{Protocol: "tcp", Path: "/healthz", Interval: 5 * time.Second, Timeout: time.Second, HealthyThreshold: 1, UnhealthyThreshold: 2,
+			ExpectedStatuses: []catalog.StatusRange{"200-299"}}},
+		{catalog.HealthCheck{Protocol: "http", Path: "/ready", Interval: catalog.Duration(time.Second), Timeout: catalog.Duration(200 * time.Millisecond), HealthyThreshold: 3, UnhealthyThreshold: 4,
+			ExpectedStatuses: []catalog.StatusRange{"200", "204"}},
+			healthcheck.Config{Protocol: "http", Path: "/ready", Interval: time.Second, Timeout: 200 * time.Millisecond, HealthyThreshold: 3, UnhealthyThreshold: 4,
+				ExpectedStatuses: []catalog.StatusRange{"200", "204"}}},
+		{catalog.HealthCheck{Protocol: "grpc", GRPCService: "shop.Checkout"},
+			healthcheck.Config{Protocol: "grpc", Path: "/healthz", Interval: 5 * time.Second, Timeout: time.Second, HealthyThreshold: 1, UnhealthyThreshold: 2,
+				ExpectedStatuses: []catalog.StatusRange{"200-299"}, GRPCService: "shop.Checkout"}},
 	}
 	for i, tt := range tests {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
@@ -322,5 +328,139 @@ func TestConfigOf(t *testing.T) {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// manualTicker hands the prober a tick channel the test drives. A send returns once
+// the endpoint's loop has recorded its previous probe and is waiting for the tick.
+func manualTicker() (chan time.Time, func(time.Duration) (<-chan time.Time, func())) {
+	ticks := make(chan time.Time)
+	return ticks, func(time.Duration) (<-chan time.Time, func()) { return ticks, func() {} }
+}
+
+// scriptedHTTP serves each health request with the status the test sends on the
+// returned channel, so that the test decides every probe's answer.
+func scriptedHTTP(t *testing.T) (addr string, codes chan int) {
+	codes = make(chan int)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case code := <-codes:
+			if code/100 == 3 {
+				w.Header().Set("Location", "/elsewhere")
+			}
+			w.WriteHeader(code)
+		case <-r.Context().Done():
+		}
+	})}
+	l := listen(t, "127.0.0.1:0")
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return l.Addr().String(), codes
+}
+
+// TestThresholdsAndExpectedStatuses answers probe after probe and checks the state
+// after each one: an unhealthy threshold of 3 needs three failures in a row, a healthy
+// threshold of 2 two successes in a row, and only the expected statuses pass.
+func TestThresholdsAndExpectedStatuses(t *testing.T) {
+	addr, codes := scriptedHTTP(t)
+	ticks, newTicker := manualTicker()
+	hc := catalog.HealthCheck{
+		Protocol: "http", Path: "/ready",
+		// The test's ticks pace the probes; the timeout only bounds a stuck test.
+		Interval: catalog.Duration(time.Hour), Timeout: catalog.Duration(30 * time.Second),
+		HealthyThreshold: 2, UnhealthyThreshold: 3,
+		ExpectedStatuses: []catalog.StatusRange{"204", "300-302"},
+	}
+	p := healthcheck.New(zaptest.NewLogger(t), healthcheck.Options{NewTicker: newTicker})
+	p.Update([]catalog.Service{service(hc, version("v2", endpoint(t, addr)))})
+	start(t, p)
+
+	const (
+		undecided = "undecided"
+		up        = "healthy"
+		down      = "unhealthy"
+	)
+	stateOf := func() string {
+		st := p.Status("checkout", "v2")
+		switch {
+		case st.Total != 1:
+			t.Fatalf("status %+v, want one endpoint", st)
+		case st.Healthy == 1:
+			return up
+		case len(st.Unhealthy) == 1:
+			return down
+		}
+		return undecided
+	}
+	for i, step := range []struct {
+		code int
+		want string
+	}{
+		{204, undecided}, // 1 success of 2
+		{204, up},
+		{200, up}, // 200 is not expected: 1 failure of 3
+		{500, up}, // 2 failures of 3
+		{301, up}, // a 3xx in 300-302 passes (redirects are not followed) and resets the count
+		{503, up},
+		{404, up},
+		{200, down}, // the third failure in a row
+		{302, down}, // 1 success of 2
+		{500, down}, // resets the successes
+		{204, down},
+		{300, up},
+	} {
+		codes <- step.code   // the waiting probe gets its answer
+		ticks <- time.Time{} // returns once that probe is recorded
+		if got := stateOf(); got != step.want {
+			t.Fatalf("probe %d (status %d): %s, want %s", i+1, step.code, got, step.want)
+		}
+	}
+	codes <- 418
+	ticks <- time.Time{}
+	codes <- 418
+	ticks <- time.Time{}
+	codes <- 418
+	ticks <- time.Time{}
+	st := p.Status("checkout", "v2")
+	if len(st.Unhealthy) != 1 || !strings.Contains(st.Unhealthy[0].LastError, "418") || !strings.Contains(st.Unhealthy[0].LastError, "want 204, 300-302") {
+		t.Errorf("status %+v, want unhealthy with a 418 error naming the expected statuses", st)
+	}
+}
+
+// TestGRPCService asks a real gRPC health server about one service: the endpoint
+// follows that service's status, not the server's, and an unknown service fails.
+func TestGRPCService(t *testing.T) {
+	hs := health.NewServer()
+	hs.SetServingStatus("shop.Checkout", healthpb.HealthCheckResponse_SERVING)
+	srv := grpc.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
+	l := listen(t, "127.0.0.1:0")
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(srv.Stop)
+	addr := l.Addr().String()
+
+	hc := withProtocol(fast, "grpc", "")
+	hc.GRPCService = "shop.Checkout"
+	other := hc
+	other.GRPCService = "shop.Unknown"
+	p := healthcheck.New(zaptest.NewLogger(t), healthcheck.Options{})
+	p.Update([]catalog.Service{service(hc, version("v2", endpoint(t, addr)))})
+	start(t, p)
+
+	waitFor(t, p, "v2", "service serving", healthy)
+	// The whole server going NOT_SERVING does not touch the service's own status.
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	hs.SetServingStatus("shop.Checkout", healthpb.HealthCheckResponse_NOT_SERVING)
+	st := waitFor(t, p, "v2", "service not serving", allDown)
+	if e := st.Unhealthy[0].LastError; !strings.Contains(e, `"shop.Checkout"`) || !strings.Contains(e, "NOT_SERVING") {
+		t.Errorf("last error = %q, want the service name and NOT_SERVING", e)
+	}
+	hs.SetServingStatus("shop.Checkout", healthpb.HealthCheckResponse_SERVING)
+	waitFor(t, p, "v2", "service serving again while the server is not", healthy)
+
+	p.Update([]catalog.Service{service(other, version("v2", endpoint(t, addr)))})
+	st = waitFor(t, p, "v2", "unknown service", allDown)
+	if e := st.Unhealthy[0].LastError; !strings.Contains(e, `"shop.Unknown"`) || !strings.Contains(e, "NotFound") {
+		t.Errorf("last error = %q, want NotFound for the service", e)
 	}
 }

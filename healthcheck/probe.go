@@ -6,25 +6,37 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/octoacme/octoroll/catalog"
 )
 
-// httpChecker GETs a path and wants a 2xx. Keep-alives are off so that every probe
+// httpChecker GETs a path and wants one of the expected statuses. Keep-alives are off so that every probe
 // opens a connection, as a new client would: a reused connection could outlive a
 // listener that no longer accepts.
 type httpChecker struct {
-	url    string
-	client *http.Client
+	url      string
+	expected []catalog.StatusRange
+	client   *http.Client
 }
 
-func newHTTPChecker(addr, path string) *httpChecker {
+func newHTTPChecker(addr, path string, expected []catalog.StatusRange) *httpChecker {
 	return &httpChecker{
-		url:    "http://" + addr + path,
-		client: &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}},
+		url:      "http://" + addr + path,
+		expected: expected,
+		// Redirects are not followed: a 3xx is the answer, passing only if expected
+		// (as Envoy's HTTP health checker does).
+		client: &http.Client{
+			Transport:     &http.Transport{DisableKeepAlives: true, Proxy: nil},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
 	}
 }
 
@@ -40,19 +52,31 @@ func (c *httpChecker) check(ctx context.Context) error {
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("GET %s: status %s", c.url, resp.Status)
+	for _, r := range c.expected {
+		if r.Contains(resp.StatusCode) {
+			return nil
+		}
 	}
-	return nil
+	return fmt.Errorf("GET %s: status %s, want %s", c.url, resp.Status, joinStatuses(c.expected))
 }
 
 func (c *httpChecker) close() { c.client.CloseIdleConnections() }
 
-// grpcChecker calls grpc.health.v1.Health/Check for the whole server (service "") on
-// a connection kept for the endpoint's lifetime; gRPC reconnects it as needed.
+func joinStatuses(rs []catalog.StatusRange) string {
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = string(r)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// grpcChecker calls grpc.health.v1.Health/Check for one service ("" is the whole
+// server) on a connection kept for the endpoint's lifetime; gRPC reconnects it as
+// needed.
 type grpcChecker struct {
-	conn *grpc.ClientConn
-	err  error
+	service string
+	conn    *grpc.ClientConn
+	err     error
 }
 
 func newGRPCChecker(addr string, cfg Config) *grpcChecker {
@@ -65,20 +89,27 @@ func newGRPCChecker(addr string, cfg Config) *grpcChecker {
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo, MinConnectTimeout: cfg.Timeout}),
 	)
-	return &grpcChecker{conn: conn, err: err}
+	return &grpcChecker{service: cfg.GRPCService, conn: conn, err: err}
 }
 
 func (c *grpcChecker) check(ctx context.Context) error {
 	if c.err != nil {
 		return c.err
 	}
-	resp, err := healthpb.NewHealthClient(c.conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	resp, err := healthpb.NewHealthClient(c.conn).Check(ctx, &healthpb.HealthCheckRequest{Service: c.service})
 	if err != nil {
+		if status.Code(err) == codes.NotFound {
+			// The server answers: it does not know the service.
+			return fmt.Errorf("grpc health check of service %q: %w", c.service, err)
+		}
 		// Let the next probe find a fresh connection attempt, not a backoff wait.
 		c.conn.ResetConnectBackoff()
 		return fmt.Errorf("grpc health check: %w", err)
 	}
 	if s := resp.GetStatus(); s != healthpb.HealthCheckResponse_SERVING {
+		if c.service != "" {
+			return fmt.Errorf("grpc health check of service %q: status %s", c.service, s)
+		}
 		return fmt.Errorf("grpc health check: status %s", s)
 	}
 	return nil

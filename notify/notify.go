@@ -27,6 +27,7 @@ import (
 
 	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
+	"github.com/octoacme/octoroll/healthcheck"
 )
 
 // Defaults of Options.
@@ -67,10 +68,21 @@ type Options struct {
 	// full queue, or failed after its last attempt. It runs on Notify's or a worker's
 	// goroutine and must not block (record an event, increment a counter).
 	OnFailure func(sink string, err error)
+	// Health, when set, gives the last probe errors of unhealthy endpoints for the
+	// investigation block of a pause caused by them (see AddEndpointErrors).
+	Health HealthSource
 	// OnEvent is called with the final outcome of every message (delivered, failed or
 	// dropped), under the same rules as OnFailure.
 	OnEvent func(Delivery)
 }
+
+// HealthSource reports the health of a version's endpoints. *healthcheck.Prober
+// satisfies it.
+type HealthSource interface {
+	Status(service, version string) healthcheck.VersionHealth
+}
+
+var _ HealthSource = (*healthcheck.Prober)(nil)
 
 // Outcome is what became of one message.
 type Outcome string
@@ -275,6 +287,7 @@ func (n *Notifier) Notify(ev controller.Event, r controller.Rollout) {
 		return
 	}
 	p := Build(ev, r, hist)
+	AddEndpointErrors(&p, r, n.opts.Health)
 	if ev.State.Terminal() && (ev.Kind == controller.EventRolledBack || ev.Kind == controller.EventCompleted) {
 		n.forget(id)
 	} else {

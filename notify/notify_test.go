@@ -22,6 +22,7 @@ import (
 
 	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
+	"github.com/octoacme/octoroll/healthcheck"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -594,4 +595,121 @@ func keys(m map[string]any) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// probeState is a fixed health-check state (HealthSource).
+type probeState map[string][]healthcheck.EndpointHealth // by version
+
+func (s probeState) Status(_, version string) healthcheck.VersionHealth {
+	return healthcheck.VersionHealth{Total: 2, Unhealthy: s[version]}
+}
+
+var failingSince = t0.Add(90 * time.Second)
+
+// healthProbes has one of the canary's two endpoints failing its health check.
+var healthProbes = probeState{"v2": {{Endpoint: "10.0.1.2:8080", LastError: "grpc health check: status NOT_SERVING", Since: failingSince}}}
+
+// healthPause runs a rollout until the health checks find one of the two canary
+// endpoints unhealthy in the first stage, and returns the pause event.
+func healthPause(t *testing.T, notify func(controller.Event, controller.Rollout)) (controller.Event, controller.Rollout) {
+	t.Helper()
+	svc := service()
+	svc.Versions[1].Endpoints = append(svc.Versions[1].Endpoints, catalog.Endpoint{Host: "10.0.1.2", Port: 8080})
+	r, evs, err := controller.New(t0, "r1", spec(), svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs {
+		notify(e, r)
+	}
+	now := t0
+	for i := range 10 {
+		now = now.Add(interval)
+		o := obs(r.Generation, 0.5)
+		o.Health.Canary = controller.EndpointHealth{Total: 2}
+		if i >= 1 {
+			o.Health.Canary.Unhealthy = []string{"10.0.1.2:8080"}
+		}
+		r, evs = r.Step(now, o)
+		for _, e := range evs {
+			notify(e, r)
+			if e.Kind == controller.EventPaused {
+				return e, r
+			}
+		}
+	}
+	t.Fatalf("no pause; state %s", r.State)
+	return controller.Event{}, r
+}
+
+// A pause caused by an unhealthy canary endpoint is an incident for immediate
+// investigation naming the endpoint and its last probe error, in both formats.
+func TestHealthPauseInvestigation(t *testing.T) {
+	ev, r := healthPause(t, func(controller.Event, controller.Rollout) {})
+	p := Build(ev, r, nil)
+	want := &Investigation{Severity: SeverityIncident, Action: investigationAction, Trigger: ev.Reason,
+		Endpoints: []EndpointFailure{{Endpoint: "10.0.1.2:8080"}}}
+	if diff := cmp.Diff(want, p.Investigation); diff != "" {
+		t.Fatalf("investigation without health source (-want +got):\n%s", diff)
+	}
+	AddEndpointErrors(&p, r, healthProbes)
+	want.Endpoints[0] = EndpointFailure{Endpoint: "10.0.1.2:8080", Version: "v2", LastError: "grpc health check: status NOT_SERVING", Since: failingSince}
+	if diff := cmp.Diff(want, p.Investigation); diff != "" {
+		t.Errorf("investigation (-want +got):\n%s", diff)
+	}
+	if !strings.Contains(p.Investigation.Trigger, "1 of 2 canary endpoints unhealthy") {
+		t.Errorf("trigger %q", p.Investigation.Trigger)
+	}
+	for _, format := range []string{catalog.FormatJSON, catalog.FormatSlack} {
+		b, err := Encode(format, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pretty bytes.Buffer
+		if err := json.Indent(&pretty, b, "", "  "); err != nil {
+			t.Fatal(err)
+		}
+		pretty.WriteByte('\n')
+		golden(t, filepath.Join("testdata", "paused_unhealthy."+format+".json"), pretty.Bytes())
+	}
+	// A v1 reader (no investigation field) still reads every field it knows.
+	b, _ := Encode(catalog.FormatJSON, p)
+	var v1 map[string]any
+	if err := json.Unmarshal(b, &v1); err != nil {
+		t.Fatal(err)
+	}
+	if v1["schema"] != Schema || v1["event"] != "paused" || v1["endpoints"] == nil {
+		t.Errorf("payload lost v1 fields: %s", b)
+	}
+
+	// Pauses for other reasons carry no investigation.
+	var other *Payload
+	drive(t, true, func(e controller.Event, r controller.Rollout) {
+		if e.Kind == controller.EventPaused && other == nil {
+			b := Build(e, r, nil)
+			other = &b
+		}
+	})
+	if other == nil || other.Investigation != nil {
+		t.Errorf("error-rate pause: investigation %+v, want none", other)
+	}
+}
+
+// The notifier adds the prober's last errors to the investigation it delivers.
+func TestNotifierHealthPause(t *testing.T) {
+	rc := newReceiver(t, nil)
+	opts := fast
+	opts.Health = healthProbes
+	n := New(zaptest.NewLogger(t), []catalog.Sink{{Name: "on-call", URL: rc.URL, Events: []string{catalog.EventPaused}}}, opts)
+	run(t, n)
+
+	healthPause(t, n.Notify)
+	p := rc.next(t)
+	if p.Event != catalog.EventPaused || p.Investigation == nil {
+		t.Fatalf("payload %+v, want a paused event with an investigation", p)
+	}
+	got := p.Investigation.Endpoints
+	if len(got) != 1 || got[0].LastError != "grpc health check: status NOT_SERVING" || got[0].Version != "v2" || !got[0].Since.Equal(failingSince) {
+		t.Errorf("endpoints %+v, want 10.0.1.2:8080 of v2 with its last error", got)
+	}
 }

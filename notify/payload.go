@@ -23,10 +23,11 @@ const Schema = "octoroll.notification/v1"
 //	 "state": "rolled_back", "stage": {"index", "name", "count"},
 //	 "weight": {"canary": 5000, "total": 10000, "percent": 50},
 //	 "reason": "…", "actor": "…", "numbers": {…}, "checks": […], "endpoints": […],
-//	 "alerts": […], "stragglers": […], "incident": {…}, "announcement": {…},
-//	 "time": "2025-03-03T10:09:00Z"}
+//	 "alerts": […], "stragglers": […], "incident": {…}, "investigation": {…},
+//	 "announcement": {…}, "time": "2025-03-03T10:09:00Z"}
 //
-// incident is set on rolled_back only, announcement on completed only.
+// incident is set on rolled_back only, investigation on a paused event caused by
+// unhealthy endpoints only, announcement on completed only.
 type Payload struct {
 	Schema    string           `json:"schema"`
 	Event     string           `json:"event"`
@@ -48,9 +49,67 @@ type Payload struct {
 	Stragglers []string `json:"stragglers,omitempty"`
 	// Incident is the on-call payload of a rollback.
 	Incident *report.Incident `json:"incident,omitempty"`
+	// Investigation is the on-call payload of a pause caused by unhealthy endpoints:
+	// an incident for immediate investigation while the rollout holds its weight.
+	Investigation *Investigation `json:"investigation,omitempty"`
 	// Announcement is the stakeholder and support announcement of a completed release.
 	Announcement *Announcement `json:"announcement,omitempty"`
 	Time         time.Time     `json:"time"`
+}
+
+// Severities of an Investigation.
+const SeverityIncident = "incident"
+
+// Investigation asks on-call to investigate unhealthy endpoints at once (the release
+// guide's "immediate investigation"): the rollout paused, traffic holds where it was
+// and the endpoints marked unhealthy receive none.
+type Investigation struct {
+	// Severity is SeverityIncident.
+	Severity string `json:"severity"`
+	// Action tells on-call what is expected of them.
+	Action string `json:"action"`
+	// Trigger is the pause reason, such as "1 of 3 canary endpoints unhealthy".
+	Trigger string `json:"trigger"`
+	// Endpoints are the unhealthy endpoints, in the event's order.
+	Endpoints []EndpointFailure `json:"endpoints"`
+}
+
+// EndpointFailure is one unhealthy endpoint. Version, LastError and Since come from
+// the health checks when the notifier has them (Options.Health) and the endpoint is
+// still unhealthy when the event is sent.
+type EndpointFailure struct {
+	Endpoint  string    `json:"endpoint"` // host:port
+	Version   string    `json:"version,omitempty"`
+	LastError string    `json:"lastError,omitempty"`
+	Since     time.Time `json:"since,omitzero"` // first failed probe of the current run
+}
+
+// investigationAction is Investigation.Action.
+const investigationAction = "investigate immediately: the rollout is paused until an operator resumes or aborts it"
+
+// AddEndpointErrors fills p.Investigation's endpoints with the last probe error, the
+// version and the time of the first failure from h, for the canary and stable versions
+// of r. It does nothing when p has no investigation or h is nil.
+func AddEndpointErrors(p *Payload, r controller.Rollout, h HealthSource) {
+	if p.Investigation == nil || h == nil {
+		return
+	}
+	known := map[string]EndpointFailure{}
+	for _, v := range []string{r.Canary, r.Stable} {
+		if v == "" {
+			continue
+		}
+		for _, e := range h.Status(p.Service, v).Unhealthy {
+			if _, dup := known[e.Endpoint]; !dup {
+				known[e.Endpoint] = EndpointFailure{Endpoint: e.Endpoint, Version: v, LastError: e.LastError, Since: e.Since}
+			}
+		}
+	}
+	for i, e := range p.Investigation.Endpoints {
+		if k, ok := known[e.Endpoint]; ok {
+			p.Investigation.Endpoints[i] = k
+		}
+	}
 }
 
 // Release names the release and the versions involved.
@@ -112,6 +171,15 @@ func Build(ev controller.Event, r controller.Rollout, history []controller.Event
 		p.RolloutID = r.ID
 	}
 	switch ev.Kind {
+	case controller.EventPaused:
+		// Only health findings carry endpoints.
+		if len(ev.Endpoints) > 0 {
+			inv := &Investigation{Severity: SeverityIncident, Action: investigationAction, Trigger: ev.Reason}
+			for _, e := range ev.Endpoints {
+				inv.Endpoints = append(inv.Endpoints, EndpointFailure{Endpoint: e})
+			}
+			p.Investigation = inv
+		}
 	case controller.EventRolledBack:
 		evs := append(append([]controller.Event(nil), history...), ev)
 		inc := report.BuildIncident(r, evs)
@@ -181,13 +249,23 @@ func Slack(p Payload) SlackMessage {
 	m.Blocks = append(m.Blocks, SlackBlock{Type: "section", Fields: fields})
 
 	var body []string
-	if p.Reason != "" && p.Incident == nil {
+	if p.Reason != "" && p.Incident == nil && p.Investigation == nil {
 		body = append(body, "*Reason:* "+p.Reason)
 	}
 	if n := p.Numbers; n != nil && p.Incident == nil {
 		body = append(body, numbersLine(n))
 	}
-	body = append(body, findings("Failing checks", p.Checks), findings("Unhealthy endpoints", p.Endpoints),
+	if inv := p.Investigation; inv != nil {
+		lines := []string{":rotating_light: *Incident — investigate immediately*", "*Trigger:* " + inv.Trigger, "*Unhealthy endpoints:*"}
+		for _, e := range inv.Endpoints {
+			lines = append(lines, "• "+endpointLine(e))
+		}
+		lines = append(lines, "The rollout holds its weight and the unhealthy endpoints get no traffic; resume or abort once understood.")
+		body = append(body, strings.Join(lines, "\n"))
+	} else {
+		body = append(body, findings("Unhealthy endpoints", p.Endpoints))
+	}
+	body = append(body, findings("Failing checks", p.Checks),
 		findings("Alerts", p.Alerts), findings("Proxies not acknowledging", p.Stragglers))
 	if inc := p.Incident; inc != nil {
 		body = append(body, ":rotating_light: *Incident — on-call, please investigate*",
@@ -230,6 +308,9 @@ func headline(p Payload, name string) string {
 	case catalog.EventStageAdvanced:
 		return fmt.Sprintf("Rollout advanced: %s at %s%% (%s)", name, trimFloat(p.Weight.Percent), p.Stage.Name)
 	case catalog.EventPaused:
+		if inv := p.Investigation; inv != nil {
+			return fmt.Sprintf("INCIDENT: rollout paused, %s at %s%%: %d unhealthy endpoint(s), investigate now", name, trimFloat(p.Weight.Percent), len(inv.Endpoints))
+		}
 		return fmt.Sprintf("Rollout paused: %s at %s%%", name, trimFloat(p.Weight.Percent))
 	case catalog.EventResumed:
 		return fmt.Sprintf("Rollout resumed: %s at %s%%", name, trimFloat(p.Weight.Percent))
@@ -251,6 +332,21 @@ func numbersLine(n *controller.Numbers) string {
 	return fmt.Sprintf("*Numbers:* canary %s%% errors (%d/%d), P99 %s · stable %s%% errors (%d/%d), P99 %s",
 		trimFloat(n.CanaryErrorPct), n.CanaryErrors, n.CanaryRequests, n.CanaryP99,
 		trimFloat(n.StableErrorPct), n.StableErrors, n.StableRequests, n.StableP99)
+}
+
+// endpointLine renders one unhealthy endpoint for Slack.
+func endpointLine(e EndpointFailure) string {
+	s := "`" + e.Endpoint + "`"
+	if e.Version != "" {
+		s += " (" + e.Version + ")"
+	}
+	if e.LastError != "" {
+		s += ": " + clip(e.LastError, 300)
+	}
+	if !e.Since.IsZero() {
+		s += ", failing since " + e.Since.UTC().Format(time.RFC3339)
+	}
+	return s
 }
 
 func findings(title string, items []string) string {

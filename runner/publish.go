@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
 	"github.com/octoacme/octoroll/xds"
@@ -93,10 +95,57 @@ func (r *Runner) desiredLocked() []xds.Desired {
 		} else {
 			d.Weights = map[string]uint32{svc.Stable: catalog.TotalWeight}
 		}
+		d.Unhealthy = r.unhealthyLocked(svc)
 		out = append(out, d)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Service.Name < out[j].Service.Name })
 	return out
+}
+
+// unhealthyLocked is, per version of svc, the endpoints the health checks found
+// unhealthy, for EDS to mark (nil when there are none or no prober). Only the
+// version's current endpoints count: the prober follows a catalog change one publish
+// later.
+func (r *Runner) unhealthyLocked(svc catalog.Service) map[string][]string {
+	if r.opts.Health == nil {
+		return nil
+	}
+	var out map[string][]string
+	for _, v := range svc.Versions {
+		st := r.opts.Health.Status(svc.Name, v.Name)
+		if len(st.Unhealthy) == 0 {
+			continue
+		}
+		have := make(map[string]bool, len(v.Endpoints))
+		for _, ep := range v.Endpoints {
+			have[ep.String()] = true
+		}
+		var down []string
+		for _, e := range st.Unhealthy {
+			if have[e.Endpoint] {
+				down = append(down, e.Endpoint)
+			}
+		}
+		if len(down) == 0 {
+			continue
+		}
+		if out == nil {
+			out = map[string][]string{}
+		}
+		sort.Strings(down)
+		out[v.Name] = down
+	}
+	return out
+}
+
+// publishHealth republishes after the health checks changed: only the EDS resources of
+// the versions whose endpoints changed health differ, so proxies see nothing else.
+func (r *Runner) publishHealth(ctx context.Context) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.publishLocked(ctx); err != nil {
+		r.log.Error("publish endpoint health", zap.Error(err))
+	}
 }
 
 // publishLocked hands the whole desired state to the xds server. DNS endpoint names are

@@ -280,7 +280,8 @@ func (r *Runner) Catalog() *catalog.Catalog {
 
 // Run checks every active rollout at its check interval until ctx is done, and at once
 // when a health check changes (a canary whose endpoints all went down rolls back
-// without waiting for the next interval).
+// without waiting for the next interval). A health change is published first: the
+// endpoints found unhealthy are marked so in EDS (see xds.Desired.Unhealthy).
 func (r *Runner) Run(ctx context.Context) error {
 	t := time.NewTicker(r.opts.Tick)
 	defer t.Stop()
@@ -296,6 +297,8 @@ func (r *Runner) Run(ctx context.Context) error {
 		case <-t.C:
 		case <-r.wake:
 		case <-healthCh:
+			// Unhealthy endpoints leave EDS at once, whatever the rollouts decide.
+			r.publishHealth(ctx)
 			force = true
 		}
 		r.evaluate(ctx, force)

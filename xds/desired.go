@@ -15,6 +15,15 @@ type Desired struct {
 	// Matches are evaluated before the weighted split: a request carrying the header or
 	// cookie goes to Version whatever the weights (breaking-change flag stages).
 	Matches []Match
+	// Unhealthy maps a version name to the endpoints ("host:port", as
+	// catalog.Endpoint.String writes them) that active health checks found unhealthy.
+	// Translation marks them UNHEALTHY in the version's EDS resource, so that Envoy and
+	// gRPC clients send them no traffic; the other endpoints keep an unset health
+	// status. An address that is not one of the version's endpoints is ignored (health
+	// state may lag a catalog change by one publish). Marking every endpoint of a
+	// version leaves its cluster with no usable host: gRPC-Go fails the requests routed
+	// to it, Envoy (panic threshold) spreads them over all hosts anyway.
+	Unhealthy map[string][]string
 }
 
 // Match routes flagged requests to one version.

@@ -29,6 +29,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
@@ -241,7 +242,7 @@ func build(d Desired) Resources {
 	}
 	for _, v := range svc.Versions {
 		r.Clusters = append(r.Clusters, edsCluster(svc, v.Name))
-		r.Endpoints = append(r.Endpoints, loadAssignment(svc, v))
+		r.Endpoints = append(r.Endpoints, loadAssignment(svc, v, d.Unhealthy[v.Name]))
 	}
 	return r
 }
@@ -449,14 +450,35 @@ func healthCheck(svc catalog.Service) *corev3.HealthCheck {
 	switch cmp.Or(hc.Protocol, catalog.DefaultHealthCheckProtocol) {
 	case "http":
 		out.HealthChecker = &corev3.HealthCheck_HttpHealthCheck_{HttpHealthCheck: &corev3.HealthCheck_HttpHealthCheck{
-			Path: cmp.Or(hc.Path, catalog.DefaultHealthCheckPath),
+			Path:             cmp.Or(hc.Path, catalog.DefaultHealthCheckPath),
+			ExpectedStatuses: expectedStatuses(hc.ExpectedStatuses),
 		}}
 	case "grpc":
 		// An empty service name asks for the health of the whole server.
-		out.HealthChecker = &corev3.HealthCheck_GrpcHealthCheck_{GrpcHealthCheck: &corev3.HealthCheck_GrpcHealthCheck{}}
+		out.HealthChecker = &corev3.HealthCheck_GrpcHealthCheck_{GrpcHealthCheck: &corev3.HealthCheck_GrpcHealthCheck{
+			ServiceName: hc.GRPCService,
+		}}
 	default:
 		// No payload: the check passes when the connection is established.
 		out.HealthChecker = &corev3.HealthCheck_TcpHealthCheck_{TcpHealthCheck: &corev3.HealthCheck_TcpHealthCheck{}}
+	}
+	return out
+}
+
+// expectedStatuses converts inclusive status ranges to Envoy's half-open [start, end).
+// The default range is always written out: Envoy's own default is 200 alone, octoroll's
+// (and its prober's) 200-299. Desired.Validate has rejected malformed ranges.
+func expectedStatuses(rs []catalog.StatusRange) []*typev3.Int64Range {
+	if len(rs) == 0 {
+		rs = []catalog.StatusRange{catalog.DefaultExpectedStatuses}
+	}
+	out := make([]*typev3.Int64Range, 0, len(rs))
+	for _, r := range rs {
+		lo, hi, err := r.Bounds()
+		if err != nil {
+			continue
+		}
+		out = append(out, &typev3.Int64Range{Start: int64(lo), End: int64(hi) + 1})
 	}
 	return out
 }
@@ -506,14 +528,21 @@ func edsCluster(svc catalog.Service, version string) *clusterv3.Cluster {
 // loadAssignment has one locality (zone Version.Zone) of weight 1: gRPC-Go ignores
 // localities of weight 0, and a single locality needs no other weight. Endpoint hosts are
 // IP addresses (Desired.Validate requires it): Envoy rejects DNS names in EDS socket
-// addresses, so names are resolved before translation (see ResolveEndpoints).
-func loadAssignment(svc catalog.Service, v catalog.Version) *endpointv3.ClusterLoadAssignment {
+// addresses, so names are resolved before translation (see ResolveEndpoints). The
+// endpoints in unhealthy are marked UNHEALTHY; the others keep an unset status (which
+// Envoy and gRPC-Go treat as healthy, and which leaves Envoy's own health checks in
+// charge of them).
+func loadAssignment(svc catalog.Service, v catalog.Version, unhealthy []string) *endpointv3.ClusterLoadAssignment {
+	down := make(map[string]bool, len(unhealthy))
+	for _, a := range unhealthy {
+		down[a] = true
+	}
 	loc := &endpointv3.LocalityLbEndpoints{
 		Locality:            &corev3.Locality{Zone: v.Zone},
 		LoadBalancingWeight: wrapperspb.UInt32(1),
 	}
 	for _, ep := range v.Endpoints {
-		loc.LbEndpoints = append(loc.LbEndpoints, &endpointv3.LbEndpoint{
+		lbe := &endpointv3.LbEndpoint{
 			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
 				Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
 					Protocol:      corev3.SocketAddress_TCP,
@@ -521,7 +550,11 @@ func loadAssignment(svc catalog.Service, v catalog.Version) *endpointv3.ClusterL
 					PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: ep.Port},
 				}}},
 			}},
-		})
+		}
+		if down[ep.String()] {
+			lbe.HealthStatus = corev3.HealthStatus_UNHEALTHY
+		}
+		loc.LbEndpoints = append(loc.LbEndpoints, lbe)
 	}
 	return &endpointv3.ClusterLoadAssignment{
 		ClusterName: ClusterName(svc.Name, v.Name),
@@ -649,8 +682,23 @@ func (d Desired) Validate() error {
 	if hc.Interval < 0 {
 		bad("service.healthCheck.interval", "negative")
 	}
+	for i, r := range hc.ExpectedStatuses {
+		if _, _, err := r.Bounds(); err != nil {
+			bad(fmt.Sprintf("service.healthCheck.expectedStatuses[%d]", i), "%v", err)
+		}
+	}
 	if hc.Timeout < 0 {
 		bad("service.healthCheck.timeout", "negative")
+	}
+	for _, name := range sortedKeys(d.Unhealthy) {
+		if !versions[name] {
+			bad(fmt.Sprintf("unhealthy[%q]", name), "not one of service.versions")
+		}
+		for i, a := range d.Unhealthy[name] {
+			if _, err := catalog.ParseEndpoint(a); err != nil {
+				bad(fmt.Sprintf("unhealthy[%q][%d]", name, i), "%v", err)
+			}
+		}
 	}
 	o := svc.Outlier
 	if o.Interval < 0 {
@@ -683,17 +731,37 @@ type HostResolver interface {
 // replaced by the IP addresses it resolves to (same port, sorted, duplicates dropped).
 // Translation needs IP addresses: Envoy rejects DNS names in EDS socket addresses, and
 // gRPC-Go would dial a name as one endpoint, hiding the addresses behind it from its load
-// balancer. It is the one function of translation that calls out, through r; call it
-// before Translate and again when the names may have moved. d is not modified.
+// balancer. A name marked in d.Unhealthy marks every address it resolves to: the health
+// check probed the name, not one of its addresses. It is the one function of
+// translation that calls out, through r; call it before Translate and again when the
+// names may have moved. d is not modified.
 func ResolveEndpoints(ctx context.Context, r HostResolver, d Desired) (Desired, error) {
 	out := d
 	out.Service.Versions = make([]catalog.Version, len(d.Service.Versions))
+	if d.Unhealthy != nil {
+		out.Unhealthy = make(map[string][]string, len(d.Unhealthy))
+	}
 	var errs []error
 	for i, v := range d.Service.Versions {
-		v.Endpoints = resolveVersion(ctx, r, v.Endpoints, func(err error) {
+		down := map[string]bool{}
+		for _, a := range d.Unhealthy[v.Name] {
+			down[a] = true
+		}
+		var marked []string
+		v.Endpoints = resolveVersion(ctx, r, v.Endpoints, func(from catalog.Endpoint, to []catalog.Endpoint) {
+			if down[from.String()] {
+				for _, ep := range to {
+					marked = append(marked, ep.String())
+				}
+			}
+		}, func(err error) {
 			errs = append(errs, fmt.Errorf("service.versions[%d] %q: %w", i, v.Name, err))
 		})
 		out.Service.Versions[i] = v
+		if len(marked) > 0 {
+			slices.Sort(marked)
+			out.Unhealthy[v.Name] = slices.Compact(marked)
+		}
 	}
 	if len(errs) > 0 {
 		return Desired{}, fmt.Errorf("resolve endpoints of service %q: %w", d.Service.Name, errors.Join(errs...))
@@ -701,7 +769,8 @@ func ResolveEndpoints(ctx context.Context, r HostResolver, d Desired) (Desired, 
 	return out, nil
 }
 
-func resolveVersion(ctx context.Context, r HostResolver, eps []catalog.Endpoint, fail func(error)) []catalog.Endpoint {
+// resolveVersion resolves eps, telling resolved what each endpoint became.
+func resolveVersion(ctx context.Context, r HostResolver, eps []catalog.Endpoint, resolved func(from catalog.Endpoint, to []catalog.Endpoint), fail func(error)) []catalog.Endpoint {
 	out := make([]catalog.Endpoint, 0, len(eps))
 	seen := map[catalog.Endpoint]bool{}
 	add := func(ep catalog.Endpoint) {
@@ -713,6 +782,7 @@ func resolveVersion(ctx context.Context, r HostResolver, eps []catalog.Endpoint,
 	for _, ep := range eps {
 		if _, err := netip.ParseAddr(ep.Host); err == nil {
 			add(ep)
+			resolved(ep, []catalog.Endpoint{ep})
 			continue
 		}
 		addrs, err := r.LookupNetIP(ctx, "ip", ep.Host)
@@ -729,9 +799,12 @@ func resolveVersion(ctx context.Context, r HostResolver, eps []catalog.Endpoint,
 			ips = append(ips, a.Unmap())
 		}
 		slices.SortFunc(ips, netip.Addr.Compare)
+		to := make([]catalog.Endpoint, 0, len(ips))
 		for _, a := range ips {
-			add(catalog.Endpoint{Host: a.String(), Port: ep.Port})
+			to = append(to, catalog.Endpoint{Host: a.String(), Port: ep.Port})
+			add(to[len(to)-1])
 		}
+		resolved(ep, to)
 	}
 	return out
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -52,12 +53,14 @@ type inService struct {
 		Endpoints []string `yaml:"endpoints"`
 	} `yaml:"versions"`
 	HealthCheck struct {
-		Protocol           string `yaml:"protocol"`
-		Path               string `yaml:"path"`
-		Interval           string `yaml:"interval"`
-		Timeout            string `yaml:"timeout"`
-		HealthyThreshold   uint32 `yaml:"healthyThreshold"`
-		UnhealthyThreshold uint32 `yaml:"unhealthyThreshold"`
+		Protocol           string                `yaml:"protocol"`
+		Path               string                `yaml:"path"`
+		Interval           string                `yaml:"interval"`
+		Timeout            string                `yaml:"timeout"`
+		HealthyThreshold   uint32                `yaml:"healthyThreshold"`
+		UnhealthyThreshold uint32                `yaml:"unhealthyThreshold"`
+		ExpectedStatuses   []catalog.StatusRange `yaml:"expectedStatuses"`
+		GRPCService        string                `yaml:"grpcService"`
 	} `yaml:"healthCheck"`
 	Outlier struct {
 		Consecutive5xx     uint32 `yaml:"consecutive5xx"`
@@ -68,9 +71,10 @@ type inService struct {
 }
 
 type inDesired struct {
-	Service inService         `yaml:"service"`
-	Weights map[string]uint32 `yaml:"weights"`
-	Matches []Match           `yaml:"matches"`
+	Service   inService           `yaml:"service"`
+	Weights   map[string]uint32   `yaml:"weights"`
+	Matches   []Match             `yaml:"matches"`
+	Unhealthy map[string][]string `yaml:"unhealthy"`
 }
 
 func readDesired(t *testing.T, path string) []Desired {
@@ -104,6 +108,7 @@ func readDesired(t *testing.T, path string) []Desired {
 				Protocol: s.HealthCheck.Protocol, Path: s.HealthCheck.Path,
 				Interval: dur(s.HealthCheck.Interval), Timeout: dur(s.HealthCheck.Timeout),
 				HealthyThreshold: s.HealthCheck.HealthyThreshold, UnhealthyThreshold: s.HealthCheck.UnhealthyThreshold,
+				ExpectedStatuses: s.HealthCheck.ExpectedStatuses, GRPCService: s.HealthCheck.GRPCService,
 			},
 			Outlier: catalog.Outlier{
 				Consecutive5xx: s.Outlier.Consecutive5xx, Interval: dur(s.Outlier.Interval),
@@ -125,7 +130,7 @@ func readDesired(t *testing.T, path string) []Desired {
 			}
 			svc.Versions = append(svc.Versions, cv)
 		}
-		out = append(out, Desired{Service: svc, Weights: d.Weights, Matches: d.Matches})
+		out = append(out, Desired{Service: svc, Weights: d.Weights, Matches: d.Matches, Unhealthy: d.Unhealthy})
 	}
 	return out
 }
@@ -427,6 +432,63 @@ func TestVersionsWeightOnlyChange(t *testing.T) {
 	if l3 != l1 || r3 != r1 || c3 != c1 || e3 == e1 {
 		t.Errorf("endpoint change: versions %s %s %s %s vs %s %s %s %s", l3, r3, c3, e3, l1, r1, c1, e1)
 	}
+
+	// A health change (an endpoint marked unhealthy, then healthy again) changes only
+	// the endpoint version, and back.
+	down := baseDesired()
+	down.Unhealthy = map[string][]string{"stable": {"10.0.0.2:8080"}}
+	marked, err := Translate([]Desired{down, other})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l4, r4, c4, e4 := marked.Versions()
+	if l4 != l1 || r4 != r1 || c4 != c1 || e4 == e1 {
+		t.Errorf("health change: versions %s %s %s %s vs %s %s %s %s", l4, r4, c4, e4, l1, r1, c1, e1)
+	}
+	if marked.RouteVersion("checkout") != before.RouteVersion("checkout") {
+		t.Error("health change changed RouteVersion(checkout)")
+	}
+	up := baseDesired()
+	up.Unhealthy = map[string][]string{"stable": nil}
+	healed, err := Translate([]Desired{up, other})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, e5 := healed.Versions(); e5 != e1 {
+		t.Error("healthy again: endpoint version differs from the never-marked one")
+	}
+}
+
+func TestTranslateUnhealthy(t *testing.T) {
+	status := func(r Resources) map[string]corev3.HealthStatus {
+		out := map[string]corev3.HealthStatus{}
+		for _, cla := range r.Endpoints {
+			for _, loc := range cla.GetEndpoints() {
+				for _, lbe := range loc.GetLbEndpoints() {
+					sa := lbe.GetEndpoint().GetAddress().GetSocketAddress()
+					out[fmt.Sprintf("%s %s:%d", cla.GetClusterName(), sa.GetAddress(), sa.GetPortValue())] = lbe.GetHealthStatus()
+				}
+			}
+		}
+		return out
+	}
+	d := baseDesired()
+	// Every canary endpoint and one stable endpoint down, plus an address that is not
+	// one of the version's endpoints.
+	d.Unhealthy = map[string][]string{"stable": {"10.0.0.1:8080", "10.9.9.9:1"}, "canary": {"10.0.1.1:8080"}}
+	got, err := TranslateService(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustBeServable(t, got)
+	want := map[string]corev3.HealthStatus{
+		"checkout|stable 10.0.0.1:8080": corev3.HealthStatus_UNHEALTHY,
+		"checkout|stable 10.0.0.2:8080": corev3.HealthStatus_UNKNOWN,
+		"checkout|canary 10.0.1.1:8080": corev3.HealthStatus_UNHEALTHY,
+	}
+	if diff := cmp.Diff(want, status(got)); diff != "" {
+		t.Errorf("health status (-want +got):\n%s", diff)
+	}
 }
 
 func TestTranslateRejects(t *testing.T) {
@@ -504,6 +566,11 @@ func TestDesiredValidate(t *testing.T) {
 		{"health path", func(d *Desired) { d.Service.HealthCheck.Path = "healthz" }, []string{`service.healthCheck.path: "healthz" does not start with /`}},
 		{"health interval", func(d *Desired) { d.Service.HealthCheck.Interval = -1 }, []string{"service.healthCheck.interval: negative"}},
 		{"ejection percent", func(d *Desired) { d.Service.Outlier.MaxEjectionPercent = 101 }, []string{"service.outlierDetection.maxEjectionPercent: 101 exceeds 100"}},
+		{"health status range", func(d *Desired) {
+			d.Service.HealthCheck.ExpectedStatuses = []catalog.StatusRange{"200", "300-200"}
+		}, []string{`service.healthCheck.expectedStatuses[1]: "300-200": the range ends before it starts`}},
+		{"unhealthy of unknown version", func(d *Desired) { d.Unhealthy = map[string][]string{"ghost": nil} }, []string{`unhealthy["ghost"]: not one of service.versions`}},
+		{"unhealthy bad address", func(d *Desired) { d.Unhealthy = map[string][]string{"canary": {"10.0.1.1"}} }, []string{`unhealthy["canary"][0]: "10.0.1.1": want host:port`}},
 		{"every problem reported", func(d *Desired) {
 			d.Service.Port = 0
 			d.Weights = nil
@@ -723,6 +790,20 @@ func TestResolveEndpoints(t *testing.T) {
 	}
 	if _, err := TranslateService(got); err != nil {
 		t.Errorf("resolved desired does not translate: %v", err)
+	}
+
+	// A name marked unhealthy marks every address it resolves to; an IP stays itself.
+	d.Unhealthy = map[string][]string{"stable": {"stable.internal:8080"}, "canary": {"10.0.1.1:8080"}}
+	got, err = ResolveEndpoints(t.Context(), r, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantDown := map[string][]string{"stable": {"10.0.0.1:8080", "10.0.0.3:8080", "10.0.0.9:8080"}, "canary": {"10.0.1.1:8080"}}
+	if diff := cmp.Diff(wantDown, got.Unhealthy); diff != "" {
+		t.Errorf("unhealthy (-want +got):\n%s", diff)
+	}
+	if d.Unhealthy["stable"][0] != "stable.internal:8080" {
+		t.Error("ResolveEndpoints modified its input's Unhealthy")
 	}
 
 	d.Service.Versions[1].Endpoints[0].Host = "gone.internal"

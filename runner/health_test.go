@@ -1,0 +1,134 @@
+package runner_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/octoacme/octoroll/catalog"
+	"github.com/octoacme/octoroll/healthcheck"
+	"github.com/octoacme/octoroll/runner"
+	"github.com/octoacme/octoroll/store"
+	"github.com/octoacme/octoroll/xds"
+)
+
+// healthServer serves grpc.health.v1 on 127.0.0.1:0 until the test ends.
+func healthServer(t *testing.T) (*health.Server, string) {
+	t.Helper()
+	hs := health.NewServer()
+	gs := grpc.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(gs.Stop)
+	return hs, lis.Addr().String()
+}
+
+// edsHealth returns the health status of every endpoint the xds server publishes for
+// svcName's cluster of version, by host:port.
+func edsHealth(xs *xds.Server, version string) map[string]corev3.HealthStatus {
+	out := map[string]corev3.HealthStatus{}
+	for _, cla := range xs.Resources().Endpoints {
+		if cla.GetClusterName() != xds.ClusterName(svcName, version) {
+			continue
+		}
+		for _, loc := range cla.GetEndpoints() {
+			for _, lbe := range loc.GetLbEndpoints() {
+				sa := lbe.GetEndpoint().GetAddress().GetSocketAddress()
+				out[fmt.Sprintf("%s:%d", sa.GetAddress(), sa.GetPortValue())] = lbe.GetHealthStatus()
+			}
+		}
+	}
+	return out
+}
+
+// TestUnhealthyEndpointLeavesEDS runs the runner's loop with the real prober against
+// real gRPC health servers: an endpoint whose server goes NOT_SERVING is published
+// UNHEALTHY in EDS without any rollout or tick, and healthy again when it serves;
+// routes and clusters do not change meanwhile.
+func TestUnhealthyEndpointLeavesEDS(t *testing.T) {
+	_, a := healthServer(t)
+	hsB, b := healthServer(t)
+	_, c := healthServer(t)
+	cat := &catalog.Catalog{Services: []catalog.Service{{
+		Name: svcName, Port: 10001, Stable: "v1",
+		Versions: []catalog.Version{version(t, "v1", a, b), version(t, "v2", c)},
+		HealthCheck: catalog.HealthCheck{
+			Protocol: catalog.ProtocolGRPC,
+			Interval: catalog.Duration(50 * time.Millisecond), Timeout: catalog.Duration(time.Second),
+			HealthyThreshold: 1, UnhealthyThreshold: 2,
+		},
+	}}}
+	st, err := store.Open(t.TempDir(), store.Options{LockTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	xs := xds.NewServer(log, xds.Options{})
+	prober := healthcheck.New(log, healthcheck.Options{})
+	// A long tick: only the prober's change notifications may publish health.
+	r, err := runner.New(context.Background(), cat, runner.Options{Log: log, Store: st, XDS: xs, Health: prober, Tick: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	proberDone, runDone := make(chan error, 1), make(chan error, 1)
+	go func() { proberDone <- prober.Run(ctx) }()
+	go func() { runDone <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-proberDone
+		<-runDone
+	})
+
+	waitEDS := func(what string, want map[string]corev3.HealthStatus) {
+		t.Helper()
+		deadline := time.NewTimer(waitTimeout)
+		defer deadline.Stop()
+		poll := time.NewTicker(10 * time.Millisecond)
+		defer poll.Stop()
+		for {
+			got := edsHealth(xs, "v1")
+			if fmt.Sprint(got) == fmt.Sprint(want) {
+				return
+			}
+			select {
+			case <-poll.C:
+			case <-deadline.C:
+				t.Fatalf("%s: EDS of v1 %v, want %v", what, got, want)
+			}
+		}
+	}
+	healthy := corev3.HealthStatus_UNKNOWN // unset: no mark
+	waitEDS("start", map[string]corev3.HealthStatus{a: healthy, b: healthy})
+	if st := prober.Status(svcName, "v1"); st.Total != 2 {
+		t.Fatalf("prober status %+v, want the two v1 endpoints probed", st)
+	}
+	_, routes0, clusters0, _ := xs.Resources().Versions()
+
+	hsB.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	waitEDS("b not serving", map[string]corev3.HealthStatus{a: healthy, b: corev3.HealthStatus_UNHEALTHY})
+	if got := edsHealth(xs, "v2"); got[c] != healthy {
+		t.Errorf("v2 EDS %v, want it untouched", got)
+	}
+	_, routes1, clusters1, _ := xs.Resources().Versions()
+	if routes1 != routes0 || clusters1 != clusters0 {
+		t.Errorf("a health change changed routes (%s -> %s) or clusters (%s -> %s)", routes0, routes1, clusters0, clusters1)
+	}
+
+	hsB.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	waitEDS("b serving again", map[string]corev3.HealthStatus{a: healthy, b: healthy})
+}
