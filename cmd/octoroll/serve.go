@@ -93,6 +93,7 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 	reg := prometheus.NewRegistry()
 	am := admin.NewMetrics(reg)
 	notifier = notify.New(log, watcher.Current().Notifications, notify.Options{
+		Health: prober,
 		OnEvent: func(d notify.Delivery) {
 			if d.Outcome == notify.Delivered || run == nil {
 				return
