@@ -368,8 +368,11 @@ func (r *Rollout) observe(now time.Time, obs Observation) (verdict, *finding) {
 	if len(v.sourceFailure) > 0 {
 		p.SourceFailures++
 		if limit := r.sourceFailureLimit(); p.SourceFailures >= limit {
-			f := finding{reason: fmt.Sprintf("metrics source failing on %d consecutive checks: %s",
-				p.SourceFailures, strings.Join(v.sourceFailure, "; "))}
+			why := v.sourceFailure[0]
+			if n := len(v.sourceFailure) - 1; n > 0 {
+				why += fmt.Sprintf(" (and %d more)", n)
+			}
+			f := finding{reason: fmt.Sprintf("metrics source failing on %d consecutive checks: %s", p.SourceFailures, why)}
 			v.pause = append(v.pause, f)
 			if v.numbers != nil {
 				v.numbers.Verdict, v.numbers.Reason = v.outcome()

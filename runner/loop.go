@@ -72,7 +72,8 @@ func (r *Runner) gather(ctx context.Context, svc catalog.Service, ro controller.
 	obs.Window = window
 	obs.Canary = r.versionStats(ctx, svc, ro.Canary, window, at)
 	obs.Stable = r.versionStats(ctx, svc, ro.Stable, window, at)
-	if aw := ro.AnalysisWindow(at); aw > window {
+	// Whole seconds keep the queries' windows (and the recorded numbers) readable.
+	if aw := ro.AnalysisWindow(at).Truncate(time.Second); aw > window {
 		obs.Analysis = controller.Sample{
 			Window: aw,
 			Canary: r.versionStats(ctx, svc, ro.Canary, aw, at),
