@@ -25,7 +25,7 @@ func (e *PreflightError) Error() string {
 		case ItemSummary:
 			parts = append(parts, "release.summary: no release summary")
 		case ItemSmokeTests:
-			parts = append(parts, "smokeChecks: no smoke tests configured")
+			parts = append(parts, "smokeTests/smokeChecks: no smoke tests configured")
 		}
 	}
 	return fmt.Sprintf("pre-flight: %s (waive each with waivers[].item %s)",
@@ -49,7 +49,7 @@ func Preflight(spec Spec) error {
 	if strings.TrimSpace(spec.Release.Summary) == "" && !waived[ItemSummary] {
 		missing = append(missing, ItemSummary)
 	}
-	if len(spec.SmokeChecks) == 0 && !waived[ItemSmokeTests] {
+	if len(spec.SmokeChecks) == 0 && len(spec.SmokeTests) == 0 && !waived[ItemSmokeTests] {
 		missing = append(missing, ItemSmokeTests)
 	}
 	if len(missing) > 0 {

@@ -136,6 +136,8 @@ type Plan struct {
 	AckTimeout        Duration          `json:"ackTimeout"`
 	AutoResume        bool              `json:"autoResume,omitempty"`
 	SmokeChecks       []string          `json:"smokeChecks,omitempty"`
+	SmokeTests        []HTTPCheck       `json:"smokeTests,omitempty"`
+	Synthetics        []HTTPCheck       `json:"synthetics,omitempty"`
 	Checks            []Check           `json:"checks,omitempty"`
 	Monitoring        []Phase           `json:"monitoring"`
 	Window            *DeploymentWindow `json:"window,omitempty"`
