@@ -267,6 +267,9 @@ type CheckResult struct {
 	Name   string
 	Passed bool
 	Detail string
+	// Duration is how long an executed check (smoke test, synthetic) took; zero for
+	// results reported through the API.
+	Duration time.Duration `json:",omitempty"`
 }
 
 // Convergence is what the xds layer reports for one weights generation.
