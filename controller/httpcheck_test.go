@@ -42,8 +42,12 @@ func TestHTTPCheckValidation(t *testing.T) {
 		{"scheme-relative path", func(s *Spec) { s.SmokeTests = []HTTPCheck{{Name: "a", Path: "//evil/x"}} }, "smokeTests[0].path:"},
 		{"path with space", func(s *Spec) { s.SmokeTests = []HTTPCheck{{Name: "a", Path: "/a b"}} }, "smokeTests[0].path:"},
 		{"path with newline", func(s *Spec) { s.Synthetics = []HTTPCheck{{Name: "a", Path: "/a\r\nX: y"}} }, "synthetics[0].path:"},
-		{"header name", func(s *Spec) { s.SmokeTests = []HTTPCheck{{Name: "a", Path: "/", Headers: map[string]string{"Bad Name": "x"}}} }, `smokeTests[0].headers["Bad Name"]: not a valid header name`},
-		{"header value", func(s *Spec) { s.SmokeTests = []HTTPCheck{{Name: "a", Path: "/", Headers: map[string]string{"X": "a\nb"}}} }, `smokeTests[0].headers["X"]: control characters`},
+		{"header name", func(s *Spec) {
+			s.SmokeTests = []HTTPCheck{{Name: "a", Path: "/", Headers: map[string]string{"Bad Name": "x"}}}
+		}, `smokeTests[0].headers["Bad Name"]: not a valid header name`},
+		{"header value", func(s *Spec) {
+			s.SmokeTests = []HTTPCheck{{Name: "a", Path: "/", Headers: map[string]string{"X": "a\nb"}}}
+		}, `smokeTests[0].headers["X"]: control characters`},
 		{"url scheme", func(s *Spec) { s.SmokeTests = []HTTPCheck{{Name: "a", Path: "/", URL: "ftp://h:1"}} }, "smokeTests[0].url:"},
 		{"url with path", func(s *Spec) { s.SmokeTests = []HTTPCheck{{Name: "a", Path: "/", URL: "http://h:1/x"}} }, "smokeTests[0].url:"},
 		{"url not parsable", func(s *Spec) { s.SmokeTests = []HTTPCheck{{Name: "a", Path: "/", URL: "http://h:port"}} }, "smokeTests[0].url:"},
