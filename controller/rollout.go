@@ -232,8 +232,13 @@ type Observation struct {
 	Health HealthStats
 	// Alerts are the names of critical alerts firing; any pauses.
 	Alerts []string
-	// Checks are smoke, synthetic and custom check results.
+	// Checks are reported smoke checks (Spec.SmokeChecks), synthetic and custom check
+	// results.
 	Checks []CheckResult
+	// Smoke are the results of the plan's smoke tests run for this check (the loop runs
+	// them when Rollout.Wants asks). Starting and advancing need a passing result of
+	// every one; any failing result rolls back.
+	Smoke []CheckResult
 	// Convergence is the xds layer's view of a weights generation.
 	Convergence Convergence
 }
