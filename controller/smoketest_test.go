@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"bytes"
 	"slices"
 	"strings"
 	"testing"
@@ -311,4 +312,22 @@ func TestSynthetics(t *testing.T) {
 			t.Fatalf("state %s, smoke asked %d times", r.State, asked)
 		}
 	})
+}
+
+// A rollout with HTTP checks survives a JSON round trip: the restored one asks for the
+// same checks and decides the same.
+func TestHTTPChecksJSONResume(t *testing.T) {
+	spec := httpSpec()
+	spec.SmokeTests[0].Headers = map[string]string{"X-Smoke": "1"}
+	spec.SmokeTests[0].Expect = HTTPExpect{Status: []int{200}, JSON: []JSONExpect{{Path: "status", Equals: "ok"}}}
+	r, _ := mustNew(t, t0, spec)
+	restored := roundTrip(t, r)
+	if !bytes.Equal(mustJSON(t, r), mustJSON(t, restored)) {
+		t.Fatal("round trip changed the rollout")
+	}
+	a, _, evA := drive(r, t0, t0.Add(80*time.Hour), 30*time.Second, httpObs(true, true))
+	b, _, evB := drive(restored, t0, t0.Add(80*time.Hour), 30*time.Second, httpObs(true, true))
+	if a.State != StateCompleted || !bytes.Equal(mustJSON(t, a), mustJSON(t, b)) || !bytes.Equal(mustJSON(t, evA), mustJSON(t, evB)) {
+		t.Fatalf("restored rollout diverged (%s)", a.State)
+	}
 }
