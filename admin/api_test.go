@@ -673,13 +673,18 @@ func FuzzDecodeSpec(f *testing.F) {
 	f.Add([]byte(`{"stages":[{"percent":5,"minWindow":"5m"}]}`), false)
 	f.Add([]byte("stages:\n  - percent: 5\n    minWindow: 5m\n"), true)
 	f.Add([]byte("a: &a [*a]"), true)
+	f.Add([]byte(`{"smokeTests":[{"name":"home","path":"/","expect":{"status":[200],"json":[{"path":"status","equals":"ok"}]}}],`+
+		`"synthetics":[{"name":"cart","path":"/cart","url":"http://127.0.0.1:1","timeout":"1s"}]}`), false)
+	f.Add([]byte("smokeTests:\n  - name: home\n    path: /\n    headers: {X-A: b}\n    expect: {status: [200], bodyContains: ok}\n"), true)
+	f.Add([]byte("synthetics: [{name: a, path: x, expect: {json: [{path: a..b}]}}]\n"), true)
 	f.Fuzz(func(t *testing.T, data []byte, yml bool) {
 		format := formatJSON
 		if yml {
 			format = formatYAML
 		}
-		_, err := DecodeSpec(data, format)
+		spec, err := DecodeSpec(data, format)
 		if err == nil {
+			_ = spec.Validate() // must not panic on anything that decodes
 			return
 		}
 		status, code, msg := classify(err)

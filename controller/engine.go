@@ -25,7 +25,7 @@ func (e *PreflightError) Error() string {
 		case ItemSummary:
 			parts = append(parts, "release.summary: no release summary")
 		case ItemSmokeTests:
-			parts = append(parts, "smokeChecks: no smoke tests configured")
+			parts = append(parts, "smokeTests/smokeChecks: no smoke tests configured")
 		}
 	}
 	return fmt.Sprintf("pre-flight: %s (waive each with waivers[].item %s)",
@@ -49,7 +49,7 @@ func Preflight(spec Spec) error {
 	if strings.TrimSpace(spec.Release.Summary) == "" && !waived[ItemSummary] {
 		missing = append(missing, ItemSummary)
 	}
-	if len(spec.SmokeChecks) == 0 && !waived[ItemSmokeTests] {
+	if len(spec.SmokeChecks) == 0 && len(spec.SmokeTests) == 0 && !waived[ItemSmokeTests] {
 		missing = append(missing, ItemSmokeTests)
 	}
 	if len(missing) > 0 {
@@ -63,7 +63,9 @@ func Preflight(spec Spec) error {
 // rollout lacking a rollback plan, a summary or smoke checks unless each is waived
 // (ErrPreflight, a *PreflightError listing every missing item). Waivers are recorded
 // as events. Inside the deployment window (or for a critical patch) the first stage's
-// weights are set at once; otherwise the rollout is pending at 0 % canary.
+// weights are set at once, unless the plan has smoke tests: then the rollout is pending
+// at 0 % canary until an observation carries every smoke test's passing result, as it
+// is outside the window.
 func New(now time.Time, id string, spec Spec, svc catalog.Service) (Rollout, []Event, error) {
 	var errs []error
 	if id == "" {
@@ -117,7 +119,7 @@ func New(now time.Time, id string, spec Spec, svc catalog.Service) (Rollout, []E
 			e.Reason = fmt.Sprintf("%s waived: %s", w.Item, w.Reason)
 		}))
 	}
-	r, more := r.tryStart(now)
+	r, more := r.startAfterSmoke(now, Observation{})
 	return r, append(evs, more...), nil
 }
 
@@ -323,11 +325,16 @@ func (r Rollout) Step(now time.Time, obs Observation) (Rollout, []Event) {
 			e.Reason = fmt.Sprintf("every proxy applied weights generation %d (route version %s)", conv.Generation, conv.Version)
 		}))
 	}
+	if f := r.smokeFailure(obs); f != nil && !r.State.Terminal() {
+		r.Progress.LastCheck = now
+		r2, more := r.rollback(now, *f, "", r.Progress.Last)
+		return r2, append(evs, more...)
+	}
 	var more []Event
 	switch r.State {
 	case StatePending:
 		r.Progress.LastCheck = now
-		r, more = r.tryStart(now)
+		r, more = r.startAfterSmoke(now, obs)
 	case StateProgressing:
 		r, more = r.stepStage(now, obs)
 	case StatePaused:
@@ -342,7 +349,7 @@ func (r Rollout) Step(now time.Time, obs Observation) (Rollout, []Event) {
 
 // judgeInput builds the judge's configuration for r's current stage or phase.
 func (r Rollout) judgeInput() judgeInput {
-	in := judgeInput{th: r.Plan.Thresholds, smoke: r.Plan.SmokeChecks, checks: r.Plan.Checks,
+	in := judgeInput{th: r.Plan.Thresholds, smoke: r.Plan.SmokeChecks, checks: append(slices.Clone(r.Plan.Checks), r.syntheticChecks()...),
 		nackGen: r.Generation, requireData: true}
 	if st, ok := r.CurrentStage(); ok {
 		in.th = st.Thresholds
@@ -509,6 +516,9 @@ func (r Rollout) stepStage(now time.Time, obs Observation) (Rollout, []Event) {
 		ok, override := r.windowAllows(now)
 		if !ok {
 			return r.decide(now, DecisionHold, "outside deployment window", v.numbers, EventHold)
+		}
+		if r2, evs, held := r.holdForSmoke(now, st, obs, v.numbers); held {
+			return r2, evs
 		}
 		evs := r.noteOverride(now, override, "advanced")
 		r2, more := r.advance(now, fmt.Sprintf("every check passed with enough data for %s in stage %s", p.Monitored, st.Name), "", v.numbers)
@@ -704,7 +714,7 @@ func (r Rollout) Apply(now time.Time, cmd Command) (Rollout, []Event, error) {
 		evs = []Event{r.event(now, EventResumed, func(e *Event) { e.Reason = reason; e.Actor = who })}
 		if r.State == StatePending {
 			var more []Event
-			r, more = r.tryStart(now)
+			r, more = r.startAfterSmoke(now, Observation{})
 			evs = append(evs, more...)
 		}
 	case CmdPromote, CmdPromoteFull:

@@ -2,8 +2,11 @@ package controller
 
 import (
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/octoacme/octoroll/catalog"
@@ -185,6 +188,8 @@ func resolve(spec Spec) Plan {
 	if p.SourceFailureLimit == 0 {
 		p.SourceFailureLimit = DefaultSourceFailureLimit
 	}
+	p.SmokeTests = resolveHTTPChecks(spec.SmokeTests)
+	p.Synthetics = resolveHTTPChecks(spec.Synthetics)
 	p.Thresholds = DefaultThresholds().merge(spec.Thresholds)
 	if p.Type == Patch {
 		p.Strategy = spec.Strategy
@@ -255,6 +260,23 @@ func resolve(spec Spec) Plan {
 		p.Monitoring = DefaultMonitoring()
 	}
 	return p
+}
+
+// resolveHTTPChecks copies checks with the default method and timeout filled in.
+func resolveHTTPChecks(checks []HTTPCheck) []HTTPCheck {
+	if len(checks) == 0 {
+		return nil
+	}
+	out := make([]HTTPCheck, len(checks))
+	for i, c := range checks {
+		c.Method = strings.ToUpper(c.MethodOrDefault())
+		c.Timeout = Duration(c.TimeoutOrDefault())
+		c.Headers = maps.Clone(c.Headers)
+		c.Expect.Status = slices.Clone(c.Expect.Status)
+		c.Expect.JSON = slices.Clone(c.Expect.JSON)
+		out[i] = c
+	}
+	return out
 }
 
 // String describes a plan briefly: "5% 15m0s → 25% 30m0s → 50% 30m0s → 100%".

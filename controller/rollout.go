@@ -138,6 +138,8 @@ type Plan struct {
 	SourceFailureLimit int               `json:"sourceFailureLimit,omitempty"`
 	AutoResume         bool              `json:"autoResume,omitempty"`
 	SmokeChecks        []string          `json:"smokeChecks,omitempty"`
+	SmokeTests         []HTTPCheck       `json:"smokeTests,omitempty"`
+	Synthetics         []HTTPCheck       `json:"synthetics,omitempty"`
 	Checks             []Check           `json:"checks,omitempty"`
 	Monitoring         []Phase           `json:"monitoring"`
 	Window             *DeploymentWindow `json:"window,omitempty"`
@@ -268,8 +270,13 @@ type Observation struct {
 	Health HealthStats
 	// Alerts are the names of critical alerts firing; any pauses.
 	Alerts []string
-	// Checks are smoke, synthetic and custom check results.
+	// Checks are reported smoke checks (Spec.SmokeChecks), synthetic and custom check
+	// results.
 	Checks []CheckResult
+	// Smoke are the results of the plan's smoke tests run for this check (the loop runs
+	// them when Rollout.Wants asks). Starting and advancing need a passing result of
+	// every one; any failing result rolls back.
+	Smoke []CheckResult
 	// Convergence is the xds layer's view of a weights generation.
 	Convergence Convergence
 }
@@ -314,6 +321,9 @@ type CheckResult struct {
 	// returned no data); Passed is then meaningless. It holds the check and counts as
 	// a source failure.
 	Inconclusive string `json:",omitempty"`
+	// Duration is how long an executed check (smoke test, synthetic) took; zero for
+	// results reported through the API.
+	Duration time.Duration `json:",omitempty"`
 }
 
 // Convergence is what the xds layer reports for one weights generation.

@@ -47,7 +47,7 @@ func simRun(t testing.TB, c simCase, rng *rand.Rand, res *simResult) {
 	}
 	const every = 30 * time.Second
 	type interval struct {
-		end                            time.Time
+		end                                time.Time
 		canaryN, canaryE, stableN, stableE uint64
 	}
 	var hist []interval

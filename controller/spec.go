@@ -1,6 +1,8 @@
 package controller
 
 import (
+	"time"
+
 	"github.com/octoacme/octoroll/catalog"
 )
 
@@ -90,6 +92,15 @@ type Spec struct {
 	// CustomChecks are further named checks (key user flows, business metrics, data
 	// integrity) with what a failure does.
 	CustomChecks []Check `json:"customChecks,omitempty" yaml:"customChecks,omitempty"`
+	// SmokeTests are HTTP requests octoroll sends to the canary before the first weight
+	// moves and before each promotion. The rollout starts or advances only when every
+	// one passed in that check; a failure rolls back. They satisfy the smokeTests
+	// pre-flight item.
+	SmokeTests []HTTPCheck `json:"smokeTests,omitempty" yaml:"smokeTests,omitempty"`
+	// Synthetics are key user flows octoroll sends to the canary every check interval
+	// while the canary takes traffic (stages, paused, the monitoring window). A failure
+	// rolls back; a missing result is inconclusive.
+	Synthetics []HTTPCheck `json:"synthetics,omitempty" yaml:"synthetics,omitempty"`
 	// Monitoring replaces the post-release monitoring phases (default Immediate 30m,
 	// Short-term to 4h, Extended to 24h, Long-term to 72h).
 	Monitoring []Phase `json:"monitoring,omitempty" yaml:"monitoring,omitempty"`
@@ -224,4 +235,73 @@ type Waiver struct {
 	Item   string `json:"item" yaml:"item"`
 	Reason string `json:"reason" yaml:"reason"`
 	By     string `json:"by" yaml:"by"`
+}
+
+// Defaults of an HTTPCheck.
+const (
+	DefaultHTTPCheckMethod  = "GET"
+	DefaultHTTPCheckTimeout = 5 * time.Second
+)
+
+// HTTPCheck is a smoke test or synthetic key flow: one HTTP request aimed at the canary
+// version, judged by its response.
+type HTTPCheck struct {
+	// Name identifies the check in events and reports; unique among all checks.
+	Name string `json:"name" yaml:"name"`
+	// Method is the HTTP method; default GET.
+	Method string `json:"method,omitempty" yaml:"method,omitempty"`
+	// Path is the request path with an optional query; it starts with /.
+	Path string `json:"path" yaml:"path"`
+	// Headers are sent with the request (Host sets the request's host).
+	Headers map[string]string `json:"headers,omitempty" yaml:"headers,omitempty"`
+	// Body is sent as the request body.
+	Body string `json:"body,omitempty" yaml:"body,omitempty"`
+	// URL, when set (http(s)://host:port of an Envoy listener), sends one request
+	// through the proxy with the pin header naming the canary version, so it reaches the
+	// canary whatever the weights. Empty sends the request to every canary endpoint
+	// directly, and every one must pass.
+	URL string `json:"url,omitempty" yaml:"url,omitempty"`
+	// Port replaces the endpoint's port for direct requests (an admin or health port).
+	Port uint32 `json:"port,omitempty" yaml:"port,omitempty"`
+	// Timeout bounds one request, response body included; default 5s.
+	Timeout Duration `json:"timeout,omitempty" yaml:"timeout,omitempty"`
+	// Expect is what a passing response looks like.
+	Expect HTTPExpect `json:"expect,omitzero" yaml:"expect,omitempty"`
+}
+
+// HTTPExpect is what a passing response looks like; every field set must hold.
+type HTTPExpect struct {
+	// Status lists the accepted status codes; empty accepts any 2xx.
+	Status []int `json:"status,omitempty" yaml:"status,omitempty"`
+	// BodyContains must occur in the response body (its first MaxBody bytes).
+	BodyContains string `json:"bodyContains,omitempty" yaml:"bodyContains,omitempty"`
+	// JSON are fields the response body, parsed as JSON, must have.
+	JSON []JSONExpect `json:"json,omitempty" yaml:"json,omitempty"`
+}
+
+// JSONExpect is one JSON field of a response.
+type JSONExpect struct {
+	// Path is a dotted path into the body: object keys and array indexes, as in
+	// "status" or "items.0.id". The body itself is ".".
+	Path string `json:"path" yaml:"path"`
+	// Equals is the expected value as text: a string's contents, a number as written or
+	// any number equal to it (200, 2e2), true, false or null. An object or array never
+	// equals.
+	Equals string `json:"equals" yaml:"equals"`
+}
+
+// MethodOrDefault is c's method, GET when unset.
+func (c HTTPCheck) MethodOrDefault() string {
+	if c.Method == "" {
+		return DefaultHTTPCheckMethod
+	}
+	return c.Method
+}
+
+// TimeoutOrDefault is c's timeout, 5s when unset.
+func (c HTTPCheck) TimeoutOrDefault() time.Duration {
+	if c.Timeout <= 0 {
+		return DefaultHTTPCheckTimeout
+	}
+	return c.Timeout.D()
 }

@@ -4,7 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
+	"net/url"
+	"slices"
 	"strings"
 	"text/template"
 	"time"
@@ -143,6 +146,17 @@ func (s Spec) Validate() error {
 	for i, c := range s.CustomChecks {
 		checkCheck(fmt.Sprintf("customChecks[%d]", i), c)
 	}
+	interval := orDefault(s.CheckInterval, DefaultCheckInterval)
+	for i, c := range s.SmokeTests {
+		f := fmt.Sprintf("smokeTests[%d]", i)
+		uniq(f+".name", c.Name)
+		c.validate(f, interval, add)
+	}
+	for i, c := range s.Synthetics {
+		f := fmt.Sprintf("synthetics[%d]", i)
+		uniq(f+".name", c.Name)
+		c.validate(f, interval, add)
+	}
 	var until Duration
 	for i, ph := range s.Monitoring {
 		f := fmt.Sprintf("monitoring[%d]", i)
@@ -209,6 +223,107 @@ func (c Check) validateQuery(f string, add addFunc) {
 	if err := t.Execute(io.Discard, sample); err != nil {
 		add(f+".query", "%v (the template sees .Service, .Version, .Cluster and .Window)", err)
 	}
+}
+
+// isToken reports whether s is an RFC 9110 token (a method or a header name).
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range []byte(s) {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// hasCtl reports whether s has a control character (CR and LF would split a header).
+func hasCtl(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f })
+}
+
+// validate checks one smoke test or synthetic; interval is the rollout's check interval,
+// which a request must fit in.
+func (c HTTPCheck) validate(f string, interval Duration, add addFunc) {
+	if c.Method != "" && !isToken(c.Method) {
+		add(f+".method", "%q: not an HTTP method", c.Method)
+	}
+	switch {
+	case c.Path == "":
+		add(f+".path", "required (starts with /)")
+	case !strings.HasPrefix(c.Path, "/") || strings.HasPrefix(c.Path, "//"):
+		add(f+".path", "%q: must start with a single /", c.Path)
+	case strings.ContainsAny(c.Path, " #") || hasCtl(c.Path):
+		add(f+".path", "%q: spaces, # and control characters are not allowed", c.Path)
+	default:
+		if _, err := url.ParseRequestURI(c.Path); err != nil {
+			add(f+".path", "%q: %v", c.Path, errors.Unwrap(err))
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.Headers)) {
+		if !isToken(name) {
+			add(fmt.Sprintf("%s.headers[%q]", f, name), "not a valid header name")
+		}
+		if hasCtl(c.Headers[name]) {
+			add(fmt.Sprintf("%s.headers[%q]", f, name), "control characters are not allowed in a header value")
+		}
+	}
+	if c.URL != "" {
+		u, err := url.Parse(c.URL)
+		switch {
+		case err != nil:
+			add(f+".url", "%q: %v", c.URL, errors.Unwrap(err))
+		case u.Scheme != "http" && u.Scheme != "https":
+			add(f+".url", "%q: want http://host:port or https://host:port", c.URL)
+		case u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "":
+			add(f+".url", "%q: want scheme://host[:port] only; the request path goes in path", c.URL)
+		}
+		if c.Port != 0 {
+			add(f+".port", "applies to direct requests only, not with url")
+		}
+	}
+	if c.Port > 65535 {
+		add(f+".port", "%d: want 1-65535", c.Port)
+	}
+	switch {
+	case c.Timeout < 0:
+		add(f+".timeout", "must not be negative")
+	case Duration(c.TimeoutOrDefault()) > interval:
+		add(f+".timeout", "%s is longer than the check interval %s", Duration(c.TimeoutOrDefault()), interval)
+	}
+	for i, st := range c.Expect.Status {
+		if st < 100 || st > 599 {
+			add(fmt.Sprintf("%s.expect.status[%d]", f, i), "%d: want an HTTP status 100-599", st)
+		}
+	}
+	for i, j := range c.Expect.JSON {
+		jf := fmt.Sprintf("%s.expect.json[%d].path", f, i)
+		if _, err := ParseJSONPath(j.Path); err != nil {
+			add(jf, "%v", err)
+		}
+	}
+}
+
+// ParseJSONPath splits a JSONExpect path into its keys: "items.0.id" is items, 0, id;
+// "." is the body itself (no keys). An empty path or an empty key is an error.
+func ParseJSONPath(path string) ([]string, error) {
+	if path == "." {
+		return nil, nil
+	}
+	if path == "" {
+		return nil, errors.New("required (a dotted path such as status or items.0.id, or . for the body)")
+	}
+	keys := strings.Split(path, ".")
+	for _, k := range keys {
+		if k == "" {
+			return nil, fmt.Errorf("%q: empty key", path)
+		}
+	}
+	return keys, nil
 }
 
 func (m MatchSpec) validate(f string, add addFunc) {

@@ -82,6 +82,11 @@ func (r *Runner) Start(ctx context.Context, spec controller.Spec, actor string) 
 		}
 	}
 	e := &entry{r: ro, nextCheck: now.Add(interval(ro))}
+	if smoke, _ := ro.Wants(now); smoke {
+		// Pending on its smoke tests only: run them at once rather than one interval on.
+		e.nextCheck = now
+		defer r.poke()
+	}
 	r.active[spec.Service] = e
 	if err := r.commitLocked(ctx, e, ro, evs); err != nil {
 		delete(r.active, spec.Service)

@@ -39,6 +39,7 @@ func (r *Runner) check(ctx context.Context, service string) error {
 	// other services' checks are not held up by a slow metrics source.
 	obs := r.gather(ctx, svc, ro, pubGen, pubVersion)
 	obs.Checks = append(results, r.queryChecks(ctx, svc, ro, obs.Window)...)
+	r.httpChecks(ctx, svc, ro, &obs)
 
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -5,7 +5,7 @@
 // through it too. After a restart it publishes exactly the persisted weights before it
 // evaluates anything, so a crash never moves traffic by itself.
 //
-// It may import controller, xds, store, catalog, metrics and healthcheck; the admin
+// It may import controller, xds, store, catalog, metrics, healthcheck and smoke; the admin
 // API, the CLI and notifications sit on top of it and must not be imported here.
 package runner
 
@@ -26,6 +26,7 @@ import (
 	"github.com/octoacme/octoroll/controller"
 	"github.com/octoacme/octoroll/healthcheck"
 	"github.com/octoacme/octoroll/metrics"
+	"github.com/octoacme/octoroll/smoke"
 	"github.com/octoacme/octoroll/store"
 	"github.com/octoacme/octoroll/xds"
 )
@@ -90,6 +91,9 @@ type Options struct {
 	// OnPublish, when set, is told how long each publish to the xds server took
 	// (translation, checks and handing the resources to the cache).
 	OnPublish func(time.Duration)
+	// HTTPChecks runs the rollouts' smoke tests and synthetics; default a smoke.Runner
+	// with its defaults (each check's own timeout, 1 MiB bodies, no redirects followed).
+	HTTPChecks HTTPChecker
 }
 
 // Runner is safe for concurrent use.
@@ -110,6 +114,7 @@ type Runner struct {
 	// proxy; the ACK is recorded as the rollout's last event (time to restore).
 	restoring map[string]restoreWatch
 	wake      chan struct{}
+	http      HTTPChecker
 }
 
 // restoreWatch waits for the proxies to ACK a rollback's weights.
@@ -170,6 +175,10 @@ func New(ctx context.Context, cat *catalog.Catalog, opts Options) (*Runner, erro
 		published: map[string]xds.Desired{},
 		restoring: map[string]restoreWatch{},
 		wake:      make(chan struct{}, 1),
+		http:      opts.HTTPChecks,
+	}
+	if r.http == nil {
+		r.http = smoke.New(r.log, smoke.Options{})
 	}
 	recs, err := opts.Store.ListRollouts(store.ListFilter{ActiveOnly: true})
 	if err != nil {
