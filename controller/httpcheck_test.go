@@ -56,7 +56,7 @@ func TestHTTPCheckValidation(t *testing.T) {
 		{"negative timeout", func(s *Spec) { s.SmokeTests = []HTTPCheck{{Name: "a", Path: "/", Timeout: -1}} }, "smokeTests[0].timeout: must not be negative"},
 		{"timeout beyond interval", func(s *Spec) {
 			s.CheckInterval = Duration(3 * time.Second)
-			s.Synthetics = []HTTPCheck{{Name: "a", Path: "/"}}
+			s.Synthetics = []HTTPCheck{{Name: "a", Path: "/", Timeout: Duration(5 * time.Second)}}
 		}, "synthetics[0].timeout: 5s is longer than the check interval 3s"},
 		{"status range", func(s *Spec) {
 			s.SmokeTests = []HTTPCheck{good, {Name: "b", Path: "/", Expect: HTTPExpect{Status: []int{200, 99}}}}

@@ -188,8 +188,8 @@ func resolve(spec Spec) Plan {
 	if p.SourceFailureLimit == 0 {
 		p.SourceFailureLimit = DefaultSourceFailureLimit
 	}
-	p.SmokeTests = resolveHTTPChecks(spec.SmokeTests)
-	p.Synthetics = resolveHTTPChecks(spec.Synthetics)
+	p.SmokeTests = resolveHTTPChecks(spec.SmokeTests, p.CheckInterval)
+	p.Synthetics = resolveHTTPChecks(spec.Synthetics, p.CheckInterval)
 	p.Thresholds = DefaultThresholds().merge(spec.Thresholds)
 	if p.Type == Patch {
 		p.Strategy = spec.Strategy
@@ -262,15 +262,18 @@ func resolve(spec Spec) Plan {
 	return p
 }
 
-// resolveHTTPChecks copies checks with the default method and timeout filled in.
-func resolveHTTPChecks(checks []HTTPCheck) []HTTPCheck {
+// resolveHTTPChecks copies checks with the default method and timeout filled in; the
+// default timeout is at most the check interval.
+func resolveHTTPChecks(checks []HTTPCheck, interval Duration) []HTTPCheck {
 	if len(checks) == 0 {
 		return nil
 	}
 	out := make([]HTTPCheck, len(checks))
 	for i, c := range checks {
 		c.Method = strings.ToUpper(c.MethodOrDefault())
-		c.Timeout = Duration(c.TimeoutOrDefault())
+		if c.Timeout <= 0 {
+			c.Timeout = min(Duration(DefaultHTTPCheckTimeout), interval)
+		}
 		c.Headers = maps.Clone(c.Headers)
 		c.Expect.Status = slices.Clone(c.Expect.Status)
 		c.Expect.JSON = slices.Clone(c.Expect.JSON)

@@ -298,7 +298,8 @@ func (c HTTPCheck) MethodOrDefault() string {
 	return c.Method
 }
 
-// TimeoutOrDefault is c's timeout, 5s when unset.
+// TimeoutOrDefault is c's timeout, 5s when unset (a resolved plan caps the default
+// at the check interval).
 func (c HTTPCheck) TimeoutOrDefault() time.Duration {
 	if c.Timeout <= 0 {
 		return DefaultHTTPCheckTimeout

@@ -292,8 +292,8 @@ func (c HTTPCheck) validate(f string, interval Duration, add addFunc) {
 	switch {
 	case c.Timeout < 0:
 		add(f+".timeout", "must not be negative")
-	case Duration(c.TimeoutOrDefault()) > interval:
-		add(f+".timeout", "%s is longer than the check interval %s", Duration(c.TimeoutOrDefault()), interval)
+	case c.Timeout > interval:
+		add(f+".timeout", "%s is longer than the check interval %s", c.Timeout, interval)
 	}
 	for i, st := range c.Expect.Status {
 		if st < 100 || st > 599 {

@@ -13,9 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"gopkg.in/yaml.v3"
 
 	"github.com/octoacme/octoroll/admin"
@@ -192,7 +189,7 @@ func (d *demo) startAll(ctx context.Context) error {
 	return nil
 }
 
-// release starts the rollout in specPath, keeps its smoke check reported, shows it
+// release starts the rollout in specPath (octoroll runs its smoke tests), shows it
 // live until it ends, and returns its final state and report.
 func (d *demo) release(ctx context.Context, label, specPath string) (admin.RolloutDetail, string, error) {
 	var det admin.RolloutDetail
@@ -205,19 +202,10 @@ func (d *demo) release(ctx context.Context, label, specPath string) (admin.Rollo
 		return det, "", fmt.Errorf("start %s: %w", label, err)
 	}
 	d.say("started rollout %s (%s → %s), plan %s\n", det.ID, det.Stable, det.Canary, det.Plan)
-	canaryAddr := d.grpc[spec.Canary.Version]
 	last := ""
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
-		// The smoke check: the canary's gRPC health service answers SERVING.
-		check := admin.CheckRequest{Name: "demo-health", Passed: true, Detail: "grpc.health.v1 SERVING at " + canaryAddr}
-		if err := grpcHealthy(ctx, canaryAddr); err != nil {
-			check.Passed, check.Detail = false, err.Error()
-		}
-		cb, _ := json.Marshal(check)
-		d.post(ctx, d.admin+"/api/v1/services/"+spec.Service+"/checks", cb, nil) // refused once the rollout ended
-
 		if err := d.getJSON(ctx, d.admin+"/api/v1/rollouts/"+det.ID, &det); err != nil {
 			return det, "", err
 		}
@@ -291,24 +279,6 @@ func (d *demo) loadSpec(path string) (controller.Spec, error) {
 		spec.Thresholds.RollbackLatencyRatio = 3
 	}
 	return spec, nil
-}
-
-func grpcHealthy(ctx context.Context, addr string) error {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	cctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	resp, err := healthpb.NewHealthClient(conn).Check(cctx, &healthpb.HealthCheckRequest{})
-	if err != nil {
-		return err
-	}
-	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-		return fmt.Errorf("health %s", resp.GetStatus())
-	}
-	return nil
 }
 
 // viewLine is one line of the live view.
