@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/metrics"
 	"github.com/octoacme/octoroll/metrics/promtest"
 )
@@ -37,7 +38,7 @@ func TestFiringAlertsRealServer(t *testing.T) {
 	}
 	var got []string
 	eventually(t, 30*time.Second, "the critical alert firing", func() error {
-		got, err = src.FiringAlerts(t.Context(), "checkout", time.Now())
+		got, err = src.FiringAlerts(t.Context(), catalog.Service{Name: "checkout"}, time.Now())
 		if err != nil {
 			return err
 		}
@@ -49,7 +50,7 @@ func TestFiringAlertsRealServer(t *testing.T) {
 	if !slices.Equal(got, []string{"CheckoutQueueStuck"}) {
 		t.Fatalf("FiringAlerts(checkout) = %v, want [CheckoutQueueStuck]", got)
 	}
-	none, err := src.FiringAlerts(t.Context(), "search", time.Now())
+	none, err := src.FiringAlerts(t.Context(), catalog.Service{Name: "search"}, time.Now())
 	if err != nil || len(none) != 0 {
 		t.Fatalf("FiringAlerts(search) = %v, %v; want none", none, err)
 	}

@@ -55,6 +55,23 @@ const (
 	ErrorCodes = "5..|Unknown|DeadlineExceeded|Unimplemented|Internal|Unavailable|DataLoss"
 )
 
+// Names of Envoy's per-cluster stats read by the envoy convention, as Envoy's
+// /stats/prometheus exposes them.
+const (
+	// EnvoyRequestsMetric counts the responses of a cluster by class (label
+	// EnvoyCodeClassLabel: "2", "3", "4", "5"); class 5 counts as failed.
+	EnvoyRequestsMetric = "envoy_cluster_upstream_rq_xx"
+	// EnvoyLatencyMetric is the histogram of a cluster's request times, in milliseconds.
+	EnvoyLatencyMetric  = "envoy_cluster_upstream_rq_time"
+	EnvoyClusterLabel   = "envoy_cluster_name"
+	EnvoyCodeClassLabel = "envoy_response_code_class"
+)
+
+// ClusterName is the Envoy cluster name of a version, "service|version" (the value of
+// EnvoyClusterLabel). It is the scheme of xds.ClusterName, which this package must not
+// import; a test keeps the two in step.
+func ClusterName(service, version string) string { return service + "|" + version }
+
 var errorCodeRE = regexp.MustCompile("^(?:" + ErrorCodes + ")$")
 
 // IsErrorCode reports whether a code label value counts as a failed request.
@@ -70,9 +87,4 @@ func PromDuration(d time.Duration) (string, error) {
 	return model.Duration(r).String(), nil
 }
 
-func scrapePath(svc catalog.Service) string {
-	if svc.Metrics.ScrapePath != "" {
-		return svc.Metrics.ScrapePath
-	}
-	return catalog.DefaultScrapePath
-}
+func scrapePath(svc catalog.Service) string { return svc.Metrics.EffectiveScrapePath() }

@@ -117,7 +117,7 @@ func TestPrometheusEdgeCases(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := src.VersionStats(t.Context(), catalog.Service{Name: "checkout"}, "v2", 5*time.Minute, time.Unix(1700000000, 0))
+			got, err := src.VersionStats(t.Context(), catalog.Service{Name: "checkout", Metrics: catalog.MetricQueries{Convention: catalog.ConventionApp}}, "v2", 5*time.Minute, time.Unix(1700000000, 0))
 			switch {
 			case tt.wantNoData:
 				if !errors.Is(err, metrics.ErrNoData) {
@@ -151,6 +151,7 @@ func TestPrometheusRendersTemplates(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc := catalog.Service{Name: "checkout", Metrics: catalog.MetricQueries{
+		Convention: catalog.ConventionApp,
 		LatencyP99: `histogram_quantile(0.99, sum by (le) (rate(envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name="{{.Cluster}}"}[{{.Window}}]))) / 1000`,
 	}}
 	if _, err := src.VersionStats(t.Context(), svc, "v2", 90*time.Second, time.Unix(1700000000, 0)); err != nil {
@@ -172,7 +173,7 @@ func TestPrometheusRendersTemplates(t *testing.T) {
 		}
 	}
 
-	bad := catalog.Service{Name: "checkout", Metrics: catalog.MetricQueries{Requests: `{{.Nope}}`}}
+	bad := catalog.Service{Name: "checkout", Metrics: catalog.MetricQueries{Convention: catalog.ConventionApp, Requests: `{{.Nope}}`}}
 	if _, err := src.VersionStats(t.Context(), bad, "v2", time.Minute, time.Now()); err == nil {
 		t.Error("unknown template field: no error")
 	}

@@ -75,7 +75,7 @@ func (r *Runner) gather(ctx context.Context, svc catalog.Service, ro controller.
 		obs.Health.Stable = endpointHealth(h.Status(svc.Name, ro.Stable))
 	}
 	if a := r.opts.Alerts; a != nil {
-		alerts, err := a.FiringAlerts(ctx, svc.Name, at)
+		alerts, err := a.FiringAlerts(ctx, svc, at)
 		if err != nil {
 			// An unreachable alert source is not an alert: the metrics checks, which
 			// query the same server, hold on their own when it is down.
