@@ -454,7 +454,7 @@ func envoyValues(families map[string]*dto.MetricFamily, cluster string) map[seri
 // answered, a decrease counting as a reset to zero (the new value is the increase), as
 // PromQL's increase does but without extrapolating to the window's edges. An endpoint
 // that appears in the window counts from its first sample; one that disappears stops
-// counting. Fewer than two samples in the window is ErrNoData, as is a version that is
+// counting; a series that appears on an endpoint already sampled counts from zero. Fewer than two samples in the window is ErrNoData, as is a version that is
 // not scraped. An exposition of the version whose last scrape failed makes the answer
 // an error naming it (not ErrNoData): the figures of the others alone could pass a
 // version whose failing instances are the ones that went quiet. P99 interpolates in
@@ -494,7 +494,10 @@ func (s *Scrape) VersionStats(_ context.Context, svc catalog.Service, version st
 					p, ok := prev[k]
 					switch {
 					case !ok:
-						// A bucket or series new to this endpoint: count from here.
+						// A series new to an exposition that answered before was
+						// created since: it counts from zero, as Envoy creates a
+						// cluster's stats on its first request.
+						increase[k] += v
 					case v >= p:
 						increase[k] += v - p
 					default:

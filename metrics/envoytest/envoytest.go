@@ -41,6 +41,7 @@ type Exporter struct {
 
 	mu       sync.Mutex
 	clusters map[string]*cluster
+	scrapes  int
 	srv      *http.Server
 	served   chan struct{} // closed when the current server's Serve returns
 	closed   bool
@@ -84,6 +85,9 @@ func Start(t testing.TB) *Exporter {
 func (e *Exporter) serve(l net.Listener) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+Path, func(w http.ResponseWriter, _ *http.Request) {
+		e.mu.Lock()
+		e.scrapes++
+		e.mu.Unlock()
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 		_, _ = w.Write([]byte(e.Exposition()))
 	})
@@ -151,6 +155,13 @@ func (e *Exporter) Reset() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.clusters = map[string]*cluster{}
+}
+
+// Scrapes returns how many times the exposition was served.
+func (e *Exporter) Scrapes() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.scrapes
 }
 
 // Counts returns the requests and errors the cluster has served so far.
