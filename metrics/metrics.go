@@ -1,8 +1,11 @@
 // Package metrics owns the traffic figures the rollout checks compare: request and
 // error counts and the P99 latency of one version of a service over a window. It holds
 // the Source seam and two implementations, a Prometheus server queried through its HTTP
-// API (Prometheus) and an embedded scraper of the versions' exposition endpoints for
-// setups without a Prometheus server (Scrape).
+// API (Prometheus) and an embedded scraper of exposition endpoints for setups without a
+// Prometheus server (Scrape). Both read, per service, one of two conventions (see
+// catalog.MetricQueries.Convention): Envoy's per-cluster stats (the default, so
+// applications change no code) or octoroll's application metrics. Prometheus also
+// answers the critical alerts of a service and the custom queries of checks (Querier).
 //
 // It depends on catalog only; it must not import controller, xds or the store.
 package metrics
