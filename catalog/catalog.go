@@ -33,8 +33,32 @@ const (
 	DefaultBaseEjectionTime   = 30 * time.Second
 	DefaultMaxEjectionPercent = 10
 
+	// DefaultScrapePath is the exposition path of the app convention.
 	DefaultScrapePath = "/metrics"
+	// DefaultEnvoyScrapePath is the exposition path of the envoy convention: Envoy's
+	// admin endpoint serving its stats in the Prometheus text format.
+	DefaultEnvoyScrapePath = "/stats/prometheus"
+	DefaultConvention      = ConventionEnvoy
+	// DefaultAlerts selects the alerts labelled with the service's name.
+	DefaultAlerts = `service="{{.Service}}"`
+
 	DefaultSinkFormat = FormatJSON
+)
+
+// Metric conventions (MetricQueries.Convention): which series carry a version's traffic.
+const (
+	// ConventionEnvoy reads Envoy's own per-cluster stats, so applications change no
+	// code: envoy_cluster_upstream_rq_xx{envoy_cluster_name,envoy_response_code_class}
+	// (class 5 counts as failed) and the histogram envoy_cluster_upstream_rq_time
+	// (milliseconds), where envoy_cluster_name is the version's cluster,
+	// "service|version".
+	ConventionEnvoy = "envoy"
+	// ConventionApp reads octoroll's application metrics convention: a counter
+	// requests_total{service,version,code} (code is the HTTP status or the gRPC code
+	// name; 5xx and the gRPC codes Unknown, DeadlineExceeded, Unimplemented, Internal,
+	// Unavailable and DataLoss are errors) and a histogram
+	// request_duration_seconds{service,version}, as the example app exports them.
+	ConventionApp = "app"
 )
 
 // Health-check protocols.
@@ -106,7 +130,8 @@ type Service struct {
 	HealthCheck HealthCheck `yaml:"healthCheck,omitempty" json:"healthCheck,omitempty"`
 	// Outlier configures Envoy outlier detection on every version's cluster.
 	Outlier Outlier `yaml:"outlierDetection,omitempty" json:"outlierDetection,omitempty"`
-	// Metrics overrides the default metric queries for this service.
+	// Metrics says where the service's traffic figures come from (convention,
+	// exposition targets, query templates, alert selector).
 	Metrics MetricQueries `yaml:"metrics,omitempty" json:"metrics,omitempty"`
 }
 
@@ -121,7 +146,8 @@ type Version struct {
 	Zone string `yaml:"zone,omitempty" json:"zone,omitempty"`
 	// Metrics are host:port addresses serving this version's Prometheus exposition
 	// (path MetricQueries.ScrapePath), read by the embedded scrape source when no
-	// Prometheus server is configured. Optional.
+	// Prometheus server is configured, with the service's MetricQueries.Targets.
+	// Optional.
 	Metrics []Endpoint `yaml:"metrics,omitempty" json:"metrics,omitempty"`
 }
 
@@ -212,24 +238,62 @@ type Outlier struct {
 	MaxEjectionPercent uint32 `yaml:"maxEjectionPercent,omitempty" json:"maxEjectionPercent,omitempty"`
 }
 
-// MetricQueries are PromQL templates. In each, {{.Service}}, {{.Version}}, {{.Cluster}}
-// and {{.Window}} (a PromQL duration such as 5m) are substituted. Empty means the default.
-//
-// The default queries follow octoroll's application metrics convention, which the
-// example app and the embedded scrape source share: a counter
-// requests_total{service,version,code} (code is the HTTP status or the gRPC code name;
-// 5xx and the gRPC codes Unknown, DeadlineExceeded, Unimplemented, Internal,
-// Unavailable and DataLoss are errors) and a histogram
-// request_duration_seconds{service,version}.
+// MetricQueries say where a service's traffic figures come from. The query fields are
+// PromQL templates (Go text/template) for the Prometheus source: {{.Service}},
+// {{.Version}}, {{.Cluster}} (the version's Envoy cluster, "service|version") and
+// {{.Window}} (a PromQL duration such as 5m) are substituted. Empty means the default of
+// the convention. The embedded scrape source reads the convention's series itself and
+// does not use the templates.
 type MetricQueries struct {
-	// ScrapePath is the HTTP path of the exposition on Version.Metrics. Default /metrics.
+	// Convention is envoy (default) or app; see ConventionEnvoy and ConventionApp.
+	Convention string `yaml:"convention,omitempty" json:"convention,omitempty"`
+	// ScrapePath is the HTTP path of the exposition on Targets and Version.Metrics.
+	// Default /stats/prometheus for the envoy convention, /metrics for app.
 	ScrapePath string `yaml:"scrapePath,omitempty" json:"scrapePath,omitempty"`
+	// Targets are host:port exposition endpoints (Envoy admin addresses, or any
+	// exposition) that the embedded scrape source reads for every version of the
+	// service, in addition to each version's Metrics endpoints. One exposition may
+	// carry the series of many versions and services. Optional.
+	Targets []Endpoint `yaml:"targets,omitempty" json:"targets,omitempty"`
 	// Requests is the request rate (per second) of one version.
 	Requests string `yaml:"requests,omitempty" json:"requests,omitempty"`
 	// ErrorRate is the fraction of failed requests (0..1) of one version.
 	ErrorRate string `yaml:"errorRate,omitempty" json:"errorRate,omitempty"`
 	// LatencyP99 is the 99th percentile latency of one version, in seconds.
 	LatencyP99 string `yaml:"latencyP99,omitempty" json:"latencyP99,omitempty"`
+	// Alerts is a template of PromQL label matchers that selects the service's alerts
+	// (only {{.Service}} is substituted), e.g. team="payments",app=~"checkout.*".
+	// The critical alerts firing are ALERTS{alertstate="firing",severity="critical",
+	// <matchers>}. Default service="{{.Service}}".
+	Alerts string `yaml:"alerts,omitempty" json:"alerts,omitempty"`
+}
+
+// EffectiveConvention returns Convention, or DefaultConvention when it is empty.
+func (m MetricQueries) EffectiveConvention() string {
+	if m.Convention == "" {
+		return DefaultConvention
+	}
+	return m.Convention
+}
+
+// EffectiveScrapePath returns ScrapePath, or the default path of the convention.
+func (m MetricQueries) EffectiveScrapePath() string {
+	switch {
+	case m.ScrapePath != "":
+		return m.ScrapePath
+	case m.EffectiveConvention() == ConventionApp:
+		return DefaultScrapePath
+	default:
+		return DefaultEnvoyScrapePath
+	}
+}
+
+// EffectiveAlerts returns Alerts, or DefaultAlerts when it is empty.
+func (m MetricQueries) EffectiveAlerts() string {
+	if m.Alerts == "" {
+		return DefaultAlerts
+	}
+	return m.Alerts
 }
 
 // Sink is a notification webhook.

@@ -73,6 +73,12 @@ var badCatalogs = []struct {
 	{"query-template.yaml", 9, 18, "services[0].metrics.errorRate", "query template"},
 	{"query-field.yaml", 9, 17, "services[0].metrics.requests", "Servce"},
 	{"scrape-path.yaml", 9, 19, "services[0].metrics.scrapePath", "must start with '/'"},
+	{"convention.yaml", 9, 19, "services[0].metrics.convention", `"istio": unknown convention, want envoy or app`},
+	{"alerts-field.yaml", 9, 15, "services[0].metrics.alerts", "fields are .Service"},
+	{"alerts-braces.yaml", 9, 15, "services[0].metrics.alerts", "without braces"},
+	{"latency-template.yaml", 10, 19, "services[0].metrics.latencyP99", "missing value for if"},
+	{"target-duplicate.yaml", 9, 34, "services[0].metrics.targets[1]", `"10.0.0.1:9901": duplicate target, also targets[0]`},
+	{"target-port.yaml", 11, 11, "services[0].metrics.targets[1]", "port out of range 1-65535"},
 	{"sink-format.yaml", 11, 13, "notifications[0].format", `"teams": unknown format`},
 	{"sink-url.yaml", 10, 10, "notifications[0].url", "want an http or https URL"},
 	{"sink-event.yaml", 11, 23, "notifications[0].events[1]", `"rollback": unknown event`},
@@ -209,7 +215,7 @@ func TestParseDefaults(t *testing.T) {
 			Consecutive5xx: 5, Interval: Duration(10 * time.Second),
 			BaseEjectionTime: Duration(30 * time.Second), MaxEjectionPercent: 10,
 		},
-		Metrics: MetricQueries{ScrapePath: "/metrics"},
+		Metrics: MetricQueries{Convention: ConventionEnvoy, ScrapePath: "/stats/prometheus", Alerts: `service="{{.Service}}"`},
 	}}}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("minimal catalog (-want +got):\n%s", diff)
@@ -251,12 +257,17 @@ func TestParseFull(t *testing.T) {
 	if diff := cmp.Diff(wantOutlier, svc.Outlier); diff != "" {
 		t.Errorf("outlier detection (-want +got):\n%s", diff)
 	}
-	if svc.Metrics.ScrapePath != "/internal/metrics" || svc.Metrics.Requests == "" || svc.Metrics.ErrorRate == "" || svc.Metrics.LatencyP99 == "" {
+	m := svc.Metrics
+	if m.Convention != ConventionApp || m.ScrapePath != "/internal/metrics" || m.Requests == "" || m.ErrorRate == "" || m.LatencyP99 == "" ||
+		m.Alerts != `team="payments",app=~"{{.Service}}.*"` || !cmp.Equal(m.Targets, []Endpoint{{Host: "10.0.1.5", Port: 9901}}) {
 		t.Errorf("metrics %+v: want every field set", svc.Metrics)
 	}
 	pay, _ := c.Service("payments")
 	if pay.HealthCheck.Protocol != "tcp" || pay.Outlier.MaxEjectionPercent != 10 || len(pay.Domains) != 1 {
 		t.Errorf("payments did not get the defaults: %+v", pay)
+	}
+	if pm := pay.Metrics; pm.Convention != ConventionEnvoy || pm.ScrapePath != DefaultEnvoyScrapePath || pm.Alerts != DefaultAlerts {
+		t.Errorf("payments metrics %+v, want the envoy defaults", pm)
 	}
 	wantSinks := []Sink{
 		{Name: "release-channel", URL: "https://hooks.slack.example.com/services/T000/B000/XXXX", Format: "slack",
@@ -459,6 +470,73 @@ func TestValidateBuiltInCode(t *testing.T) {
 	good.ApplyDefaults()
 	if err := good.Validate(); err != nil || !cmp.Equal(once, *good) {
 		t.Errorf("after ApplyDefaults: %v, diff %s", err, cmp.Diff(once, *good))
+	}
+}
+
+func TestMetricQueriesDefaults(t *testing.T) {
+	tests := []struct {
+		in                       MetricQueries
+		convention, path, alerts string
+	}{
+		{MetricQueries{}, ConventionEnvoy, "/stats/prometheus", `service="{{.Service}}"`},
+		{MetricQueries{Convention: ConventionApp}, ConventionApp, "/metrics", `service="{{.Service}}"`},
+		{MetricQueries{Convention: ConventionEnvoy, ScrapePath: "/x", Alerts: `team="a"`}, ConventionEnvoy, "/x", `team="a"`},
+		{MetricQueries{Convention: ConventionApp, ScrapePath: "/y"}, ConventionApp, "/y", `service="{{.Service}}"`},
+	}
+	for _, tc := range tests {
+		if got := tc.in.EffectiveConvention(); got != tc.convention {
+			t.Errorf("%+v: convention %q, want %q", tc.in, got, tc.convention)
+		}
+		if got := tc.in.EffectiveScrapePath(); got != tc.path {
+			t.Errorf("%+v: scrape path %q, want %q", tc.in, got, tc.path)
+		}
+		if got := tc.in.EffectiveAlerts(); got != tc.alerts {
+			t.Errorf("%+v: alerts %q, want %q", tc.in, got, tc.alerts)
+		}
+	}
+}
+
+func TestValidateMetricTemplates(t *testing.T) {
+	svc := func(m MetricQueries) *Catalog {
+		return &Catalog{Services: []Service{{
+			Name: "a", Port: 10000, Stable: "v1", Metrics: m,
+			Versions: []Version{{Name: "v1", Endpoints: []Endpoint{{Host: "10.0.0.1", Port: 80}}}},
+		}}}
+	}
+	good := MetricQueries{
+		Convention: ConventionEnvoy,
+		Requests:   `sum(rate(envoy_cluster_upstream_rq_xx{envoy_cluster_name="{{.Cluster}}"}[{{.Window}}]))`,
+		ErrorRate:  `x{service="{{.Service}}",version="{{.Version}}"}`,
+		LatencyP99: `histogram_quantile(0.99, sum by (le) (rate(y_bucket[{{.Window}}])))`,
+		Alerts:     `team="payments",app=~"{{.Service}}.*"`,
+		Targets:    []Endpoint{{Host: "127.0.0.1", Port: 9901}, {Host: "envoy.local", Port: 9901}},
+	}
+	if err := svc(good).Validate(); err != nil {
+		t.Errorf("Validate(good metrics) = %v", err)
+	}
+	bad := MetricQueries{
+		Convention: "linkerd",
+		Requests:   `{{.Window`,
+		ErrorRate:  `{{.Nope}}`,
+		LatencyP99: `{{template "x"}}`,
+		Alerts:     `version="{{.Version}}"`,
+		Targets:    []Endpoint{{Host: "127.0.0.1", Port: 0}},
+	}
+	err := svc(bad).Validate()
+	if err == nil {
+		t.Fatal("Validate(bad metrics) = nil")
+	}
+	for _, want := range []string{
+		`services[0].metrics.convention: "linkerd": unknown convention`,
+		`services[0].metrics.requests: query template: query:1: unclosed action`,
+		`services[0].metrics.errorRate: query template (fields are .Service, .Version, .Cluster, .Window)`,
+		`services[0].metrics.latencyP99: query template`,
+		`services[0].metrics.alerts: query template (fields are .Service)`,
+		`services[0].metrics.targets[0]: "127.0.0.1:0": port out of range`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("errors lack %q:\n%v", want, err)
+		}
 	}
 }
 

@@ -45,7 +45,10 @@ func (c *Catalog) ApplyDefaults() {
 		o.Interval = orDuration(o.Interval, DefaultOutlierInterval)
 		o.BaseEjectionTime = orDuration(o.BaseEjectionTime, DefaultBaseEjectionTime)
 		o.MaxEjectionPercent = orUint(o.MaxEjectionPercent, DefaultMaxEjectionPercent)
-		s.Metrics.ScrapePath = orString(s.Metrics.ScrapePath, DefaultScrapePath)
+		m := &s.Metrics
+		m.Convention = m.EffectiveConvention()
+		m.ScrapePath = m.EffectiveScrapePath()
+		m.Alerts = m.EffectiveAlerts()
 	}
 	for i := range c.Notifications {
 		c.Notifications[i].Format = orString(c.Notifications[i].Format, DefaultSinkFormat)
@@ -403,35 +406,72 @@ func (v *validator) outlier(o *Outlier, p string) {
 	}
 }
 
-// queryData has the fields a metric query template may use (see MetricQueries).
-type queryData struct{ Service, Version, Cluster, Window string }
+// queryData has the fields a metric query template may use (see MetricQueries);
+// alertData those of the alerts selector.
+type (
+	queryData struct{ Service, Version, Cluster, Window string }
+	alertData struct{ Service string }
+)
 
 func (v *validator) metrics(m *MetricQueries, p string) {
+	switch m.Convention {
+	case "", ConventionEnvoy, ConventionApp:
+	default:
+		v.add(p+".convention", "%q: unknown convention, want %s or %s", m.Convention, ConventionEnvoy, ConventionApp)
+	}
 	if m.ScrapePath != "" && !strings.HasPrefix(m.ScrapePath, "/") {
 		v.add(p+".scrapePath", "%q: must start with '/'", m.ScrapePath)
 	}
-	for _, q := range []struct{ name, tmpl string }{
-		{"requests", m.Requests}, {"errorRate", m.ErrorRate}, {"latencyP99", m.LatencyP99},
+	seen := map[Endpoint]int{}
+	for i, ep := range m.Targets {
+		ip := fmt.Sprintf("%s.targets[%d]", p, i)
+		if err := ep.check(); err != nil {
+			v.add(ip, "%s", err.Error())
+			continue
+		}
+		key := Endpoint{Host: strings.ToLower(ep.Host), Port: ep.Port}
+		if j, dup := seen[key]; dup {
+			v.add(ip, "%q: duplicate target, also targets[%d]", ep.String(), j)
+			continue
+		}
+		seen[key] = i
+	}
+	query := queryData{Service: "svc", Version: "v1", Cluster: "svc|v1", Window: "5m"}
+	for _, q := range []struct {
+		name, tmpl string
+		data       any
+		fields     string
+	}{
+		{"requests", m.Requests, query, queryFields},
+		{"errorRate", m.ErrorRate, query, queryFields},
+		{"latencyP99", m.LatencyP99, query, queryFields},
+		{"alerts", m.Alerts, alertData{Service: "svc"}, ".Service"},
 	} {
 		if q.tmpl == "" {
 			continue
 		}
-		if err := checkTemplate(q.tmpl); err != nil {
+		if err := checkTemplate(q.tmpl, q.data, q.fields); err != nil {
 			v.add(p+"."+q.name, "%s", err)
+		}
+	}
+	if m.Alerts != "" {
+		if strings.HasPrefix(strings.TrimSpace(m.Alerts), "{") {
+			v.add(p+".alerts", "%q: write the label matchers without braces, e.g. service=\"{{.Service}}\"", m.Alerts)
 		}
 	}
 }
 
+const queryFields = ".Service, .Version, .Cluster, .Window"
+
 // checkTemplate parses tmpl and executes it on sample data, which catches misspelt
 // fields ({{.Servce}}) as well as syntax errors.
-func checkTemplate(tmpl string) error {
+func checkTemplate(tmpl string, data any, fields string) error {
 	t, err := template.New("query").Option("missingkey=error").Parse(tmpl)
 	if err != nil {
 		return fmt.Errorf("query template: %s", strings.TrimPrefix(err.Error(), "template: "))
 	}
-	data := queryData{Service: "svc", Version: "v1", Cluster: "svc|v1", Window: "5m"}
 	if err := t.Execute(io.Discard, data); err != nil {
-		return fmt.Errorf("query template (fields are .Service, .Version, .Cluster, .Window): %s", strings.TrimPrefix(err.Error(), "template: "))
+		return fmt.Errorf("query template (fields are %s): %s", fields, strings.TrimPrefix(err.Error(), "template: "))
 	}
 	return nil
 }

@@ -1,8 +1,11 @@
 // Package metrics owns the traffic figures the rollout checks compare: request and
 // error counts and the P99 latency of one version of a service over a window. It holds
 // the Source seam and two implementations, a Prometheus server queried through its HTTP
-// API (Prometheus) and an embedded scraper of the versions' exposition endpoints for
-// setups without a Prometheus server (Scrape).
+// API (Prometheus) and an embedded scraper of exposition endpoints for setups without a
+// Prometheus server (Scrape). Both read, per service, one of two conventions (see
+// catalog.MetricQueries.Convention): Envoy's per-cluster stats (the default, so
+// applications change no code) or octoroll's application metrics. Prometheus also
+// answers the critical alerts of a service and the custom queries of checks (Querier).
 //
 // It depends on catalog only; it must not import controller, xds or the store.
 package metrics
@@ -55,6 +58,23 @@ const (
 	ErrorCodes = "5..|Unknown|DeadlineExceeded|Unimplemented|Internal|Unavailable|DataLoss"
 )
 
+// Names of Envoy's per-cluster stats read by the envoy convention, as Envoy's
+// /stats/prometheus exposes them.
+const (
+	// EnvoyRequestsMetric counts the responses of a cluster by class (label
+	// EnvoyCodeClassLabel: "2", "3", "4", "5"); class 5 counts as failed.
+	EnvoyRequestsMetric = "envoy_cluster_upstream_rq_xx"
+	// EnvoyLatencyMetric is the histogram of a cluster's request times, in milliseconds.
+	EnvoyLatencyMetric  = "envoy_cluster_upstream_rq_time"
+	EnvoyClusterLabel   = "envoy_cluster_name"
+	EnvoyCodeClassLabel = "envoy_response_code_class"
+)
+
+// ClusterName is the Envoy cluster name of a version, "service|version" (the value of
+// EnvoyClusterLabel). It is the scheme of xds.ClusterName, which this package must not
+// import; a test keeps the two in step.
+func ClusterName(service, version string) string { return service + "|" + version }
+
 var errorCodeRE = regexp.MustCompile("^(?:" + ErrorCodes + ")$")
 
 // IsErrorCode reports whether a code label value counts as a failed request.
@@ -70,9 +90,4 @@ func PromDuration(d time.Duration) (string, error) {
 	return model.Duration(r).String(), nil
 }
 
-func scrapePath(svc catalog.Service) string {
-	if svc.Metrics.ScrapePath != "" {
-		return svc.Metrics.ScrapePath
-	}
-	return catalog.DefaultScrapePath
-}
+func scrapePath(svc catalog.Service) string { return svc.Metrics.EffectiveScrapePath() }

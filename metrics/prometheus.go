@@ -7,22 +7,26 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/url"
 	"sort"
+	"strings"
 	"sync"
 	"text/template"
 	"time"
 
 	"github.com/prometheus/client_golang/api"
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	promconfig "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 	"go.uber.org/zap"
 
 	"github.com/octoacme/octoroll/catalog"
 )
 
-// Default query templates, in the units catalog.MetricQueries documents: a request
-// rate per second, an error fraction, a P99 in seconds. rate(x[W]) is increase(x[W])/W
-// in PromQL, so the counts VersionStats derives from them are the increases over W.
+// Default query templates of the app convention (catalog.ConventionApp), in the units
+// catalog.MetricQueries documents: a request rate per second, an error fraction, a P99
+// in seconds. rate(x[W]) is increase(x[W])/W in PromQL, so the counts VersionStats
+// derives from them are the increases over W.
 const (
 	selector = `service="{{.Service}}",version="{{.Version}}"`
 
@@ -35,6 +39,51 @@ const (
 	DefaultLatencyP99Query = `histogram_quantile(0.99, sum by (le) (rate(` + LatencyMetric + `_bucket{` + selector + `}[{{.Window}}])))`
 )
 
+// Default query templates of the envoy convention (catalog.ConventionEnvoy): Envoy's
+// own stats of the version's cluster. Envoy's latency histogram is in milliseconds.
+const (
+	envoyCluster = EnvoyClusterLabel + `="{{.Cluster}}"`
+
+	DefaultEnvoyRequestsQuery = `sum(rate(` + EnvoyRequestsMetric + `{` + envoyCluster + `}[{{.Window}}]))`
+	// DefaultEnvoyErrorRateQuery: 5xx over all responses, vector(0) standing for a
+	// cluster that never answered 5xx (Envoy exports only the classes it has seen).
+	DefaultEnvoyErrorRateQuery = `(sum(rate(` + EnvoyRequestsMetric + `{` + envoyCluster + `,` + EnvoyCodeClassLabel + `="5"}[{{.Window}}])) or vector(0))` +
+		` / sum(rate(` + EnvoyRequestsMetric + `{` + envoyCluster + `}[{{.Window}}]))`
+	DefaultEnvoyLatencyP99Query = `histogram_quantile(0.99, sum by (le) (rate(` + EnvoyLatencyMetric + `_bucket{` + envoyCluster + `}[{{.Window}}]))) / 1000`
+)
+
+// Queries are the three query templates of a version's traffic.
+type Queries struct {
+	Requests   string // request rate, per second
+	ErrorRate  string // fraction of failed requests, 0..1
+	LatencyP99 string // seconds
+}
+
+// DefaultQueries returns the default templates of a convention (catalog.ConventionEnvoy
+// when empty or unknown).
+func DefaultQueries(convention string) Queries {
+	if convention == catalog.ConventionApp {
+		return Queries{DefaultRequestsQuery, DefaultErrorRateQuery, DefaultLatencyP99Query}
+	}
+	return Queries{DefaultEnvoyRequestsQuery, DefaultEnvoyErrorRateQuery, DefaultEnvoyLatencyP99Query}
+}
+
+// ServiceQueries returns the templates the Prometheus source runs for svc: its own
+// where it has them, the defaults of its convention otherwise.
+func ServiceQueries(svc catalog.Service) Queries {
+	q := DefaultQueries(svc.Metrics.EffectiveConvention())
+	if m := svc.Metrics.Requests; m != "" {
+		q.Requests = m
+	}
+	if m := svc.Metrics.ErrorRate; m != "" {
+		q.ErrorRate = m
+	}
+	if m := svc.Metrics.LatencyP99; m != "" {
+		q.LatencyP99 = m
+	}
+	return q
+}
+
 // QueryData is what a query template sees.
 type QueryData struct {
 	Service string
@@ -43,8 +92,17 @@ type QueryData struct {
 	Window  string // a PromQL duration such as 5m
 }
 
+// NewQueryData returns what the templates of version of svc see over window.
+func NewQueryData(svc catalog.Service, version string, window time.Duration) (QueryData, error) {
+	w, err := PromDuration(window)
+	if err != nil {
+		return QueryData{}, err
+	}
+	return QueryData{Service: svc.Name, Version: version, Cluster: ClusterName(svc.Name, version), Window: w}, nil
+}
+
 // RenderQuery executes the query template tmpl with the given data.
-func RenderQuery(tmpl string, data QueryData) (string, error) {
+func RenderQuery(tmpl string, data any) (string, error) {
 	t, err := template.New("query").Option("missingkey=error").Parse(tmpl)
 	if err != nil {
 		return "", fmt.Errorf("parse template: %w", err)
@@ -56,48 +114,179 @@ func RenderQuery(tmpl string, data QueryData) (string, error) {
 	return b.String(), nil
 }
 
-// PrometheusConfig configures a Prometheus source.
+// DefaultQueryTimeout bounds one Prometheus API call when PrometheusConfig.Timeout is 0.
+const DefaultQueryTimeout = 10 * time.Second
+
+// PrometheusConfig configures a Prometheus source. The HTTP settings (auth, headers,
+// TLS) are turned into a transport by github.com/prometheus/common/config, the library
+// Prometheus itself uses for its scrapes; secrets in files are re-read on every request,
+// so a rotated token or password takes effect without a restart.
 type PrometheusConfig struct {
 	// Address is the base URL of the Prometheus server, e.g. http://127.0.0.1:9090.
 	Address string
-	// RoundTripper is the HTTP transport; nil means api.DefaultRoundTripper.
+	// Timeout bounds each API call (and is sent as the query's evaluation timeout).
+	// Default DefaultQueryTimeout.
+	Timeout time.Duration
+
+	// Username and Password (or PasswordFile) authenticate with HTTP basic auth.
+	Username     string
+	Password     string
+	PasswordFile string
+	// BearerToken (or BearerTokenFile) is sent as "Authorization: Bearer <token>".
+	// Basic auth and a bearer token exclude each other.
+	BearerToken     string
+	BearerTokenFile string
+	// Headers are extra request headers (not Authorization and the other headers the
+	// client sets itself).
+	Headers map[string]string
+	// TLS configures https addresses.
+	TLS TLSConfig
+
+	// RoundTripper replaces the transport built from the settings above; it must not be
+	// combined with them. Tests use it.
 	RoundTripper http.RoundTripper
 }
 
-// Prometheus is a Source backed by a Prometheus server's HTTP API. It is safe for
-// concurrent use. It sets no timeout of its own: a query ends when its ctx does.
-type Prometheus struct {
-	log *zap.Logger
-	api promv1.API
+// TLSConfig is the TLS of the connection to the Prometheus server.
+type TLSConfig struct {
+	CAFile             string // PEM CA bundle verifying the server; default the system pool
+	CertFile, KeyFile  string // PEM client certificate and key, for mutual TLS
+	ServerName         string // expected server name, when it differs from the address's host
+	InsecureSkipVerify bool   // do not verify the server's certificate
 }
 
-var _ Source = (*Prometheus)(nil)
+func (c PrometheusConfig) httpSettings() bool {
+	return c.Username != "" || c.Password != "" || c.PasswordFile != "" || c.BearerToken != "" ||
+		c.BearerTokenFile != "" || len(c.Headers) > 0 || c.TLS != (TLSConfig{})
+}
+
+// HTTPClientConfig returns the HTTP settings as Prometheus's client configuration.
+func (c PrometheusConfig) HTTPClientConfig() promconfig.HTTPClientConfig {
+	hc := promconfig.DefaultHTTPClientConfig
+	if c.Username != "" || c.Password != "" || c.PasswordFile != "" {
+		hc.BasicAuth = &promconfig.BasicAuth{Username: c.Username, Password: promconfig.Secret(c.Password), PasswordFile: c.PasswordFile}
+	}
+	hc.BearerToken = promconfig.Secret(c.BearerToken)
+	hc.BearerTokenFile = c.BearerTokenFile
+	if len(c.Headers) > 0 {
+		hc.HTTPHeaders = &promconfig.Headers{Headers: map[string]promconfig.Header{}}
+		for k, v := range c.Headers {
+			hc.HTTPHeaders.Headers[k] = promconfig.Header{Values: []string{v}}
+		}
+	}
+	hc.TLSConfig = promconfig.TLSConfig{
+		CAFile: c.TLS.CAFile, CertFile: c.TLS.CertFile, KeyFile: c.TLS.KeyFile,
+		ServerName: c.TLS.ServerName, InsecureSkipVerify: c.TLS.InsecureSkipVerify,
+	}
+	return hc
+}
+
+// Validate reports every invalid setting without touching the files it names.
+func (c PrometheusConfig) Validate() error {
+	var errs []error
+	if c.Address == "" {
+		errs = append(errs, errors.New("prometheus address is empty"))
+	} else if u, err := url.Parse(c.Address); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("prometheus address %q is not an http(s) URL", c.Address))
+	}
+	if c.Timeout < 0 {
+		errs = append(errs, fmt.Errorf("prometheus timeout %s must not be negative", c.Timeout))
+	}
+	if c.Username == "" && (c.Password != "" || c.PasswordFile != "") {
+		errs = append(errs, errors.New("prometheus password needs a username"))
+	}
+	if c.Username != "" && c.Password == "" && c.PasswordFile == "" {
+		errs = append(errs, errors.New("prometheus username needs a password or a password file"))
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		errs = append(errs, errors.New("prometheus TLS client certificate and key must be set together"))
+	}
+	for k := range c.Headers {
+		if k == "" || strings.ContainsAny(k, " \t\r\n:") {
+			errs = append(errs, fmt.Errorf("prometheus header name %q is not a valid header name", k))
+		}
+	}
+	hc := c.HTTPClientConfig()
+	if err := hc.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("prometheus HTTP settings: %w", err))
+	}
+	if c.RoundTripper != nil && c.httpSettings() {
+		errs = append(errs, errors.New("prometheus: a RoundTripper replaces the auth, header and TLS settings; set one or the other"))
+	}
+	return errors.Join(errs...)
+}
+
+// Prometheus is a Source backed by a Prometheus server's HTTP API. It is safe for
+// concurrent use. Every API call ends after the configured Timeout or when its ctx
+// does, whichever comes first.
+type Prometheus struct {
+	log     *zap.Logger
+	api     promv1.API
+	addr    string
+	timeout time.Duration
+}
+
+var (
+	_ Source  = (*Prometheus)(nil)
+	_ Querier = (*Prometheus)(nil)
+)
+
+// Querier runs the query template of a custom check (business metrics, queue depth,
+// data integrity) for one version. *Prometheus implements it; the embedded scrape
+// source does not, as it evaluates no PromQL.
+type Querier interface {
+	// QueryValue renders tmpl with the version's QueryData and returns the single value
+	// of the instant query at `at`. An empty result or NaN is ErrNoData.
+	QueryValue(ctx context.Context, svc catalog.Service, version, tmpl string, window time.Duration, at time.Time) (float64, error)
+}
 
 // NewPrometheus returns a source that queries the server at cfg.Address.
 func NewPrometheus(log *zap.Logger, cfg PrometheusConfig) (*Prometheus, error) {
-	if cfg.Address == "" {
-		return nil, errors.New("prometheus address is empty")
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
-	client, err := api.NewClient(api.Config{Address: cfg.Address, RoundTripper: cfg.RoundTripper})
+	rt := cfg.RoundTripper
+	if rt == nil {
+		var err error
+		if rt, err = promconfig.NewRoundTripperFromConfig(cfg.HTTPClientConfig(), "octoroll"); err != nil {
+			return nil, fmt.Errorf("prometheus HTTP client for %q: %w", cfg.Address, err)
+		}
+	}
+	client, err := api.NewClient(api.Config{Address: cfg.Address, RoundTripper: rt})
 	if err != nil {
 		return nil, fmt.Errorf("prometheus client for %q: %w", cfg.Address, err)
 	}
-	return &Prometheus{log: log.Named("prometheus"), api: promv1.NewAPI(client)}, nil
+	timeout := cfg.Timeout
+	if timeout <= 0 {
+		timeout = DefaultQueryTimeout
+	}
+	return &Prometheus{log: log.Named("prometheus"), api: promv1.NewAPI(client), addr: cfg.Address, timeout: timeout}, nil
 }
 
-// Query evaluates an instant query at `at` and returns its single value. An empty
-// result or a NaN is ErrNoData; more than one series, a range vector or a string is an
-// error. Warnings are logged and do not fail the query.
-func (p *Prometheus) Query(ctx context.Context, query string, at time.Time) (float64, error) {
-	val, warnings, infos, err := p.api.Query(ctx, query, at)
+// query runs one instant query under the source's timeout.
+func (p *Prometheus) query(ctx context.Context, query string, at time.Time) (model.Value, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	val, warnings, infos, err := p.api.Query(ctx, query, at, promv1.WithTimeout(p.timeout))
 	if err != nil {
-		return 0, fmt.Errorf("query %q: %w", query, err)
+		return nil, fmt.Errorf("query %q at %s: %w", query, p.addr, err)
 	}
 	if len(warnings) > 0 {
 		p.log.Warn("query warnings", zap.String("query", query), zap.Strings("warnings", warnings))
 	}
 	if len(infos) > 0 {
 		p.log.Debug("query infos", zap.String("query", query), zap.Strings("infos", infos))
+	}
+	return val, nil
+}
+
+// Query evaluates an instant query at `at` and returns its single value. An empty
+// result or a NaN is ErrNoData; more than one series, a range vector or a string is an
+// error. Warnings are logged and do not fail the query.
+func (p *Prometheus) Query(ctx context.Context, query string, at time.Time) (float64, error) {
+	val, err := p.query(ctx, query, at)
+	if err != nil {
+		return 0, err
 	}
 	var v float64
 	switch val := val.(type) {
@@ -121,24 +310,38 @@ func (p *Prometheus) Query(ctx context.Context, query string, at time.Time) (flo
 	return v, nil
 }
 
-// VersionStats runs the service's three queries (or the defaults) at `at` with the
+// QueryValue implements Querier.
+func (p *Prometheus) QueryValue(ctx context.Context, svc catalog.Service, version, tmpl string, window time.Duration, at time.Time) (float64, error) {
+	data, err := NewQueryData(svc, version, window)
+	if err != nil {
+		return 0, err
+	}
+	query, err := RenderQuery(tmpl, data)
+	if err != nil {
+		return 0, fmt.Errorf("query of %s/%s: %w", svc.Name, version, err)
+	}
+	v, err := p.Query(ctx, query, at)
+	if err != nil {
+		return 0, fmt.Errorf("%s/%s: %w", svc.Name, version, err)
+	}
+	return v, nil
+}
+
+// VersionStats runs the service's three queries (the defaults of its convention where it
+// has none) at `at` with the
 // window rendered as a PromQL duration. Requests = request rate × window, Errors =
 // error fraction × Requests. No request data is ErrNoData; no latency data leaves P99
 // at 0. A failed query of any of the three is returned as an error.
 func (p *Prometheus) VersionStats(ctx context.Context, svc catalog.Service, version string, window time.Duration, at time.Time) (Stats, error) {
-	w, err := PromDuration(window)
+	data, err := NewQueryData(svc, version, window)
 	if err != nil {
 		return Stats{}, err
 	}
-	data := QueryData{Service: svc.Name, Version: version, Cluster: svc.Name + "|" + version, Window: w}
-	tmpls := [3]string{svc.Metrics.Requests, svc.Metrics.ErrorRate, svc.Metrics.LatencyP99}
-	defaults := [3]string{DefaultRequestsQuery, DefaultErrorRateQuery, DefaultLatencyP99Query}
+	q := ServiceQueries(svc)
+	tmpls := [3]string{q.Requests, q.ErrorRate, q.LatencyP99}
 	names := [3]string{"requests", "errorRate", "latencyP99"}
 	var queries [3]string
 	for i := range tmpls {
-		if tmpls[i] == "" {
-			tmpls[i] = defaults[i]
-		}
 		if queries[i], err = RenderQuery(tmpls[i], data); err != nil {
 			return Stats{}, fmt.Errorf("%s query of %s: %w", names[i], svc.Name, err)
 		}
@@ -183,21 +386,32 @@ func (p *Prometheus) VersionStats(ctx context.Context, svc catalog.Service, vers
 	return st, nil
 }
 
-// AlertsQuery selects the critical alerts of one service that are firing, by
-// Prometheus's ALERTS series: an alerting rule takes part in a rollout's checks when it
-// carries the labels severity="critical" and service="<service name>".
-const AlertsQuery = `ALERTS{alertstate="firing",severity="critical",service=%q}`
+// AlertsQuery is the query of the critical alerts firing, with %s standing for the
+// service's label matchers (catalog.MetricQueries.Alerts, default service="<name>"): an
+// alerting rule takes part in a rollout's checks when it carries severity="critical"
+// and the labels the service's selector matches.
+const AlertsQuery = `ALERTS{alertstate="firing",severity="critical",%s}`
 
-// FiringAlerts returns the names (alertname) of the critical alerts firing for service
-// at `at`, sorted and without duplicates. None firing is an empty result, not an error.
-func (p *Prometheus) FiringAlerts(ctx context.Context, service string, at time.Time) ([]string, error) {
-	query := fmt.Sprintf(AlertsQuery, service)
-	val, warnings, _, err := p.api.Query(ctx, query, at)
+// AlertsQueryFor renders the alerts query of svc.
+func AlertsQueryFor(svc catalog.Service) (string, error) {
+	matchers, err := RenderQuery(svc.Metrics.EffectiveAlerts(), struct{ Service string }{svc.Name})
 	if err != nil {
-		return nil, fmt.Errorf("query %q: %w", query, err)
+		return "", fmt.Errorf("alerts selector of %s: %w", svc.Name, err)
 	}
-	if len(warnings) > 0 {
-		p.log.Warn("query warnings", zap.String("query", query), zap.Strings("warnings", warnings))
+	return fmt.Sprintf(AlertsQuery, strings.TrimSpace(matchers)), nil
+}
+
+// FiringAlerts returns the names (alertname) of the critical alerts firing for svc at
+// `at`, as its alerts selector picks them, sorted and without duplicates. None firing
+// is an empty result, not an error.
+func (p *Prometheus) FiringAlerts(ctx context.Context, svc catalog.Service, at time.Time) ([]string, error) {
+	query, err := AlertsQueryFor(svc)
+	if err != nil {
+		return nil, err
+	}
+	val, err := p.query(ctx, query, at)
+	if err != nil {
+		return nil, err
 	}
 	vec, ok := val.(model.Vector)
 	if !ok {

@@ -117,7 +117,7 @@ func TestPrometheusEdgeCases(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := src.VersionStats(t.Context(), catalog.Service{Name: "checkout"}, "v2", 5*time.Minute, time.Unix(1700000000, 0))
+			got, err := src.VersionStats(t.Context(), catalog.Service{Name: "checkout", Metrics: catalog.MetricQueries{Convention: catalog.ConventionApp}}, "v2", 5*time.Minute, time.Unix(1700000000, 0))
 			switch {
 			case tt.wantNoData:
 				if !errors.Is(err, metrics.ErrNoData) {
@@ -151,6 +151,7 @@ func TestPrometheusRendersTemplates(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc := catalog.Service{Name: "checkout", Metrics: catalog.MetricQueries{
+		Convention: catalog.ConventionApp,
 		LatencyP99: `histogram_quantile(0.99, sum by (le) (rate(envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name="{{.Cluster}}"}[{{.Window}}]))) / 1000`,
 	}}
 	if _, err := src.VersionStats(t.Context(), svc, "v2", 90*time.Second, time.Unix(1700000000, 0)); err != nil {
@@ -172,12 +173,78 @@ func TestPrometheusRendersTemplates(t *testing.T) {
 		}
 	}
 
-	bad := catalog.Service{Name: "checkout", Metrics: catalog.MetricQueries{Requests: `{{.Nope}}`}}
+	bad := catalog.Service{Name: "checkout", Metrics: catalog.MetricQueries{Convention: catalog.ConventionApp, Requests: `{{.Nope}}`}}
 	if _, err := src.VersionStats(t.Context(), bad, "v2", time.Minute, time.Now()); err == nil {
 		t.Error("unknown template field: no error")
 	}
 	if _, err := src.VersionStats(t.Context(), svc, "v2", 0, time.Now()); err == nil {
 		t.Error("zero window: no error")
+	}
+}
+
+func TestPrometheusEnvoyDefaults(t *testing.T) {
+	f := &fakeAPI{}
+	url := f.server(t, func(string) (int, string) { return 200, vector("1") })
+	src, err := metrics.NewPrometheus(zap.NewNop(), metrics.PrometheusConfig{Address: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No convention means envoy: Envoy's stats of the version's cluster.
+	if _, err := src.VersionStats(t.Context(), catalog.Service{Name: "checkout"}, "v2", 5*time.Minute, time.Unix(1700000000, 0)); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{
+		`sum(rate(envoy_cluster_upstream_rq_xx{envoy_cluster_name="checkout|v2"}[5m]))`: true,
+		`(sum(rate(envoy_cluster_upstream_rq_xx{envoy_cluster_name="checkout|v2",envoy_response_code_class="5"}[5m])) or vector(0)) / sum(rate(envoy_cluster_upstream_rq_xx{envoy_cluster_name="checkout|v2"}[5m]))`: true,
+		`histogram_quantile(0.99, sum by (le) (rate(envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name="checkout|v2"}[5m]))) / 1000`:                                                                           true,
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.queries) != len(want) {
+		t.Fatalf("queries = %q, want %d", f.queries, len(want))
+	}
+	for _, q := range f.queries {
+		if !want[q] {
+			t.Errorf("unexpected query %q", q)
+		}
+	}
+	if got := metrics.DefaultQueries(catalog.ConventionApp).Requests; got != metrics.DefaultRequestsQuery {
+		t.Errorf("app requests query %q", got)
+	}
+}
+
+// TestPrometheusQueryValueEdges: the answers a real server will not give on demand.
+func TestPrometheusQueryValueEdges(t *testing.T) {
+	tests := []struct {
+		name   string
+		status int
+		body   string
+		noData bool
+	}{
+		{"NaN", 200, vector("NaN"), true},
+		{"empty", 200, `{"status":"success","data":{"resultType":"vector","result":[]}}`, true},
+		{"scalar", 200, `{"status":"success","data":{"resultType":"scalar","result":[1,"3"]}}`, false},
+		{"500", 500, `{"status":"error","errorType":"internal","error":"boom"}`, false},
+		{"503 html", 503, `<html>unavailable</html>`, false},
+		{"malformed", 200, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeAPI{}
+			src, err := metrics.NewPrometheus(zap.NewNop(), metrics.PrometheusConfig{Address: f.server(t, func(string) (int, string) { return tt.status, tt.body })})
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, err := src.QueryValue(t.Context(), catalog.Service{Name: "checkout"}, "v2", `queue_depth{service="{{.Service}}"}`, time.Minute, time.Unix(1700000000, 0))
+			switch {
+			case tt.noData && !errors.Is(err, metrics.ErrNoData):
+				t.Errorf("err = %v, want ErrNoData", err)
+			case !tt.noData && tt.name == "scalar" && (err != nil || v != 3):
+				t.Errorf("scalar = %v, %v; want 3", v, err)
+			case !tt.noData && tt.name != "scalar" && (err == nil || errors.Is(err, metrics.ErrNoData)):
+				t.Errorf("err = %v, want a failure other than ErrNoData", err)
+			}
+		})
 	}
 }
 

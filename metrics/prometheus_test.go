@@ -72,7 +72,7 @@ func TestPrometheusRealServer(t *testing.T) {
 	// Query at the timestamp of the latest scrape, with a window reaching back before
 	// the traffic: the first sample in the window is 0 and the last is at the window's
 	// end, so PromQL extrapolates nothing and the counts come back exactly.
-	svc := catalog.Service{Name: "checkout"}
+	svc := catalog.Service{Name: "checkout", Metrics: catalog.MetricQueries{Convention: catalog.ConventionApp}}
 	var v1, v2 metrics.Stats
 	var window time.Duration
 	var at time.Time
@@ -110,8 +110,9 @@ func TestPrometheusRealServer(t *testing.T) {
 
 	t.Run("custom templates", func(t *testing.T) {
 		custom := catalog.Service{Name: "checkout", Metrics: catalog.MetricQueries{
-			Requests:  `sum(rate(requests_total{service="{{.Service}}",version="{{.Version}}",code="200"}[{{.Window}}]))`,
-			ErrorRate: `sum(rate(requests_total{service="{{.Service}}",version="{{.Version}}",code="500"}[{{.Window}}])) / sum(rate(requests_total{service="{{.Service}}",version="{{.Version}}",code="200"}[{{.Window}}]))`,
+			Convention: catalog.ConventionApp,
+			Requests:   `sum(rate(requests_total{service="{{.Service}}",version="{{.Version}}",code="200"}[{{.Window}}]))`,
+			ErrorRate:  `sum(rate(requests_total{service="{{.Service}}",version="{{.Version}}",code="500"}[{{.Window}}])) / sum(rate(requests_total{service="{{.Service}}",version="{{.Version}}",code="200"}[{{.Window}}]))`,
 		}}
 		st, err := src.VersionStats(ctx, custom, "v2", window, at)
 		if err != nil {
@@ -137,7 +138,7 @@ func TestPrometheusRealServer(t *testing.T) {
 	})
 
 	t.Run("invalid query is a failure, not no data", func(t *testing.T) {
-		bad := catalog.Service{Name: "checkout", Metrics: catalog.MetricQueries{Requests: `sum(rate(requests_total[{{.Window}}])`}}
+		bad := catalog.Service{Name: "checkout", Metrics: catalog.MetricQueries{Convention: catalog.ConventionApp, Requests: `sum(rate(requests_total[{{.Window}}])`}}
 		_, err := src.VersionStats(ctx, bad, "v2", window, at)
 		if err == nil || errors.Is(err, metrics.ErrNoData) {
 			t.Errorf("err = %v, want a query failure", err)

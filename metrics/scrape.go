@@ -7,8 +7,10 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -61,30 +63,43 @@ func (c ScrapeConfig) withDefaults() ScrapeConfig {
 }
 
 // Scrape is the embedded Source for setups without a Prometheus server. Every Interval
-// it reads the exposition of each version's catalog.Version.Metrics endpoints and keeps
-// a bounded ring of timestamped samples per (service, version). It reads only the
-// application metrics convention (catalog.MetricQueries): custom PromQL templates do
-// not apply to it. It is safe for concurrent use.
+// it reads each exposition endpoint once, the service's catalog.MetricQueries.Targets
+// (Envoy admin addresses, say) and each version's catalog.Version.Metrics, and keeps a
+// bounded ring of timestamped samples per (service, version). It reads the series of
+// the service's convention: Envoy's per-cluster stats (catalog.ConventionEnvoy, where
+// one exposition carries every cluster of the proxy) or the application metrics
+// convention (catalog.ConventionApp). Custom PromQL templates do not apply to it. It is
+// safe for concurrent use.
 type Scrape struct {
 	log *zap.Logger
 	cfg ScrapeConfig
 
-	mu      sync.Mutex
-	targets map[versionKey]*versionTarget
+	mu       sync.Mutex
+	versions map[versionKey]*versionTarget
+	expos    map[string]*exposition // by URL
 }
 
 var _ Source = (*Scrape)(nil)
 
 type versionKey struct{ service, version string }
 
+// versionTarget is one scraped version: the expositions that carry its series and its
+// samples.
 type versionTarget struct {
-	path      string
-	endpoints []string // host:port
-	ring      ring
-	health    map[string]*TargetHealth // by host:port
+	convention string
+	urls       []string
+	ring       ring
 }
 
-// TargetHealth is the state of one scraped endpoint.
+// exposition is one scraped URL and the state of its last scrape.
+type exposition struct {
+	addr       string // host:port
+	lastScrape time.Time
+	lastError  string
+}
+
+// TargetHealth is the state of one scraped endpoint of one version. An exposition that
+// serves several versions appears once per version.
 type TargetHealth struct {
 	Service    string
 	Version    string
@@ -95,7 +110,7 @@ type TargetHealth struct {
 }
 
 // series identifies one counter of an endpoint: the request and error counts and one
-// cumulative bucket per upper bound of the latency histogram.
+// cumulative bucket per upper bound (seconds) of the latency histogram.
 type series struct {
 	kind uint8 // seriesRequests, seriesErrors or seriesBucket
 	le   float64
@@ -107,8 +122,8 @@ const (
 	seriesBucket
 )
 
-// sample is one scrape round of a version: the counters of every endpoint that
-// answered.
+// sample is one scrape round of a version: the counters of every exposition that
+// answered, by URL.
 type sample struct {
 	at         time.Time
 	byEndpoint map[string]map[series]float64
@@ -135,54 +150,62 @@ func (r *ring) at(i int) sample { return r.buf[(r.start+i)%len(r.buf)] }
 
 // NewScrape returns a scrape source with no targets; call Update, then Run.
 func NewScrape(log *zap.Logger, cfg ScrapeConfig) *Scrape {
-	return &Scrape{log: log.Named("scrape"), cfg: cfg.withDefaults(), targets: map[versionKey]*versionTarget{}}
+	return &Scrape{
+		log: log.Named("scrape"), cfg: cfg.withDefaults(),
+		versions: map[versionKey]*versionTarget{}, expos: map[string]*exposition{},
+	}
 }
 
-// Update sets the versions to scrape: every version with Metrics endpoints. Samples of
-// versions that stay are kept, whatever happened to their endpoint lists. It may be
-// called at any time, from any goroutine.
+// Update sets the versions to scrape: every version whose service has Targets or that
+// has Metrics endpoints of its own. Samples of versions that stay are kept, whatever
+// happened to their endpoint lists, and so is the state of expositions that stay. It
+// may be called at any time, from any goroutine.
 func (s *Scrape) Update(services []catalog.Service) {
 	size := int(s.cfg.Retention/s.cfg.Interval) + 2
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	seen := map[versionKey]bool{}
+	used := map[string]bool{}
 	for _, svc := range services {
+		path := scrapePath(svc)
 		for _, v := range svc.Versions {
-			if len(v.Metrics) == 0 {
+			var urls []string
+			dup := map[string]bool{}
+			for _, ep := range append(slices.Clone(svc.Metrics.Targets), v.Metrics...) {
+				addr := net.JoinHostPort(strings.ToLower(ep.Host), strconv.FormatUint(uint64(ep.Port), 10))
+				u := "http://" + addr + path
+				if dup[u] {
+					continue
+				}
+				dup[u] = true
+				urls = append(urls, u)
+				used[u] = true
+				if s.expos[u] == nil {
+					s.expos[u] = &exposition{addr: addr}
+				}
+			}
+			if len(urls) == 0 {
 				continue
 			}
 			k := versionKey{svc.Name, v.Name}
 			seen[k] = true
-			t := s.targets[k]
+			t := s.versions[k]
 			if t == nil {
-				t = &versionTarget{ring: ring{buf: make([]sample, size)}, health: map[string]*TargetHealth{}}
-				s.targets[k] = t
+				t = &versionTarget{ring: ring{buf: make([]sample, size)}}
+				s.versions[k] = t
 			}
-			t.path = scrapePath(svc)
-			t.endpoints = t.endpoints[:0]
-			eps := map[string]bool{}
-			for _, ep := range v.Metrics {
-				addr := net.JoinHostPort(ep.Host, strconv.FormatUint(uint64(ep.Port), 10))
-				if eps[addr] {
-					continue
-				}
-				eps[addr] = true
-				t.endpoints = append(t.endpoints, addr)
-				if t.health[addr] == nil {
-					t.health[addr] = &TargetHealth{Service: svc.Name, Version: v.Name, Endpoint: addr}
-				}
-				t.health[addr].URL = "http://" + addr + t.path
-			}
-			for addr := range t.health {
-				if !eps[addr] {
-					delete(t.health, addr)
-				}
-			}
+			t.convention = svc.Metrics.EffectiveConvention()
+			t.urls = urls
 		}
 	}
-	for k := range s.targets {
+	for k := range s.versions {
 		if !seen[k] {
-			delete(s.targets, k)
+			delete(s.versions, k)
+		}
+	}
+	for u := range s.expos {
+		if !used[u] {
+			delete(s.expos, u)
 		}
 	}
 }
@@ -201,35 +224,52 @@ func (s *Scrape) Run(ctx context.Context) error {
 	}
 }
 
-// ScrapeOnce runs one scrape round of every endpoint concurrently and records, per
-// version, one sample timestamped with the clock's time at the start of the round.
-// A version none of whose endpoints answered gets no sample. Errors are recorded per
-// endpoint (see Targets), not returned.
+// ScrapeOnce runs one scrape round: every exposition once, concurrently, then, per
+// version, one sample of the counters of the expositions that answered, timestamped
+// with the clock's time at the start of the round. A version none of whose expositions
+// answered gets no sample. Errors are recorded per exposition (see Targets and
+// VersionStats), not returned.
 func (s *Scrape) ScrapeOnce(ctx context.Context) {
-	type job struct {
-		key  versionKey
-		addr string
-		url  string
+	type reader struct {
+		key        versionKey
+		convention string
 	}
 	now := s.cfg.Now()
-	var jobs []job
 	s.mu.Lock()
-	for k, t := range s.targets {
-		for _, addr := range t.endpoints {
-			jobs = append(jobs, job{k, addr, "http://" + addr + t.path})
+	readers := map[string][]reader{}
+	for k, t := range s.versions {
+		for _, u := range t.urls {
+			readers[u] = append(readers[u], reader{k, t.convention})
 		}
 	}
 	s.mu.Unlock()
 
 	type result struct {
-		values map[series]float64
+		url    string
+		values map[versionKey]map[series]float64
 		err    error
 	}
-	results := make([]result, len(jobs))
+	results := make([]result, 0, len(readers))
+	for u := range readers {
+		results = append(results, result{url: u})
+	}
 	var wg sync.WaitGroup
-	for i, j := range jobs {
+	for i := range results {
 		wg.Go(func() {
-			results[i].values, results[i].err = s.scrape(ctx, j.url, j.key)
+			r := &results[i]
+			families, err := s.scrape(ctx, r.url)
+			if err != nil {
+				r.err = err
+				return
+			}
+			r.values = map[versionKey]map[series]float64{}
+			for _, rd := range readers[r.url] {
+				if rd.convention == catalog.ConventionApp {
+					r.values[rd.key] = appValues(families, rd.key)
+				} else {
+					r.values[rd.key] = envoyValues(families, ClusterName(rd.key.service, rd.key.version))
+				}
+			}
 		})
 	}
 	wg.Wait()
@@ -237,33 +277,33 @@ func (s *Scrape) ScrapeOnce(ctx context.Context) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rounds := map[versionKey]map[string]map[series]float64{}
-	for i, j := range jobs {
-		t := s.targets[j.key]
-		if t == nil {
+	for _, r := range results {
+		e := s.expos[r.url]
+		if e == nil {
 			continue // removed by Update during the round
 		}
-		if h := t.health[j.addr]; h != nil {
-			h.LastScrape = now
-			h.LastError = ""
-			if results[i].err != nil {
-				h.LastError = results[i].err.Error()
-			}
-		}
-		if results[i].err != nil {
-			s.log.Debug("scrape failed", zap.String("url", j.url), zap.Error(results[i].err))
+		e.lastScrape = now
+		e.lastError = ""
+		if r.err != nil {
+			e.lastError = r.err.Error()
+			s.log.Debug("scrape failed", zap.String("url", r.url), zap.Error(r.err))
 			continue
 		}
-		if rounds[j.key] == nil {
-			rounds[j.key] = map[string]map[series]float64{}
+		for k, vals := range r.values {
+			if rounds[k] == nil {
+				rounds[k] = map[string]map[series]float64{}
+			}
+			rounds[k][r.url] = vals
 		}
-		rounds[j.key][j.addr] = results[i].values
 	}
 	for k, byEndpoint := range rounds {
-		s.targets[k].ring.push(sample{at: now, byEndpoint: byEndpoint})
+		if t := s.versions[k]; t != nil {
+			t.ring.push(sample{at: now, byEndpoint: byEndpoint})
+		}
 	}
 }
 
-func (s *Scrape) scrape(ctx context.Context, url string, k versionKey) (map[series]float64, error) {
+func (s *Scrape) scrape(ctx context.Context, url string) (map[string]*dto.MetricFamily, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
@@ -284,12 +324,49 @@ func (s *Scrape) scrape(ctx context.Context, url string, k versionKey) (map[seri
 	if err != nil {
 		return nil, fmt.Errorf("parse %s: %w", url, err)
 	}
-	return conventionValues(families, k), nil
+	return families, nil
 }
 
-// conventionValues extracts the convention's counters of one version. Series labelled
+// counterValue is the value of a counter or untyped sample; ok is false for others.
+func counterValue(m *dto.Metric) (float64, bool) {
+	switch {
+	case m.Counter != nil:
+		return m.GetCounter().GetValue(), true
+	case m.Untyped != nil:
+		return m.GetUntyped().GetValue(), true
+	}
+	return 0, false
+}
+
+// addHistogram adds the cumulative buckets of h to out, their upper bounds multiplied
+// by scale (to seconds), and a +Inf bucket from the sample count when h has none.
+func addHistogram(out map[series]float64, h *dto.Histogram, scale float64) {
+	hasInf := false
+	for _, b := range h.GetBucket() {
+		c := float64(b.GetCumulativeCount())
+		if b.CumulativeCountFloat != nil {
+			c = b.GetCumulativeCountFloat()
+		}
+		ub := b.GetUpperBound()
+		if math.IsInf(ub, +1) {
+			hasInf = true
+		} else {
+			ub *= scale
+		}
+		out[series{kind: seriesBucket, le: ub}] += c
+	}
+	if !hasInf {
+		c := float64(h.GetSampleCount())
+		if h.SampleCountFloat != nil {
+			c = h.GetSampleCountFloat()
+		}
+		out[series{kind: seriesBucket, le: math.Inf(+1)}] += c
+	}
+}
+
+// appValues extracts the app convention's counters of one version. Series labelled
 // with another service or version are skipped, so one exposition may serve several.
-func conventionValues(families map[string]*dto.MetricFamily, k versionKey) map[series]float64 {
+func appValues(families map[string]*dto.MetricFamily, k versionKey) map[series]float64 {
 	out := map[series]float64{{kind: seriesRequests}: 0, {kind: seriesErrors}: 0}
 	matches := func(m *dto.Metric) (code string, ok bool) {
 		for _, lp := range m.GetLabel() {
@@ -314,13 +391,8 @@ func conventionValues(families map[string]*dto.MetricFamily, k versionKey) map[s
 			if !ok {
 				continue
 			}
-			var v float64
-			switch {
-			case m.Counter != nil:
-				v = m.GetCounter().GetValue()
-			case m.Untyped != nil:
-				v = m.GetUntyped().GetValue()
-			default:
+			v, ok := counterValue(m)
+			if !ok {
 				continue
 			}
 			out[series{kind: seriesRequests}] += v
@@ -331,40 +403,63 @@ func conventionValues(families map[string]*dto.MetricFamily, k versionKey) map[s
 	}
 	if mf := families[LatencyMetric]; mf != nil {
 		for _, m := range mf.GetMetric() {
-			if _, ok := matches(m); !ok || m.Histogram == nil {
-				continue
-			}
-			h := m.GetHistogram()
-			hasInf := false
-			for _, b := range h.GetBucket() {
-				c := float64(b.GetCumulativeCount())
-				if b.CumulativeCountFloat != nil {
-					c = b.GetCumulativeCountFloat()
-				}
-				ub := b.GetUpperBound()
-				hasInf = hasInf || math.IsInf(ub, +1)
-				out[series{kind: seriesBucket, le: ub}] += c
-			}
-			if !hasInf {
-				c := float64(h.GetSampleCount())
-				if h.SampleCountFloat != nil {
-					c = h.GetSampleCountFloat()
-				}
-				out[series{kind: seriesBucket, le: math.Inf(+1)}] += c
+			if _, ok := matches(m); ok && m.Histogram != nil {
+				addHistogram(out, m.GetHistogram(), 1)
 			}
 		}
 	}
 	return out
 }
 
-// VersionStats answers from the samples taken in [at-window, at]: per endpoint and
+// envoyValues extracts the counters of one Envoy cluster from Envoy's stats: responses
+// of every class are requests, class 5 are errors; the request time histogram is in
+// milliseconds.
+func envoyValues(families map[string]*dto.MetricFamily, cluster string) map[series]float64 {
+	out := map[series]float64{{kind: seriesRequests}: 0, {kind: seriesErrors}: 0}
+	label := func(m *dto.Metric, name string) string {
+		for _, lp := range m.GetLabel() {
+			if lp.GetName() == name {
+				return lp.GetValue()
+			}
+		}
+		return ""
+	}
+	if mf := families[EnvoyRequestsMetric]; mf != nil {
+		for _, m := range mf.GetMetric() {
+			if label(m, EnvoyClusterLabel) != cluster {
+				continue
+			}
+			v, ok := counterValue(m)
+			if !ok {
+				continue
+			}
+			out[series{kind: seriesRequests}] += v
+			if label(m, EnvoyCodeClassLabel) == "5" {
+				out[series{kind: seriesErrors}] += v
+			}
+		}
+	}
+	if mf := families[EnvoyLatencyMetric]; mf != nil {
+		for _, m := range mf.GetMetric() {
+			if label(m, EnvoyClusterLabel) == cluster && m.Histogram != nil {
+				addHistogram(out, m.GetHistogram(), 1.0/1000)
+			}
+		}
+	}
+	return out
+}
+
+// VersionStats answers from the samples taken in [at-window, at]: per exposition and
 // counter, the sum of the increases between consecutive samples in which the endpoint
 // answered, a decrease counting as a reset to zero (the new value is the increase), as
 // PromQL's increase does but without extrapolating to the window's edges. An endpoint
 // that appears in the window counts from its first sample; one that disappears stops
-// counting. Fewer than two samples in the window is ErrNoData, as is a version that is
-// not scraped. P99 interpolates in the summed bucket increases (see BucketQuantile);
-// ctx is not used: the answer comes from memory.
+// counting; a series that appears on an endpoint already sampled counts from zero. Fewer than two samples in the window is ErrNoData, as is a version that is
+// not scraped. An exposition of the version whose last scrape failed makes the answer
+// an error naming it (not ErrNoData): the figures of the others alone could pass a
+// version whose failing instances are the ones that went quiet. P99 interpolates in
+// the summed bucket increases (see BucketQuantile); ctx is not used: the answer comes
+// from memory.
 func (s *Scrape) VersionStats(_ context.Context, svc catalog.Service, version string, window time.Duration, at time.Time) (Stats, error) {
 	if window <= 0 {
 		return Stats{}, fmt.Errorf("window %v: must be positive", window)
@@ -372,9 +467,14 @@ func (s *Scrape) VersionStats(_ context.Context, svc catalog.Service, version st
 	from := at.Add(-window)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t := s.targets[versionKey{svc.Name, version}]
+	t := s.versions[versionKey{svc.Name, version}]
 	if t == nil {
-		return Stats{}, fmt.Errorf("%s/%s is not scraped (no metrics endpoints): %w", svc.Name, version, ErrNoData)
+		return Stats{}, fmt.Errorf("%s/%s is not scraped (no metrics targets or endpoints): %w", svc.Name, version, ErrNoData)
+	}
+	for _, u := range t.urls {
+		if e := s.expos[u]; e != nil && e.lastError != "" {
+			return Stats{}, fmt.Errorf("%s/%s: scrape target %s failed: %s", svc.Name, version, e.addr, e.lastError)
+		}
 	}
 	var (
 		n        int
@@ -394,7 +494,10 @@ func (s *Scrape) VersionStats(_ context.Context, svc catalog.Service, version st
 					p, ok := prev[k]
 					switch {
 					case !ok:
-						// A bucket or series new to this endpoint: count from here.
+						// A series new to an exposition that answered before was
+						// created since: it counts from zero, as Envoy creates a
+						// cluster's stats on its first request.
+						increase[k] += v
 					case v >= p:
 						increase[k] += v - p
 					default:
@@ -426,9 +529,13 @@ func (s *Scrape) VersionStats(_ context.Context, svc catalog.Service, version st
 func (s *Scrape) Targets() []TargetHealth {
 	s.mu.Lock()
 	var out []TargetHealth
-	for _, t := range s.targets {
-		for _, h := range t.health {
-			out = append(out, *h)
+	for k, t := range s.versions {
+		for _, u := range t.urls {
+			e := s.expos[u]
+			out = append(out, TargetHealth{
+				Service: k.service, Version: k.version, Endpoint: e.addr, URL: u,
+				LastScrape: e.lastScrape, LastError: e.lastError,
+			})
 		}
 	}
 	s.mu.Unlock()

@@ -46,7 +46,10 @@ func endpoint(t *testing.T, addr string) catalog.Endpoint {
 }
 
 func checkout(v2 ...catalog.Endpoint) catalog.Service {
-	return catalog.Service{Name: "checkout", Versions: []catalog.Version{{Name: "v1"}, {Name: "v2", Metrics: v2}}}
+	return catalog.Service{
+		Name: "checkout", Metrics: catalog.MetricQueries{Convention: catalog.ConventionApp},
+		Versions: []catalog.Version{{Name: "v1"}, {Name: "v2", Metrics: v2}},
+	}
 }
 
 func TestScrapeWindowsResetsAndEndpoints(t *testing.T) {
@@ -108,13 +111,14 @@ func TestScrapeWindowsResetsAndEndpoints(t *testing.T) {
 		t.Errorf("P99 after reset = %v, want in (10ms, 25ms]", got.P99)
 	}
 
-	// a goes away; b keeps counting; a's failure shows in Targets.
+	// a goes away; b keeps counting; a's failure shows in Targets and makes the
+	// version's figures an error naming a, not b's figures alone.
 	a.srv.Close()
 	b.serve("checkout", "v2", "200", 40, 20*time.Millisecond)
 	clk.Add(5 * time.Second)
 	s.ScrapeOnce(ctx) // t=1015
-	if got, err = stats(5 * time.Second); err != nil || got.Requests != 40 {
-		t.Errorf("with a down: %+v, %v; want 40 requests", got, err)
+	if got, err = stats(5 * time.Second); err == nil || errors.Is(err, metrics.ErrNoData) || !strings.Contains(err.Error(), a.addr) {
+		t.Errorf("with a down: %+v, %v; want an error naming %s", got, err, a.addr)
 	}
 	targets := s.Targets()
 	if len(targets) != 2 {
@@ -172,8 +176,9 @@ func TestScrapeBadEndpoints(t *testing.T) {
 				s.ScrapeOnce(t.Context())
 				clk.Add(5 * time.Second)
 			}
-			if _, err := s.VersionStats(t.Context(), svc, "v2", time.Hour, clk.Now()); !errors.Is(err, metrics.ErrNoData) {
-				t.Errorf("err = %v, want ErrNoData", err)
+			_, err := s.VersionStats(t.Context(), svc, "v2", time.Hour, clk.Now())
+			if err == nil || errors.Is(err, metrics.ErrNoData) || !strings.Contains(err.Error(), strings.TrimPrefix(srv.URL, "http://")) {
+				t.Errorf("err = %v, want a failure naming the target", err)
 			}
 			tg := s.Targets()
 			if len(tg) != 1 || tg[0].LastError == "" {

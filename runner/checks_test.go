@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
 )
 
@@ -36,7 +37,9 @@ func TestReportedChecksSurviveRestart(t *testing.T) {
 
 type firing []string
 
-func (f *firing) FiringAlerts(context.Context, string, time.Time) ([]string, error) { return *f, nil }
+func (f *firing) FiringAlerts(context.Context, catalog.Service, time.Time) ([]string, error) {
+	return *f, nil
+}
 
 // TestCriticalAlertPauses: a critical alert firing for the service pauses the rollout at
 // its weight, naming the alert.

@@ -86,7 +86,7 @@ func (r *Runner) gather(ctx context.Context, svc catalog.Service, ro controller.
 		obs.Health.Stable = endpointHealth(h.Status(svc.Name, ro.Stable))
 	}
 	if a := r.opts.Alerts; a != nil {
-		alerts, err := a.FiringAlerts(ctx, svc.Name, at)
+		alerts, err := a.FiringAlerts(ctx, svc, at)
 		if err != nil {
 			// An unreachable alert source is not an alert, nor a pass: the check holds
 			// and counts towards the rollout's source-failure limit.

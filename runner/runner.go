@@ -52,9 +52,10 @@ type Health interface {
 	Changes() <-chan struct{}
 }
 
-// AlertSource reports the critical alerts firing for a service (metrics.Prometheus).
+// AlertSource reports the critical alerts firing for a service, as its alerts selector
+// picks them (metrics.Prometheus).
 type AlertSource interface {
-	FiringAlerts(ctx context.Context, service string, at time.Time) ([]string, error)
+	FiringAlerts(ctx context.Context, svc catalog.Service, at time.Time) ([]string, error)
 }
 
 // Querier evaluates a query check's PromQL template for one version and returns its

@@ -101,7 +101,8 @@ func newRollbackEnv(proxies int, hc catalog.HealthCheck, src metrics.Source, min
 			e.close()
 		}
 	}()
-	svc := catalog.Service{Name: shopService, Port: 10001, Stable: "v1", HealthCheck: hc}
+	svc := catalog.Service{Name: shopService, Port: 10001, Stable: "v1", HealthCheck: hc,
+		Metrics: catalog.MetricQueries{Convention: catalog.ConventionApp}}
 	for v, n := range map[string]int{"v1": 2, "v2": 3} {
 		ver := catalog.Version{Name: v}
 		for range n {

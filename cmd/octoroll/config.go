@@ -6,22 +6,25 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/caarlos0/env/v11"
 
 	"github.com/octoacme/octoroll/internal/logging"
+	"github.com/octoacme/octoroll/metrics"
 )
 
 // config is the daemon's settings: environment variables (prefix OCTOROLL_) first,
 // then flags of the same name override them.
 type config struct {
-	Config         string        `env:"CONFIG"`                                // catalog YAML path
-	StateDir       string        `env:"STATE_DIR" envDefault:"octoroll-state"` // bbolt state directory
-	XDSAddr        string        `env:"XDS_ADDR" envDefault:":18000"`
-	AdminAddr      string        `env:"ADMIN_ADDR" envDefault:"127.0.0.1:8080"`
-	AdminToken     string        `env:"ADMIN_TOKEN"`
-	PrometheusURL  string        `env:"PROMETHEUS_URL"`
+	Config         string `env:"CONFIG"`                                // catalog YAML path
+	StateDir       string `env:"STATE_DIR" envDefault:"octoroll-state"` // bbolt state directory
+	XDSAddr        string `env:"XDS_ADDR" envDefault:":18000"`
+	AdminAddr      string `env:"ADMIN_ADDR" envDefault:"127.0.0.1:8080"`
+	AdminToken     string `env:"ADMIN_TOKEN"`
+	PrometheusURL  string `env:"PROMETHEUS_URL"`
+	Prometheus     prometheusConfig
 	ScrapeInterval time.Duration `env:"SCRAPE_INTERVAL" envDefault:"5s"` // embedded scrape source
 	MetricsWindow  time.Duration `env:"METRICS_WINDOW"`                  // lower bound of one check's metrics window
 	XDSCert        string        `env:"XDS_TLS_CERT"`
@@ -29,6 +32,64 @@ type config struct {
 	XDSClientCA    string        `env:"XDS_TLS_CLIENT_CA"` // set to require client certificates (mTLS)
 	LogFormat      string        `env:"LOG_FORMAT" envDefault:"json"`
 	LogLevel       string        `env:"LOG_LEVEL" envDefault:"info"`
+}
+
+// prometheusConfig is how octoroll talks to the Prometheus server (OCTOROLL_PROMETHEUS_*).
+// The in-line secrets (password, bearer token) are read from the environment only, so
+// that they never show on a command line; the _FILE variants are re-read on every
+// request.
+type prometheusConfig struct {
+	Timeout            time.Duration `env:"PROMETHEUS_TIMEOUT" envDefault:"10s"` // per query
+	Username           string        `env:"PROMETHEUS_USERNAME"`
+	Password           string        `env:"PROMETHEUS_PASSWORD"`
+	PasswordFile       string        `env:"PROMETHEUS_PASSWORD_FILE"`
+	BearerToken        string        `env:"PROMETHEUS_BEARER_TOKEN"`
+	BearerTokenFile    string        `env:"PROMETHEUS_BEARER_TOKEN_FILE"`
+	Headers            string        `env:"PROMETHEUS_HEADERS"` // "Name=value,Name2=value"
+	CAFile             string        `env:"PROMETHEUS_CA_FILE"`
+	CertFile           string        `env:"PROMETHEUS_CERT_FILE"`
+	KeyFile            string        `env:"PROMETHEUS_KEY_FILE"`
+	ServerName         string        `env:"PROMETHEUS_SERVER_NAME"`
+	InsecureSkipVerify bool          `env:"PROMETHEUS_INSECURE_SKIP_VERIFY"`
+}
+
+// parseHeaders reads "Name=value,Name2=value" (a value may hold '=' but no ',').
+func parseHeaders(s string) (map[string]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		name, value, ok := strings.Cut(kv, "=")
+		name = strings.TrimSpace(name)
+		if !ok || name == "" {
+			return nil, fmt.Errorf("%q: want Name=value", kv)
+		}
+		if _, dup := out[name]; dup {
+			return nil, fmt.Errorf("%q: header %s given twice", kv, name)
+		}
+		out[name] = strings.TrimSpace(value)
+	}
+	return out, nil
+}
+
+// prometheus returns the settings of the Prometheus source.
+func (c config) prometheus() (metrics.PrometheusConfig, error) {
+	p := c.Prometheus
+	headers, err := parseHeaders(p.Headers)
+	if err != nil {
+		return metrics.PrometheusConfig{}, fmt.Errorf("prometheus-headers: %w", err)
+	}
+	return metrics.PrometheusConfig{
+		Address: c.PrometheusURL, Timeout: p.Timeout,
+		Username: p.Username, Password: p.Password, PasswordFile: p.PasswordFile,
+		BearerToken: p.BearerToken, BearerTokenFile: p.BearerTokenFile,
+		Headers: headers,
+		TLS: metrics.TLSConfig{
+			CAFile: p.CAFile, CertFile: p.CertFile, KeyFile: p.KeyFile,
+			ServerName: p.ServerName, InsecureSkipVerify: p.InsecureSkipVerify,
+		},
+	}, nil
 }
 
 // loadConfig reads the environment, then args as flags.
@@ -44,6 +105,17 @@ func loadConfig(name string, args []string) (config, error) {
 	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "admin HTTP listen address (OCTOROLL_ADMIN_ADDR)")
 	fs.StringVar(&c.AdminToken, "admin-token", c.AdminToken, "bearer token for mutating admin calls (OCTOROLL_ADMIN_TOKEN)")
 	fs.StringVar(&c.PrometheusURL, "prometheus-url", c.PrometheusURL, "Prometheus server URL; empty scrapes versions directly (OCTOROLL_PROMETHEUS_URL)")
+	p := &c.Prometheus
+	fs.DurationVar(&p.Timeout, "prometheus-timeout", p.Timeout, "timeout of one Prometheus query (OCTOROLL_PROMETHEUS_TIMEOUT)")
+	fs.StringVar(&p.Username, "prometheus-username", p.Username, "basic auth user; password in OCTOROLL_PROMETHEUS_PASSWORD or a file (OCTOROLL_PROMETHEUS_USERNAME)")
+	fs.StringVar(&p.PasswordFile, "prometheus-password-file", p.PasswordFile, "file holding the basic auth password (OCTOROLL_PROMETHEUS_PASSWORD_FILE)")
+	fs.StringVar(&p.BearerTokenFile, "prometheus-bearer-token-file", p.BearerTokenFile, "file holding a bearer token; or OCTOROLL_PROMETHEUS_BEARER_TOKEN (OCTOROLL_PROMETHEUS_BEARER_TOKEN_FILE)")
+	fs.StringVar(&p.Headers, "prometheus-headers", p.Headers, "extra request headers, Name=value,Name2=value (OCTOROLL_PROMETHEUS_HEADERS)")
+	fs.StringVar(&p.CAFile, "prometheus-ca-file", p.CAFile, "CA file verifying the Prometheus server (OCTOROLL_PROMETHEUS_CA_FILE)")
+	fs.StringVar(&p.CertFile, "prometheus-cert-file", p.CertFile, "client certificate file for mutual TLS (OCTOROLL_PROMETHEUS_CERT_FILE)")
+	fs.StringVar(&p.KeyFile, "prometheus-key-file", p.KeyFile, "client key file for mutual TLS (OCTOROLL_PROMETHEUS_KEY_FILE)")
+	fs.StringVar(&p.ServerName, "prometheus-server-name", p.ServerName, "expected TLS server name (OCTOROLL_PROMETHEUS_SERVER_NAME)")
+	fs.BoolVar(&p.InsecureSkipVerify, "prometheus-insecure-skip-verify", p.InsecureSkipVerify, "do not verify the server's certificate (OCTOROLL_PROMETHEUS_INSECURE_SKIP_VERIFY)")
 	fs.DurationVar(&c.MetricsWindow, "metrics-window", c.MetricsWindow, "shortest metrics window of one check; default the rollout's check interval (OCTOROLL_METRICS_WINDOW)")
 	fs.DurationVar(&c.ScrapeInterval, "scrape-interval", c.ScrapeInterval, "scrape interval of the embedded metrics source (OCTOROLL_SCRAPE_INTERVAL)")
 	fs.StringVar(&c.XDSCert, "xds-tls-cert", c.XDSCert, "xDS server certificate file (OCTOROLL_XDS_TLS_CERT)")
@@ -77,7 +149,16 @@ func (c config) Validate() error {
 	if c.PrometheusURL != "" {
 		if u, err := url.Parse(c.PrometheusURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("prometheus-url: %q is not an http(s) URL", c.PrometheusURL))
+		} else if pc, err := c.prometheus(); err != nil {
+			errs = append(errs, err)
+		} else if err := pc.Validate(); err != nil {
+			errs = append(errs, err)
 		}
+	} else if c.Prometheus != (prometheusConfig{Timeout: c.Prometheus.Timeout}) {
+		errs = append(errs, errors.New("prometheus-*: the Prometheus settings need prometheus-url"))
+	}
+	if c.Prometheus.Timeout <= 0 {
+		errs = append(errs, fmt.Errorf("prometheus-timeout: %s must be positive", c.Prometheus.Timeout))
 	}
 	if c.MetricsWindow < 0 {
 		errs = append(errs, fmt.Errorf("metrics-window: %s must not be negative", c.MetricsWindow))

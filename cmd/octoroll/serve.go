@@ -80,7 +80,11 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 	var scrape *metrics.Scrape
 	var alerts runner.AlertSource
 	if cfg.PrometheusURL != "" {
-		p, err := metrics.NewPrometheus(log, metrics.PrometheusConfig{Address: cfg.PrometheusURL})
+		pc, err := cfg.prometheus()
+		if err != nil {
+			return err
+		}
+		p, err := metrics.NewPrometheus(log, pc)
 		if err != nil {
 			return err
 		}

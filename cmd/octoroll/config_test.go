@@ -1,0 +1,77 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/octoacme/octoroll/metrics"
+)
+
+func TestPrometheusSettings(t *testing.T) {
+	t.Setenv("OCTOROLL_CONFIG", "catalog.yaml")
+	t.Setenv("OCTOROLL_PROMETHEUS_URL", "https://prometheus.example:9090")
+	t.Setenv("OCTOROLL_PROMETHEUS_USERNAME", "octoroll")
+	t.Setenv("OCTOROLL_PROMETHEUS_PASSWORD_FILE", "/run/secrets/prom-password")
+	t.Setenv("OCTOROLL_PROMETHEUS_HEADERS", "X-Scope-OrgID=shop, X-Query=a=b")
+	t.Setenv("OCTOROLL_PROMETHEUS_CA_FILE", "/etc/prom/ca.pem")
+	t.Setenv("OCTOROLL_PROMETHEUS_INSECURE_SKIP_VERIFY", "false")
+	c, err := loadConfig("serve", []string{"--prometheus-timeout", "3s", "--prometheus-server-name", "prom.internal",
+		"--prometheus-cert-file", "/etc/prom/c.pem", "--prometheus-key-file", "/etc/prom/k.pem"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.prometheus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := metrics.PrometheusConfig{
+		Address: "https://prometheus.example:9090", Timeout: 3 * time.Second,
+		Username: "octoroll", PasswordFile: "/run/secrets/prom-password",
+		Headers: map[string]string{"X-Scope-OrgID": "shop", "X-Query": "a=b"},
+		TLS:     metrics.TLSConfig{CAFile: "/etc/prom/ca.pem", CertFile: "/etc/prom/c.pem", KeyFile: "/etc/prom/k.pem", ServerName: "prom.internal"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("prometheus settings (-want +got):\n%s", diff)
+	}
+}
+
+func TestPrometheusSettingsDefaultsAndErrors(t *testing.T) {
+	t.Setenv("OCTOROLL_CONFIG", "catalog.yaml")
+	c, err := loadConfig("serve", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Prometheus.Timeout != 10*time.Second {
+		t.Errorf("default timeout %v, want 10s", c.Prometheus.Timeout)
+	}
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"settings without url", []string{"--prometheus-username", "u"}, nil, "need prometheus-url"},
+		{"zero timeout", []string{"--prometheus-timeout", "0s"}, nil, "prometheus-timeout: 0s must be positive"},
+		{"user without password", []string{"--prometheus-url", "http://p:9090", "--prometheus-username", "u"}, nil, "needs a password"},
+		{"basic and bearer", []string{"--prometheus-url", "http://p:9090", "--prometheus-username", "u", "--prometheus-bearer-token-file", "/t"},
+			map[string]string{"OCTOROLL_PROMETHEUS_PASSWORD": "x"}, "at most one of basic_auth"},
+		{"cert without key", []string{"--prometheus-url", "http://p:9090", "--prometheus-cert-file", "/c"}, nil, "set together"},
+		{"bad headers", []string{"--prometheus-url", "http://p:9090", "--prometheus-headers", "X-A"}, nil, `prometheus-headers: "X-A": want Name=value`},
+		{"duplicate header", []string{"--prometheus-url", "http://p:9090", "--prometheus-headers", "X-A=1,X-A=2"}, nil, "given twice"},
+		{"reserved header", []string{"--prometheus-url", "http://p:9090", "--prometheus-headers", "Authorization=x"}, nil, "not allowed"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			_, err := loadConfig("serve", tc.args)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("loadConfig(%v) = %v, want an error containing %q", tc.args, err, tc.want)
+			}
+		})
+	}
+}
