@@ -33,3 +33,19 @@ func (o observed) Update(services []catalog.Service) {
 		u.Update(services)
 	}
 }
+
+// ErrNoQueries is returned by QueryValue of a source that evaluates no PromQL (the
+// embedded scrape source).
+var ErrNoQueries = errors.New("query checks need a Prometheus server: the embedded scrape source evaluates no PromQL")
+
+// QueryValue forwards to the wrapped source when it is a Querier, and reports whether
+// it answered as VersionStats does.
+func (o observed) QueryValue(ctx context.Context, svc catalog.Service, version, tmpl string, window time.Duration, at time.Time) (float64, error) {
+	q, ok := o.src.(Querier)
+	if !ok {
+		return 0, ErrNoQueries
+	}
+	v, err := q.QueryValue(ctx, svc, version, tmpl, window, at)
+	o.report(err == nil || errors.Is(err, ErrNoData))
+	return v, err
+}

@@ -126,9 +126,9 @@ func (r *Runner) queryChecks(ctx context.Context, svc catalog.Service, ro contro
 			continue
 		}
 		res := controller.CheckResult{Name: c.Name}
-		q, ok := r.opts.Metrics.(Querier)
+		q, ok := r.opts.Metrics.(metrics.Querier)
 		if !ok {
-			res.Inconclusive = "query checks need a Prometheus server (the metrics source cannot evaluate PromQL)"
+			res.Inconclusive = metrics.ErrNoQueries.Error()
 			out = append(out, res)
 			continue
 		}

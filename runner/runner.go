@@ -58,13 +58,6 @@ type AlertSource interface {
 	FiringAlerts(ctx context.Context, svc catalog.Service, at time.Time) ([]string, error)
 }
 
-// Querier evaluates a query check's PromQL template for one version and returns its
-// single value (metrics.Prometheus). A metrics source without it cannot run query
-// checks: they are inconclusive.
-type Querier interface {
-	QueryValue(ctx context.Context, svc catalog.Service, version, tmpl string, window time.Duration, at time.Time) (float64, error)
-}
-
 // Notifier receives every event after it was persisted. Notify must not block.
 type Notifier interface {
 	Notify(ev controller.Event, r controller.Rollout)

@@ -1,0 +1,317 @@
+package runner_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/octoacme/octoroll/catalog"
+	"github.com/octoacme/octoroll/controller"
+	"github.com/octoacme/octoroll/metrics"
+	"github.com/octoacme/octoroll/metrics/envoytest"
+	"github.com/octoacme/octoroll/metrics/promtest"
+	"github.com/octoacme/octoroll/runner"
+	"github.com/octoacme/octoroll/store"
+	"github.com/octoacme/octoroll/xds"
+)
+
+// The verdicts of the analysis on real sources: a real Prometheus server scraping, every
+// second, a real exporter of Envoy-shaped cluster stats, and octoroll's embedded scrape
+// source reading the same exporter. The runner runs on the wall clock with a one-stage
+// plan of seconds; each case drives both versions' traffic and waits for the verdict.
+
+// flow is one version's traffic at the exporter.
+type flow struct {
+	rps, errFrac float64
+	p99          time.Duration
+}
+
+type verdictCase struct {
+	name   string
+	v1, v2 flow
+	// tweak adjusts the spec.
+	tweak func(*controller.Spec)
+	// want waits for the verdict on the rollout and returns when it is reached.
+	want func(t *testing.T, w *watcher)
+	// interrupt, when set, runs once the rollout has judged a clean check, and takes
+	// the source away.
+	interrupt bool
+	// bySource, when set, replaces want per source.
+	bySource map[string]func(t *testing.T, w *watcher)
+}
+
+var (
+	base   = flow{rps: 300, errFrac: 0.002, p99: 100 * time.Millisecond}
+	canary = flow{rps: 150, errFrac: 0.002, p99: 100 * time.Millisecond}
+)
+
+func verdictCases() []verdictCase {
+	with := func(f flow, mod func(*flow)) flow { mod(&f); return f }
+	return []verdictCase{
+		{name: "healthy", v1: base, v2: canary, want: func(t *testing.T, w *watcher) {
+			w.until(t, "Go: the stage completes", func(ro controller.Rollout) bool { return ro.State == controller.StateMonitoring })
+		}},
+		{name: "errors", v1: base, v2: with(canary, func(f *flow) { f.errFrac = 0.05 }), want: func(t *testing.T, w *watcher) {
+			ro := w.until(t, "rollback", terminal)
+			if ro.State != controller.StateRolledBack || !strings.Contains(ro.Reason, "error rate more than 1 pp above baseline") {
+				t.Fatalf("5%% errors: %s (%s), want rolled back on the error rate", ro.State, ro.Reason)
+			}
+		}},
+		{name: "latency30", v1: base, v2: with(canary, func(f *flow) { f.p99 = 130 * time.Millisecond }), want: func(t *testing.T, w *watcher) {
+			ro := w.until(t, "rollback", terminal)
+			if ro.State != controller.StateRolledBack || !strings.Contains(ro.Reason, "P99 latency more than ×1.25 baseline") {
+				t.Fatalf("+30%% P99: %s (%s), want rolled back on P99", ro.State, ro.Reason)
+			}
+		}},
+		{name: "latency15", v1: base, v2: with(canary, func(f *flow) { f.p99 = 115 * time.Millisecond }), want: func(t *testing.T, w *watcher) {
+			ro := w.until(t, "pause", func(ro controller.Rollout) bool { return ro.State != controller.StateProgressing })
+			if ro.State != controller.StatePaused || !strings.Contains(ro.Reason, "P99 latency more than ×1.1 baseline") {
+				t.Fatalf("+15%% P99: %s (%s), want paused on P99", ro.State, ro.Reason)
+			}
+		}},
+		{name: "quiet", v1: base, v2: with(canary, func(f *flow) { f.rps = 2 }), want: func(t *testing.T, w *watcher) {
+			ro := w.until(t, "five held checks", func(ro controller.Rollout) bool { return ro.Progress.Checks >= 5 })
+			if ro.State != controller.StateProgressing || ro.Progress.LastDecision != controller.DecisionHold ||
+				!strings.Contains(ro.Progress.LastReason, "< minRequests 100") || ro.Progress.Clean != 0 {
+				t.Fatalf("too little traffic: %s, decision %s (%s), %d clean checks; want holding for data",
+					ro.State, ro.Progress.LastDecision, ro.Progress.LastReason, ro.Progress.Clean)
+			}
+		}},
+		{name: "query", v1: base, v2: canary,
+			tweak: func(s *controller.Spec) {
+				s.CustomChecks = []controller.Check{{Name: "canary-rate",
+					Query:  `sum(rate(envoy_cluster_upstream_rq_xx{envoy_cluster_name="{{.Cluster}}"}[{{.Window}}]))`,
+					Max:    ptr(10.0),
+					OnFail: controller.OnFailRollback}}
+			},
+			bySource: map[string]func(t *testing.T, w *watcher){
+				"prometheus": func(t *testing.T, w *watcher) {
+					ro := w.until(t, "rollback", terminal)
+					if ro.State != controller.StateRolledBack || !strings.Contains(ro.Reason, `check "canary-rate" failed: value`) ||
+						!strings.Contains(ro.Reason, "above max 10") {
+						t.Fatalf("query check above max: %s (%s), want rolled back by the check", ro.State, ro.Reason)
+					}
+				},
+				"scrape": func(t *testing.T, w *watcher) {
+					ro := w.until(t, "pause", func(ro controller.Rollout) bool { return ro.State != controller.StateProgressing })
+					if ro.State != controller.StatePaused || !strings.Contains(ro.Reason, "query checks need a Prometheus server") {
+						t.Fatalf("query check without Prometheus: %s (%s), want paused, never passed", ro.State, ro.Reason)
+					}
+				},
+			}},
+		{name: "outage", v1: base, v2: canary, interrupt: true,
+			tweak: func(s *controller.Spec) { s.Stages[0].MinWindow = controller.Duration(time.Hour) },
+			want: func(t *testing.T, w *watcher) {
+				ro := w.until(t, "a hold on the failing source", func(ro controller.Rollout) bool {
+					return ro.Progress.SourceFailures > 0 || ro.State != controller.StateProgressing
+				})
+				if ro.State != controller.StateProgressing || ro.Progress.LastDecision != controller.DecisionHold {
+					t.Fatalf("source gone: %s, decision %s (%s); want a hold first", ro.State, ro.Progress.LastDecision, ro.Progress.LastReason)
+				}
+				ro = w.until(t, "pause", func(ro controller.Rollout) bool { return ro.State != controller.StateProgressing })
+				if ro.State != controller.StatePaused || !strings.Contains(ro.Reason, "metrics source failing on 3 consecutive checks") {
+					t.Fatalf("source gone: %s (%s), want paused on the source-failure limit", ro.State, ro.Reason)
+				}
+			}},
+	}
+}
+
+func terminal(ro controller.Rollout) bool { return ro.State.Terminal() }
+
+// watcher evaluates the runner on the wall clock and reads the rollout.
+type watcher struct {
+	run *runner.Runner
+	id  string
+	// onClean runs once, at the first clean check.
+	onClean func()
+}
+
+// until evaluates every 200 ms until cond holds for the rollout, failing after a
+// deadline.
+func (w *watcher) until(t *testing.T, what string, cond func(controller.Rollout) bool) controller.Rollout {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		w.run.Evaluate(context.Background())
+		ro, err := w.run.Rollout(w.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w.onClean != nil && ro.Progress.Clean > 0 {
+			w.onClean()
+			w.onClean = nil
+		}
+		if cond(ro) {
+			t.Logf("%s: %s, decision %s (%s); last %s", what, ro.State, ro.Progress.LastDecision, ro.Progress.LastReason, numbers(ro.Progress.Last))
+			return ro
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not reached: %s, decision %s (%s), reason %q", what, ro.State, ro.Progress.LastDecision, ro.Progress.LastReason, ro.Reason)
+		}
+		<-tick.C
+	}
+}
+
+func numbers(n *controller.Numbers) string {
+	if n == nil {
+		return "none"
+	}
+	return fmt.Sprintf("canary %d/%d P99 %s vs stable %d/%d P99 %s over %s → %s",
+		n.CanaryErrors, n.CanaryRequests, n.CanaryP99, n.StableErrors, n.StableRequests, n.StableP99, n.Window, n.Verdict)
+}
+
+func TestVerdictsFromRealSources(t *testing.T) {
+	promtest.Require(t)
+	exp := envoytest.Start(t)
+	shared := promtest.StartServer(t, []string{exp.Addr()}, promtest.Options{MetricsPath: envoytest.Path})
+	for i, tc := range verdictCases() {
+		for _, source := range []string{"prometheus", "scrape"} {
+			t.Run(tc.name+"/"+source, func(t *testing.T) {
+				t.Parallel()
+				name := fmt.Sprintf("%s-%s", tc.name, source)
+				ex, promURL := exp, shared.URL
+				var stopSource func()
+				if tc.interrupt {
+					// The outage takes a source away: an exporter and a server of its own.
+					ex = envoytest.Start(t)
+					if source == "prometheus" {
+						srv := promtest.StartServer(t, []string{ex.Addr()}, promtest.Options{MetricsPath: envoytest.Path})
+						promURL, stopSource = srv.URL, srv.Stop
+					} else {
+						stopSource = func() { _ = ex.Stop() }
+					}
+				}
+				for v, f := range map[string]flow{"v1": tc.v1, "v2": tc.v2} {
+					t.Cleanup(ex.Traffic(metrics.ClusterName(name, v), f.rps, f.errFrac, f.p99))
+				}
+				svc := verdictService(t, name, 11000+i, ex.Addr())
+				log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+				var src metrics.Source
+				if source == "prometheus" {
+					p, err := metrics.NewPrometheus(log, metrics.PrometheusConfig{Address: promURL})
+					if err != nil {
+						t.Fatal(err)
+					}
+					src = p
+				} else {
+					s := metrics.NewScrape(log, metrics.ScrapeConfig{Interval: time.Second})
+					s.Update([]catalog.Service{svc})
+					ctx, cancel := context.WithCancel(context.Background())
+					done := make(chan struct{})
+					go func() { defer close(done); _ = s.Run(ctx) }()
+					t.Cleanup(func() { cancel(); <-done })
+					src = s
+				}
+				waitData(t, src, svc)
+
+				st, err := store.Open(t.TempDir(), store.Options{LockTimeout: time.Second})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = st.Close() })
+				run, err := runner.New(context.Background(), &catalog.Catalog{Services: []catalog.Service{svc}}, runner.Options{
+					Log: log, Store: st, XDS: xds.NewServer(log, xds.Options{}), Metrics: src, MinWindow: 3 * time.Second,
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				spec := verdictSpec(name)
+				if tc.tweak != nil {
+					tc.tweak(&spec)
+				}
+				ro, err := run.Start(context.Background(), spec, "test")
+				if err != nil {
+					t.Fatal(err)
+				}
+				w := &watcher{run: run, id: ro.ID}
+				if stopSource != nil {
+					w.onClean = stopSource
+				}
+				if f := tc.bySource[source]; f != nil {
+					f(t, w)
+				} else {
+					tc.want(t, w)
+				}
+			})
+		}
+	}
+}
+
+// verdictService is a catalog service whose versions' stats come from the exporter at
+// target, as Envoy's admin endpoint would serve them.
+func verdictService(t *testing.T, name string, port int, target string) catalog.Service {
+	t.Helper()
+	host, p, err := net.SplitHostPort(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp, _ := strconv.Atoi(p)
+	svc := catalog.Service{
+		Name: name, Port: uint32(port), Stable: "v1",
+		Versions: []catalog.Version{
+			{Name: "v1", Endpoints: []catalog.Endpoint{{Host: "127.0.0.1", Port: 1}}},
+			{Name: "v2", Endpoints: []catalog.Endpoint{{Host: "127.0.0.1", Port: 2}}},
+		},
+		Metrics: catalog.MetricQueries{
+			Convention: catalog.ConventionEnvoy,
+			ScrapePath: envoytest.Path,
+			Targets:    []catalog.Endpoint{{Host: host, Port: uint32(tp)}},
+		},
+	}
+	return svc
+}
+
+// verdictSpec is one 5 % stage of five seconds, checked every second, with the guide's
+// thresholds except a 3 s sustain for the error-rate no-go.
+func verdictSpec(service string) controller.Spec {
+	return controller.Spec{
+		Service: service,
+		Release: controller.Release{Type: controller.Minor, Name: "2.0.0", Date: "2026-03-02",
+			Summary: "new pricing engine", RollbackPlan: "route 100% back to v1"},
+		Canary:             controller.Canary{Version: "v2"},
+		Stages:             []controller.StageSpec{{Percent: 5, MinWindow: controller.Duration(5 * time.Second)}},
+		CheckInterval:      controller.Duration(time.Second),
+		AckTimeout:         controller.Duration(30 * time.Second),
+		InconclusiveLimit:  controller.Duration(5 * time.Minute),
+		SourceFailureLimit: 3,
+		Thresholds:         controller.Thresholds{RollbackSustain: controller.Duration(3 * time.Second)},
+		Waivers:            []controller.Waiver{{Item: controller.ItemSmokeTests, Reason: "metrics only", By: "test"}},
+		Monitoring:         []controller.Phase{{Name: "Immediate", Until: controller.Duration(time.Hour)}},
+	}
+}
+
+// waitData waits until the source answers for both versions over a 3 s window, so the
+// rollout starts on a source that has data.
+func waitData(t *testing.T, src metrics.Source, svc catalog.Service) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ok := true
+		for _, v := range []string{"v1", "v2"} {
+			st, err := src.VersionStats(context.Background(), svc, v, 3*time.Second, time.Now())
+			if err != nil || st.Requests == 0 {
+				ok = false
+			}
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no data for %s from the source", svc.Name)
+		}
+		<-tick.C
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
