@@ -69,26 +69,23 @@ func wilson(k, n uint64, zq float64) (lo, hi float64) {
 	return math.Max(0, center-half), math.Min(1, center+half)
 }
 
-// deltaLow is the one-sided lower confidence bound of canary − stable error rate, as
-// a fraction, at confidence c.
-func deltaLow(ce, cn, se, sn uint64, c float64) float64 {
+// deltaBounds returns the one-sided lower and upper confidence bounds of canary −
+// stable error rate, as fractions, at confidence c (Newcombe's method 10: each bound
+// combines the distances to the matching Wilson bounds of the two rates).
+func deltaBounds(ce, cn, se, sn uint64, c float64) (lo, hi float64) {
 	zq := z(c)
 	pc := float64(ce) / float64(cn)
 	ps := float64(se) / float64(sn)
-	lc, _ := wilson(ce, cn, zq)
-	_, us := wilson(se, sn, zq)
-	return (pc - ps) - math.Sqrt((pc-lc)*(pc-lc)+(us-ps)*(us-ps))
+	lc, uc := wilson(ce, cn, zq)
+	ls, us := wilson(se, sn, zq)
+	d := pc - ps
+	return d - math.Hypot(pc-lc, us-ps), d + math.Hypot(uc-pc, ps-ls)
 }
 
-// deltaHigh is the one-sided upper confidence bound of canary − stable error rate, as
-// a fraction, at confidence c (Newcombe's method 10, mirrored).
-func deltaHigh(ce, cn, se, sn uint64, c float64) float64 {
-	zq := z(c)
-	pc := float64(ce) / float64(cn)
-	ps := float64(se) / float64(sn)
-	_, uc := wilson(ce, cn, zq)
-	ls, _ := wilson(se, sn, zq)
-	return (pc - ps) + math.Sqrt((uc-pc)*(uc-pc)+(ps-ls)*(ps-ls))
+// deltaLow is the lower bound of deltaBounds.
+func deltaLow(ce, cn, se, sn uint64, c float64) float64 {
+	lo, _ := deltaBounds(ce, cn, se, sn, c)
+	return lo
 }
 
 // tri is a three-way test outcome.
@@ -364,12 +361,12 @@ func judgeSample(set Sample, in judgeInput, grossOnly bool) metricOutcome {
 	}
 	o.conclusive = true
 	ce, se := min(cs.Errors, cs.Requests), min(ss.Errors, ss.Requests)
+	lo, hi := deltaBounds(ce, cs.Requests, se, ss.Requests, th.Confidence)
 	n := &Numbers{
 		CanaryRequests: cs.Requests, CanaryErrors: ce, StableRequests: ss.Requests, StableErrors: se,
 		CanaryErrorPct: pct(ce, cs.Requests), StableErrorPct: pct(se, ss.Requests),
-		DeltaLowPP:  100 * deltaLow(ce, cs.Requests, se, ss.Requests, th.Confidence),
-		DeltaHighPP: 100 * deltaHigh(ce, cs.Requests, se, ss.Requests, th.Confidence),
-		CanaryP99:   Duration(cs.P99), StableP99: Duration(ss.P99),
+		DeltaLowPP: 100 * lo, DeltaHighPP: 100 * hi,
+		CanaryP99: Duration(cs.P99), StableP99: Duration(ss.P99),
 		Window: Duration(set.Window), Baseline: baseline,
 	}
 	o.numbers = n
