@@ -416,7 +416,7 @@ func (r *Rollout) observe(now time.Time, obs Observation) (verdict, *finding) {
 		sustain := in.th.RollbackSustain.D()
 		if d := now.Sub(p.RollbackBreachSince); d >= sustain {
 			f := finding{reason: fmt.Sprintf("error rate more than %.3g pp above baseline on every check for %s",
-				in.th.RollbackErrorRatePP, d)}
+				in.th.RollbackErrorRatePP, d.Round(time.Millisecond))}
 			return v, &f
 		}
 		p.Failing = true

@@ -52,12 +52,14 @@ type loadStats struct {
 }
 
 type demo struct {
-	o       options
-	dir     string
-	p       *procs
-	admin   string // http://127.0.0.1:PORT
-	stats   string // loadgen stats URL
-	grpc    map[string]string
+	o     options
+	dir   string
+	p     *procs
+	admin string // http://127.0.0.1:PORT
+	stats string // loadgen stats URL
+	grpc  map[string]string
+	// http is each version's HTTP port (health, metrics), chosen free at start.
+	http    map[string]uint32
 	started time.Time
 }
 
@@ -66,7 +68,7 @@ func run(ctx context.Context, o options) (res result, err error) {
 	if err != nil {
 		return res, err
 	}
-	d := &demo{o: o, dir: dir, p: &procs{dir: dir}, grpc: map[string]string{}, started: time.Now()}
+	d := &demo{o: o, dir: dir, p: &procs{dir: dir}, grpc: map[string]string{}, http: map[string]uint32{}, started: time.Now()}
 	res.Dir = dir
 	defer func() {
 		res.Pids = d.p.stopAll(5 * time.Second)
@@ -124,6 +126,7 @@ func (d *demo) startAll(ctx context.Context) error {
 		v.Endpoints = []catalog.Endpoint{{Host: "127.0.0.1", Port: g}}
 		v.Metrics = []catalog.Endpoint{{Host: "127.0.0.1", Port: h}}
 		d.grpc[v.Name] = v.Endpoints[0].String()
+		d.http[v.Name] = h
 		args := []string{"--service", svc.Name, "--version", v.Name,
 			"--grpc-addr", v.Endpoints[0].String(), "--http-addr", v.Metrics[0].String(),
 			"--latency", "50ms", "--latency-jitter", "10ms", "--log-format", "json"}
@@ -261,6 +264,12 @@ func (d *demo) loadSpec(path string) (controller.Spec, error) {
 	dec.KnownFields(true)
 	if err := dec.Decode(&spec); err != nil {
 		return spec, fmt.Errorf("%s: %w", path, err)
+	}
+	// The apps listen on free ports: the smoke tests' HTTP port is the canary's.
+	for i := range spec.SmokeTests {
+		if spec.SmokeTests[i].Port != 0 {
+			spec.SmokeTests[i].Port = d.http[spec.Canary.Version]
+		}
 	}
 	if d.o.Fast {
 		half := func(x *catalog.Duration) { *x = catalog.Duration(max(x.D()/2, time.Second)) }
