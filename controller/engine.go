@@ -725,6 +725,9 @@ func (r Rollout) Apply(now time.Time, cmd Command) (Rollout, []Event, error) {
 		if err := r.overrideCheck(cmd); err != nil {
 			return orig, nil, err
 		}
+		if err := r.smokeCheck(cmd); err != nil {
+			return orig, nil, err
+		}
 		ok, override := r.windowAllows(now)
 		if !ok && !cmd.Force {
 			return orig, nil, fmt.Errorf("%s: %w", cmd.Kind, ErrOutsideWindow)

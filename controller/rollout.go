@@ -359,9 +359,13 @@ type Command struct {
 	Kind   CommandKind `json:"kind"`
 	Actor  string      `json:"actor"`
 	Reason string      `json:"reason,omitempty"`
-	// Force overrides "a check is failing" and the deployment window for promote,
-	// promote-full and finish.
+	// Force overrides "a check is failing", the smoke tests and the deployment window
+	// for promote, promote-full and finish.
 	Force bool `json:"force,omitempty"`
+	// Smoke are the results of the plan's smoke tests run just before a promote or
+	// promote-full; the loop fills them in (never the caller). Without Force, every
+	// smoke test must have passed.
+	Smoke []CheckResult `json:"-"`
 }
 
 // Event is one entry of a rollout's timeline; it carries enough for the release report.

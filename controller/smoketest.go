@@ -110,3 +110,19 @@ func (r Rollout) syntheticChecks() []Check {
 	}
 	return out
 }
+
+// smokeCheck refuses an operator's promotion unless every smoke test passed just
+// before it (cmd.Smoke), as the loop's own promotions require; Force skips it.
+func (r Rollout) smokeCheck(cmd Command) error {
+	if cmd.Force || len(r.Plan.SmokeTests) == 0 {
+		return nil
+	}
+	obs := Observation{Smoke: cmd.Smoke}
+	if f := r.smokeFailure(obs); f != nil {
+		return fmt.Errorf("%s: %s: %w", cmd.Kind, f.reason, ErrCheckFailing)
+	}
+	if missing := r.smokeMissing(obs); len(missing) > 0 {
+		return fmt.Errorf("%s: smoke tests not run: %s: %w", cmd.Kind, strings.Join(missing, ", "), ErrCheckFailing)
+	}
+	return nil
+}

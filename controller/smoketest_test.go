@@ -2,6 +2,7 @@ package controller
 
 import (
 	"bytes"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -329,5 +330,37 @@ func TestHTTPChecksJSONResume(t *testing.T) {
 	b, _, evB := drive(restored, t0, t0.Add(80*time.Hour), 30*time.Second, httpObs(true, true))
 	if a.State != StateCompleted || !bytes.Equal(mustJSON(t, a), mustJSON(t, b)) || !bytes.Equal(mustJSON(t, evA), mustJSON(t, evB)) {
 		t.Fatalf("restored rollout diverged (%s)", a.State)
+	}
+}
+
+// An operator's promote needs a pass of every smoke test, run just before it.
+func TestPromoteNeedsSmokeTests(t *testing.T) {
+	r, _ := mustNew(t, t0, httpSpec())
+	r, _ = r.Step(t0.Add(30*time.Second), httpObs(true, true)(r, t0.Add(30*time.Second)))
+	now := t0.Add(time.Minute)
+	for _, tc := range []struct {
+		name  string
+		cmd   Command
+		error string
+	}{
+		{"not run", Command{Kind: CmdPromote, Actor: "bob"}, "promote: smoke tests not run: home"},
+		{"failed", Command{Kind: CmdPromote, Actor: "bob", Smoke: []CheckResult{{Name: "home", Detail: "status 503"}}},
+			`promote: smoke test "home" failed: status 503`},
+		{"passed", Command{Kind: CmdPromote, Actor: "bob", Smoke: []CheckResult{{Name: "home", Passed: true}}}, ""},
+		{"forced", Command{Kind: CmdPromoteFull, Actor: "bob", Force: true}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			next, _, err := r.Apply(now, tc.cmd)
+			switch {
+			case tc.error == "" && err != nil:
+				t.Fatalf("error %v", err)
+			case tc.error != "" && (!errors.Is(err, ErrCheckFailing) || !strings.Contains(err.Error(), tc.error)):
+				t.Fatalf("error %v, want %q", err, tc.error)
+			case tc.error == "" && next.State != StateMonitoring:
+				t.Fatalf("state %s after promote", next.State)
+			case tc.error != "" && next.State != StateProgressing:
+				t.Fatalf("state %s after a refused promote", next.State)
+			}
+		})
 	}
 }

@@ -100,6 +100,9 @@ func (r *Runner) Start(ctx context.Context, spec controller.Spec, actor string) 
 
 // Command applies an operator command to the service's active rollout.
 func (r *Runner) Command(ctx context.Context, service string, cmd controller.Command) (controller.Rollout, error) {
+	// An operator's promotion runs the smoke tests first, as the loop's own do; the
+	// requests go out before the lock is taken.
+	cmd = r.smokeBeforePromote(ctx, service, cmd)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e, ok := r.active[service]

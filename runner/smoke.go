@@ -32,18 +32,46 @@ func (r *Runner) httpChecks(ctx context.Context, svc catalog.Service, ro control
 	if len(checks) == 0 {
 		return
 	}
-	target := smoke.Target{Version: ro.Canary, PinHeader: xds.PinHeader}
-	if v, ok := svc.Version(ro.Canary); ok {
-		for _, e := range v.Endpoints {
-			target.Endpoints = append(target.Endpoints, e.String())
-		}
-	}
 	// One run for both, so the requests go out concurrently.
-	res := r.http.Run(ctx, checks, target)
+	res := r.http.Run(ctx, checks, canaryTarget(svc, ro))
 	n := 0
 	if wantSmoke {
 		n = len(ro.Plan.SmokeTests)
 		obs.Smoke = res[:n:n]
 	}
 	obs.Checks = append(obs.Checks, res[n:]...)
+}
+
+// canaryTarget is where ro's HTTP checks go: the canary's endpoints in svc, the
+// effective service.
+func canaryTarget(svc catalog.Service, ro controller.Rollout) smoke.Target {
+	target := smoke.Target{Version: ro.Canary, PinHeader: xds.PinHeader}
+	if v, ok := svc.Version(ro.Canary); ok {
+		for _, e := range v.Endpoints {
+			target.Endpoints = append(target.Endpoints, e.String())
+		}
+	}
+	return target
+}
+
+// smokeBeforePromote runs the rollout's smoke tests for an operator's promote (not
+// forced), outside the lock, and returns cmd with their results.
+func (r *Runner) smokeBeforePromote(ctx context.Context, service string, cmd controller.Command) controller.Command {
+	if cmd.Force || (cmd.Kind != controller.CmdPromote && cmd.Kind != controller.CmdPromoteFull) {
+		return cmd
+	}
+	r.mu.Lock()
+	e, ok := r.active[service]
+	var ro controller.Rollout
+	var svc catalog.Service
+	if ok {
+		ro = e.r
+		svc, _ = r.effectiveServiceLocked(service)
+	}
+	r.mu.Unlock()
+	if !ok || len(ro.Plan.SmokeTests) == 0 {
+		return cmd
+	}
+	cmd.Smoke = r.http.Run(ctx, ro.Plan.SmokeTests, canaryTarget(svc, ro))
+	return cmd
 }

@@ -2,6 +2,7 @@ package runner_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -202,5 +203,48 @@ func TestFailingSyntheticRollsBack(t *testing.T) {
 	}
 	if w := served(t, h.xs); w["v1"] != 10000 {
 		t.Fatalf("served %v after the rollback", w)
+	}
+}
+
+// TestOperatorPromoteRunsSmokeTests: an operator's promote runs the smoke tests against
+// the canary first and is refused while one fails; force skips them.
+func TestOperatorPromoteRunsSmokeTests(t *testing.T) {
+	canary := &canaryApp{version: "v2"}
+	addr := serveApp(t, canary)
+	h := newHarness(t, testCatalog(t, "127.0.0.1:1", addr), false)
+	ctx := context.Background()
+	spec := minorSpec()
+	spec.SmokeChecks = nil
+	spec.SmokeTests = []controller.HTTPCheck{{Name: "cart", Path: "/cart", Expect: controller.HTTPExpect{Status: []int{200}}}}
+	for i := range spec.Stages {
+		spec.Stages[i].MinWindow = controller.Duration(time.Hour) // only commands move it
+	}
+	ro, err := h.run.Start(ctx, spec, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.run.Evaluate(ctx)
+	if got := h.persisted(ro.ID); got.State != controller.StateProgressing || got.Stage != 0 {
+		t.Fatalf("after the start's smoke test: %s stage %d (%s)", got.State, got.Stage, got.Reason)
+	}
+	promote := func(force bool) (controller.Rollout, error) {
+		return h.run.Command(ctx, svcName, controller.Command{Kind: controller.CmdPromote, Actor: "bob", Force: force})
+	}
+	before := canary.count("/cart")
+	canary.broken.Store(true)
+	if _, err := promote(false); !errors.Is(err, controller.ErrCheckFailing) || !strings.Contains(err.Error(), `smoke test "cart" failed`) {
+		t.Fatalf("promote with a failing smoke test: %v", err)
+	}
+	if got := h.active(); got.Stage != 0 || canary.count("/cart") != before+1 {
+		t.Fatalf("refused promote: stage %d, %d smoke requests (want 1 more than %d)", got.Stage, canary.count("/cart"), before)
+	}
+	got, err := promote(true)
+	if err != nil || got.Stage != 1 || canary.count("/cart") != before+1 {
+		t.Fatalf("forced promote: stage %d, err %v, %d smoke requests", got.Stage, err, canary.count("/cart"))
+	}
+	canary.broken.Store(false)
+	got, err = promote(false)
+	if err != nil || got.Stage != 2 {
+		t.Fatalf("promote with a passing smoke test: stage %d, err %v", got.Stage, err)
 	}
 }
