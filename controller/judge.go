@@ -391,13 +391,13 @@ func judgeSample(set Sample, in judgeInput, grossOnly bool) metricOutcome {
 		return o
 	}
 	o.sustained = errorTest(ce, cs.Requests, se, ss.Requests, th.RollbackErrorRatePP, th.Confidence)
-	switch errorTest(ce, cs.Requests, se, ss.Requests, th.PauseErrorRatePP, th.Confidence) {
+	switch errorTest(ce, cs.Requests, se, ss.Requests, th.PauseErrorRatePP, th.PauseConfidence) {
 	case triBreach:
 		o.pause = append(o.pause, finding{reason: fmt.Sprintf(
-			"error rate more than %.3g pp above baseline: %s", th.PauseErrorRatePP, rates)})
+			"error rate more than %.3g pp above baseline at %.3g confidence: %s", th.PauseErrorRatePP, th.PauseConfidence, rates)})
 	case triUnknown:
 		o.inconclusive = append(o.inconclusive, fmt.Sprintf(
-			"error rate above baseline + %.3g pp but not significant: %s", th.PauseErrorRatePP, rates))
+			"error rate above baseline + %.3g pp but not significant at %.3g confidence: %s", th.PauseErrorRatePP, th.PauseConfidence, rates))
 	}
 
 	if ss.P99 <= 0 || cs.P99 <= 0 {

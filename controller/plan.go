@@ -41,8 +41,12 @@ const (
 	// maximum and a single error moves the rate by a whole percentage point. A 1 %
 	// canary reaches it in a 30 s window from about 340 req/s of total traffic; a
 	// quieter service should lengthen the loop's check window or lower MinRequests.
-	DefaultMinRequests     = 100
-	DefaultConfidence      = 0.95
+	DefaultMinRequests = 100
+	DefaultConfidence  = 0.95
+	// DefaultPauseConfidence is stricter than DefaultConfidence: the 0.1 pp pause margin
+	// is tested on every check of a growing window, and at 0.95 that repetition paused a
+	// healthy canary in one run in five (controller/simulation_test.go).
+	DefaultPauseConfidence = 0.99
 	DefaultGrossFactor     = 5.0
 	DefaultGrossConfidence = 0.999
 
@@ -61,6 +65,7 @@ func DefaultThresholds() Thresholds {
 		RollbackLatencyRatio: DefaultRollbackLatencyRatio,
 		MinRequests:          DefaultMinRequests,
 		Confidence:           DefaultConfidence,
+		PauseConfidence:      DefaultPauseConfidence,
 		GrossFactor:          DefaultGrossFactor,
 		GrossConfidence:      DefaultGrossConfidence,
 	}
@@ -137,6 +142,9 @@ func (base Thresholds) merge(over Thresholds) Thresholds {
 	}
 	if over.GrossFactor != 0 {
 		base.GrossFactor = over.GrossFactor
+	}
+	if over.PauseConfidence != 0 {
+		base.PauseConfidence = over.PauseConfidence
 	}
 	if over.GrossConfidence != 0 {
 		base.GrossConfidence = over.GrossConfidence

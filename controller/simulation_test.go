@@ -221,6 +221,11 @@ func TestSimulatedJudgement(t *testing.T) {
 				if r.rolledBack*100 > r.runs {
 					t.Errorf("healthy canary rolled back in %d of %d runs, want at most 1 %%", r.rolledBack, r.runs)
 				}
+				// Measured 9.9 %: the pause margin tested on every check of a growing
+				// window (pauseConfidence 0.99), and holds past inconclusiveLimit.
+				if r.paused*100 > 15*r.runs {
+					t.Errorf("healthy canary paused in %d of %d runs, want at most 15 %%", r.paused, r.runs)
+				}
 			},
 		},
 		{

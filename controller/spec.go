@@ -188,6 +188,9 @@ type Thresholds struct {
 	// GrossConfidence) is at least GrossFactor × RollbackErrorRatePP rolls back at
 	// once, without waiting for RollbackSustain. Default 5.
 	GrossFactor float64 `json:"grossFactor,omitempty" yaml:"grossFactor,omitempty"`
+	// PauseConfidence is the confidence level at which an error-rate difference beyond
+	// PauseErrorRatePP pauses. Default 0.99.
+	PauseConfidence float64 `json:"pauseConfidence,omitempty" yaml:"pauseConfidence,omitempty"`
 	// GrossConfidence is the confidence level of the gross test. Default 0.999.
 	GrossConfidence float64 `json:"grossConfidence,omitempty" yaml:"grossConfidence,omitempty"`
 }

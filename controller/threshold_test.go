@@ -382,7 +382,7 @@ func TestCheckWindowJudgedForGrossOnly(t *testing.T) {
 // Every judged check records its numbers, thresholds, interval and verdict.
 func TestEvaluationRecorded(t *testing.T) {
 	r := acked(t, testSpec(Minor))
-	o := rates(r.Generation, 10000, 0.8, 0.5, 100*time.Millisecond, 100*time.Millisecond)
+	o := rates(r.Generation, 10000, 1.0, 0.5, 100*time.Millisecond, 100*time.Millisecond)
 	o.Window = 30 * time.Second
 	r, _ = r.Step(t0.Add(time.Minute), o)
 	n := r.Progress.Last

@@ -354,6 +354,9 @@ func (t Thresholds) validate(f string, add addFunc) {
 	if t.Confidence != 0 && (t.Confidence < 0.5 || t.Confidence >= 1) {
 		add(f+".confidence", "%v: want 0.5 ≤ confidence < 1", t.Confidence)
 	}
+	if t.PauseConfidence != 0 && (t.PauseConfidence < 0.5 || t.PauseConfidence >= 1) {
+		add(f+".pauseConfidence", "%v: want 0.5 ≤ pauseConfidence < 1", t.PauseConfidence)
+	}
 	if t.GrossConfidence != 0 && (t.GrossConfidence < 0.5 || t.GrossConfidence >= 1) {
 		add(f+".grossConfidence", "%v: want 0.5 ≤ grossConfidence < 1", t.GrossConfidence)
 	}

@@ -84,7 +84,7 @@ func TestCommands(t *testing.T) {
 	apply(cmd(controller.CmdPromote, false, "enough data"), nil, controller.StateProgressing, 2500)
 
 	// A soft breach pauses; promote is refused while a check fails, unless forced.
-	h.metrics.Set("v2", metrics.Stats{Requests: 1000, Errors: 10, P99: 50 * time.Millisecond})
+	h.metrics.Set("v2", metrics.Stats{Requests: 1000, Errors: 20, P99: 50 * time.Millisecond})
 	h.step()
 	if ro := h.persisted(first.ID); ro.State != controller.StatePaused || ro.PausedBy != "" {
 		t.Fatalf("after a soft breach: %s (%s), want paused by the check", ro.State, ro.Reason)
