@@ -18,10 +18,12 @@ import (
 // engine computes a one-sided lower confidence bound L of pc − ps by Newcombe's hybrid
 // score method (Newcombe 1998, method 10): L = (pc − ps) − √((pc − lc)² + (us − ps)²),
 // where lc is the Wilson score lower bound of pc and us the Wilson score upper bound of
-// ps, both at z = Φ⁻¹(Confidence) (1.645 at the default 0.95). Wilson bounds stay inside
-// [0, 1] and behave at 0 errors, where the normal approximation fails. Against a margin
-// m (percentage points):
-//   - breach when L > m: the canary is worse than stable + m with ≥ Confidence;
+// ps, both at z = Φ⁻¹(c). c is Confidence (default 0.95, z = 1.645) against the
+// rollback margin and PauseConfidence (default 0.99, z = 2.326) against the much smaller
+// pause margin, which is tested on every check of a growing window. Wilson bounds stay
+// inside [0, 1] and behave at 0 errors, where the normal approximation fails. Against a
+// margin m (percentage points):
+//   - breach when L > m: the canary is worse than stable + m with ≥ c;
 //   - clean when pc − ps ≤ m: the point estimate is inside the bound;
 //   - otherwise inconclusive: worse than the bound but not significantly so, so more
 //     data is needed. This is how a 1 % canary with 1 error in 150 requests (0.67 %)
