@@ -266,6 +266,24 @@ type MetricQueries struct {
 	// The critical alerts firing are ALERTS{alertstate="firing",severity="critical",
 	// <matchers>}. Default service="{{.Service}}".
 	Alerts string `yaml:"alerts,omitempty" json:"alerts,omitempty"`
+	// Checks are query checks every rollout of the service evaluates on its canary
+	// (business metrics, queue depth, data integrity). A rollout's own customChecks
+	// entry of the same name replaces one. They need a Prometheus server.
+	Checks []MetricCheck `yaml:"checks,omitempty" json:"checks,omitempty"`
+}
+
+// MetricCheck is a PromQL query evaluated on the canary every check and held to bounds.
+type MetricCheck struct {
+	// Name identifies the check in events and reports; unique within the service.
+	Name string `yaml:"name" json:"name"`
+	// Query is a PromQL template like the metric queries ({{.Service}}, {{.Version}} =
+	// the canary, {{.Cluster}}, {{.Window}} = the check window); it must return one value.
+	Query string `yaml:"query" json:"query"`
+	// Min and Max bound the value (inclusive); at least one is required.
+	Min *float64 `yaml:"min,omitempty" json:"min,omitempty"`
+	Max *float64 `yaml:"max,omitempty" json:"max,omitempty"`
+	// OnFail is pause (default) or rollback.
+	OnFail string `yaml:"onFail,omitempty" json:"onFail,omitempty"`
 }
 
 // EffectiveConvention returns Convention, or DefaultConvention when it is empty.

@@ -242,6 +242,21 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		v.SetUint(uint64(i))
+	case reflect.Pointer:
+		// Optional values (a check's bounds): allocate, then decode the element.
+		elem := reflect.New(v.Type().Elem())
+		before := len(d.errs)
+		d.decode(n, elem.Elem(), path)
+		if len(d.errs) == before {
+			v.Set(elem)
+		}
+	case reflect.Float64:
+		var f float64
+		if n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!int" && n.ShortTag() != "!!float") || n.Decode(&f) != nil {
+			d.fail(n, path, "want a number, got %s", describe(n))
+			return
+		}
+		v.SetFloat(f)
 	default:
 		// Only reachable if the model gains a field of a kind not handled above.
 		d.fail(n, path, "cannot decode into %s", v.Type())

@@ -76,6 +76,9 @@ var badCatalogs = []struct {
 	{"convention.yaml", 9, 19, "services[0].metrics.convention", `"istio": unknown convention, want envoy or app`},
 	{"alerts-field.yaml", 9, 15, "services[0].metrics.alerts", "fields are .Service"},
 	{"alerts-braces.yaml", 9, 15, "services[0].metrics.alerts", "without braces"},
+	{"check-query.yaml", 11, 18, "services[0].metrics.checks[0].query", "Versoin"},
+	{"check-bounds.yaml", 13, 16, "services[0].metrics.checks[0].max", "5 is less than min 10"},
+	{"check-duplicate.yaml", 13, 17, "services[0].metrics.checks[1].name", `"queue": duplicate check, also checks[0]`},
 	{"latency-template.yaml", 10, 19, "services[0].metrics.latencyP99", "missing value for if"},
 	{"target-duplicate.yaml", 9, 34, "services[0].metrics.targets[1]", `"10.0.0.1:9901": duplicate target, also targets[0]`},
 	{"target-port.yaml", 11, 11, "services[0].metrics.targets[1]", "port out of range 1-65535"},
@@ -251,6 +254,14 @@ func TestParseFull(t *testing.T) {
 		ExpectedStatuses: []StatusRange{"200-299", "304"}}
 	if diff := cmp.Diff(wantHC, svc.HealthCheck); diff != "" {
 		t.Errorf("health check (-want +got):\n%s", diff)
+	}
+	half, thousand := 0.5, 1000.0
+	wantChecks := []MetricCheck{
+		{Name: "orders-flowing", Query: `sum(rate(orders_total{version="{{.Version}}"}[{{.Window}}]))`, Min: &half, OnFail: "rollback"},
+		{Name: "queue-depth", Query: `max(checkout_queue_depth{version="{{.Version}}"})`, Max: &thousand},
+	}
+	if diff := cmp.Diff(wantChecks, svc.Metrics.Checks); diff != "" {
+		t.Errorf("metric checks (-want +got):\n%s", diff)
 	}
 	wantOutlier := Outlier{Consecutive5xx: 7, Interval: Duration(15 * time.Second),
 		BaseEjectionTime: Duration(time.Minute), MaxEjectionPercent: 20}

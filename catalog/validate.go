@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/url"
 	"strings"
 	"text/template"
@@ -452,6 +453,42 @@ func (v *validator) metrics(m *MetricQueries, p string) {
 		}
 		if err := checkTemplate(q.tmpl, q.data, q.fields); err != nil {
 			v.add(p+"."+q.name, "%s", err)
+		}
+	}
+	names := map[string]int{}
+	for i, c := range m.Checks {
+		cp := fmt.Sprintf("%s.checks[%d]", p, i)
+		switch {
+		case c.Name == "":
+			v.add(cp+".name", "required")
+		default:
+			if j, dup := names[c.Name]; dup {
+				v.add(cp+".name", "%q: duplicate check, also checks[%d]", c.Name, j)
+			}
+			names[c.Name] = i
+		}
+		if c.Query == "" {
+			v.add(cp+".query", "required")
+		} else if err := checkTemplate(c.Query, query, queryFields); err != nil {
+			v.add(cp+".query", "%s", err)
+		}
+		finite := func(f string, x *float64) {
+			if x != nil && (math.IsNaN(*x) || math.IsInf(*x, 0)) {
+				v.add(cp+"."+f, "must be a finite number")
+			}
+		}
+		finite("min", c.Min)
+		finite("max", c.Max)
+		switch {
+		case c.Min == nil && c.Max == nil:
+			v.add(cp, "needs min, max or both")
+		case c.Min != nil && c.Max != nil && *c.Min > *c.Max:
+			v.add(cp+".max", "%v is less than min %v", *c.Max, *c.Min)
+		}
+		switch c.OnFail {
+		case "", "pause", "rollback":
+		default:
+			v.add(cp+".onFail", "%q: want pause or rollback", c.OnFail)
 		}
 	}
 	if m.Alerts != "" {

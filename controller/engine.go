@@ -103,7 +103,7 @@ func New(now time.Time, id string, spec Spec, svc catalog.Service) (Rollout, []E
 	}
 	r := Rollout{
 		ID: id, Service: svc.Name, Stable: stable, Canary: spec.Canary.Version,
-		Spec: spec, Plan: resolve(spec), State: StatePending,
+		Spec: spec, Plan: resolve(withServiceChecks(spec, svc)), State: StatePending,
 		CreatedAt: now, UpdatedAt: now,
 		Progress: Progress{Since: now, AckWaitSince: now},
 	}
@@ -424,6 +424,38 @@ func (r *Rollout) observe(now time.Time, obs Observation) (verdict, *finding) {
 		p.RollbackBreachSince = time.Time{}
 	}
 	return v, nil
+}
+
+// withServiceChecks adds the catalog service's query checks to spec's custom checks,
+// except those whose name the spec already uses (its own entry replaces the catalog's).
+// The rollout's plan then records every check it is judged by.
+func withServiceChecks(spec Spec, svc catalog.Service) Spec {
+	if len(svc.Metrics.Checks) == 0 {
+		return spec
+	}
+	used := map[string]bool{}
+	for _, n := range spec.SmokeChecks {
+		used[n] = true
+	}
+	for _, c := range spec.CustomChecks {
+		used[c.Name] = true
+	}
+	for _, c := range append(slices.Clone(spec.SmokeTests), spec.Synthetics...) {
+		used[c.Name] = true
+	}
+	for _, ph := range spec.Monitoring {
+		for _, c := range ph.Checks {
+			used[c.Name] = true
+		}
+	}
+	spec.CustomChecks = slices.Clone(spec.CustomChecks)
+	for _, c := range svc.Metrics.Checks {
+		if used[c.Name] {
+			continue
+		}
+		spec.CustomChecks = append(spec.CustomChecks, Check{Name: c.Name, OnFail: c.OnFail, Query: c.Query, Min: c.Min, Max: c.Max})
+	}
+	return spec
 }
 
 func (r Rollout) sourceFailureLimit() int {

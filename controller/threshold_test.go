@@ -5,6 +5,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/octoacme/octoroll/catalog"
 )
 
 // acked returns a minor rollout in its canary stage whose weights were ACKed at t0+30s.
@@ -417,5 +421,31 @@ func TestQueryCheckResults(t *testing.T) {
 	r3, _ := r1.Step(t0.Add(90*time.Second), obs(CheckResult{Name: "orders", Detail: "value 0 is below min 1"}))
 	if r3.State != StateRolledBack || !strings.Contains(r3.Reason, "below min 1") {
 		t.Fatalf("failed query check: state %s reason %q", r3.State, r3.Reason)
+	}
+}
+
+// The catalog service's query checks join every rollout's plan; a rollout's own check
+// of the same name replaces the catalog's, and the spec keeps what the operator wrote.
+func TestServiceChecksJoinThePlan(t *testing.T) {
+	svc := testService()
+	svc.Metrics.Checks = []catalog.MetricCheck{
+		{Name: "orders", Query: "sum(rate(orders_total[{{.Window}}]))", Min: ptr(1.0), OnFail: OnFailRollback},
+		{Name: "queue", Query: "max(queue_depth)", Max: ptr(100.0)},
+	}
+	spec := testSpec(Minor)
+	spec.CustomChecks = []Check{{Name: "queue", Query: "max(queue_depth)", Max: ptr(500.0), OnFail: OnFailPause}}
+	r, _, err := New(t0, "r1", spec, svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Check{
+		{Name: "queue", Query: "max(queue_depth)", Max: ptr(500.0), OnFail: OnFailPause},
+		{Name: "orders", Query: "sum(rate(orders_total[{{.Window}}]))", Min: ptr(1.0), OnFail: OnFailRollback},
+	}
+	if diff := cmp.Diff(want, r.Plan.Checks); diff != "" {
+		t.Errorf("plan checks (-want +got):\n%s", diff)
+	}
+	if len(r.Spec.CustomChecks) != 1 {
+		t.Errorf("spec custom checks %+v, want the operator's one", r.Spec.CustomChecks)
 	}
 }
