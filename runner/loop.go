@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -71,15 +72,15 @@ func (r *Runner) gather(ctx context.Context, svc catalog.Service, ro controller.
 	window := max(interval(ro), r.opts.MinWindow)
 	at := r.opts.Now()
 	obs.Window = window
-	obs.Canary = r.versionStats(ctx, svc, ro.Canary, window, at)
-	obs.Stable = r.versionStats(ctx, svc, ro.Stable, window, at)
+	// Both versions over both windows, queried at once.
+	var wg sync.WaitGroup
+	wg.Go(func() { obs.Canary = r.versionStats(ctx, svc, ro.Canary, window, at) })
+	wg.Go(func() { obs.Stable = r.versionStats(ctx, svc, ro.Stable, window, at) })
 	// Whole seconds keep the queries' windows (and the recorded numbers) readable.
 	if aw := ro.AnalysisWindow(at).Truncate(time.Second); aw > window {
-		obs.Analysis = controller.Sample{
-			Window: aw,
-			Canary: r.versionStats(ctx, svc, ro.Canary, aw, at),
-			Stable: r.versionStats(ctx, svc, ro.Stable, aw, at),
-		}
+		obs.Analysis.Window = aw
+		wg.Go(func() { obs.Analysis.Canary = r.versionStats(ctx, svc, ro.Canary, aw, at) })
+		wg.Go(func() { obs.Analysis.Stable = r.versionStats(ctx, svc, ro.Stable, aw, at) })
 	}
 	if h := r.opts.Health; h != nil {
 		obs.Health.Canary = endpointHealth(h.Status(svc.Name, ro.Canary))
@@ -107,6 +108,7 @@ func (r *Runner) gather(ctx context.Context, svc catalog.Service, ro controller.
 			obs.Convergence.NACK = fmt.Sprintf("%s rejected route %s: %s", conv.NACK.NodeID, conv.NACK.Version, conv.NACK.Message)
 		}
 	}
+	wg.Wait()
 	return obs
 }
 

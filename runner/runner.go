@@ -85,6 +85,9 @@ type Options struct {
 	// OnPublish, when set, is told how long each publish to the xds server took
 	// (translation, checks and handing the resources to the cache).
 	OnPublish func(time.Duration)
+	// Parallel bounds how many services' checks gather their observations at once
+	// (metrics queries, smoke tests); default 16. Transitions stay serialised.
+	Parallel int
 	// HTTPChecks runs the rollouts' smoke tests and synthetics; default a smoke.Runner
 	// with its defaults (each check's own timeout, 1 MiB bodies, no redirects followed).
 	HTTPChecks HTTPChecker
@@ -155,6 +158,9 @@ func New(ctx context.Context, cat *catalog.Catalog, opts Options) (*Runner, erro
 	}
 	if opts.Tick <= 0 {
 		opts.Tick = time.Second
+	}
+	if opts.Parallel <= 0 {
+		opts.Parallel = 16
 	}
 	if opts.Resolver == nil {
 		opts.Resolver = net.DefaultResolver
@@ -323,11 +329,20 @@ func (r *Runner) evaluate(ctx context.Context, force bool) {
 	r.confirmRestoresLocked(now)
 	r.mu.Unlock()
 	sort.Strings(due)
+	// Each check gathers without the lock (a slow metrics source or smoke test holds
+	// up only its own service) and commits under it.
+	sem := make(chan struct{}, r.opts.Parallel)
+	var wg sync.WaitGroup
 	for _, svc := range due {
-		if err := r.check(ctx, svc); err != nil {
-			r.log.Error("check failed", zap.String("service", svc), zap.Error(err))
-		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := r.check(ctx, svc); err != nil {
+				r.log.Error("check failed", zap.String("service", svc), zap.Error(err))
+			}
+		})
 	}
+	wg.Wait()
 }
 
 func (r *Runner) poke() {
