@@ -713,3 +713,42 @@ func TestNotifierHealthPause(t *testing.T) {
 		t.Errorf("endpoints %+v, want 10.0.1.2:8080 of v2 with its last error", got)
 	}
 }
+
+// A stable endpoint failing its health check pauses too, and is an incident naming the
+// stable version's endpoint.
+func TestStableHealthPauseInvestigation(t *testing.T) {
+	r, _, err := controller.New(t0, "r1", spec(), service())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := t0
+	var pause *controller.Event
+	for i := 0; i < 10 && pause == nil; i++ {
+		now = now.Add(interval)
+		o := obs(r.Generation, 0.5)
+		o.Health.Stable = controller.EndpointHealth{Total: 1}
+		if i >= 1 {
+			o.Health.Stable.Unhealthy = []string{"10.0.0.1:8080"}
+		}
+		var evs []controller.Event
+		r, evs = r.Step(now, o)
+		for _, e := range evs {
+			if e.Kind == controller.EventPaused {
+				pause = &e
+			}
+		}
+	}
+	if pause == nil {
+		t.Fatalf("no pause; state %s", r.State)
+	}
+	p := Build(*pause, r, nil)
+	AddEndpointErrors(&p, r, probeState{"v1": {{Endpoint: "10.0.0.1:8080", LastError: "dial tcp 10.0.0.1:8080: connection refused", Since: failingSince}}})
+	want := &Investigation{Severity: SeverityIncident, Action: investigationAction, Trigger: pause.Reason,
+		Endpoints: []EndpointFailure{{Endpoint: "10.0.0.1:8080", Version: "v1", LastError: "dial tcp 10.0.0.1:8080: connection refused", Since: failingSince}}}
+	if diff := cmp.Diff(want, p.Investigation); diff != "" {
+		t.Errorf("investigation (-want +got):\n%s", diff)
+	}
+	if !strings.Contains(pause.Reason, "stable endpoints unhealthy") {
+		t.Errorf("trigger %q", pause.Reason)
+	}
+}
