@@ -35,7 +35,9 @@ func newFakeBackend() *fakeBackend {
 	}
 	last := &controller.Numbers{CanaryRequests: 4000, CanaryErrors: 10, StableRequests: 12000, StableErrors: 12,
 		CanaryErrorPct: 0.25, StableErrorPct: 0.1, CanaryP99: catalog.Duration(120 * time.Millisecond),
-		StableP99: catalog.Duration(100 * time.Millisecond), LatencyRatio: 1.2}
+		StableP99: catalog.Duration(100 * time.Millisecond), LatencyRatio: 1.2,
+		DeltaLowPP: 0.05, DeltaHighPP: 0.25, Window: catalog.Duration(10 * time.Minute),
+		Verdict: controller.VerdictInconclusive, Reason: "error rate above baseline + 0.1 pp but not significant at 0.99 confidence"}
 	ro := controller.Rollout{
 		ID: "checkout-20250304-1", Service: "checkout", Stable: "v1", Canary: "v2",
 		Spec:  controller.Spec{Service: "checkout", Release: controller.Release{Name: "2.0.0", Type: controller.Minor}},

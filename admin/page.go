@@ -50,6 +50,8 @@ type card struct {
 	Chart   *chart
 	Checks  []checkRow
 	Thr     *thresholdsView
+	// Judged is the last check's verdict and the numbers behind it; nil before one.
+	Judged *judgedView
 	Proxies ProxyConvergence
 	Events  []EventRecord
 	Active  bool
@@ -63,6 +65,32 @@ type checkRow struct {
 
 type thresholdsView struct {
 	PauseErr, RollbackErr, PauseLat, RollbackLat, MinRequests string
+}
+
+// judgedView is the verdict of the last check: over which window, the confidence
+// interval of the error-rate difference, and why.
+type judgedView struct {
+	Verdict, Class, Window, Difference, Reason string
+}
+
+func judged(n *controller.Numbers) *judgedView {
+	if n == nil || n.Verdict == "" {
+		return nil
+	}
+	v := &judgedView{Verdict: n.Verdict, Reason: n.Reason, Window: n.Window.D().String(),
+		Difference: fmt.Sprintf("%+.3f pp, interval [%+.3f, %+.3f] pp", n.CanaryErrorPct-n.StableErrorPct, n.DeltaLowPP, n.DeltaHighPP)}
+	switch n.Verdict {
+	case controller.VerdictRollback:
+		v.Class = "bad"
+	case controller.VerdictPause, controller.VerdictInconclusive:
+		v.Class = "warn"
+	default:
+		v.Class = "ok"
+	}
+	if n.Baseline {
+		v.Window += " (stable: the baseline from the last stage)"
+	}
+	return v
 }
 
 // chart is the weight-over-time SVG chart.
@@ -205,6 +233,7 @@ func (s *Server) card(v ServiceView, ro *controller.Rollout) (card, error) {
 		MinRequests: fmt.Sprint(thr.MinRequests),
 	}
 	c.Checks = checkRows(*ro, last, thr)
+	c.Judged = judged(last)
 	return c, nil
 }
 

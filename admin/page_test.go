@@ -79,7 +79,8 @@ func TestStatusPageInChromium(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`section.service[data-service="checkout"]`)))
 	card := text(`section.service[data-service="checkout"]`)
 	for _, want := range []string{"checkout", "progressing", "25%", "canary 5%", "50%", "100%",
-		"proxies converged 1 of 1", "stage_advanced", "v1 → v2", "0.250%", "120ms", "Pause", "Resume", "Promote", "Abort"} {
+		"proxies converged 1 of 1", "stage_advanced", "v1 → v2", "0.250%", "120ms", "Pause", "Resume", "Promote", "Abort",
+		"last check: inconclusive over 10m0s", "interval [+0.050, +0.250] pp", "not significant at 0.99 confidence"} {
 		if !strings.Contains(card, want) {
 			t.Errorf("page lacks %q; it shows:\n%s", want, card)
 		}
