@@ -51,7 +51,7 @@ type card struct {
 	Checks  []checkRow
 	Thr     *thresholdsView
 	// Judged is the last check's verdict and the numbers behind it; nil before one.
-	Judged *judgedView
+	Judged  *judgedView
 	Proxies ProxyConvergence
 	Events  []EventRecord
 	Active  bool
