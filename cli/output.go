@@ -165,6 +165,9 @@ func writeServiceDetail(w io.Writer, d admin.ServiceDetail) {
 	if n := d.LastObservation; n != nil {
 		fmt.Fprintf(tw, "Canary numbers:\t%s errors (%d of %d), P99 %s\n", pct(round3(n.CanaryErrorPct)), n.CanaryErrors, n.CanaryRequests, n.CanaryP99)
 		fmt.Fprintf(tw, "Stable numbers:\t%s errors (%d of %d), P99 %s\n", pct(round3(n.StableErrorPct)), n.StableErrors, n.StableRequests, n.StableP99)
+		if n.Verdict != "" {
+			fmt.Fprintf(tw, "Last check:\t%s over %s; difference interval [%+.3f, %+.3f] pp\n", n.Verdict, n.Window, n.DeltaLowPP, n.DeltaHighPP)
+		}
 	}
 	if th := d.Thresholds; th != nil {
 		fmt.Fprintf(tw, "Thresholds:\tpause at +%s pp errors or P99 ×%s; roll back at +%s pp for %s or P99 ×%s; min %d requests\n",
