@@ -760,6 +760,13 @@ func (r Rollout) Apply(now time.Time, cmd Command) (Rollout, []Event, error) {
 		if err := r.smokeCheck(cmd); err != nil {
 			return orig, nil, err
 		}
+		if f := r.smokeFailure(Observation{Smoke: cmd.Smoke}); f != nil && !cmd.Force {
+			// The smoke tests run for the promote found critical functionality broken:
+			// the guide's no-go, as on the loop's own promotions.
+			f.reason = fmt.Sprintf("%s (run for the promote by %s)", f.reason, who)
+			r2, evs := r.rollback(now, *f, "", r.Progress.Last)
+			return r2, evs, nil
+		}
 		ok, override := r.windowAllows(now)
 		if !ok && !cmd.Force {
 			return orig, nil, fmt.Errorf("%s: %w", cmd.Kind, ErrOutsideWindow)

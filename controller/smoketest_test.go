@@ -344,8 +344,6 @@ func TestPromoteNeedsSmokeTests(t *testing.T) {
 		error string
 	}{
 		{"not run", Command{Kind: CmdPromote, Actor: "bob"}, "promote: smoke tests not run: home"},
-		{"failed", Command{Kind: CmdPromote, Actor: "bob", Smoke: []CheckResult{{Name: "home", Detail: "status 503"}}},
-			`promote: smoke test "home" failed: status 503`},
 		{"passed", Command{Kind: CmdPromote, Actor: "bob", Smoke: []CheckResult{{Name: "home", Passed: true}}}, ""},
 		{"forced", Command{Kind: CmdPromoteFull, Actor: "bob", Force: true}, ""},
 	} {
@@ -362,5 +360,19 @@ func TestPromoteNeedsSmokeTests(t *testing.T) {
 				t.Fatalf("state %s after a refused promote", next.State)
 			}
 		})
+	}
+}
+
+// A smoke test failing for an operator's promote is critical functionality broken: the
+// rollout rolls back, as on the loop's own promotions.
+func TestPromoteSmokeFailureRollsBack(t *testing.T) {
+	r, _ := mustNew(t, t0, httpSpec())
+	r, _ = r.Step(t0.Add(30*time.Second), httpObs(true, true)(r, t0.Add(30*time.Second)))
+	next, evs, err := r.Apply(t0.Add(time.Minute), Command{Kind: CmdPromote, Actor: "bob",
+		Smoke: []CheckResult{{Name: "home", Detail: "status 503"}}})
+	if err != nil || next.State != StateRolledBack || next.CanaryWeight() != 0 ||
+		!strings.Contains(next.Reason, `smoke test "home" failed: status 503 (run for the promote by bob)`) ||
+		len(kinds(evs, EventRolledBack)) != 1 {
+		t.Fatalf("err %v, state %s at %d, reason %q", err, next.State, next.CanaryWeight(), next.Reason)
 	}
 }

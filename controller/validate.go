@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"text/template"
 	"time"
@@ -279,8 +280,13 @@ func (c HTTPCheck) validate(f string, interval Duration, add addFunc) {
 			add(f+".url", "%q: %v", c.URL, errors.Unwrap(err))
 		case u.Scheme != "http" && u.Scheme != "https":
 			add(f+".url", "%q: want http://host:port or https://host:port", c.URL)
-		case u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "":
+		case u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.ForceQuery ||
+			u.Fragment != "" || strings.ContainsAny(c.URL, "?#"):
 			add(f+".url", "%q: want scheme://host[:port] only; the request path goes in path", c.URL)
+		case u.Port() != "":
+			if p, err := strconv.Atoi(u.Port()); err != nil || p < 1 || p > 65535 {
+				add(f+".url", "%q: port %s: want 1-65535", c.URL, u.Port())
+			}
 		}
 		if c.Port != 0 {
 			add(f+".port", "applies to direct requests only, not with url")

@@ -59,7 +59,7 @@ func edsHealth(xs *xds.Server, version string) map[string]corev3.HealthStatus {
 // UNHEALTHY in EDS without any rollout or tick, and healthy again when it serves;
 // routes and clusters do not change meanwhile.
 func TestUnhealthyEndpointLeavesEDS(t *testing.T) {
-	_, a := healthServer(t)
+	hsA, a := healthServer(t)
 	hsB, b := healthServer(t)
 	_, c := healthServer(t)
 	cat := &catalog.Catalog{Services: []catalog.Service{{
@@ -131,4 +131,70 @@ func TestUnhealthyEndpointLeavesEDS(t *testing.T) {
 
 	hsB.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	waitEDS("b serving again", map[string]corev3.HealthStatus{a: healthy, b: healthy})
+
+	// a down: marked. Then b down too: fewer than half would stay, so none is marked
+	// (Envoy's default panic threshold): marking every endpoint would fail every request
+	// even when only octoroll's view of them is broken.
+	hsA.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	waitEDS("a not serving", map[string]corev3.HealthStatus{a: corev3.HealthStatus_UNHEALTHY, b: healthy})
+	hsB.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	waitEDS("both down", map[string]corev3.HealthStatus{a: healthy, b: healthy})
+	if st := prober.Status(svcName, "v1"); len(st.Unhealthy) != 2 {
+		t.Errorf("prober status %+v, want both v1 endpoints unhealthy", st)
+	}
+}
+
+// TestHealthPublishedWhileChecksHang: a round of checks waiting on a hung metrics
+// source does not hold back the EDS publish of a health change.
+func TestHealthPublishedWhileChecksHang(t *testing.T) {
+	_, a := healthServer(t)
+	hsB, b := healthServer(t)
+	_, c := healthServer(t)
+	cat := &catalog.Catalog{Services: []catalog.Service{{
+		Name: svcName, Port: 10001, Stable: "v1",
+		Versions: []catalog.Version{version(t, "v1", a, b), version(t, "v2", c)},
+		HealthCheck: catalog.HealthCheck{
+			Protocol: catalog.ProtocolGRPC,
+			Interval: catalog.Duration(50 * time.Millisecond), Timeout: catalog.Duration(time.Second),
+			HealthyThreshold: 1, UnhealthyThreshold: 2,
+		},
+	}}}
+	st, err := store.Open(t.TempDir(), store.Options{LockTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	xs := xds.NewServer(log, xds.Options{})
+	prober := healthcheck.New(log, healthcheck.Options{})
+	src := &stuckMetrics{stuck: svcName, release: make(chan struct{})}
+	r, err := runner.New(context.Background(), cat, runner.Options{Log: log, Store: st, XDS: xs, Health: prober,
+		Metrics: src, Tick: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Start(context.Background(), crashSpec(), "test"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	proberDone, runDone := make(chan error, 1), make(chan error, 1)
+	go func() { proberDone <- prober.Run(ctx) }()
+	go func() { runDone <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		close(src.release)
+		<-proberDone
+		<-runDone
+	})
+
+	hsB.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	deadline := time.Now().Add(waitTimeout)
+	poll := time.NewTicker(10 * time.Millisecond)
+	defer poll.Stop()
+	for edsHealth(xs, "v1")[b] != corev3.HealthStatus_UNHEALTHY {
+		if time.Now().After(deadline) {
+			t.Fatalf("EDS of v1 %v while the checks hang, want %s UNHEALTHY", edsHealth(xs, "v1"), b)
+		}
+		<-poll.C
+	}
 }

@@ -42,11 +42,20 @@ func (r *Runner) check(ctx context.Context, service string) error {
 	obs.Checks = append(results, r.queryChecks(ctx, svc, ro, obs.Window)...)
 	r.httpChecks(ctx, svc, ro, &obs)
 
+	if err := ctx.Err(); err != nil {
+		// Shutting down: requests cut short are no verdict on the canary.
+		return err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e, ok = r.active[service]
 	if !ok || e.r.ID != ro.ID {
 		return nil // finished or replaced while gathering
+	}
+	if e.r.Generation != ro.Generation || e.r.State != ro.State {
+		// A command moved the rollout while gathering: what was gathered was chosen for
+		// the state before it. The next tick checks again.
+		return nil
 	}
 	now := r.opts.Now()
 	next, evs := e.r.Step(now, obs)

@@ -103,9 +103,9 @@ func (r *Runner) desiredLocked() []xds.Desired {
 }
 
 // unhealthyLocked is, per version of svc, the endpoints the health checks found
-// unhealthy, for EDS to mark (nil when there are none or no prober). Only the
-// version's current endpoints count: the prober follows a catalog change one publish
-// later.
+// unhealthy, for EDS to mark (nil when there are none or no prober), as long as at
+// least half of the version's endpoints stay unmarked. Only the version's current
+// endpoints count: the prober follows a catalog change one publish later.
 func (r *Runner) unhealthyLocked(svc catalog.Service) map[string][]string {
 	if r.opts.Health == nil {
 		return nil
@@ -127,6 +127,14 @@ func (r *Runner) unhealthyLocked(svc catalog.Service) map[string][]string {
 			}
 		}
 		if len(down) == 0 {
+			continue
+		}
+		if 2*len(down) > len(v.Endpoints) {
+			// Fewer than half would stay: as Envoy's default panic threshold does, mark
+			// none. Marking every endpoint of a version would fail all of its requests
+			// even when only octoroll's view of the endpoints is broken (a partition
+			// between octoroll and the health ports); the rollout still pauses or rolls
+			// back on the health state.
 			continue
 		}
 		if out == nil {

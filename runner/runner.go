@@ -298,19 +298,45 @@ func (r *Runner) Run(ctx context.Context) error {
 	if r.opts.Health != nil {
 		healthCh = r.opts.Health.Changes()
 	}
+	// Rounds of checks run one at a time beside this loop, so that a health change
+	// reaches EDS at once even while a round waits on slow metrics or smoke tests. A
+	// round asked for while one runs starts when it ends.
+	done := make(chan struct{}, 1)
+	running, queued, queuedForce := false, false, false
+	start := func(force bool) {
+		if running {
+			queued, queuedForce = true, queuedForce || force
+			return
+		}
+		running = true
+		go func() {
+			r.evaluate(ctx, force)
+			done <- struct{}{}
+		}()
+	}
 	for {
-		force := false
 		select {
 		case <-ctx.Done():
+			if running {
+				<-done
+			}
 			return nil
 		case <-t.C:
+			start(false)
 		case <-r.wake:
+			start(false)
 		case <-healthCh:
 			// Unhealthy endpoints leave EDS at once, whatever the rollouts decide.
 			r.publishHealth(ctx)
-			force = true
+			start(true)
+		case <-done:
+			running = false
+			if queued {
+				force := queuedForce
+				queued, queuedForce = false, false
+				start(force)
+			}
 		}
-		r.evaluate(ctx, force)
 	}
 }
 

@@ -33,7 +33,7 @@ func (r *Runner) httpChecks(ctx context.Context, svc catalog.Service, ro control
 		return
 	}
 	// One run for both, so the requests go out concurrently.
-	res := r.http.Run(ctx, checks, canaryTarget(svc, ro))
+	res := r.http.Run(ctx, checks, r.canaryTarget(svc, ro))
 	n := 0
 	if wantSmoke {
 		n = len(ro.Plan.SmokeTests)
@@ -43,13 +43,30 @@ func (r *Runner) httpChecks(ctx context.Context, svc catalog.Service, ro control
 }
 
 // canaryTarget is where ro's HTTP checks go: the canary's endpoints in svc, the
-// effective service.
-func canaryTarget(svc catalog.Service, ro controller.Rollout) smoke.Target {
+// effective service, less those the health checks found unhealthy (proxies send them no
+// traffic, and the health rule, not a smoke test, judges a partial loss) — unless that
+// leaves none.
+func (r *Runner) canaryTarget(svc catalog.Service, ro controller.Rollout) smoke.Target {
 	target := smoke.Target{Version: ro.Canary, PinHeader: xds.PinHeader}
-	if v, ok := svc.Version(ro.Canary); ok {
-		for _, e := range v.Endpoints {
+	v, ok := svc.Version(ro.Canary)
+	if !ok {
+		return target
+	}
+	down := map[string]bool{}
+	if r.opts.Health != nil {
+		for _, u := range r.opts.Health.Status(svc.Name, ro.Canary).Unhealthy {
+			down[u.Endpoint] = true
+		}
+	}
+	var all []string
+	for _, e := range v.Endpoints {
+		all = append(all, e.String())
+		if !down[e.String()] {
 			target.Endpoints = append(target.Endpoints, e.String())
 		}
+	}
+	if len(target.Endpoints) == 0 {
+		target.Endpoints = all
 	}
 	return target
 }
@@ -72,6 +89,10 @@ func (r *Runner) smokeBeforePromote(ctx context.Context, service string, cmd con
 	if !ok || len(ro.Plan.SmokeTests) == 0 {
 		return cmd
 	}
-	cmd.Smoke = r.http.Run(ctx, ro.Plan.SmokeTests, canaryTarget(svc, ro))
+	cmd.Smoke = r.http.Run(ctx, ro.Plan.SmokeTests, r.canaryTarget(svc, ro))
+	if ctx.Err() != nil {
+		// The caller went away mid-request: no verdict on the canary.
+		cmd.Smoke = nil
+	}
 	return cmd
 }

@@ -2,7 +2,6 @@ package runner_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -207,7 +206,8 @@ func TestFailingSyntheticRollsBack(t *testing.T) {
 }
 
 // TestOperatorPromoteRunsSmokeTests: an operator's promote runs the smoke tests against
-// the canary first and is refused while one fails; force skips them.
+// the canary first; a failing one rolls back, as on the loop's own promotions; force
+// skips them.
 func TestOperatorPromoteRunsSmokeTests(t *testing.T) {
 	canary := &canaryApp{version: "v2"}
 	addr := serveApp(t, canary)
@@ -232,19 +232,56 @@ func TestOperatorPromoteRunsSmokeTests(t *testing.T) {
 	}
 	before := canary.count("/cart")
 	canary.broken.Store(true)
-	if _, err := promote(false); !errors.Is(err, controller.ErrCheckFailing) || !strings.Contains(err.Error(), `smoke test "cart" failed`) {
-		t.Fatalf("promote with a failing smoke test: %v", err)
-	}
-	if got := h.active(); got.Stage != 0 || canary.count("/cart") != before+1 {
-		t.Fatalf("refused promote: stage %d, %d smoke requests (want 1 more than %d)", got.Stage, canary.count("/cart"), before)
-	}
 	got, err := promote(true)
-	if err != nil || got.Stage != 1 || canary.count("/cart") != before+1 {
-		t.Fatalf("forced promote: stage %d, err %v, %d smoke requests", got.Stage, err, canary.count("/cart"))
+	if err != nil || got.Stage != 1 || canary.count("/cart") != before {
+		t.Fatalf("forced promote: stage %d, err %v, %d smoke requests (want none run)", got.Stage, err, canary.count("/cart")-before)
 	}
 	canary.broken.Store(false)
 	got, err = promote(false)
-	if err != nil || got.Stage != 2 {
-		t.Fatalf("promote with a passing smoke test: stage %d, err %v", got.Stage, err)
+	if err != nil || got.Stage != 2 || canary.count("/cart") != before+1 {
+		t.Fatalf("promote with a passing smoke test: stage %d, err %v, %d smoke requests", got.Stage, err, canary.count("/cart")-before)
+	}
+	canary.broken.Store(true)
+	got, err = promote(false)
+	if err != nil || got.State != controller.StateRolledBack || !strings.Contains(got.Reason, `smoke test "cart" failed`) {
+		t.Fatalf("promote with a failing smoke test: %s (%s), err %v; want rolled back", got.State, got.Reason, err)
+	}
+	if w := served(t, h.xs); w["v2"] != 0 {
+		t.Fatalf("served %v after the rollback", w)
+	}
+}
+
+// TestShutdownMidCheckIsNoVerdict: smoke requests cut short because octoroll is
+// stopping are no verdict on the canary: the rollout stays where it was.
+func TestShutdownMidCheckIsNoVerdict(t *testing.T) {
+	var hits atomic.Int32
+	addr := serveApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		<-r.Context().Done() // hangs until the client gives up
+	}))
+	h := newHarness(t, testCatalog(t, "127.0.0.1:1", addr), false)
+	spec := minorSpec()
+	spec.SmokeChecks = nil
+	spec.SmokeTests = []controller.HTTPCheck{{Name: "health", Path: "/health"}}
+	ro, err := h.run.Start(context.Background(), spec, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); h.run.Evaluate(ctx) }()
+	deadline := time.Now().Add(waitTimeout)
+	poll := time.NewTicker(5 * time.Millisecond)
+	defer poll.Stop()
+	for hits.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the smoke test never reached the canary")
+		}
+		<-poll.C
+	}
+	cancel()
+	<-done
+	if got := h.persisted(ro.ID); got.State != controller.StatePending || got.CanaryWeight() != 0 {
+		t.Fatalf("after a shutdown mid-check: %s (%s), want still pending", got.State, got.Reason)
 	}
 }
