@@ -551,6 +551,30 @@ func TestValidateMetricTemplates(t *testing.T) {
 	}
 }
 
+// Alert selectors must be PromQL label matchers: an empty one would match every
+// service's alerts, a malformed one would fail every alert query.
+func TestValidateAlertSelectors(t *testing.T) {
+	for sel, ok := range map[string]bool{
+		`service="{{.Service}}"`:                  true,
+		`team="payments", app=~"{{.Service}}.*",`: true,
+		`a!="x,y", b!~"\"q\""`:                    true,
+		` `:                                       false,
+		`checkout`:                                false,
+		`service="{{.Service}}"}`:                 false,
+		`service="a" team="b"`:                    false,
+		`service=checkout`:                        false,
+		`service="{{.Service}}",,team="x"`:        false,
+		`{{if eq .Service "x"}}{{end}}`:           false,
+	} {
+		c := &Catalog{Services: []Service{{Name: "a", Port: 10000, Stable: "v1", Metrics: MetricQueries{Alerts: sel},
+			Versions: []Version{{Name: "v1", Endpoints: []Endpoint{{Host: "10.0.0.1", Port: 80}}}}}}}
+		err := c.Validate()
+		if ok != (err == nil) {
+			t.Errorf("alerts %q: Validate() = %v, want ok=%v", sel, err, ok)
+		}
+	}
+}
+
 func TestEventNames(t *testing.T) {
 	names := EventNames()
 	if len(names) != 7 {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"net/url"
+	"regexp"
 	"strings"
 	"text/template"
 	"time"
@@ -492,13 +493,29 @@ func (v *validator) metrics(m *MetricQueries, p string) {
 		}
 	}
 	if m.Alerts != "" {
-		if strings.HasPrefix(strings.TrimSpace(m.Alerts), "{") {
+		switch {
+		case strings.HasPrefix(strings.TrimSpace(m.Alerts), "{"):
 			v.add(p+".alerts", "%q: write the label matchers without braces, e.g. service=\"{{.Service}}\"", m.Alerts)
+		default:
+			// An empty or malformed selector would match every service's alerts, or make
+			// every alert query fail.
+			var b strings.Builder
+			if t, err := template.New("alerts").Option("missingkey=error").Parse(m.Alerts); err == nil &&
+				t.Execute(&b, alertData{Service: "svc"}) == nil && !matchersRE.MatchString(b.String()) {
+				v.add(p+".alerts", "%q: want PromQL label matchers such as service=\"{{.Service}}\",team=~\"pay.*\"", m.Alerts)
+			}
 		}
 	}
 }
 
 const queryFields = ".Service, .Version, .Cluster, .Window"
+
+// matchersRE matches a non-empty, comma-separated list of PromQL label matchers
+// (name op "value"), a trailing comma allowed.
+var matchersRE = func() *regexp.Regexp {
+	m := `[a-zA-Z_][a-zA-Z0-9_]*\s*(?:=~|!~|!=|=)\s*"(?:[^"\\]|\\.)*"`
+	return regexp.MustCompile(`^\s*` + m + `(?:\s*,\s*` + m + `)*\s*,?\s*$`)
+}()
 
 // checkTemplate parses tmpl and executes it on sample data, which catches misspelt
 // fields ({{.Servce}}) as well as syntax errors.

@@ -125,7 +125,9 @@ func TestPrometheusAuthTLSRealServer(t *testing.T) {
 		{"unknown CA", func(c *metrics.PrometheusConfig) { c.TLS.CAFile = "" }, false},
 		{"wrong server name", func(c *metrics.PrometheusConfig) { c.TLS.ServerName = "other.test" }, false},
 		{"no client certificate", func(c *metrics.PrometheusConfig) { c.TLS.CertFile, c.TLS.KeyFile = "", "" }, false},
-		{"plain http", func(c *metrics.PrometheusConfig) { c.Address = "http" + strings.TrimPrefix(srv.URL, "https") }, false},
+		{"plain http", func(c *metrics.PrometheusConfig) {
+			c.Address, c.TLS = "http"+strings.TrimPrefix(srv.URL, "https"), metrics.TLSConfig{}
+		}, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -230,10 +232,13 @@ func TestPrometheusConfigValidate(t *testing.T) {
 		{"password and file", metrics.PrometheusConfig{Address: "http://p", Username: "u", Password: "x", PasswordFile: "/f"}, "at most one of basic_auth password"},
 		{"basic and bearer", metrics.PrometheusConfig{Address: "http://p", Username: "u", Password: "x", BearerToken: "t"}, "at most one of basic_auth"},
 		{"token and file", metrics.PrometheusConfig{Address: "http://p", BearerToken: "t", BearerTokenFile: "/f"}, "at most one of bearer_token"},
-		{"cert without key", metrics.PrometheusConfig{Address: "http://p", TLS: metrics.TLSConfig{CertFile: "/c"}}, "set together"},
+		{"cert without key", metrics.PrometheusConfig{Address: "https://p", TLS: metrics.TLSConfig{CertFile: "/c"}}, "set together"},
 		{"reserved header", metrics.PrometheusConfig{Address: "http://p", Headers: map[string]string{"Authorization": "x"}}, "not allowed"},
 		{"bad header name", metrics.PrometheusConfig{Address: "http://p", Headers: map[string]string{"X A": "x"}}, "not a valid header name"},
 		{"round tripper and settings", metrics.PrometheusConfig{Address: "http://p", BearerToken: "t", RoundTripper: http.DefaultTransport}, "one or the other"},
+		{"credentials in the URL", metrics.PrometheusConfig{Address: "http://admin:hunter2@p:9090"}, "http://admin:xxxxx@p:9090: put credentials in the username and password settings"},
+		{"TLS over http", metrics.PrometheusConfig{Address: "http://p", TLS: metrics.TLSConfig{CAFile: "/ca"}}, "TLS settings need an https URL"},
+		{"header value with CR LF", metrics.PrometheusConfig{Address: "http://p", Headers: map[string]string{"X-A": "1\r\nX-B: 2"}}, "the value has a control character"},
 	}
 	for _, tc := range tests {
 		err := tc.cfg.Validate()

@@ -114,7 +114,9 @@ func TestEnvoyConventionRealServer(t *testing.T) {
 		if err != nil {
 			t.Fatalf("prometheus %s: %v", v, err)
 		}
-		checkStats(t, "prometheus", v, p, want[v], window, 0.05)
+		// ±10 %: a scrape late by a few hundred milliseconds at either end of the window
+		// on a busy machine moves rate() by that much.
+		checkStats(t, "prometheus", v, p, want[v], window, 0.1)
 		s, err := scrape.VersionStats(ctx, svc, v, window, at)
 		if err != nil {
 			t.Fatalf("scrape %s: %v", v, err)

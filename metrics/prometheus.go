@@ -187,7 +187,15 @@ func (c PrometheusConfig) Validate() error {
 	if c.Address == "" {
 		errs = append(errs, errors.New("prometheus address is empty"))
 	} else if u, err := url.Parse(c.Address); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		errs = append(errs, fmt.Errorf("prometheus address %q is not an http(s) URL", c.Address))
+		errs = append(errs, errors.New("prometheus address is not an http(s) URL"))
+	} else {
+		if u.User != nil {
+			// Credentials in the URL would be repeated in every error, event and log line.
+			errs = append(errs, fmt.Errorf("prometheus address %s: put credentials in the username and password settings, not the URL", u.Redacted()))
+		}
+		if c.TLS != (TLSConfig{}) && u.Scheme != "https" {
+			errs = append(errs, fmt.Errorf("prometheus address %s: TLS settings need an https URL", u.Redacted()))
+		}
 	}
 	if c.Timeout < 0 {
 		errs = append(errs, fmt.Errorf("prometheus timeout %s must not be negative", c.Timeout))
@@ -201,9 +209,12 @@ func (c PrometheusConfig) Validate() error {
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		errs = append(errs, errors.New("prometheus TLS client certificate and key must be set together"))
 	}
-	for k := range c.Headers {
+	for k, v := range c.Headers {
 		if k == "" || strings.ContainsAny(k, " \t\r\n:") {
 			errs = append(errs, fmt.Errorf("prometheus header name %q is not a valid header name", k))
+		}
+		if strings.ContainsAny(v, "\r\n\x00") {
+			errs = append(errs, fmt.Errorf("prometheus header %s: the value has a control character", k))
 		}
 	}
 	hc := c.HTTPClientConfig()
@@ -260,7 +271,11 @@ func NewPrometheus(log *zap.Logger, cfg PrometheusConfig) (*Prometheus, error) {
 	if timeout <= 0 {
 		timeout = DefaultQueryTimeout
 	}
-	return &Prometheus{log: log.Named("prometheus"), api: promv1.NewAPI(client), addr: cfg.Address, timeout: timeout}, nil
+	addr := cfg.Address
+	if u, err := url.Parse(addr); err == nil {
+		addr = u.Redacted()
+	}
+	return &Prometheus{log: log.Named("prometheus"), api: promv1.NewAPI(client), addr: addr, timeout: timeout}, nil
 }
 
 // query runs one instant query under the source's timeout.
@@ -304,8 +319,10 @@ func (p *Prometheus) Query(ctx context.Context, query string, at time.Time) (flo
 	default:
 		return 0, fmt.Errorf("query %q: result type %s, want vector or scalar", query, val.Type())
 	}
-	if math.IsNaN(v) {
-		return 0, fmt.Errorf("query %q: NaN: %w", query, ErrNoData)
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		// A division by zero is no measurement: a check with only a min must not pass
+		// on +Inf.
+		return 0, fmt.Errorf("query %q: %v: %w", query, v, ErrNoData)
 	}
 	return v, nil
 }

@@ -222,6 +222,7 @@ func TestPrometheusQueryValueEdges(t *testing.T) {
 		noData bool
 	}{
 		{"NaN", 200, vector("NaN"), true},
+		{"+Inf (a division by zero)", 200, vector("+Inf"), true},
 		{"empty", 200, `{"status":"success","data":{"resultType":"vector","result":[]}}`, true},
 		{"scalar", 200, `{"status":"success","data":{"resultType":"scalar","result":[1,"3"]}}`, false},
 		{"500", 500, `{"status":"error","errorType":"internal","error":"boom"}`, false},

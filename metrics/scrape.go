@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -194,7 +195,13 @@ func (s *Scrape) Update(services []catalog.Service) {
 				t = &versionTarget{ring: ring{buf: make([]sample, size)}}
 				s.versions[k] = t
 			}
-			t.convention = svc.Metrics.EffectiveConvention()
+			if conv := svc.Metrics.EffectiveConvention(); conv != t.convention {
+				if t.convention != "" {
+					// Samples of the other convention's counters are not comparable.
+					t.ring = ring{buf: make([]sample, size)}
+				}
+				t.convention = conv
+			}
 			t.urls = urls
 		}
 	}
@@ -319,8 +326,17 @@ func (s *Scrape) scrape(ctx context.Context, url string) (map[string]*dto.Metric
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
 		return nil, fmt.Errorf("GET %s: status %s", url, resp.Status)
 	}
+	// Read one byte more than allowed: a body cut at the limit could still parse, with
+	// some clusters' series missing, and their counters would then restart from zero.
+	body, err := io.ReadAll(io.LimitReader(resp.Body, s.cfg.MaxBodyBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", url, err)
+	}
+	if int64(len(body)) > s.cfg.MaxBodyBytes {
+		return nil, fmt.Errorf("GET %s: exposition larger than %d bytes", url, s.cfg.MaxBodyBytes)
+	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(io.LimitReader(resp.Body, s.cfg.MaxBodyBytes))
+	families, err := parser.TextToMetricFamilies(bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("parse %s: %w", url, err)
 	}
@@ -364,26 +380,26 @@ func addHistogram(out map[series]float64, h *dto.Histogram, scale float64) {
 	}
 }
 
-// appValues extracts the app convention's counters of one version. Series labelled
-// with another service or version are skipped, so one exposition may serve several.
+// appValues extracts the app convention's counters of one version: the series labelled
+// with its service and version, so one exposition may serve several.
 func appValues(families map[string]*dto.MetricFamily, k versionKey) map[series]float64 {
 	out := map[series]float64{{kind: seriesRequests}: 0, {kind: seriesErrors}: 0}
+	// A series counts for the version only when it carries both its service and version
+	// labels: one without would count for every version read from the exposition, and
+	// the canary would look exactly like stable.
 	matches := func(m *dto.Metric) (code string, ok bool) {
+		var svc, ver bool
 		for _, lp := range m.GetLabel() {
 			switch lp.GetName() {
 			case "service":
-				if lp.GetValue() != k.service {
-					return "", false
-				}
+				svc = lp.GetValue() == k.service
 			case "version":
-				if lp.GetValue() != k.version {
-					return "", false
-				}
+				ver = lp.GetValue() == k.version
 			case "code":
 				code = lp.GetValue()
 			}
 		}
-		return code, true
+		return code, svc && ver
 	}
 	if mf := families[RequestsMetric]; mf != nil {
 		for _, m := range mf.GetMetric() {

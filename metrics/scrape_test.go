@@ -251,3 +251,54 @@ func TestScrapeRun(t *testing.T) {
 		t.Errorf("Run = %v, want context.Canceled", err)
 	}
 }
+
+// TestScrapeExpositionGuards: series without a version label count for no version (on a
+// service-wide target they would make the canary look exactly like stable), an
+// exposition over the size limit fails instead of being cut short, and a change of
+// convention drops the samples of the old one.
+func TestScrapeExpositionGuards(t *testing.T) {
+	var mu sync.Mutex
+	body := "# TYPE requests_total counter\nrequests_total{service=\"checkout\",code=\"200\"} 1000\n" +
+		"requests_total{service=\"checkout\",version=\"v2\",code=\"200\"} 10\n"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		_, _ = w.Write([]byte(body))
+	}))
+	t.Cleanup(srv.Close)
+	target := endpoint(t, strings.TrimPrefix(srv.URL, "http://"))
+	clk := &clock{now: time.Unix(1000, 0)}
+	s := metrics.NewScrape(zaptest.NewLogger(t), metrics.ScrapeConfig{Now: clk.Now, MaxBodyBytes: 4096})
+	svc := checkout()
+	svc.Metrics.Targets = []catalog.Endpoint{target}
+	s.Update([]catalog.Service{svc})
+	round := func(add string) {
+		mu.Lock()
+		body += add
+		mu.Unlock()
+		s.ScrapeOnce(t.Context())
+		clk.Add(5 * time.Second)
+	}
+	round("")
+	round("requests_total{service=\"checkout\",code=\"500\"} 500\n")
+	for _, v := range []string{"v1", "v2"} {
+		st, err := s.VersionStats(t.Context(), svc, v, time.Minute, clk.Now())
+		if err != nil || st.Requests != 0 || st.Errors != 0 {
+			t.Errorf("%s: %+v, %v; want no requests from the series without a version label", v, st, err)
+		}
+	}
+
+	// A new convention: the app samples are not kept.
+	svc.Metrics.Convention = catalog.ConventionEnvoy
+	svc.Metrics.ScrapePath = "/metrics" // the same URL as before
+	s.Update([]catalog.Service{svc})
+	round("")
+	if _, err := s.VersionStats(t.Context(), svc, "v2", time.Minute, clk.Now()); !errors.Is(err, metrics.ErrNoData) {
+		t.Errorf("after the convention changed: err = %v, want ErrNoData (one sample)", err)
+	}
+
+	round("# " + strings.Repeat("x", 5000) + "\n")
+	if _, err := s.VersionStats(t.Context(), svc, "v2", time.Minute, clk.Now()); err == nil || !strings.Contains(err.Error(), "larger than 4096 bytes") {
+		t.Errorf("oversize exposition: err = %v, want a failure naming the limit", err)
+	}
+}

@@ -63,10 +63,11 @@ func parseHeaders(s string) (map[string]string, error) {
 		name, value, ok := strings.Cut(kv, "=")
 		name = strings.TrimSpace(name)
 		if !ok || name == "" {
-			return nil, fmt.Errorf("%q: want Name=value", kv)
+			// The entry is not quoted: it may hold a secret.
+			return nil, errors.New("an entry is not Name=value")
 		}
 		if _, dup := out[name]; dup {
-			return nil, fmt.Errorf("%q: header %s given twice", kv, name)
+			return nil, fmt.Errorf("header %s given twice", name)
 		}
 		out[name] = strings.TrimSpace(value)
 	}

@@ -59,7 +59,7 @@ func TestPrometheusSettingsDefaultsAndErrors(t *testing.T) {
 		{"basic and bearer", []string{"--prometheus-url", "http://p:9090", "--prometheus-username", "u", "--prometheus-bearer-token-file", "/t"},
 			map[string]string{"OCTOROLL_PROMETHEUS_PASSWORD": "x"}, "at most one of basic_auth"},
 		{"cert without key", []string{"--prometheus-url", "http://p:9090", "--prometheus-cert-file", "/c"}, nil, "set together"},
-		{"bad headers", []string{"--prometheus-url", "http://p:9090", "--prometheus-headers", "X-A"}, nil, `prometheus-headers: "X-A": want Name=value`},
+		{"bad headers", []string{"--prometheus-url", "http://p:9090", "--prometheus-headers", "X-A"}, nil, `prometheus-headers: an entry is not Name=value`},
 		{"duplicate header", []string{"--prometheus-url", "http://p:9090", "--prometheus-headers", "X-A=1,X-A=2"}, nil, "given twice"},
 		{"reserved header", []string{"--prometheus-url", "http://p:9090", "--prometheus-headers", "Authorization=x"}, nil, "not allowed"},
 	}
