@@ -85,7 +85,7 @@ type EndpointFailure struct {
 }
 
 // investigationAction is Investigation.Action.
-const investigationAction = "investigate immediately: the rollout is paused until an operator resumes or aborts it"
+const investigationAction = "investigate immediately: the rollout holds its weights while paused (an operator resumes or aborts it; with autoResume it resumes once its checks are clean again)"
 
 // AddEndpointErrors fills p.Investigation's endpoints with the last probe error, the
 // version and the time of the first failure from h, for the canary and stable versions
