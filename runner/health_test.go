@@ -54,17 +54,25 @@ func edsHealth(xs *xds.Server, version string) map[string]corev3.HealthStatus {
 	return out
 }
 
-// TestUnhealthyEndpointLeavesEDS runs the runner's loop with the real prober against
-// real gRPC health servers: an endpoint whose server goes NOT_SERVING is published
-// UNHEALTHY in EDS without any rollout or tick, and healthy again when it serves;
-// routes and clusters do not change meanwhile.
-func TestUnhealthyEndpointLeavesEDS(t *testing.T) {
-	hsA, a := healthServer(t)
-	hsB, b := healthServer(t)
-	_, c := healthServer(t)
+// healthRig is a runner and the real prober for one service whose v1 has two real gRPC
+// health servers (a, b) and v2 one (c), probed every 50 ms.
+type healthRig struct {
+	hsA, hsB *health.Server
+	a, b, c  string
+	xs       *xds.Server
+	prober   *healthcheck.Prober
+	run      *runner.Runner
+}
+
+func newHealthRig(t *testing.T, opts runner.Options) *healthRig {
+	t.Helper()
+	g := &healthRig{}
+	g.hsA, g.a = healthServer(t)
+	g.hsB, g.b = healthServer(t)
+	_, g.c = healthServer(t)
 	cat := &catalog.Catalog{Services: []catalog.Service{{
 		Name: svcName, Port: 10001, Stable: "v1",
-		Versions: []catalog.Version{version(t, "v1", a, b), version(t, "v2", c)},
+		Versions: []catalog.Version{version(t, "v1", g.a, g.b), version(t, "v2", g.c)},
 		HealthCheck: catalog.HealthCheck{
 			Protocol: catalog.ProtocolGRPC,
 			Interval: catalog.Duration(50 * time.Millisecond), Timeout: catalog.Duration(time.Second),
@@ -77,22 +85,41 @@ func TestUnhealthyEndpointLeavesEDS(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = st.Close() })
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
-	xs := xds.NewServer(log, xds.Options{})
-	prober := healthcheck.New(log, healthcheck.Options{})
-	// A long tick: only the prober's change notifications may publish health.
-	r, err := runner.New(context.Background(), cat, runner.Options{Log: log, Store: st, XDS: xs, Health: prober, Tick: time.Hour})
-	if err != nil {
+	g.xs = xds.NewServer(log, xds.Options{})
+	g.prober = healthcheck.New(log, healthcheck.Options{})
+	opts.Log, opts.Store, opts.XDS, opts.Health = log, st, g.xs, g.prober
+	if g.run, err = runner.New(context.Background(), cat, opts); err != nil {
 		t.Fatal(err)
 	}
+	return g
+}
+
+// start runs the prober and the runner's loop until the test ends; stop runs first
+// at the end, after their context is cancelled.
+func (g *healthRig) start(t *testing.T, stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	proberDone, runDone := make(chan error, 1), make(chan error, 1)
-	go func() { proberDone <- prober.Run(ctx) }()
-	go func() { runDone <- r.Run(ctx) }()
+	go func() { proberDone <- g.prober.Run(ctx) }()
+	go func() { runDone <- g.run.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
+		if stop != nil {
+			stop()
+		}
 		<-proberDone
 		<-runDone
 	})
+}
+
+// TestUnhealthyEndpointLeavesEDS runs the runner's loop with the real prober against
+// real gRPC health servers: an endpoint whose server goes NOT_SERVING is published
+// UNHEALTHY in EDS without any rollout or tick, and healthy again when it serves;
+// routes and clusters do not change meanwhile.
+func TestUnhealthyEndpointLeavesEDS(t *testing.T) {
+	// A long tick: only the prober's change notifications may publish health.
+	g := newHealthRig(t, runner.Options{Tick: time.Hour})
+	g.start(t, nil)
+	hsA, hsB, a, b, c, xs, prober := g.hsA, g.hsB, g.a, g.b, g.c, g.xs, g.prober
 
 	waitEDS := func(what string, want map[string]corev3.HealthStatus) {
 		t.Helper()
@@ -147,45 +174,13 @@ func TestUnhealthyEndpointLeavesEDS(t *testing.T) {
 // TestHealthPublishedWhileChecksHang: a round of checks waiting on a hung metrics
 // source does not hold back the EDS publish of a health change.
 func TestHealthPublishedWhileChecksHang(t *testing.T) {
-	_, a := healthServer(t)
-	hsB, b := healthServer(t)
-	_, c := healthServer(t)
-	cat := &catalog.Catalog{Services: []catalog.Service{{
-		Name: svcName, Port: 10001, Stable: "v1",
-		Versions: []catalog.Version{version(t, "v1", a, b), version(t, "v2", c)},
-		HealthCheck: catalog.HealthCheck{
-			Protocol: catalog.ProtocolGRPC,
-			Interval: catalog.Duration(50 * time.Millisecond), Timeout: catalog.Duration(time.Second),
-			HealthyThreshold: 1, UnhealthyThreshold: 2,
-		},
-	}}}
-	st, err := store.Open(t.TempDir(), store.Options{LockTimeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
-	xs := xds.NewServer(log, xds.Options{})
-	prober := healthcheck.New(log, healthcheck.Options{})
 	src := &stuckMetrics{stuck: svcName, release: make(chan struct{})}
-	r, err := runner.New(context.Background(), cat, runner.Options{Log: log, Store: st, XDS: xs, Health: prober,
-		Metrics: src, Tick: 10 * time.Millisecond})
-	if err != nil {
+	g := newHealthRig(t, runner.Options{Metrics: src, Tick: 10 * time.Millisecond})
+	if _, err := g.run.Start(context.Background(), crashSpec(), "test"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Start(context.Background(), crashSpec(), "test"); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	proberDone, runDone := make(chan error, 1), make(chan error, 1)
-	go func() { proberDone <- prober.Run(ctx) }()
-	go func() { runDone <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		close(src.release)
-		<-proberDone
-		<-runDone
-	})
+	g.start(t, func() { close(src.release) })
+	hsB, b, xs := g.hsB, g.b, g.xs
 
 	hsB.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	deadline := time.Now().Add(waitTimeout)
