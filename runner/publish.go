@@ -148,12 +148,44 @@ func (r *Runner) unhealthyLocked(svc catalog.Service) map[string][]string {
 
 // publishHealth republishes after the health checks changed: only the EDS resources of
 // the versions whose endpoints changed health differ, so proxies see nothing else.
-func (r *Runner) publishHealth(ctx context.Context) {
+// It returns the services whose endpoints' health changed since the last call.
+func (r *Runner) publishHealth(ctx context.Context) map[string]bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := r.publishLocked(ctx); err != nil {
 		r.log.Error("publish endpoint health", zap.Error(err))
 	}
+	changed := map[string]bool{}
+	if r.opts.Health == nil {
+		return changed
+	}
+	seen := map[string]bool{}
+	for name := range r.active {
+		svc, ok := r.effectiveServiceLocked(name)
+		if !ok {
+			continue
+		}
+		seen[name] = true
+		var b strings.Builder
+		for _, v := range svc.Versions {
+			st := r.opts.Health.Status(name, v.Name)
+			fmt.Fprintf(&b, "%s:%d:%d", v.Name, st.Total, st.Healthy)
+			for _, u := range st.Unhealthy {
+				b.WriteString("," + u.Endpoint)
+			}
+			b.WriteString(";")
+		}
+		if fp := b.String(); r.healthSeen[name] != fp {
+			r.healthSeen[name] = fp
+			changed[name] = true
+		}
+	}
+	for name := range r.healthSeen {
+		if !seen[name] {
+			delete(r.healthSeen, name)
+		}
+	}
+	return changed
 }
 
 // publishLocked hands the whole desired state to the xds server. DNS endpoint names are

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"sort"
@@ -110,8 +111,11 @@ type Runner struct {
 	// restoring are rollbacks whose known-good weights are not yet ACKed by every
 	// proxy; the ACK is recorded as the rollout's last event (time to restore).
 	restoring map[string]restoreWatch
-	wake      chan struct{}
-	http      HTTPChecker
+	// healthSeen is, per service with an active rollout, the health state its last
+	// forced check saw; a health change forces a check only where it differs.
+	healthSeen map[string]string
+	wake       chan struct{}
+	http       HTTPChecker
 }
 
 // restoreWatch waits for the proxies to ACK a rollback's weights.
@@ -166,16 +170,17 @@ func New(ctx context.Context, cat *catalog.Catalog, opts Options) (*Runner, erro
 		opts.Resolver = net.DefaultResolver
 	}
 	r := &Runner{
-		opts:      opts,
-		log:       opts.Log.Named("runner"),
-		cat:       cat,
-		services:  map[string]serviceState{},
-		active:    map[string]*entry{},
-		checks:    map[string]map[string]controller.CheckResult{},
-		published: map[string]xds.Desired{},
-		restoring: map[string]restoreWatch{},
-		wake:      make(chan struct{}, 1),
-		http:      opts.HTTPChecks,
+		opts:       opts,
+		log:        opts.Log.Named("runner"),
+		cat:        cat,
+		services:   map[string]serviceState{},
+		active:     map[string]*entry{},
+		checks:     map[string]map[string]controller.CheckResult{},
+		published:  map[string]xds.Desired{},
+		restoring:  map[string]restoreWatch{},
+		healthSeen: map[string]string{},
+		wake:       make(chan struct{}, 1),
+		http:       opts.HTTPChecks,
 	}
 	if r.http == nil {
 		r.http = smoke.New(r.log, smoke.Options{})
@@ -302,10 +307,14 @@ func (r *Runner) Run(ctx context.Context) error {
 	// reaches EDS at once even while a round waits on slow metrics or smoke tests. A
 	// round asked for while one runs starts when it ends.
 	done := make(chan struct{}, 1)
-	running, queued, queuedForce := false, false, false
-	start := func(force bool) {
+	running := false
+	var queued, queuedForce map[string]bool // queued is non-nil when a round waits
+	start := func(force map[string]bool) {
 		if running {
-			queued, queuedForce = true, queuedForce || force
+			if queued == nil {
+				queued, queuedForce = map[string]bool{}, map[string]bool{}
+			}
+			maps.Copy(queuedForce, force)
 			return
 		}
 		running = true
@@ -322,18 +331,18 @@ func (r *Runner) Run(ctx context.Context) error {
 			}
 			return nil
 		case <-t.C:
-			start(false)
+			start(nil)
 		case <-r.wake:
-			start(false)
+			start(nil)
 		case <-healthCh:
-			// Unhealthy endpoints leave EDS at once, whatever the rollouts decide.
-			r.publishHealth(ctx)
-			start(true)
+			// Unhealthy endpoints leave EDS at once, whatever the rollouts decide; the
+			// rollouts of the services whose health changed are checked at once.
+			start(r.publishHealth(ctx))
 		case <-done:
 			running = false
-			if queued {
+			if queued != nil {
 				force := queuedForce
-				queued, queuedForce = false, false
+				queued, queuedForce = nil, nil
 				start(force)
 			}
 		}
@@ -341,14 +350,15 @@ func (r *Runner) Run(ctx context.Context) error {
 }
 
 // Evaluate checks every rollout that is due now. Tests drive it on an injected clock.
-func (r *Runner) Evaluate(ctx context.Context) { r.evaluate(ctx, false) }
+func (r *Runner) Evaluate(ctx context.Context) { r.evaluate(ctx, nil) }
 
-func (r *Runner) evaluate(ctx context.Context, force bool) {
+// evaluate checks every rollout that is due, and those of the services in force at once.
+func (r *Runner) evaluate(ctx context.Context, force map[string]bool) {
 	now := r.opts.Now()
 	r.mu.Lock()
 	var due []string
 	for svc, e := range r.active {
-		if force || !now.Before(e.nextCheck) {
+		if force[svc] || !now.Before(e.nextCheck) {
 			due = append(due, svc)
 		}
 	}
