@@ -119,37 +119,25 @@ func Preset(t ReleaseType, strategy string) []Stage {
 
 // merge returns base with every non-zero field of over applied.
 func (base Thresholds) merge(over Thresholds) Thresholds {
-	if over.PauseErrorRatePP != 0 {
-		base.PauseErrorRatePP = over.PauseErrorRatePP
-	}
-	if over.PauseLatencyRatio != 0 {
-		base.PauseLatencyRatio = over.PauseLatencyRatio
-	}
-	if over.RollbackErrorRatePP != 0 {
-		base.RollbackErrorRatePP = over.RollbackErrorRatePP
-	}
-	if over.RollbackSustain != 0 {
-		base.RollbackSustain = over.RollbackSustain
-	}
-	if over.RollbackLatencyRatio != 0 {
-		base.RollbackLatencyRatio = over.RollbackLatencyRatio
-	}
-	if over.MinRequests != 0 {
-		base.MinRequests = over.MinRequests
-	}
-	if over.Confidence != 0 {
-		base.Confidence = over.Confidence
-	}
-	if over.GrossFactor != 0 {
-		base.GrossFactor = over.GrossFactor
-	}
-	if over.PauseConfidence != 0 {
-		base.PauseConfidence = over.PauseConfidence
-	}
-	if over.GrossConfidence != 0 {
-		base.GrossConfidence = over.GrossConfidence
-	}
+	set(&base.PauseErrorRatePP, over.PauseErrorRatePP)
+	set(&base.PauseLatencyRatio, over.PauseLatencyRatio)
+	set(&base.RollbackErrorRatePP, over.RollbackErrorRatePP)
+	set(&base.RollbackSustain, over.RollbackSustain)
+	set(&base.RollbackLatencyRatio, over.RollbackLatencyRatio)
+	set(&base.MinRequests, over.MinRequests)
+	set(&base.Confidence, over.Confidence)
+	set(&base.PauseConfidence, over.PauseConfidence)
+	set(&base.GrossFactor, over.GrossFactor)
+	set(&base.GrossConfidence, over.GrossConfidence)
 	return base
+}
+
+// set assigns v to *dst unless v is the zero value ("inherit").
+func set[T comparable](dst *T, v T) {
+	var zero T
+	if v != zero {
+		*dst = v
+	}
 }
 
 func orDefault(d Duration, def time.Duration) Duration {

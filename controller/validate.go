@@ -357,14 +357,13 @@ func (t Thresholds) validate(f string, add addFunc) {
 	if t.RollbackSustain < 0 {
 		add(f+".rollbackSustain", "must not be negative")
 	}
-	if t.Confidence != 0 && (t.Confidence < 0.5 || t.Confidence >= 1) {
-		add(f+".confidence", "%v: want 0.5 ≤ confidence < 1", t.Confidence)
-	}
-	if t.PauseConfidence != 0 && (t.PauseConfidence < 0.5 || t.PauseConfidence >= 1) {
-		add(f+".pauseConfidence", "%v: want 0.5 ≤ pauseConfidence < 1", t.PauseConfidence)
-	}
-	if t.GrossConfidence != 0 && (t.GrossConfidence < 0.5 || t.GrossConfidence >= 1) {
-		add(f+".grossConfidence", "%v: want 0.5 ≤ grossConfidence < 1", t.GrossConfidence)
+	for _, c := range []struct {
+		name string
+		v    float64
+	}{{"confidence", t.Confidence}, {"pauseConfidence", t.PauseConfidence}, {"grossConfidence", t.GrossConfidence}} {
+		if c.v != 0 && (c.v < 0.5 || c.v >= 1) {
+			add(f+"."+c.name, "%v: want 0.5 ≤ %s < 1", c.v, c.name)
+		}
 	}
 	if t.GrossFactor != 0 && t.GrossFactor < 1 {
 		add(f+".grossFactor", "%v: want at least 1", t.GrossFactor)

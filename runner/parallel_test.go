@@ -36,26 +36,25 @@ func (m *stuckMetrics) VersionStats(ctx context.Context, svc catalog.Service, _ 
 	return metrics.Stats{Requests: 1000, Errors: 1, P99: 50 * time.Millisecond}, nil
 }
 
-// TestSlowServiceDoesNotHoldOthers: the checks of one service waiting on its metrics do
-// not hold up another service's check in the same round.
-func TestSlowServiceDoesNotHoldOthers(t *testing.T) {
+// twoServices starts a runner with opts (its log, store and xds server filled in) on a
+// catalog of two services, alpha and beta, each with a rollout started, and returns the
+// runner and the rollout ids by service.
+func twoServices(t *testing.T, opts runner.Options) (*runner.Runner, map[string]string) {
+	t.Helper()
 	cat := &catalog.Catalog{}
 	for i, name := range []string{"alpha", "beta"} {
 		svc := testCatalog(t, "127.0.0.1:1", "127.0.0.1:2").Services[0]
 		svc.Name, svc.Port = name, uint32(10001+i)
 		cat.Services = append(cat.Services, svc)
 	}
-	src := &stuckMetrics{stuck: "alpha", release: make(chan struct{})}
 	st, err := store.Open(t.TempDir(), store.Options{LockTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
-	clock := &fakeClock{now: t0}
-	run, err := runner.New(context.Background(), cat, runner.Options{
-		Log: log, Store: st, XDS: xds.NewServer(log, xds.Options{}), Metrics: src, Now: clock.Now,
-	})
+	opts.Log = zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	opts.Store, opts.XDS = st, xds.NewServer(opts.Log, xds.Options{})
+	run, err := runner.New(context.Background(), cat, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,6 +68,15 @@ func TestSlowServiceDoesNotHoldOthers(t *testing.T) {
 		}
 		ids[name] = ro.ID
 	}
+	return run, ids
+}
+
+// TestSlowServiceDoesNotHoldOthers: the checks of one service waiting on its metrics do
+// not hold up another service's check in the same round.
+func TestSlowServiceDoesNotHoldOthers(t *testing.T) {
+	src := &stuckMetrics{stuck: "alpha", release: make(chan struct{})}
+	clock := &fakeClock{now: t0}
+	run, ids := twoServices(t, runner.Options{Metrics: src, Now: clock.Now})
 	clock.Advance(checkEvery)
 	done := make(chan struct{})
 	go func() { defer close(done); run.Evaluate(context.Background()) }()
@@ -124,35 +132,9 @@ func (f *fakeHealth) Set(service, version string, h healthcheck.VersionHealth) {
 // the service whose health changed, not every rollout (their synthetics would run
 // again on every flap elsewhere).
 func TestHealthChangeChecksOnlyItsService(t *testing.T) {
-	cat := &catalog.Catalog{}
-	for i, name := range []string{"alpha", "beta"} {
-		svc := testCatalog(t, "127.0.0.1:1", "127.0.0.1:2").Services[0]
-		svc.Name, svc.Port = name, uint32(10001+i)
-		cat.Services = append(cat.Services, svc)
-	}
-	st, err := store.Open(t.TempDir(), store.Options{LockTimeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
 	fh := &fakeHealth{status: map[string]healthcheck.VersionHealth{}, changes: make(chan struct{})}
 	clock := &fakeClock{now: t0} // moved by a second at a time: no check falls due by time
-	run, err := runner.New(context.Background(), cat, runner.Options{Log: log, Store: st,
-		XDS: xds.NewServer(log, xds.Options{}), Metrics: cleanMetrics(), Health: fh, Now: clock.Now, Tick: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids := map[string]string{}
-	for _, name := range []string{"alpha", "beta"} {
-		spec := crashSpec()
-		spec.Service = name
-		ro, err := run.Start(context.Background(), spec, "test")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids[name] = ro.ID
-	}
+	run, ids := twoServices(t, runner.Options{Metrics: cleanMetrics(), Health: fh, Now: clock.Now, Tick: time.Hour})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run.Run(ctx) }()
