@@ -709,8 +709,12 @@ func (r *sotwResponse) GetVersion() (string, error) {
 	return r.settled().out.GetVersionInfo(), nil
 }
 func (r *sotwResponse) GetResponseVersion() string { return r.settled().out.GetVersionInfo() }
+
+// GetReturnedResources is a copy: go-control-plane's server keeps it in the stream's
+// subscription and deletes from it when the subscription shrinks, while the tracker keeps
+// the original as what the proxy holds. (octoroll's ADS handler reads returned itself.)
 func (r *sotwResponse) GetReturnedResources() map[string]string {
-	return r.settled().returned
+	return maps.Clone(r.settled().returned)
 }
 func (r *sotwResponse) GetContext() context.Context { return r.settled().ctx }
 
