@@ -50,6 +50,8 @@ const (
 	EventRolledBack       = catalog.EventRolledBack
 	EventCompleted        = catalog.EventCompleted
 	EventMonitoringClosed = catalog.EventMonitoringClosed
+	EventPublishFailed    = catalog.EventPublishFailed
+	EventPublished        = catalog.EventPublished
 
 	EventCreated        = "created"         // pre-flight passed; carries the release metadata summary
 	EventWaiver         = "waiver"          // a pre-flight item was waived (Waiver set)
