@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -533,21 +534,24 @@ func sotwRespond(req *discoveryv3.DiscoveryRequest, sub cachev3.Subscription, s 
 	full := cachev3.ResourceRequiresFullStateInSotw(typeURL)
 	first := req.GetResponseNonce() == ""
 
-	var names []string
-	if sub.IsWildcard() {
-		names = s.names
-	} else {
-		names = slices.Sorted(maps.Keys(sub.SubscribedResources()))
+	if !first && !sub.IsWildcard() && !namedChanged(sub.SubscribedResources(), returned, s, full) {
+		return nil // the common case of a watcher a publish does not concern, without allocating
+	}
+	// A wildcard walks the snapshot's sorted names; a named subscription walks its names
+	// in map order and sorts what it sends (usually far fewer) by name afterwards.
+	names := s.names
+	if !sub.IsWildcard() {
+		names = nil
 	}
 	changed := first
 	var send []*entry
-	for _, n := range names {
+	visit := func(n string) {
 		e := s.byName[n]
 		if e == nil {
 			if _, had := returned[n]; had && full {
 				changed = true // a full-state response tells the proxy it is gone
 			}
-			continue
+			return
 		}
 		if v, ok := returned[n]; !ok || v != e.version {
 			changed = true
@@ -555,6 +559,16 @@ func sotwRespond(req *discoveryv3.DiscoveryRequest, sub cachev3.Subscription, s 
 		} else if full {
 			send = append(send, e)
 		}
+	}
+	if sub.IsWildcard() {
+		for _, n := range names {
+			visit(n)
+		}
+	} else {
+		for n := range sub.SubscribedResources() {
+			visit(n)
+		}
+		slices.SortFunc(send, func(a, b *entry) int { return strings.Compare(a.name, b.name) })
 	}
 	if full && sub.IsWildcard() && !changed {
 		for n := range returned {
@@ -591,6 +605,26 @@ func sotwRespond(req *discoveryv3.DiscoveryRequest, sub cachev3.Subscription, s 
 		sub:      sub,
 		snap:     s,
 	}
+}
+
+// namedChanged reports whether sotwRespond would find something to send to a
+// non-wildcard subscription: a subscribed resource the proxy lacks or holds at another
+// version, or (full-state types) one it holds that is gone.
+func namedChanged(subscribed map[string]struct{}, returned map[string]string, s *typeSnapshot, full bool) bool {
+	for n := range subscribed {
+		e := s.byName[n]
+		v, had := returned[n]
+		if e == nil {
+			if had && full {
+				return true
+			}
+			continue
+		}
+		if !had || v != e.version {
+			return true
+		}
+	}
+	return false
 }
 
 // CreateWatch implements cachev3.ConfigWatcher. It answers at once when the proxy lacks
