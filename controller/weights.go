@@ -1,32 +1,32 @@
 package controller
 
-import "github.com/octoacme/octoroll/catalog"
+import "github.com/octoacme/octoroll/model"
 
-// CanaryWeight is the canary's desired weight out of catalog.TotalWeight.
+// CanaryWeight is the canary's desired weight out of model.TotalWeight.
 func (r Rollout) CanaryWeight() uint32 {
 	switch r.State {
 	case StateRolledBack, StatePending, "":
 		return 0
 	case StateMonitoring, StateCompleted:
-		return catalog.TotalWeight
+		return model.TotalWeight
 	case StatePaused:
 		if r.PausedFrom == StatePending {
 			return 0
 		}
 	}
 	if r.Stage >= len(r.Plan.Stages) {
-		return catalog.TotalWeight
+		return model.TotalWeight
 	}
 	return r.Plan.Stages[r.Stage].Weight
 }
 
 // Weights returns the desired weights of the stable and canary versions out of
-// catalog.TotalWeight, always summing to it. Both versions are always present, the
+// model.TotalWeight, always summing to it. Both versions are always present, the
 // one not in use at 0, so its cluster stays defined: the known-good version during the
 // monitoring window, the canary after a rollback.
 func (r Rollout) Weights() map[string]uint32 {
 	c := r.CanaryWeight()
-	return map[string]uint32{r.Stable: catalog.TotalWeight - c, r.Canary: c}
+	return map[string]uint32{r.Stable: model.TotalWeight - c, r.Canary: c}
 }
 
 // Matches returns the header/cookie flag routes in force: from a flag stage on until

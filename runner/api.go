@@ -14,6 +14,7 @@ import (
 	"github.com/octoacme/octoroll/controller"
 	"github.com/octoacme/octoroll/healthcheck"
 	"github.com/octoacme/octoroll/store"
+	"github.com/octoacme/octoroll/translate"
 	"github.com/octoacme/octoroll/xds"
 )
 
@@ -25,7 +26,7 @@ type ServiceView struct {
 	KnownGood string `json:"knownGood"`
 	// Weights are the published weights, out of catalog.TotalWeight.
 	Weights map[string]uint32 `json:"weights"`
-	Matches []xds.Match       `json:"matches,omitempty"`
+	Matches []translate.Match `json:"matches,omitempty"`
 	// Convergence is how far the published route has reached the proxies.
 	Convergence xds.Convergence `json:"convergence"`
 	// Active is the active rollout, nil when idle.

@@ -20,6 +20,7 @@ import (
 	"github.com/octoacme/octoroll/metrics"
 	"github.com/octoacme/octoroll/runner"
 	"github.com/octoacme/octoroll/store"
+	"github.com/octoacme/octoroll/translate"
 	"github.com/octoacme/octoroll/xds"
 	"github.com/octoacme/octoroll/xds/xdstest"
 )
@@ -278,7 +279,7 @@ func kinds(evs []controller.Event) []string {
 func served(t *testing.T, xs *xds.Server) map[string]uint32 {
 	t.Helper()
 	for _, rc := range xs.Resources().Routes {
-		if rc.GetName() != xds.RouteName(svcName) {
+		if rc.GetName() != translate.RouteName(svcName) {
 			continue
 		}
 		for _, vh := range rc.GetVirtualHosts() {
@@ -289,7 +290,7 @@ func served(t *testing.T, xs *xds.Server) map[string]uint32 {
 				}
 				out := map[string]uint32{}
 				for _, c := range wc.GetClusters() {
-					out[strings.TrimPrefix(c.GetName(), svcName+xds.NameSeparator)] = c.GetWeight().GetValue()
+					out[strings.TrimPrefix(c.GetName(), svcName+translate.NameSeparator)] = c.GetWeight().GetValue()
 				}
 				return out
 			}

@@ -29,6 +29,7 @@ import (
 	"github.com/octoacme/octoroll/metrics"
 	"github.com/octoacme/octoroll/smoke"
 	"github.com/octoacme/octoroll/store"
+	"github.com/octoacme/octoroll/translate"
 	"github.com/octoacme/octoroll/xds"
 )
 
@@ -42,7 +43,7 @@ var (
 
 // Publisher is the xds server as the runner uses it.
 type Publisher interface {
-	Update(desired []xds.Desired) error
+	Update(desired []translate.Desired) error
 	Convergence(service string) xds.Convergence
 }
 
@@ -79,7 +80,7 @@ type Options struct {
 	// checked at its own plan's CheckInterval.
 	Tick time.Duration
 	// Resolver resolves DNS endpoint names; default net.DefaultResolver.
-	Resolver xds.HostResolver
+	Resolver HostResolver
 	// MinWindow bounds the metrics window of one check from below; default 0 (the
 	// rollout's check interval is the window).
 	MinWindow time.Duration
@@ -107,7 +108,7 @@ type Runner struct {
 	active   map[string]*entry       // by service
 	checks   map[string]map[string]controller.CheckResult
 	// published is what the xds server serves: the last desired state it accepted.
-	published map[string]xds.Desired
+	published map[string]translate.Desired
 	// restoring are rollbacks whose known-good weights are not yet ACKed by every
 	// proxy; the ACK is recorded as the rollout's last event (time to restore).
 	restoring map[string]restoreWatch
@@ -176,7 +177,7 @@ func New(ctx context.Context, cat *catalog.Catalog, opts Options) (*Runner, erro
 		services:   map[string]serviceState{},
 		active:     map[string]*entry{},
 		checks:     map[string]map[string]controller.CheckResult{},
-		published:  map[string]xds.Desired{},
+		published:  map[string]translate.Desired{},
 		restoring:  map[string]restoreWatch{},
 		healthSeen: map[string]string{},
 		wake:       make(chan struct{}, 1),
@@ -295,7 +296,7 @@ func (r *Runner) Catalog() *catalog.Catalog {
 // Run checks every active rollout at its check interval until ctx is done, and at once
 // when a health check changes (a canary whose endpoints all went down rolls back
 // without waiting for the next interval). A health change is published first: the
-// endpoints found unhealthy are marked so in EDS (see xds.Desired.Unhealthy).
+// endpoints found unhealthy are marked so in EDS (see translate.Desired.Unhealthy).
 func (r *Runner) Run(ctx context.Context) error {
 	t := time.NewTicker(r.opts.Tick)
 	defer t.Stop()
