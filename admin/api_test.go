@@ -117,7 +117,7 @@ func newFixture(t *testing.T, o fixtureOpts) *fixture {
 	}
 	reg := prometheus.NewRegistry()
 	a := New(log, Options{
-		Backend: be, Proxies: xs.Proxies, XDSStats: xs.Stats,
+		Backend: be, Proxies: xs.Proxies, ProxyConfig: xs.ProxyConfig, XDSStats: xs.Stats,
 		CatalogStatus: func() catalog.Status { return catalog.Status{Generation: 1, ReloadErrors: 2} },
 		Ready:         o.ready, Token: o.token, Addr: o.addr, Report: o.report,
 		Registry: reg, Now: clk.Now, Version: "test",

@@ -439,6 +439,21 @@ func (s *Server) listProxies(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// proxyConfig is GET /api/v1/proxies/{id}/config: the resources sent to and ACKed by
+// one connected proxy, per type, like Envoy's config_dump.
+func (s *Server) proxyConfig(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if s.opts.ProxyConfig == nil {
+		return errorf(http.StatusServiceUnavailable, CodeUnavailable, "proxy config dumps are not available in this server")
+	}
+	pc, ok := s.opts.ProxyConfig(id)
+	if !ok {
+		return errorf(http.StatusNotFound, CodeUnknownProxy, fmt.Sprintf("no connected proxy with node id %q", id))
+	}
+	writeJSON(w, http.StatusOK, pc)
+	return nil
+}
+
 func (s *Server) report(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	ro, err := s.opts.Backend.Rollout(id)

@@ -37,6 +37,9 @@ type Options struct {
 	Backend Backend
 	// Proxies lists the connected proxies (xds.Server.Proxies).
 	Proxies func() []xds.ProxyStatus
+	// ProxyConfig returns what was sent to and ACKed by one proxy, false for an unknown
+	// node id (xds.Server.ProxyConfig).
+	ProxyConfig func(nodeID string) (xds.ProxyConfig, bool)
 	// XDSStats returns the xDS server's counters (xds.Server.Stats).
 	XDSStats func() xds.Stats
 	// CatalogStatus returns the catalog reload status (catalog.Watcher.Status).
@@ -169,6 +172,7 @@ func (s *Server) routes() http.Handler {
 	api("GET "+p+"/rollouts/{id}/report", s.report)
 	api("GET "+p+"/events", s.listEvents)
 	api("GET "+p+"/proxies", s.listProxies)
+	api("GET "+p+"/proxies/{id}/config", s.proxyConfig)
 	api("GET "+p+"/status", s.status)
 	api("GET /healthz", s.healthz)
 	api("GET /readyz", s.readyz)

@@ -39,6 +39,7 @@ const (
 	CodeForbidden        = "forbidden"          // 403: mutations disabled (no token, not loopback)
 	CodeNotFound         = "not_found"          // 404
 	CodeUnknownService   = "unknown_service"    // 404
+	CodeUnknownProxy     = "unknown_proxy"      // 404: no connected proxy has the node id
 	CodeMethodNotAllowed = "method_not_allowed" // 405
 	CodeActiveRollout    = "active_rollout"     // 409: the service already has an active rollout
 	CodeNoActiveRollout  = "no_active_rollout"  // 409: the service has no active rollout

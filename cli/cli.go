@@ -49,6 +49,7 @@ const Usage = `Client commands (talk to the admin API of a running "octoroll ser
   octoroll history [--service S] [--rollout ID] [--kind K] [--after SEQ] [--limit N]
   octoroll report ROLLOUT [-o md|json]            the release report
   octoroll proxies                                connected proxies and what they ACKed
+  octoroll proxy-config NODE_ID                   resources sent to and ACKed by one proxy (JSON)
   octoroll check SERVICE NAME --pass|--fail [--detail TEXT]  report a smoke/synthetic check
 
 Flags of every client command:
@@ -59,7 +60,7 @@ Flags of every client command:
 `
 
 // Commands lists the client command names, for a dispatcher.
-var Commands = []string{"status", "rollout", "pause", "resume", "promote", "abort", "finish", "history", "report", "proxies", "check"}
+var Commands = []string{"status", "rollout", "pause", "resume", "promote", "abort", "finish", "history", "report", "proxies", "proxy-config", "check"}
 
 // usageError is a mistake in the command line.
 type usageError struct{ msg string }
@@ -111,17 +112,18 @@ type runFunc func(ctx context.Context, inv *invocation, args []string) error
 
 func commands() map[string]runFunc {
 	return map[string]runFunc{
-		"status":  runStatus,
-		"rollout": runRollout,
-		"pause":   action(controller.CmdPause),
-		"resume":  action(controller.CmdResume),
-		"promote": action(controller.CmdPromote),
-		"abort":   action(controller.CmdAbort),
-		"finish":  action(controller.CmdFinish),
-		"history": runHistory,
-		"report":  runReport,
-		"proxies": runProxies,
-		"check":   runCheck,
+		"status":       runStatus,
+		"rollout":      runRollout,
+		"pause":        action(controller.CmdPause),
+		"resume":       action(controller.CmdResume),
+		"promote":      action(controller.CmdPromote),
+		"abort":        action(controller.CmdAbort),
+		"finish":       action(controller.CmdFinish),
+		"history":      runHistory,
+		"report":       runReport,
+		"proxies":      runProxies,
+		"proxy-config": runProxyConfig,
+		"check":        runCheck,
 	}
 }
 
@@ -462,6 +464,32 @@ func runProxies(ctx context.Context, inv *invocation, args []string) error {
 		return err
 	}
 	return show(ctx, inv, "/proxies", nil, func(w io.Writer, v admin.ProxiesResponse) { writeProxies(w, v.Proxies) })
+}
+
+// runProxyConfig prints the config dump of one proxy: the API's JSON (the resources are
+// JSON already, so there is no table form).
+func runProxyConfig(ctx context.Context, inv *invocation, args []string) error {
+	fs := inv.flags("proxy-config")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := positional(pos, 1, "proxy NODE_ID"); err != nil {
+		return err
+	}
+	if err := inv.checkOutput(); err != nil {
+		return err
+	}
+	c, err := inv.client()
+	if err != nil {
+		return err
+	}
+	var v json.RawMessage
+	b, err := c.getJSON(ctx, "/proxies/"+url.PathEscape(pos[0])+"/config", nil, &v)
+	if err != nil {
+		return err
+	}
+	return inv.printJSON(b)
 }
 
 func runCheck(ctx context.Context, inv *invocation, args []string) error {

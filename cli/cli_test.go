@@ -134,6 +134,19 @@ func proxies() admin.ProxiesResponse {
 	}}
 }
 
+func proxyConfig() xds.ProxyConfig {
+	route := json.RawMessage(`{"@type":"type.googleapis.com/envoy.config.route.v3.RouteConfiguration","name":"checkout"}`)
+	const rt = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+	return xds.ProxyConfig{NodeID: "envoy-1", Cluster: "checkout", Zone: "eu-1a", Types: []xds.TypeConfig{{
+		TypeURL: rt,
+		Sent: &xds.SentConfig{Version: "9f8e", At: t0.Add(25 * time.Minute),
+			Resources: []xds.ConfigResource{{Name: "checkout", Version: "9f8e", Resource: route}}},
+		Acked: &xds.SentConfig{Version: "a1b2", At: t0.Add(20 * time.Minute),
+			Resources: []xds.ConfigResource{{Name: "checkout", Version: "a1b2", Resource: route}}},
+		LastNACK: &xds.Nack{NodeID: "envoy-1", TypeURL: rt, Version: "9f8e", Message: "weights do not sum", At: t0.Add(25 * time.Minute)},
+	}}}
+}
+
 const reportMD = "# Release report: checkout 2025.3\n\n## Outcome\n\n- **Result:** rolled back\n"
 
 // recorded is one request the fake admin API received.
@@ -187,6 +200,8 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 		"POST /api/v1/services/checkout/checks": {200, "", admin.CheckResponse{Service: "checkout", Name: "smoke", Passed: false}},
 		"GET /api/v1/events":                    {200, "", events()},
 		"GET /api/v1/proxies":                   {200, "", proxies()},
+		"GET /api/v1/proxies/envoy-1/config":    {200, "", proxyConfig()},
+		"GET /api/v1/proxies/nope/config":       errBody(404, `no connected proxy with node id "nope"`, admin.CodeUnknownProxy),
 	}
 	f := &fakeAPI{}
 	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -299,6 +314,8 @@ func TestCommandsGolden(t *testing.T) {
 		{"report-md", []string{"report", "r-0001", "-o", "md"}, recorded{Method: "GET", Path: "/api/v1/rollouts/r-0001/report", Accept: "text/markdown"}},
 		{"report-json", []string{"report", "-o", "json", "r-0001"}, recorded{Method: "GET", Path: "/api/v1/rollouts/r-0001/report", Accept: "application/json"}},
 		{"proxies", []string{"proxies"}, recorded{Method: "GET", Path: "/api/v1/proxies"}},
+		{"proxy-config", []string{"proxy-config", "envoy-1"}, recorded{Method: "GET", Path: "/api/v1/proxies/envoy-1/config"}},
+		{"proxy-config-unknown", []string{"proxy-config", "nope"}, recorded{Method: "GET", Path: "/api/v1/proxies/nope/config"}},
 		{"check", []string{"check", "checkout", "smoke", "--fail", "--detail", "login flow 500"},
 			recorded{Method: "POST", Path: "/api/v1/services/checkout/checks", ContentType: "application/json", Actor: "alice",
 				Body: `{"name":"smoke","passed":false,"detail":"login flow 500"}`}},
@@ -419,6 +436,8 @@ func TestUsageErrors(t *testing.T) {
 		{"force-on-pause", []string{"pause", "checkout", "--force"}},
 		{"bad-server", []string{"status", "--server", "ftp://x"}},
 		{"history-negative-limit", []string{"history", "--limit", "-1"}},
+		{"proxy-config-without-id", []string{"proxy-config"}},
+		{"proxy-config-table-output", []string{"proxy-config", "envoy-1", "-o", "table"}},
 	}
 	api := newFakeAPI(t)
 	for _, tc := range tests {

@@ -514,13 +514,68 @@ func expectedStatuses(rs []model.StatusRange) []*typev3.Int64Range {
 	return out
 }
 
+// Envoy's documented defaults (envoy.config.cluster.v3.OutlierDetection) for the outlier
+// detection fields the catalog does not configure. They are written out because not every
+// xDS client applies the proto's defaults to an unset field: @grpc/grpc-js-xds 1.14 reads
+// an unset success_rate_* field as undefined and its outlier detection crashes on its first
+// sweep. Envoy and gRPC-Go behave the same with these values as with the fields unset.
+const (
+	envoyEnforcingConsecutive5xx                = 100
+	envoyEnforcingSuccessRate                   = 100
+	envoySuccessRateMinimumHosts                = 5
+	envoySuccessRateRequestVolume               = 100
+	envoySuccessRateStdevFactor                 = 1900 // thousandths: 1.9 standard deviations
+	envoyConsecutiveGatewayFailure              = 5
+	envoyEnforcingConsecutiveGatewayFailure     = 0
+	envoyConsecutiveLocalOriginFailure          = 5
+	envoyEnforcingConsecutiveLocalOriginFailure = 100
+	envoyEnforcingLocalOriginSuccessRate        = 100
+	envoyFailurePercentageThreshold             = 85
+	envoyEnforcingFailurePercentage             = 0
+	envoyEnforcingFailurePercentageLocalOrigin  = 0
+	envoyFailurePercentageMinimumHosts          = 5
+	envoyFailurePercentageRequestVolume         = 50
+	// envoyMaxEjectionTime applies unless base_ejection_time is longer, in which case
+	// Envoy uses base_ejection_time.
+	envoyMaxEjectionTime = 300 * time.Second
+)
+
+// outlierDetection writes every field a client may read, the catalog's settings and
+// Envoy's defaults for the rest (see envoyEnforcingSuccessRate and its neighbours).
 func outlierDetection(svc model.Service) *clusterv3.OutlierDetection {
 	o := svc.Outlier
+	base := durationOr(o.BaseEjectionTime, model.DefaultBaseEjectionTime)
+	maxEjection := envoyMaxEjectionTime
+	if b := base.AsDuration(); b > maxEjection {
+		maxEjection = b
+	}
 	return &clusterv3.OutlierDetection{
 		Consecutive_5Xx:    uint32Or(o.Consecutive5xx, model.DefaultConsecutive5xx),
 		Interval:           durationOr(o.Interval, model.DefaultOutlierInterval),
-		BaseEjectionTime:   durationOr(o.BaseEjectionTime, model.DefaultBaseEjectionTime),
+		BaseEjectionTime:   base,
 		MaxEjectionPercent: uint32Or(o.MaxEjectionPercent, model.DefaultMaxEjectionPercent),
+
+		EnforcingConsecutive_5Xx:               wrapperspb.UInt32(envoyEnforcingConsecutive5xx),
+		EnforcingSuccessRate:                   wrapperspb.UInt32(envoyEnforcingSuccessRate),
+		SuccessRateMinimumHosts:                wrapperspb.UInt32(envoySuccessRateMinimumHosts),
+		SuccessRateRequestVolume:               wrapperspb.UInt32(envoySuccessRateRequestVolume),
+		SuccessRateStdevFactor:                 wrapperspb.UInt32(envoySuccessRateStdevFactor),
+		ConsecutiveGatewayFailure:              wrapperspb.UInt32(envoyConsecutiveGatewayFailure),
+		EnforcingConsecutiveGatewayFailure:     wrapperspb.UInt32(envoyEnforcingConsecutiveGatewayFailure),
+		SplitExternalLocalOriginErrors:         false,
+		ConsecutiveLocalOriginFailure:          wrapperspb.UInt32(envoyConsecutiveLocalOriginFailure),
+		EnforcingConsecutiveLocalOriginFailure: wrapperspb.UInt32(envoyEnforcingConsecutiveLocalOriginFailure),
+		EnforcingLocalOriginSuccessRate:        wrapperspb.UInt32(envoyEnforcingLocalOriginSuccessRate),
+		FailurePercentageThreshold:             wrapperspb.UInt32(envoyFailurePercentageThreshold),
+		EnforcingFailurePercentage:             wrapperspb.UInt32(envoyEnforcingFailurePercentage),
+		EnforcingFailurePercentageLocalOrigin:  wrapperspb.UInt32(envoyEnforcingFailurePercentageLocalOrigin),
+		FailurePercentageMinimumHosts:          wrapperspb.UInt32(envoyFailurePercentageMinimumHosts),
+		FailurePercentageRequestVolume:         wrapperspb.UInt32(envoyFailurePercentageRequestVolume),
+		MaxEjectionTime:                        durationpb.New(maxEjection),
+		MaxEjectionTimeJitter:                  durationpb.New(0),
+		SuccessfulActiveHealthCheckUnejectHost: wrapperspb.Bool(true),
+		AlwaysEjectOneHost:                     wrapperspb.Bool(false),
+		DetectDegradedHosts:                    wrapperspb.Bool(false),
 	}
 }
 

@@ -27,6 +27,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -828,5 +829,38 @@ func TestTranslateReusing(t *testing.T) {
 				t.Errorf("invalid input: error %v, memo %v; Translate: %v", err, m, werr)
 			}
 		})
+	}
+}
+
+// TestOutlierDetectionExplicit checks that every outlier detection field a client may
+// read is written, so that no client depends on applying the proto's defaults itself
+// (grpc-js-xds 1.14 crashes on an unset success_rate_* field), and that an ejection
+// time longer than Envoy's 300 s maximum raises the maximum as Envoy would.
+func TestOutlierDetectionExplicit(t *testing.T) {
+	d := baseDesired()
+	d.Service.Outlier.BaseEjectionTime = model.Duration(10 * time.Minute)
+	got, err := TranslateService(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Clusters) == 0 {
+		t.Fatal("no clusters")
+	}
+	for _, c := range got.Clusters {
+		od := c.GetOutlierDetection().ProtoReflect()
+		fields := od.Descriptor().Fields()
+		for i := 0; i < fields.Len(); i++ {
+			f := fields.Get(i)
+			// monitors is not implemented by Envoy; a proto3 bool has no presence.
+			if f.IsList() || f.Kind() == protoreflect.BoolKind {
+				continue
+			}
+			if !od.Has(f) {
+				t.Errorf("cluster %s: outlier_detection.%s unset", c.GetName(), f.Name())
+			}
+		}
+		if m := c.GetOutlierDetection().GetMaxEjectionTime().AsDuration(); m != 10*time.Minute {
+			t.Errorf("cluster %s: max_ejection_time %v, want the 10m base ejection time", c.GetName(), m)
+		}
 	}
 }

@@ -426,6 +426,10 @@ type sentKey struct{}
 type sentInfo struct {
 	version   string
 	resources map[string]string // name -> resource version
+	// snap is the snapshot the response was built from: it holds the content of every
+	// resource version in resources, except one a non-full-state type keeps after it
+	// stopped being served.
+	snap *typeSnapshot
 }
 
 func sentFrom(ctx context.Context) *sentInfo {
@@ -539,7 +543,7 @@ func sotwRespond(req *discoveryv3.DiscoveryRequest, sub cachev3.Subscription, s 
 	}
 	// next is never modified once returned: the stream keeps it as what it returned,
 	// the tracker as what the proxy holds if it ACKs.
-	info := &sentInfo{version: s.version, resources: next}
+	info := &sentInfo{version: s.version, resources: next, snap: s}
 	return &sotwResponse{
 		req: req,
 		out: &discoveryv3.DiscoveryResponse{

@@ -495,6 +495,22 @@ func TestDeltaADS(t *testing.T) {
 	if len(p) != 1 || p[0].Zone != "zone-b" || p[0].NACKs != 1 || fmt.Sprint(p[0].Types[resource.ClusterType].Watched) != "[*]" {
 		t.Errorf("Proxies() = %+v", p)
 	}
+	// The config dump of a delta stream holds what the stream was sent, with content.
+	pc, ok := srv.ProxyConfig("delta-proxy")
+	if !ok {
+		t.Fatal("no config dump of delta-proxy")
+	}
+	rt := typeConfig(t, pc, resource.RouteType)
+	if rt.Acked == nil || len(rt.Acked.Resources) != 1 || rt.Acked.Resources[0].Version != srv.RouteVersion(svcName) ||
+		rt.LastNACK == nil || rt.LastNACK.Message != "delta reject" {
+		t.Fatalf("delta route dump %+v", rt)
+	}
+	if w := weightsIn(t, rt.Acked); w[translate.ClusterName(svcName, "v2")] != 10000 {
+		t.Errorf("delta ACKed route weights %v, want v2 10000", w)
+	}
+	if ct := typeConfig(t, pc, resource.ClusterType); ct.Acked == nil || len(ct.Acked.Resources) != 2 || ct.Acked.Resources[0].Resource == nil {
+		t.Errorf("delta cluster dump %+v", ct.Acked)
+	}
 }
 
 func TestUpdateInvalidKeepsServing(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // ProxyStatus is what octoroll knows of one connected proxy (an Envoy sidecar or a
@@ -151,20 +152,67 @@ type streamState struct {
 	lastNonce map[string]string
 	// names per type: the resource names of the latest SotW request.
 	names map[string][]string
+	// sent per type: the latest response, answered or not, for the config dump.
+	sent map[string]sentResponse
+	// deltaHeld per type: the resources (with content) the proxy holds after the
+	// pending delta response, as deltaKnown.
+	deltaHeld map[string]heldResources
 }
 
 type pendingResponse struct {
 	nonce     string
 	version   string
 	resources map[string]string
+	// content finds the resources' content, for the config dump.
+	content resourceSource
+}
+
+// sentResponse is a response as the config dump shows it; seq orders the responses of
+// one proxy's streams.
+type sentResponse struct {
+	pendingResponse
+	seq uint64
+	at  time.Time
+}
+
+// resourceSource finds the marshaled content of a resource version that was sent. It is
+// an immutable snapshot or set shared with the cache, so holding it per proxy costs a
+// pointer, and a proxy holds at most two per type: the latest sent and the last ACKed.
+type resourceSource interface {
+	resource(name, version string) *anypb.Any
+}
+
+func (s *typeSnapshot) resource(name, version string) *anypb.Any {
+	if s == nil {
+		return nil
+	}
+	if e := s.byName[name]; e != nil && e.version == version {
+		return e.any
+	}
+	return nil
+}
+
+// heldResources is what a delta stream holds, by resource name. Never modified once
+// recorded in a response.
+type heldResources map[string]*discoveryv3.Resource
+
+func (h heldResources) resource(name, version string) *anypb.Any {
+	if r := h[name]; r != nil && r.GetVersion() == version {
+		return r.GetResource()
+	}
+	return nil
 }
 
 type proxyState struct {
 	id, cluster, zone string
 	streams           map[streamKey]*streamState
 	acked             map[string]TypeStatus
-	nacks             int
-	lastNack          *Nack
+	// ackedContent per type: the content of what acked records.
+	ackedContent map[string]resourceSource
+	nacks        int
+	lastNack     *Nack
+	// nackByType per type: the latest NACK of a response of that type.
+	nackByType map[string]*Nack
 	// routeSubs counts, per route name ("*" for a wildcard watch), the proxy's streams
 	// whose RDS subscription holds it.
 	routeSubs map[string]int
@@ -369,6 +417,8 @@ func (t *tracker) open(k streamKey) {
 		deltaKnown: map[string]map[string]string{},
 		lastNonce:  make(map[string]string, types),
 		names:      make(map[string][]string, types),
+		sent:       make(map[string]sentResponse, types),
+		deltaHeld:  map[string]heldResources{},
 	}
 	t.lock()
 	defer t.unlock()
@@ -414,13 +464,15 @@ func (t *tracker) attach(k streamKey, st *streamState, node *corev3.Node) *proxy
 	p := t.proxies[node.GetId()]
 	if p == nil {
 		p = &proxyState{
-			id:         node.GetId(),
-			cluster:    node.GetCluster(),
-			zone:       node.GetLocality().GetZone(),
-			streams:    map[streamKey]*streamState{},
-			acked:      map[string]TypeStatus{},
-			routeSubs:  map[string]int{},
-			routeNodes: map[string]*routeNode{},
+			id:           node.GetId(),
+			cluster:      node.GetCluster(),
+			zone:         node.GetLocality().GetZone(),
+			streams:      map[streamKey]*streamState{},
+			acked:        map[string]TypeStatus{},
+			ackedContent: map[string]resourceSource{},
+			nackByType:   map[string]*Nack{},
+			routeSubs:    map[string]int{},
+			routeNodes:   map[string]*routeNode{},
 		}
 		t.proxies[p.id] = p
 		added = p
@@ -491,6 +543,7 @@ func (t *tracker) request(k streamKey, node *corev3.Node, typeURL, nonce string,
 		} else {
 			delete(t.routeNackers, p)
 		}
+		p.nackByType[typeURL] = p.lastNack
 		nack = p.lastNack
 	} else {
 		t.acks.Add(1)
@@ -498,15 +551,19 @@ func (t *tracker) request(k streamKey, node *corev3.Node, typeURL, nonce string,
 			t.ackRoutes(p, pend.resources)
 		}
 		p.acked[typeURL] = TypeStatus{AckedVersion: pend.version, Acked: pend.resources, AckedAt: t.now()}
+		p.ackedContent[typeURL] = pend.content
 	}
 	t.notify()
 }
 
-func (t *tracker) response(k streamKey, typeURL, nonce, version string, resources map[string]string) {
-	t.pushes.Add(1)
+func (t *tracker) response(k streamKey, typeURL, nonce, version string, resources map[string]string, content resourceSource) {
+	seq := t.pushes.Add(1)
 	if st := t.stream(k); st != nil {
+		pend := pendingResponse{nonce: nonce, version: version, resources: resources, content: content}
+		at := t.now()
 		st.mu.Lock()
-		st.pending[typeURL] = pendingResponse{nonce: nonce, version: version, resources: resources}
+		st.pending[typeURL] = pend
+		st.sent[typeURL] = sentResponse{pendingResponse: pend, seq: seq, at: at}
 		st.lastNonce[typeURL] = nonce
 		st.mu.Unlock()
 	}
@@ -565,10 +622,14 @@ func (c callbacks) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest) 
 
 func (c callbacks) OnStreamResponse(ctx context.Context, id int64, req *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
 	var res map[string]string
+	var content resourceSource
 	if info := sentFrom(ctx); info != nil {
 		res = info.resources
+		if info.snap != nil {
+			content = info.snap
+		}
 	}
-	c.t.response(streamKey{server: c.server, id: id}, req.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo(), res)
+	c.t.response(streamKey{server: c.server, id: id}, req.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo(), res, content)
 }
 
 func (c callbacks) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
@@ -602,22 +663,30 @@ func (c callbacks) OnStreamDeltaResponse(id int64, req *discoveryv3.DeltaDiscove
 	t := c.t
 	st := t.stream(k)
 	var known map[string]string
+	var held heldResources
 	if st != nil {
 		st.mu.Lock()
 		known = maps.Clone(st.deltaKnown[req.GetTypeUrl()])
 		if known == nil {
 			known = map[string]string{}
 		}
+		held = maps.Clone(st.deltaHeld[req.GetTypeUrl()])
+		if held == nil {
+			held = heldResources{}
+		}
 		for _, r := range resp.GetResources() {
 			known[r.GetName()] = r.GetVersion()
+			held[r.GetName()] = r
 		}
 		for _, n := range resp.GetRemovedResources() {
 			delete(known, n)
+			delete(held, n)
 		}
 		st.deltaKnown[req.GetTypeUrl()] = known
+		st.deltaHeld[req.GetTypeUrl()] = held
 		st.mu.Unlock()
 	}
-	t.response(k, req.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo(), maps.Clone(known))
+	t.response(k, req.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo(), maps.Clone(known), held)
 }
 
 func (c callbacks) OnFetchRequest(context.Context, *discoveryv3.DiscoveryRequest) error { return nil }

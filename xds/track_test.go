@@ -156,7 +156,7 @@ func TestTrackerConvergenceIndex(t *testing.T) {
 						cb.OnStreamDeltaResponse(s.id, &discoveryv3.DeltaDiscoveryRequest{TypeUrl: resource.RouteType},
 							&discoveryv3.DeltaDiscoveryResponse{TypeUrl: resource.RouteType, Nonce: s.last, Resources: rs})
 					} else {
-						tr.response(streamKey{server: 1, id: s.id}, resource.RouteType, s.last, "tv"+s.last, res)
+						tr.response(streamKey{server: 1, id: s.id}, resource.RouteType, s.last, "tv"+s.last, res, nil)
 					}
 					s.res = res
 				}

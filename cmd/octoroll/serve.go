@@ -127,6 +127,7 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 	adm := admin.New(log, admin.Options{
 		Backend:       run,
 		Proxies:       xs.Proxies,
+		ProxyConfig:   xs.ProxyConfig,
 		XDSStats:      xs.Stats,
 		CatalogStatus: watcher.Status,
 		Ready: func() error {
