@@ -215,7 +215,8 @@ func (r Rollout) tryStart(now time.Time) (Rollout, []Event) {
 // version's numbers of the last stage as the baseline.
 func (r *Rollout) setFull(now time.Time) {
 	if r.Progress.StableRequests > 0 {
-		r.Baseline = &Baseline{Requests: r.Progress.StableRequests, Errors: r.Progress.StableErrors, P99: r.Progress.StableP99}
+		r.Baseline = &Baseline{Requests: r.Progress.StableRequests, Errors: r.Progress.StableErrors,
+			P99: r.Progress.StableP99, Window: r.Progress.StableWindow}
 	}
 	r.State = StateMonitoring
 	r.Stage = len(r.Plan.Stages)
@@ -354,10 +355,16 @@ func (r Rollout) judgeInput() judgeInput {
 	if st, ok := r.CurrentStage(); ok {
 		in.th = st.Thresholds
 	}
-	full := r.State == StateMonitoring || (r.State == StatePaused && r.PausedFrom == StateMonitoring)
-	if full {
-		in.baseline = r.Baseline
-		in.requireData = false
+	if r.inMonitoring() {
+		// With a holdback the previous version serves traffic beside the canary: it is
+		// the baseline, over the same windows, as in a stage. Without one, the stable
+		// version's numbers over the last stage stand in for it, and a breach of that
+		// older baseline pauses rather than rolls back (unless gross): daily cycles and
+		// traffic mix move both versions, and only one of them is measured now.
+		if !r.HoldbackActive() {
+			in.baseline = r.Baseline
+			in.requireData = false
+		}
 		if r.Phase < len(r.Plan.Monitoring) {
 			in.checks = append(slices.Clone(in.checks), r.Plan.Monitoring[r.Phase].Checks...)
 		}
@@ -370,6 +377,7 @@ func (r Rollout) judgeInput() judgeInput {
 // sustained rule fires, the rollback finding.
 func (r *Rollout) observe(now time.Time, obs Observation) (verdict, *finding) {
 	in := r.judgeInput()
+	in.sampleRatio = r.sampleRatio(obs)
 	v := judge(obs, in)
 	p := &r.Progress
 	if len(v.sourceFailure) > 0 {
@@ -400,13 +408,7 @@ func (r *Rollout) observe(now time.Time, obs Observation) (verdict, *finding) {
 	p.Failing = v.failing()
 	if v.numbers != nil {
 		p.Last = v.numbers
-		if obs.Stable.Requests >= in.th.MinRequests && obs.Stable.Err == nil && obs.Stable.Inconclusive == "" {
-			p.StableRequests += obs.Stable.Requests
-			p.StableErrors += min(obs.Stable.Errors, obs.Stable.Requests)
-			if obs.Stable.P99 > 0 {
-				p.StableP99 = Duration(obs.Stable.P99)
-			}
-		}
+		p.noteStable(obs, in.th.MinRequests)
 	}
 	switch v.sustained {
 	case triBreach:
@@ -679,10 +681,14 @@ func (r Rollout) stepMonitoring(now time.Time, obs Observation) (Rollout, []Even
 	return r2, append(evs, more...)
 }
 
-// complete closes the monitoring window: the canary becomes the new stable.
+// complete closes the monitoring window: the canary becomes the new stable and takes
+// the holdback's share too.
 func (r Rollout) complete(now time.Time, reason, actor string) (Rollout, []Event) {
 	r.State = StateMonitoring
 	closed := r.event(now, EventMonitoringClosed, func(e *Event) { e.Reason = reason; e.Actor = actor })
+	if r.holdback() > 0 {
+		r.Generation++ // the weights change: the holdback ends
+	}
 	r.State = StateCompleted
 	r.PausedFrom = ""
 	r.Reason = ""

@@ -119,6 +119,9 @@ type finding struct {
 	endpoints []string
 	alerts    []string
 	checks    []string
+	// gross marks a metric breach severe enough to roll back against any baseline,
+	// even one carried from the last stage (see againstBaseline).
+	gross bool
 }
 
 // verdict is the judgement of one observation.
@@ -146,6 +149,9 @@ type judgeInput struct {
 	baseline    *Baseline // used when the stable version has too little traffic
 	nackGen     uint64    // current generation: a NACK of it pauses
 	requireData bool      // false in the monitoring window: missing baseline is no hold
+	// sampleRatio is the sample-ratio test of the analysis window, nil when not run;
+	// on a mismatch the versions are not compared (see srm.go).
+	sampleRatio *SampleRatio
 }
 
 func pct(k, n uint64) float64 {
@@ -230,9 +236,28 @@ func judge(obs Observation, in judgeInput) verdict {
 		// only: the fast rollback of a sudden, severe regression. Every other test runs
 		// once per check on the analysis window, so a healthy canary is not paused by
 		// the noise of many short windows.
-		outs = append(outs, judgeSample(set, in, len(sets) > 1 && i == 0))
+		// A sample-ratio mismatch leaves only the gross test: the split is broken, but a
+		// gross error rate is a no-go whatever the split.
+		srm := in.sampleRatio != nil && in.sampleRatio.Mismatch
+		o := judgeSample(set, in, (len(sets) > 1 && i == 0) || srm)
+		if o.numbers != nil && o.numbers.Baseline {
+			o.againstBaseline()
+		}
+		outs = append(outs, o)
 	}
 	v.combine(outs, in)
+	if sr := in.sampleRatio; sr != nil {
+		if v.numbers != nil {
+			c := *sr
+			v.numbers.SampleRatio = &c
+		}
+		if sr.Mismatch {
+			v.inconclusive = append(v.inconclusive, sr.String())
+			if v.sustained == triClean {
+				v.sustained = triUnknown // neither extends nor resets the sustained run
+			}
+		}
+	}
 	if obs.AlertsErr != "" {
 		v.sourceFailure = append(v.sourceFailure, "alerts: "+obs.AlertsErr)
 		v.inconclusive = append(v.inconclusive, "alert source unavailable: "+obs.AlertsErr)
@@ -382,7 +407,7 @@ func judgeSample(set Sample, in judgeInput, grossOnly bool) metricOutcome {
 
 	grossPP := th.GrossFactor * th.RollbackErrorRatePP
 	if 100*deltaLow(ce, cs.Requests, se, ss.Requests, th.GrossConfidence) >= grossPP {
-		o.rollback = append(o.rollback, finding{reason: fmt.Sprintf(
+		o.rollback = append(o.rollback, finding{gross: true, reason: fmt.Sprintf(
 			"error rate grossly above baseline (≥ %.3g pp at %.3g confidence): %s", grossPP, th.GrossConfidence, rates)})
 	}
 	if grossOnly {

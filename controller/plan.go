@@ -180,6 +180,7 @@ func resolve(spec Spec) Plan {
 		AutoResume:         spec.AutoResume,
 		SmokeChecks:        append([]string(nil), spec.SmokeChecks...),
 		Window:             spec.Window,
+		Holdback:           uint32(spec.Holdback),
 	}
 	if p.SourceFailureLimit == 0 {
 		p.SourceFailureLimit = DefaultSourceFailureLimit
@@ -287,6 +288,10 @@ func (p Plan) String() string {
 			continue
 		}
 		s += fmt.Sprintf("%s %s → ", weightName(st.Weight), st.MinWindow)
+	}
+	if p.Holdback > 0 {
+		return s + fmt.Sprintf("%s (%s held back on the previous version until the monitoring window closes) → 100%%",
+			weightName(model.TotalWeight-min(p.Holdback, model.TotalWeight)), weightName(p.Holdback))
 	}
 	return s + "100%"
 }

@@ -126,23 +126,26 @@ type Rollout struct {
 
 // Plan is a resolved Spec: presets and defaults applied.
 type Plan struct {
-	Type               ReleaseType       `json:"type"`
-	Strategy           string            `json:"strategy,omitempty"`
-	Critical           bool              `json:"critical,omitempty"`
-	Stages             []Stage           `json:"stages"`
-	Thresholds         Thresholds        `json:"thresholds"`
-	CheckInterval      Duration          `json:"checkInterval"`
-	InconclusiveLimit  Duration          `json:"inconclusiveLimit"`
-	AckTimeout         Duration          `json:"ackTimeout"`
-	AnalysisWindow     Duration          `json:"analysisWindow,omitempty"`
-	SourceFailureLimit int               `json:"sourceFailureLimit,omitempty"`
-	AutoResume         bool              `json:"autoResume,omitempty"`
-	SmokeChecks        []string          `json:"smokeChecks,omitempty"`
-	SmokeTests         []HTTPCheck       `json:"smokeTests,omitempty"`
-	Synthetics         []HTTPCheck       `json:"synthetics,omitempty"`
-	Checks             []Check           `json:"checks,omitempty"`
-	Monitoring         []Phase           `json:"monitoring"`
-	Window             *DeploymentWindow `json:"window,omitempty"`
+	Type               ReleaseType `json:"type"`
+	Strategy           string      `json:"strategy,omitempty"`
+	Critical           bool        `json:"critical,omitempty"`
+	Stages             []Stage     `json:"stages"`
+	Thresholds         Thresholds  `json:"thresholds"`
+	CheckInterval      Duration    `json:"checkInterval"`
+	InconclusiveLimit  Duration    `json:"inconclusiveLimit"`
+	AckTimeout         Duration    `json:"ackTimeout"`
+	AnalysisWindow     Duration    `json:"analysisWindow,omitempty"`
+	SourceFailureLimit int         `json:"sourceFailureLimit,omitempty"`
+	AutoResume         bool        `json:"autoResume,omitempty"`
+	SmokeChecks        []string    `json:"smokeChecks,omitempty"`
+	SmokeTests         []HTTPCheck `json:"smokeTests,omitempty"`
+	Synthetics         []HTTPCheck `json:"synthetics,omitempty"`
+	Checks             []Check     `json:"checks,omitempty"`
+	Monitoring         []Phase     `json:"monitoring"`
+	// Holdback is the previous version's weight out of model.TotalWeight during the
+	// monitoring window (0: none; the canary has 100 %).
+	Holdback uint32            `json:"holdback,omitempty"`
+	Window   *DeploymentWindow `json:"window,omitempty"`
 }
 
 // Stage is one resolved stage.
@@ -196,6 +199,11 @@ type Progress struct {
 	StableRequests uint64   `json:"stableRequests,omitempty"`
 	StableErrors   uint64   `json:"stableErrors,omitempty"`
 	StableP99      Duration `json:"stableP99,omitempty"`
+	// StableWindow is the span those numbers cover; StableAnalysis is true when they
+	// are one analysis window's (which replaces them) rather than a sum of check
+	// windows (no longer added to once an analysis window was recorded).
+	StableWindow   Duration `json:"stableWindow,omitempty"`
+	StableAnalysis bool     `json:"stableAnalysis,omitempty"`
 	// LastDecision and LastReason de-duplicate decision events.
 	LastDecision Decision `json:"lastDecision,omitempty"`
 	LastReason   string   `json:"lastReason,omitempty"`
@@ -203,11 +211,16 @@ type Progress struct {
 	Last *Numbers `json:"last,omitempty"`
 }
 
-// Baseline is the stable version measured during the last stage.
+// Baseline is the stable version measured during the last stage: over the stage's
+// last analysis window (all its traffic since the ACK or the last resume, at most
+// Plan.AnalysisWindow), or, when none was gathered, the sum of its check windows.
 type Baseline struct {
 	Requests uint64   `json:"requests"`
 	Errors   uint64   `json:"errors"`
 	P99      Duration `json:"p99"`
+	// Window is the span of the stage's traffic the numbers cover (0 in rollouts
+	// persisted before it was recorded).
+	Window Duration `json:"window,omitempty"`
 }
 
 // Numbers are the measurements behind a decision, for events and the release report.
@@ -244,6 +257,9 @@ type Numbers struct {
 	Reason  string `json:"reason,omitempty"`
 	// Recent are the numbers of the last check window alone, when it was judged too.
 	Recent *Numbers `json:"recent,omitempty"`
+	// SampleRatio is the sample-ratio test of the analysis window against the ACKed
+	// weights, when it ran.
+	SampleRatio *SampleRatio `json:"sampleRatio,omitempty"`
 }
 
 // Verdicts of one check (Numbers.Verdict).

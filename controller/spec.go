@@ -104,6 +104,14 @@ type Spec struct {
 	// Monitoring replaces the post-release monitoring phases (default Immediate 30m,
 	// Short-term to 4h, Extended to 24h, Long-term to 72h).
 	Monitoring []Phase `json:"monitoring,omitempty" yaml:"monitoring,omitempty"`
+	// Holdback keeps the previous (known-good) version live at this share of traffic
+	// ("1%", or basis points out of 10000) through the monitoring window, as a concurrent
+	// control: the window's checks compare the canary with it over the same time, and a
+	// breach rolls back as in a stage. When the window closes the canary takes 100 %.
+	// Off (0) by default: the window then compares the canary with the stable version's
+	// numbers over the last stage, and a breach of that older baseline pauses (only a
+	// gross one rolls back). At most 10 %.
+	Holdback Share `json:"holdback,omitempty" yaml:"holdback,omitempty"`
 	// Window restricts starting and advancing to a deployment window. Nil: any time.
 	Window *DeploymentWindow `json:"window,omitempty" yaml:"window,omitempty"`
 	// Waivers waive pre-flight items (rollbackPlan, summary, smokeTests).

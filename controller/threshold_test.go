@@ -367,7 +367,7 @@ func TestCheckWindowJudgedForGrossOnly(t *testing.T) {
 	o := rates(r.Generation, 300, 1.67, 0.5, 100*time.Millisecond, 100*time.Millisecond)
 	o.Analysis = Sample{Window: 90 * time.Second,
 		Canary: VersionStats{Requests: 3000, Errors: 15, P99: 100 * time.Millisecond},
-		Stable: VersionStats{Requests: 30000, Errors: 150, P99: 100 * time.Millisecond}}
+		Stable: VersionStats{Requests: 57000, Errors: 285, P99: 100 * time.Millisecond}}
 	r2, _ := r.Step(now, o)
 	if r2.State != StateProgressing || r2.Progress.Last == nil || r2.Progress.Last.Verdict != VerdictClean ||
 		r2.Progress.Last.Recent == nil || r2.Progress.Last.Window != Duration(90*time.Second) {
@@ -376,7 +376,7 @@ func TestCheckWindowJudgedForGrossOnly(t *testing.T) {
 	o = rates(r.Generation, 2000, 12, 0.5, 100*time.Millisecond, 100*time.Millisecond)
 	o.Analysis = Sample{Window: 90 * time.Second,
 		Canary: VersionStats{Requests: 6000, Errors: 250, P99: 100 * time.Millisecond},
-		Stable: VersionStats{Requests: 60000, Errors: 300, P99: 100 * time.Millisecond}}
+		Stable: VersionStats{Requests: 114000, Errors: 570, P99: 100 * time.Millisecond}}
 	r2, _ = r.Step(now, o)
 	if r2.State != StateRolledBack || !strings.Contains(r2.Reason, "grossly") {
 		t.Fatalf("gross breach in the check window: state %s reason %q", r2.State, r2.Reason)

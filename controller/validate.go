@@ -76,6 +76,9 @@ func (s Spec) Validate() error {
 	nonNegative("inconclusiveLimit", s.InconclusiveLimit)
 	nonNegative("ackTimeout", s.AckTimeout)
 	nonNegative("analysisWindow", s.AnalysisWindow)
+	if s.Holdback > MaxHoldback {
+		add("holdback", "%s: want more than 0 and at most %s (0 or unset: no holdback)", s.Holdback, MaxHoldback)
+	}
 	if s.SourceFailureLimit < 0 {
 		add("sourceFailureLimit", "%d: must not be negative", s.SourceFailureLimit)
 	}

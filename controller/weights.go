@@ -2,22 +2,41 @@ package controller
 
 import "github.com/octoacme/octoroll/model"
 
-// CanaryWeight is the canary's desired weight out of model.TotalWeight.
+// CanaryWeight is the canary's desired weight out of model.TotalWeight. During the
+// monitoring window (paused there too) the plan's holdback stays on the previous
+// version; once the window closes the canary has all of it.
 func (r Rollout) CanaryWeight() uint32 {
 	switch r.State {
 	case StateRolledBack, StatePending, "":
 		return 0
-	case StateMonitoring, StateCompleted:
+	case StateCompleted:
 		return model.TotalWeight
+	case StateMonitoring:
+		return model.TotalWeight - r.holdback()
 	case StatePaused:
 		if r.PausedFrom == StatePending {
 			return 0
 		}
 	}
 	if r.Stage >= len(r.Plan.Stages) {
-		return model.TotalWeight
+		return model.TotalWeight - r.holdback()
 	}
 	return r.Plan.Stages[r.Stage].Weight
+}
+
+// holdback is the previous version's weight in the monitoring window, bounded so the
+// weights always sum to model.TotalWeight whatever a decoded plan holds.
+func (r Rollout) holdback() uint32 { return min(r.Plan.Holdback, model.TotalWeight) }
+
+// HoldbackActive reports whether the previous version is live as a concurrent control:
+// the rollout is in its monitoring window (or paused there) with a holdback.
+func (r Rollout) HoldbackActive() bool {
+	return r.holdback() > 0 && r.inMonitoring()
+}
+
+// inMonitoring reports whether r is in its monitoring window, running or paused.
+func (r Rollout) inMonitoring() bool {
+	return r.State == StateMonitoring || (r.State == StatePaused && r.PausedFrom == StateMonitoring)
 }
 
 // Weights returns the desired weights of the stable and canary versions out of
@@ -63,7 +82,7 @@ func (r Rollout) KnownGood() string {
 }
 
 // NewStable returns the version that became stable when the monitoring window closed;
-// ok is false unless the rollout completed. The loop records it in the catalog.
+// ok is false unless the rollout completed. The loop records it in the model.
 func (r Rollout) NewStable() (version string, ok bool) {
 	if r.State != StateCompleted {
 		return "", false

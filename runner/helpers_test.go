@@ -62,11 +62,15 @@ func (c *fakeClock) Advance(d time.Duration) {
 }
 
 // scriptedMetrics returns the scripted stats of each version; a version without a
-// script has no data.
+// script has no data. With weights set, the stable version's requests and errors are
+// scaled to the canary's by the weights served, as a real split would count them (the
+// rates stay as scripted), so the sample-ratio guard sees the split it expects.
 type scriptedMetrics struct {
 	mu    sync.Mutex
 	stats map[string]metrics.Stats
 	calls int
+	// weights returns the weights served for a service by version, nil when none.
+	weights func(service string) map[string]uint32
 }
 
 var _ metrics.Source = (*scriptedMetrics)(nil)
@@ -87,13 +91,29 @@ func (m *scriptedMetrics) Set(version string, s metrics.Stats) {
 	m.stats[version] = s
 }
 
-func (m *scriptedMetrics) VersionStats(_ context.Context, _ catalog.Service, version string, _ time.Duration, _ time.Time) (metrics.Stats, error) {
+func (m *scriptedMetrics) VersionStats(_ context.Context, svc catalog.Service, version string, _ time.Duration, _ time.Time) (metrics.Stats, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.calls++
 	s, ok := m.stats[version]
 	if !ok {
 		return metrics.Stats{}, metrics.ErrNoData
+	}
+	if m.weights == nil || version != svc.Stable {
+		return s, nil
+	}
+	w := m.weights(svc.Name)
+	var canary string
+	for v, wt := range w {
+		if v != version && wt > 0 {
+			canary = v // the other version with traffic
+		}
+	}
+	c, ok := m.stats[canary]
+	if ws, wc := w[version], w[canary]; ok && ws > 0 && wc > 0 && c.Requests > 0 {
+		f := c.Requests * float64(ws) / float64(wc) / s.Requests
+		s.Requests *= f
+		s.Errors *= f
 	}
 	return s, nil
 }
@@ -208,6 +228,7 @@ func (h *harness) open(serve bool) {
 		})
 		h.addr = lis.Addr().String()
 	}
+	h.metrics.weights = func(service string) map[string]uint32 { return servedWeights(h.xs, service) }
 	h.run, err = runner.New(context.Background(), h.cat, runner.Options{
 		Log: h.log, Store: st, XDS: h.xs, Metrics: h.metrics, Now: h.clock.Now, Alerts: h.alerts, Notify: h.notify,
 	})
@@ -278,8 +299,18 @@ func kinds(evs []controller.Event) []string {
 // version.
 func served(t *testing.T, xs *xds.Server) map[string]uint32 {
 	t.Helper()
+	w := servedWeights(xs, svcName)
+	if w == nil {
+		t.Fatalf("no route %q served", svcName)
+	}
+	return w
+}
+
+// servedWeights returns the weights of the split route the xds server serves for
+// service, by version; nil when it serves none.
+func servedWeights(xs *xds.Server, service string) map[string]uint32 {
 	for _, rc := range xs.Resources().Routes {
-		if rc.GetName() != translate.RouteName(svcName) {
+		if rc.GetName() != translate.RouteName(service) {
 			continue
 		}
 		for _, vh := range rc.GetVirtualHosts() {
@@ -290,13 +321,12 @@ func served(t *testing.T, xs *xds.Server) map[string]uint32 {
 				}
 				out := map[string]uint32{}
 				for _, c := range wc.GetClusters() {
-					out[strings.TrimPrefix(c.GetName(), svcName+translate.NameSeparator)] = c.GetWeight().GetValue()
+					out[strings.TrimPrefix(c.GetName(), service+translate.NameSeparator)] = c.GetWeight().GetValue()
 				}
 				return out
 			}
 		}
 	}
-	t.Fatalf("no route %q served", svcName)
 	return nil
 }
 

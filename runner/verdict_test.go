@@ -270,15 +270,16 @@ func verdictService(t *testing.T, name string, port int, target string) catalog.
 	return svc
 }
 
-// verdictSpec is one 5 % stage of five seconds, checked every second, with the guide's
-// thresholds except a 3 s sustain for the error-rate no-go.
+// verdictSpec is one stage of five seconds at a third, the share the canary's flow has
+// of the traffic (so the sample-ratio guard finds the split as weighted), checked every
+// second, with the guide's thresholds except a 3 s sustain for the error-rate no-go.
 func verdictSpec(service string) controller.Spec {
 	return controller.Spec{
 		Service: service,
 		Release: controller.Release{Type: controller.Minor, Name: "2.0.0", Date: "2026-03-02",
 			Summary: "new pricing engine", RollbackPlan: "route 100% back to v1"},
 		Canary:             controller.Canary{Version: "v2"},
-		Stages:             []controller.StageSpec{{Percent: 5, MinWindow: controller.Duration(5 * time.Second)}},
+		Stages:             []controller.StageSpec{{Percent: 33.33, MinWindow: controller.Duration(5 * time.Second)}},
 		CheckInterval:      controller.Duration(time.Second),
 		AckTimeout:         controller.Duration(30 * time.Second),
 		InconclusiveLimit:  controller.Duration(5 * time.Minute),
