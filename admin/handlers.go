@@ -68,6 +68,9 @@ func summarizeService(v ServiceView) ServiceSummary {
 		rs := summarizeRollout(*v.Active)
 		out.Active = &rs
 	}
+	if p := v.Publication; p != nil && (!p.OK || len(p.Stale) > 0) {
+		out.Publication = &Publication{OK: p.OK, Error: p.Error, FailingSince: p.FailingSince, Stale: p.Stale}
+	}
 	return out
 }
 
@@ -534,6 +537,11 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err := s.ready(); err != nil {
 		out.Ready = err.Error()
+	}
+	for _, v := range s.opts.Backend.Services() {
+		if p := v.Publication; p != nil && !p.OK {
+			out.PublishFailures = append(out.PublishFailures, PublishFailure{Service: v.Service.Name, Error: p.Error, Since: p.FailingSince})
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

@@ -20,6 +20,8 @@ type Metrics struct {
 	notifyFails  *prometheus.CounterVec
 	sourceUp     *prometheus.GaugeVec
 	pushDuration prometheus.Histogram
+	publishFails *prometheus.CounterVec
+	publishOK    *prometheus.GaugeVec
 }
 
 // NewMetrics creates the counters and registers them on reg (nil: not registered). A
@@ -42,6 +44,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "octoroll_metrics_source_up",
 			Help: "1 when the last query of the metrics source succeeded, 0 when it failed.",
 		}, []string{"source"}),
+		publishFails: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "octoroll_publish_failures_total",
+			Help: "Distinct publication failures of a service's desired state (its last good resources kept serving), by service.",
+		}, []string{"service"}),
+		publishOK: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "octoroll_service_publish_ok",
+			Help: "1 when the service's desired state is what is served, 0 while its publication fails.",
+		}, []string{"service"}),
 		pushDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "octoroll_xds_push_duration_seconds",
 			Help:    "Time to publish changed resources to the open xDS watches, per publish.",
@@ -56,6 +66,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.notifyFails = register(reg, m.notifyFails)
 	m.sourceUp = register(reg, m.sourceUp)
 	m.pushDuration = register(reg, m.pushDuration)
+	m.publishFails = register(reg, m.publishFails)
+	m.publishOK = register(reg, m.publishOK)
 	return m
 }
 
@@ -243,3 +255,30 @@ func (s *Server) metricsHandler() http.Handler {
 type zapPromLogger struct{ s *Server }
 
 func (l zapPromLogger) Println(v ...any) { l.s.log.Sugar().Warn(v...) }
+
+// Publication records a service's publication state: ok false counts one failure
+// (call it once per distinct failure, as the publish_failed event is).
+func (m *Metrics) Publication(service string, ok bool) {
+	if m == nil {
+		return
+	}
+	if ok {
+		m.publishOK.WithLabelValues(service).Set(1)
+		return
+	}
+	m.publishFails.WithLabelValues(service).Inc()
+	m.publishOK.WithLabelValues(service).Set(0)
+}
+
+// PublicationState sets a service's publication gauge without counting a failure (the
+// state found at start or after a catalog change).
+func (m *Metrics) PublicationState(service string, ok bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if ok {
+		v = 1
+	}
+	m.publishOK.WithLabelValues(service).Set(v)
+}

@@ -55,6 +55,9 @@ type card struct {
 	Proxies ProxyConvergence
 	Events  []EventRecord
 	Active  bool
+	// Publication is set when the service's desired state is not served (see
+	// ServiceSummary.Publication).
+	Publication *Publication
 }
 
 type checkRow struct {
@@ -190,7 +193,7 @@ func (s *Server) render(w http.ResponseWriter, data pageData) {
 // service's latest rollout.
 func (s *Server) card(v ServiceView, ro *controller.Rollout) (card, error) {
 	sum := summarizeService(v)
-	c := card{Name: v.Service.Name, KnownGood: v.KnownGood, Proxies: sum.Proxies, Weight: "0%"}
+	c := card{Name: v.Service.Name, KnownGood: v.KnownGood, Proxies: sum.Proxies, Weight: "0%", Publication: sum.Publication}
 	if ro == nil && v.Active != nil {
 		ro = v.Active
 	}

@@ -72,6 +72,27 @@ type ServiceSummary struct {
 	Proxies ProxyConvergence `json:"proxies"`
 	// Active is the active rollout, nil when idle.
 	Active *RolloutSummary `json:"active,omitempty"`
+	// Publication is set when the service's desired state is not what is served, or is
+	// served from a stale DNS answer; nil when it is served.
+	Publication *Publication `json:"publication,omitempty"`
+}
+
+// Publication is whether a service's desired state is served. While it is not, the
+// service's last good resources keep serving (Weights are theirs) and every tick retries.
+type Publication struct {
+	OK bool `json:"ok"`
+	// Error says why the desired state is not served.
+	Error        string    `json:"error,omitempty"`
+	FailingSince time.Time `json:"failingSince,omitzero"`
+	// Stale names DNS names served from an answer whose refresh failed.
+	Stale []string `json:"stale,omitempty"`
+}
+
+// PublishFailure is one service whose desired state is not served.
+type PublishFailure struct {
+	Service string    `json:"service"`
+	Error   string    `json:"error"`
+	Since   time.Time `json:"since,omitzero"`
 }
 
 // ProxyConvergence says how many subscribed proxies ACKed the current route of a service.
@@ -251,6 +272,8 @@ type StatusResponse struct {
 	XDS     xds.Stats      `json:"xds"`
 	// Ready is empty when the server is ready, otherwise why not.
 	Ready string `json:"ready,omitempty"`
+	// PublishFailures are the services whose desired state is not served, by name.
+	PublishFailures []PublishFailure `json:"publishFailures,omitempty"`
 }
 
 // HealthResponse is the body of /healthz and /readyz.

@@ -64,6 +64,8 @@ const (
 	EventRolledBack       = model.EventRolledBack
 	EventCompleted        = model.EventCompleted
 	EventMonitoringClosed = model.EventMonitoringClosed
+	EventPublishFailed    = model.EventPublishFailed
+	EventPublished        = model.EventPublished
 )
 
 // EventNames returns every rollout event name, in lifecycle order (model.EventNames).

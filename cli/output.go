@@ -110,6 +110,11 @@ func writeServices(w io.Writer, svcs []admin.ServiceSummary) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, "idle", "-", bar(0), s.KnownGood, proxiesLabel(s.Proxies), "-")
 	}
 	tw.Flush()
+	for _, s := range svcs {
+		if p := s.Publication; p != nil && !p.OK {
+			fmt.Fprintf(w, "%s: NOT PUBLISHED since %s, the last good resources keep serving: %s\n", s.Name, stamp(p.FailingSince), clip(p.Error, 200))
+		}
+	}
 }
 
 // writeServiceDetail prints one service in depth.
@@ -124,6 +129,14 @@ func writeServiceDetail(w io.Writer, d admin.ServiceDetail) {
 		conv += "; waiting for " + strings.Join(p.Stragglers, ", ")
 	}
 	fmt.Fprintf(tw, "Proxies:\t%s\n", conv)
+	if pub := d.Publication; pub != nil {
+		if !pub.OK {
+			fmt.Fprintf(tw, "Publication:\tNOT PUBLISHED since %s, the last good resources keep serving: %s\n", stamp(pub.FailingSince), clip(pub.Error, 200))
+		}
+		for _, s := range pub.Stale {
+			fmt.Fprintf(tw, "Stale DNS:\t%s\n", s)
+		}
+	}
 	if p.NACK != nil {
 		fmt.Fprintf(tw, "Last NACK:\t%s rejected %s at %s: %s\n", p.NACK.NodeID, p.NACK.Version, stamp(p.NACK.At), clip(p.NACK.Message, 200))
 	}

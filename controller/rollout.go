@@ -50,6 +50,8 @@ const (
 	EventRolledBack       = model.EventRolledBack
 	EventCompleted        = model.EventCompleted
 	EventMonitoringClosed = model.EventMonitoringClosed
+	EventPublishFailed    = model.EventPublishFailed
+	EventPublished        = model.EventPublished
 
 	EventCreated        = "created"         // pre-flight passed; carries the release metadata summary
 	EventWaiver         = "waiver"          // a pre-flight item was waived (Waiver set)

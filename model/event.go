@@ -12,6 +12,12 @@ const (
 	EventRolledBack       = "rolled_back"
 	EventCompleted        = "completed"
 	EventMonitoringClosed = "monitoring_closed"
+	// EventPublishFailed: a service's desired state could not be published (its DNS
+	// names do not resolve, its resources do not translate); its last good resources
+	// keep serving. Sent once per distinct failure.
+	EventPublishFailed = "publish_failed"
+	// EventPublished: a service whose publication failed is served again.
+	EventPublished = "published"
 )
 
 // EventNames returns every rollout event name, in lifecycle order. The slice is a
@@ -20,6 +26,7 @@ func EventNames() []string {
 	return []string{
 		EventStarted, EventStageAdvanced, EventPaused, EventResumed,
 		EventRolledBack, EventCompleted, EventMonitoringClosed,
+		EventPublishFailed, EventPublished,
 	}
 }
 

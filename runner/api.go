@@ -13,6 +13,7 @@ import (
 	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
 	"github.com/octoacme/octoroll/healthcheck"
+	"github.com/octoacme/octoroll/publish"
 	"github.com/octoacme/octoroll/store"
 	"github.com/octoacme/octoroll/translate"
 	"github.com/octoacme/octoroll/xds"
@@ -24,9 +25,12 @@ type ServiceView struct {
 	Service catalog.Service `json:"service"`
 	// KnownGood is the version a no-go returns to (the stable version when idle).
 	KnownGood string `json:"knownGood"`
-	// Weights are the published weights, out of catalog.TotalWeight.
+	// Weights are the served weights, out of catalog.TotalWeight.
 	Weights map[string]uint32 `json:"weights"`
 	Matches []translate.Match `json:"matches,omitempty"`
+	// Publication says whether the service's desired state is served (nil before its
+	// first publish); while it fails, Weights are the last good ones, still served.
+	Publication *publish.Status `json:"publication,omitempty"`
 	// Convergence is how far the published route has reached the proxies.
 	Convergence xds.Convergence `json:"convergence"`
 	// Active is the active rollout, nil when idle.
@@ -63,6 +67,18 @@ type EventRecord struct {
 // Start runs pre-flight and starts a rollout of spec. The first weights are persisted,
 // then published.
 func (r *Runner) Start(ctx context.Context, spec controller.Spec, actor string) (controller.Rollout, error) {
+	// The canary's DNS names are looked up before the lock is taken; one that does not
+	// resolve leaves the rollout's weights not published (the engine holds), never the
+	// other services.
+	var hosts []string
+	for _, ep := range spec.Canary.Endpoints {
+		if e, err := catalog.ParseEndpoint(ep); err == nil {
+			hosts = append(hosts, publish.ServiceHosts(catalog.Service{Versions: []catalog.Version{{Endpoints: []catalog.Endpoint{e}}}})...)
+		}
+	}
+	if len(hosts) > 0 {
+		r.dns.Prime(ctx, hosts)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	svc, ok := r.effectiveServiceLocked(spec.Service)
@@ -187,9 +203,12 @@ func (r *Runner) Service(name string) (ServiceView, bool) {
 		return ServiceView{}, false
 	}
 	v := ServiceView{Service: svc, KnownGood: svc.Stable}
-	if d, ok := r.published[name]; ok {
+	if d, ok := r.pub.Served(name); ok {
 		v.Weights = d.Weights
 		v.Matches = d.Matches
+	}
+	if st, ok := r.pub.Status(name); ok {
+		v.Publication = &st
 	}
 	if e, ok := r.active[name]; ok {
 		ro := e.r

@@ -221,17 +221,17 @@ func (r *Runner) commitLocked(ctx context.Context, e *entry, next controller.Rol
 		delete(r.checks, next.Service)
 	}
 	if terminal || next.Generation != prev.Generation || e.pubVersion == "" {
-		if err := r.publishLocked(ctx); err != nil {
-			// Persisted but not served: the xds server keeps the last good state and
-			// the next check reports no convergence for this generation, so the
-			// rollout pauses on the ACK timeout instead of judging weights not in force.
-			r.log.Error("publish failed", zap.String("service", next.Service), zap.Error(err))
-		} else {
+		// Persisted; served unless the service fails to publish, in which case the
+		// xds server keeps its last good resources, the publish is retried on every
+		// tick and the engine sees the generation as not published.
+		r.publishLocked()
+		st, _ := r.pub.Status(next.Service)
+		if st.OK {
 			e.pubGen = next.Generation
 			e.pubVersion = r.opts.XDS.Convergence(next.Service).RouteVersion
-			if next.State == controller.StateRolledBack && prev.State != controller.StateRolledBack {
-				r.watchRestoreLocked(next, e.pubVersion)
-			}
+		}
+		if next.State == controller.StateRolledBack && prev.State != controller.StateRolledBack {
+			r.watchRestoreLocked(next, e.pubVersion, st.OK)
 		}
 	}
 	for _, ev := range evs {
@@ -298,7 +298,7 @@ func (r *Runner) logEvent(ev controller.Event) {
 func (r *Runner) confirmRestoresLocked(now time.Time) {
 	for svc, w := range r.restoring {
 		conv := r.opts.XDS.Convergence(svc)
-		done := conv.RouteVersion == w.version && conv.Done() && conv.NACK == nil
+		done := w.published && conv.RouteVersion == w.version && conv.Done() && conv.NACK == nil
 		if !done && now.Before(w.deadline) {
 			continue
 		}
@@ -337,8 +337,8 @@ type restoreDoc struct {
 func restoreKey(service string) string { return "restore/" + service }
 
 // watchRestoreLocked starts waiting for every proxy to ACK a rollback's weights.
-func (r *Runner) watchRestoreLocked(ro controller.Rollout, version string) {
-	r.restoring[ro.Service] = restoreWatch{ro: ro, version: version,
+func (r *Runner) watchRestoreLocked(ro controller.Rollout, version string, published bool) {
+	r.restoring[ro.Service] = restoreWatch{ro: ro, version: version, published: published,
 		deadline: r.opts.Now().Add(max(ro.Plan.AckTimeout.D(), time.Second))}
 	r.putRestore(ro.Service, restoreDoc{RolloutID: ro.ID})
 }
@@ -380,7 +380,8 @@ func (r *Runner) loadRestoreLocked(service string) error {
 	if err != nil {
 		return fmt.Errorf("restore watch of %s: %w", service, err)
 	}
-	r.restoring[service] = restoreWatch{ro: ro, version: r.opts.XDS.Convergence(service).RouteVersion,
+	st, _ := r.pub.Status(service)
+	r.restoring[service] = restoreWatch{ro: ro, version: r.opts.XDS.Convergence(service).RouteVersion, published: st.OK,
 		deadline: r.opts.Now().Add(max(ro.Plan.AckTimeout.D(), time.Second))}
 	return nil
 }

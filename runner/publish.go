@@ -12,6 +12,7 @@ import (
 
 	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
+	"github.com/octoacme/octoroll/publish"
 	"github.com/octoacme/octoroll/translate"
 )
 
@@ -152,9 +153,7 @@ func (r *Runner) unhealthyLocked(svc catalog.Service) map[string][]string {
 func (r *Runner) publishHealth(ctx context.Context) map[string]bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := r.publishLocked(ctx); err != nil {
-		r.log.Error("publish endpoint health", zap.Error(err))
-	}
+	r.publishLocked()
 	changed := map[string]bool{}
 	if r.opts.Health == nil {
 		return changed
@@ -188,42 +187,75 @@ func (r *Runner) publishHealth(ctx context.Context) map[string]bool {
 	return changed
 }
 
-// publishLocked hands the whole desired state to the xds server. DNS endpoint names are
-// resolved first; a name that does not resolve fails the publish and the xds server
-// keeps serving the last good state.
-func (r *Runner) publishLocked(ctx context.Context) error {
-	desired := r.desiredLocked()
-	resolved := make([]translate.Desired, 0, len(desired))
-	for _, d := range desired {
-		rd, err := ResolveEndpoints(ctx, r.opts.Resolver, d)
-		if err != nil {
-			return fmt.Errorf("service %s: %w", d.Service.Name, err)
-		}
-		resolved = append(resolved, rd)
+// republish refreshes the DNS answers that are due (outside the lock) and publishes
+// again when an answer changed or a service's desired state is not served yet: a
+// failed publication is retried on every tick until it is served.
+func (r *Runner) republish(ctx context.Context) {
+	changed := r.dns.Refresh(ctx)
+	if !changed && len(r.pub.Failing()) == 0 {
+		return
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.publishLocked()
+}
+
+// primeDNS looks up, before the caller takes the lock, the DNS names of svcs that have
+// no answer yet, so that the publish under the lock finds them.
+func (r *Runner) primeDNS(ctx context.Context, svcs ...catalog.Service) {
+	var hosts []string
+	for _, s := range svcs {
+		hosts = append(hosts, publish.ServiceHosts(s)...)
+	}
+	if len(hosts) > 0 {
+		r.dns.Prime(ctx, hosts)
+	}
+}
+
+// publishLocked hands the desired state of every service to the publisher, which
+// serves each service on its own: a service whose DNS names have no answer or whose
+// resources do not translate keeps its last good resources, is reported (an event
+// publish_failed, its status) and is retried on every tick; the others are served.
+// It does no I/O apart from handing the resources to the xds server (DNS answers come
+// from the cache).
+func (r *Runner) publishLocked() {
+	desired := r.desiredLocked()
 	start := time.Now()
-	if err := r.opts.XDS.Update(resolved); err != nil {
-		return err
+	changes, err := r.pub.Publish(desired)
+	if err != nil {
+		// The xds cache refused the whole set: nothing changed, every service keeps
+		// serving what it served; the next tick retries the services not served.
+		r.log.Error("publish", zap.Error(err))
+		return
 	}
 	if r.opts.OnPublish != nil {
 		r.opts.OnPublish(time.Since(start))
 	}
-	// Every active rollout's current weights are served now, possibly in a new route
-	// version (a catalog change adds a version or an endpoint): its ACK is the one that
-	// counts for the rollout's generation, and for a rollback's restore.
+	// Every active rollout whose desired state is served now serves its current
+	// weights, possibly in a new route version (a catalog change adds a version or an
+	// endpoint): its ACK is the one that counts for the rollout's generation. A rollout
+	// whose service failed keeps its previous generation: the engine sees its weights
+	// as not published.
 	for svc, e := range r.active {
-		e.pubGen, e.pubVersion = e.r.Generation, r.opts.XDS.Convergence(svc).RouteVersion
+		if st, ok := r.pub.Status(svc); ok && st.OK {
+			e.pubGen, e.pubVersion = e.r.Generation, r.opts.XDS.Convergence(svc).RouteVersion
+		}
 	}
 	for svc, w := range r.restoring {
-		if _, busy := r.active[svc]; !busy {
+		if _, busy := r.active[svc]; busy {
+			continue
+		}
+		if st, ok := r.pub.Status(svc); ok && st.OK {
 			w.version = r.opts.XDS.Convergence(svc).RouteVersion
+			w.published = true
 			r.restoring[svc] = w
 		}
 	}
 	services := make([]catalog.Service, 0, len(desired))
 	for _, d := range desired {
-		r.published[d.Service.Name] = d
-		services = append(services, d.Service)
+		if served, ok := r.pub.Served(d.Service.Name); ok {
+			services = append(services, served.Service)
+		}
 	}
 	// Probers and scrapers follow the versions that have clusters, canaries included.
 	if r.opts.Health != nil {
@@ -232,7 +264,37 @@ func (r *Runner) publishLocked(ctx context.Context) error {
 	if u, ok := r.opts.Metrics.(interface{ Update([]catalog.Service) }); ok {
 		u.Update(services)
 	}
-	return nil
+	for _, c := range changes {
+		r.publicationEventLocked(c)
+	}
+}
+
+// publicationEventLocked records, logs and notifies a service's publication failing
+// (once per distinct failure) or recovering.
+func (r *Runner) publicationEventLocked(c publish.Change) {
+	ev := controller.Event{Time: r.opts.Now(), Service: c.Service, Kind: controller.EventPublished,
+		Reason: "the desired state is served"}
+	if c.Err != "" {
+		ev.Kind, ev.Reason = controller.EventPublishFailed, "not published, the last good resources keep serving: "+c.Err
+	}
+	var ro controller.Rollout
+	if e, ok := r.active[c.Service]; ok {
+		ro = e.r
+		ev.RolloutID, ev.State, ev.Stage, ev.Generation, ev.Weight = ro.ID, ro.State, ro.Stage, ro.Generation, ro.CanaryWeight()
+	}
+	if sevs, err := storeEvents([]controller.Event{ev}); err == nil {
+		if _, err := r.opts.Store.AppendEvents(sevs...); err != nil {
+			r.log.Warn("record publication event", zap.String("service", c.Service), zap.Error(err))
+		}
+	}
+	if c.Err != "" {
+		r.log.Error("service not published", zap.String("service", c.Service), zap.String("error", c.Err))
+	} else {
+		r.log.Info("service published", zap.String("service", c.Service))
+	}
+	if r.opts.Notify != nil {
+		r.opts.Notify.Notify(ev, ro)
+	}
 }
 
 // weightString renders weights for logs: "v1=9500 v2=500".

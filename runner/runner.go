@@ -27,9 +27,9 @@ import (
 	"github.com/octoacme/octoroll/controller"
 	"github.com/octoacme/octoroll/healthcheck"
 	"github.com/octoacme/octoroll/metrics"
+	"github.com/octoacme/octoroll/publish"
 	"github.com/octoacme/octoroll/smoke"
 	"github.com/octoacme/octoroll/store"
-	"github.com/octoacme/octoroll/translate"
 	"github.com/octoacme/octoroll/xds"
 )
 
@@ -43,7 +43,7 @@ var (
 
 // Publisher is the xds server as the runner uses it.
 type Publisher interface {
-	Update(desired []translate.Desired) error
+	publish.Server
 	Convergence(service string) xds.Convergence
 }
 
@@ -79,8 +79,14 @@ type Options struct {
 	// Tick is how often Run looks for rollouts due a check; default 1s. Each rollout is
 	// checked at its own plan's CheckInterval.
 	Tick time.Duration
-	// Resolver resolves DNS endpoint names; default net.DefaultResolver.
-	Resolver HostResolver
+	// Resolver resolves DNS endpoint names; default net.DefaultResolver. Lookups run
+	// outside the runner's lock: a name is looked up when a catalog or rollout first
+	// names it, again every DNSRefresh, and on every tick while its lookup fails (the
+	// last good answer keeps serving).
+	Resolver publish.HostResolver
+	// DNSRefresh is how often a name that resolved is looked up again; default
+	// publish.DefaultDNSRefresh.
+	DNSRefresh time.Duration
 	// MinWindow bounds the metrics window of one check from below; default 0 (the
 	// rollout's check interval is the window).
 	MinWindow time.Duration
@@ -107,8 +113,10 @@ type Runner struct {
 	services map[string]serviceState // persisted per-service state
 	active   map[string]*entry       // by service
 	checks   map[string]map[string]controller.CheckResult
-	// published is what the xds server serves: the last desired state it accepted.
-	published map[string]translate.Desired
+	// pub serves each service on its own and knows what is served; dns holds the
+	// answers it resolves from.
+	pub *publish.Publisher
+	dns *publish.DNS
 	// restoring are rollbacks whose known-good weights are not yet ACKed by every
 	// proxy; the ACK is recorded as the rollout's last event (time to restore).
 	restoring map[string]restoreWatch
@@ -124,6 +132,8 @@ type restoreWatch struct {
 	ro       controller.Rollout
 	version  string
 	deadline time.Time
+	// published is true once the known-good weights are served (version is theirs).
+	published bool
 }
 
 // entry is one active rollout and the loop's bookkeeping for it.
@@ -177,7 +187,6 @@ func New(ctx context.Context, cat *catalog.Catalog, opts Options) (*Runner, erro
 		services:   map[string]serviceState{},
 		active:     map[string]*entry{},
 		checks:     map[string]map[string]controller.CheckResult{},
-		published:  map[string]translate.Desired{},
 		restoring:  map[string]restoreWatch{},
 		healthSeen: map[string]string{},
 		wake:       make(chan struct{}, 1),
@@ -186,6 +195,8 @@ func New(ctx context.Context, cat *catalog.Catalog, opts Options) (*Runner, erro
 	if r.http == nil {
 		r.http = smoke.New(r.log, smoke.Options{})
 	}
+	r.dns = publish.NewDNS(opts.Resolver, opts.Now, opts.DNSRefresh)
+	r.pub = publish.New(opts.XDS, r.dns, opts.Now)
 	recs, err := opts.Store.ListRollouts(store.ListFilter{ActiveOnly: true})
 	if err != nil {
 		return nil, fmt.Errorf("load active rollouts: %w", err)
@@ -213,11 +224,16 @@ func New(ctx context.Context, cat *catalog.Catalog, opts Options) (*Runner, erro
 			return nil, err
 		}
 	}
+	// The names of every service are looked up before the first publish. A service
+	// whose persisted state cannot be resolved or translated is reported failing and
+	// retried; it never stops the others from serving, nor octoroll from starting.
+	r.mu.Lock()
+	desired := r.desiredLocked()
+	r.mu.Unlock()
+	r.dns.Prime(ctx, publish.Hosts(desired...))
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := r.publishLocked(ctx); err != nil {
-		return nil, fmt.Errorf("publish persisted state: %w", err)
-	}
+	r.publishLocked()
 	for _, svc := range cat.Services {
 		if _, busy := r.active[svc.Name]; busy {
 			continue
@@ -260,6 +276,7 @@ func (r *Runner) loadService(name string) error {
 // cannot be served (for example, it drops a version an active rollout uses) is refused
 // and the previous one keeps serving.
 func (r *Runner) SetCatalog(ctx context.Context, cat *catalog.Catalog) error {
+	r.primeDNS(ctx, cat.Services...)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	// A service with an active rollout must stay: without it the rollout's weights
@@ -279,10 +296,22 @@ func (r *Runner) SetCatalog(ctx context.Context, cat *catalog.Catalog) error {
 			}
 		}
 	}
-	if err := r.publishLocked(ctx); err != nil {
-		r.cat = prev
-		return fmt.Errorf("catalog not applied, the previous one keeps serving: %w", err)
+	// A service with an active rollout must keep serving the rollout's weights: a
+	// catalog that would leave them unpublishable (it drops a version they name, say)
+	// is refused. One that fails already is not a reason to refuse other changes.
+	for _, d := range r.desiredLocked() {
+		e, busy := r.active[d.Service.Name]
+		if st, ok := r.pub.Status(d.Service.Name); !busy || (ok && !st.OK) {
+			continue
+		}
+		if err := r.pub.Check(d); err != nil {
+			r.cat = prev
+			return fmt.Errorf("catalog not applied, the previous one keeps serving: service %s has active rollout %s: %w", d.Service.Name, e.r.ID, err)
+		}
 	}
+	// A service of the new catalog that does not translate keeps its last good
+	// resources and is reported failing; the others serve the new catalog.
+	r.publishLocked()
 	return nil
 }
 
@@ -324,6 +353,21 @@ func (r *Runner) Run(ctx context.Context) error {
 			done <- struct{}{}
 		}()
 	}
+	// Publication is retried, and DNS refreshed, on its own beside the checks.
+	var pubWG sync.WaitGroup
+	defer pubWG.Wait()
+	pubWG.Go(func() {
+		pt := time.NewTicker(r.opts.Tick)
+		defer pt.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-pt.C:
+				r.republish(ctx)
+			}
+		}
+	})
 	for {
 		select {
 		case <-ctx.Done():
@@ -350,8 +394,12 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 }
 
-// Evaluate checks every rollout that is due now. Tests drive it on an injected clock.
-func (r *Runner) Evaluate(ctx context.Context) { r.evaluate(ctx, nil) }
+// Evaluate retries publication (as Run does on every tick) and checks every rollout that
+// is due now. Tests drive it on an injected clock.
+func (r *Runner) Evaluate(ctx context.Context) {
+	r.republish(ctx)
+	r.evaluate(ctx, nil)
+}
 
 // evaluate checks every rollout that is due, and those of the services in force at once.
 func (r *Runner) evaluate(ctx context.Context, force map[string]bool) {

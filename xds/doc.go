@@ -3,8 +3,7 @@
 // services and delta xDS, and tracks what each proxy subscribed to, ACKed and NACKed.
 //
 // It only serves: translation (the IR, the resources, their checks and names) is
-// package translate, and DNS resolution happens before translation, in the
-// publication path.
+// package translate; DNS resolution and per-service publication are package publish.
 //
 // Import rule (asserted by internal/deps): xds does not import controller, runner or
 // store.

@@ -129,6 +129,26 @@ func (s *Server) Update(desired []translate.Desired) error {
 	return nil
 }
 
+// SetResources serves res, already translated and checked (package publish translates
+// and checks each service on its own, keeping a failing service's last good resources),
+// in place of everything served before. As with Update, only the resource types whose
+// content changed are sent, and only to the proxies watching a changed resource; on
+// error nothing changes. Each resource must not be modified after it is passed in: a
+// resource that is the same value as the one served is not marshaled again.
+func (s *Server) SetResources(res translate.Resources) error {
+	s.updMu.Lock()
+	defer s.updMu.Unlock()
+	start := time.Now()
+	changed, err := s.cache.setImmutable(res.ByType())
+	if err != nil {
+		s.updateErrors.Add(1)
+		return fmt.Errorf("publish xds resources: %w", err)
+	}
+	s.current, s.memo = res, translate.Memo{}
+	s.observePush(start, changed)
+	return nil
+}
+
 func (s *Server) observePush(start time.Time, changed []string) {
 	if len(changed) == 0 {
 		return

@@ -48,6 +48,7 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 	var (
 		run      *runner.Runner
 		notifier *notify.Notifier
+		am       *admin.Metrics
 	)
 	watcher, err := catalog.NewWatcher(cfg.Config, log, func(c *catalog.Catalog) {
 		if run == nil || notifier == nil {
@@ -57,6 +58,7 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 			log.Warn("catalog change not applied", zap.Error(err))
 			return
 		}
+		publicationGauges(am, run)
 		notifier.Update(c.Notifications)
 	})
 	if err != nil {
@@ -95,7 +97,7 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 	}
 
 	reg := prometheus.NewRegistry()
-	am := admin.NewMetrics(reg)
+	am = admin.NewMetrics(reg)
 	notifier = notify.New(log, watcher.Current().Notifications, notify.Options{
 		Health: prober,
 		OnEvent: func(d notify.Delivery) {
@@ -124,6 +126,7 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
+	publicationGauges(am, run)
 	adm := admin.New(log, admin.Options{
 		Backend:       run,
 		Proxies:       xs.Proxies,
@@ -220,6 +223,10 @@ func (e events) Notify(ev controller.Event, r controller.Rollout) {
 		e.metrics.Decision(ev.Service, ev.Decision, reasonKind(ev.Reason))
 	case controller.EventRolledBack:
 		e.metrics.Rollback(ev.Service, reasonKind(ev.Reason))
+	case controller.EventPublishFailed:
+		e.metrics.Publication(ev.Service, false)
+	case controller.EventPublished:
+		e.metrics.Publication(ev.Service, true)
 	}
 	e.notifier.Notify(ev, r)
 }
@@ -238,4 +245,12 @@ func metricsSourceName(cfg config) string {
 		return "prometheus " + cfg.PrometheusURL
 	}
 	return "embedded scrape"
+}
+
+// publicationGauges sets every service's publication gauge from the runner's state;
+// the events keep them current between calls.
+func publicationGauges(m *admin.Metrics, run *runner.Runner) {
+	for _, v := range run.Services() {
+		m.PublicationState(v.Service.Name, v.Publication == nil || v.Publication.OK)
+	}
 }

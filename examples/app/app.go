@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"strconv"
@@ -25,11 +26,12 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// Rand is the randomness behind the error-rate and jitter knobs. *math/rand/v2.Rand
+// Rand is the randomness behind the error-rate and latency knobs. *math/rand/v2.Rand
 // satisfies it; tests inject a seeded one. App serialises calls, so it need not be
 // safe for concurrent use.
 type Rand interface {
 	Float64() float64
+	NormFloat64() float64
 }
 
 // shutdownTimeout bounds the graceful drain of in-flight requests.
@@ -131,7 +133,7 @@ func (a *App) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
 	a.log.Info("serving", zap.String("service", a.cfg.Service), zap.String("version", a.cfg.Version),
 		zap.Stringer("grpc", grpcLis.Addr()), zap.Stringer("http", httpLis.Addr()),
 		zap.Float64("errorRate", a.cfg.ErrorRate), zap.Duration("latency", a.cfg.Latency),
-		zap.Duration("latencyJitter", a.cfg.LatencyJitter))
+		zap.Float64("latencySigma", a.cfg.LatencySigma), zap.Duration("latencyJitter", a.cfg.LatencyJitter))
 
 	var first error
 	pending := 2
@@ -186,6 +188,9 @@ func (a *App) fault() (fail bool, delay time.Duration) {
 	defer a.mu.Unlock()
 	fail = a.cfg.ErrorRate > 0 && a.rnd.Float64() < a.cfg.ErrorRate
 	delay = a.cfg.Latency
+	if a.cfg.LatencySigma > 0 {
+		delay = time.Duration(float64(delay) * math.Exp(a.cfg.LatencySigma*a.rnd.NormFloat64()))
+	}
 	if a.cfg.LatencyJitter > 0 {
 		delay += time.Duration(a.rnd.Float64() * float64(a.cfg.LatencyJitter))
 	}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -302,6 +303,36 @@ func TestFault(t *testing.T) {
 	}
 }
 
+// The lognormal latency knob: median Latency, e^(σ·Z) around it, seeded.
+func TestLognormalLatency(t *testing.T) {
+	cfg := testConfig("s", "v")
+	cfg.Latency = 50 * time.Millisecond
+	cfg.LatencySigma = 0.5
+	one := NewApp(cfg, zaptest.NewLogger(t), &seq{vals: []float64{1, -2}})
+	if _, d := one.fault(); d != time.Duration(float64(50*time.Millisecond)*math.Exp(0.5)) {
+		t.Errorf("Z = 1: delay %s, want 50ms × e^0.5", d)
+	}
+	if _, d := one.fault(); d != time.Duration(float64(50*time.Millisecond)*math.Exp(-1)) {
+		t.Errorf("Z = -2: delay %s, want 50ms × e^-1", d)
+	}
+	cfg.LatencySigma = 0.6
+	a := NewApp(cfg, zaptest.NewLogger(t), rand.New(rand.NewPCG(3, 3)))
+	const n = 20000
+	ds := make([]time.Duration, n)
+	for i := range ds {
+		_, ds[i] = a.fault()
+	}
+	slices.Sort(ds)
+	med, p99 := ds[n/2], ds[n*99/100]
+	wantP99 := time.Duration(float64(50*time.Millisecond) * math.Exp(0.6*2.3263))
+	if med < 48*time.Millisecond || med > 52*time.Millisecond {
+		t.Errorf("median %s, want 50ms ± 4%%", med)
+	}
+	if lo, hi := wantP99*92/100, wantP99*108/100; p99 < lo || p99 > hi {
+		t.Errorf("P99 %s, want %s ± 8%%", p99, wantP99)
+	}
+}
+
 type seq struct {
 	vals []float64
 	i    int
@@ -313,12 +344,17 @@ func (s *seq) Float64() float64 {
 	return v
 }
 
+// NormFloat64 returns the next value too: the standard normal draw it stands for.
+func (s *seq) NormFloat64() float64 { return s.Float64() }
+
 // gate is a Rand that blocks its first draw until released, so that a test can hold a
 // request in flight.
 type gate struct {
 	entered, release chan struct{}
 	once             bool
 }
+
+func (g *gate) NormFloat64() float64 { return 0 }
 
 func (g *gate) Float64() float64 {
 	if !g.once {

@@ -22,15 +22,22 @@ type config struct {
 	// ErrorRate is the fraction (0..1) of served requests that fail on purpose: gRPC
 	// Unavailable, HTTP 503.
 	ErrorRate float64 `env:"ERROR_RATE" envDefault:"0"`
-	// Latency is added to every served request; LatencyJitter adds a further uniform
-	// random delay in [0, LatencyJitter).
+	// Latency is the median delay added to a served request. With LatencySigma 0 every
+	// request gets exactly Latency; otherwise the delay is lognormal, Latency ×
+	// e^(σ·Z) with Z standard normal: the long right tail real services have (σ 0.6
+	// puts the P99 at about 4 × the median). LatencyJitter adds a further uniform random
+	// delay in [0, LatencyJitter).
 	Latency       time.Duration `env:"LATENCY" envDefault:"0s"`
+	LatencySigma  float64       `env:"LATENCY_SIGMA" envDefault:"0"`
 	LatencyJitter time.Duration `env:"LATENCY_JITTER" envDefault:"0s"`
 	// Seed seeds the random source of the error and jitter knobs; 0 picks a random seed.
 	Seed      uint64 `env:"SEED" envDefault:"0"`
 	LogFormat string `env:"LOG_FORMAT" envDefault:"json"`
 	LogLevel  string `env:"LOG_LEVEL" envDefault:"info"`
 }
+
+// maxLatencySigma bounds the lognormal's σ: at 3 the P99 is already 1,000 × the median.
+const maxLatencySigma = 3
 
 // loadConfig reads the environment, then args as flags.
 func loadConfig(name string, args []string) (config, error) {
@@ -45,6 +52,7 @@ func loadConfig(name string, args []string) (config, error) {
 	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "HTTP listen address: /, /healthz, /metrics (APP_HTTP_ADDR)")
 	fs.Float64Var(&c.ErrorRate, "error-rate", c.ErrorRate, "fraction 0..1 of requests that fail: gRPC Unavailable, HTTP 503 (APP_ERROR_RATE)")
 	fs.DurationVar(&c.Latency, "latency", c.Latency, "latency added to every request, e.g. 20ms (APP_LATENCY)")
+	fs.Float64Var(&c.LatencySigma, "latency-sigma", c.LatencySigma, "σ of the lognormal latency around its median --latency; 0 is constant (APP_LATENCY_SIGMA)")
 	fs.DurationVar(&c.LatencyJitter, "latency-jitter", c.LatencyJitter, "further uniform random latency in [0, jitter) (APP_LATENCY_JITTER)")
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed of the error and jitter randomness; 0 is random (APP_SEED)")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json or console (APP_LOG_FORMAT)")
@@ -78,6 +86,9 @@ func (c config) Validate() error {
 	}
 	if c.Latency < 0 {
 		errs = append(errs, fmt.Errorf("latency: %s is negative", c.Latency))
+	}
+	if !(c.LatencySigma >= 0 && c.LatencySigma <= maxLatencySigma) {
+		errs = append(errs, fmt.Errorf("latency-sigma: %v is outside 0..%v", c.LatencySigma, maxLatencySigma))
 	}
 	if c.LatencyJitter < 0 {
 		errs = append(errs, fmt.Errorf("latency-jitter: %s is negative", c.LatencyJitter))

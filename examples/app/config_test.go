@@ -22,9 +22,9 @@ func TestLoadConfig(t *testing.T) {
 		},
 		{
 			name: "env",
-			env:  map[string]string{"APP_SERVICE": "checkout", "APP_VERSION": "v2", "APP_ERROR_RATE": "0.08", "APP_LATENCY": "20ms", "APP_LATENCY_JITTER": "5ms", "APP_SEED": "9"},
+			env:  map[string]string{"APP_SERVICE": "checkout", "APP_VERSION": "v2", "APP_ERROR_RATE": "0.08", "APP_LATENCY": "20ms", "APP_LATENCY_JITTER": "5ms", "APP_LATENCY_SIGMA": "0.6", "APP_SEED": "9"},
 			want: func(c config) bool {
-				return c.Service == "checkout" && c.Version == "v2" && c.ErrorRate == 0.08 && c.Latency == 20*time.Millisecond && c.LatencyJitter == 5*time.Millisecond && c.Seed == 9
+				return c.Service == "checkout" && c.Version == "v2" && c.ErrorRate == 0.08 && c.Latency == 20*time.Millisecond && c.LatencyJitter == 5*time.Millisecond && c.LatencySigma == 0.6 && c.Seed == 9
 			},
 		},
 		{
@@ -37,10 +37,11 @@ func TestLoadConfig(t *testing.T) {
 		},
 		{
 			name:    "every bad setting reported",
-			args:    []string{"--service", "", "--error-rate", "1.5", "--latency", "-1s", "--latency-jitter", "-1ms", "--http-addr", "nope", "--log-format", "xml", "--log-level", "loud"},
-			wantErr: []string{"service:", "error-rate:", "latency:", "latency-jitter:", "http-addr:", "log-format:", "log-level:"},
+			args:    []string{"--service", "", "--error-rate", "1.5", "--latency", "-1s", "--latency-jitter", "-1ms", "--latency-sigma", "-0.1", "--http-addr", "nope", "--log-format", "xml", "--log-level", "loud"},
+			wantErr: []string{"service:", "error-rate:", "latency:", "latency-jitter:", "latency-sigma:", "http-addr:", "log-format:", "log-level:"},
 		},
 		{name: "NaN error rate", args: []string{"--error-rate", "NaN"}, wantErr: []string{"error-rate:"}},
+		{name: "NaN latency sigma", args: []string{"--latency-sigma", "NaN"}, wantErr: []string{"latency-sigma:"}},
 		{name: "bad env", env: map[string]string{"APP_LATENCY": "soon"}, wantErr: []string{"environment:"}},
 		{name: "stray argument", args: []string{"serve"}, wantErr: []string{"unexpected arguments"}},
 	} {

@@ -1,4 +1,4 @@
-package runner_test
+package publish_test
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/octoacme/octoroll/model"
-	"github.com/octoacme/octoroll/runner"
+	"github.com/octoacme/octoroll/publish"
 	"github.com/octoacme/octoroll/translate"
 )
 
@@ -53,7 +53,7 @@ func TestResolveEndpoints(t *testing.T) {
 	}
 	d := resolveDesired()
 	d.Service.Versions[0].Endpoints = []model.Endpoint{{Host: "stable.internal", Port: 8080}, {Host: "10.0.0.1", Port: 8080}}
-	got, err := runner.ResolveEndpoints(t.Context(), r, d)
+	got, err := publish.ResolveEndpoints(t.Context(), r, d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func TestResolveEndpoints(t *testing.T) {
 
 	// A name marked unhealthy marks every address it resolves to; an IP stays itself.
 	d.Unhealthy = map[string][]string{"stable": {"stable.internal:8080"}, "canary": {"10.0.1.1:8080"}}
-	got, err = runner.ResolveEndpoints(t.Context(), r, d)
+	got, err = publish.ResolveEndpoints(t.Context(), r, d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,6 +83,6 @@ func TestResolveEndpoints(t *testing.T) {
 	}
 
 	d.Service.Versions[1].Endpoints[0].Host = "gone.internal"
-	_, err = runner.ResolveEndpoints(t.Context(), r, d)
+	_, err = publish.ResolveEndpoints(t.Context(), r, d)
 	wantErr(t, err, `service.versions[1] "canary": resolve "gone.internal"`)
 }

@@ -1,4 +1,4 @@
-package runner
+package publish
 
 import (
 	"context"

@@ -1,0 +1,291 @@
+// Package publish serves each service's desired state on its own: for every service it
+// resolves the DNS names (from a cache, see DNS), translates and checks the resources,
+// and hands the resources of every service to the xds server. A service that fails keeps
+// its last good resources while every other service publishes, and its failure is
+// reported per service (Status, Change) until a later publish serves it.
+//
+// It does no I/O apart from what its Server does; DNS lookups happen in DNS.Refresh and
+// DNS.Prime, which callers run outside their locks. It must not import controller,
+// runner or any storage package.
+package publish
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+
+	"github.com/octoacme/octoroll/translate"
+	"github.com/octoacme/octoroll/xds"
+)
+
+// Server serves the resources of every service; *xds.Server satisfies it.
+type Server interface {
+	// SetResources serves res in place of everything served before; on error nothing
+	// changes.
+	SetResources(res translate.Resources) error
+}
+
+var _ Server = (*xds.Server)(nil)
+
+// Status is the publication state of one service.
+type Status struct {
+	Service string `json:"service"`
+	// OK is true when the service's desired state is what is served.
+	OK bool `json:"ok"`
+	// Error says why the desired state is not served; the last good resources keep
+	// serving (none when Serving is false).
+	Error string `json:"error,omitempty"`
+	// FailingSince is when the current failure began.
+	FailingSince time.Time `json:"failingSince,omitzero"`
+	// Serving is true when resources of the service are served (the desired state's
+	// or, while failing, the last good one's).
+	Serving bool `json:"serving"`
+	// Stale names the DNS names served from an answer whose refresh failed.
+	Stale []string `json:"stale,omitempty"`
+}
+
+// Change is a service's publication changing: a new failure (Err set; reported once per
+// distinct failure, not on every retry) or its recovery (Err empty).
+type Change struct {
+	Service string
+	Err     string
+}
+
+// Publisher translates and serves each service on its own. It is safe for concurrent
+// use.
+type Publisher struct {
+	srv Server
+	dns *DNS
+	now func() time.Time
+
+	mu   sync.Mutex
+	svcs map[string]*service
+}
+
+type service struct {
+	// good is the last good translation, served while the desired state fails.
+	good     translate.Resources
+	goodKey  string
+	goodPort uint32
+	served   translate.Desired // the desired state (as given, before DNS) good translates
+	serving  bool
+	// badKey and badErr remember the last failed translation, so that a retry of the
+	// same input does not translate it again.
+	badKey string
+	badErr error
+	status Status
+}
+
+// New returns a Publisher serving through srv, resolving DNS names from dns.
+func New(srv Server, dns *DNS, now func() time.Time) *Publisher {
+	if now == nil {
+		now = time.Now
+	}
+	return &Publisher{srv: srv, dns: dns, now: now, svcs: map[string]*service{}}
+}
+
+// Publish serves desired, one entry per service. A service whose names do not resolve
+// from the DNS cache or whose resources do not translate or check keeps its last good
+// resources (none if it never had any); the others are served. It returns the services
+// whose publication changed. The error is the Server's: then nothing changed and every
+// service is as before.
+//
+// The cost is proportional to the services whose desired state changed since the last
+// Publish: the others keep their translated, checked resources.
+func (p *Publisher) Publish(desired []translate.Desired) ([]Change, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	desired = slices.Clone(desired)
+	slices.SortFunc(desired, func(a, b translate.Desired) int { return strings.Compare(a.Service.Name, b.Service.Name) })
+
+	type outcome struct {
+		d     translate.Desired
+		res   translate.Resources
+		key   string
+		port  uint32
+		err   error
+		stale []string
+		fresh bool // res is a new translation of d
+	}
+	outs := make([]outcome, 0, len(desired))
+	ports := map[uint32]string{}
+	var all translate.Resources
+	seen := map[string]bool{}
+	for _, d := range desired {
+		name := d.Service.Name
+		o := outcome{d: d}
+		s := p.svcs[name]
+		if s == nil {
+			s = &service{}
+		}
+		switch {
+		case seen[name]:
+			o.err = errors.New("duplicate service name")
+		default:
+			seen[name] = true
+			rd, stale, err := p.dns.Resolve(d)
+			o.stale = stale
+			if err != nil {
+				o.err = err
+				break
+			}
+			o.key = desiredKey(rd)
+			switch o.key {
+			case s.goodKey:
+				o.res, o.port = s.good, s.goodPort
+			case s.badKey:
+				o.err = s.badErr
+			default:
+				res, err := translate.TranslateService(rd)
+				if err != nil {
+					o.err = err
+					break
+				}
+				o.res, o.port, o.fresh = res, rd.Service.Port, true
+			}
+		}
+		if o.err == nil {
+			if other, ok := ports[o.port]; ok {
+				o.err = fmt.Errorf("port %d already used by service %q", o.port, other)
+			}
+		}
+		if o.err == nil {
+			ports[o.port] = name
+			all = appendResources(all, o.res)
+		} else if s.serving {
+			if _, taken := ports[s.goodPort]; !taken {
+				ports[s.goodPort] = name
+				all = appendResources(all, s.good)
+			}
+		}
+		outs = append(outs, o)
+	}
+	sortResources(&all)
+	if err := p.srv.SetResources(all); err != nil {
+		return nil, err
+	}
+
+	now := p.now()
+	var changes []Change
+	next := make(map[string]*service, len(outs))
+	for _, o := range outs {
+		name := o.d.Service.Name
+		if next[name] != nil {
+			continue // a duplicate: the first entry is the service
+		}
+		s := p.svcs[name]
+		if s == nil {
+			s = &service{}
+		}
+		next[name] = s
+		wasOK, hadStatus := s.status.OK, s.status.Service != ""
+		prevErr := s.status.Error
+		s.status.Service, s.status.Stale = name, o.stale
+		if o.err == nil {
+			if o.fresh {
+				s.good, s.goodKey, s.goodPort = o.res, o.key, o.port
+			}
+			s.served, s.serving = o.d, true
+			s.badKey, s.badErr = "", nil
+			s.status.OK, s.status.Error, s.status.FailingSince = true, "", time.Time{}
+			if hadStatus && !wasOK {
+				changes = append(changes, Change{Service: name})
+			}
+		} else {
+			if o.key != "" && o.key != s.goodKey {
+				s.badKey, s.badErr = o.key, o.err
+			}
+			msg := o.err.Error()
+			if wasOK || !hadStatus {
+				s.status.FailingSince = now
+			}
+			s.status.OK, s.status.Error = false, msg
+			if msg != prevErr {
+				changes = append(changes, Change{Service: name, Err: msg})
+			}
+		}
+		s.status.Serving = s.serving
+	}
+	p.svcs = next
+	return changes, nil
+}
+
+// Check reports whether desired would publish (its DNS names have answers in the cache,
+// its resources translate and check) without serving it.
+func (p *Publisher) Check(desired translate.Desired) error {
+	rd, _, err := p.dns.Resolve(desired)
+	if err != nil {
+		return err
+	}
+	_, err = translate.TranslateService(rd)
+	return err
+}
+
+// Status returns the publication state of service (false when it was never published).
+func (p *Publisher) Status(service string) (Status, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.svcs[service]
+	if s == nil {
+		return Status{}, false
+	}
+	st := s.status
+	st.Stale = slices.Clone(st.Stale)
+	return st, true
+}
+
+// Failing returns the services whose desired state is not served, sorted.
+func (p *Publisher) Failing() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for name, s := range p.svcs {
+		if !s.status.OK {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Served returns the desired state (as given to Publish, before DNS) whose resources
+// serve for service: its last good one while it fails.
+func (p *Publisher) Served(service string) (translate.Desired, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.svcs[service]
+	if s == nil || !s.serving {
+		return translate.Desired{}, false
+	}
+	return s.served, true
+}
+
+// desiredKey identifies the content of d: Go syntax of plain data, with map keys sorted.
+func desiredKey(d translate.Desired) string { return fmt.Sprintf("%#v", d) }
+
+func appendResources(all, r translate.Resources) translate.Resources {
+	all.Listeners = append(all.Listeners, r.Listeners...)
+	all.Routes = append(all.Routes, r.Routes...)
+	all.Clusters = append(all.Clusters, r.Clusters...)
+	all.Endpoints = append(all.Endpoints, r.Endpoints...)
+	return all
+}
+
+// sortResources sorts each slice of r by resource name, the order the xds server and
+// its content hashes expect.
+func sortResources(r *translate.Resources) {
+	slices.SortFunc(r.Listeners, func(a, b *listenerv3.Listener) int { return strings.Compare(a.GetName(), b.GetName()) })
+	slices.SortFunc(r.Routes, func(a, b *routev3.RouteConfiguration) int { return strings.Compare(a.GetName(), b.GetName()) })
+	slices.SortFunc(r.Clusters, func(a, b *clusterv3.Cluster) int { return strings.Compare(a.GetName(), b.GetName()) })
+	slices.SortFunc(r.Endpoints, func(a, b *endpointv3.ClusterLoadAssignment) int {
+		return strings.Compare(a.GetClusterName(), b.GetClusterName())
+	})
+}
