@@ -2,6 +2,7 @@ package xds
 
 import (
 	"context"
+	"maps"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -144,6 +145,10 @@ func (st *adsStream) handle(req *discoveryv3.DiscoveryRequest) error {
 		}
 		clear(st.queue[len(kept):])
 		st.queue = kept
+		// SetResourceSubscription deletes the names no longer subscribed from the
+		// returned map, which the tracker shares (it is what the proxy holds): give the
+		// subscription its own copy first.
+		w.sub.SetReturnedResources(maps.Clone(w.sub.ReturnedResources()))
 		w.sub.SetResourceSubscription(req.GetResourceNames())
 	}
 	st.mu.Unlock()

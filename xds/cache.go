@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -146,6 +147,7 @@ type entry struct {
 	version string
 	any     *anypb.Any
 	delta   *discoveryv3.Resource
+	mark    uint64 // the last sameValues call that saw it; guarded by Cache.pubMu
 }
 
 // ResourceVersion is the content version of one marshaled resource. It is the same hash
@@ -160,16 +162,49 @@ func ResourceVersion(name string, marshaled []byte) string {
 
 func snapshotVersion(names []string, byName map[string]*entry) string {
 	h := sha256.New()
+	var buf []byte
 	for _, n := range names {
-		fmt.Fprintf(h, "%d:%s:%s;", len(n), n, byName[n].version)
+		// The bytes of fmt.Fprintf(h, "%d:%s:%s;", len(n), n, version), without fmt.
+		buf = strconv.AppendInt(buf[:0], int64(len(n)), 10)
+		buf = append(buf, ':')
+		buf = append(buf, n...)
+		buf = append(buf, ':')
+		buf = append(buf, byName[n].version...)
+		buf = append(buf, ';')
+		h.Write(buf)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// sameMarks numbers the calls of sameValues, so that each marks entries with its own
+// value.
+var sameMarks atomic.Uint64
+
+// sameValues reports whether res are exactly the values prev marshaled, each once, one
+// for each of its resources: then the type is unchanged and nothing needs building.
+// Called with the publisher lock held (entry.mark is written).
+func sameValues(res []types.Resource, prev *typeSnapshot) bool {
+	if len(res) != len(prev.names) {
+		return false
+	}
+	mark := sameMarks.Add(1)
+	for _, r := range res {
+		old := prev.byName[cachev3.GetResourceName(r)]
+		if old == nil || old.src != r || old.mark == mark {
+			return false // changed, new, or listed twice
+		}
+		old.mark = mark
+	}
+	return true
 }
 
 // buildSnapshot marshals res, reusing the entries of prev whose content is unchanged.
 // With immutable set, a resource that is the very value prev marshaled is not marshaled
 // again.
 func buildSnapshot(typeURL string, res []types.Resource, prev *typeSnapshot, immutable bool) (*typeSnapshot, error) {
+	if immutable && sameValues(res, prev) {
+		return prev, nil
+	}
 	s := &typeSnapshot{byName: make(map[string]*entry, len(res))}
 	opts := proto.MarshalOptions{Deterministic: true}
 	for _, r := range res {
@@ -674,8 +709,12 @@ func (r *sotwResponse) GetVersion() (string, error) {
 	return r.settled().out.GetVersionInfo(), nil
 }
 func (r *sotwResponse) GetResponseVersion() string { return r.settled().out.GetVersionInfo() }
+
+// GetReturnedResources is a copy: go-control-plane's server keeps it in the stream's
+// subscription and deletes from it when the subscription shrinks, while the tracker keeps
+// the original as what the proxy holds. (octoroll's ADS handler reads returned itself.)
 func (r *sotwResponse) GetReturnedResources() map[string]string {
-	return r.settled().returned
+	return maps.Clone(r.settled().returned)
 }
 func (r *sotwResponse) GetContext() context.Context { return r.settled().ctx }
 

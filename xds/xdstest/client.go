@@ -11,6 +11,7 @@ import (
 	"maps"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -109,11 +110,25 @@ type Client struct {
 // the test; its stderr is logged if the test failed.
 func StartClient(t testing.TB, cfg ClientConfig) *Client {
 	t.Helper()
+	return startProcess(t, exec.Command(os.Args[0], "-test.run=^$"), cfg)
+}
+
+// StartNodeClient runs the Node proxyless client (client.js in dir, with its
+// node_modules installed) as a client of cfg. It speaks the protocol of StartClient's
+// client, so the returned Client drives it the same way.
+func StartNodeClient(t testing.TB, dir string, cfg ClientConfig) *Client {
+	t.Helper()
+	return startProcess(t, exec.Command("node", filepath.Join(dir, "client.js")), cfg)
+}
+
+// startProcess starts cmd as a client of cfg: the configuration and the xDS bootstrap
+// go in its environment, reports come on its stdout, commands go to its stdin.
+func startProcess(t testing.TB, cmd *exec.Cmd, cfg ClientConfig) *Client {
+	t.Helper()
 	js, err := json.Marshal(cfg)
 	if err != nil {
 		t.Fatalf("client config: %v", err)
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(),
 		clientEnv+"="+string(js),
 		"GRPC_XDS_BOOTSTRAP_CONFIG="+Bootstrap(cfg.XDSServer, cfg.NodeID, cfg.Cluster, cfg.Zone),
@@ -138,6 +153,16 @@ func StartClient(t testing.TB, cfg ClientConfig) *Client {
 		}
 	})
 	return c
+}
+
+// Exited is closed when the client process has exited; ExitErr then says how.
+func (c *Client) Exited() <-chan struct{} { return c.exited }
+
+// ExitErr is the client process's exit error once Exited is closed (nil: exit 0).
+func (c *Client) ExitErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.exitErr
 }
 
 func (c *Client) read(r io.Reader) {
