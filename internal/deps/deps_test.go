@@ -108,6 +108,13 @@ func TestImportRules(t *testing.T) {
 			allowed: func(importer, f string) bool { return f == "net" && generatedProto(importer) }},
 		{pkg: "catalog", forbidden: []string{mod + "controller", mod + "xds", mod + "translate", mod + "runner"}},
 		{pkg: "xds", forbidden: []string{mod + "controller", mod + "runner", mod + "store"}},
+		// The admin API's wire types and the CLI speak the API, never the server: no
+		// octoroll package that serves, stores or watches, and no I/O but the CLI's
+		// own HTTP client.
+		{pkg: "admin/api", forbidden: append(slices.Clone(io), mod+"admin", mod+"runner", mod+"xds", mod+"store", mod+"catalog", mod+"publish"),
+			allowed: func(importer, f string) bool { return f == "net" && generatedProto(importer) }},
+		{pkg: "cli", forbidden: []string{mod + "admin", mod + "runner", mod + "xds", mod + "store", mod + "catalog", mod + "publish",
+			"go.uber.org/zap", "github.com/fsnotify/fsnotify", "go.etcd.io/bbolt", "google.golang.org/grpc"}},
 	}
 	for _, r := range rules {
 		t.Run(r.pkg, func(t *testing.T) {
