@@ -5,6 +5,7 @@ import (
 
 	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
+	"github.com/octoacme/octoroll/translate"
 	"github.com/octoacme/octoroll/xds"
 )
 
@@ -109,8 +110,8 @@ type ProxyConvergence struct {
 type ServiceDetail struct {
 	ServiceSummary
 	// Catalog is the effective catalog entry (catalog + versions added by rollouts).
-	Catalog catalog.Service `json:"catalog"`
-	Matches []xds.Match     `json:"matches,omitempty"`
+	Catalog catalog.Service   `json:"catalog"`
+	Matches []translate.Match `json:"matches,omitempty"`
 	// Health is the active health-check state by version.
 	Health map[string]VersionHealth `json:"health,omitempty"`
 	// LastObservation holds the numbers of the last judged check of the active rollout.
