@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/octoacme/octoroll/admin/api"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -183,7 +184,7 @@ func expect(t *testing.T, name string, got resp, status int, code string) {
 	if status < 400 {
 		return
 	}
-	var e Error
+	var e api.Error
 	dec := json.NewDecoder(bytes.NewReader(got.body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&e); err != nil || e.Error == "" {
@@ -227,27 +228,27 @@ func TestAPIRollout(t *testing.T) {
 
 	// Idle: nothing to promote.
 	for _, action := range []string{"pause", "resume", "promote", "promote-full", "finish"} {
-		expect(t, "idle "+action, f.do(t, post("/api/v1/services/checkout/"+action, "")), 409, CodeNoActiveRollout)
+		expect(t, "idle "+action, f.do(t, post("/api/v1/services/checkout/"+action, "")), 409, api.CodeNoActiveRollout)
 	}
-	expect(t, "idle abort", f.do(t, post("/api/v1/services/checkout/abort", `{"reason":"no"}`)), 409, CodeNoActiveRollout)
-	expect(t, "idle check", f.do(t, post("/api/v1/services/checkout/checks", `{"name":"smoke","passed":true}`)), 409, CodeNoActiveRollout)
+	expect(t, "idle abort", f.do(t, post("/api/v1/services/checkout/abort", `{"reason":"no"}`)), 409, api.CodeNoActiveRollout)
+	expect(t, "idle check", f.do(t, post("/api/v1/services/checkout/checks", `{"name":"smoke","passed":true}`)), 409, api.CodeNoActiveRollout)
 
-	svcs := decode[ServicesResponse](t, f.do(t, get("/api/v1/services")))
+	svcs := decode[api.ServicesResponse](t, f.do(t, get("/api/v1/services")))
 	if len(svcs.Services) != 2 || svcs.Services[0].Name != "cart" || svcs.Services[1].Name != "checkout" {
 		t.Fatalf("services: %+v", svcs)
 	}
 	if w := svcs.Services[1].Weights["v1"]; w != catalog.TotalWeight || svcs.Services[1].Active != nil {
 		t.Fatalf("idle checkout: %+v", svcs.Services[1])
 	}
-	expect(t, "unknown service", f.do(t, get("/api/v1/services/nope")), 404, CodeUnknownService)
-	expect(t, "unknown service action", f.do(t, post("/api/v1/services/nope/pause", "")), 404, CodeUnknownService)
-	expect(t, "unknown action", f.do(t, post("/api/v1/services/checkout/explode", "")), 404, CodeNotFound)
+	expect(t, "unknown service", f.do(t, get("/api/v1/services/nope")), 404, api.CodeUnknownService)
+	expect(t, "unknown service action", f.do(t, post("/api/v1/services/nope/pause", "")), 404, api.CodeUnknownService)
+	expect(t, "unknown action", f.do(t, post("/api/v1/services/checkout/explode", "")), 404, api.CodeNotFound)
 
 	// Start with JSON.
 	r := f.do(t, req{method: "POST", path: "/api/v1/rollouts", body: testSpecJSON, ctype: "application/json",
-		header: map[string]string{ActorHeader: "alice"}})
+		header: map[string]string{api.ActorHeader: "alice"}})
 	expect(t, "start", r, 201, "")
-	started := decode[RolloutDetail](t, r)
+	started := decode[api.RolloutDetail](t, r)
 	if started.Service != "checkout" || started.Canary != "v2" || started.Stable != "v1" || started.ID == "" {
 		t.Fatalf("started: %+v", started.RolloutSummary)
 	}
@@ -260,12 +261,12 @@ func TestAPIRollout(t *testing.T) {
 	t.Logf("started %s: %s, %s stage %d (%s) at %g%%", started.ID, started.Plan, started.State, started.Stage, started.StageName, started.CanaryPercent)
 
 	// A second start of the same service conflicts.
-	expect(t, "second start", f.do(t, post("/api/v1/rollouts", testSpecJSON)), 409, CodeActiveRollout)
+	expect(t, "second start", f.do(t, post("/api/v1/rollouts", testSpecJSON)), 409, api.CodeActiveRollout)
 	expect(t, "start unknown service", f.do(t, post("/api/v1/rollouts",
-		strings.Replace(testSpecJSON, `"checkout"`, `"nope"`, 1))), 404, CodeUnknownService)
+		strings.Replace(testSpecJSON, `"checkout"`, `"nope"`, 1))), 404, api.CodeUnknownService)
 
 	// Service detail shows the active rollout and the weights.
-	det := decode[ServiceDetail](t, f.do(t, get("/api/v1/services/checkout")))
+	det := decode[api.ServiceDetail](t, f.do(t, get("/api/v1/services/checkout")))
 	if det.Active == nil || det.Active.ID != started.ID || det.Thresholds == nil || len(det.Catalog.Versions) != 2 {
 		t.Fatalf("detail: %+v", det)
 	}
@@ -274,64 +275,64 @@ func TestAPIRollout(t *testing.T) {
 	}
 
 	// Lists and filters.
-	rs := decode[RolloutsResponse](t, f.do(t, get("/api/v1/rollouts?service=checkout&active=true")))
+	rs := decode[api.RolloutsResponse](t, f.do(t, get("/api/v1/rollouts?service=checkout&active=true")))
 	if len(rs.Rollouts) != 1 || rs.Rollouts[0].ID != started.ID {
 		t.Fatalf("rollouts: %+v", rs)
 	}
-	rs = decode[RolloutsResponse](t, f.do(t, get("/api/v1/rollouts?state=completed")))
+	rs = decode[api.RolloutsResponse](t, f.do(t, get("/api/v1/rollouts?state=completed")))
 	if len(rs.Rollouts) != 0 {
 		t.Fatalf("completed rollouts: %+v", rs)
 	}
-	expect(t, "bad state", f.do(t, get("/api/v1/rollouts?state=exploded")), 400, CodeBadRequest)
-	expect(t, "bad active", f.do(t, get("/api/v1/rollouts?active=maybe")), 400, CodeBadRequest)
-	expect(t, "bad limit", f.do(t, get("/api/v1/rollouts?limit=-1")), 400, CodeBadRequest)
-	got := decode[RolloutDetail](t, f.do(t, get("/api/v1/rollouts/"+started.ID)))
+	expect(t, "bad state", f.do(t, get("/api/v1/rollouts?state=exploded")), 400, api.CodeBadRequest)
+	expect(t, "bad active", f.do(t, get("/api/v1/rollouts?active=maybe")), 400, api.CodeBadRequest)
+	expect(t, "bad limit", f.do(t, get("/api/v1/rollouts?limit=-1")), 400, api.CodeBadRequest)
+	got := decode[api.RolloutDetail](t, f.do(t, get("/api/v1/rollouts/"+started.ID)))
 	if got.ID != started.ID || got.Rollout.Plan.Type != controller.Minor {
 		t.Fatalf("get rollout: %+v", got.RolloutSummary)
 	}
-	expect(t, "unknown rollout", f.do(t, get("/api/v1/rollouts/nope")), 404, CodeNotFound)
+	expect(t, "unknown rollout", f.do(t, get("/api/v1/rollouts/nope")), 404, api.CodeNotFound)
 
 	// Checks.
 	r = f.do(t, post("/api/v1/services/checkout/checks", `{"name":"smoke","passed":true,"detail":"ok"}`))
 	expect(t, "check", r, 200, "")
-	if cr := decode[CheckResponse](t, r); cr.Name != "smoke" || !cr.Passed || cr.Service != "checkout" {
+	if cr := decode[api.CheckResponse](t, r); cr.Name != "smoke" || !cr.Passed || cr.Service != "checkout" {
 		t.Fatalf("check response %+v", cr)
 	}
-	expect(t, "check without name", f.do(t, post("/api/v1/services/checkout/checks", `{"passed":true}`)), 400, CodeBadRequest)
-	expect(t, "check unknown service", f.do(t, post("/api/v1/services/nope/checks", `{"name":"smoke"}`)), 404, CodeUnknownService)
+	expect(t, "check without name", f.do(t, post("/api/v1/services/checkout/checks", `{"passed":true}`)), 400, api.CodeBadRequest)
+	expect(t, "check unknown service", f.do(t, post("/api/v1/services/nope/checks", `{"name":"smoke"}`)), 404, api.CodeUnknownService)
 
 	// Actions.
 	r = f.do(t, req{method: "POST", path: "/api/v1/services/checkout/pause", body: `{"reason":"look at logs"}`,
-		header: map[string]string{ActorHeader: "bob"}})
+		header: map[string]string{api.ActorHeader: "bob"}})
 	expect(t, "pause", r, 200, "")
-	if d := decode[RolloutDetail](t, r); d.State != controller.StatePaused {
+	if d := decode[api.RolloutDetail](t, r); d.State != controller.StatePaused {
 		t.Fatalf("after pause: %s", d.State)
 	}
-	expect(t, "pause twice", f.do(t, post("/api/v1/services/checkout/pause", "")), 409, CodeInvalidState)
+	expect(t, "pause twice", f.do(t, post("/api/v1/services/checkout/pause", "")), 409, api.CodeInvalidState)
 	r = f.do(t, post("/api/v1/services/checkout/resume", ""))
 	expect(t, "resume", r, 200, "")
-	if d := decode[RolloutDetail](t, r); d.State == controller.StatePaused {
+	if d := decode[api.RolloutDetail](t, r); d.State == controller.StatePaused {
 		t.Fatalf("after resume still paused")
 	}
-	expect(t, "resume twice", f.do(t, post("/api/v1/services/checkout/resume", "")), 409, CodeInvalidState)
+	expect(t, "resume twice", f.do(t, post("/api/v1/services/checkout/resume", "")), 409, api.CodeInvalidState)
 	r = f.do(t, post("/api/v1/services/checkout/promote", `{"reason":"looks good","force":true}`))
 	expect(t, "promote", r, 200, "")
-	promoted := decode[RolloutDetail](t, r)
+	promoted := decode[api.RolloutDetail](t, r)
 	t.Logf("after promote: %s stage %d at %g%%", promoted.State, promoted.Stage, promoted.CanaryPercent)
 	r = f.do(t, post("/api/v1/services/checkout/promote-full", `{"reason":"hotfix","force":true}`))
 	expect(t, "promote-full", r, 200, "")
-	full := decode[RolloutDetail](t, r)
+	full := decode[api.RolloutDetail](t, r)
 	if full.CanaryWeight != catalog.TotalWeight {
 		t.Fatalf("after promote-full: %+v", full.RolloutSummary)
 	}
-	expect(t, "abort without reason", f.do(t, post("/api/v1/services/checkout/abort", `{}`)), 400, CodeReasonRequired)
-	expect(t, "abort blank reason", f.do(t, post("/api/v1/services/checkout/abort", `{"reason":"  "}`)), 400, CodeReasonRequired)
+	expect(t, "abort without reason", f.do(t, post("/api/v1/services/checkout/abort", `{}`)), 400, api.CodeReasonRequired)
+	expect(t, "abort blank reason", f.do(t, post("/api/v1/services/checkout/abort", `{"reason":"  "}`)), 400, api.CodeReasonRequired)
 	r = f.do(t, post("/api/v1/services/checkout/finish", `{"reason":"enough","force":true}`))
 	if r.status != 200 && r.status != 409 {
 		t.Fatalf("finish: %d %s", r.status, r.body)
 	}
 	if r.status == 200 {
-		if d := decode[RolloutDetail](t, r); d.State != controller.StateCompleted {
+		if d := decode[api.RolloutDetail](t, r); d.State != controller.StateCompleted {
 			t.Fatalf("after finish: %s", d.State)
 		}
 		t.Log("finish completed the rollout")
@@ -339,44 +340,44 @@ func TestAPIRollout(t *testing.T) {
 		t.Logf("finish refused: %s", r.body)
 		r = f.do(t, post("/api/v1/services/checkout/abort", `{"reason":"bad canary"}`))
 		expect(t, "abort", r, 200, "")
-		if d := decode[RolloutDetail](t, r); d.State != controller.StateRolledBack {
+		if d := decode[api.RolloutDetail](t, r); d.State != controller.StateRolledBack {
 			t.Fatalf("after abort: %s", d.State)
 		}
 	}
-	expect(t, "promote after the end", f.do(t, post("/api/v1/services/checkout/promote", "")), 409, CodeNoActiveRollout)
+	expect(t, "promote after the end", f.do(t, post("/api/v1/services/checkout/promote", "")), 409, api.CodeNoActiveRollout)
 
 	// Second rollout, started from YAML, then aborted.
 	r = f.do(t, req{method: "POST", path: "/api/v1/rollouts", body: strings.NewReplacer("2.0.0", "2.0.1", "version: v2", "version: v1").Replace(testSpecYAML), ctype: "application/yaml"})
 	expect(t, "start yaml", r, 201, "")
-	second := decode[RolloutDetail](t, r)
+	second := decode[api.RolloutDetail](t, r)
 	if second.Release != "2.0.1" || second.ID == started.ID {
 		t.Fatalf("yaml start: %+v", second.RolloutSummary)
 	}
 	r = f.do(t, post("/api/v1/services/checkout/abort", `{"reason":"error budget"}`))
 	expect(t, "abort", r, 200, "")
-	aborted := decode[RolloutDetail](t, r)
+	aborted := decode[api.RolloutDetail](t, r)
 	if aborted.State != controller.StateRolledBack || !aborted.Aborted {
 		t.Fatalf("after abort: %+v", aborted.RolloutSummary)
 	}
 	var failed int
 	for _, s := range aborted.Timeline {
-		if s.Status == StepFailed {
+		if s.Status == api.StepFailed {
 			failed++
 		}
 	}
 	if failed != 1 {
 		t.Errorf("aborted timeline has %d failed steps: %+v", failed, aborted.Timeline)
 	}
-	det = decode[ServiceDetail](t, f.do(t, get("/api/v1/services/checkout")))
+	det = decode[api.ServiceDetail](t, f.do(t, get("/api/v1/services/checkout")))
 	if det.Active != nil {
 		t.Fatalf("still active after abort")
 	}
 
 	// Events: paging with the cursor sees every event once, in order.
-	var all []EventRecord
+	var all []api.EventRecord
 	var after uint64
 	for i := 0; i < 100; i++ {
-		page := decode[EventsResponse](t, f.do(t, get("/api/v1/events?limit=3&after="+itoa(after))))
+		page := decode[api.EventsResponse](t, f.do(t, get("/api/v1/events?limit=3&after="+itoa(after))))
 		if len(page.Events) == 0 {
 			break
 		}
@@ -398,18 +399,18 @@ func TestAPIRollout(t *testing.T) {
 			t.Errorf("no %s event among %v", k, kinds)
 		}
 	}
-	filtered := decode[EventsResponse](t, f.do(t, get("/api/v1/events?rollout="+second.ID+"&kind="+controller.EventRolledBack)))
+	filtered := decode[api.EventsResponse](t, f.do(t, get("/api/v1/events?rollout="+second.ID+"&kind="+controller.EventRolledBack)))
 	if len(filtered.Events) != 1 || filtered.Events[0].RolloutID != second.ID {
 		t.Fatalf("filtered events: %+v", filtered)
 	}
 	var actors []string
-	for _, e := range decode[EventsResponse](t, f.do(t, get("/api/v1/events?service=checkout&kind=command&limit=1000"))).Events {
+	for _, e := range decode[api.EventsResponse](t, f.do(t, get("/api/v1/events?service=checkout&kind=command&limit=1000"))).Events {
 		actors = append(actors, e.Actor)
 	}
-	if !strings.Contains(strings.Join(actors, ","), "bob") || !strings.Contains(strings.Join(actors, ","), DefaultActor) {
-		t.Errorf("command actors %v: want bob and %s", actors, DefaultActor)
+	if !strings.Contains(strings.Join(actors, ","), "bob") || !strings.Contains(strings.Join(actors, ","), api.DefaultActor) {
+		t.Errorf("command actors %v: want bob and %s", actors, api.DefaultActor)
 	}
-	expect(t, "bad cursor", f.do(t, get("/api/v1/events?after=x")), 400, CodeBadRequest)
+	expect(t, "bad cursor", f.do(t, get("/api/v1/events?after=x")), 400, api.CodeBadRequest)
 
 	// Report, by Accept.
 	r = f.do(t, req{method: "GET", path: "/api/v1/rollouts/" + started.ID + "/report", header: map[string]string{"Accept": "text/markdown"}})
@@ -423,14 +424,14 @@ func TestAPIRollout(t *testing.T) {
 	if err := json.Unmarshal(r.body, &doc); err != nil || doc["id"] != started.ID {
 		t.Fatalf("json report: %s", r.body)
 	}
-	expect(t, "report unknown", f.do(t, get("/api/v1/rollouts/nope/report")), 404, CodeNotFound)
+	expect(t, "report unknown", f.do(t, get("/api/v1/rollouts/nope/report")), 404, api.CodeNotFound)
 
 	// Proxies and status.
-	pr := decode[ProxiesResponse](t, f.do(t, get("/api/v1/proxies")))
+	pr := decode[api.ProxiesResponse](t, f.do(t, get("/api/v1/proxies")))
 	if pr.Proxies == nil || len(pr.Proxies) != 0 {
 		t.Fatalf("proxies: %+v", pr)
 	}
-	st := decode[StatusResponse](t, f.do(t, get("/api/v1/status")))
+	st := decode[api.StatusResponse](t, f.do(t, get("/api/v1/status")))
 	if st.Version != "test" || st.Catalog.Generation != 1 || st.XDS.Updates == 0 {
 		t.Fatalf("status: %+v", st)
 	}
@@ -446,16 +447,16 @@ func TestAuth(t *testing.T) {
 		status            int
 		code              string
 	}{
-		{"token, none sent", "s3cret", "0.0.0.0:8080", ptr(""), 401, CodeUnauthorized},
-		{"token, wrong", "s3cret", "0.0.0.0:8080", ptr("guess"), 401, CodeUnauthorized},
-		{"token, wrong prefix", "s3cret", "0.0.0.0:8080", ptr("s3cre"), 401, CodeUnauthorized},
-		{"token, right", "s3cret", "0.0.0.0:8080", ptr("s3cret"), 409, CodeNoActiveRollout},
-		{"token on loopback still required", "s3cret", "127.0.0.1:8080", ptr(""), 401, CodeUnauthorized},
-		{"no token, loopback", "", "127.0.0.1:8080", ptr(""), 409, CodeNoActiveRollout},
-		{"no token, ipv6 loopback", "", "[::1]:8080", ptr(""), 409, CodeNoActiveRollout},
-		{"no token, localhost", "", "localhost:8080", ptr(""), 409, CodeNoActiveRollout},
-		{"no token, wildcard", "", ":8080", ptr(""), 403, CodeForbidden},
-		{"no token, public", "", "10.0.0.5:8080", ptr("anything"), 403, CodeForbidden},
+		{"token, none sent", "s3cret", "0.0.0.0:8080", ptr(""), 401, api.CodeUnauthorized},
+		{"token, wrong", "s3cret", "0.0.0.0:8080", ptr("guess"), 401, api.CodeUnauthorized},
+		{"token, wrong prefix", "s3cret", "0.0.0.0:8080", ptr("s3cre"), 401, api.CodeUnauthorized},
+		{"token, right", "s3cret", "0.0.0.0:8080", ptr("s3cret"), 409, api.CodeNoActiveRollout},
+		{"token on loopback still required", "s3cret", "127.0.0.1:8080", ptr(""), 401, api.CodeUnauthorized},
+		{"no token, loopback", "", "127.0.0.1:8080", ptr(""), 409, api.CodeNoActiveRollout},
+		{"no token, ipv6 loopback", "", "[::1]:8080", ptr(""), 409, api.CodeNoActiveRollout},
+		{"no token, localhost", "", "localhost:8080", ptr(""), 409, api.CodeNoActiveRollout},
+		{"no token, wildcard", "", ":8080", ptr(""), 403, api.CodeForbidden},
+		{"no token, public", "", "10.0.0.5:8080", ptr("anything"), 403, api.CodeForbidden},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -473,10 +474,10 @@ func TestAuth(t *testing.T) {
 		f := newFixture(t, fixtureOpts{token: "s3cret"})
 		for _, h := range []string{"s3cret", "Basic s3cret", "Bearer", "Bearer  wrong"} {
 			got := f.do(t, req{method: "POST", path: mut, token: ptr(""), header: map[string]string{"Authorization": h}})
-			expect(t, h, got, 401, CodeUnauthorized)
+			expect(t, h, got, 401, api.CodeUnauthorized)
 		}
 		got := f.do(t, req{method: "POST", path: mut, token: ptr(""), header: map[string]string{"Authorization": "bearer s3cret"}})
-		expect(t, "lower-case scheme", got, 409, CodeNoActiveRollout)
+		expect(t, "lower-case scheme", got, 409, api.CodeNoActiveRollout)
 	})
 }
 
@@ -488,26 +489,26 @@ func TestBodies(t *testing.T) {
 		status                  int
 		code                    string
 	}{
-		{"oversized spec", "/api/v1/rollouts", big, "application/json", 413, CodeTooLarge},
-		{"oversized action", "/api/v1/services/checkout/pause", `{"reason":"` + strings.Repeat("x", MaxBodyBytes) + `"}`, "", 413, CodeTooLarge},
-		{"empty spec", "/api/v1/rollouts", "", "", 400, CodeBadRequest},
-		{"malformed json", "/api/v1/rollouts", `{"service":`, "application/json", 400, CodeBadRequest},
-		{"not an object", "/api/v1/rollouts", `[1,2]`, "", 400, CodeBadRequest},
-		{"wrong type", "/api/v1/rollouts", `{"service":7}`, "", 400, CodeBadRequest},
-		{"unknown field", "/api/v1/rollouts", `{"service":"checkout","colour":"blue"}`, "", 400, CodeBadRequest},
-		{"unknown nested field", "/api/v1/rollouts", strings.Replace(testSpecJSON, `"version":"v2"`, `"version":"v2","replicas":3`, 1), "", 400, CodeBadRequest},
-		{"trailing data", "/api/v1/rollouts", testSpecJSON + ` {}`, "", 400, CodeBadRequest},
-		{"bad duration", "/api/v1/rollouts", strings.Replace(testSpecJSON, `"smokeChecks"`, `"checkInterval":"soon","smokeChecks"`, 1), "", 400, CodeBadRequest},
-		{"yaml unknown field", "/api/v1/rollouts", testSpecYAML + "colour: blue\n", "application/x-yaml", 400, CodeBadRequest},
-		{"yaml malformed", "/api/v1/rollouts", "service: [", "text/yaml", 400, CodeBadRequest},
-		{"yaml two documents", "/api/v1/rollouts", testSpecYAML + "---\n" + testSpecYAML, "application/yaml", 400, CodeBadRequest},
-		{"yaml empty", "/api/v1/rollouts", "# nothing\n", "application/yaml", 400, CodeBadRequest},
-		{"unsupported type", "/api/v1/rollouts", testSpecJSON, "text/plain", 415, CodeUnsupportedType},
-		{"yaml on an action", "/api/v1/services/checkout/pause", "reason: x", "application/yaml", 415, CodeUnsupportedType},
-		{"action unknown field", "/api/v1/services/checkout/pause", `{"why":"x"}`, "", 400, CodeBadRequest},
-		{"check malformed", "/api/v1/services/checkout/checks", `{"name":"smoke","passed":"yes"}`, "", 400, CodeBadRequest},
-		{"invalid spec", "/api/v1/rollouts", `{"service":"checkout","release":{"type":"huge"},"canary":{"version":"v2"}}`, "", 400, CodeInvalidSpec},
-		{"preflight", "/api/v1/rollouts", `{"service":"checkout","release":{"type":"minor"},"canary":{"version":"v2"}}`, "", 422, CodePreflight},
+		{"oversized spec", "/api/v1/rollouts", big, "application/json", 413, api.CodeTooLarge},
+		{"oversized action", "/api/v1/services/checkout/pause", `{"reason":"` + strings.Repeat("x", MaxBodyBytes) + `"}`, "", 413, api.CodeTooLarge},
+		{"empty spec", "/api/v1/rollouts", "", "", 400, api.CodeBadRequest},
+		{"malformed json", "/api/v1/rollouts", `{"service":`, "application/json", 400, api.CodeBadRequest},
+		{"not an object", "/api/v1/rollouts", `[1,2]`, "", 400, api.CodeBadRequest},
+		{"wrong type", "/api/v1/rollouts", `{"service":7}`, "", 400, api.CodeBadRequest},
+		{"unknown field", "/api/v1/rollouts", `{"service":"checkout","colour":"blue"}`, "", 400, api.CodeBadRequest},
+		{"unknown nested field", "/api/v1/rollouts", strings.Replace(testSpecJSON, `"version":"v2"`, `"version":"v2","replicas":3`, 1), "", 400, api.CodeBadRequest},
+		{"trailing data", "/api/v1/rollouts", testSpecJSON + ` {}`, "", 400, api.CodeBadRequest},
+		{"bad duration", "/api/v1/rollouts", strings.Replace(testSpecJSON, `"smokeChecks"`, `"checkInterval":"soon","smokeChecks"`, 1), "", 400, api.CodeBadRequest},
+		{"yaml unknown field", "/api/v1/rollouts", testSpecYAML + "colour: blue\n", "application/x-yaml", 400, api.CodeBadRequest},
+		{"yaml malformed", "/api/v1/rollouts", "service: [", "text/yaml", 400, api.CodeBadRequest},
+		{"yaml two documents", "/api/v1/rollouts", testSpecYAML + "---\n" + testSpecYAML, "application/yaml", 400, api.CodeBadRequest},
+		{"yaml empty", "/api/v1/rollouts", "# nothing\n", "application/yaml", 400, api.CodeBadRequest},
+		{"unsupported type", "/api/v1/rollouts", testSpecJSON, "text/plain", 415, api.CodeUnsupportedType},
+		{"yaml on an action", "/api/v1/services/checkout/pause", "reason: x", "application/yaml", 415, api.CodeUnsupportedType},
+		{"action unknown field", "/api/v1/services/checkout/pause", `{"why":"x"}`, "", 400, api.CodeBadRequest},
+		{"check malformed", "/api/v1/services/checkout/checks", `{"name":"smoke","passed":"yes"}`, "", 400, api.CodeBadRequest},
+		{"invalid spec", "/api/v1/rollouts", `{"service":"checkout","release":{"type":"huge"},"canary":{"version":"v2"}}`, "", 400, api.CodeInvalidSpec},
+		{"preflight", "/api/v1/rollouts", `{"service":"checkout","release":{"type":"minor"},"canary":{"version":"v2"}}`, "", 422, api.CodePreflight},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -515,22 +516,22 @@ func TestBodies(t *testing.T) {
 		})
 	}
 	// Nothing above started a rollout.
-	if rs := decode[RolloutsResponse](t, f.do(t, req{method: "GET", path: "/api/v1/rollouts"})); len(rs.Rollouts) != 0 {
+	if rs := decode[api.RolloutsResponse](t, f.do(t, req{method: "GET", path: "/api/v1/rollouts"})); len(rs.Rollouts) != 0 {
 		t.Fatalf("rollouts after bad bodies: %+v", rs)
 	}
 }
 
 func TestRoutingErrors(t *testing.T) {
 	f := newFixture(t, fixtureOpts{})
-	expect(t, "no route", f.do(t, req{method: "GET", path: "/api/v1/nothing"}), 404, CodeNotFound)
-	expect(t, "no page", f.do(t, req{method: "GET", path: "/favicon.ico"}), 404, CodeNotFound)
+	expect(t, "no route", f.do(t, req{method: "GET", path: "/api/v1/nothing"}), 404, api.CodeNotFound)
+	expect(t, "no page", f.do(t, req{method: "GET", path: "/favicon.ico"}), 404, api.CodeNotFound)
 	r := f.do(t, req{method: "DELETE", path: "/api/v1/rollouts"})
-	expect(t, "method", r, 405, CodeMethodNotAllowed)
+	expect(t, "method", r, 405, api.CodeMethodNotAllowed)
 	if allow := r.header.Get("Allow"); !strings.Contains(allow, "GET") || !strings.Contains(allow, "POST") {
 		t.Errorf("Allow %q", allow)
 	}
-	expect(t, "get on action", f.do(t, req{method: "GET", path: "/api/v1/services/checkout/pause"}), 405, CodeMethodNotAllowed)
-	expect(t, "no report func", f.do(t, req{method: "GET", path: "/api/v1/rollouts/x/report"}), 404, CodeNotFound)
+	expect(t, "get on action", f.do(t, req{method: "GET", path: "/api/v1/services/checkout/pause"}), 405, api.CodeMethodNotAllowed)
+	expect(t, "no report func", f.do(t, req{method: "GET", path: "/api/v1/rollouts/x/report"}), 404, api.CodeNotFound)
 }
 
 func TestHealth(t *testing.T) {
@@ -539,17 +540,17 @@ func TestHealth(t *testing.T) {
 	f := newFixture(t, fixtureOpts{ready: func() error { mu.Lock(); defer mu.Unlock(); return readyErr }})
 	expect(t, "healthz", f.do(t, req{method: "GET", path: "/healthz"}), 200, "")
 	r := f.do(t, req{method: "GET", path: "/readyz"})
-	if r.status != 503 || decode[HealthResponse](t, r).Error != "catalog not loaded" {
+	if r.status != 503 || decode[api.HealthResponse](t, r).Error != "catalog not loaded" {
 		t.Fatalf("readyz not ready: %d %s", r.status, r.body)
 	}
-	if st := decode[StatusResponse](t, f.do(t, req{method: "GET", path: "/api/v1/status"})); st.Ready != "catalog not loaded" {
+	if st := decode[api.StatusResponse](t, f.do(t, req{method: "GET", path: "/api/v1/status"})); st.Ready != "catalog not loaded" {
 		t.Fatalf("status ready %q", st.Ready)
 	}
 	mu.Lock()
 	readyErr = nil
 	mu.Unlock()
 	r = f.do(t, req{method: "GET", path: "/readyz"})
-	if r.status != 200 || decode[HealthResponse](t, r).Status != "ok" {
+	if r.status != 200 || decode[api.HealthResponse](t, r).Status != "ok" {
 		t.Fatalf("readyz ready: %d %s", r.status, r.body)
 	}
 }
@@ -629,11 +630,11 @@ func TestPanicIsJSON500(t *testing.T) {
 	fb.panicOn = "Services"
 	f := newFixture(t, fixtureOpts{backend: fb})
 	r := f.do(t, req{method: "GET", path: "/api/v1/services"})
-	expect(t, "panic", r, 500, CodeInternal)
+	expect(t, "panic", r, 500, api.CodeInternal)
 	fb.panicOn = ""
 	fb.err = errors.New("open /var/lib/octoroll/state.db: disk on fire")
 	r = f.do(t, req{method: "GET", path: "/api/v1/rollouts"})
-	expect(t, "internal error", r, 500, CodeInternal)
+	expect(t, "internal error", r, 500, api.CodeInternal)
 }
 
 func TestServe(t *testing.T) {
@@ -688,10 +689,10 @@ func FuzzDecodeSpec(f *testing.F) {
 			return
 		}
 		status, code, msg := classify(err)
-		if status != http.StatusBadRequest || code != CodeBadRequest || msg == "" {
+		if status != http.StatusBadRequest || code != api.CodeBadRequest || msg == "" {
 			t.Fatalf("decode error classified %d %s %q: %v", status, code, msg, err)
 		}
-		b, jerr := json.Marshal(Error{Error: msg, Code: code})
+		b, jerr := json.Marshal(api.Error{Error: msg, Code: code})
 		if jerr != nil || !json.Valid(b) {
 			t.Fatalf("error body not JSON: %v", jerr)
 		}

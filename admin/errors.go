@@ -3,6 +3,7 @@ package admin
 import (
 	"encoding/json"
 	"errors"
+	"github.com/octoacme/octoroll/admin/api"
 	"net/http"
 
 	"github.com/octoacme/octoroll/controller"
@@ -31,13 +32,13 @@ type sentinel struct {
 // sentinels is checked in order with errors.Is; the first match wins. The runner's own
 // sentinels are added by runnerSentinels (see runner.go).
 var sentinels = []sentinel{
-	{controller.ErrPreflight, http.StatusUnprocessableEntity, CodePreflight},
-	{controller.ErrInvalidSpec, http.StatusBadRequest, CodeInvalidSpec},
-	{controller.ErrReasonRequired, http.StatusBadRequest, CodeReasonRequired},
-	{controller.ErrUnknownCommand, http.StatusBadRequest, CodeUnknownCommand},
-	{controller.ErrOutsideWindow, http.StatusConflict, CodeOutsideWindow},
-	{controller.ErrCheckFailing, http.StatusConflict, CodeCheckFailing},
-	{controller.ErrInvalidState, http.StatusConflict, CodeInvalidState},
+	{controller.ErrPreflight, http.StatusUnprocessableEntity, api.CodePreflight},
+	{controller.ErrInvalidSpec, http.StatusBadRequest, api.CodeInvalidSpec},
+	{controller.ErrReasonRequired, http.StatusBadRequest, api.CodeReasonRequired},
+	{controller.ErrUnknownCommand, http.StatusBadRequest, api.CodeUnknownCommand},
+	{controller.ErrOutsideWindow, http.StatusConflict, api.CodeOutsideWindow},
+	{controller.ErrCheckFailing, http.StatusConflict, api.CodeCheckFailing},
+	{controller.ErrInvalidState, http.StatusConflict, api.CodeInvalidState},
 }
 
 // classify returns the status, code and client-facing message of err. Errors that map to
@@ -52,7 +53,7 @@ func classify(err error) (int, string, string) {
 			return s.status, s.code, err.Error()
 		}
 	}
-	return http.StatusInternalServerError, CodeInternal, "internal error"
+	return http.StatusInternalServerError, api.CodeInternal, "internal error"
 }
 
 // writeJSON writes v as the JSON body with status.
@@ -71,5 +72,5 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, Error{Error: msg, Code: code})
+	writeJSON(w, status, api.Error{Error: msg, Code: code})
 }

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"fmt"
+	"github.com/octoacme/octoroll/admin/api"
 	"net/http"
 	"slices"
 	"sort"
@@ -23,7 +24,7 @@ const (
 
 func (s *Server) listServices(w http.ResponseWriter, r *http.Request) error {
 	views := s.opts.Backend.Services()
-	out := ServicesResponse{Services: make([]ServiceSummary, 0, len(views))}
+	out := api.ServicesResponse{Services: make([]api.ServiceSummary, 0, len(views))}
 	for _, v := range views {
 		out.Services = append(out.Services, summarizeService(v))
 	}
@@ -36,19 +37,19 @@ func (s *Server) getService(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("name")
 	v, ok := s.opts.Backend.Service(name)
 	if !ok {
-		return errorf(http.StatusNotFound, CodeUnknownService, fmt.Sprintf("unknown service %q", name))
+		return errorf(http.StatusNotFound, api.CodeUnknownService, fmt.Sprintf("unknown service %q", name))
 	}
 	writeJSON(w, http.StatusOK, detailService(v))
 	return nil
 }
 
-func summarizeService(v ServiceView) ServiceSummary {
-	out := ServiceSummary{
+func summarizeService(v ServiceView) api.ServiceSummary {
+	out := api.ServiceSummary{
 		Name:        v.Service.Name,
 		KnownGood:   v.KnownGood,
 		Weights:     v.Weights,
 		TotalWeight: catalog.TotalWeight,
-		Proxies: ProxyConvergence{
+		Proxies: api.ProxyConvergence{
 			RouteVersion: v.Convergence.RouteVersion,
 			Subscribed:   v.Convergence.Subscribed,
 			Acked:        v.Convergence.Acked,
@@ -69,22 +70,22 @@ func summarizeService(v ServiceView) ServiceSummary {
 		out.Active = &rs
 	}
 	if p := v.Publication; p != nil && (!p.OK || len(p.Stale) > 0) {
-		out.Publication = &Publication{OK: p.OK, Error: p.Error, FailingSince: p.FailingSince, Stale: p.Stale}
+		out.Publication = &api.Publication{OK: p.OK, Error: p.Error, FailingSince: p.FailingSince, Stale: p.Stale}
 	}
 	return out
 }
 
-func detailService(v ServiceView) ServiceDetail {
-	out := ServiceDetail{
+func detailService(v ServiceView) api.ServiceDetail {
+	out := api.ServiceDetail{
 		ServiceSummary:  summarizeService(v),
 		Catalog:         v.Service,
 		Matches:         v.Matches,
 		LastObservation: v.LastObservation,
 	}
 	if len(v.Health) > 0 {
-		out.Health = make(map[string]VersionHealth, len(v.Health))
+		out.Health = make(map[string]api.VersionHealth, len(v.Health))
 		for ver, h := range v.Health {
-			vh := VersionHealth{Total: h.Total, Healthy: h.Healthy}
+			vh := api.VersionHealth{Total: h.Total, Healthy: h.Healthy}
 			for _, u := range h.Unhealthy {
 				vh.Unhealthy = append(vh.Unhealthy, u.Endpoint)
 			}
@@ -112,8 +113,8 @@ func currentThresholds(r controller.Rollout) controller.Thresholds {
 
 func percent(w uint32) float64 { return float64(w) * 100 / catalog.TotalWeight }
 
-func summarizeRollout(r controller.Rollout) RolloutSummary {
-	out := RolloutSummary{
+func summarizeRollout(r controller.Rollout) api.RolloutSummary {
+	out := api.RolloutSummary{
 		ID: r.ID, Service: r.Service, Stable: r.Stable, Canary: r.Canary,
 		Release: r.Spec.Release.Name, Type: string(r.Plan.Type),
 		State: r.State, PausedFrom: r.PausedFrom,
@@ -146,13 +147,13 @@ func stageName(r controller.Rollout, i int) string {
 
 // timeline builds the plan's steps (stages and the final 100 %) with when each was
 // entered and left, from r's events in order.
-func timeline(r controller.Rollout, events []controller.Event) []StageStep {
-	steps := make([]StageStep, 0, len(r.Plan.Stages)+1)
+func timeline(r controller.Rollout, events []controller.Event) []api.StageStep {
+	steps := make([]api.StageStep, 0, len(r.Plan.Stages)+1)
 	for i, st := range r.Plan.Stages {
-		steps = append(steps, StageStep{Index: i, Name: stageName(r, i), Weight: st.Weight,
+		steps = append(steps, api.StageStep{Index: i, Name: stageName(r, i), Weight: st.Weight,
 			Percent: percent(st.Weight), MinWindow: st.MinWindow, MaxWindow: st.MaxWindow})
 	}
-	steps = append(steps, StageStep{Index: len(r.Plan.Stages), Name: "100%",
+	steps = append(steps, api.StageStep{Index: len(r.Plan.Stages), Name: "100%",
 		Weight: catalog.TotalWeight, Percent: 100})
 	cur := -1
 	for _, ev := range events {
@@ -178,26 +179,26 @@ func timeline(r controller.Rollout, events []controller.Event) []StageStep {
 	for i := range steps {
 		switch {
 		case r.State == controller.StateCompleted:
-			steps[i].Status = StepDone
+			steps[i].Status = api.StepDone
 		case i < r.Stage:
-			steps[i].Status = StepDone
+			steps[i].Status = api.StepDone
 		case i == r.Stage && r.State == controller.StateRolledBack:
-			steps[i].Status = StepFailed
+			steps[i].Status = api.StepFailed
 		case i == r.Stage && r.State != controller.StatePending:
-			steps[i].Status = StepCurrent
+			steps[i].Status = api.StepCurrent
 		default:
-			steps[i].Status = StepPending
+			steps[i].Status = api.StepPending
 		}
 	}
 	return steps
 }
 
 // lastDecision returns the latest decision event of events.
-func lastDecision(events []controller.Event) *DecisionView {
+func lastDecision(events []controller.Event) *api.DecisionView {
 	for i := len(events) - 1; i >= 0; i-- {
 		ev := events[i]
 		if ev.Kind == controller.EventDecision || (ev.Decision != "" && ev.Numbers != nil) {
-			return &DecisionView{Time: ev.Time, Decision: ev.Decision, Reason: ev.Reason, Numbers: ev.Numbers}
+			return &api.DecisionView{Time: ev.Time, Decision: ev.Decision, Reason: ev.Reason, Numbers: ev.Numbers}
 		}
 	}
 	return nil
@@ -223,12 +224,12 @@ func (s *Server) rolloutEvents(id string) ([]controller.Event, error) {
 	return out, nil
 }
 
-func (s *Server) rolloutDetail(r controller.Rollout) (RolloutDetail, error) {
+func (s *Server) rolloutDetail(r controller.Rollout) (api.RolloutDetail, error) {
 	events, err := s.rolloutEvents(r.ID)
 	if err != nil {
-		return RolloutDetail{}, err
+		return api.RolloutDetail{}, err
 	}
-	return RolloutDetail{
+	return api.RolloutDetail{
 		RolloutSummary: summarizeRollout(r),
 		Timeline:       timeline(r, events),
 		Decision:       lastDecision(events),
@@ -245,12 +246,12 @@ func (s *Server) listRollouts(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	f := RolloutFilter{Service: q.Get("service"), State: controller.State(q.Get("state"))}
 	if f.State != "" && !slices.Contains(states, f.State) {
-		return errorf(http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("unknown state %q", f.State))
+		return errorf(http.StatusBadRequest, api.CodeBadRequest, fmt.Sprintf("unknown state %q", f.State))
 	}
 	if a := q.Get("active"); a != "" {
 		b, err := strconv.ParseBool(a)
 		if err != nil {
-			return errorf(http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("active: %q is not a boolean", a))
+			return errorf(http.StatusBadRequest, api.CodeBadRequest, fmt.Sprintf("active: %q is not a boolean", a))
 		}
 		f.ActiveOnly = b
 	}
@@ -263,7 +264,7 @@ func (s *Server) listRollouts(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("list rollouts: %w", err)
 	}
-	out := RolloutsResponse{Rollouts: make([]RolloutSummary, 0, len(rs))}
+	out := api.RolloutsResponse{Rollouts: make([]api.RolloutSummary, 0, len(rs))}
 	for _, ro := range rs {
 		if f.ActiveOnly && ro.State.Terminal() {
 			continue
@@ -282,7 +283,7 @@ func intParam(v string, def, max int) (int, error) {
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 0 {
-		return 0, errorf(http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("limit: %q is not a non-negative integer", v))
+		return 0, errorf(http.StatusBadRequest, api.CodeBadRequest, fmt.Sprintf("limit: %q is not a non-negative integer", v))
 	}
 	return min(n, max), nil
 }
@@ -308,7 +309,7 @@ func (s *Server) startRollout(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Location", APIPrefix+"/rollouts/"+ro.ID)
+	w.Header().Set("Location", api.APIPrefix+"/rollouts/"+ro.ID)
 	writeJSON(w, http.StatusCreated, d)
 	return nil
 }
@@ -328,8 +329,8 @@ func (s *Server) getRollout(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) action(w http.ResponseWriter, r *http.Request) error {
 	name, kind := r.PathValue("name"), controller.CommandKind(r.PathValue("action"))
-	if !slices.Contains(Actions, kind) {
-		return errorf(http.StatusNotFound, CodeNotFound, fmt.Sprintf("unknown action %q: one of %s", kind, actionList()))
+	if !slices.Contains(api.Actions, kind) {
+		return errorf(http.StatusNotFound, api.CodeNotFound, fmt.Sprintf("unknown action %q: one of %s", kind, actionList()))
 	}
 	if _, err := bodyFormat(r, false); err != nil {
 		return err
@@ -338,16 +339,16 @@ func (s *Server) action(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var req ActionRequest
+	var req api.ActionRequest
 	if err := DecodeJSON(data, &req, true); err != nil {
 		return err
 	}
 	req.Reason = strings.TrimSpace(req.Reason)
 	if kind == controller.CmdAbort && req.Reason == "" {
-		return errorf(http.StatusBadRequest, CodeReasonRequired, "abort needs a reason")
+		return errorf(http.StatusBadRequest, api.CodeReasonRequired, "abort needs a reason")
 	}
 	if _, ok := s.opts.Backend.Service(name); !ok {
-		return errorf(http.StatusNotFound, CodeUnknownService, fmt.Sprintf("unknown service %q", name))
+		return errorf(http.StatusNotFound, api.CodeUnknownService, fmt.Sprintf("unknown service %q", name))
 	}
 	ro, err := s.opts.Backend.Command(r.Context(), name, controller.Command{
 		Kind: kind, Actor: actor(r), Reason: req.Reason, Force: req.Force})
@@ -363,8 +364,8 @@ func (s *Server) action(w http.ResponseWriter, r *http.Request) error {
 }
 
 func actionList() string {
-	names := make([]string, len(Actions))
-	for i, a := range Actions {
+	names := make([]string, len(api.Actions))
+	for i, a := range api.Actions {
 		names[i] = string(a)
 	}
 	return strings.Join(names, ", ")
@@ -379,21 +380,21 @@ func (s *Server) reportCheck(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var req CheckRequest
+	var req api.CheckRequest
 	if err := DecodeJSON(data, &req, false); err != nil {
 		return err
 	}
 	if strings.TrimSpace(req.Name) == "" {
-		return errorf(http.StatusBadRequest, CodeBadRequest, "name: a check name is required")
+		return errorf(http.StatusBadRequest, api.CodeBadRequest, "name: a check name is required")
 	}
 	if _, ok := s.opts.Backend.Service(name); !ok {
-		return errorf(http.StatusNotFound, CodeUnknownService, fmt.Sprintf("unknown service %q", name))
+		return errorf(http.StatusNotFound, api.CodeUnknownService, fmt.Sprintf("unknown service %q", name))
 	}
 	err = s.opts.Backend.ReportCheck(r.Context(), name, controller.CheckResult{Name: req.Name, Passed: req.Passed, Detail: req.Detail})
 	if err != nil {
 		return fmt.Errorf("report check %s of %s: %w", req.Name, name, err)
 	}
-	writeJSON(w, http.StatusOK, CheckResponse{Service: name, Name: req.Name, Passed: req.Passed})
+	writeJSON(w, http.StatusOK, api.CheckResponse{Service: name, Name: req.Name, Passed: req.Passed})
 	return nil
 }
 
@@ -403,7 +404,7 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) error {
 	if a := q.Get("after"); a != "" {
 		n, err := strconv.ParseUint(a, 10, 64)
 		if err != nil {
-			return errorf(http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("after: %q is not a cursor", a))
+			return errorf(http.StatusBadRequest, api.CodeBadRequest, fmt.Sprintf("after: %q is not a cursor", a))
 		}
 		after = n
 	}
@@ -419,9 +420,9 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("list events: %w", err)
 	}
-	out := EventsResponse{Events: make([]EventRecord, 0, len(evs)), Next: next}
+	out := api.EventsResponse{Events: make([]api.EventRecord, 0, len(evs)), Next: next}
 	for _, e := range evs {
-		out.Events = append(out.Events, EventRecord{Seq: e.Seq, Event: e.Event})
+		out.Events = append(out.Events, api.EventRecord{Seq: e.Seq, Event: e.Event})
 	}
 	if out.Next < after {
 		out.Next = after
@@ -431,7 +432,7 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) listProxies(w http.ResponseWriter, r *http.Request) error {
-	out := ProxiesResponse{}
+	out := api.ProxiesResponse{}
 	if s.opts.Proxies != nil {
 		out.Proxies = s.opts.Proxies()
 	}
@@ -447,11 +448,11 @@ func (s *Server) listProxies(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) proxyConfig(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	if s.opts.ProxyConfig == nil {
-		return errorf(http.StatusServiceUnavailable, CodeUnavailable, "proxy config dumps are not available in this server")
+		return errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "proxy config dumps are not available in this server")
 	}
 	pc, ok := s.opts.ProxyConfig(id)
 	if !ok {
-		return errorf(http.StatusNotFound, CodeUnknownProxy, fmt.Sprintf("no connected proxy with node id %q", id))
+		return errorf(http.StatusNotFound, api.CodeUnknownProxy, fmt.Sprintf("no connected proxy with node id %q", id))
 	}
 	writeJSON(w, http.StatusOK, pc)
 	return nil
@@ -464,7 +465,7 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("rollout %s: %w", id, err)
 	}
 	if s.opts.Report == nil {
-		return errorf(http.StatusServiceUnavailable, CodeUnavailable, "release reports are not available in this server")
+		return errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "release reports are not available in this server")
 	}
 	events, err := s.rolloutEvents(id)
 	if err != nil {
@@ -528,7 +529,7 @@ func acceptQ(accept, typ, sub string) float64 {
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
-	out := StatusResponse{Version: s.opts.Version, Time: s.opts.Now()}
+	out := api.StatusResponse{Version: s.opts.Version, Time: s.opts.Now()}
 	if s.opts.CatalogStatus != nil {
 		out.Catalog = s.opts.CatalogStatus()
 	}
@@ -540,7 +541,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
 	}
 	for _, v := range s.opts.Backend.Services() {
 		if p := v.Publication; p != nil && !p.OK {
-			out.PublishFailures = append(out.PublishFailures, PublishFailure{Service: v.Service.Name, Error: p.Error, Since: p.FailingSince})
+			out.PublishFailures = append(out.PublishFailures, api.PublishFailure{Service: v.Service.Name, Error: p.Error, Since: p.FailingSince})
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -555,15 +556,15 @@ func (s *Server) ready() error {
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, http.StatusOK, HealthResponse{Status: "ok"})
+	writeJSON(w, http.StatusOK, api.HealthResponse{Status: "ok"})
 	return nil
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	if err := s.ready(); err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, HealthResponse{Status: "not ready", Error: err.Error()})
+		writeJSON(w, http.StatusServiceUnavailable, api.HealthResponse{Status: "not ready", Error: err.Error()})
 		return nil
 	}
-	writeJSON(w, http.StatusOK, HealthResponse{Status: "ok"})
+	writeJSON(w, http.StatusOK, api.HealthResponse{Status: "ok"})
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	_ "embed"
 	"fmt"
+	"github.com/octoacme/octoroll/admin/api"
 	"html/template"
 	"net/http"
 	"sort"
@@ -43,21 +44,21 @@ type card struct {
 	Name      string
 	KnownGood string
 	// Rollout is the active rollout, or the latest one when Past.
-	Rollout *RolloutSummary
+	Rollout *api.RolloutSummary
 	Past    bool
 	Weight  string // canary weight, "25%"
-	Steps   []StageStep
+	Steps   []api.StageStep
 	Chart   *chart
 	Checks  []checkRow
 	Thr     *thresholdsView
 	// Judged is the last check's verdict and the numbers behind it; nil before one.
 	Judged  *judgedView
-	Proxies ProxyConvergence
-	Events  []EventRecord
+	Proxies api.ProxyConvergence
+	Events  []api.EventRecord
 	Active  bool
 	// Publication is set when the service's desired state is not served (see
 	// ServiceSummary.Publication).
-	Publication *Publication
+	Publication *api.Publication
 }
 
 type checkRow struct {
@@ -221,7 +222,7 @@ func (s *Server) card(v ServiceView, ro *controller.Rollout) (card, error) {
 	c.Steps = timeline(*ro, events)
 	c.Chart = weightChart(*ro, events, s.opts.Now())
 	for i := len(events) - 1; i >= 0 && len(c.Events) < recentEvents; i-- {
-		c.Events = append(c.Events, EventRecord{Event: events[i]})
+		c.Events = append(c.Events, api.EventRecord{Event: events[i]})
 	}
 	last := ro.Progress.Last
 	if c.Active && v.LastObservation != nil {

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"github.com/octoacme/octoroll/admin/api"
 	"os"
 	"os/exec"
 	"strings"
@@ -106,7 +107,7 @@ func TestStatusPageInChromium(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`#flash.ok`)),
 		chromedp.WaitVisible(chromedp.CSS(`section.service .badge.paused`)))
 	cmds := fb.Commands()
-	if len(cmds) != 1 || cmds[0].Kind != controller.CmdPause || cmds[0].Actor != DefaultActor {
+	if len(cmds) != 1 || cmds[0].Kind != controller.CmdPause || cmds[0].Actor != api.DefaultActor {
 		t.Fatalf("backend commands %+v, want one pause", cmds)
 	}
 	if flash := text(`#flash`); !strings.Contains(flash, "paused") {

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"github.com/octoacme/octoroll/admin/api"
 	"net"
 	"testing"
 	"time"
@@ -69,6 +70,6 @@ func TestProxyConfigAPI(t *testing.T) {
 			t.Errorf("route ACKed %s, served %s", tc.Acked.Resources[0].Version, f.xds.RouteVersion("checkout"))
 		}
 	}
-	expect(t, "unknown proxy", f.do(t, req{method: "GET", path: "/api/v1/proxies/nope/config"}), 404, CodeUnknownProxy)
-	expect(t, "unknown proxy, escaped", f.do(t, req{method: "GET", path: "/api/v1/proxies/a%2Fb/config"}), 404, CodeUnknownProxy)
+	expect(t, "unknown proxy", f.do(t, req{method: "GET", path: "/api/v1/proxies/nope/config"}), 404, api.CodeUnknownProxy)
+	expect(t, "unknown proxy, escaped", f.do(t, req{method: "GET", path: "/api/v1/proxies/a%2Fb/config"}), 404, api.CodeUnknownProxy)
 }

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"github.com/octoacme/octoroll/admin/api"
 	"net/http"
 
 	"github.com/octoacme/octoroll/runner"
@@ -9,9 +10,9 @@ import (
 // runnerSentinels are the runner's errors with their statuses.
 func runnerSentinels() []sentinel {
 	return []sentinel{
-		{runner.ErrUnknownService, http.StatusNotFound, CodeUnknownService},
-		{runner.ErrNotFound, http.StatusNotFound, CodeNotFound},
-		{runner.ErrActiveRollout, http.StatusConflict, CodeActiveRollout},
-		{runner.ErrNoActiveRollout, http.StatusConflict, CodeNoActiveRollout},
+		{runner.ErrUnknownService, http.StatusNotFound, api.CodeUnknownService},
+		{runner.ErrNotFound, http.StatusNotFound, api.CodeNotFound},
+		{runner.ErrActiveRollout, http.StatusConflict, api.CodeActiveRollout},
+		{runner.ErrNoActiveRollout, http.StatusConflict, api.CodeNoActiveRollout},
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/octoacme/octoroll/admin/api"
 	"io"
 	"mime"
 	"net"
@@ -155,27 +156,27 @@ func isLoopback(addr string) bool {
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	api := func(pattern string, h func(w http.ResponseWriter, r *http.Request) error) {
+	read := func(pattern string, h func(w http.ResponseWriter, r *http.Request) error) {
 		mux.Handle(pattern, s.apiHandler(h))
 	}
 	mut := func(pattern string, h func(w http.ResponseWriter, r *http.Request) error) {
 		mux.Handle(pattern, s.apiHandler(s.authorize(h)))
 	}
-	p := APIPrefix
-	api("GET "+p+"/services", s.listServices)
-	api("GET "+p+"/services/{name}", s.getService)
+	p := api.APIPrefix
+	read("GET "+p+"/services", s.listServices)
+	read("GET "+p+"/services/{name}", s.getService)
 	mut("POST "+p+"/services/{name}/checks", s.reportCheck)
 	mut("POST "+p+"/services/{name}/{action}", s.action)
-	api("GET "+p+"/rollouts", s.listRollouts)
+	read("GET "+p+"/rollouts", s.listRollouts)
 	mut("POST "+p+"/rollouts", s.startRollout)
-	api("GET "+p+"/rollouts/{id}", s.getRollout)
-	api("GET "+p+"/rollouts/{id}/report", s.report)
-	api("GET "+p+"/events", s.listEvents)
-	api("GET "+p+"/proxies", s.listProxies)
-	api("GET "+p+"/proxies/{id}/config", s.proxyConfig)
-	api("GET "+p+"/status", s.status)
-	api("GET /healthz", s.healthz)
-	api("GET /readyz", s.readyz)
+	read("GET "+p+"/rollouts/{id}", s.getRollout)
+	read("GET "+p+"/rollouts/{id}/report", s.report)
+	read("GET "+p+"/events", s.listEvents)
+	read("GET "+p+"/proxies", s.listProxies)
+	read("GET "+p+"/proxies/{id}/config", s.proxyConfig)
+	read("GET "+p+"/status", s.status)
+	read("GET /healthz", s.healthz)
+	read("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", s.metricsHandler())
 	mux.Handle("GET /{$}", s.recoverer(http.HandlerFunc(s.page)))
 	mux.Handle("GET /rollouts/{id}", s.recoverer(http.HandlerFunc(s.rolloutPage)))
@@ -198,10 +199,10 @@ func jsonFallback(mux *http.ServeMux) http.Handler {
 			if allow := rec.header.Get("Allow"); allow != "" {
 				w.Header().Set("Allow", allow)
 			}
-			writeError(w, http.StatusMethodNotAllowed, CodeMethodNotAllowed,
+			writeError(w, http.StatusMethodNotAllowed, api.CodeMethodNotAllowed,
 				fmt.Sprintf("method %s not allowed on %s", r.Method, r.URL.Path))
 		case http.StatusNotFound, 0:
-			writeError(w, http.StatusNotFound, CodeNotFound, "no such endpoint: "+r.URL.Path)
+			writeError(w, http.StatusNotFound, api.CodeNotFound, "no such endpoint: "+r.URL.Path)
 		default: // redirects of ServeMux path cleaning
 			for k, v := range rec.header {
 				w.Header()[k] = v
@@ -260,7 +261,7 @@ func (s *Server) recoverer(h http.Handler) http.Handler {
 			s.log.Error("panic in admin handler", zap.String("method", r.Method),
 				zap.String("path", r.URL.Path), zap.Any("panic", v), zap.ByteString("stack", debug.Stack()))
 			if !sw.wrote {
-				writeError(sw, http.StatusInternalServerError, CodeInternal, "internal error")
+				writeError(sw, http.StatusInternalServerError, api.CodeInternal, "internal error")
 			}
 		}()
 		h.ServeHTTP(sw, r)
@@ -293,7 +294,7 @@ func (s *Server) authorize(h func(w http.ResponseWriter, r *http.Request) error)
 	return func(w http.ResponseWriter, r *http.Request) error {
 		if s.opts.Token == "" {
 			if !s.loopback.Load() {
-				return errorf(http.StatusForbidden, CodeForbidden,
+				return errorf(http.StatusForbidden, api.CodeForbidden,
 					"mutations are disabled: no admin token is configured (OCTOROLL_ADMIN_TOKEN) and the admin server is not bound to loopback")
 			}
 			return h(w, r)
@@ -301,24 +302,24 @@ func (s *Server) authorize(h func(w http.ResponseWriter, r *http.Request) error)
 		auth := r.Header.Get("Authorization")
 		scheme, tok, ok := strings.Cut(auth, " ")
 		if auth == "" {
-			return errorf(http.StatusUnauthorized, CodeUnauthorized, "missing bearer token: send Authorization: Bearer <token>")
+			return errorf(http.StatusUnauthorized, api.CodeUnauthorized, "missing bearer token: send Authorization: Bearer <token>")
 		}
 		if !ok || !strings.EqualFold(scheme, "Bearer") ||
 			subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), []byte(s.opts.Token)) != 1 {
-			return errorf(http.StatusUnauthorized, CodeUnauthorized, "invalid bearer token")
+			return errorf(http.StatusUnauthorized, api.CodeUnauthorized, "invalid bearer token")
 		}
 		return h(w, r)
 	}
 }
 
 func actor(r *http.Request) string {
-	if a := strings.TrimSpace(r.Header.Get(ActorHeader)); a != "" {
+	if a := strings.TrimSpace(r.Header.Get(api.ActorHeader)); a != "" {
 		if len(a) > 200 {
 			a = a[:200]
 		}
 		return a
 	}
-	return DefaultActor
+	return api.DefaultActor
 }
 
 // readBody reads at most MaxBodyBytes of r's body.
@@ -327,10 +328,10 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, errorf(http.StatusRequestEntityTooLarge, CodeTooLarge,
+			return nil, errorf(http.StatusRequestEntityTooLarge, api.CodeTooLarge,
 				fmt.Sprintf("request body larger than %d bytes", MaxBodyBytes))
 		}
-		return nil, errorf(http.StatusBadRequest, CodeBadRequest, "reading request body failed")
+		return nil, errorf(http.StatusBadRequest, api.CodeBadRequest, "reading request body failed")
 	}
 	return b, nil
 }
@@ -349,7 +350,7 @@ func bodyFormat(r *http.Request, allowYAML bool) (string, error) {
 	}
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil {
-		return "", errorf(http.StatusUnsupportedMediaType, CodeUnsupportedType, "malformed Content-Type")
+		return "", errorf(http.StatusUnsupportedMediaType, api.CodeUnsupportedType, "malformed Content-Type")
 	}
 	switch mt {
 	case "application/json":
@@ -363,7 +364,7 @@ func bodyFormat(r *http.Request, allowYAML bool) (string, error) {
 	if allowYAML {
 		want += " or application/yaml"
 	}
-	return "", errorf(http.StatusUnsupportedMediaType, CodeUnsupportedType,
+	return "", errorf(http.StatusUnsupportedMediaType, api.CodeUnsupportedType,
 		fmt.Sprintf("unsupported Content-Type %q: send %s", mt, want))
 }
 
@@ -374,15 +375,15 @@ func DecodeJSON(data []byte, v any, allowEmpty bool) error {
 		if allowEmpty {
 			return nil
 		}
-		return errorf(http.StatusBadRequest, CodeBadRequest, "empty request body")
+		return errorf(http.StatusBadRequest, api.CodeBadRequest, "empty request body")
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return errorf(http.StatusBadRequest, CodeBadRequest, "malformed JSON body: "+jsonErrorText(err))
+		return errorf(http.StatusBadRequest, api.CodeBadRequest, "malformed JSON body: "+jsonErrorText(err))
 	}
 	if err := dec.Decode(&struct{}{}); err != io.EOF {
-		return errorf(http.StatusBadRequest, CodeBadRequest, "malformed JSON body: trailing data after the JSON value")
+		return errorf(http.StatusBadRequest, api.CodeBadRequest, "malformed JSON body: trailing data after the JSON value")
 	}
 	return nil
 }
@@ -409,26 +410,26 @@ func jsonErrorText(err error) string {
 func DecodeSpec(data []byte, format string) (spec controller.Spec, err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			spec, err = controller.Spec{}, errorf(http.StatusBadRequest, CodeBadRequest, "malformed request body")
+			spec, err = controller.Spec{}, errorf(http.StatusBadRequest, api.CodeBadRequest, "malformed request body")
 		}
 	}()
 	if format != formatYAML {
 		return spec, DecodeJSON(data, &spec, false)
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
-		return spec, errorf(http.StatusBadRequest, CodeBadRequest, "empty request body")
+		return spec, errorf(http.StatusBadRequest, api.CodeBadRequest, "empty request body")
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&spec); err != nil {
 		if err == io.EOF {
-			return spec, errorf(http.StatusBadRequest, CodeBadRequest, "empty YAML document")
+			return spec, errorf(http.StatusBadRequest, api.CodeBadRequest, "empty YAML document")
 		}
-		return spec, errorf(http.StatusBadRequest, CodeBadRequest, "malformed YAML body: "+strings.TrimPrefix(err.Error(), "yaml: "))
+		return spec, errorf(http.StatusBadRequest, api.CodeBadRequest, "malformed YAML body: "+strings.TrimPrefix(err.Error(), "yaml: "))
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err != io.EOF {
-		return spec, errorf(http.StatusBadRequest, CodeBadRequest, "malformed YAML body: exactly one document expected")
+		return spec, errorf(http.StatusBadRequest, api.CodeBadRequest, "malformed YAML body: exactly one document expected")
 	}
 	return spec, nil
 }

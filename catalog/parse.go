@@ -179,8 +179,6 @@ func isNull(n *yaml.Node) bool {
 	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
 }
 
-var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
-
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	if d.tooBig {
 		return
@@ -202,11 +200,13 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		return
 	}
 	d.pos[path] = position{n.Line, n.Column}
-	if v.CanAddr() && v.Addr().Type().Implements(unmarshalerType) {
-		if err := v.Addr().Interface().(yaml.Unmarshaler).UnmarshalYAML(n); err != nil {
-			d.fail(n, path, "%s", err.Error())
+	if v.CanAddr() {
+		if ok, err := decodeScalar(n, v.Addr().Interface()); ok {
+			if err != nil {
+				d.fail(n, path, "%s", err.Error())
+			}
+			return
 		}
-		return
 	}
 	switch v.Kind() {
 	case reflect.Struct:

@@ -392,11 +392,11 @@ func TestParseEndpoint(t *testing.T) {
 		want    Endpoint
 		wantErr string
 	}{
-		{in: "10.0.0.1:8080", want: Endpoint{"10.0.0.1", 8080}},
-		{in: "[::1]:80", want: Endpoint{"::1", 80}},
-		{in: "[fe80::1%eth0]:80", want: Endpoint{"fe80::1%eth0", 80}},
-		{in: "backend.svc.cluster.local:65535", want: Endpoint{"backend.svc.cluster.local", 65535}},
-		{in: "localhost:1", want: Endpoint{"localhost", 1}},
+		{in: "10.0.0.1:8080", want: Endpoint{Host: "10.0.0.1", Port: 8080}},
+		{in: "[::1]:80", want: Endpoint{Host: "::1", Port: 80}},
+		{in: "[fe80::1%eth0]:80", want: Endpoint{Host: "fe80::1%eth0", Port: 80}},
+		{in: "backend.svc.cluster.local:65535", want: Endpoint{Host: "backend.svc.cluster.local", Port: 65535}},
+		{in: "localhost:1", want: Endpoint{Host: "localhost", Port: 1}},
 		{in: "10.0.0.1:0", wantErr: "port out of range 1-65535"},
 		{in: "10.0.0.1:65536", wantErr: "port out of range 1-65535"},
 		{in: "10.0.0.1:http", wantErr: "not a number"},

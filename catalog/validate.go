@@ -10,6 +10,8 @@ import (
 	"strings"
 	"text/template"
 	"time"
+
+	"github.com/octoacme/octoroll/model"
 )
 
 // Validate checks a catalog built in code (Parse validates what it reads). Zero values
@@ -138,57 +140,6 @@ func (v *validator) explicitZero(path string, isZero bool) bool {
 	return ok
 }
 
-// checkName enforces the name rule for services and versions: a DNS label (lower-case
-// letters, digits, '-', 1-63 characters, starting and ending with a letter or digit).
-// It keeps names safe in Envoy cluster names (service|version), metric labels, URLs
-// and xds:///NAME targets.
-func checkName(name string) string {
-	switch {
-	case name == "":
-		return "required"
-	case len(name) > 63:
-		return fmt.Sprintf("%q: longer than 63 characters", name)
-	case strings.Contains(name, "|"):
-		return fmt.Sprintf("%q: '|' is reserved (it separates service and version in cluster names)", name)
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return fmt.Sprintf("%q: want a DNS label: lower-case letters, digits and '-'", name)
-		}
-	}
-	if name[0] == '-' || name[len(name)-1] == '-' {
-		return fmt.Sprintf("%q: must start and end with a letter or digit", name)
-	}
-	return ""
-}
-
-// checkDomain accepts a host name, optionally with one leading "*." or "*" wildcard or
-// a trailing "*" (Envoy's virtual host domain forms), without a port: the sidecar port
-// variant is added by octoroll.
-func checkDomain(d string) string {
-	if d == "" {
-		return "empty domain"
-	}
-	if strings.Contains(d, ":") {
-		return fmt.Sprintf("%q: leave out the port (octoroll adds NAME:PORT itself)", d)
-	}
-	body := strings.TrimSuffix(strings.TrimPrefix(d, "*"), "*")
-	if strings.HasPrefix(d, "*") && strings.HasSuffix(d, "*") {
-		return fmt.Sprintf("%q: at most one wildcard, at the start or the end", d)
-	}
-	body = strings.Trim(body, ".")
-	if body == "" {
-		return fmt.Sprintf("%q: a wildcard alone matches everything; name the domains", d)
-	}
-	for _, l := range strings.Split(body, ".") {
-		if !isHostLabel(l) {
-			return fmt.Sprintf("%q: want a DNS name (letters, digits, '-', '.'; optional leading or trailing '*')", d)
-		}
-	}
-	return ""
-}
-
 func (v *validator) catalog(c *Catalog) {
 	if len(c.Services) == 0 {
 		v.add("services", "no services: declare at least one")
@@ -251,8 +202,8 @@ func (v *validator) catalog(c *Catalog) {
 }
 
 func (v *validator) service(s *Service, p string) {
-	if msg := checkName(s.Name); msg != "" {
-		v.add(p+".name", "%s", msg)
+	if err := model.ValidateName(s.Name); err != nil {
+		v.add(p+".name", "%s", err)
 	}
 	switch {
 	case s.Port == 0 && !v.explicitZero(p+".port", true):
@@ -263,8 +214,8 @@ func (v *validator) service(s *Service, p string) {
 	seenDomain := map[string]int{}
 	for k, d := range s.Domains {
 		dp := fmt.Sprintf("%s.domains[%d]", p, k)
-		if msg := checkDomain(d); msg != "" {
-			v.add(dp, "%s", msg)
+		if err := model.ValidateDomain(d); err != nil {
+			v.add(dp, "%s", err)
 			continue
 		}
 		if j, dup := seenDomain[strings.ToLower(d)]; dup {
@@ -295,8 +246,8 @@ func (v *validator) service(s *Service, p string) {
 }
 
 func (v *validator) version(ver *Version, p string, names map[string]int, endpoints map[Endpoint]string, k int) {
-	if msg := checkName(ver.Name); msg != "" {
-		v.add(p+".name", "%s", msg)
+	if err := model.ValidateName(ver.Name); err != nil {
+		v.add(p+".name", "%s", err)
 	} else if j, dup := names[ver.Name]; dup {
 		v.add(p+".name", "%q: duplicate version name, first declared at versions[%d]", ver.Name, j)
 	} else {
@@ -307,11 +258,11 @@ func (v *validator) version(ver *Version, p string, names map[string]int, endpoi
 	}
 	for e, ep := range ver.Endpoints {
 		ip := fmt.Sprintf("%s.endpoints[%d]", p, e)
-		if err := ep.check(); err != nil {
+		if err := ep.Validate(); err != nil {
 			v.add(ip, "%s", err.Error())
 			continue
 		}
-		key := Endpoint{Host: strings.ToLower(ep.Host), Port: ep.Port}
+		key := ep.Key()
 		if first, dup := endpoints[key]; dup {
 			if parent(first) == parent(ip) {
 				v.add(ip, "%q: duplicate endpoint, also %s", ep.String(), first)
@@ -325,19 +276,19 @@ func (v *validator) version(ver *Version, p string, names map[string]int, endpoi
 	seen := map[Endpoint]int{}
 	for e, ep := range ver.Metrics {
 		ip := fmt.Sprintf("%s.metrics[%d]", p, e)
-		if err := ep.check(); err != nil {
+		if err := ep.Validate(); err != nil {
 			v.add(ip, "%s", err.Error())
 			continue
 		}
-		key := Endpoint{Host: strings.ToLower(ep.Host), Port: ep.Port}
+		key := ep.Key()
 		if j, dup := seen[key]; dup {
 			v.add(ip, "%q: duplicate metrics endpoint, also metrics[%d]", ep.String(), j)
 			continue
 		}
 		seen[key] = e
 	}
-	if strings.ContainsAny(ver.Zone, " \t\n|") {
-		v.add(p+".zone", "%q: no spaces or '|'", ver.Zone)
+	if err := model.ValidateZone(ver.Zone); err != nil {
+		v.add(p+".zone", "%s", err)
 	}
 }
 
@@ -427,11 +378,11 @@ func (v *validator) metrics(m *MetricQueries, p string) {
 	seen := map[Endpoint]int{}
 	for i, ep := range m.Targets {
 		ip := fmt.Sprintf("%s.targets[%d]", p, i)
-		if err := ep.check(); err != nil {
+		if err := ep.Validate(); err != nil {
 			v.add(ip, "%s", err.Error())
 			continue
 		}
-		key := Endpoint{Host: strings.ToLower(ep.Host), Port: ep.Port}
+		key := ep.Key()
 		if j, dup := seen[key]; dup {
 			v.add(ip, "%q: duplicate target, also targets[%d]", ep.String(), j)
 			continue

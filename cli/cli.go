@@ -1,9 +1,11 @@
 // Package cli is the client side of the octoroll command: status, rollout start,
 // pause/resume/promote/abort/finish, history, report, proxies and check, talking to the
 // admin API of a running `octoroll serve`. It owns argument parsing and the
-// human-readable output; the wire types are package admin's.
+// human-readable output; the wire types are package admin/api's.
 //
-// It only speaks HTTP: it must not import runner or store.
+// It only speaks HTTP: it imports the API's wire types (admin/api) and plain data
+// (model, controller), never the admin server, the runner, the store, the catalog
+// loader or the xds server (asserted by internal/deps).
 package cli
 
 import (
@@ -13,6 +15,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/octoacme/octoroll/admin/api"
 	"io"
 	"net/http"
 	"net/url"
@@ -22,7 +25,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/octoacme/octoroll/admin"
 	"github.com/octoacme/octoroll/controller"
 )
 
@@ -243,7 +245,7 @@ func runStatus(ctx context.Context, inv *invocation, args []string) error {
 	if len(pos) == 1 {
 		return show(ctx, inv, "/services/"+url.PathEscape(pos[0]), nil, writeServiceDetail)
 	}
-	return show(ctx, inv, "/services", nil, func(w io.Writer, v admin.ServicesResponse) { writeServices(w, v.Services) })
+	return show(ctx, inv, "/services", nil, func(w io.Writer, v api.ServicesResponse) { writeServices(w, v.Services) })
 }
 
 func runRollout(ctx context.Context, inv *invocation, args []string) error {
@@ -287,7 +289,7 @@ func runRollout(ctx context.Context, inv *invocation, args []string) error {
 		if inv.output == "json" {
 			return inv.printJSON(b)
 		}
-		var d admin.RolloutDetail
+		var d api.RolloutDetail
 		if err := json.Unmarshal(b, &d); err != nil {
 			return fmt.Errorf("decode response of POST /rollouts: %w", err)
 		}
@@ -317,7 +319,7 @@ func runRollout(ctx context.Context, inv *invocation, args []string) error {
 		if *limit > 0 {
 			q.Set("limit", strconv.Itoa(*limit))
 		}
-		return show(ctx, inv, "/rollouts", q, func(w io.Writer, v admin.RolloutsResponse) { writeRollouts(w, v.Rollouts) })
+		return show(ctx, inv, "/rollouts", q, func(w io.Writer, v api.RolloutsResponse) { writeRollouts(w, v.Rollouts) })
 	case "get":
 		pos, err := parse(fs, args)
 		if err != nil {
@@ -363,7 +365,7 @@ func action(kind controller.CommandKind) runFunc {
 		if full != nil && *full {
 			path = string(controller.CmdPromoteFull)
 		}
-		req := admin.ActionRequest{Reason: *reason}
+		req := api.ActionRequest{Reason: *reason}
 		if force != nil {
 			req.Force = *force
 		}
@@ -371,7 +373,7 @@ func action(kind controller.CommandKind) runFunc {
 		if err != nil {
 			return err
 		}
-		var d admin.RolloutDetail
+		var d api.RolloutDetail
 		b, err := c.postJSON(ctx, "/services/"+url.PathEscape(pos[0])+"/"+path, req, &d)
 		if err != nil {
 			return err
@@ -463,7 +465,7 @@ func runProxies(ctx context.Context, inv *invocation, args []string) error {
 	if err := inv.checkOutput(); err != nil {
 		return err
 	}
-	return show(ctx, inv, "/proxies", nil, func(w io.Writer, v admin.ProxiesResponse) { writeProxies(w, v.Proxies) })
+	return show(ctx, inv, "/proxies", nil, func(w io.Writer, v api.ProxiesResponse) { writeProxies(w, v.Proxies) })
 }
 
 // runProxyConfig prints the config dump of one proxy: the API's JSON (the resources are
@@ -514,9 +516,9 @@ func runCheck(ctx context.Context, inv *invocation, args []string) error {
 	if err != nil {
 		return err
 	}
-	var resp admin.CheckResponse
+	var resp api.CheckResponse
 	b, err := c.postJSON(ctx, "/services/"+url.PathEscape(pos[0])+"/checks",
-		admin.CheckRequest{Name: pos[1], Passed: *pass, Detail: *detail}, &resp)
+		api.CheckRequest{Name: pos[1], Passed: *pass, Detail: *detail}, &resp)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/octoacme/octoroll/admin/api"
+	"github.com/octoacme/octoroll/model"
 	"io"
 	"net"
 	"net/http"
@@ -19,10 +21,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/octoacme/octoroll/admin"
-	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
-	"github.com/octoacme/octoroll/xds"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -31,8 +30,8 @@ var t0 = time.Date(2025, 3, 3, 10, 0, 0, 0, time.UTC)
 
 // Canned admin API responses, in the admin package's types.
 
-func activeSummary() admin.RolloutSummary {
-	return admin.RolloutSummary{
+func activeSummary() api.RolloutSummary {
+	return api.RolloutSummary{
 		ID: "r-0001", Service: "checkout", Stable: "v1", Canary: "v2", Release: "2025.3", Type: "minor",
 		State: controller.StateProgressing, Stage: 1, StageName: "25%", Stages: 3,
 		CanaryWeight: 2500, CanaryPercent: 25, Generation: 2,
@@ -42,28 +41,28 @@ func activeSummary() admin.RolloutSummary {
 	}
 }
 
-func services() admin.ServicesResponse {
+func services() api.ServicesResponse {
 	a := activeSummary()
-	return admin.ServicesResponse{Services: []admin.ServiceSummary{
+	return api.ServicesResponse{Services: []api.ServiceSummary{
 		{Name: "checkout", KnownGood: "v1", Versions: []string{"v1", "v2"}, Weights: map[string]uint32{"v1": 7500, "v2": 2500},
-			TotalWeight: catalog.TotalWeight, Proxies: admin.ProxyConvergence{RouteVersion: "a1b2", Subscribed: 3, Acked: 3, Converged: true},
+			TotalWeight: model.TotalWeight, Proxies: api.ProxyConvergence{RouteVersion: "a1b2", Subscribed: 3, Acked: 3, Converged: true},
 			Active: &a},
 		{Name: "payments", KnownGood: "v7", Versions: []string{"v7"}, Weights: map[string]uint32{"v7": 10000},
-			TotalWeight: catalog.TotalWeight, Proxies: admin.ProxyConvergence{RouteVersion: "c3d4", Subscribed: 2, Acked: 1,
+			TotalWeight: model.TotalWeight, Proxies: api.ProxyConvergence{RouteVersion: "c3d4", Subscribed: 2, Acked: 1,
 				Stragglers: []string{"payments-envoy-2"}}},
 	}}
 }
 
-func serviceDetail() admin.ServiceDetail {
+func serviceDetail() api.ServiceDetail {
 	s := services().Services[0]
-	s.Proxies = admin.ProxyConvergence{RouteVersion: "a1b2", Subscribed: 3, Acked: 2, Stragglers: []string{"envoy-3"},
-		NACK: &xds.Nack{NodeID: "envoy-3", Version: "a1b2", Message: "weights do not sum", At: t0.Add(25 * time.Minute)}}
+	s.Proxies = api.ProxyConvergence{RouteVersion: "a1b2", Subscribed: 3, Acked: 2, Stragglers: []string{"envoy-3"},
+		NACK: &model.Nack{NodeID: "envoy-3", Version: "a1b2", Message: "weights do not sum", At: t0.Add(25 * time.Minute)}}
 	th := controller.Thresholds{PauseErrorRatePP: 0.1, PauseLatencyRatio: 1.1, RollbackErrorRatePP: 1,
 		RollbackSustain: controller.Duration(5 * time.Minute), RollbackLatencyRatio: 1.25, MinRequests: 100}
-	return admin.ServiceDetail{
+	return api.ServiceDetail{
 		ServiceSummary: s,
-		Catalog:        catalog.Service{Name: "checkout", Port: 8080, Stable: "v1"},
-		Health: map[string]admin.VersionHealth{
+		Catalog:        model.Service{Name: "checkout", Port: 8080, Stable: "v1"},
+		Health: map[string]api.VersionHealth{
 			"v1": {Total: 2, Healthy: 2}, "v2": {Total: 2, Healthy: 1, Unhealthy: []string{"10.0.1.2:8080"}}},
 		LastObservation: &controller.Numbers{CanaryRequests: 2000, CanaryErrors: 2, StableRequests: 6000, StableErrors: 5,
 			CanaryErrorPct: 0.1, StableErrorPct: 0.08333333, CanaryP99: controller.Duration(120 * time.Millisecond),
@@ -73,38 +72,38 @@ func serviceDetail() admin.ServiceDetail {
 	}
 }
 
-func rolloutDetail(mut func(*admin.RolloutSummary)) admin.RolloutDetail {
+func rolloutDetail(mut func(*api.RolloutSummary)) api.RolloutDetail {
 	s := activeSummary()
 	if mut != nil {
 		mut(&s)
 	}
-	return admin.RolloutDetail{
+	return api.RolloutDetail{
 		RolloutSummary: s,
-		Timeline: []admin.StageStep{
-			{Index: 0, Name: "canary", Weight: 500, Percent: 5, MinWindow: catalog.Duration(15 * time.Minute), MaxWindow: catalog.Duration(30 * time.Minute),
-				Status: admin.StepDone, EnteredAt: t0, LeftAt: t0.Add(16 * time.Minute)},
-			{Index: 1, Name: "25%", Weight: 2500, Percent: 25, MinWindow: catalog.Duration(30 * time.Minute), MaxWindow: catalog.Duration(60 * time.Minute),
-				Status: admin.StepCurrent, EnteredAt: t0.Add(16 * time.Minute)},
-			{Index: 2, Name: "50%", Weight: 5000, Percent: 50, MinWindow: catalog.Duration(30 * time.Minute), MaxWindow: catalog.Duration(60 * time.Minute),
-				Status: admin.StepPending},
-			{Index: 3, Name: "100%", Weight: 10000, Percent: 100, Status: admin.StepPending},
+		Timeline: []api.StageStep{
+			{Index: 0, Name: "canary", Weight: 500, Percent: 5, MinWindow: model.Duration(15 * time.Minute), MaxWindow: model.Duration(30 * time.Minute),
+				Status: api.StepDone, EnteredAt: t0, LeftAt: t0.Add(16 * time.Minute)},
+			{Index: 1, Name: "25%", Weight: 2500, Percent: 25, MinWindow: model.Duration(30 * time.Minute), MaxWindow: model.Duration(60 * time.Minute),
+				Status: api.StepCurrent, EnteredAt: t0.Add(16 * time.Minute)},
+			{Index: 2, Name: "50%", Weight: 5000, Percent: 50, MinWindow: model.Duration(30 * time.Minute), MaxWindow: model.Duration(60 * time.Minute),
+				Status: api.StepPending},
+			{Index: 3, Name: "100%", Weight: 10000, Percent: 100, Status: api.StepPending},
 		},
-		Decision: &admin.DecisionView{Time: t0.Add(26 * time.Minute), Decision: controller.DecisionContinue,
+		Decision: &api.DecisionView{Time: t0.Add(26 * time.Minute), Decision: controller.DecisionContinue,
 			Reason: "checks passing, 10m0s of 30m0s monitored"},
 		Rollout: controller.Rollout{ID: "r-0001", Service: "checkout", Stable: "v1", Canary: "v2", State: controller.StateProgressing},
 	}
 }
 
-func events() admin.EventsResponse {
-	ev := func(seq uint64, min int, kind string, mut func(*controller.Event)) admin.EventRecord {
+func events() api.EventsResponse {
+	ev := func(seq uint64, min int, kind string, mut func(*controller.Event)) api.EventRecord {
 		e := controller.Event{Time: t0.Add(time.Duration(min) * time.Minute), Kind: kind, RolloutID: "r-0001", Service: "checkout",
 			State: controller.StateProgressing, Stage: 0, StageName: "canary", Weight: 500, Generation: 1}
 		if mut != nil {
 			mut(&e)
 		}
-		return admin.EventRecord{Seq: seq, Event: e}
+		return api.EventRecord{Seq: seq, Event: e}
 	}
-	return admin.EventsResponse{Next: 14, Events: []admin.EventRecord{
+	return api.EventsResponse{Next: 14, Events: []api.EventRecord{
 		ev(10, 0, "started", func(e *controller.Event) { e.Reason = "plan 5% 15m0s → 25% 30m0s → 50% 30m0s → 100%" }),
 		ev(11, 1, "acked", func(e *controller.Event) { e.Reason = "every proxy applied weights generation 1" }),
 		ev(12, 5, "command", func(e *controller.Event) {
@@ -117,33 +116,33 @@ func events() admin.EventsResponse {
 	}}
 }
 
-func proxies() admin.ProxiesResponse {
-	return admin.ProxiesResponse{Proxies: []xds.ProxyStatus{
+func proxies() api.ProxiesResponse {
+	return api.ProxiesResponse{Proxies: []model.ProxyStatus{
 		{NodeID: "envoy-1", Cluster: "checkout", Zone: "eu-1a", ConnectedSince: t0.Add(-time.Hour), Streams: 1,
-			Types: map[string]xds.TypeStatus{
+			Types: map[string]model.TypeStatus{
 				"type.googleapis.com/envoy.config.listener.v3.Listener":        {Watched: []string{"*"}, AckedVersion: "l1"},
 				"type.googleapis.com/envoy.config.route.v3.RouteConfiguration": {Watched: []string{"checkout"}, AckedVersion: "a1b2"},
 				"type.googleapis.com/envoy.config.cluster.v3.Cluster":          {Watched: []string{"*"}, AckedVersion: "c1"},
 			}},
 		{NodeID: "envoy-3", ConnectedSince: t0.Add(-30 * time.Minute), Streams: 1, NACKs: 1,
-			Types: map[string]xds.TypeStatus{
+			Types: map[string]model.TypeStatus{
 				"type.googleapis.com/envoy.config.route.v3.RouteConfiguration": {Watched: []string{"checkout"}, AckedVersion: "9f8e"},
 			},
-			LastNACK: &xds.Nack{NodeID: "envoy-3", TypeURL: "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+			LastNACK: &model.Nack{NodeID: "envoy-3", TypeURL: "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
 				Version: "a1b2", Message: "weights do not sum", At: t0.Add(25 * time.Minute)}},
 	}}
 }
 
-func proxyConfig() xds.ProxyConfig {
+func proxyConfig() model.ProxyConfig {
 	route := json.RawMessage(`{"@type":"type.googleapis.com/envoy.config.route.v3.RouteConfiguration","name":"checkout"}`)
 	const rt = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
-	return xds.ProxyConfig{NodeID: "envoy-1", Cluster: "checkout", Zone: "eu-1a", Types: []xds.TypeConfig{{
+	return model.ProxyConfig{NodeID: "envoy-1", Cluster: "checkout", Zone: "eu-1a", Types: []model.TypeConfig{{
 		TypeURL: rt,
-		Sent: &xds.SentConfig{Version: "9f8e", At: t0.Add(25 * time.Minute),
-			Resources: []xds.ConfigResource{{Name: "checkout", Version: "9f8e", Resource: route}}},
-		Acked: &xds.SentConfig{Version: "a1b2", At: t0.Add(20 * time.Minute),
-			Resources: []xds.ConfigResource{{Name: "checkout", Version: "a1b2", Resource: route}}},
-		LastNACK: &xds.Nack{NodeID: "envoy-1", TypeURL: rt, Version: "9f8e", Message: "weights do not sum", At: t0.Add(25 * time.Minute)},
+		Sent: &model.SentConfig{Version: "9f8e", At: t0.Add(25 * time.Minute),
+			Resources: []model.ConfigResource{{Name: "checkout", Version: "9f8e", Resource: route}}},
+		Acked: &model.SentConfig{Version: "a1b2", At: t0.Add(20 * time.Minute),
+			Resources: []model.ConfigResource{{Name: "checkout", Version: "a1b2", Resource: route}}},
+		LastNACK: &model.Nack{NodeID: "envoy-1", TypeURL: rt, Version: "9f8e", Message: "weights do not sum", At: t0.Add(25 * time.Minute)},
 	}}}
 }
 
@@ -169,49 +168,49 @@ type canned struct {
 
 func newFakeAPI(t *testing.T) *fakeAPI {
 	errBody := func(code int, msg, c string) canned {
-		return canned{code, "application/json", admin.Error{Error: msg, Code: c}}
+		return canned{code, "application/json", api.Error{Error: msg, Code: c}}
 	}
-	paused := rolloutDetail(func(s *admin.RolloutSummary) {
+	paused := rolloutDetail(func(s *api.RolloutSummary) {
 		s.State, s.PausedFrom, s.Reason = controller.StatePaused, controller.StateProgressing, "paused by alice: checking a dashboard"
 	})
 	routes := map[string]canned{
 		"GET /api/v1/services":          {200, "", services()},
 		"GET /api/v1/services/checkout": {200, "", serviceDetail()},
-		"GET /api/v1/services/nope":     errBody(404, `unknown service "nope"`, admin.CodeUnknownService),
-		"POST /api/v1/rollouts": {201, "", rolloutDetail(func(s *admin.RolloutSummary) {
+		"GET /api/v1/services/nope":     errBody(404, `unknown service "nope"`, api.CodeUnknownService),
+		"POST /api/v1/rollouts": {201, "", rolloutDetail(func(s *api.RolloutSummary) {
 			s.Stage, s.StageName, s.CanaryWeight, s.CanaryPercent, s.LastDecision, s.Reason = 0, "canary", 500, 5, "", ""
 		})},
-		"GET /api/v1/rollouts":                 {200, "", admin.RolloutsResponse{Rollouts: []admin.RolloutSummary{activeSummary()}}},
+		"GET /api/v1/rollouts":                 {200, "", api.RolloutsResponse{Rollouts: []api.RolloutSummary{activeSummary()}}},
 		"GET /api/v1/rollouts/r-0001":          {200, "", rolloutDetail(nil)},
 		"GET /api/v1/rollouts/r-0001/report":   {200, "text/markdown; charset=utf-8", reportMD},
 		"POST /api/v1/services/checkout/pause": {200, "", paused},
-		"POST /api/v1/services/checkout/resume": {200, "", rolloutDetail(func(s *admin.RolloutSummary) {
+		"POST /api/v1/services/checkout/resume": {200, "", rolloutDetail(func(s *api.RolloutSummary) {
 			s.Reason = ""
 		})},
-		"POST /api/v1/services/checkout/promote-full": {200, "", rolloutDetail(func(s *admin.RolloutSummary) {
+		"POST /api/v1/services/checkout/promote-full": {200, "", rolloutDetail(func(s *api.RolloutSummary) {
 			s.State, s.Stage, s.StageName, s.CanaryWeight, s.CanaryPercent, s.Reason = controller.StateMonitoring, 3, "100%", 10000, 100, ""
 		})},
-		"POST /api/v1/services/checkout/promote": errBody(409, "promote: last check failed (error rate): a check is failing; use force to override", admin.CodeCheckFailing),
-		"POST /api/v1/services/checkout/abort": {200, "", rolloutDetail(func(s *admin.RolloutSummary) {
+		"POST /api/v1/services/checkout/promote": errBody(409, "promote: last check failed (error rate): a check is failing; use force to override", api.CodeCheckFailing),
+		"POST /api/v1/services/checkout/abort": {200, "", rolloutDetail(func(s *api.RolloutSummary) {
 			s.State, s.CanaryWeight, s.CanaryPercent, s.Aborted = controller.StateRolledBack, 0, 0, true
 			s.Reason, s.EndedAt = "aborted by alice: data integrity issue", t0.Add(30*time.Minute)
 		})},
-		"POST /api/v1/services/payments/finish": errBody(409, `service "payments" has no active rollout`, admin.CodeNoActiveRollout),
-		"POST /api/v1/services/checkout/checks": {200, "", admin.CheckResponse{Service: "checkout", Name: "smoke", Passed: false}},
+		"POST /api/v1/services/payments/finish": errBody(409, `service "payments" has no active rollout`, api.CodeNoActiveRollout),
+		"POST /api/v1/services/checkout/checks": {200, "", api.CheckResponse{Service: "checkout", Name: "smoke", Passed: false}},
 		"GET /api/v1/events":                    {200, "", events()},
 		"GET /api/v1/proxies":                   {200, "", proxies()},
 		"GET /api/v1/proxies/envoy-1/config":    {200, "", proxyConfig()},
-		"GET /api/v1/proxies/nope/config":       errBody(404, `no connected proxy with node id "nope"`, admin.CodeUnknownProxy),
+		"GET /api/v1/proxies/nope/config":       errBody(404, `no connected proxy with node id "nope"`, api.CodeUnknownProxy),
 	}
 	f := &fakeAPI{}
 	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		f.mu.Lock()
 		f.reqs = append(f.reqs, recorded{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, ContentType: r.Header.Get("Content-Type"),
-			Accept: r.Header.Get("Accept"), Auth: r.Header.Get("Authorization"), Actor: r.Header.Get(admin.ActorHeader), Body: string(body)})
+			Accept: r.Header.Get("Accept"), Auth: r.Header.Get("Authorization"), Actor: r.Header.Get(api.ActorHeader), Body: string(body)})
 		f.mu.Unlock()
 		if r.Header.Get("Authorization") == "Bearer wrong" {
-			writeCanned(w, errBody(401, "missing or wrong bearer token", admin.CodeUnauthorized))
+			writeCanned(w, errBody(401, "missing or wrong bearer token", api.CodeUnauthorized))
 			return
 		}
 		key := r.Method + " " + r.URL.Path
@@ -225,7 +224,7 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 		}
 		c, ok := routes[key]
 		if !ok {
-			writeCanned(w, errBody(404, "no route "+key, admin.CodeNotFound))
+			writeCanned(w, errBody(404, "no route "+key, api.CodeNotFound))
 			return
 		}
 		writeCanned(w, c)

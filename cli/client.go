@@ -6,13 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/octoacme/octoroll/admin/api"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"syscall"
-
-	"github.com/octoacme/octoroll/admin"
 )
 
 // maxResponse bounds a response body read by the client.
@@ -78,7 +77,7 @@ type request struct {
 
 // do performs req and returns the body of a 2xx response.
 func (c *client) do(ctx context.Context, req request) ([]byte, error) {
-	u := c.base + admin.APIPrefix + req.path
+	u := c.base + api.APIPrefix + req.path
 	if len(req.query) > 0 {
 		u += "?" + req.query.Encode()
 	}
@@ -106,7 +105,7 @@ func (c *client) do(ctx context.Context, req request) ([]byte, error) {
 		hr.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	if c.actor != "" && req.method != http.MethodGet {
-		hr.Header.Set(admin.ActorHeader, c.actor)
+		hr.Header.Set(api.ActorHeader, c.actor)
 	}
 	resp, err := c.http.Do(hr)
 	if err != nil {
@@ -123,7 +122,7 @@ func (c *client) do(ctx context.Context, req request) ([]byte, error) {
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return b, nil
 	}
-	var e admin.Error
+	var e api.Error
 	if json.Unmarshal(b, &e) == nil && e.Error != "" {
 		return nil, &apiError{Status: resp.StatusCode, Message: e.Error, Code: e.Code}
 	}

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"fmt"
+	"github.com/octoacme/octoroll/admin/api"
+	"github.com/octoacme/octoroll/model"
 	"io"
 	"slices"
 	"strconv"
@@ -9,10 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/octoacme/octoroll/admin"
-	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
-	"github.com/octoacme/octoroll/xds"
 )
 
 // barWidth is the number of cells of a progress bar: one per 5 %.
@@ -53,25 +52,25 @@ func clip(s string, n int) string {
 	return string(r[:n-1]) + "…"
 }
 
-func percent(w uint32) float64 { return float64(w) * 100 / catalog.TotalWeight }
+func percent(w uint32) float64 { return float64(w) * 100 / model.TotalWeight }
 
 func pct(p float64) string { return strconv.FormatFloat(p, 'f', -1, 64) + "%" }
 
-func stageLabel(r admin.RolloutSummary) string {
+func stageLabel(r api.RolloutSummary) string {
 	if r.Stage >= r.Stages {
 		return "100%"
 	}
 	return fmt.Sprintf("%s (%d/%d)", r.StageName, r.Stage+1, r.Stages)
 }
 
-func stateLabel(r admin.RolloutSummary) string {
+func stateLabel(r api.RolloutSummary) string {
 	if r.State == controller.StatePaused && r.PausedFrom != "" {
 		return fmt.Sprintf("paused (from %s)", r.PausedFrom)
 	}
 	return string(r.State)
 }
 
-func proxiesLabel(p admin.ProxyConvergence) string {
+func proxiesLabel(p api.ProxyConvergence) string {
 	s := fmt.Sprintf("%d/%d", p.Acked, p.Subscribed)
 	if p.NACK != nil {
 		s += " NACK"
@@ -79,7 +78,7 @@ func proxiesLabel(p admin.ProxyConvergence) string {
 	return s
 }
 
-func decisionLabel(r admin.RolloutSummary) string {
+func decisionLabel(r api.RolloutSummary) string {
 	if r.LastDecision == "" && r.Reason == "" {
 		return "-"
 	}
@@ -94,7 +93,7 @@ func decisionLabel(r admin.RolloutSummary) string {
 }
 
 // writeServices prints the status table of every service.
-func writeServices(w io.Writer, svcs []admin.ServiceSummary) {
+func writeServices(w io.Writer, svcs []api.ServiceSummary) {
 	if len(svcs) == 0 {
 		fmt.Fprintln(w, "No services in the catalog.")
 		return
@@ -118,7 +117,7 @@ func writeServices(w io.Writer, svcs []admin.ServiceSummary) {
 }
 
 // writeServiceDetail prints one service in depth.
-func writeServiceDetail(w io.Writer, d admin.ServiceDetail) {
+func writeServiceDetail(w io.Writer, d api.ServiceDetail) {
 	tw := table(w)
 	fmt.Fprintf(tw, "Service:\t%s\n", d.Name)
 	fmt.Fprintf(tw, "Versions:\t%s (known-good %s)\n", strings.Join(d.Versions, ", "), d.KnownGood)
@@ -213,7 +212,7 @@ func weights(m map[string]uint32) string {
 	return strings.Join(parts, ", ")
 }
 
-func writeStarted(w io.Writer, d admin.RolloutDetail) {
+func writeStarted(w io.Writer, d api.RolloutDetail) {
 	r := d.RolloutSummary
 	fmt.Fprintf(w, "Started rollout %s of %s: %s → %s (%s release %s)\n", r.ID, r.Service, r.Stable, r.Canary, r.Type, dash(r.Release))
 	fmt.Fprintf(w, "Plan:  %s\n", r.Plan)
@@ -229,7 +228,7 @@ var actionDone = map[string]string{
 	"finish": "Finished %s: monitoring window closed",
 }
 
-func writeActionResult(w io.Writer, action string, d admin.RolloutDetail) {
+func writeActionResult(w io.Writer, action string, d api.RolloutDetail) {
 	r := d.RolloutSummary
 	fmt.Fprintf(w, actionDone[action]+" (rollout %s)\n", r.Service, r.ID)
 	fmt.Fprintf(w, "State:  %s, stage %s\n", stateLabel(r), stageLabel(r))
@@ -239,7 +238,7 @@ func writeActionResult(w io.Writer, action string, d admin.RolloutDetail) {
 	}
 }
 
-func writeRollouts(w io.Writer, rs []admin.RolloutSummary) {
+func writeRollouts(w io.Writer, rs []api.RolloutSummary) {
 	if len(rs) == 0 {
 		fmt.Fprintln(w, "No rollouts.")
 		return
@@ -253,7 +252,7 @@ func writeRollouts(w io.Writer, rs []admin.RolloutSummary) {
 	tw.Flush()
 }
 
-func writeRolloutDetail(w io.Writer, d admin.RolloutDetail) {
+func writeRolloutDetail(w io.Writer, d api.RolloutDetail) {
 	r := d.RolloutSummary
 	tw := table(w)
 	fmt.Fprintf(tw, "Rollout:\t%s\n", r.ID)
@@ -290,7 +289,7 @@ func writeRolloutDetail(w io.Writer, d admin.RolloutDetail) {
 	tw.Flush()
 }
 
-func writeEvents(w io.Writer, resp admin.EventsResponse) {
+func writeEvents(w io.Writer, resp api.EventsResponse) {
 	if len(resp.Events) == 0 {
 		fmt.Fprintln(w, "No events.")
 		return
@@ -330,7 +329,7 @@ func typeName(url string) string {
 	return url
 }
 
-func writeProxies(w io.Writer, ps []xds.ProxyStatus) {
+func writeProxies(w io.Writer, ps []model.ProxyStatus) {
 	if len(ps) == 0 {
 		fmt.Fprintln(w, "No proxies connected.")
 		return

@@ -5,8 +5,11 @@
 // monitoring window.
 //
 // The engine is pure: state, time and observations in; new state, desired weights and
-// events out. It performs no I/O, never reads the wall clock, starts no goroutines and
-// must not import xds, store, net/http or any package that does. A Rollout is plain data
+// events out. It performs no I/O, never reads the wall clock and starts no goroutines.
+// Import rule (asserted by internal/deps): it imports octoroll's vocabulary (model) and
+// the standard library's pure packages only: not catalog, translate, xds, store or
+// runner, and nothing that does I/O (zap, fsnotify, yaml, net, net/http, os/exec, gRPC,
+// bbolt, database/sql). A Rollout is plain data
 // that survives a JSON round trip exactly, so a loop around the engine can persist it
 // after every transition and resume it after a crash without moving traffic by itself.
 //

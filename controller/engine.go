@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/octoacme/octoroll/catalog"
+	"github.com/octoacme/octoroll/model"
 )
 
 // PreflightError lists every missing pre-flight requirement that was not waived.
@@ -66,7 +66,7 @@ func Preflight(spec Spec) error {
 // weights are set at once, unless the plan has smoke tests: then the rollout is pending
 // at 0 % canary until an observation carries every smoke test's passing result, as it
 // is outside the window.
-func New(now time.Time, id string, spec Spec, svc catalog.Service) (Rollout, []Event, error) {
+func New(now time.Time, id string, spec Spec, svc model.Service) (Rollout, []Event, error) {
 	var errs []error
 	if id == "" {
 		errs = append(errs, errors.New("id: required"))
@@ -126,13 +126,13 @@ func New(now time.Time, id string, spec Spec, svc catalog.Service) (Rollout, []E
 // WithCanary returns svc with the rollout's canary version appended when it is not in
 // the catalog (a new version given with its endpoints), so that the translation defines
 // its cluster. svc is not modified.
-func (r Rollout) WithCanary(svc catalog.Service) (catalog.Service, error) {
+func (r Rollout) WithCanary(svc model.Service) (model.Service, error) {
 	if _, ok := svc.Version(r.Canary); ok {
 		return svc, nil
 	}
-	v := catalog.Version{Name: r.Canary, Zone: r.Spec.Canary.Zone}
+	v := model.Version{Name: r.Canary, Zone: r.Spec.Canary.Zone}
 	for _, s := range r.Spec.Canary.Endpoints {
-		e, err := catalog.ParseEndpoint(s)
+		e, err := model.ParseEndpoint(s)
 		if err != nil {
 			return svc, fmt.Errorf("canary endpoint: %w", err)
 		}
@@ -431,7 +431,7 @@ func (r *Rollout) observe(now time.Time, obs Observation) (verdict, *finding) {
 // withServiceChecks adds the catalog service's query checks to spec's custom checks,
 // except those whose name the spec already uses (its own entry replaces the catalog's).
 // The rollout's plan then records every check it is judged by.
-func withServiceChecks(spec Spec, svc catalog.Service) Spec {
+func withServiceChecks(spec Spec, svc model.Service) Spec {
 	if len(svc.Metrics.Checks) == 0 {
 		return spec
 	}

@@ -4,18 +4,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/octoacme/octoroll/catalog"
+	"github.com/octoacme/octoroll/model"
 )
 
 // t0 is a Monday 10:00 UTC.
 var t0 = time.Date(2025, 3, 3, 10, 0, 0, 0, time.UTC)
 
-func testService() catalog.Service {
-	return catalog.Service{
+func testService() model.Service {
+	return model.Service{
 		Name: "checkout", Port: 8080, Stable: "v1",
-		Versions: []catalog.Version{
-			{Name: "v1", Endpoints: []catalog.Endpoint{{Host: "10.0.0.1", Port: 8080}, {Host: "10.0.0.2", Port: 8080}}},
-			{Name: "v2", Endpoints: []catalog.Endpoint{{Host: "10.0.1.1", Port: 8080}, {Host: "10.0.1.2", Port: 8080}}},
+		Versions: []model.Version{
+			{Name: "v1", Endpoints: []model.Endpoint{{Host: "10.0.0.1", Port: 8080}, {Host: "10.0.0.2", Port: 8080}}},
+			{Name: "v2", Endpoints: []model.Endpoint{{Host: "10.0.1.1", Port: 8080}, {Host: "10.0.1.2", Port: 8080}}},
 		},
 	}
 }
@@ -87,7 +87,7 @@ func checkWeights(t testing.TB, r Rollout) {
 	for _, v := range w {
 		sum += v
 	}
-	if sum != catalog.TotalWeight || len(w) != 2 {
-		t.Fatalf("weights %v: want two versions summing to %d", w, catalog.TotalWeight)
+	if sum != model.TotalWeight || len(w) != 2 {
+		t.Fatalf("weights %v: want two versions summing to %d", w, model.TotalWeight)
 	}
 }

@@ -8,7 +8,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/octoacme/octoroll/catalog"
+	"github.com/octoacme/octoroll/model"
 )
 
 func TestShareDecoding(t *testing.T) {
@@ -88,7 +88,7 @@ func split(r Rollout, now time.Time, perSec float64, canaryPct, stablePct float6
 	w := 30 * time.Second
 	stats := func(d time.Duration) (VersionStats, VersionStats) {
 		n := perSec * d.Seconds()
-		c := n * float64(r.CanaryWeight()) / catalog.TotalWeight
+		c := n * float64(r.CanaryWeight()) / model.TotalWeight
 		s := n - c
 		return VersionStats{Requests: uint64(c), Errors: uint64(c * canaryPct / 100), P99: canaryP99},
 			VersionStats{Requests: uint64(s), Errors: uint64(s * stablePct / 100), P99: stableP99}
@@ -128,7 +128,7 @@ func TestHoldbackWeights(t *testing.T) {
 	done, _, _ := drive(r, now, now.Add(2*time.Hour), 30*time.Second, func(r Rollout, now time.Time) Observation {
 		return split(r, now, 1000, 0.5, 0.5, 100*ms, 100*ms)
 	})
-	if done.State != StateCompleted || done.Weights()["v2"] != catalog.TotalWeight || done.HoldbackActive() {
+	if done.State != StateCompleted || done.Weights()["v2"] != model.TotalWeight || done.HoldbackActive() {
 		t.Fatalf("closed window: state %s weights %v", done.State, done.Weights())
 	}
 	if done.Generation != gen+1 {
@@ -138,7 +138,7 @@ func TestHoldbackWeights(t *testing.T) {
 	// Without a holdback the window's close changes no weight and keeps the generation.
 	r0, _ := mustNew(t, t0, holdbackSpec(0))
 	r0, now, _ = drive(r0, t0, t0.Add(time.Hour), 30*time.Second, good)
-	if r0.State != StateMonitoring || r0.Weights()["v2"] != catalog.TotalWeight {
+	if r0.State != StateMonitoring || r0.Weights()["v2"] != model.TotalWeight {
 		t.Fatalf("no holdback: %s %v", r0.State, r0.Weights())
 	}
 	gen = r0.Generation
@@ -191,7 +191,7 @@ func TestMonitoringBaseline(t *testing.T) {
 					cp, cl = tc.canaryPct, tc.canaryP99
 				}
 				o := split(r, at, 2000, cp, 0.5, cl, 100*ms)
-				if r.CanaryWeight() == catalog.TotalWeight {
+				if r.CanaryWeight() == model.TotalWeight {
 					o.Stable, o.Analysis.Stable = VersionStats{}, VersionStats{} // the stable version is idle
 				}
 				return o
@@ -226,7 +226,7 @@ func TestOldRolloutDecodes(t *testing.T) {
 	if err := json.Unmarshal(mustJSON(t, m), &old); err != nil {
 		t.Fatal(err)
 	}
-	if old.Plan.Holdback != 0 || old.Weights()["v2"] != catalog.TotalWeight || old.Baseline == nil {
+	if old.Plan.Holdback != 0 || old.Weights()["v2"] != model.TotalWeight || old.Baseline == nil {
 		t.Fatalf("decoded %+v %+v", old.Plan, old.Baseline)
 	}
 	old, _, _ = drive(old, now, now.Add(2*time.Hour), 30*time.Second, good)

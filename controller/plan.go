@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/octoacme/octoroll/catalog"
+	"github.com/octoacme/octoroll/model"
 )
 
 // Defaults from the release guide, and the ones the guide leaves open.
@@ -150,13 +150,13 @@ func orDefault(d Duration, def time.Duration) Duration {
 // stageWeight converts a StageSpec's Weight or Percent to a weight out of TotalWeight.
 func (s StageSpec) weight() uint32 {
 	if s.Percent != 0 {
-		return uint32(math.Round(s.Percent * catalog.TotalWeight / 100))
+		return uint32(math.Round(s.Percent * model.TotalWeight / 100))
 	}
 	return s.Weight
 }
 
 func weightName(w uint32) string {
-	return strconv.FormatFloat(float64(w)*100/catalog.TotalWeight, 'f', -1, 64) + "%"
+	return strconv.FormatFloat(float64(w)*100/model.TotalWeight, 'f', -1, 64) + "%"
 }
 
 // Resolve applies the preset of spec's release type and the defaults to spec. It
@@ -206,7 +206,7 @@ func resolve(spec Spec) Plan {
 	if len(spec.Stages) > 0 {
 		for i, s := range spec.Stages {
 			w := s.weight()
-			if w >= catalog.TotalWeight && i == len(spec.Stages)-1 {
+			if w >= model.TotalWeight && i == len(spec.Stages)-1 {
 				break // the implied 100 %
 			}
 			st := Stage{Name: s.Name, Weight: w, MinWindow: s.MinWindow, MaxWindow: s.MaxWindow,
@@ -291,7 +291,7 @@ func (p Plan) String() string {
 	}
 	if p.Holdback > 0 {
 		return s + fmt.Sprintf("%s (%s held back on the previous version until the monitoring window closes) → 100%%",
-			weightName(catalog.TotalWeight-min(p.Holdback, catalog.TotalWeight)), weightName(p.Holdback))
+			weightName(model.TotalWeight-min(p.Holdback, model.TotalWeight)), weightName(p.Holdback))
 	}
 	return s + "100%"
 }

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/octoacme/octoroll/catalog"
+	"github.com/octoacme/octoroll/model"
 )
 
 // State is where a rollout is in its lifecycle.
@@ -41,17 +41,17 @@ const (
 	DecisionRollback Decision = "rollback" // no-go: 100 % to the known-good version
 )
 
-// Event kinds. The lifecycle kinds are catalog's (shared with notification sinks).
+// Event kinds. The lifecycle kinds are model's (shared with notification sinks).
 const (
-	EventStarted          = catalog.EventStarted
-	EventStageAdvanced    = catalog.EventStageAdvanced
-	EventPaused           = catalog.EventPaused
-	EventResumed          = catalog.EventResumed
-	EventRolledBack       = catalog.EventRolledBack
-	EventCompleted        = catalog.EventCompleted
-	EventMonitoringClosed = catalog.EventMonitoringClosed
-	EventPublishFailed    = catalog.EventPublishFailed
-	EventPublished        = catalog.EventPublished
+	EventStarted          = model.EventStarted
+	EventStageAdvanced    = model.EventStageAdvanced
+	EventPaused           = model.EventPaused
+	EventResumed          = model.EventResumed
+	EventRolledBack       = model.EventRolledBack
+	EventCompleted        = model.EventCompleted
+	EventMonitoringClosed = model.EventMonitoringClosed
+	EventPublishFailed    = model.EventPublishFailed
+	EventPublished        = model.EventPublished
 
 	EventCreated        = "created"         // pre-flight passed; carries the release metadata summary
 	EventWaiver         = "waiver"          // a pre-flight item was waived (Waiver set)
@@ -144,7 +144,7 @@ type Plan struct {
 	Synthetics         []HTTPCheck `json:"synthetics,omitempty"`
 	Checks             []Check     `json:"checks,omitempty"`
 	Monitoring         []Phase     `json:"monitoring"`
-	// Holdback is the previous version's weight out of catalog.TotalWeight during the
+	// Holdback is the previous version's weight out of model.TotalWeight during the
 	// monitoring window (0: none; the canary has 100 %).
 	Holdback uint32            `json:"holdback,omitempty"`
 	Window   *DeploymentWindow `json:"window,omitempty"`
@@ -153,7 +153,7 @@ type Plan struct {
 // Stage is one resolved stage.
 type Stage struct {
 	Name string `json:"name"`
-	// Weight is the canary weight out of catalog.TotalWeight.
+	// Weight is the canary weight out of model.TotalWeight.
 	Weight    uint32   `json:"weight"`
 	MinWindow Duration `json:"minWindow"`
 	MaxWindow Duration `json:"maxWindow"`
@@ -397,7 +397,7 @@ type Event struct {
 	// Stage and StageName identify the stage after the event.
 	Stage     int    `json:"stage"`
 	StageName string `json:"stageName,omitempty"`
-	// Weight is the canary weight after the event, out of catalog.TotalWeight.
+	// Weight is the canary weight after the event, out of model.TotalWeight.
 	Weight     uint32   `json:"weight"`
 	Generation uint64   `json:"generation"`
 	Decision   Decision `json:"decision,omitempty"`
@@ -419,7 +419,7 @@ type Event struct {
 }
 
 // Match routes requests carrying a header or cookie to a version; it mirrors
-// xds.Match field for field so the loop converts it directly.
+// translate.Match field for field so the loop converts it directly.
 type Match struct {
 	Header  string `json:"header,omitempty"`
 	Cookie  string `json:"cookie,omitempty"`

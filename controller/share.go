@@ -7,10 +7,10 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/octoacme/octoroll/catalog"
+	"github.com/octoacme/octoroll/model"
 )
 
-// Share is a share of a service's traffic as a weight out of catalog.TotalWeight
+// Share is a share of a service's traffic as a weight out of model.TotalWeight
 // (10000, so one unit is a basis point). In a spec it is written either as a percent
 // string ("1%", "0.5%") or as a bare number of basis points (100). It is written back as
 // a percent string.
@@ -27,7 +27,7 @@ func ParseShare(s string) (Share, error) {
 		if f < 0 || f > 100 {
 			return 0, fmt.Errorf("%q: want 0-100%%", s)
 		}
-		w := math.Round(f * catalog.TotalWeight / 100)
+		w := math.Round(f * model.TotalWeight / 100)
 		if f > 0 && w == 0 {
 			return 0, fmt.Errorf("%q: below the weight resolution of 0.01%%", s)
 		}
@@ -35,10 +35,10 @@ func ParseShare(s string) (Share, error) {
 	}
 	n, err := strconv.ParseUint(t, 10, 32)
 	if err != nil {
-		return 0, fmt.Errorf("%q: want a percent such as 1%% or basis points out of %d", s, catalog.TotalWeight)
+		return 0, fmt.Errorf("%q: want a percent such as 1%% or basis points out of %d", s, model.TotalWeight)
 	}
-	if n > catalog.TotalWeight {
-		return 0, fmt.Errorf("%q: want at most %d basis points", s, catalog.TotalWeight)
+	if n > model.TotalWeight {
+		return 0, fmt.Errorf("%q: want at most %d basis points", s, model.TotalWeight)
 	}
 	return Share(n), nil
 }

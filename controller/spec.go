@@ -3,12 +3,12 @@ package controller
 import (
 	"time"
 
-	"github.com/octoacme/octoroll/catalog"
+	"github.com/octoacme/octoroll/model"
 )
 
 // Duration is a time.Duration written in JSON and YAML as a Go duration string ("30s").
 // Zero means "not set" in a Spec (the default applies).
-type Duration = catalog.Duration
+type Duration = model.Duration
 
 // ReleaseType picks the stage plan preset.
 type ReleaseType string
@@ -145,7 +145,7 @@ type Canary struct {
 // StageSpec is one stage as written by an operator.
 type StageSpec struct {
 	Name string `json:"name,omitempty" yaml:"name,omitempty"`
-	// Weight is the canary weight out of catalog.TotalWeight (10000). Exclusive with
+	// Weight is the canary weight out of model.TotalWeight (10000). Exclusive with
 	// Percent.
 	Weight uint32 `json:"weight,omitempty" yaml:"weight,omitempty"`
 	// Percent is the canary weight in percent (0.01 resolution). Exclusive with Weight.

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/octoacme/octoroll/catalog"
+	"github.com/octoacme/octoroll/model"
 )
 
 // The sample-ratio guard.
@@ -68,15 +68,15 @@ func (s SampleRatio) String() string {
 }
 
 // CheckSampleRatio tests the canary's and stable's request counts of one window against
-// the canary weight (out of catalog.TotalWeight) every proxy applied. ok is false when
+// the canary weight (out of model.TotalWeight) every proxy applied. ok is false when
 // the split cannot be tested: a weight of 0 or all of it, or too few requests expected
 // on either side. It is pure.
 func CheckSampleRatio(canary, stable uint64, weight uint32) (s SampleRatio, ok bool) {
-	if weight == 0 || weight >= catalog.TotalWeight {
+	if weight == 0 || weight >= model.TotalWeight {
 		return SampleRatio{}, false
 	}
 	n := float64(canary) + float64(stable)
-	p0 := float64(weight) / catalog.TotalWeight
+	p0 := float64(weight) / model.TotalWeight
 	ec, es := n*p0, n*(1-p0)
 	if ec < SampleRatioMinExpected || es < SampleRatioMinExpected {
 		return SampleRatio{}, false

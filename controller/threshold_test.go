@@ -8,7 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/octoacme/octoroll/catalog"
+	"github.com/octoacme/octoroll/model"
 )
 
 // acked returns a minor rollout in its canary stage whose weights were ACKed at t0+30s.
@@ -428,7 +428,7 @@ func TestQueryCheckResults(t *testing.T) {
 // of the same name replaces the catalog's, and the spec keeps what the operator wrote.
 func TestServiceChecksJoinThePlan(t *testing.T) {
 	svc := testService()
-	svc.Metrics.Checks = []catalog.MetricCheck{
+	svc.Metrics.Checks = []model.MetricCheck{
 		{Name: "orders", Query: "sum(rate(orders_total[{{.Window}}]))", Min: ptr(1.0), OnFail: OnFailRollback},
 		{Name: "queue", Query: "max(queue_depth)", Max: ptr(100.0)},
 	}

@@ -14,7 +14,7 @@ import (
 	"time"
 	_ "time/tzdata" // deployment windows resolve IANA zones identically on every host
 
-	"github.com/octoacme/octoroll/catalog"
+	"github.com/octoacme/octoroll/model"
 )
 
 // Validate checks spec on its own, without a catalog, and returns every problem found,
@@ -59,7 +59,7 @@ func (s Spec) Validate() error {
 		add("stable", "%q is also the canary version", s.Stable)
 	}
 	for i, e := range s.Canary.Endpoints {
-		if _, err := catalog.ParseEndpoint(e); err != nil {
+		if _, err := model.ParseEndpoint(e); err != nil {
 			add(fmt.Sprintf("canary.endpoints[%d]", i), "%v", err)
 		}
 	}
@@ -93,11 +93,11 @@ func (s Spec) Validate() error {
 			add(f+".percent", "%v: want 0-100", st.Percent)
 		}
 		w := st.weight()
-		if w > catalog.TotalWeight {
-			add(f+".weight", "%d: want at most %d", w, catalog.TotalWeight)
+		if w > model.TotalWeight {
+			add(f+".weight", "%d: want at most %d", w, model.TotalWeight)
 		}
 		last := i == len(s.Stages)-1
-		if w >= catalog.TotalWeight && !last {
+		if w >= model.TotalWeight && !last {
 			add(f, "only the last stage may be 100%%")
 		}
 		if w < prev {
@@ -107,7 +107,7 @@ func (s Spec) Validate() error {
 		if w == 0 && st.Match == nil {
 			add(f, "a 0 weight stage needs a match (header or cookie flag)")
 		}
-		if w < catalog.TotalWeight && st.MinWindow <= 0 {
+		if w < model.TotalWeight && st.MinWindow <= 0 {
 			add(f+".minWindow", "required and positive")
 		}
 		if st.MaxWindow != 0 && st.MaxWindow < st.MinWindow {

@@ -1,8 +1,8 @@
 package controller
 
-import "github.com/octoacme/octoroll/catalog"
+import "github.com/octoacme/octoroll/model"
 
-// CanaryWeight is the canary's desired weight out of catalog.TotalWeight. During the
+// CanaryWeight is the canary's desired weight out of model.TotalWeight. During the
 // monitoring window (paused there too) the plan's holdback stays on the previous
 // version; once the window closes the canary has all of it.
 func (r Rollout) CanaryWeight() uint32 {
@@ -10,23 +10,23 @@ func (r Rollout) CanaryWeight() uint32 {
 	case StateRolledBack, StatePending, "":
 		return 0
 	case StateCompleted:
-		return catalog.TotalWeight
+		return model.TotalWeight
 	case StateMonitoring:
-		return catalog.TotalWeight - r.holdback()
+		return model.TotalWeight - r.holdback()
 	case StatePaused:
 		if r.PausedFrom == StatePending {
 			return 0
 		}
 	}
 	if r.Stage >= len(r.Plan.Stages) {
-		return catalog.TotalWeight - r.holdback()
+		return model.TotalWeight - r.holdback()
 	}
 	return r.Plan.Stages[r.Stage].Weight
 }
 
 // holdback is the previous version's weight in the monitoring window, bounded so the
-// weights always sum to catalog.TotalWeight whatever a decoded plan holds.
-func (r Rollout) holdback() uint32 { return min(r.Plan.Holdback, catalog.TotalWeight) }
+// weights always sum to model.TotalWeight whatever a decoded plan holds.
+func (r Rollout) holdback() uint32 { return min(r.Plan.Holdback, model.TotalWeight) }
 
 // HoldbackActive reports whether the previous version is live as a concurrent control:
 // the rollout is in its monitoring window (or paused there) with a holdback.
@@ -40,12 +40,12 @@ func (r Rollout) inMonitoring() bool {
 }
 
 // Weights returns the desired weights of the stable and canary versions out of
-// catalog.TotalWeight, always summing to it. Both versions are always present, the
+// model.TotalWeight, always summing to it. Both versions are always present, the
 // one not in use at 0, so its cluster stays defined: the known-good version during the
 // monitoring window, the canary after a rollback.
 func (r Rollout) Weights() map[string]uint32 {
 	c := r.CanaryWeight()
-	return map[string]uint32{r.Stable: catalog.TotalWeight - c, r.Canary: c}
+	return map[string]uint32{r.Stable: model.TotalWeight - c, r.Canary: c}
 }
 
 // Matches returns the header/cookie flag routes in force: from a flag stage on until
@@ -82,7 +82,7 @@ func (r Rollout) KnownGood() string {
 }
 
 // NewStable returns the version that became stable when the monitoring window closed;
-// ok is false unless the rollout completed. The loop records it in the catalog.
+// ok is false unless the rollout completed. The loop records it in the model.
 func (r Rollout) NewStable() (version string, ok bool) {
 	if r.State != StateCompleted {
 		return "", false

@@ -14,12 +14,12 @@ import (
 	"github.com/octoacme/octoroll/metrics"
 	"github.com/octoacme/octoroll/metrics/envoytest"
 	"github.com/octoacme/octoroll/metrics/promtest"
-	"github.com/octoacme/octoroll/xds"
+	"github.com/octoacme/octoroll/translate"
 )
 
 func TestClusterNameMatchesXDS(t *testing.T) {
-	if got, want := metrics.ClusterName("checkout", "v2"), xds.ClusterName("checkout", "v2"); got != want {
-		t.Fatalf("metrics.ClusterName = %q, xds.ClusterName = %q", got, want)
+	if got, want := metrics.ClusterName("checkout", "v2"), translate.ClusterName("checkout", "v2"); got != want {
+		t.Fatalf("metrics.ClusterName = %q, translate.ClusterName = %q", got, want)
 	}
 }
 

@@ -71,7 +71,7 @@ const (
 )
 
 // ClusterName is the Envoy cluster name of a version, "service|version" (the value of
-// EnvoyClusterLabel). It is the scheme of xds.ClusterName, which this package must not
+// EnvoyClusterLabel). It is the scheme of translate.ClusterName, which this package must not
 // import; a test keeps the two in step.
 func ClusterName(service, version string) string { return service + "|" + version }
 

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/octoacme/octoroll/catalog"
-	"github.com/octoacme/octoroll/xds"
+	"github.com/octoacme/octoroll/translate"
 )
 
 // DefaultDNSRefresh is how often a name that resolved is resolved again.
@@ -20,7 +20,7 @@ const DefaultDNSRefresh = 30 * time.Second
 // keeps the last good answer. Lookups happen only in Refresh and Prime, which callers
 // run outside their locks. It is safe for concurrent use.
 type DNS struct {
-	lookup  xds.HostResolver
+	lookup  HostResolver
 	now     func() time.Time
 	refresh time.Duration
 
@@ -39,7 +39,7 @@ type hostEntry struct {
 // NewDNS returns a DNS cache resolving through lookup. refresh is how often a name
 // that resolved is looked up again (DefaultDNSRefresh when <= 0); a name whose last
 // lookup failed is looked up on every Refresh.
-func NewDNS(lookup xds.HostResolver, now func() time.Time, refresh time.Duration) *DNS {
+func NewDNS(lookup HostResolver, now func() time.Time, refresh time.Duration) *DNS {
 	if refresh <= 0 {
 		refresh = DefaultDNSRefresh
 	}
@@ -50,7 +50,7 @@ func NewDNS(lookup xds.HostResolver, now func() time.Time, refresh time.Duration
 }
 
 // Hosts returns the DNS names (endpoint hosts that are not IP addresses) of desired.
-func Hosts(desired ...xds.Desired) []string {
+func Hosts(desired ...translate.Desired) []string {
 	var out []string
 	for _, d := range desired {
 		out = append(out, ServiceHosts(d.Service)...)
@@ -151,12 +151,12 @@ func (d *DNS) resolve(ctx context.Context, hosts []string) bool {
 }
 
 // Resolve returns desired with every DNS name replaced by its cached addresses (as
-// xds.ResolveEndpoints does), and a note for each name served from an answer whose
+// ResolveEndpoints does), and a note for each name served from an answer whose
 // refresh failed. A name with no good answer fails the service; the name is then looked
 // up on the next Refresh. It does no I/O.
-func (d *DNS) Resolve(desired xds.Desired) (xds.Desired, []string, error) {
+func (d *DNS) Resolve(desired translate.Desired) (translate.Desired, []string, error) {
 	c := cached{d: d}
-	out, err := xds.ResolveEndpoints(context.Background(), &c, desired)
+	out, err := ResolveEndpoints(context.Background(), &c, desired)
 	return out, c.stale, err
 }
 

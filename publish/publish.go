@@ -22,6 +22,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 
+	"github.com/octoacme/octoroll/translate"
 	"github.com/octoacme/octoroll/xds"
 )
 
@@ -29,7 +30,7 @@ import (
 type Server interface {
 	// SetResources serves res in place of everything served before; on error nothing
 	// changes.
-	SetResources(res xds.Resources) error
+	SetResources(res translate.Resources) error
 }
 
 var _ Server = (*xds.Server)(nil)
@@ -71,10 +72,10 @@ type Publisher struct {
 
 type service struct {
 	// good is the last good translation, served while the desired state fails.
-	good     xds.Resources
+	good     translate.Resources
 	goodKey  string
 	goodPort uint32
-	served   xds.Desired // the desired state (as given, before DNS) good translates
+	served   translate.Desired // the desired state (as given, before DNS) good translates
 	serving  bool
 	// badKey and badErr remember the last failed translation, so that a retry of the
 	// same input does not translate it again.
@@ -99,15 +100,15 @@ func New(srv Server, dns *DNS, now func() time.Time) *Publisher {
 //
 // The cost is proportional to the services whose desired state changed since the last
 // Publish: the others keep their translated, checked resources.
-func (p *Publisher) Publish(desired []xds.Desired) ([]Change, error) {
+func (p *Publisher) Publish(desired []translate.Desired) ([]Change, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	desired = slices.Clone(desired)
-	slices.SortFunc(desired, func(a, b xds.Desired) int { return strings.Compare(a.Service.Name, b.Service.Name) })
+	slices.SortFunc(desired, func(a, b translate.Desired) int { return strings.Compare(a.Service.Name, b.Service.Name) })
 
 	type outcome struct {
-		d     xds.Desired
-		res   xds.Resources
+		d     translate.Desired
+		res   translate.Resources
 		key   string
 		port  uint32
 		err   error
@@ -116,7 +117,7 @@ func (p *Publisher) Publish(desired []xds.Desired) ([]Change, error) {
 	}
 	outs := make([]outcome, 0, len(desired))
 	ports := map[uint32]string{}
-	var all xds.Resources
+	var all translate.Resources
 	seen := map[string]bool{}
 	for _, d := range desired {
 		name := d.Service.Name
@@ -143,7 +144,7 @@ func (p *Publisher) Publish(desired []xds.Desired) ([]Change, error) {
 			case s.badKey:
 				o.err = s.badErr
 			default:
-				res, err := xds.TranslateService(rd)
+				res, err := translate.TranslateService(rd)
 				if err != nil {
 					o.err = err
 					break
@@ -219,12 +220,12 @@ func (p *Publisher) Publish(desired []xds.Desired) ([]Change, error) {
 
 // Check reports whether desired would publish (its DNS names have answers in the cache,
 // its resources translate and check) without serving it.
-func (p *Publisher) Check(desired xds.Desired) error {
+func (p *Publisher) Check(desired translate.Desired) error {
 	rd, _, err := p.dns.Resolve(desired)
 	if err != nil {
 		return err
 	}
-	_, err = xds.TranslateService(rd)
+	_, err = translate.TranslateService(rd)
 	return err
 }
 
@@ -257,20 +258,20 @@ func (p *Publisher) Failing() []string {
 
 // Served returns the desired state (as given to Publish, before DNS) whose resources
 // serve for service: its last good one while it fails.
-func (p *Publisher) Served(service string) (xds.Desired, bool) {
+func (p *Publisher) Served(service string) (translate.Desired, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := p.svcs[service]
 	if s == nil || !s.serving {
-		return xds.Desired{}, false
+		return translate.Desired{}, false
 	}
 	return s.served, true
 }
 
 // desiredKey identifies the content of d: Go syntax of plain data, with map keys sorted.
-func desiredKey(d xds.Desired) string { return fmt.Sprintf("%#v", d) }
+func desiredKey(d translate.Desired) string { return fmt.Sprintf("%#v", d) }
 
-func appendResources(all, r xds.Resources) xds.Resources {
+func appendResources(all, r translate.Resources) translate.Resources {
 	all.Listeners = append(all.Listeners, r.Listeners...)
 	all.Routes = append(all.Routes, r.Routes...)
 	all.Clusters = append(all.Clusters, r.Clusters...)
@@ -280,7 +281,7 @@ func appendResources(all, r xds.Resources) xds.Resources {
 
 // sortResources sorts each slice of r by resource name, the order the xds server and
 // its content hashes expect.
-func sortResources(r *xds.Resources) {
+func sortResources(r *translate.Resources) {
 	slices.SortFunc(r.Listeners, func(a, b *listenerv3.Listener) int { return strings.Compare(a.GetName(), b.GetName()) })
 	slices.SortFunc(r.Routes, func(a, b *routev3.RouteConfiguration) int { return strings.Compare(a.GetName(), b.GetName()) })
 	slices.SortFunc(r.Clusters, func(a, b *clusterv3.Cluster) int { return strings.Compare(a.GetName(), b.GetName()) })

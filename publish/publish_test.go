@@ -12,10 +12,11 @@ import (
 
 	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/publish"
+	"github.com/octoacme/octoroll/translate"
 	"github.com/octoacme/octoroll/xds"
 )
 
-func desired(name string, port uint32, host string, canary string) xds.Desired {
+func desired(name string, port uint32, host string, canary string) translate.Desired {
 	svc := catalog.Service{Name: name, Port: port, Stable: "v1", Versions: []catalog.Version{
 		{Name: "v1", Endpoints: []catalog.Endpoint{{Host: host, Port: 8080}}},
 	}}
@@ -24,7 +25,7 @@ func desired(name string, port uint32, host string, canary string) xds.Desired {
 		svc.Versions = append(svc.Versions, catalog.Version{Name: canary, Endpoints: []catalog.Endpoint{{Host: "10.0.0.9", Port: 8080}}})
 		w = map[string]uint32{"v1": 5000, canary: 5000}
 	}
-	return xds.Desired{Service: svc, Weights: w}
+	return translate.Desired{Service: svc, Weights: w}
 }
 
 type dnsTable map[string]string
@@ -44,14 +45,14 @@ func TestFailingServiceKeepsLastGood(t *testing.T) {
 	dns := publish.NewDNS(dnsTable{}, nil, time.Minute)
 	p := publish.New(srv, dns, nil)
 
-	good := []xds.Desired{desired("a", 10001, "10.0.0.1", ""), desired("b", 10002, "10.0.0.2", "")}
+	good := []translate.Desired{desired("a", 10001, "10.0.0.1", ""), desired("b", 10002, "10.0.0.2", "")}
 	changes, err := p.Publish(good)
 	if err != nil || len(changes) != 0 {
 		t.Fatalf("first publish: %v %v", changes, err)
 	}
 	routeA := srv.RouteVersion("a")
 
-	bad := []xds.Desired{desired("a", 10001, "10.0.0.1", "v|2"), desired("b", 10002, "10.0.0.2", "v2")}
+	bad := []translate.Desired{desired("a", 10001, "10.0.0.1", "v|2"), desired("b", 10002, "10.0.0.2", "v2")}
 	for i := range 3 {
 		changes, err = p.Publish(bad)
 		if err != nil {
@@ -97,7 +98,7 @@ func TestFailingServiceKeepsLastGood(t *testing.T) {
 func TestPortConflict(t *testing.T) {
 	srv := xds.NewServer(zap.NewNop(), xds.Options{})
 	p := publish.New(srv, publish.NewDNS(dnsTable{}, nil, 0), nil)
-	changes, err := p.Publish([]xds.Desired{desired("a", 10001, "10.0.0.1", ""), desired("b", 10001, "10.0.0.2", "")})
+	changes, err := p.Publish([]translate.Desired{desired("a", 10001, "10.0.0.1", ""), desired("b", 10001, "10.0.0.2", "")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/octoacme/octoroll/healthcheck"
 	"github.com/octoacme/octoroll/publish"
 	"github.com/octoacme/octoroll/store"
+	"github.com/octoacme/octoroll/translate"
 	"github.com/octoacme/octoroll/xds"
 )
 
@@ -26,7 +27,7 @@ type ServiceView struct {
 	KnownGood string `json:"knownGood"`
 	// Weights are the served weights, out of catalog.TotalWeight.
 	Weights map[string]uint32 `json:"weights"`
-	Matches []xds.Match       `json:"matches,omitempty"`
+	Matches []translate.Match `json:"matches,omitempty"`
 	// Publication says whether the service's desired state is served (nil before its
 	// first publish); while it fails, Weights are the last good ones, still served.
 	Publication *publish.Status `json:"publication,omitempty"`

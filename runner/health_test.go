@@ -18,6 +18,7 @@ import (
 	"github.com/octoacme/octoroll/healthcheck"
 	"github.com/octoacme/octoroll/runner"
 	"github.com/octoacme/octoroll/store"
+	"github.com/octoacme/octoroll/translate"
 	"github.com/octoacme/octoroll/xds"
 )
 
@@ -41,7 +42,7 @@ func healthServer(t *testing.T) (*health.Server, string) {
 func edsHealth(xs *xds.Server, version string) map[string]corev3.HealthStatus {
 	out := map[string]corev3.HealthStatus{}
 	for _, cla := range xs.Resources().Endpoints {
-		if cla.GetClusterName() != xds.ClusterName(svcName, version) {
+		if cla.GetClusterName() != translate.ClusterName(svcName, version) {
 			continue
 		}
 		for _, loc := range cla.GetEndpoints() {

@@ -20,6 +20,7 @@ import (
 	"github.com/octoacme/octoroll/metrics"
 	"github.com/octoacme/octoroll/runner"
 	"github.com/octoacme/octoroll/store"
+	"github.com/octoacme/octoroll/translate"
 	"github.com/octoacme/octoroll/xds"
 	"github.com/octoacme/octoroll/xds/xdstest"
 )
@@ -309,7 +310,7 @@ func served(t *testing.T, xs *xds.Server) map[string]uint32 {
 // service, by version; nil when it serves none.
 func servedWeights(xs *xds.Server, service string) map[string]uint32 {
 	for _, rc := range xs.Resources().Routes {
-		if rc.GetName() != xds.RouteName(service) {
+		if rc.GetName() != translate.RouteName(service) {
 			continue
 		}
 		for _, vh := range rc.GetVirtualHosts() {
@@ -320,7 +321,7 @@ func servedWeights(xs *xds.Server, service string) map[string]uint32 {
 				}
 				out := map[string]uint32{}
 				for _, c := range wc.GetClusters() {
-					out[strings.TrimPrefix(c.GetName(), service+xds.NameSeparator)] = c.GetWeight().GetValue()
+					out[strings.TrimPrefix(c.GetName(), service+translate.NameSeparator)] = c.GetWeight().GetValue()
 				}
 				return out
 			}

@@ -24,7 +24,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/octoacme/octoroll/controller"
-	"github.com/octoacme/octoroll/xds"
+	"github.com/octoacme/octoroll/translate"
 	"github.com/octoacme/octoroll/xds/xdstest"
 )
 
@@ -164,7 +164,7 @@ func (p *octorollProc) servedRoute(t *testing.T) map[string]uint32 {
 		t.Fatal(err)
 	}
 	if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: "crash-probe"},
-		TypeUrl: resource.RouteType, ResourceNames: []string{xds.RouteName(svcName)}}); err != nil {
+		TypeUrl: resource.RouteType, ResourceNames: []string{translate.RouteName(svcName)}}); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := stream.Recv()
@@ -181,7 +181,7 @@ func (p *octorollProc) servedRoute(t *testing.T) map[string]uint32 {
 				if wc := r.GetRoute().GetWeightedClusters(); wc != nil {
 					out := map[string]uint32{}
 					for _, c := range wc.GetClusters() {
-						out[strings.TrimPrefix(c.GetName(), svcName+xds.NameSeparator)] = c.GetWeight().GetValue()
+						out[strings.TrimPrefix(c.GetName(), svcName+translate.NameSeparator)] = c.GetWeight().GetValue()
 					}
 					return out
 				}

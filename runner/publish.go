@@ -13,7 +13,7 @@ import (
 	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
 	"github.com/octoacme/octoroll/publish"
-	"github.com/octoacme/octoroll/xds"
+	"github.com/octoacme/octoroll/translate"
 )
 
 // effectiveServiceLocked is the catalog entry plus the versions rollouts added (a
@@ -83,15 +83,15 @@ func upsertVersion(vs []catalog.Version, v catalog.Version) []catalog.Version {
 }
 
 // desiredLocked is the desired routing state of every catalog service.
-func (r *Runner) desiredLocked() []xds.Desired {
-	out := make([]xds.Desired, 0, len(r.cat.Services))
+func (r *Runner) desiredLocked() []translate.Desired {
+	out := make([]translate.Desired, 0, len(r.cat.Services))
 	for _, s := range r.cat.Services {
 		svc, _ := r.effectiveServiceLocked(s.Name)
-		d := xds.Desired{Service: svc}
+		d := translate.Desired{Service: svc}
 		if e, ok := r.active[s.Name]; ok {
 			d.Weights = e.r.Weights()
 			for _, m := range e.r.Matches() {
-				d.Matches = append(d.Matches, xds.Match{Header: m.Header, Cookie: m.Cookie, Value: m.Value, Version: m.Version})
+				d.Matches = append(d.Matches, translate.Match{Header: m.Header, Cookie: m.Cookie, Value: m.Value, Version: m.Version})
 			}
 		} else {
 			d.Weights = map[string]uint32{svc.Stable: catalog.TotalWeight}

@@ -83,7 +83,7 @@ type Options struct {
 	// outside the runner's lock: a name is looked up when a catalog or rollout first
 	// names it, again every DNSRefresh, and on every tick while its lookup fails (the
 	// last good answer keeps serving).
-	Resolver xds.HostResolver
+	Resolver publish.HostResolver
 	// DNSRefresh is how often a name that resolved is looked up again; default
 	// publish.DefaultDNSRefresh.
 	DNSRefresh time.Duration
@@ -325,7 +325,7 @@ func (r *Runner) Catalog() *catalog.Catalog {
 // Run checks every active rollout at its check interval until ctx is done, and at once
 // when a health check changes (a canary whose endpoints all went down rolls back
 // without waiting for the next interval). A health change is published first: the
-// endpoints found unhealthy are marked so in EDS (see xds.Desired.Unhealthy).
+// endpoints found unhealthy are marked so in EDS (see translate.Desired.Unhealthy).
 func (r *Runner) Run(ctx context.Context) error {
 	t := time.NewTicker(r.opts.Tick)
 	defer t.Stop()

@@ -6,7 +6,7 @@ import (
 	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
 	"github.com/octoacme/octoroll/smoke"
-	"github.com/octoacme/octoroll/xds"
+	"github.com/octoacme/octoroll/translate"
 )
 
 // HTTPChecker runs smoke tests and synthetics against a canary version (smoke.Runner).
@@ -47,7 +47,7 @@ func (r *Runner) httpChecks(ctx context.Context, svc catalog.Service, ro control
 // traffic, and the health rule, not a smoke test, judges a partial loss) — unless that
 // leaves none.
 func (r *Runner) canaryTarget(svc catalog.Service, ro controller.Rollout) smoke.Target {
-	target := smoke.Target{Version: ro.Canary, PinHeader: xds.PinHeader}
+	target := smoke.Target{Version: ro.Canary, PinHeader: translate.PinHeader}
 	v, ok := svc.Version(ro.Canary)
 	if !ok {
 		return target

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/octoacme/octoroll/controller"
-	"github.com/octoacme/octoroll/xds"
+	"github.com/octoacme/octoroll/translate"
 )
 
 // canaryApp is a real HTTP server standing in for a canary version: /health answers
@@ -32,7 +32,7 @@ func (a *canaryApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.hits = map[string]int{}
 	}
 	a.hits[r.URL.Path]++
-	if p := r.Header.Get(xds.PinHeader); p != "" {
+	if p := r.Header.Get(translate.PinHeader); p != "" {
 		a.pins = append(a.pins, p)
 	}
 	a.mu.Unlock()
@@ -119,7 +119,7 @@ func TestSmokeTestsStartAndPromote(t *testing.T) {
 	pins := slices.Clone(canary.pins)
 	canary.mu.Unlock()
 	if !slices.Equal(pins, []string{"v2"}) {
-		t.Fatalf("pin headers seen %v, want one %s: v2", pins, xds.PinHeader)
+		t.Fatalf("pin headers seen %v, want one %s: v2", pins, translate.PinHeader)
 	}
 
 	ro = stepUntil(t, h, ro.ID, 100, func(r controller.Rollout) bool { return r.State == controller.StateMonitoring })

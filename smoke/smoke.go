@@ -47,7 +47,7 @@ type Target struct {
 	// Endpoints are the canary's "host:port" addresses for direct requests.
 	Endpoints []string
 	// PinHeader is the request header that routes a request through the proxy to the
-	// version it names (xds.PinHeader).
+	// version it names (model.PinHeader).
 	PinHeader string
 }
 

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/octoacme/octoroll/translate"
 	"github.com/octoacme/octoroll/xds"
 )
 
@@ -30,7 +31,7 @@ func TestServeEndsADSStreamsGracefully(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, lis) }()
 	svc := service(t, "127.0.0.1:1", "127.0.0.1:2")
-	if err := srv.Update([]xds.Desired{{Service: svc, Weights: map[string]uint32{"v1": 10000}}}); err != nil {
+	if err := srv.Update([]translate.Desired{{Service: svc, Weights: map[string]uint32{"v1": 10000}}}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -111,7 +112,7 @@ func TestADSOrdersTypes(t *testing.T) {
 	}
 
 	svc3 := service(t, "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3")
-	if err := srv.Update([]xds.Desired{{Service: svc3, Weights: map[string]uint32{"v1": 5000, "v3": 5000}}}); err != nil {
+	if err := srv.Update([]translate.Desired{{Service: svc3, Weights: map[string]uint32{"v1": 5000, "v3": 5000}}}); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range types {

@@ -17,6 +17,8 @@ import (
 	streamv3 "github.com/envoyproxy/go-control-plane/pkg/server/stream/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/octoacme/octoroll/translate"
 )
 
 // The cache benchmarks compare octoroll's Cache with go-control-plane's snapshot cache
@@ -48,8 +50,8 @@ func benchRoute(svc string, canary uint32) *routev3.RouteConfiguration {
 			Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
 			Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_WeightedClusters{
 				WeightedClusters: &routev3.WeightedCluster{Clusters: []*routev3.WeightedCluster_ClusterWeight{
-					{Name: ClusterName(svc, "stable"), Weight: wrapperspb.UInt32(10000 - canary)},
-					{Name: ClusterName(svc, "canary"), Weight: wrapperspb.UInt32(canary)},
+					{Name: translate.ClusterName(svc, "stable"), Weight: wrapperspb.UInt32(10000 - canary)},
+					{Name: translate.ClusterName(svc, "canary"), Weight: wrapperspb.UInt32(canary)},
 				}},
 			}}},
 		}},
@@ -74,19 +76,22 @@ func newBenchWorld() *benchWorld {
 		svc := benchService(i)
 		w.routes = append(w.routes, benchRoute(svc, 500))
 		for _, v := range []string{"stable", "canary"} {
-			name := ClusterName(svc, v)
+			name := translate.ClusterName(svc, v)
 			w.clusters = append(w.clusters, &clusterv3.Cluster{
 				Name:                 name,
 				ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
-				EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource()},
-				ConnectTimeout:       durationpb.New(time.Second),
+				EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{EdsConfig: &corev3.ConfigSource{
+					ResourceApiVersion:    corev3.ApiVersion_V3,
+					ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
+				}},
+				ConnectTimeout: durationpb.New(time.Second),
 			})
 			w.endpoints = append(w.endpoints, benchCLA(name, 3, i))
 		}
 	}
 	w.routeAlt = benchRoute(benchService(0), 2500)
 	// One endpoint of service 0's stable version goes away (a health change).
-	w.claAlt = benchCLA(ClusterName(benchService(0), "stable"), 2, 0)
+	w.claAlt = benchCLA(translate.ClusterName(benchService(0), "stable"), 2, 0)
 	return w
 }
 
@@ -324,7 +329,7 @@ func nameOfService0(typeURL string) string {
 	if typeURL == resource.RouteType {
 		return benchService(0)
 	}
-	return ClusterName(benchService(0), "stable")
+	return translate.ClusterName(benchService(0), "stable")
 }
 
 func benchNames(typeURL string, sidecar bool) func(i int) []string {
@@ -335,7 +340,7 @@ func benchNames(typeURL string, sidecar bool) func(i int) []string {
 				if typeURL == resource.RouteType {
 					out = append(out, benchService(s))
 				} else {
-					out = append(out, ClusterName(benchService(s), "stable"), ClusterName(benchService(s), "canary"))
+					out = append(out, translate.ClusterName(benchService(s), "stable"), translate.ClusterName(benchService(s), "canary"))
 				}
 			}
 			return out
@@ -344,7 +349,7 @@ func benchNames(typeURL string, sidecar bool) func(i int) []string {
 		if typeURL == resource.RouteType {
 			return []string{svc}
 		}
-		return []string{ClusterName(svc, "stable")}
+		return []string{translate.ClusterName(svc, "stable")}
 	}
 }
 

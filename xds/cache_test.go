@@ -11,22 +11,23 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/server/stream/v3"
 
-	"github.com/octoacme/octoroll/catalog"
+	"github.com/octoacme/octoroll/model"
+	"github.com/octoacme/octoroll/translate"
 )
 
-func cacheDesired(svc string, w1, w2 uint32) Desired {
-	return Desired{
-		Service: catalog.Service{Name: svc, Port: 10001, Stable: "v1", Versions: []catalog.Version{
-			{Name: "v1", Endpoints: []catalog.Endpoint{{Host: "127.0.0.1", Port: 8001}}},
-			{Name: "v2", Endpoints: []catalog.Endpoint{{Host: "127.0.0.1", Port: 8002}}},
+func cacheDesired(svc string, w1, w2 uint32) translate.Desired {
+	return translate.Desired{
+		Service: model.Service{Name: svc, Port: 10001, Stable: "v1", Versions: []model.Version{
+			{Name: "v1", Endpoints: []model.Endpoint{{Host: "127.0.0.1", Port: 8001}}},
+			{Name: "v2", Endpoints: []model.Endpoint{{Host: "127.0.0.1", Port: 8002}}},
 		}},
 		Weights: map[string]uint32{"v1": w1, "v2": w2},
 	}
 }
 
-func setDesired(t testing.TB, c *Cache, d ...Desired) ([]string, Resources) {
+func setDesired(t testing.TB, c *Cache, d ...translate.Desired) ([]string, translate.Resources) {
 	t.Helper()
-	r, err := Translate(d)
+	r, err := translate.Translate(d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,8 +44,8 @@ func TestCacheVersionsFromContent(t *testing.T) {
 	if len(changed) != 4 {
 		t.Errorf("first publish changed %v, want all four types", changed)
 	}
-	if got, want := c.Version(resource.RouteType, RouteName("a")), r.RouteVersion("a"); got != want {
-		t.Errorf("cache route version %s, Resources.RouteVersion %s", got, want)
+	if got, want := c.Version(resource.RouteType, translate.RouteName("a")), r.RouteVersion("a"); got != want {
+		t.Errorf("cache route version %s, translate.Resources.RouteVersion %s", got, want)
 	}
 	if changed, _ := setDesired(t, c, cacheDesired("a", 10000, 0)); len(changed) != 0 {
 		t.Errorf("same content changed %v", changed)
@@ -53,8 +54,8 @@ func TestCacheVersionsFromContent(t *testing.T) {
 	if len(changed) != 1 || changed[0] != resource.RouteType {
 		t.Errorf("weight change changed %v, want the route type only", changed)
 	}
-	if got, want := c.Version(resource.RouteType, RouteName("a")), r.RouteVersion("a"); got != want {
-		t.Errorf("cache route version %s, Resources.RouteVersion %s", got, want)
+	if got, want := c.Version(resource.RouteType, translate.RouteName("a")), r.RouteVersion("a"); got != want {
+		t.Errorf("cache route version %s, translate.Resources.RouteVersion %s", got, want)
 	}
 }
 
@@ -95,8 +96,8 @@ func TestCacheAnswersPartialClusterRequestAndHoldsNACK(t *testing.T) {
 	setDesired(t, c, cacheDesired("a", 10000, 0))
 
 	// A CDS request naming one of two clusters is answered with that cluster.
-	sub := stream.NewSotwSubscription([]string{ClusterName("a", "v1")}, true)
-	ch := sotwWatchFor(t, c, "n1", resource.ClusterType, "", &sub, ClusterName("a", "v1"))
+	sub := stream.NewSotwSubscription([]string{translate.ClusterName("a", "v1")}, true)
+	ch := sotwWatchFor(t, c, "n1", resource.ClusterType, "", &sub, translate.ClusterName("a", "v1"))
 	resp := recvNow(t, ch)
 	out, _ := resp.GetDiscoveryResponse()
 	if len(out.GetResources()) != 1 {
@@ -125,7 +126,7 @@ func TestCacheAnswersPartialClusterRequestAndHoldsNACK(t *testing.T) {
 
 func TestCacheRouteChangeWakesOnlyItsWatchers(t *testing.T) {
 	c := NewCache()
-	setDesired(t, c, cacheDesired("a", 10000, 0), func() Desired { d := cacheDesired("b", 10000, 0); d.Service.Port = 10002; return d }())
+	setDesired(t, c, cacheDesired("a", 10000, 0), func() translate.Desired { d := cacheDesired("b", 10000, 0); d.Service.Port = 10002; return d }())
 	watch := func(route string) chan cachev3.Response {
 		sub := stream.NewSotwSubscription([]string{route}, false)
 		resp := recvNow(t, sotwWatchFor(t, c, "n-"+route, resource.RouteType, "", &sub, route))
@@ -160,7 +161,7 @@ func BenchmarkPublishFanOut(b *testing.B) {
 			chans[i] = sotwWatchFor(b, c, fmt.Sprint("n", i), resource.RouteType, "1", &subs[i], "a")
 		}
 		w := uint32((n+1)%2) * 10000
-		r, _ := Translate([]Desired{cacheDesired("a", 10000-w, w)})
+		r, _ := translate.Translate([]translate.Desired{cacheDesired("a", 10000-w, w)})
 		if _, err := c.Set(map[string][]types.Resource{resource.RouteType: r.ByType()[resource.RouteType]}); err != nil {
 			b.Fatal(err)
 		}

@@ -1,8 +1,8 @@
 package xds
 
 import (
-	"encoding/json"
 	"fmt"
+	"github.com/octoacme/octoroll/model"
 	"maps"
 	"slices"
 	"strings"
@@ -12,49 +12,13 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
-// ProxyConfig is what octoroll sent to one proxy and what the proxy ACKed, per resource
-// type, with the resources' content: the control plane's side of Envoy's config_dump.
-type ProxyConfig struct {
-	NodeID  string `json:"nodeId"`
-	Cluster string `json:"cluster,omitempty"`
-	Zone    string `json:"zone,omitempty"`
-	// Types are in make-before-break order (clusters, endpoints, listeners, routes),
-	// then any other type by URL.
-	Types []TypeConfig `json:"types"`
-}
-
-// TypeConfig is one resource type of a ProxyConfig.
-type TypeConfig struct {
-	TypeURL string `json:"typeUrl"`
-	// Sent is the latest response of this type, whether or not the proxy answered it.
-	Sent *SentConfig `json:"sent,omitempty"`
-	// Acked is what the proxy holds after its last ACK of this type.
-	Acked *SentConfig `json:"acked,omitempty"`
-	// LastNACK is the proxy's latest rejection of a response of this type.
-	LastNACK *Nack `json:"lastNack,omitempty"`
-}
-
-// SentConfig is the content of one response: what the proxy holds if it ACKs it.
-type SentConfig struct {
-	// Version is the response's type version (version_info; system_version_info on a
-	// delta stream).
-	Version string `json:"version"`
-	// At is when the response was sent, or for Acked when the ACK arrived.
-	At        time.Time        `json:"at"`
-	Resources []ConfigResource `json:"resources"`
-}
-
-// ConfigResource is one resource version held by a proxy.
-type ConfigResource struct {
-	Name    string `json:"name"`
-	Version string `json:"version"`
-	// Resource is the resource in protojson, with its "@type". It is null for a resource
-	// of a type without full state (routes, endpoints) that the proxy keeps after
-	// octoroll stopped serving it: its content is no longer held.
-	Resource json.RawMessage `json:"resource"`
-	// Error says why Resource could not be rendered, if it could not.
-	Error string `json:"error,omitempty"`
-}
+// The config dump's types are plain data in model (see ProxyStatus).
+type (
+	ProxyConfig    = model.ProxyConfig
+	TypeConfig     = model.TypeConfig
+	SentConfig     = model.SentConfig
+	ConfigResource = model.ConfigResource
+)
 
 // heldConfig is a response as the tracker keeps it: versions and where the content is.
 type heldConfig struct {

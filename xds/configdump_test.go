@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/octoacme/octoroll/translate"
 	"github.com/octoacme/octoroll/xds"
 	"github.com/octoacme/octoroll/xds/xdstest"
 )
@@ -103,7 +104,7 @@ func TestProxyConfigDump(t *testing.T) {
 	if rt.Acked.Resources[0].Version != good {
 		t.Errorf("route ACKed %s, want %s", rt.Acked.Resources[0].Version, good)
 	}
-	if w := weightsIn(t, rt.Acked); w[xds.ClusterName(svcName, "v1")] != 8000 || w[xds.ClusterName(svcName, "v2")] != 2000 {
+	if w := weightsIn(t, rt.Acked); w[translate.ClusterName(svcName, "v1")] != 8000 || w[translate.ClusterName(svcName, "v2")] != 2000 {
 		t.Errorf("ACKed route weights %v, want 8000/2000", w)
 	}
 	// A cluster decodes to the Cluster octoroll serves, outlier detection included.
@@ -134,10 +135,10 @@ func TestProxyConfigDump(t *testing.T) {
 	if rt.Sent == nil || rt.Sent.Resources[0].Version != bad || rt.Acked.Resources[0].Version != good {
 		t.Errorf("after NACK: sent %+v acked %+v, want %s sent and %s ACKed", rt.Sent, rt.Acked, bad, good)
 	}
-	if w := weightsIn(t, rt.Sent); w[xds.ClusterName(svcName, "v1")] != 0 || w[xds.ClusterName(svcName, "v2")] != 0 {
+	if w := weightsIn(t, rt.Sent); w[translate.ClusterName(svcName, "v1")] != 0 || w[translate.ClusterName(svcName, "v2")] != 0 {
 		t.Errorf("sent route weights %v, want the rejected zeros", w)
 	}
-	if w := weightsIn(t, rt.Acked); w[xds.ClusterName(svcName, "v1")] != 8000 {
+	if w := weightsIn(t, rt.Acked); w[translate.ClusterName(svcName, "v1")] != 8000 {
 		t.Errorf("ACKed route weights %v, want the last good 8000/2000", w)
 	}
 	if rt.LastNACK == nil || rt.LastNACK.Version != rt.Sent.Version || rt.LastNACK.Message == "" {

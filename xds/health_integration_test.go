@@ -8,7 +8,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/octoacme/octoroll/catalog"
-	"github.com/octoacme/octoroll/xds"
+	"github.com/octoacme/octoroll/translate"
 	"github.com/octoacme/octoroll/xds/xdstest"
 )
 
@@ -21,16 +21,16 @@ func TestGRPCClientAvoidsUnhealthyEndpoints(t *testing.T) {
 	b := xdstest.StartBackendServer(t, "b")
 	svc := service(t, a.Addr)
 	svc.Versions[0].Endpoints = append(svc.Versions[0].Endpoints, service(t, b.Addr).Versions[0].Endpoints[0])
-	cluster := xds.ClusterName(svcName, "v1")
+	cluster := translate.ClusterName(svcName, "v1")
 	bAddr := svc.Versions[0].Endpoints[1].String()
 
 	publish := func(unhealthy ...string) {
 		t.Helper()
-		d := xds.Desired{Service: svc, Weights: map[string]uint32{"v1": catalog.TotalWeight}}
+		d := translate.Desired{Service: svc, Weights: map[string]uint32{"v1": catalog.TotalWeight}}
 		if unhealthy != nil {
 			d.Unhealthy = map[string][]string{"v1": unhealthy}
 		}
-		if err := srv.Update([]xds.Desired{d}); err != nil {
+		if err := srv.Update([]translate.Desired{d}); err != nil {
 			t.Fatalf("Update (unhealthy %v): %v", unhealthy, err)
 		}
 	}

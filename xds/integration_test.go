@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/octoacme/octoroll/catalog"
+	"github.com/octoacme/octoroll/translate"
 	"github.com/octoacme/octoroll/xds"
 	"github.com/octoacme/octoroll/xds/xdstest"
 )
@@ -75,7 +76,7 @@ func service(t *testing.T, addrs ...string) catalog.Service {
 // setWeights publishes the split and waits until every subscribed proxy ACKed it.
 func setWeights(t *testing.T, srv *xds.Server, svc catalog.Service, w1, w2 uint32) string {
 	t.Helper()
-	err := srv.Update([]xds.Desired{{Service: svc, Weights: map[string]uint32{"v1": w1, "v2": w2}}})
+	err := srv.Update([]translate.Desired{{Service: svc, Weights: map[string]uint32{"v1": w1, "v2": w2}}})
 	if err != nil {
 		t.Fatalf("Update %d/%d: %v", w1, w2, err)
 	}
@@ -169,8 +170,8 @@ func TestGRPCClientSplits(t *testing.T) {
 		}
 	}
 	rt := after[0].Types[resource.RouteType]
-	if rt.Acked[xds.RouteName(svcName)] != srv.RouteVersion(svcName) {
-		t.Errorf("route ACKed %q, served %q", rt.Acked[xds.RouteName(svcName)], srv.RouteVersion(svcName))
+	if rt.Acked[translate.RouteName(svcName)] != srv.RouteVersion(svcName) {
+		t.Errorf("route ACKed %q, served %q", rt.Acked[translate.RouteName(svcName)], srv.RouteVersion(svcName))
 	}
 }
 
@@ -228,7 +229,7 @@ func TestGRPCClientFlipsFailNothing(t *testing.T) {
 func zeroWeights(t *testing.T, srv *xds.Server) *routev3.RouteConfiguration {
 	t.Helper()
 	for _, rc := range srv.Resources().Routes {
-		if rc.GetName() != xds.RouteName(svcName) {
+		if rc.GetName() != translate.RouteName(svcName) {
 			continue
 		}
 		bad := proto.Clone(rc).(*routev3.RouteConfiguration)
@@ -356,7 +357,7 @@ func TestWaitAckedTimeoutNamesStraggler(t *testing.T) {
 	req := &discoveryv3.DiscoveryRequest{
 		Node:          &corev3.Node{Id: "stuck-proxy"},
 		TypeUrl:       resource.RouteType,
-		ResourceNames: []string{xds.RouteName(svcName)},
+		ResourceNames: []string{translate.RouteName(svcName)},
 	}
 	if err := stream.Send(req); err != nil {
 		t.Fatal(err)
@@ -369,7 +370,7 @@ func TestWaitAckedTimeoutNamesStraggler(t *testing.T) {
 	}
 	waitSubscribed(t, srv, 1)
 
-	if err := srv.Update([]xds.Desired{{Service: svc, Weights: map[string]uint32{"v1": 5000, "v2": 5000}}}); err != nil {
+	if err := srv.Update([]translate.Desired{{Service: svc, Weights: map[string]uint32{"v1": 5000, "v2": 5000}}}); err != nil {
 		t.Fatal(err)
 	}
 	recvTimeout(t, stream.Recv) // received, never ACKed
@@ -405,7 +406,7 @@ func TestSotWNACKNotResent(t *testing.T) {
 		}
 	}
 	// The next response must be the next version: the rejected one is never re-sent.
-	if err := srv.Update([]xds.Desired{{Service: svc, Weights: map[string]uint32{"v1": 5000, "v2": 5000}}}); err != nil {
+	if err := srv.Update([]translate.Desired{{Service: svc, Weights: map[string]uint32{"v1": 5000, "v2": 5000}}}); err != nil {
 		t.Fatal(err)
 	}
 	next := recvTimeout(t, stream.Recv)
@@ -461,7 +462,7 @@ func TestDeltaADS(t *testing.T) {
 
 	// A weight change sends the route alone; a NACK of it is recorded and not answered
 	// with the same version.
-	if err := srv.Update([]xds.Desired{{Service: svc, Weights: map[string]uint32{"v1": 9000, "v2": 1000}}}); err != nil {
+	if err := srv.Update([]translate.Desired{{Service: svc, Weights: map[string]uint32{"v1": 9000, "v2": 1000}}}); err != nil {
 		t.Fatal(err)
 	}
 	resp := recvTimeout(t, stream.Recv)
@@ -477,7 +478,7 @@ func TestDeltaADS(t *testing.T) {
 	if !errors.Is(err, xds.ErrNACKed) {
 		t.Fatalf("WaitAcked after delta NACK = %v", err)
 	}
-	if err := srv.Update([]xds.Desired{{Service: svc, Weights: map[string]uint32{"v1": 0, "v2": 10000}}}); err != nil {
+	if err := srv.Update([]translate.Desired{{Service: svc, Weights: map[string]uint32{"v1": 0, "v2": 10000}}}); err != nil {
 		t.Fatal(err)
 	}
 	resp = recvTimeout(t, stream.Recv)
@@ -504,7 +505,7 @@ func TestDeltaADS(t *testing.T) {
 		rt.LastNACK == nil || rt.LastNACK.Message != "delta reject" {
 		t.Fatalf("delta route dump %+v", rt)
 	}
-	if w := weightsIn(t, rt.Acked); w[xds.ClusterName(svcName, "v2")] != 10000 {
+	if w := weightsIn(t, rt.Acked); w[translate.ClusterName(svcName, "v2")] != 10000 {
 		t.Errorf("delta ACKed route weights %v, want v2 10000", w)
 	}
 	if ct := typeConfig(t, pc, resource.ClusterType); ct.Acked == nil || len(ct.Acked.Resources) != 2 || ct.Acked.Resources[0].Resource == nil {
@@ -516,7 +517,7 @@ func TestUpdateInvalidKeepsServing(t *testing.T) {
 	srv, _ := startServer(t)
 	svc := service(t, "127.0.0.1:1", "127.0.0.1:2")
 	rv := setWeights(t, srv, svc, 10000, 0)
-	err := srv.Update([]xds.Desired{{Service: svc, Weights: map[string]uint32{"v1": 10, "v2": 10}}})
+	err := srv.Update([]translate.Desired{{Service: svc, Weights: map[string]uint32{"v1": 10, "v2": 10}}})
 	if err == nil {
 		t.Fatal("Update with weights not summing to 10000 succeeded")
 	}

@@ -24,6 +24,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
+
+	"github.com/octoacme/octoroll/translate"
 )
 
 // Options configure a Server. The zero value is usable: plaintext, default keepalive.
@@ -74,10 +76,10 @@ type Server struct {
 	track *tracker
 
 	updMu   sync.Mutex
-	current Resources
-	// translated holds the translation of every service of the last successful Update,
+	current translate.Resources
+	// memo holds the translation of every service of the last successful Update,
 	// reused for the services whose Desired did not change.
-	translated map[string]translated
+	memo translate.Memo
 
 	serves       atomic.Int64
 	updates      atomic.Uint64
@@ -104,10 +106,10 @@ func NewServer(log *zap.Logger, opts Options) *Server {
 //
 // The cost is proportional to the services whose Desired changed since the last
 // successful Update: the others keep their translated, checked and marshaled resources.
-func (s *Server) Update(desired []Desired) error {
+func (s *Server) Update(desired []translate.Desired) error {
 	s.updMu.Lock()
 	defer s.updMu.Unlock()
-	res, memo, err := translateReusing(desired, s.translated)
+	res, memo, err := s.memo.Translate(desired)
 	if err != nil {
 		s.updateErrors.Add(1)
 		return fmt.Errorf("update xds resources: %w", err)
@@ -122,7 +124,7 @@ func (s *Server) Update(desired []Desired) error {
 		s.updateErrors.Add(1)
 		return fmt.Errorf("publish xds resources: %w", err)
 	}
-	s.current, s.translated = res, memo
+	s.current, s.memo = res, memo
 	s.observePush(start, changed)
 	return nil
 }
@@ -133,7 +135,7 @@ func (s *Server) Update(desired []Desired) error {
 // content changed are sent, and only to the proxies watching a changed resource; on
 // error nothing changes. Each resource must not be modified after it is passed in: a
 // resource that is the same value as the one served is not marshaled again.
-func (s *Server) SetResources(res Resources) error {
+func (s *Server) SetResources(res translate.Resources) error {
 	s.updMu.Lock()
 	defer s.updMu.Unlock()
 	start := time.Now()
@@ -142,7 +144,7 @@ func (s *Server) SetResources(res Resources) error {
 		s.updateErrors.Add(1)
 		return fmt.Errorf("publish xds resources: %w", err)
 	}
-	s.current, s.translated = res, nil
+	s.current, s.memo = res, translate.Memo{}
 	s.observePush(start, changed)
 	return nil
 }
@@ -175,7 +177,7 @@ func (s *Server) PublishRaw(typeURL string, res ...types.Resource) error {
 }
 
 // Resources returns the resources of the last successful Update.
-func (s *Server) Resources() Resources {
+func (s *Server) Resources() translate.Resources {
 	s.updMu.Lock()
 	defer s.updMu.Unlock()
 	return s.current
@@ -184,7 +186,7 @@ func (s *Server) Resources() Resources {
 // RouteVersion returns the version of the service's RouteConfiguration as served now
 // ("" when there is none). It equals Resources.RouteVersion of the published resources.
 func (s *Server) RouteVersion(service string) string {
-	return s.cache.Version(resource.RouteType, RouteName(service))
+	return s.cache.Version(resource.RouteType, translate.RouteName(service))
 }
 
 // Proxies returns the status of every connected proxy, sorted by node id.
@@ -195,7 +197,7 @@ func (s *Server) Proxies() []ProxyStatus {
 // Convergence reports how many proxies subscribed to the service's route have ACKed
 // the route version served now.
 func (s *Server) Convergence(service string) Convergence {
-	c, _ := s.track.convergence(service, RouteName(service), s.RouteVersion(service), true)
+	c, _ := s.track.convergence(service, translate.RouteName(service), s.RouteVersion(service), true)
 	return c
 }
 
@@ -211,7 +213,7 @@ func (s *Server) WaitAcked(ctx context.Context, service, routeVersion string, ti
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	timedOut := func() error {
-		c, _ := s.track.convergence(service, RouteName(service), routeVersion, true)
+		c, _ := s.track.convergence(service, translate.RouteName(service), routeVersion, true)
 		if c.Done() {
 			return nil
 		}
@@ -221,12 +223,12 @@ func (s *Server) WaitAcked(ctx context.Context, service, routeVersion string, ti
 		return fmt.Errorf("wait for %q route version %s: %w", service, routeVersion, ctx.Err())
 	}
 	for {
-		c, changed := s.track.convergence(service, RouteName(service), routeVersion, false)
+		c, changed := s.track.convergence(service, translate.RouteName(service), routeVersion, false)
 		if c.Done() {
 			return nil
 		}
 		if c.NACK != nil {
-			c, _ = s.track.convergence(service, RouteName(service), routeVersion, true)
+			c, _ = s.track.convergence(service, translate.RouteName(service), routeVersion, true)
 			if c.NACK != nil {
 				return &AckError{Convergence: c, Timeout: timeout}
 			}

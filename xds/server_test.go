@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/octoacme/octoroll/translate"
 	"github.com/octoacme/octoroll/xds"
 )
 
@@ -71,7 +72,7 @@ func TestServeMutualTLS(t *testing.T) {
 
 	srv := xds.NewServer(zaptest.NewLogger(t), xds.Options{CertFile: srvCert, KeyFile: srvKey, ClientCAFile: cliCert})
 	svc := service(t, "127.0.0.1:1", "127.0.0.1:2")
-	if err := srv.Update([]xds.Desired{{Service: svc, Weights: map[string]uint32{"v1": 10000}}}); err != nil {
+	if err := srv.Update([]translate.Desired{{Service: svc, Weights: map[string]uint32{"v1": 10000}}}); err != nil {
 		t.Fatal(err)
 	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")

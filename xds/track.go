@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/octoacme/octoroll/model"
 	"maps"
 	"slices"
 	"strings"
@@ -19,85 +20,15 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
-// ProxyStatus is what octoroll knows of one connected proxy (an Envoy sidecar or a
-// proxyless gRPC client), keyed by its node id.
-type ProxyStatus struct {
-	NodeID  string `json:"nodeId"`
-	Cluster string `json:"cluster,omitempty"`
-	Zone    string `json:"zone,omitempty"`
-	// ConnectedSince is when its oldest open stream opened.
-	ConnectedSince time.Time `json:"connectedSince"`
-	// Streams is the number of open xDS streams (1 over ADS).
-	Streams int `json:"streams"`
-	// Types is keyed by resource type URL.
-	Types map[string]TypeStatus `json:"types"`
-	// NACKs counts the rejected responses since it connected; LastNACK is the latest.
-	NACKs    int   `json:"nacks"`
-	LastNACK *Nack `json:"lastNack,omitempty"`
-}
-
-// TypeStatus is a proxy's view of one resource type.
-type TypeStatus struct {
-	// Watched are the subscribed resource names, sorted; ["*"] for a wildcard watch.
-	Watched []string `json:"watched"`
-	// AckedVersion is the type version of the last ACKed response ("" before any ACK).
-	AckedVersion string `json:"ackedVersion,omitempty"`
-	// Acked maps resource name to the resource version the proxy ACKed.
-	Acked   map[string]string `json:"acked,omitempty"`
-	AckedAt time.Time         `json:"ackedAt,omitzero"`
-}
-
-// Nack is one rejected response.
-type Nack struct {
-	NodeID  string `json:"nodeId"`
-	TypeURL string `json:"typeUrl"`
-	// Version is the type version of the rejected response.
-	Version string `json:"version"`
-	// Resources are the resources of the rejected response, name to resource version.
-	Resources map[string]string `json:"resources,omitempty"`
-	// Message is the proxy's error detail.
-	Message string    `json:"message"`
-	At      time.Time `json:"at"`
-}
-
-// Stats are cumulative counters of the xDS server, for the admin layer to export.
-type Stats struct {
-	ConnectedProxies int `json:"connectedProxies"`
-	OpenStreams      int `json:"openStreams"`
-	// StreamsOpened counts every stream ever opened; unchanged across a weight change
-	// means no proxy reconnected.
-	StreamsOpened uint64 `json:"streamsOpened"`
-	// Pushes counts responses sent to proxies.
-	Pushes uint64 `json:"pushes"`
-	ACKs   uint64 `json:"acks"`
-	NACKs  uint64 `json:"nacks"`
-	// Updates counts publishes that changed at least one resource type; UpdateErrors
-	// counts rejected updates (the previous state kept serving).
-	Updates      uint64 `json:"updates"`
-	UpdateErrors uint64 `json:"updateErrors"`
-	// PushDuration is the total time spent publishing changed resources to the open
-	// watches (building and enqueuing responses), LastPushDuration the latest.
-	PushDuration     time.Duration `json:"pushDuration"`
-	LastPushDuration time.Duration `json:"lastPushDuration"`
-	// LockHolds are the longest holds of the server's shared locks since it started.
-	LockHolds LockHolds `json:"lockHolds"`
-}
-
-// LockHolds are the longest times the server's shared locks were held.
-type LockHolds struct {
-	// Publish serializes publishers; it is held while a publish is marshaled and its
-	// responses are enqueued, never by a proxy's request.
-	Publish time.Duration `json:"publish"`
-	// Resources are the per-type locks over the served resources and the open
-	// watches; proxy requests take them.
-	Resources time.Duration `json:"resources"`
-	// Tracker is the lock over the per-proxy ACK state; every request and response
-	// takes it.
-	Tracker time.Duration `json:"tracker"`
-}
-
-// Max is the longest of the holds.
-func (l LockHolds) Max() time.Duration { return max(l.Publish, l.Resources, l.Tracker) }
+// The tracker's reports are plain data in model, so the admin API's wire types and the
+// CLI read them without importing the server.
+type (
+	ProxyStatus = model.ProxyStatus
+	TypeStatus  = model.TypeStatus
+	Nack        = model.Nack
+	Stats       = model.XDSStats
+	LockHolds   = model.LockHolds
+)
 
 // tracker follows every xDS stream and aggregates them per node id. It is safe for
 // concurrent use; its work per request is constant apart from copying resource names.

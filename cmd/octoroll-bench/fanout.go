@@ -17,14 +17,15 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/octoacme/octoroll/catalog"
+	"github.com/octoacme/octoroll/translate"
 	"github.com/octoacme/octoroll/xds"
 )
 
 const benchService = "bench"
 
 // desired is the bench service with update u applied: the canary v2 has weight u.
-func desired(u int) xds.Desired {
-	return xds.Desired{
+func desired(u int) translate.Desired {
+	return translate.Desired{
 		Service: catalog.Service{Name: benchService, Port: 10001, Stable: "v1", Versions: []catalog.Version{
 			{Name: "v1", Endpoints: []catalog.Endpoint{{Host: "127.0.0.1", Port: 8001}}},
 			{Name: "v2", Endpoints: []catalog.Endpoint{{Host: "127.0.0.1", Port: 8002}}},
@@ -53,13 +54,13 @@ type octorollServer struct {
 
 func newOctoroll(u int) (*octorollServer, error) {
 	s := xds.NewServer(zap.NewNop(), xds.Options{})
-	if err := s.Update([]xds.Desired{desired(u)}); err != nil {
+	if err := s.Update([]translate.Desired{desired(u)}); err != nil {
 		return nil, err
 	}
 	return &octorollServer{s: s}, nil
 }
 
-func (o *octorollServer) update(u int) error { return o.s.Update([]xds.Desired{desired(u)}) }
+func (o *octorollServer) update(u int) error { return o.s.Update([]translate.Desired{desired(u)}) }
 
 func (o *octorollServer) serve(lis net.Listener) {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -93,7 +94,7 @@ func newPlain(u, nodes int) (*plainServer, error) {
 // update builds one snapshot and sets it for every node id, as the example server does
 // for its one node. The SetSnapshot call holds the cache's lock for its whole duration.
 func (p *plainServer) update(u int) error {
-	res, err := xds.Translate([]xds.Desired{desired(u)})
+	res, err := translate.Translate([]translate.Desired{desired(u)})
 	if err != nil {
 		return err
 	}

@@ -19,7 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/octoacme/octoroll/xds"
+	"github.com/octoacme/octoroll/translate"
 )
 
 // The load generator runs in its own process (the bench binary re-executed with
@@ -165,7 +165,7 @@ func (c *simClient) stream(ctx context.Context, ads discoveryv3.AggregatedDiscov
 		return err
 	}
 	svc := c.g.service
-	clusters := []string{xds.ClusterName(svc, "v1"), xds.ClusterName(svc, "v2")}
+	clusters := []string{translate.ClusterName(svc, "v1"), translate.ClusterName(svc, "v2")}
 	names := map[string][]string{}
 	first := true
 	send := func(typeURL, version, nonce string) error {
@@ -185,7 +185,7 @@ func (c *simClient) stream(ctx context.Context, ads discoveryv3.AggregatedDiscov
 		names[typeURL] = n
 		return send(typeURL, "", "")
 	}
-	if err := subscribe(resource.ListenerType, []string{xds.APIListenerName(svc)}); err != nil {
+	if err := subscribe(resource.ListenerType, []string{translate.APIListenerName(svc)}); err != nil {
 		return err
 	}
 	got := map[string]bool{}
@@ -198,7 +198,7 @@ func (c *simClient) stream(ctx context.Context, ads discoveryv3.AggregatedDiscov
 		t := resp.GetTypeUrl()
 		u := -1
 		if t == resource.RouteType {
-			u = canaryWeight(resp, xds.ClusterName(svc, "v2"))
+			u = canaryWeight(resp, translate.ClusterName(svc, "v2"))
 			if u > 0 && u < maxUpdates {
 				c.g.recv[u][c.id].CompareAndSwap(0, now)
 			}
@@ -214,7 +214,7 @@ func (c *simClient) stream(ctx context.Context, ads discoveryv3.AggregatedDiscov
 		got[t] = true
 		switch t {
 		case resource.ListenerType:
-			err = subscribe(resource.RouteType, []string{xds.RouteName(svc)})
+			err = subscribe(resource.RouteType, []string{translate.RouteName(svc)})
 		case resource.RouteType:
 			err = subscribe(resource.ClusterType, clusters)
 		case resource.ClusterType:

@@ -1,22 +1,22 @@
-package xds
+package translate
 
-import "github.com/octoacme/octoroll/catalog"
+import "github.com/octoacme/octoroll/model"
 
 // Desired is the desired routing state of one service: the plain data the controller
 // decides and translation turns into Envoy resources.
 type Desired struct {
 	// Service is the catalog entry, including every version that must have a cluster
 	// (a canary version not declared in the catalog is appended by the caller).
-	Service catalog.Service
-	// Weights maps version name to weight out of catalog.TotalWeight. Versions absent
+	Service model.Service
+	// Weights maps version name to weight out of model.TotalWeight. Versions absent
 	// from the map get 0 (their cluster stays defined). The weights must sum to
-	// catalog.TotalWeight.
+	// model.TotalWeight.
 	Weights map[string]uint32
 	// Matches are evaluated before the weighted split: a request carrying the header or
 	// cookie goes to Version whatever the weights (breaking-change flag stages).
 	Matches []Match
 	// Unhealthy maps a version name to the endpoints ("host:port", as
-	// catalog.Endpoint.String writes them) that active health checks found unhealthy.
+	// model.Endpoint.String writes them) that active health checks found unhealthy.
 	// Translation marks them UNHEALTHY in the version's EDS resource, so that Envoy and
 	// gRPC clients send them no traffic; the other endpoints keep an unset health
 	// status. An address that is not one of the version's endpoints is ignored (health

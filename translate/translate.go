@@ -1,14 +1,28 @@
-// Package xds owns octoroll's Envoy data plane: it translates the desired routing state of
-// every service (Desired) into Envoy v3 resources, checks them against what Envoy and
-// gRPC-Go accept, and serves them over ADS while tracking what each proxy applied.
+// Package translate turns the desired routing state of services (Desired, its IR)
+// into Envoy v3 resources (Resources) and checks them against what Envoy and gRPC-Go
+// accept (Check). It owns the naming scheme of every generated resource (ClusterName,
+// RouteName, ...).
 //
-// Translation (translate.go, names.go, check.go) is pure: no I/O, no clock, no logging.
-// The package must not import controller, healthcheck or any storage package.
-package xds
+// Translation is pure: no I/O, no clock, no logging, no goroutines. Endpoint hosts must
+// already be IP addresses: DNS resolution is I/O and happens before translation, in the
+// publication path. Each IR type has a Validate method built from model's rules, the
+// same functions the engine's spec validation (controller) and the catalog call, so
+// that what is accepted at the door translates.
+//
+// It is a top-level package rather than part of xds because serving (xds: cache, ADS,
+// tracker) and translating change for different reasons and have different
+// dependencies: publication and validation need translation without a gRPC server.
+//
+// Import rule (asserted by internal/deps): translate imports model, the standard
+// library's pure packages and go-control-plane's message types (and its resource type
+// names) only: not controller, catalog, xds, store or runner, and nothing that does
+// I/O (zap, fsnotify, yaml, net/http, os/exec, gRPC, bbolt, database/sql). Package net
+// comes in only through the generated Envoy messages' validation rules, which use it
+// to parse IP addresses.
+package translate
 
 import (
 	"cmp"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -38,11 +52,11 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/octoacme/octoroll/catalog"
+	"github.com/octoacme/octoroll/model"
 )
 
 // ConnectTimeout is the upstream connect timeout of every generated cluster. Fields the
-// catalog leaves empty take catalog.Default* (the defaults Parse applies), so a Service
+// catalog leaves empty take model.Default* (the defaults Parse applies), so a Service
 // built in code translates like a loaded one.
 const ConnectTimeout = 5 * time.Second
 
@@ -129,6 +143,23 @@ func Translate(desired []Desired) (Resources, error) {
 		return Resources{}, fmt.Errorf("check resources: %w", err)
 	}
 	return out, nil
+}
+
+// Memo records the translation of each service of one successful call so that the next
+// call reuses it for the services whose Desired did not change. The zero value is an
+// empty record.
+type Memo struct{ byService map[string]translated }
+
+// Translate is the package's Translate for a caller that translates the same services
+// again and again: it returns the same resources, without building or checking again
+// the services whose Desired equals the one m recorded, and the record for the next
+// call. On error it returns m's zero value: nothing is recorded.
+func (m Memo) Translate(desired []Desired) (Resources, Memo, error) {
+	res, next, err := translateReusing(desired, m.byService)
+	if err != nil {
+		return Resources{}, Memo{}, err
+	}
+	return res, Memo{byService: next}, nil
 }
 
 // translated is the translation of one service, kept to be reused while its Desired does
@@ -248,7 +279,7 @@ func build(d Desired) Resources {
 }
 
 // versionNames returns the version names of svc, sorted.
-func versionNames(svc catalog.Service) []string {
+func versionNames(svc model.Service) []string {
 	names := make([]string, 0, len(svc.Versions))
 	for _, v := range svc.Versions {
 		names = append(names, v.Name)
@@ -277,7 +308,7 @@ func mustAny(m proto.Message) *anypb.Any {
 
 // httpConnectionManager routes through RDS over ADS with the router as the only (and so
 // last, as gRPC-Go requires) HTTP filter.
-func httpConnectionManager(svc catalog.Service) *hcmv3.HttpConnectionManager {
+func httpConnectionManager(svc model.Service) *hcmv3.HttpConnectionManager {
 	return &hcmv3.HttpConnectionManager{
 		StatPrefix: svc.Name,
 		CodecType:  hcmv3.HttpConnectionManager_AUTO,
@@ -293,7 +324,7 @@ func httpConnectionManager(svc catalog.Service) *hcmv3.HttpConnectionManager {
 }
 
 // sidecarListener is the TCP listener an Envoy sidecar opens for svc on 0.0.0.0:Port.
-func sidecarListener(svc catalog.Service) *listenerv3.Listener {
+func sidecarListener(svc model.Service) *listenerv3.Listener {
 	return &listenerv3.Listener{
 		Name: SidecarListenerName(svc.Name),
 		Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
@@ -312,7 +343,7 @@ func sidecarListener(svc catalog.Service) *listenerv3.Listener {
 }
 
 // apiListener is the Listener a proxyless gRPC client dialing xds:///NAME asks for.
-func apiListener(svc catalog.Service) *listenerv3.Listener {
+func apiListener(svc model.Service) *listenerv3.Listener {
 	return &listenerv3.Listener{
 		Name:        APIListenerName(svc.Name),
 		ApiListener: &listenerv3.ApiListener{ApiListener: mustAny(httpConnectionManager(svc))},
@@ -323,7 +354,7 @@ func apiListener(svc catalog.Service) *listenerv3.Listener {
 // the service name, each bare (gRPC matches the target xds:///NAME against "NAME") and
 // with the sidecar port (Envoy matches the Host header, which carries the port when the
 // client dialed NAME:PORT). Envoy rejects duplicates, so they are removed.
-func domains(svc catalog.Service) []string {
+func domains(svc model.Service) []string {
 	var out []string
 	seen := map[string]bool{}
 	add := func(s string) {
@@ -424,7 +455,7 @@ func routeConfig(d Desired, versions []string) *routev3.RouteConfiguration {
 	}
 }
 
-func durationOr(d catalog.Duration, def time.Duration) *durationpb.Duration {
+func durationOr(d model.Duration, def time.Duration) *durationpb.Duration {
 	if d <= 0 {
 		return durationpb.New(def)
 	}
@@ -439,18 +470,18 @@ func uint32Or(v, def uint32) *wrapperspb.UInt32Value {
 }
 
 // healthCheck is Envoy's active health check for svc. gRPC-Go ignores health_checks.
-func healthCheck(svc catalog.Service) *corev3.HealthCheck {
+func healthCheck(svc model.Service) *corev3.HealthCheck {
 	hc := svc.HealthCheck
 	out := &corev3.HealthCheck{
-		Timeout:            durationOr(hc.Timeout, catalog.DefaultHealthCheckTimeout),
-		Interval:           durationOr(hc.Interval, catalog.DefaultHealthCheckInterval),
-		HealthyThreshold:   uint32Or(hc.HealthyThreshold, catalog.DefaultHealthyThreshold),
-		UnhealthyThreshold: uint32Or(hc.UnhealthyThreshold, catalog.DefaultUnhealthyThreshold),
+		Timeout:            durationOr(hc.Timeout, model.DefaultHealthCheckTimeout),
+		Interval:           durationOr(hc.Interval, model.DefaultHealthCheckInterval),
+		HealthyThreshold:   uint32Or(hc.HealthyThreshold, model.DefaultHealthyThreshold),
+		UnhealthyThreshold: uint32Or(hc.UnhealthyThreshold, model.DefaultUnhealthyThreshold),
 	}
-	switch cmp.Or(hc.Protocol, catalog.DefaultHealthCheckProtocol) {
+	switch cmp.Or(hc.Protocol, model.DefaultHealthCheckProtocol) {
 	case "http":
 		out.HealthChecker = &corev3.HealthCheck_HttpHealthCheck_{HttpHealthCheck: &corev3.HealthCheck_HttpHealthCheck{
-			Path:             cmp.Or(hc.Path, catalog.DefaultHealthCheckPath),
+			Path:             cmp.Or(hc.Path, model.DefaultHealthCheckPath),
 			ExpectedStatuses: expectedStatuses(hc.ExpectedStatuses),
 		}}
 	case "grpc":
@@ -468,9 +499,9 @@ func healthCheck(svc catalog.Service) *corev3.HealthCheck {
 // expectedStatuses converts inclusive status ranges to Envoy's half-open [start, end).
 // The default range is always written out: Envoy's own default is 200 alone, octoroll's
 // (and its prober's) 200-299. Desired.Validate has rejected malformed ranges.
-func expectedStatuses(rs []catalog.StatusRange) []*typev3.Int64Range {
+func expectedStatuses(rs []model.StatusRange) []*typev3.Int64Range {
 	if len(rs) == 0 {
-		rs = []catalog.StatusRange{catalog.DefaultExpectedStatuses}
+		rs = []model.StatusRange{model.DefaultExpectedStatuses}
 	}
 	out := make([]*typev3.Int64Range, 0, len(rs))
 	for _, r := range rs {
@@ -511,18 +542,18 @@ const (
 
 // outlierDetection writes every field a client may read, the catalog's settings and
 // Envoy's defaults for the rest (see envoyEnforcingSuccessRate and its neighbours).
-func outlierDetection(svc catalog.Service) *clusterv3.OutlierDetection {
+func outlierDetection(svc model.Service) *clusterv3.OutlierDetection {
 	o := svc.Outlier
-	base := durationOr(o.BaseEjectionTime, catalog.DefaultBaseEjectionTime)
+	base := durationOr(o.BaseEjectionTime, model.DefaultBaseEjectionTime)
 	maxEjection := envoyMaxEjectionTime
 	if b := base.AsDuration(); b > maxEjection {
 		maxEjection = b
 	}
 	return &clusterv3.OutlierDetection{
-		Consecutive_5Xx:    uint32Or(o.Consecutive5xx, catalog.DefaultConsecutive5xx),
-		Interval:           durationOr(o.Interval, catalog.DefaultOutlierInterval),
+		Consecutive_5Xx:    uint32Or(o.Consecutive5xx, model.DefaultConsecutive5xx),
+		Interval:           durationOr(o.Interval, model.DefaultOutlierInterval),
 		BaseEjectionTime:   base,
-		MaxEjectionPercent: uint32Or(o.MaxEjectionPercent, catalog.DefaultMaxEjectionPercent),
+		MaxEjectionPercent: uint32Or(o.MaxEjectionPercent, model.DefaultMaxEjectionPercent),
 
 		EnforcingConsecutive_5Xx:               wrapperspb.UInt32(envoyEnforcingConsecutive5xx),
 		EnforcingSuccessRate:                   wrapperspb.UInt32(envoyEnforcingSuccessRate),
@@ -566,7 +597,7 @@ func upstreamProtocolOptions() map[string]*anypb.Any {
 
 // edsCluster is the cluster of one version. Its endpoints come over EDS on the ADS stream
 // under the cluster's own name (no service_name).
-func edsCluster(svc catalog.Service, version string) *clusterv3.Cluster {
+func edsCluster(svc model.Service, version string) *clusterv3.Cluster {
 	return &clusterv3.Cluster{
 		Name:                 ClusterName(svc.Name, version),
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
@@ -587,7 +618,7 @@ func edsCluster(svc catalog.Service, version string) *clusterv3.Cluster {
 // endpoints in unhealthy are marked UNHEALTHY; the others keep an unset status (which
 // Envoy and gRPC-Go treat as healthy, and which leaves Envoy's own health checks in
 // charge of them).
-func loadAssignment(svc catalog.Service, v catalog.Version, unhealthy []string) *endpointv3.ClusterLoadAssignment {
+func loadAssignment(svc model.Service, v model.Version, unhealthy []string) *endpointv3.ClusterLoadAssignment {
 	down := make(map[string]bool, len(unhealthy))
 	for _, a := range unhealthy {
 		down[a] = true
@@ -686,13 +717,13 @@ func (d Desired) Validate() error {
 		if !versions[name] {
 			bad(fmt.Sprintf("weights[%q]", name), "not one of service.versions")
 		}
-		if w > catalog.TotalWeight {
-			bad(fmt.Sprintf("weights[%q]", name), "%d exceeds %d", w, catalog.TotalWeight)
+		if w > model.TotalWeight {
+			bad(fmt.Sprintf("weights[%q]", name), "%d exceeds %d", w, model.TotalWeight)
 		}
 		sum += uint64(w)
 	}
-	if sum != catalog.TotalWeight {
-		bad("weights", "sum to %d, want %d", sum, catalog.TotalWeight)
+	if sum != model.TotalWeight {
+		bad("weights", "sum to %d, want %d", sum, model.TotalWeight)
 	}
 
 	for i, m := range d.Matches {
@@ -750,7 +781,7 @@ func (d Desired) Validate() error {
 			bad(fmt.Sprintf("unhealthy[%q]", name), "not one of service.versions")
 		}
 		for i, a := range d.Unhealthy[name] {
-			if _, err := catalog.ParseEndpoint(a); err != nil {
+			if _, err := model.ParseEndpoint(a); err != nil {
 				bad(fmt.Sprintf("unhealthy[%q][%d]", name, i), "%v", err)
 			}
 		}
@@ -775,91 +806,4 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
-}
-
-// HostResolver resolves a DNS name to IP addresses. *net.Resolver satisfies it.
-type HostResolver interface {
-	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
-}
-
-// ResolveEndpoints returns a copy of d in which every endpoint host that is a DNS name is
-// replaced by the IP addresses it resolves to (same port, sorted, duplicates dropped).
-// Translation needs IP addresses: Envoy rejects DNS names in EDS socket addresses, and
-// gRPC-Go would dial a name as one endpoint, hiding the addresses behind it from its load
-// balancer. A name marked in d.Unhealthy marks every address it resolves to: the health
-// check probed the name, not one of its addresses. It is the one function of
-// translation that calls out, through r; call it before Translate and again when the
-// names may have moved. d is not modified.
-func ResolveEndpoints(ctx context.Context, r HostResolver, d Desired) (Desired, error) {
-	out := d
-	out.Service.Versions = make([]catalog.Version, len(d.Service.Versions))
-	if d.Unhealthy != nil {
-		out.Unhealthy = make(map[string][]string, len(d.Unhealthy))
-	}
-	var errs []error
-	for i, v := range d.Service.Versions {
-		down := map[string]bool{}
-		for _, a := range d.Unhealthy[v.Name] {
-			down[a] = true
-		}
-		var marked []string
-		v.Endpoints = resolveVersion(ctx, r, v.Endpoints, func(from catalog.Endpoint, to []catalog.Endpoint) {
-			if down[from.String()] {
-				for _, ep := range to {
-					marked = append(marked, ep.String())
-				}
-			}
-		}, func(err error) {
-			errs = append(errs, fmt.Errorf("service.versions[%d] %q: %w", i, v.Name, err))
-		})
-		out.Service.Versions[i] = v
-		if len(marked) > 0 {
-			slices.Sort(marked)
-			out.Unhealthy[v.Name] = slices.Compact(marked)
-		}
-	}
-	if len(errs) > 0 {
-		return Desired{}, fmt.Errorf("resolve endpoints of service %q: %w", d.Service.Name, errors.Join(errs...))
-	}
-	return out, nil
-}
-
-// resolveVersion resolves eps, telling resolved what each endpoint became.
-func resolveVersion(ctx context.Context, r HostResolver, eps []catalog.Endpoint, resolved func(from catalog.Endpoint, to []catalog.Endpoint), fail func(error)) []catalog.Endpoint {
-	out := make([]catalog.Endpoint, 0, len(eps))
-	seen := map[catalog.Endpoint]bool{}
-	add := func(ep catalog.Endpoint) {
-		if !seen[ep] {
-			seen[ep] = true
-			out = append(out, ep)
-		}
-	}
-	for _, ep := range eps {
-		if _, err := netip.ParseAddr(ep.Host); err == nil {
-			add(ep)
-			resolved(ep, []catalog.Endpoint{ep})
-			continue
-		}
-		addrs, err := r.LookupNetIP(ctx, "ip", ep.Host)
-		if err != nil {
-			fail(fmt.Errorf("resolve %q: %w", ep.Host, err))
-			continue
-		}
-		if len(addrs) == 0 {
-			fail(fmt.Errorf("resolve %q: no addresses", ep.Host))
-			continue
-		}
-		ips := make([]netip.Addr, 0, len(addrs))
-		for _, a := range addrs {
-			ips = append(ips, a.Unmap())
-		}
-		slices.SortFunc(ips, netip.Addr.Compare)
-		to := make([]catalog.Endpoint, 0, len(ips))
-		for _, a := range ips {
-			to = append(to, catalog.Endpoint{Host: a.String(), Port: ep.Port})
-			add(to[len(to)-1])
-		}
-		resolved(ep, to)
-	}
-	return out
 }

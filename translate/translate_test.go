@@ -1,12 +1,10 @@
-package xds
+package translate
 
 import (
-	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -35,10 +33,10 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	"gopkg.in/yaml.v3"
 
-	"github.com/octoacme/octoroll/catalog"
+	"github.com/octoacme/octoroll/model"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/translate")
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 // The test input format: a list of Desired, with endpoints written "host:port" and
 // durations as Go duration strings. It is decoded here rather than through the catalog
@@ -54,14 +52,14 @@ type inService struct {
 		Endpoints []string `yaml:"endpoints"`
 	} `yaml:"versions"`
 	HealthCheck struct {
-		Protocol           string                `yaml:"protocol"`
-		Path               string                `yaml:"path"`
-		Interval           string                `yaml:"interval"`
-		Timeout            string                `yaml:"timeout"`
-		HealthyThreshold   uint32                `yaml:"healthyThreshold"`
-		UnhealthyThreshold uint32                `yaml:"unhealthyThreshold"`
-		ExpectedStatuses   []catalog.StatusRange `yaml:"expectedStatuses"`
-		GRPCService        string                `yaml:"grpcService"`
+		Protocol           string              `yaml:"protocol"`
+		Path               string              `yaml:"path"`
+		Interval           string              `yaml:"interval"`
+		Timeout            string              `yaml:"timeout"`
+		HealthyThreshold   uint32              `yaml:"healthyThreshold"`
+		UnhealthyThreshold uint32              `yaml:"unhealthyThreshold"`
+		ExpectedStatuses   []model.StatusRange `yaml:"expectedStatuses"`
+		GRPCService        string              `yaml:"grpcService"`
 	} `yaml:"healthCheck"`
 	Outlier struct {
 		Consecutive5xx     uint32 `yaml:"consecutive5xx"`
@@ -90,7 +88,7 @@ func readDesired(t *testing.T, path string) []Desired {
 	if err := dec.Decode(&in); err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
-	dur := func(s string) catalog.Duration {
+	dur := func(s string) model.Duration {
 		if s == "" {
 			return 0
 		}
@@ -98,26 +96,26 @@ func readDesired(t *testing.T, path string) []Desired {
 		if err != nil {
 			t.Fatalf("%s: duration %q: %v", path, s, err)
 		}
-		return catalog.Duration(d)
+		return model.Duration(d)
 	}
 	var out []Desired
 	for _, d := range in {
 		s := d.Service
-		svc := catalog.Service{
+		svc := model.Service{
 			Name: s.Name, Domains: s.Domains, Port: s.Port, Stable: s.Stable,
-			HealthCheck: catalog.HealthCheck{
+			HealthCheck: model.HealthCheck{
 				Protocol: s.HealthCheck.Protocol, Path: s.HealthCheck.Path,
 				Interval: dur(s.HealthCheck.Interval), Timeout: dur(s.HealthCheck.Timeout),
 				HealthyThreshold: s.HealthCheck.HealthyThreshold, UnhealthyThreshold: s.HealthCheck.UnhealthyThreshold,
 				ExpectedStatuses: s.HealthCheck.ExpectedStatuses, GRPCService: s.HealthCheck.GRPCService,
 			},
-			Outlier: catalog.Outlier{
+			Outlier: model.Outlier{
 				Consecutive5xx: s.Outlier.Consecutive5xx, Interval: dur(s.Outlier.Interval),
 				BaseEjectionTime: dur(s.Outlier.BaseEjectionTime), MaxEjectionPercent: s.Outlier.MaxEjectionPercent,
 			},
 		}
 		for _, v := range s.Versions {
-			cv := catalog.Version{Name: v.Name, Zone: v.Zone}
+			cv := model.Version{Name: v.Name, Zone: v.Zone}
 			for _, ep := range v.Endpoints {
 				host, port, err := net.SplitHostPort(ep)
 				if err != nil {
@@ -127,7 +125,7 @@ func readDesired(t *testing.T, path string) []Desired {
 				if err != nil {
 					t.Fatalf("%s: endpoint %q: %v", path, ep, err)
 				}
-				cv.Endpoints = append(cv.Endpoints, catalog.Endpoint{Host: host, Port: uint32(p)})
+				cv.Endpoints = append(cv.Endpoints, model.Endpoint{Host: host, Port: uint32(p)})
 			}
 			svc.Versions = append(svc.Versions, cv)
 		}
@@ -190,7 +188,7 @@ func golden[M proto.Message](t *testing.T, path string, got []M, newM func() M) 
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("%v (run go test ./xds -run TestTranslateGolden -update to create it)", err)
+		t.Fatalf("%v (run go test ./translate -run TestTranslateGolden -update to create it)", err)
 	}
 	want := fromYAML(t, b, newM)
 	if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
@@ -234,12 +232,12 @@ func mustBeServable(t *testing.T, r Resources) {
 }
 
 func TestTranslateGolden(t *testing.T) {
-	inputs, err := filepath.Glob("testdata/translate/*.in.yaml")
+	inputs, err := filepath.Glob("testdata/*.in.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(inputs) == 0 {
-		t.Fatal("no inputs in testdata/translate")
+		t.Fatal("no inputs in testdata")
 	}
 	for _, in := range inputs {
 		base := strings.TrimSuffix(in, ".in.yaml")
@@ -272,13 +270,13 @@ func TestTranslateGolden(t *testing.T) {
 
 func baseDesired() Desired {
 	return Desired{
-		Service: catalog.Service{
+		Service: model.Service{
 			Name:   "checkout",
 			Port:   9001,
 			Stable: "stable",
-			Versions: []catalog.Version{
-				{Name: "stable", Endpoints: []catalog.Endpoint{{Host: "10.0.0.1", Port: 8080}, {Host: "10.0.0.2", Port: 8080}}},
-				{Name: "canary", Zone: "z1", Endpoints: []catalog.Endpoint{{Host: "10.0.1.1", Port: 8080}}},
+			Versions: []model.Version{
+				{Name: "stable", Endpoints: []model.Endpoint{{Host: "10.0.0.1", Port: 8080}, {Host: "10.0.0.2", Port: 8080}}},
+				{Name: "canary", Zone: "z1", Endpoints: []model.Endpoint{{Host: "10.0.1.1", Port: 8080}}},
 			},
 		},
 		Weights: map[string]uint32{"stable": 9900, "canary": 100},
@@ -424,7 +422,7 @@ func TestVersionsWeightOnlyChange(t *testing.T) {
 
 	// An endpoint change changes only the endpoint version.
 	ep := baseDesired()
-	ep.Service.Versions[1].Endpoints = append(ep.Service.Versions[1].Endpoints, catalog.Endpoint{Host: "10.0.1.2", Port: 8080})
+	ep.Service.Versions[1].Endpoints = append(ep.Service.Versions[1].Endpoints, model.Endpoint{Host: "10.0.1.2", Port: 8080})
 	changed, err := Translate([]Desired{ep, other})
 	if err != nil {
 		t.Fatal(err)
@@ -568,7 +566,7 @@ func TestDesiredValidate(t *testing.T) {
 		{"health interval", func(d *Desired) { d.Service.HealthCheck.Interval = -1 }, []string{"service.healthCheck.interval: negative"}},
 		{"ejection percent", func(d *Desired) { d.Service.Outlier.MaxEjectionPercent = 101 }, []string{"service.outlierDetection.maxEjectionPercent: 101 exceeds 100"}},
 		{"health status range", func(d *Desired) {
-			d.Service.HealthCheck.ExpectedStatuses = []catalog.StatusRange{"200", "300-200"}
+			d.Service.HealthCheck.ExpectedStatuses = []model.StatusRange{"200", "300-200"}
 		}, []string{`service.healthCheck.expectedStatuses[1]: "300-200": the range ends before it starts`}},
 		{"unhealthy of unknown version", func(d *Desired) { d.Unhealthy = map[string][]string{"ghost": nil} }, []string{`unhealthy["ghost"]: not one of service.versions`}},
 		{"unhealthy bad address", func(d *Desired) { d.Unhealthy = map[string][]string{"canary": {"10.0.1.1"}} }, []string{`unhealthy["canary"][0]: "10.0.1.1": want host:port`}},
@@ -761,64 +759,13 @@ func TestCheckCatches(t *testing.T) {
 	}
 }
 
-// fakeResolver is a fixed name table.
-type fakeResolver map[string][]netip.Addr
-
-func (f fakeResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
-	addrs, ok := f[host]
-	if !ok {
-		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
-	}
-	return addrs, nil
-}
-
-func TestResolveEndpoints(t *testing.T) {
-	r := fakeResolver{
-		"stable.internal": {netip.MustParseAddr("10.0.0.9"), netip.MustParseAddr("10.0.0.3"), netip.MustParseAddr("::ffff:10.0.0.1")},
-	}
-	d := baseDesired()
-	d.Service.Versions[0].Endpoints = []catalog.Endpoint{{Host: "stable.internal", Port: 8080}, {Host: "10.0.0.1", Port: 8080}}
-	got, err := ResolveEndpoints(t.Context(), r, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []catalog.Endpoint{{Host: "10.0.0.1", Port: 8080}, {Host: "10.0.0.3", Port: 8080}, {Host: "10.0.0.9", Port: 8080}}
-	if diff := cmp.Diff(want, got.Service.Versions[0].Endpoints); diff != "" {
-		t.Errorf("endpoints (-want +got):\n%s", diff)
-	}
-	if d.Service.Versions[0].Endpoints[0].Host != "stable.internal" {
-		t.Error("ResolveEndpoints modified its input")
-	}
-	if _, err := TranslateService(got); err != nil {
-		t.Errorf("resolved desired does not translate: %v", err)
-	}
-
-	// A name marked unhealthy marks every address it resolves to; an IP stays itself.
-	d.Unhealthy = map[string][]string{"stable": {"stable.internal:8080"}, "canary": {"10.0.1.1:8080"}}
-	got, err = ResolveEndpoints(t.Context(), r, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wantDown := map[string][]string{"stable": {"10.0.0.1:8080", "10.0.0.3:8080", "10.0.0.9:8080"}, "canary": {"10.0.1.1:8080"}}
-	if diff := cmp.Diff(wantDown, got.Unhealthy); diff != "" {
-		t.Errorf("unhealthy (-want +got):\n%s", diff)
-	}
-	if d.Unhealthy["stable"][0] != "stable.internal:8080" {
-		t.Error("ResolveEndpoints modified its input's Unhealthy")
-	}
-
-	d.Service.Versions[1].Endpoints[0].Host = "gone.internal"
-	_, err = ResolveEndpoints(t.Context(), r, d)
-	wantErrs(t, err, `service.versions[1] "canary": resolve "gone.internal"`)
-}
-
 // translateReusing gives Translate's result, reuses the resources of the services whose
 // Desired is unchanged, translates the changed ones again, and rejects what Translate
 // rejects without recording anything.
 func TestTranslateReusing(t *testing.T) {
-	inputs, err := filepath.Glob("testdata/translate/*.in.yaml")
+	inputs, err := filepath.Glob("testdata/*.in.yaml")
 	if err != nil || len(inputs) == 0 {
-		t.Fatalf("no inputs in testdata/translate: %v", err)
+		t.Fatalf("no inputs in testdata: %v", err)
 	}
 	same := func(t *testing.T, got, want Resources) {
 		t.Helper()
@@ -854,7 +801,7 @@ func TestTranslateReusing(t *testing.T) {
 			// One service's weights change: only its resources are new.
 			changed := slices.Clone(desired)
 			d := changed[0]
-			d.Weights = map[string]uint32{d.Service.Stable: catalog.TotalWeight}
+			d.Weights = map[string]uint32{d.Service.Stable: model.TotalWeight}
 			changed[0] = d
 			want2, err := Translate(changed)
 			if err != nil {
@@ -891,7 +838,7 @@ func TestTranslateReusing(t *testing.T) {
 // time longer than Envoy's 300 s maximum raises the maximum as Envoy would.
 func TestOutlierDetectionExplicit(t *testing.T) {
 	d := baseDesired()
-	d.Service.Outlier.BaseEjectionTime = catalog.Duration(10 * time.Minute)
+	d.Service.Outlier.BaseEjectionTime = model.Duration(10 * time.Minute)
 	got, err := TranslateService(d)
 	if err != nil {
 		t.Fatal(err)

@@ -1,15 +1,20 @@
-package admin
+// Package api holds the admin API's wire types: every request and response body under
+// /api/v1, its error codes and headers. The admin server encodes them and the CLI decodes
+// them; change them only compatibly (add fields, never rename).
+//
+// Import rule (asserted by internal/deps): api imports only plain data — model,
+// controller's rollout types and translate's Match — never the server (admin), the
+// runner, the store, the catalog loader or the xds server, so that a client of the API
+// links none of them.
+package api
 
 import (
 	"time"
 
-	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
-	"github.com/octoacme/octoroll/xds"
+	"github.com/octoacme/octoroll/model"
+	"github.com/octoacme/octoroll/translate"
 )
-
-// This file holds every request and response body of the admin API (/api/v1). The CLI
-// decodes these types; change them only compatibly (add fields, never rename).
 
 // APIPrefix is the path prefix of the JSON API.
 const APIPrefix = "/api/v1"
@@ -100,17 +105,17 @@ type ProxyConvergence struct {
 	Subscribed   int    `json:"subscribed"`
 	Acked        int    `json:"acked"`
 	// Converged is true when every subscribed proxy ACKed (also when none subscribed).
-	Converged  bool      `json:"converged"`
-	Stragglers []string  `json:"stragglers,omitempty"`
-	NACK       *xds.Nack `json:"nack,omitempty"`
+	Converged  bool        `json:"converged"`
+	Stragglers []string    `json:"stragglers,omitempty"`
+	NACK       *model.Nack `json:"nack,omitempty"`
 }
 
 // ServiceDetail is GET /api/v1/services/{name}.
 type ServiceDetail struct {
 	ServiceSummary
 	// Catalog is the effective catalog entry (catalog + versions added by rollouts).
-	Catalog catalog.Service `json:"catalog"`
-	Matches []xds.Match     `json:"matches,omitempty"`
+	Catalog model.Service     `json:"catalog"`
+	Matches []translate.Match `json:"matches,omitempty"`
 	// Health is the active health-check state by version.
 	Health map[string]VersionHealth `json:"health,omitempty"`
 	// LastObservation holds the numbers of the last judged check of the active rollout.
@@ -189,13 +194,13 @@ type StageStep struct {
 	Index int    `json:"index"`
 	Name  string `json:"name"`
 	// Weight is the canary weight of the step out of TotalWeight (10000).
-	Weight    uint32           `json:"weight"`
-	Percent   float64          `json:"percent"`
-	MinWindow catalog.Duration `json:"minWindow,omitempty"`
-	MaxWindow catalog.Duration `json:"maxWindow,omitempty"`
-	Status    string           `json:"status"` // done, current, pending, failed
-	EnteredAt time.Time        `json:"enteredAt,omitzero"`
-	LeftAt    time.Time        `json:"leftAt,omitzero"`
+	Weight    uint32         `json:"weight"`
+	Percent   float64        `json:"percent"`
+	MinWindow model.Duration `json:"minWindow,omitempty"`
+	MaxWindow model.Duration `json:"maxWindow,omitempty"`
+	Status    string         `json:"status"` // done, current, pending, failed
+	EnteredAt time.Time      `json:"enteredAt,omitzero"`
+	LeftAt    time.Time      `json:"leftAt,omitzero"`
 }
 
 // DecisionView is the latest check decision of a rollout with the numbers behind it.
@@ -260,15 +265,15 @@ type EventRecord struct {
 
 // ProxiesResponse is GET /api/v1/proxies.
 type ProxiesResponse struct {
-	Proxies []xds.ProxyStatus `json:"proxies"`
+	Proxies []model.ProxyStatus `json:"proxies"`
 }
 
 // StatusResponse is GET /api/v1/status.
 type StatusResponse struct {
-	Version string         `json:"version"`
-	Time    time.Time      `json:"time"`
-	Catalog catalog.Status `json:"catalog"`
-	XDS     xds.Stats      `json:"xds"`
+	Version string              `json:"version"`
+	Time    time.Time           `json:"time"`
+	Catalog model.CatalogStatus `json:"catalog"`
+	XDS     model.XDSStats      `json:"xds"`
 	// Ready is empty when the server is ready, otherwise why not.
 	Ready string `json:"ready,omitempty"`
 	// PublishFailures are the services whose desired state is not served, by name.
