@@ -2,6 +2,7 @@ package controller
 
 import (
 	"errors"
+	"math"
 	"time"
 
 	"github.com/octoacme/octoroll/model"
@@ -316,7 +317,22 @@ type VersionStats struct {
 	Err error
 	// Inconclusive says why the numbers cannot be judged (empty result, …).
 	Inconclusive string
+	// Latency is the window's latency histogram (cumulative counts, bounds ascending,
+	// the last +Inf), when the source has one; the latency rule tests it. Without it
+	// the rule falls back to P99 alone and says so.
+	Latency Histogram
 }
+
+// Histogram is a cumulative latency histogram: Bounds[i] is an upper bound and
+// Counts[i] the requests that took at most that long; bounds ascend and the last is
+// Inf (every request). Counts never decrease.
+type Histogram struct {
+	Bounds []time.Duration `json:"bounds,omitempty"`
+	Counts []uint64        `json:"counts,omitempty"`
+}
+
+// Inf is the +Inf bound of a Histogram.
+const Inf = time.Duration(math.MaxInt64)
 
 // HealthStats are the active health-check results per version.
 type HealthStats struct {
