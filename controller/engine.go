@@ -189,6 +189,14 @@ func freshProgress(now time.Time) Progress {
 	return Progress{Since: now, AckWaitSince: now, LastCheck: now}
 }
 
+// next starts the monitor state for the next stage's weights, keeping what measures
+// the service rather than the stage (the error dispersion's intervals).
+func (p Progress) next(now time.Time) Progress {
+	n := freshProgress(now)
+	n.Intervals = p.Intervals
+	return n
+}
+
 // tryStart moves a pending rollout to its first stage when the window allows.
 func (r Rollout) tryStart(now time.Time) (Rollout, []Event) {
 	ok, override := r.windowAllows(now)
@@ -216,13 +224,13 @@ func (r Rollout) tryStart(now time.Time) (Rollout, []Event) {
 func (r *Rollout) setFull(now time.Time) {
 	if r.Progress.StableRequests > 0 {
 		r.Baseline = &Baseline{Requests: r.Progress.StableRequests, Errors: r.Progress.StableErrors,
-			P99: r.Progress.StableP99, Window: r.Progress.StableWindow}
+			P99: r.Progress.StableP99, Window: r.Progress.StableWindow, Latency: r.Progress.StableLatency}
 	}
 	r.State = StateMonitoring
 	r.Stage = len(r.Plan.Stages)
 	r.Phase = 0
 	r.FullAt = now
-	r.Progress = freshProgress(now)
+	r.Progress = r.Progress.next(now)
 }
 
 // advance moves to the next stage (or 100 %): a Go.
@@ -236,7 +244,7 @@ func (r Rollout) advance(now time.Time, reason, actor string, numbers *Numbers) 
 		r.setFull(now)
 	} else {
 		r.State = StateProgressing
-		r.Progress = freshProgress(now)
+		r.Progress = r.Progress.next(now)
 	}
 	return r, []Event{r.event(now, EventStageAdvanced, func(e *Event) {
 		e.Decision = DecisionGo
@@ -373,13 +381,44 @@ func (r Rollout) judgeInput() judgeInput {
 }
 
 // observe judges obs and updates the counters every state shares: check counts, the
-// sustained-breach run and the stable baseline. It returns the verdict and, when the
-// sustained rule fires, the rollback finding.
+// gross-breach confirmation, the error dispersion and the stable baseline. It returns
+// the verdict and, when a gross breach is confirmed, the rollback finding.
 func (r *Rollout) observe(now time.Time, obs Observation) (verdict, *finding) {
 	in := r.judgeInput()
 	in.sampleRatio = r.sampleRatio(obs)
-	v := judge(obs, in)
 	p := &r.Progress
+	in.dispersion, in.dispersionFrom = dispersion(p.Intervals), intervalsWithTraffic(p.Intervals)
+	v := judge(obs, in)
+	if s := obs.Stable; usable(s) && s.Requests > 0 {
+		p.Intervals = append(p.Intervals, Interval{Requests: s.Requests, Errors: min(s.Errors, s.Requests)})
+		if n := len(p.Intervals) - maxIntervals; n > 0 {
+			p.Intervals = slices.Clone(p.Intervals[n:])
+		}
+	}
+	// A gross metric breach rolls back when the next check confirms it: one window of
+	// a burst (a cluster of errors that the dispersion has not seen yet) is not enough.
+	var confirmed *finding
+	var gross, keep []finding
+	for _, f := range v.rollback {
+		if f.gross {
+			gross = append(gross, f)
+		} else {
+			keep = append(keep, f)
+		}
+	}
+	switch {
+	case len(gross) == 0:
+		p.GrossSince = time.Time{}
+	case p.GrossSince.IsZero():
+		p.GrossSince = now
+		v.rollback = keep
+		v.inconclusive = append(v.inconclusive, "to be confirmed by the next check: "+mergeFindings(gross).reason)
+	default:
+		f := mergeFindings(gross)
+		f.reason += fmt.Sprintf(" (confirmed on consecutive checks since %s)", p.GrossSince.UTC().Format(time.RFC3339))
+		v.rollback = keep
+		confirmed = &f
+	}
 	if len(v.sourceFailure) > 0 {
 		p.SourceFailures++
 		if limit := r.sourceFailureLimit(); p.SourceFailures >= limit {
@@ -389,43 +428,31 @@ func (r *Rollout) observe(now time.Time, obs Observation) (verdict, *finding) {
 			}
 			f := finding{reason: fmt.Sprintf("metrics source failing on %d consecutive checks: %s", p.SourceFailures, why)}
 			v.pause = append(v.pause, f)
-			if v.numbers != nil {
-				v.numbers.Verdict, v.numbers.Reason = v.outcome()
-			}
 		}
 	} else {
 		p.SourceFailures = 0
 	}
+	if v.numbers != nil {
+		v.numbers.Verdict, v.numbers.Reason = v.outcome()
+		if confirmed != nil {
+			v.numbers.Verdict, v.numbers.Reason = VerdictRollback, confirmed.reason
+		}
+	}
 	p.Checks++
 	switch {
-	case v.failing():
+	case v.failing() || confirmed != nil:
 		p.Breaches++
 	case len(v.inconclusive) > 0:
 		p.Inconclusive++
 	default:
 		p.Clean++
 	}
-	p.Failing = v.failing()
+	p.Failing = v.failing() || confirmed != nil
 	if v.numbers != nil {
 		p.Last = v.numbers
 		p.noteStable(obs, in.th.MinRequests)
 	}
-	switch v.sustained {
-	case triBreach:
-		if p.RollbackBreachSince.IsZero() {
-			p.RollbackBreachSince = now
-		}
-		sustain := in.th.RollbackSustain.D()
-		if d := now.Sub(p.RollbackBreachSince); d >= sustain {
-			f := finding{reason: fmt.Sprintf("error rate more than %.3g pp above baseline on every check for %s",
-				in.th.RollbackErrorRatePP, d.Round(time.Millisecond))}
-			return v, &f
-		}
-		p.Failing = true
-	case triClean:
-		p.RollbackBreachSince = time.Time{}
-	}
-	return v, nil
+	return v, confirmed
 }
 
 // withServiceChecks adds the catalog service's query checks to spec's custom checks,
@@ -484,6 +511,17 @@ func (r Rollout) AnalysisWindow(now time.Time) time.Duration {
 		limit = DefaultAnalysisWindow
 	}
 	return max(0, min(now.Sub(from), limit))
+}
+
+// SustainWindow is how far back the loop should gather the sustain window's numbers at
+// now: the analysis window, at most the rollback sustain (5 min). A marginal rollback
+// needs a breach over a whole sustain window (judge.go).
+func (r Rollout) SustainWindow(now time.Time) time.Duration {
+	th := r.Plan.Thresholds
+	if st, ok := r.CurrentStage(); ok {
+		th = st.Thresholds
+	}
+	return min(r.AnalysisWindow(now), th.RollbackSustain.D())
 }
 
 // accrue adds the time covered by a clean check to Monitored: the span since the last

@@ -8,110 +8,70 @@ import (
 	"time"
 )
 
-// How a breach is decided, and why a 1 % canary does not roll back on noise.
+// How a breach is decided, and why a healthy canary is neither paused nor rolled back
+// on noise. The rates printed by TestSimulatedVerdicts (controller/verdict_sim_test.go)
+// are what these rules do: 1,000 seeded runs per case through this code and the engine,
+// lognormal latency counted through Envoy's default buckets and the ones octoroll ships.
 //
-// A check window is judged on its metrics only when both the canary and the stable
-// version served at least MinRequests requests in it; otherwise the check is
-// inconclusive (Hold): it neither passes nor breaches.
+// Windows. Every check the loop gathers up to three windows of both versions' numbers:
+//   - the check window (the last check interval): judged for gross breaches only, the
+//     fast rollback of a sudden severe regression;
+//   - the sustain window (the last Thresholds.RollbackSustain, 5 min, since the ACK or
+//     the last resume): a marginal rollback needs a breach measured over a whole
+//     sustain window, the guide's "> 1 % above baseline for 5+ minutes". Sliding, so an
+//     excursion is seen within minutes however clean the stage was before it;
+//   - the analysis window (all traffic since the ACK or the last resume, at most
+//     Plan.AnalysisWindow, 1 h): the pause tests, and the rollback tests once it spans a
+//     sustain window. Go needs it judged with at least MinRequests on both sides.
+// Nothing but the gross test judges a window shorter than the analysis window, and
+// before the ACK nothing is judged but gross breaches.
 //
-// Error rate. Let pc = canary errors / requests and ps = stable errors / requests. The
-// engine computes a one-sided lower confidence bound L of pc − ps by Newcombe's hybrid
-// score method (Newcombe 1998, method 10): L = (pc − ps) − √((pc − lc)² + (us − ps)²),
-// where lc is the Wilson score lower bound of pc and us the Wilson score upper bound of
-// ps, both at z = Φ⁻¹(c). c is Confidence (default 0.95, z = 1.645) against the
-// rollback margin and PauseConfidence (default 0.99, z = 2.326) against the much smaller
-// pause margin, which is tested on every check of a growing window. Wilson bounds stay
-// inside [0, 1] and behave at 0 errors, where the normal approximation fails. Against a
-// margin m (percentage points):
-//   - breach when L > m: the canary is worse than stable + m with ≥ c;
-//   - clean when pc − ps ≤ m: the point estimate is inside the bound;
-//   - otherwise inconclusive: worse than the bound but not significantly so, so more
-//     data is needed. This is how a 1 % canary with 1 error in 150 requests (0.67 %)
-//     against a 0.2 % stable holds instead of pausing or rolling back.
+// Error rate. Let pc and ps be the canary's and the stable's error rates. The bounds of
+// pc − ps come from Newcombe's hybrid score method (Newcombe 1998, method 10: each
+// bound combines the distances to the matching Wilson score bounds of the two rates,
+// which stay inside [0, 1] and behave at 0 errors). Against a margin m:
+//   - breach when the lower bound exceeds m;
+//   - clean when pc − ps ≤ m;
+//   - otherwise inconclusive, and the check holds for more data, but only when the
+//     interval is narrow enough to resolve m (half-width ≤ 2m); a pause margin far
+//     below what the traffic can resolve (0.1 pp at 1 canary request a second) is
+//     reported with its resolution and not waited for.
+// Margins: gross GrossFactor × RollbackErrorRatePP (5 pp), rollback RollbackErrorRatePP
+// (1 pp), pause PauseErrorRatePP (0.1 pp), or with PauseErrorRatio the stable rate ×
+// (ratio − 1) for services whose baseline is 0.01 %.
 //
-// Marginal and gross breaches of the rollback bound are told apart by a second, stricter
-// test: a gross breach has its lower bound at GrossConfidence (default 0.999, z ≈ 3.09)
-// at or beyond GrossFactor × RollbackErrorRatePP (default 5 × 1 pp = 5 pp) and rolls back
-// at once. A marginal breach (L > RollbackErrorRatePP at Confidence, not gross) rolls back
-// only when sustained: every conclusive check for RollbackSustain (5 min) breached it.
-// A conclusive check that does not breach it resets the run; an inconclusive one neither
-// extends nor resets it.
+// Latency as a test, not a ratio of two estimates. "Canary P99 > ratio × stable P99"
+// means more than 1 % of canary requests are slower than t = ratio × stable P99. The
+// stable P99 is interpolated in its bucket (Prometheus's histogram_quantile; the stable
+// version has most of the traffic); t is then rounded UP to the next bucket bound U,
+// and the canary's share of requests slower than U is tested against 1 % with a Wilson
+// bound. Rounding up favours the canary, so bucket width never creates a breach: a true
+// P99 on a bucket bound, or a coarse ladder, can only cost power. The price is stated:
+// with Envoy's default buckets (…100, 250, 500 ms…) a stable P99 of 202 ms puts both
+// thresholds at 500 ms, where only a regression of about ×2 shows; the ×1.1 ladder that
+// deploy/envoy ships keeps U within 10 % of t. The same gross/rollback/pause split as
+// errors: gross when the canary's share slower than the rollback U exceeds GrossFactor
+// × 1 % (its P95 beyond it); rollback and pause at their ratios. Without histograms
+// (a service with only a P99 query) the P99 ratio can only pause, and says so.
 //
-// Two windows. Every check the loop gathers the last check window and, once the
-// stage's weights are ACKed, the analysis window: all traffic since that ACK (or the
-// last resume), at most Plan.AnalysisWindow (default 1 h). The tests above and the
-// latency rule judge the analysis window, so a 1 % canary accumulates the requests it
-// needs instead of holding forever on one short window, and a healthy canary is not
-// paused by the noise of many short windows. The check window alone is judged for gross
-// breaches only, so a sudden severe regression late in a long stage still rolls back
-// on the next check. Before the ACK the check window is judged alone. The rates printed
-// by TestSimulatedJudgement (controller/simulation_test.go) are what these rules do:
-// 1,000 seeded runs per case through this code and the engine.
+// Repeated looks. A check every 30 s on a growing window is a new test each time; at a
+// fixed 95 % a healthy canary would be paused somewhere in most long releases. The pause
+// and rollback tests therefore use an always-valid boundary (alwaysZ: a confidence
+// sequence, valid however many checks look at the growing window) at 1 − PauseConfidence
+// (0.01) and 1 − Confidence (0.05) per test and window. The gross test keeps the fixed
+// GrossConfidence (0.999) quantile and must be confirmed by two consecutive checks.
 //
-// Latency. The metrics give one P99 per version, not a distribution, so no interval can
-// be computed; MinRequests is the guard (a P99 of 100 requests is its second-largest
-// value). With enough requests on both sides and a known stable P99, the canary breaches
-// when canary P99 > stable P99 × ratio (strictly); a missing or zero stable P99 is
-// inconclusive.
-
-// z returns the standard normal quantile Φ⁻¹(c).
-func z(c float64) float64 { return math.Sqrt2 * math.Erfinv(2*c-1) }
-
-// wilson returns the Wilson score interval of k successes in n trials at quantile zq.
-func wilson(k, n uint64, zq float64) (lo, hi float64) {
-	if n == 0 {
-		return 0, 1
-	}
-	nf := float64(n)
-	p := float64(k) / nf
-	z2 := zq * zq
-	den := 1 + z2/nf
-	center := (p + z2/(2*nf)) / den
-	half := zq * math.Sqrt(p*(1-p)/nf+z2/(4*nf*nf)) / den
-	return math.Max(0, center-half), math.Min(1, center+half)
-}
-
-// deltaBounds returns the one-sided lower and upper confidence bounds of canary −
-// stable error rate, as fractions, at confidence c (Newcombe's method 10: each bound
-// combines the distances to the matching Wilson bounds of the two rates).
-func deltaBounds(ce, cn, se, sn uint64, c float64) (lo, hi float64) {
-	zq := z(c)
-	pc := float64(ce) / float64(cn)
-	ps := float64(se) / float64(sn)
-	lc, uc := wilson(ce, cn, zq)
-	ls, us := wilson(se, sn, zq)
-	d := pc - ps
-	return d - math.Hypot(pc-lc, us-ps), d + math.Hypot(uc-pc, ps-ls)
-}
-
-// deltaLow is the lower bound of deltaBounds.
-func deltaLow(ce, cn, se, sn uint64, c float64) float64 {
-	lo, _ := deltaBounds(ce, cn, se, sn, c)
-	return lo
-}
-
-// tri is a three-way test outcome.
-type tri int
-
-const (
-	triUnknown tri = iota
-	triClean
-	triBreach
-)
-
-// errorTest judges canary − stable error rate against a margin in percentage points.
-func errorTest(ce, cn, se, sn uint64, marginPP, conf float64) tri {
-	pc := float64(ce) / float64(cn)
-	ps := float64(se) / float64(sn)
-	m := marginPP / 100
-	if deltaLow(ce, cn, se, sn, conf) > m {
-		return triBreach
-	}
-	if pc-ps <= m {
-		return triClean
-	}
-	return triUnknown
-}
+// Clustered errors. Requests are not independent: a bad pod, a client retry storm or a
+// dependency blip fails requests in clusters, and Wilson intervals would read a cluster
+// of 50 as 50 independent failures. The engine keeps the stable version's counts of the
+// last 20 check windows (Progress.Intervals) and divides both versions' counts by their
+// Pearson dispersion (dispersion(): 1 for independent requests, about the cluster size
+// for clustered errors) before the error tests: the interval-to-interval spread sets
+// the variance. The stable version measures it because a canary regression would
+// inflate the canary's own spread and hide itself.
+//
+// A window is judged only when both versions served at least MinRequests requests in
+// it; otherwise the check is inconclusive (Hold): it neither passes nor breaches.
 
 // finding is one reason for a decision.
 type finding struct {
@@ -129,10 +89,7 @@ type verdict struct {
 	rollback     []finding
 	pause        []finding
 	inconclusive []string
-	// sustained is the outcome against the rollback error-rate bound, for the
-	// sustained rule.
-	sustained tri
-	numbers   *Numbers
+	numbers      *Numbers
 	// sourceFailure lists why the metrics or alert source failed on this check.
 	sourceFailure []string
 }
@@ -152,6 +109,11 @@ type judgeInput struct {
 	// sampleRatio is the sample-ratio test of the analysis window, nil when not run;
 	// on a mismatch the versions are not compared (see srm.go).
 	sampleRatio *SampleRatio
+	// dispersion divides the error counts (see Clustered errors above); 1 or less
+	// means independent requests. dispersionFrom is how many check windows it was
+	// measured over: below minIntervals the error tests other than gross wait.
+	dispersion     float64
+	dispersionFrom int
 }
 
 func pct(k, n uint64) float64 {
@@ -225,27 +187,27 @@ func judge(obs Observation, in judgeInput) verdict {
 		}
 	}
 
-	// Metrics: the check window and, when gathered, the analysis window.
-	sets := []Sample{{Window: obs.Window, Canary: obs.Canary, Stable: obs.Stable}}
-	if obs.Analysis.Window > 0 {
-		sets = append(sets, obs.Analysis)
+	// Metrics: the check window for gross breaches; the sustain and analysis windows for
+	// the rest (see the top of this file). A sample-ratio mismatch leaves only the gross
+	// tests: the split is broken, but a gross breach is a no-go whatever the split.
+	srm := in.sampleRatio != nil && in.sampleRatio.Mismatch
+	sustain := in.th.RollbackSustain.D()
+	wins := []judgedWindow{{Sample: Sample{Window: obs.Window, Canary: obs.Canary, Stable: obs.Stable}, gross: true}}
+	if a := obs.Sustain; a.Window > 0 && a.Window < obs.Analysis.Window {
+		wins = append(wins, judgedWindow{Sample: a, rollback: a.Window >= sustain && !srm})
+	}
+	if a := obs.Analysis; a.Window > 0 {
+		wins = append(wins, judgedWindow{Sample: a, rollback: a.Window >= sustain && !srm, pause: !srm, decides: true})
 	}
 	var outs []metricOutcome
-	for i, set := range sets {
-		// With an analysis window, the check window alone is judged for gross breaches
-		// only: the fast rollback of a sudden, severe regression. Every other test runs
-		// once per check on the analysis window, so a healthy canary is not paused by
-		// the noise of many short windows.
-		// A sample-ratio mismatch leaves only the gross test: the split is broken, but a
-		// gross error rate is a no-go whatever the split.
-		srm := in.sampleRatio != nil && in.sampleRatio.Mismatch
-		o := judgeSample(set, in, (len(sets) > 1 && i == 0) || srm)
+	for _, w := range wins {
+		o := judgeSample(w, in)
 		if o.numbers != nil && o.numbers.Baseline {
 			o.againstBaseline()
 		}
 		outs = append(outs, o)
 	}
-	v.combine(outs, in)
+	v.combine(outs, obs.Analysis.Window > 0 || !in.requireData)
 	if sr := in.sampleRatio; sr != nil {
 		if v.numbers != nil {
 			c := *sr
@@ -253,9 +215,6 @@ func judge(obs Observation, in judgeInput) verdict {
 		}
 		if sr.Mismatch {
 			v.inconclusive = append(v.inconclusive, sr.String())
-			if v.sustained == triClean {
-				v.sustained = triUnknown // neither extends nor resets the sustained run
-			}
 		}
 	}
 	if obs.AlertsErr != "" {
@@ -283,8 +242,18 @@ func (v verdict) outcome() (string, string) {
 	return VerdictClean, "every threshold met"
 }
 
+// judgedWindow is one window and the tests it is judged by.
+type judgedWindow struct {
+	Sample
+	gross    bool // the gross tests
+	rollback bool // the marginal rollback tests (the window spans RollbackSustain)
+	pause    bool // the pause tests
+	decides  bool // the window Go needs judged (the analysis window)
+}
+
 // metricOutcome is the judgement of one window's numbers.
 type metricOutcome struct {
+	decides bool
 	// conclusive: both versions had enough requests to be judged.
 	conclusive bool
 	// noData says why the window could not be judged at all (source failure or too
@@ -294,60 +263,60 @@ type metricOutcome struct {
 	inconclusive  []string
 	rollback      []finding
 	pause         []finding
-	sustained     tri
 	numbers       *Numbers
 }
 
-// combine merges the outcomes of the check window and the analysis window: a breach
-// in either counts, a clean sustained-rule result needs every judged window clean, and
-// a window without enough data adds nothing when another window was judged.
-func (v *verdict) combine(outs []metricOutcome, in judgeInput) {
-	judged := 0
-	clean := true
+// combine merges the windows' outcomes: a breach in any counts; the deciding window
+// must be judged for the check to be clean (gathered says it was asked for: before
+// the ACK there is none, and the check is not clean either).
+func (v *verdict) combine(outs []metricOutcome, gathered bool) {
+	decided := false
 	for _, o := range outs {
 		v.sourceFailure = append(v.sourceFailure, o.sourceFailure...)
-		if !o.conclusive {
-			continue
-		}
-		judged++
 		v.rollback = append(v.rollback, o.rollback...)
 		v.pause = append(v.pause, o.pause...)
 		v.inconclusive = append(v.inconclusive, o.inconclusive...)
-		switch o.sustained {
-		case triBreach:
-			v.sustained = triBreach
-		case triUnknown:
-			clean = false
+		if o.decides {
+			decided = true
+			if !o.conclusive && o.noData != "" {
+				v.inconclusive = append(v.inconclusive, o.noData)
+			}
 		}
 	}
-	if judged == 0 {
-		// Nothing judged: report the widest window's reason (the last one).
-		last := outs[len(outs)-1]
-		if last.noData != "" {
+	if !decided && gathered {
+		// Nothing to decide on (the loop gathered no analysis window): not clean.
+		if last := outs[len(outs)-1]; last.noData != "" {
 			v.inconclusive = append(v.inconclusive, last.noData)
 		}
-		return
 	}
-	if v.sustained != triBreach && clean {
-		v.sustained = triClean
+	if !decided && !gathered {
+		v.inconclusive = append(v.inconclusive, "no traffic judged since the weights were ACKed yet")
 	}
-	// The widest judged window carries the numbers; the check window's are attached.
+	// The widest judged window carries the numbers; the others are attached.
 	for i := len(outs) - 1; i >= 0; i-- {
-		if outs[i].numbers != nil {
-			v.numbers = outs[i].numbers
-			if i > 0 && outs[0].numbers != nil {
-				v.numbers.Recent = outs[0].numbers
-			}
-			break
+		if outs[i].numbers == nil {
+			continue
 		}
+		v.numbers = outs[i].numbers
+		for j := 0; j < i; j++ {
+			n := outs[j].numbers
+			switch {
+			case n == nil:
+			case j == 0:
+				v.numbers.Recent = n
+			default:
+				v.numbers.Sustain = n
+			}
+		}
+		break
 	}
 }
 
 // judgeSample judges one window's numbers against the thresholds.
-func judgeSample(set Sample, in judgeInput, grossOnly bool) metricOutcome {
-	var o metricOutcome
+func judgeSample(w judgedWindow, in judgeInput) metricOutcome {
+	o := metricOutcome{decides: w.decides}
 	th := in.th
-	cs, ss := set.Canary, set.Stable
+	cs, ss := w.Canary, w.Stable
 	switch {
 	case cs.Err != nil:
 		o.noData = "canary metrics unavailable: " + cs.Err.Error()
@@ -361,7 +330,8 @@ func judgeSample(set Sample, in judgeInput, grossOnly bool) metricOutcome {
 	stableOK := ss.Err == nil && ss.Inconclusive == "" && ss.Requests >= th.MinRequests
 	baseline := false
 	if !stableOK && in.baseline != nil && in.baseline.Requests >= th.MinRequests {
-		ss = VersionStats{Requests: in.baseline.Requests, Errors: in.baseline.Errors, P99: in.baseline.P99.D()}
+		b := in.baseline
+		ss = VersionStats{Requests: b.Requests, Errors: b.Errors, P99: b.P99.D(), Latency: b.Latency}
 		stableOK, baseline = true, true
 	}
 	if !stableOK {
@@ -378,71 +348,244 @@ func judgeSample(set Sample, in judgeInput, grossOnly bool) metricOutcome {
 			o.noData = "stable metrics inconclusive: " + ss.Inconclusive
 			o.sourceFailure = append(o.sourceFailure, o.noData)
 		default:
-			o.noData = fmt.Sprintf("stable served %d requests < minRequests %d%s", ss.Requests, th.MinRequests, inWindow(set.Window))
+			o.noData = fmt.Sprintf("stable served %d requests < minRequests %d%s", ss.Requests, th.MinRequests, inWindow(w.Window))
 		}
 		return o
 	}
 	if cs.Requests < th.MinRequests {
-		o.noData = fmt.Sprintf("canary served %d requests < minRequests %d%s", cs.Requests, th.MinRequests, inWindow(set.Window))
+		o.noData = fmt.Sprintf("canary served %d requests < minRequests %d%s", cs.Requests, th.MinRequests, inWindow(w.Window))
 		return o
 	}
 	o.conclusive = true
 	ce, se := min(cs.Errors, cs.Requests), min(ss.Errors, ss.Requests)
-	lo, hi := deltaBounds(ce, cs.Requests, se, ss.Requests, th.Confidence)
+	phi := max(in.dispersion, 1)
+	// The growing analysis window is tested with the always-valid boundary; the sliding
+	// sustain window, of fixed length and looked at continually (some 300 disjoint
+	// windows a day), with the fixed GrossConfidence quantile (0.999).
+	zr := alwaysZ(1-th.Confidence, float64(cs.Requests)/phi)
+	if !w.decides {
+		zr = z(th.GrossConfidence)
+	}
+	lo, hi := deltaBounds(ce, cs.Requests, se, ss.Requests, zr, phi)
 	n := &Numbers{
 		CanaryRequests: cs.Requests, CanaryErrors: ce, StableRequests: ss.Requests, StableErrors: se,
 		CanaryErrorPct: pct(ce, cs.Requests), StableErrorPct: pct(se, ss.Requests),
 		DeltaLowPP: 100 * lo, DeltaHighPP: 100 * hi,
 		CanaryP99: Duration(cs.P99), StableP99: Duration(ss.P99),
-		Window: Duration(set.Window), Baseline: baseline,
+		Window: Duration(w.Window), Baseline: baseline, Dispersion: phi,
 	}
 	o.numbers = n
 	over := ""
-	if set.Window > 0 {
-		over = " over " + set.Window.String()
+	if w.Window > 0 {
+		over = " over " + w.Window.String()
 	}
-	rates := fmt.Sprintf("canary %.3f%% (%d/%d) vs stable %.3f%% (%d/%d)%s, difference %+.3f pp, interval [%+.3f, %+.3f] pp",
-		n.CanaryErrorPct, ce, cs.Requests, n.StableErrorPct, se, ss.Requests, over,
-		n.CanaryErrorPct-n.StableErrorPct, n.DeltaLowPP, n.DeltaHighPP)
+	rates := func(zq float64) string {
+		lo, hi := deltaBounds(ce, cs.Requests, se, ss.Requests, zq, phi)
+		s := fmt.Sprintf("canary %.3f%% (%d/%d) vs stable %.3f%% (%d/%d)%s, difference %+.3f pp, interval [%+.3f, %+.3f] pp (z %.2f",
+			n.CanaryErrorPct, ce, cs.Requests, n.StableErrorPct, se, ss.Requests, over,
+			n.CanaryErrorPct-n.StableErrorPct, 100*lo, 100*hi, zq)
+		if phi > 1 {
+			s += fmt.Sprintf(", counts ÷ dispersion %.2f", phi)
+		}
+		return s + ")"
+	}
+	lat := newLatency(cs, ss)
+	n.CanaryP99, n.StableP99 = Duration(lat.canaryP99), Duration(lat.stableP99)
+	if lat.canaryP99 > 0 && lat.stableP99 > 0 {
+		n.LatencyRatio = float64(lat.canaryP99) / float64(lat.stableP99)
+	}
 
-	grossPP := th.GrossFactor * th.RollbackErrorRatePP
-	if 100*deltaLow(ce, cs.Requests, se, ss.Requests, th.GrossConfidence) >= grossPP {
-		o.rollback = append(o.rollback, finding{gross: true, reason: fmt.Sprintf(
-			"error rate grossly above baseline (≥ %.3g pp at %.3g confidence): %s", grossPP, th.GrossConfidence, rates)})
+	if w.gross {
+		zg := z(th.GrossConfidence)
+		grossPP := th.GrossFactor * th.RollbackErrorRatePP
+		if errorTest(ce, cs.Requests, se, ss.Requests, grossPP, zg, phi) == triBreach {
+			o.rollback = append(o.rollback, finding{gross: true, reason: fmt.Sprintf(
+				"error rate grossly above baseline (> %.3g pp at %.3g confidence): %s", grossPP, th.GrossConfidence, rates(zg))})
+		}
+		if t, why := lat.test(th.RollbackLatencyRatio, th.GrossFactor/100, zg, over); t == triBreach {
+			o.rollback = append(o.rollback, finding{gross: true, reason: "P99 latency grossly above baseline: " + why})
+		}
+		if !w.rollback && !w.pause {
+			return o
+		}
 	}
-	if grossOnly {
-		o.sustained = triUnknown
-		if len(o.rollback) == 0 {
-			o.sustained = triClean // neutral: the analysis window decides
+	errorsKnown := in.dispersionFrom >= minIntervals
+	if !errorsKnown && (w.rollback || w.pause) {
+		o.inconclusive = append(o.inconclusive, fmt.Sprintf(
+			"measuring how clustered errors are (%d of %d check windows)", in.dispersionFrom, minIntervals))
+	}
+	if w.rollback && errorsKnown {
+		switch errorTest(ce, cs.Requests, se, ss.Requests, th.RollbackErrorRatePP, zr, phi) {
+		case triBreach:
+			o.rollback = append(o.rollback, finding{reason: fmt.Sprintf(
+				"error rate more than %.3g pp above baseline for %s: %s", th.RollbackErrorRatePP, w.Window, rates(zr))})
+		}
+		zl := alwaysZ(1-th.Confidence, float64(lat.canaryN()))
+		if !w.decides {
+			zl = z(th.GrossConfidence)
+		}
+		if lat.histograms() {
+			if t, why := lat.test(th.RollbackLatencyRatio, 0.01, zl, over); t == triBreach {
+				o.rollback = append(o.rollback, finding{reason: fmt.Sprintf(
+					"P99 latency more than ×%.3g baseline: %s", th.RollbackLatencyRatio, why)})
+			}
+		}
+	}
+	if !w.pause {
+		return o
+	}
+	zp := alwaysZ(1-th.PauseConfidence, float64(cs.Requests)/phi)
+	m := pauseMargin(th, se, ss.Requests)
+	if !errorsKnown {
+		m = math.Inf(1)
+	}
+	switch errorTest(ce, cs.Requests, se, ss.Requests, m, zp, phi) {
+	case triBreach:
+		o.pause = append(o.pause, finding{reason: fmt.Sprintf(
+			"error rate more than %.3g pp above baseline: %s", m, rates(zp))})
+	case triUnknown:
+		if lo, hi := deltaBounds(ce, cs.Requests, se, ss.Requests, zp, phi); 100*(hi-lo)/2 <= 2*m {
+			o.inconclusive = append(o.inconclusive, fmt.Sprintf(
+				"error rate above baseline + %.3g pp but not significantly: %s", m, rates(zp)))
+		}
+	}
+	if !lat.histograms() {
+		if why := lat.ratioOnly(th.PauseLatencyRatio, over); why != "" {
+			o.pause = append(o.pause, finding{reason: why})
+		} else if lat.stableP99 <= 0 || lat.canaryP99 <= 0 {
+			o.inconclusive = append(o.inconclusive, "P99 latency unknown"+over)
 		}
 		return o
 	}
-	o.sustained = errorTest(ce, cs.Requests, se, ss.Requests, th.RollbackErrorRatePP, th.Confidence)
-	switch errorTest(ce, cs.Requests, se, ss.Requests, th.PauseErrorRatePP, th.PauseConfidence) {
+	zl := alwaysZ(1-th.PauseConfidence, float64(lat.canaryN()))
+	t, why := lat.test(th.PauseLatencyRatio, 0.01, zl, over)
+	n.LatencyBound, n.CanarySlowPct, n.CanarySlowLowPct = Duration(lat.bound), 100*lat.share, 100*lat.lo
+	switch t {
 	case triBreach:
-		o.pause = append(o.pause, finding{reason: fmt.Sprintf(
-			"error rate more than %.3g pp above baseline at %.3g confidence: %s", th.PauseErrorRatePP, th.PauseConfidence, rates)})
+		o.pause = append(o.pause, finding{reason: fmt.Sprintf("P99 latency more than ×%.3g baseline: %s", th.PauseLatencyRatio, why)})
 	case triUnknown:
-		o.inconclusive = append(o.inconclusive, fmt.Sprintf(
-			"error rate above baseline + %.3g pp but not significant at %.3g confidence: %s", th.PauseErrorRatePP, th.PauseConfidence, rates))
-	}
-
-	if ss.P99 <= 0 || cs.P99 <= 0 {
-		o.inconclusive = append(o.inconclusive, "P99 latency unknown"+over)
-	} else {
-		ratio := float64(cs.P99) / float64(ss.P99)
-		n.LatencyRatio = ratio
-		lat := fmt.Sprintf("canary P99 %s vs stable %s%s (×%.3f)", cs.P99, ss.P99, over, ratio)
-		switch {
-		case float64(cs.P99) > float64(ss.P99)*th.RollbackLatencyRatio:
-			o.rollback = append(o.rollback, finding{reason: fmt.Sprintf(
-				"P99 latency more than ×%.3g baseline: %s", th.RollbackLatencyRatio, lat)})
-		case float64(cs.P99) > float64(ss.P99)*th.PauseLatencyRatio:
-			o.pause = append(o.pause, finding{reason: fmt.Sprintf(
-				"P99 latency more than ×%.3g baseline: %s", th.PauseLatencyRatio, lat)})
+		if why != "" && (lat.hi-lat.lo)/2 <= 0.005 {
+			o.inconclusive = append(o.inconclusive, fmt.Sprintf(
+				"P99 latency above ×%.3g baseline but not significantly: %s", th.PauseLatencyRatio, why))
+		} else if why != "" && lat.bound == 0 {
+			o.inconclusive = append(o.inconclusive, why)
 		}
 	}
 	return o
+}
+
+// pauseMargin is the pause margin in percentage points: PauseErrorRatePP, or with
+// PauseErrorRatio the stable rate × (ratio − 1).
+func pauseMargin(th Thresholds, se, sn uint64) float64 {
+	if th.PauseErrorRatio > 0 && sn > 0 {
+		return (th.PauseErrorRatio - 1) * pct(se, sn)
+	}
+	return th.PauseErrorRatePP
+}
+
+// errorTest judges canary − stable error rate against a margin in percentage points
+// at quantile zq, counts divided by the dispersion phi.
+func errorTest(ce, cn, se, sn uint64, marginPP, zq, phi float64) tri {
+	m := marginPP / 100
+	lo, _ := deltaBounds(ce, cn, se, sn, zq, phi)
+	switch {
+	case lo > m:
+		return triBreach
+	case float64(ce)/float64(cn)-float64(se)/float64(sn) <= m:
+		return triClean
+	}
+	return triUnknown
+}
+
+// latency is one window's latency evidence: both histograms when the source has them.
+type latency struct {
+	canary, stable Histogram
+	// canaryP99 and stableP99 are the versions' P99 (interpolated in the histogram
+	// when there is one, else the source's own P99).
+	canaryP99, stableP99 time.Duration
+	// Set by test: the bound the canary was counted at, its share of requests slower
+	// than it and the share's Wilson bounds.
+	bound         time.Duration
+	share, lo, hi float64
+}
+
+func newLatency(cs, ss VersionStats) *latency {
+	l := &latency{canaryP99: cs.P99, stableP99: ss.P99}
+	if cs.Latency.valid() && ss.Latency.valid() && cs.Latency.total() > 0 && ss.Latency.total() > 0 {
+		l.canary, l.stable = cs.Latency, ss.Latency
+		if q, ok := l.canary.quantile(0.99); ok {
+			l.canaryP99 = q
+		}
+		if q, ok := l.stable.quantile(0.99); ok {
+			l.stableP99 = q
+		}
+	}
+	return l
+}
+
+func (l *latency) histograms() bool { return len(l.canary.Counts) > 0 }
+
+func (l *latency) canaryN() uint64 { return l.canary.total() }
+
+// test tests "more than share of canary requests are slower than ratio × stable P99":
+// the threshold rounded up to the canary histogram's next bound, the share's Wilson
+// lower bound at quantile zq against share. It explains its outcome.
+func (l *latency) test(ratio, share, zq float64, over string) (tri, string) {
+	if !l.histograms() {
+		return triUnknown, ""
+	}
+	// The stable P99 is itself an estimate: take the quantile at the upper confidence
+	// bound of its rank (the same quantile zq), so a stable sample too small to place
+	// its P99 raises the threshold instead of lowering it.
+	ns := float64(l.stable.total())
+	rank := 0.99 + zq*math.Sqrt(0.99*0.01/ns)
+	q, ok := l.stable.quantile(rank)
+	if ns*(1-rank) < 1 || !ok {
+		return triUnknown, "" // the stable sample cannot place its P99 inside the histogram
+	}
+	t := time.Duration(ratio * float64(q))
+	b, slow, ok := l.canary.above(t)
+	if !ok {
+		l.bound = 0
+		return triUnknown, fmt.Sprintf("×%.3g stable P99 (%s) is beyond the histogram's last bound%s: latency not testable", ratio, round(t), over)
+	}
+	n := l.canary.total()
+	l.bound = b
+	l.share = float64(slow) / float64(n)
+	l.lo, l.hi = wilson(float64(slow), float64(n), zq)
+	if l.share <= share {
+		return triClean, ""
+	}
+	why := fmt.Sprintf("%.2f%% of canary requests (%d/%d) slower than %s (≥ ×%.3g stable P99 %s)%s, lower bound %.2f%% vs %.3g%% (z %.2f); canary P99 %s",
+		100*l.share, slow, n, round(b), ratio, round(q), over, 100*l.lo, 100*share, zq, round(l.canaryP99))
+	if l.lo > share {
+		return triBreach, why
+	}
+	return triUnknown, why
+}
+
+// ratioOnly is the fallback without histograms: the P99 ratio, which can only pause.
+func (l *latency) ratioOnly(ratio float64, over string) string {
+	if l.stableP99 <= 0 || l.canaryP99 <= 0 || float64(l.canaryP99) <= float64(l.stableP99)*ratio {
+		return ""
+	}
+	return fmt.Sprintf("P99 latency more than ×%.3g baseline: canary P99 %s vs stable %s%s (×%.3f; no histogram, so no test: pauses, never rolls back)",
+		ratio, round(l.canaryP99), round(l.stableP99), over, float64(l.canaryP99)/float64(l.stableP99))
+}
+
+// round prints a latency with three significant figures.
+func round(d time.Duration) time.Duration {
+	switch {
+	case d >= 10*time.Second:
+		return d.Round(100 * time.Millisecond)
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond)
+	case d >= 100*time.Millisecond:
+		return d.Round(time.Millisecond)
+	case d >= 10*time.Millisecond:
+		return d.Round(100 * time.Microsecond)
+	}
+	return d.Round(10 * time.Microsecond)
 }
 
 func inWindow(w time.Duration) string {

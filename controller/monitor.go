@@ -13,7 +13,7 @@ package controller
 // and only a gross one (see againstBaseline) rolls back.
 
 // againstBaseline turns the rollbacks of a comparison with a carried baseline into
-// pauses, except gross breaches, and keeps the sustained rule from rolling back on it.
+// pauses, except gross breaches.
 func (o *metricOutcome) againstBaseline() {
 	var keep []finding
 	for _, f := range o.rollback {
@@ -25,9 +25,6 @@ func (o *metricOutcome) againstBaseline() {
 		o.pause = append(o.pause, f)
 	}
 	o.rollback = keep
-	if o.sustained == triBreach {
-		o.sustained = triUnknown
-	}
 }
 
 // sampleRatio runs the sample-ratio test on obs's analysis window when the weights in
@@ -60,6 +57,7 @@ func (p *Progress) noteStable(obs Observation, minRequests uint64) {
 		if a.Stable.P99 > 0 {
 			p.StableP99 = Duration(a.Stable.P99)
 		}
+		p.StableLatency = a.Stable.Latency
 		p.StableWindow, p.StableAnalysis = Duration(a.Window), true
 		return
 	}
@@ -71,6 +69,9 @@ func (p *Progress) noteStable(obs Observation, minRequests uint64) {
 	p.StableErrors += min(s.Errors, s.Requests)
 	if s.P99 > 0 {
 		p.StableP99 = Duration(s.P99)
+	}
+	if h, ok := p.StableLatency.add(s.Latency); ok && s.Latency.valid() {
+		p.StableLatency = h
 	}
 	p.StableWindow += Duration(obs.Window)
 }

@@ -120,6 +120,7 @@ func Preset(t ReleaseType, strategy string) []Stage {
 // merge returns base with every non-zero field of over applied.
 func (base Thresholds) merge(over Thresholds) Thresholds {
 	set(&base.PauseErrorRatePP, over.PauseErrorRatePP)
+	set(&base.PauseErrorRatio, over.PauseErrorRatio)
 	set(&base.PauseLatencyRatio, over.PauseLatencyRatio)
 	set(&base.RollbackErrorRatePP, over.RollbackErrorRatePP)
 	set(&base.RollbackSustain, over.RollbackSustain)

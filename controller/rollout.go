@@ -183,9 +183,12 @@ type Progress struct {
 	Monitored Duration `json:"monitored"`
 	// InconclusiveSince is when the current run of inconclusive checks began.
 	InconclusiveSince time.Time `json:"inconclusiveSince,omitzero"`
-	// RollbackBreachSince is when the current run of checks breaching the rollback
-	// error-rate bound began (the sustained rule).
-	RollbackBreachSince time.Time `json:"rollbackBreachSince,omitzero"`
+	// GrossSince is when the current run of checks with a gross metric breach began: a
+	// gross breach rolls back when the next check confirms it.
+	GrossSince time.Time `json:"grossSince,omitzero"`
+	// Intervals are the stable version's counts over the last check windows (at most
+	// 20), whose spread measures how clustered errors are (judge.go).
+	Intervals []Interval `json:"intervals,omitempty"`
 	// Failing is true while the last conclusive check breached a threshold or a check
 	// failed; promote is refused then unless forced.
 	Failing bool `json:"failing,omitempty"`
@@ -202,6 +205,7 @@ type Progress struct {
 	StableRequests uint64   `json:"stableRequests,omitempty"`
 	StableErrors   uint64   `json:"stableErrors,omitempty"`
 	StableP99      Duration `json:"stableP99,omitempty"`
+	StableLatency  Histogram `json:"stableLatency,omitzero"`
 	// StableWindow is the span those numbers cover; StableAnalysis is true when they
 	// are one analysis window's (which replaces them) rather than a sum of check
 	// windows (no longer added to once an analysis window was recorded).
@@ -224,6 +228,9 @@ type Baseline struct {
 	// Window is the span of the stage's traffic the numbers cover (0 in rollouts
 	// persisted before it was recorded).
 	Window Duration `json:"window,omitempty"`
+	// Latency is the stable version's latency histogram over that span, when the
+	// source has one.
+	Latency Histogram `json:"latency,omitzero"`
 }
 
 // Numbers are the measurements behind a decision, for events and the release report.
@@ -260,6 +267,19 @@ type Numbers struct {
 	Reason  string `json:"reason,omitempty"`
 	// Recent are the numbers of the last check window alone, when it was judged too.
 	Recent *Numbers `json:"recent,omitempty"`
+	// Sustain are the numbers of the sustain window (the last RollbackSustain), when it
+	// was judged apart from the analysis window.
+	Sustain *Numbers `json:"sustain,omitempty"`
+	// Dispersion is what the error counts were divided by for clustered errors (1:
+	// independent requests).
+	Dispersion float64 `json:"dispersion,omitempty"`
+	// LatencyBound is the bucket bound the canary's slow requests were counted at (the
+	// pause ratio × stable P99, rounded up to a bound); CanarySlowPct is the canary's
+	// share of requests slower than it and CanarySlowLowPct that share's lower bound.
+	// A P99 beyond the pause ratio means a share above 1 %.
+	LatencyBound     Duration `json:"latencyBound,omitempty"`
+	CanarySlowPct    float64  `json:"canarySlowPct,omitempty"`
+	CanarySlowLowPct float64  `json:"canarySlowLowPct,omitempty"`
 	// SampleRatio is the sample-ratio test of the analysis window against the ACKed
 	// weights, when it ran.
 	SampleRatio *SampleRatio `json:"sampleRatio,omitempty"`
@@ -283,6 +303,9 @@ type Observation struct {
 	// Analysis are both versions' numbers over the analysis window (see
 	// Rollout.AnalysisWindow); zero when the loop did not gather them.
 	Analysis Sample
+	// Sustain are both versions' numbers over the sustain window (see
+	// Rollout.SustainWindow), when it is shorter than the analysis window.
+	Sustain Sample
 	// AlertsErr says why the alert source could not be read: a source failure.
 	AlertsErr string
 	// Health is the active health-check state of each version's endpoints.

@@ -176,6 +176,10 @@ type Thresholds struct {
 	// PauseErrorRatePP pauses when the canary error rate exceeds the stable error rate
 	// by more than this many percentage points. Default 0.1.
 	PauseErrorRatePP float64 `json:"pauseErrorRatePP,omitempty" yaml:"pauseErrorRatePP,omitempty"`
+	// PauseErrorRatio, when set (> 1), replaces PauseErrorRatePP with a relative
+	// margin: pause when the canary error rate exceeds the stable rate × ratio, for
+	// services whose baseline is far below 0.1 %.
+	PauseErrorRatio float64 `json:"pauseErrorRatio,omitempty" yaml:"pauseErrorRatio,omitempty"`
 	// PauseLatencyRatio pauses when canary P99 > stable P99 × ratio. Default 1.10.
 	PauseLatencyRatio float64 `json:"pauseLatencyRatio,omitempty" yaml:"pauseLatencyRatio,omitempty"`
 	// RollbackErrorRatePP rolls back when the canary error rate exceeds the stable one

@@ -351,6 +351,9 @@ func (t Thresholds) validate(f string, add addFunc) {
 	if t.RollbackErrorRatePP < 0 {
 		add(f+".rollbackErrorRatePP", "must not be negative")
 	}
+	if t.PauseErrorRatio != 0 && !(t.PauseErrorRatio > 1) {
+		add(f+".pauseErrorRatio", "%v: want more than 1 (or unset)", t.PauseErrorRatio)
+	}
 	if t.PauseLatencyRatio != 0 && t.PauseLatencyRatio < 1 {
 		add(f+".pauseLatencyRatio", "%v: want at least 1", t.PauseLatencyRatio)
 	}

@@ -138,8 +138,8 @@ func fromRollout(inc *Incident, r controller.Rollout) {
 		return !t.IsZero() && (inc.RolledBackAt.IsZero() || t.Before(inc.RolledBackAt))
 	}
 	switch {
-	case before(p.RollbackBreachSince):
-		inc.DetectedFrom, inc.DetectedSince = DetectFirstBreach, p.RollbackBreachSince
+	case before(p.GrossSince):
+		inc.DetectedFrom, inc.DetectedSince = DetectFirstBreach, p.GrossSince
 	case before(p.AckedAt):
 		inc.DetectedFrom, inc.DetectedSince = DetectStageAcked, p.AckedAt
 	case before(p.Since):

@@ -85,11 +85,19 @@ func (r *Runner) gather(ctx context.Context, svc catalog.Service, ro controller.
 	var wg sync.WaitGroup
 	wg.Go(func() { obs.Canary = r.versionStats(ctx, svc, ro.Canary, window, at) })
 	wg.Go(func() { obs.Stable = r.versionStats(ctx, svc, ro.Stable, window, at) })
-	// Whole seconds keep the queries' windows (and the recorded numbers) readable.
-	if aw := ro.AnalysisWindow(at).Truncate(time.Second); aw > window {
+	// The analysis window (since the ACK) and, when shorter, the sustain window (the
+	// last rollbackSustain of it); whole seconds keep the queries' windows (and the
+	// recorded numbers) readable. A window shorter than the source's shortest is not
+	// asked for: the engine then judges nothing but gross breaches.
+	if aw := ro.AnalysisWindow(at).Truncate(time.Second); aw > 0 && aw >= r.opts.MinWindow {
 		obs.Analysis.Window = aw
 		wg.Go(func() { obs.Analysis.Canary = r.versionStats(ctx, svc, ro.Canary, aw, at) })
 		wg.Go(func() { obs.Analysis.Stable = r.versionStats(ctx, svc, ro.Stable, aw, at) })
+		if sw := ro.SustainWindow(at).Truncate(time.Second); sw < aw && sw >= r.opts.MinWindow {
+			obs.Sustain.Window = sw
+			wg.Go(func() { obs.Sustain.Canary = r.versionStats(ctx, svc, ro.Canary, sw, at) })
+			wg.Go(func() { obs.Sustain.Stable = r.versionStats(ctx, svc, ro.Stable, sw, at) })
+		}
 	}
 	if h := r.opts.Health; h != nil {
 		obs.Health.Canary = endpointHealth(h.Status(svc.Name, ro.Canary))
