@@ -17,7 +17,7 @@ func TestCommands(t *testing.T) {
 		r := progressing()
 		o := goodObs(r.Generation)
 		o.Alerts = []string{"HighLatency"}
-		r, _ = r.Step(at.Add(-time.Minute), o)
+		r, _ = step(r, at.Add(-time.Minute), o)
 		return r
 	}
 	failing := func() Rollout {
@@ -100,7 +100,7 @@ func TestResume(t *testing.T) {
 	r := acked(t, spec)
 	o := goodObs(r.Generation)
 	o.Alerts = []string{"HighLatency"}
-	r, _ = r.Step(t0.Add(time.Minute), o)
+	r, _ = step(r, t0.Add(time.Minute), o)
 	if r.State != StatePaused {
 		t.Fatal(r.State)
 	}
@@ -109,7 +109,7 @@ func TestResume(t *testing.T) {
 	for r.Stage == 0 && now.Before(t0.Add(2*time.Hour)) {
 		now = now.Add(30 * time.Second)
 		var evs []Event
-		r, evs = r.Step(now, goodObs(r.Generation))
+		r, evs = step(r, now, goodObs(r.Generation))
 		if e := kinds(evs, EventResumed); len(e) == 1 {
 			resumedAt = e[0].Time
 		}

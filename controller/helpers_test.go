@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -62,7 +63,7 @@ func drive(r Rollout, from, until time.Time, every time.Duration, obs func(Rollo
 			return r, now.Add(-every), all
 		}
 		var evs []Event
-		r, evs = r.Step(now, obs(r, now))
+		r, evs = step(r, now, obs(r, now))
 		all = append(all, evs...)
 	}
 	return r, now, all
@@ -90,4 +91,64 @@ func checkWeights(t testing.TB, r Rollout) {
 	if sum != model.TotalWeight || len(w) != 2 {
 		t.Fatalf("weights %v: want two versions summing to %d", w, model.TotalWeight)
 	}
+}
+
+// step steps r with o as the loop would gather it: the check window's numbers stand
+// for every window the rollout asks for (uniform traffic), unless o sets them.
+func step(r Rollout, now time.Time, o Observation) (Rollout, []Event) {
+	return r.Step(now, windowed(r, now, o))
+}
+
+func windowed(r Rollout, now time.Time, o Observation) Observation {
+	if o.Analysis.Window > 0 {
+		return o
+	}
+	aw := r.AnalysisWindow(now)
+	if aw <= 0 {
+		return o
+	}
+	stable := o.Stable
+	if w := r.CanaryWeight(); w > 0 && w < model.TotalWeight && o.Canary.Requests > 0 && len(r.Matches()) == 0 {
+		// The stable side at the weights' ratio (same error rate), as real traffic
+		// split by the proxies would be: the sample-ratio guard holds otherwise.
+		n := o.Canary.Requests * uint64(model.TotalWeight-w) / uint64(w)
+		if stable.Requests > 0 {
+			stable.Errors = uint64(float64(stable.Errors) * float64(n) / float64(stable.Requests))
+		}
+		stable.Requests = n
+	}
+	o.Analysis = Sample{Window: aw, Canary: o.Canary, Stable: stable}
+	if sw := r.SustainWindow(now); sw < aw {
+		o.Sustain = Sample{Window: sw, Canary: o.Canary, Stable: stable}
+	}
+	return o
+}
+
+// measured returns r with the error dispersion measured (independent requests), as
+// after a few checks of a service.
+func measured(r Rollout) Rollout {
+	for range minIntervals {
+		r.Progress.Intervals = append(r.Progress.Intervals, Interval{Requests: 20000, Errors: 20})
+	}
+	return r
+}
+
+// lognormHist is the expected histogram of n requests with lognormal latency (σ 0.6)
+// whose P99 is p99, on the bucket ladder deploy/envoy ships; empty when p99 is 0.
+func lognormHist(n uint64, p99 time.Duration) Histogram {
+	if p99 <= 0 || n == 0 {
+		return Histogram{}
+	}
+	const sigma = 0.6
+	median := float64(p99) / math.Exp(z(0.99)*sigma)
+	var h Histogram
+	for _, ms := range shippedBuckets {
+		b := time.Duration(ms * float64(time.Millisecond))
+		c := 0.5 * math.Erfc(-math.Log(float64(b)/median)/(sigma*math.Sqrt2))
+		h.Bounds = append(h.Bounds, b)
+		h.Counts = append(h.Counts, uint64(math.Round(c*float64(n))))
+	}
+	h.Bounds = append(h.Bounds, Inf)
+	h.Counts = append(h.Counts, n)
+	return h
 }

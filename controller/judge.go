@@ -266,9 +266,9 @@ type metricOutcome struct {
 	numbers       *Numbers
 }
 
-// combine merges the windows' outcomes: a breach in any counts; the deciding window
-// must be judged for the check to be clean (gathered says it was asked for: before
-// the ACK there is none, and the check is not clean either).
+// combine merges the windows' outcomes: a breach in any counts; the deciding window,
+// when gathered, must be judged for the check to be clean. At the ACK there is none
+// yet (no monitored time passes at that check either).
 func (v *verdict) combine(outs []metricOutcome, gathered bool) {
 	decided := false
 	for _, o := range outs {
@@ -288,9 +288,6 @@ func (v *verdict) combine(outs []metricOutcome, gathered bool) {
 		if last := outs[len(outs)-1]; last.noData != "" {
 			v.inconclusive = append(v.inconclusive, last.noData)
 		}
-	}
-	if !decided && !gathered {
-		v.inconclusive = append(v.inconclusive, "no traffic judged since the weights were ACKed yet")
 	}
 	// The widest judged window carries the numbers; the others are attached.
 	for i := len(outs) - 1; i >= 0; i-- {
@@ -409,11 +406,9 @@ func judgeSample(w judgedWindow, in judgeInput) metricOutcome {
 			return o
 		}
 	}
+	// Until the dispersion is measured (the first minutes of a rollout) only the gross
+	// test judges errors; the analysis window keeps those minutes for the tests after.
 	errorsKnown := in.dispersionFrom >= minIntervals
-	if !errorsKnown && (w.rollback || w.pause) {
-		o.inconclusive = append(o.inconclusive, fmt.Sprintf(
-			"measuring how clustered errors are (%d of %d check windows)", in.dispersionFrom, minIntervals))
-	}
 	if w.rollback && errorsKnown {
 		switch errorTest(ce, cs.Requests, se, ss.Requests, th.RollbackErrorRatePP, zr, phi) {
 		case triBreach:

@@ -90,14 +90,18 @@ func split(r Rollout, now time.Time, perSec float64, canaryPct, stablePct float6
 		n := perSec * d.Seconds()
 		c := n * float64(r.CanaryWeight()) / model.TotalWeight
 		s := n - c
-		return VersionStats{Requests: uint64(c), Errors: uint64(c * canaryPct / 100), P99: canaryP99},
-			VersionStats{Requests: uint64(s), Errors: uint64(s * stablePct / 100), P99: stableP99}
+		return VersionStats{Requests: uint64(c), Errors: uint64(c * canaryPct / 100), P99: canaryP99, Latency: lognormHist(uint64(c), canaryP99)},
+			VersionStats{Requests: uint64(s), Errors: uint64(s * stablePct / 100), P99: stableP99, Latency: lognormHist(uint64(s), stableP99)}
 	}
 	o.Window = w
 	o.Canary, o.Stable = stats(w)
-	if aw := r.AnalysisWindow(now); aw > w {
+	if aw := r.AnalysisWindow(now); aw > 0 {
 		o.Analysis.Window = aw
 		o.Analysis.Canary, o.Analysis.Stable = stats(aw)
+		if sw := r.SustainWindow(now); sw < aw {
+			o.Sustain.Window = sw
+			o.Sustain.Canary, o.Sustain.Stable = stats(sw)
+		}
 	}
 	return o
 }
@@ -162,7 +166,7 @@ func TestMonitoringBaseline(t *testing.T) {
 		want       State
 		wantReason string
 	}{
-		{"holdback, +2 pp", 500, 2.5, 100 * ms, StateRolledBack, "on every check for"},
+		{"holdback, +2 pp", 500, 2.5, 100 * ms, StateRolledBack, "for 5m0s"},
 		{"holdback, P99 ×1.4", 500, 0.5, 140 * ms, StateRolledBack, "P99 latency"},
 		{"holdback, healthy", 500, 0.5, 100 * ms, StateMonitoring, ""},
 		{"no holdback, +2 pp", 0, 2.5, 100 * ms, StatePaused, "0.1 pp above baseline"},
@@ -176,7 +180,7 @@ func TestMonitoringBaseline(t *testing.T) {
 			now := t0
 			for r.State != StateMonitoring && now.Before(t0.Add(time.Hour)) {
 				now = now.Add(30 * time.Second)
-				r, _ = r.Step(now, split(r, now, 2000, 0.5, 0.5, 100*ms, 100*ms))
+				r, _ = step(r, now, split(r, now, 2000, 0.5, 0.5, 100*ms, 100*ms))
 			}
 			if r.State != StateMonitoring || r.Baseline == nil {
 				t.Fatalf("state %s baseline %+v", r.State, r.Baseline)

@@ -55,7 +55,7 @@ func TestPresetsOverTime(t *testing.T) {
 			for !r.State.Terminal() && now.Before(t0.Add(100*time.Hour)) {
 				now = now.Add(every)
 				var evs []Event
-				r, evs = r.Step(now, goodObs(r.Generation))
+				r, evs = step(r, now, goodObs(r.Generation))
 				checkWeights(t, r)
 				for _, e := range kinds(evs, EventStageAdvanced) {
 					weights = append(weights, e.Weight)

@@ -99,8 +99,8 @@ func checkSequence(t testing.TB, input []byte, autoResume bool) {
 			r, evs, _ = r.Apply(now, *cmd)
 			twin, twinEvs, _ = twin.Apply(now, *cmd)
 		} else {
-			r, evs = r.Step(now, obs)
-			twin, twinEvs = twin.Step(now, obs)
+			r, evs = step(r, now, obs)
+			twin, twinEvs = step(twin, now, obs)
 		}
 		twin = roundTrip(t, twin)
 		if !bytes.Equal(mustJSON(t, r), mustJSON(t, twin)) || !bytes.Equal(mustJSON(t, evs), mustJSON(t, twinEvs)) {
@@ -184,13 +184,13 @@ func TestJSONResume(t *testing.T) {
 	// A restart after a 10 minute outage: the unobserved time is not monitoring time,
 	// the weight stays, and the stage completes its window afterwards.
 	later := now.Add(10 * time.Minute)
-	c, evs := restored.Step(later, goodObs(restored.Generation))
+	c, evs := step(restored, later, goodObs(restored.Generation))
 	if c.Stage != 1 || c.CanaryWeight() != 2500 || c.Progress.Monitored != restored.Progress.Monitored+Duration(30*time.Second) ||
 		len(kinds(evs, EventStageAdvanced)) != 0 {
 		t.Fatalf("after outage: stage %d monitored %s → %s", c.Stage, restored.Progress.Monitored, c.Progress.Monitored)
 	}
 	// Replaying an observation at or before the last check changes nothing.
-	if d, evs := c.Step(later, goodObs(c.Generation)); len(evs) != 0 || !bytes.Equal(mustJSON(t, d), mustJSON(t, c)) {
+	if d, evs := step(c, later, goodObs(c.Generation)); len(evs) != 0 || !bytes.Equal(mustJSON(t, d), mustJSON(t, c)) {
 		t.Fatal("replayed observation changed the rollout")
 	}
 }

@@ -108,7 +108,7 @@ func TestWantsMatchesThePromotingCheck(t *testing.T) {
 			asked = append(asked, now)
 		}
 		var evs []Event
-		r, evs = r.Step(now, obs(r, now))
+		r, evs = step(r, now, obs(r, now))
 		if len(kinds(evs, EventStageAdvanced)) > 0 {
 			advancedAt = now
 		}
@@ -128,11 +128,11 @@ func TestSmokeTestsGateStart(t *testing.T) {
 			t.Fatalf("state %s reason %q events %+v", r.State, r.Reason, evs)
 		}
 		// A check without the results keeps waiting, without a new event.
-		r, evs = r.Step(t0.Add(30*time.Second), goodObs(r.Generation))
+		r, evs = step(r, t0.Add(30*time.Second), goodObs(r.Generation))
 		if r.State != StatePending || len(evs) != 0 {
 			t.Fatalf("state %s events %+v", r.State, evs)
 		}
-		r, evs = r.Step(t0.Add(time.Minute), httpObs(true, true)(r, t0.Add(time.Minute)))
+		r, evs = step(r, t0.Add(time.Minute), httpObs(true, true)(r, t0.Add(time.Minute)))
 		if r.State != StateProgressing || r.CanaryWeight() != 500 || len(kinds(evs, EventStarted)) != 1 || r.Reason != "" {
 			t.Fatalf("state %s weight %d events %+v", r.State, r.CanaryWeight(), evs)
 		}
@@ -142,7 +142,7 @@ func TestSmokeTestsGateStart(t *testing.T) {
 		now := t0.Add(30 * time.Second)
 		obs := goodObs(r.Generation)
 		obs.Smoke = []CheckResult{{Name: "home", Passed: false, Detail: "status 503"}}
-		r, more := r.Step(now, obs)
+		r, more := step(r, now, obs)
 		evs = append(evs, more...)
 		rb := kinds(evs, EventRolledBack)
 		if r.State != StateRolledBack || r.CanaryWeight() != 0 || len(rb) != 1 || !r.StartedAt.IsZero() || len(kinds(evs, EventStarted)) != 0 {
@@ -199,7 +199,7 @@ func TestSmokeTestsGateStart(t *testing.T) {
 func TestSmokeTestsGatePromotion(t *testing.T) {
 	start := func(t *testing.T) Rollout {
 		r, _ := mustNew(t, t0, httpSpec())
-		r, _ = r.Step(t0.Add(30*time.Second), httpObs(true, true)(r, t0.Add(30*time.Second)))
+		r, _ = step(r, t0.Add(30*time.Second), httpObs(true, true)(r, t0.Add(30*time.Second)))
 		if r.State != StateProgressing {
 			t.Fatalf("state %s", r.State)
 		}
@@ -223,7 +223,7 @@ func TestSmokeTestsGatePromotion(t *testing.T) {
 			t.Fatal("a held stage does not ask for smoke tests")
 		}
 		now := t0.Add(6*time.Minute + 30*time.Second)
-		r, evs = r.Step(now, httpObs(true, true)(r, now))
+		r, evs = step(r, now, httpObs(true, true)(r, now))
 		adv := kinds(evs, EventStageAdvanced)
 		if r.State != StateMonitoring || r.CanaryWeight() != 10000 || len(adv) != 1 || adv[0].Decision != DecisionGo {
 			t.Fatalf("state %s events %+v", r.State, evs)
@@ -250,7 +250,7 @@ func TestSmokeTestsGatePromotion(t *testing.T) {
 func TestSynthetics(t *testing.T) {
 	running := func(t *testing.T) Rollout {
 		r, _ := mustNew(t, t0, httpSpec())
-		r, _ = r.Step(t0.Add(30*time.Second), httpObs(true, true)(r, t0.Add(30*time.Second)))
+		r, _ = step(r, t0.Add(30*time.Second), httpObs(true, true)(r, t0.Add(30*time.Second)))
 		return r
 	}
 	t.Run("missing is inconclusive", func(t *testing.T) {
@@ -281,7 +281,7 @@ func TestSynthetics(t *testing.T) {
 			t.Fatal(err)
 		}
 		now := t0.Add(time.Minute)
-		r, _ = r.Step(now, httpObs(true, false)(r, now))
+		r, _ = step(r, now, httpObs(true, false)(r, now))
 		if r.State != StateRolledBack {
 			t.Fatalf("state %s", r.State)
 		}
@@ -336,7 +336,7 @@ func TestHTTPChecksJSONResume(t *testing.T) {
 // An operator's promote needs a pass of every smoke test, run just before it.
 func TestPromoteNeedsSmokeTests(t *testing.T) {
 	r, _ := mustNew(t, t0, httpSpec())
-	r, _ = r.Step(t0.Add(30*time.Second), httpObs(true, true)(r, t0.Add(30*time.Second)))
+	r, _ = step(r, t0.Add(30*time.Second), httpObs(true, true)(r, t0.Add(30*time.Second)))
 	now := t0.Add(time.Minute)
 	for _, tc := range []struct {
 		name  string
@@ -367,7 +367,7 @@ func TestPromoteNeedsSmokeTests(t *testing.T) {
 // rollout rolls back, as on the loop's own promotions.
 func TestPromoteSmokeFailureRollsBack(t *testing.T) {
 	r, _ := mustNew(t, t0, httpSpec())
-	r, _ = r.Step(t0.Add(30*time.Second), httpObs(true, true)(r, t0.Add(30*time.Second)))
+	r, _ = step(r, t0.Add(30*time.Second), httpObs(true, true)(r, t0.Add(30*time.Second)))
 	next, evs, err := r.Apply(t0.Add(time.Minute), Command{Kind: CmdPromote, Actor: "bob",
 		Smoke: []CheckResult{{Name: "home", Detail: "status 503"}}})
 	if err != nil || next.State != StateRolledBack || next.CanaryWeight() != 0 ||

@@ -117,7 +117,7 @@ func TestSampleRatioHolds(t *testing.T) {
 		return o
 	}
 	r := acked(t, testSpec(Minor))
-	r2, evs := r.Step(t0.Add(2*time.Minute), mismatched(r, t0.Add(2*time.Minute), 0.5))
+	r2, evs := step(r, t0.Add(2*time.Minute), mismatched(r, t0.Add(2*time.Minute), 0.5))
 	if r2.State != StateProgressing || r2.Progress.LastDecision != DecisionHold {
 		t.Fatalf("state %s decision %s", r2.State, r2.Progress.LastDecision)
 	}
@@ -138,12 +138,12 @@ func TestSampleRatioHolds(t *testing.T) {
 	if r3.State != StatePaused || !strings.Contains(r3.Reason, "inconclusive for") || !strings.Contains(r3.Reason, "sample ratio") {
 		t.Fatalf("after the limit: state %s reason %q at %s", r3.State, r3.Reason, now.Sub(t0))
 	}
-	r4, _ := r.Step(t0.Add(2*time.Minute), mismatched(r, t0.Add(2*time.Minute), 15))
+	r4, _ := step(r, t0.Add(2*time.Minute), mismatched(r, t0.Add(2*time.Minute), 15))
 	if r4.State != StateRolledBack || !strings.Contains(r4.Reason, "grossly") {
 		t.Fatalf("gross breach under a mismatch: state %s reason %q", r4.State, r4.Reason)
 	}
 	// A matching split is recorded as tested and judged as usual.
-	r5, _ := r.Step(t0.Add(2*time.Minute), split(r, t0.Add(2*time.Minute), 1000, 0.5, 0.5, 100*ms, 100*ms))
+	r5, _ := step(r, t0.Add(2*time.Minute), split(r, t0.Add(2*time.Minute), 1000, 0.5, 0.5, 100*ms, 100*ms))
 	if n := r5.Progress.Last; n == nil || n.SampleRatio == nil || n.SampleRatio.Mismatch || n.Verdict != VerdictClean {
 		t.Fatalf("matching split: %+v", r5.Progress.Last)
 	}
@@ -154,7 +154,7 @@ func TestSampleRatioNotInFlagStage(t *testing.T) {
 	t.Parallel()
 	spec := testSpec(Breaking)
 	r, _ := mustNew(t, t0, spec)
-	r, _ = r.Step(t0.Add(30*time.Second), goodObs(r.Generation))
+	r, _ = step(r, t0.Add(30*time.Second), goodObs(r.Generation))
 	if len(r.Matches()) == 0 || r.Progress.AckedAt.IsZero() {
 		t.Fatalf("not in an ACKed flag stage")
 	}
