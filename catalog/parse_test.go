@@ -175,7 +175,7 @@ notifications:
 		`catalog.yaml:9:20: services[0].versions[1].endpoints: at least one endpoint (host:port) is required`,
 		`catalog.yaml:10:9: services[0].versions[1].extra: unknown field "extra" (known: name, endpoints, zone, metrics)`,
 		`catalog.yaml:12:17: services[0].healthCheck.protocol: "udp": unknown protocol, want tcp, http or grpc`,
-		`catalog.yaml:13:11: services[1].name: "Check|out": '|' is reserved (it separates service and version in cluster names)`,
+		`catalog.yaml:13:11: services[1].name: "Check|out" is not a valid name: '|' is reserved (it separates service and version in cluster names)`,
 		`catalog.yaml:14:11: services[1].port: port 8080 is also the port of services[0] (checkout): each service needs its own sidecar listener port`,
 		`catalog.yaml:15:13: services[1].stable: "v3" is not one of the versions (v1)`,
 		`catalog.yaml:18:33: services[1].versions[0].endpoints[1]: "::1:80": want host:port (IPv6 in brackets): too many colons in address`,

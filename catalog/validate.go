@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net/url"
 	"regexp"
 	"strings"
@@ -425,8 +424,10 @@ func (v *validator) metrics(m *MetricQueries, p string) {
 			v.add(cp+".query", "%s", err)
 		}
 		finite := func(f string, x *float64) {
-			if x != nil && (math.IsNaN(*x) || math.IsInf(*x, 0)) {
-				v.add(cp+"."+f, "must be a finite number")
+			if x != nil {
+				if err := model.ValidateFinite(*x); err != nil {
+					v.add(cp+"."+f, "%s", err)
+				}
 			}
 		}
 		finite("min", c.Min)

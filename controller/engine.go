@@ -95,6 +95,7 @@ func New(now time.Time, id string, spec Spec, svc model.Service) (Rollout, []Eve
 			errs = append(errs, fmt.Errorf("canary.endpoints: required for version %q, which is not in the catalog", spec.Canary.Version))
 		}
 	}
+	errs = append(errs, spec.validateCanaryEndpoints(svc, stable)...)
 	if len(errs) > 0 {
 		return Rollout{}, nil, fmt.Errorf("%w: %w", ErrInvalidSpec, errors.Join(errs...))
 	}

@@ -2,6 +2,7 @@ package model
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -262,6 +263,32 @@ func (s Service) Version(name string) (Version, bool) {
 		}
 	}
 	return Version{}, false
+}
+
+// Validate checks v on its own with the rules every version follows, wherever it comes
+// from (the catalog, a rollout's canary, a persisted state): its name (ValidateName),
+// at least one endpoint, each valid and listed once (DuplicateEndpoint), and its zone
+// (ValidateZone). Each error names its field within the version ("name",
+// "endpoints[1]", "zone"); they are joined with errors.Join.
+func (v Version) Validate() error {
+	var errs []error
+	if err := ValidateName(v.Name); err != nil {
+		errs = append(errs, fmt.Errorf("name: %w", err))
+	}
+	if len(v.Endpoints) == 0 {
+		errs = append(errs, errors.New("endpoints: at least one endpoint (host:port) is required"))
+	}
+	for i, e := range v.Endpoints {
+		if err := e.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("endpoints[%d]: %w", i, err))
+		} else if j := DuplicateEndpoint(v.Endpoints, i); j >= 0 {
+			errs = append(errs, fmt.Errorf("endpoints[%d]: %q: duplicate endpoint, also endpoints[%d]", i, e.String(), j))
+		}
+	}
+	if err := ValidateZone(v.Zone); err != nil {
+		errs = append(errs, fmt.Errorf("zone: %w", err))
+	}
+	return errors.Join(errs...)
 }
 
 // VersionNames returns the names of s's versions in declaration order.
