@@ -160,6 +160,13 @@ func (d *DNS) Resolve(desired translate.Desired) (translate.Desired, []string, e
 	return out, c.stale, err
 }
 
+// Cached returns the answer the cache holds for host (the last good one, even when its
+// refresh failed), or why it holds none. It does no I/O.
+func (d *DNS) Cached(host string) ([]netip.Addr, error) {
+	c := cached{d: d}
+	return c.LookupNetIP(context.Background(), "ip", host)
+}
+
 // cached answers lookups from the DNS cache only.
 type cached struct {
 	d     *DNS

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
+	"strings"
 
 	"go.uber.org/zap"
 
@@ -66,10 +68,18 @@ type EventRecord struct {
 
 // Start runs pre-flight and starts a rollout of spec. The first weights are persisted,
 // then published.
+//
+// Start refuses (controller.ErrInvalidSpec, naming the field) everything that would
+// leave the service unpublishable: the spec is validated on its own before the service
+// is looked up (a request without a service is an invalid spec, not an unknown
+// service), and then the service's desired state with the new rollout, every flag
+// match of its plan included, must resolve and translate now: a canary endpoint whose
+// DNS name does not resolve is refused, not left to fail every publish.
 func (r *Runner) Start(ctx context.Context, spec controller.Spec, actor string) (controller.Rollout, error) {
-	// The canary's DNS names are looked up before the lock is taken; one that does not
-	// resolve leaves the rollout's weights not published (the engine holds), never the
-	// other services.
+	if err := spec.Validate(); err != nil {
+		return controller.Rollout{}, fmt.Errorf("%w: %w", controller.ErrInvalidSpec, err)
+	}
+	// The canary's DNS names are looked up before the lock is taken.
 	var hosts []string
 	for _, ep := range spec.Canary.Endpoints {
 		if e, err := catalog.ParseEndpoint(ep); err == nil {
@@ -105,6 +115,10 @@ func (r *Runner) Start(ctx context.Context, spec controller.Spec, actor string) 
 		defer r.poke()
 	}
 	r.active[spec.Service] = e
+	if err := r.checkPublishableLocked(ro); err != nil {
+		delete(r.active, spec.Service)
+		return controller.Rollout{}, err
+	}
 	if err := r.commitLocked(ctx, e, ro, evs); err != nil {
 		delete(r.active, spec.Service)
 		return controller.Rollout{}, err
@@ -113,6 +127,41 @@ func (r *Runner) Start(ctx context.Context, spec controller.Spec, actor string) 
 		zap.String("actor", actor), zap.String("canary", ro.Canary), zap.String("stable", ro.Stable),
 		zap.String("weights", weightString(ro.Weights())))
 	return ro, nil
+}
+
+// checkPublishableLocked reports, as an invalid spec naming the field, why the desired
+// state of ro's service with ro active would not publish: a canary endpoint whose DNS
+// name has no answer (the names were looked up just before), or resources that do not
+// translate, with every flag match of ro's plan in force. ro must be in r.active.
+func (r *Runner) checkPublishableLocked(ro controller.Rollout) error {
+	var errs []error
+	for i, s := range ro.Spec.Canary.Endpoints {
+		ep, err := catalog.ParseEndpoint(s)
+		if err != nil || ep.IsIP() {
+			continue
+		}
+		if _, err := r.dns.Cached(ep.Host); err != nil {
+			errs = append(errs, fmt.Errorf("canary.endpoints[%d]: %q does not resolve: %w", i, s, err))
+		}
+	}
+	if len(errs) == 0 {
+		svc, _ := r.effectiveServiceLocked(ro.Service)
+		d := r.desiredOfLocked(svc)
+		seen := map[controller.MatchSpec]bool{}
+		for _, st := range ro.Plan.Stages {
+			if m := st.Match; m != nil && !seen[*m] {
+				seen[*m] = true
+				d.Matches = append(d.Matches, translate.Match{Header: m.Header, Cookie: m.Cookie, Value: m.Value, Version: ro.Canary})
+			}
+		}
+		if err := r.pub.Check(d); err != nil {
+			errs = append(errs, fmt.Errorf("service %s would not publish: %w", ro.Service, err))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", controller.ErrInvalidSpec, errors.Join(errs...))
+	}
+	return nil
 }
 
 // Command applies an operator command to the service's active rollout.
@@ -142,7 +191,9 @@ func (r *Runner) Command(ctx context.Context, service string, cmd controller.Com
 }
 
 // ReportCheck records the latest result of a named check for the service's active
-// rollout; the next observation carries it.
+// rollout; the next observation carries it. A name that is not one of the rollout's
+// reported checks (Plan.ReportedChecks) is refused with ErrUnknownCheck: its result
+// would be ignored.
 func (r *Runner) ReportCheck(_ context.Context, service string, res controller.CheckResult) error {
 	if res.Name == "" {
 		return errors.New("check name is required")
@@ -155,6 +206,14 @@ func (r *Runner) ReportCheck(_ context.Context, service string, res controller.C
 			return fmt.Errorf("%w %q", ErrUnknownService, service)
 		}
 		return fmt.Errorf("%w: %s", ErrNoActiveRollout, service)
+	}
+	if known := e.r.Plan.ReportedChecks(); !slices.Contains(known, res.Name) {
+		if len(known) == 0 {
+			return fmt.Errorf("%w: name: %q: rollout %s takes no reported checks (it declares no smokeChecks and no customChecks without a query)",
+				ErrUnknownCheck, res.Name, e.r.ID)
+		}
+		return fmt.Errorf("%w: name: %q is not a reported check of rollout %s; its reported checks are %s",
+			ErrUnknownCheck, res.Name, e.r.ID, strings.Join(known, ", "))
 	}
 	checks := maps.Clone(r.checks[service])
 	if checks == nil {

@@ -195,11 +195,7 @@ func (r *Runner) commitLocked(ctx context.Context, e *entry, next controller.Rol
 		// The known-good version is recorded before the rollout stops being active, so
 		// a crash between the two writes leaves an active rollout that settles the same
 		// way again, never an idle service pointing at the old version.
-		st := r.services[next.Service]
-		st.Stable = next.KnownGood()
-		if v, ok := canaryVersion(next); ok {
-			st.Versions = upsertVersion(st.Versions, v)
-		}
+		st := knownGood(r.services[next.Service], next)
 		if err := r.putService(next.Service, st); err != nil {
 			return err
 		}

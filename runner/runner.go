@@ -39,6 +39,7 @@ var (
 	ErrUnknownService  = errors.New("unknown service")
 	ErrActiveRollout   = errors.New("the service already has an active rollout")
 	ErrNoActiveRollout = errors.New("the service has no active rollout")
+	ErrUnknownCheck    = errors.New("unknown check")
 )
 
 // Publisher is the xds server as the runner uses it.
@@ -243,9 +244,9 @@ func New(ctx context.Context, cat *catalog.Catalog, opts Options) (*Runner, erro
 		}
 	}
 	now := opts.Now()
-	for svc, e := range r.active {
-		e.pubGen = e.r.Generation
-		e.pubVersion = opts.XDS.Convergence(svc).RouteVersion
+	for _, e := range r.active {
+		// publishLocked marked the rollouts whose weights are served as published; a
+		// rollout whose service failed is not (its fallback state serves instead).
 		// The first check after a restart comes one interval after the persisted last
 		// check, never earlier: resuming is not a reason to judge sooner.
 		e.nextCheck = e.r.Progress.LastCheck.Add(interval(e.r))
@@ -268,6 +269,22 @@ func (r *Runner) loadService(name string) error {
 	if err := json.Unmarshal(doc, &st); err != nil {
 		return fmt.Errorf("state of service %s in %s: %w", name, r.opts.Store.Path(), err)
 	}
+	// A version an older octoroll recorded although it cannot be translated (a name
+	// with '|', say) would keep the service from ever being published: it is left out,
+	// and so is a known-good version naming it (the catalog's stable version serves).
+	valid := st.Versions[:0:0]
+	for _, v := range st.Versions {
+		if err := v.Validate(); err != nil {
+			r.log.Warn("persisted version left out: it cannot be translated", zap.String("service", name),
+				zap.String("version", v.Name), zap.Error(err))
+			if st.Stable == v.Name {
+				st.Stable = ""
+			}
+			continue
+		}
+		valid = append(valid, v)
+	}
+	st.Versions = valid
 	r.services[name] = st
 	return nil
 }

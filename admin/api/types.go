@@ -39,6 +39,7 @@ const (
 	CodeInvalidSpec      = "invalid_spec"       // 400: the rollout spec does not validate
 	CodeReasonRequired   = "reason_required"    // 400: abort without a reason
 	CodeUnknownCommand   = "unknown_command"    // 400 (unknown action: 404 not_found)
+	CodeUnknownCheck     = "unknown_check"      // 400: a reported check the rollout does not declare
 	CodeUnauthorized     = "unauthorized"       // 401: missing or wrong bearer token
 	CodeForbidden        = "forbidden"          // 403: mutations disabled (no token, not loopback)
 	CodeNotFound         = "not_found"          // 404
