@@ -70,7 +70,7 @@ func summarizeService(v ServiceView) api.ServiceSummary {
 		out.Active = &rs
 	}
 	if p := v.Publication; p != nil && (!p.OK || len(p.Stale) > 0) {
-		out.Publication = &api.Publication{OK: p.OK, Error: p.Error, FailingSince: p.FailingSince, Stale: p.Stale}
+		out.Publication = &api.Publication{OK: p.OK, Error: p.Error, FailingSince: p.FailingSince, Stale: p.Stale, Fallback: p.Fallback}
 	}
 	return out
 }

@@ -91,6 +91,10 @@ type Publication struct {
 	FailingSince time.Time `json:"failingSince,omitzero"`
 	// Stale names DNS names served from an answer whose refresh failed.
 	Stale []string `json:"stale,omitempty"`
+	// Fallback is true while the service, failing with no last good resources (a
+	// restart with a state that no longer translates), serves its catalog state at its
+	// known-good version.
+	Fallback bool `json:"fallback,omitempty"`
 }
 
 // PublishFailure is one service whose desired state is not served.
