@@ -129,7 +129,10 @@ func writeServiceDetail(w io.Writer, d api.ServiceDetail) {
 	}
 	fmt.Fprintf(tw, "Proxies:\t%s\n", conv)
 	if pub := d.Publication; pub != nil {
-		if !pub.OK {
+		switch {
+		case !pub.OK && pub.Fallback:
+			fmt.Fprintf(tw, "Publication:\tNOT PUBLISHED since %s, its catalog state at the known-good version serves: %s\n", stamp(pub.FailingSince), clip(pub.Error, 200))
+		case !pub.OK:
 			fmt.Fprintf(tw, "Publication:\tNOT PUBLISHED since %s, the last good resources keep serving: %s\n", stamp(pub.FailingSince), clip(pub.Error, 200))
 		}
 		for _, s := range pub.Stale {
