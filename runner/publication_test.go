@@ -313,3 +313,24 @@ func TestDNSFailureThenRecoveryRepublishes(t *testing.T) {
 		t.Errorf("after Start: weights %v, publication %+v, want v3=5000 served", v.Weights, v.Publication)
 	}
 }
+
+// TestPoisonedKnownGoodLeftOut: a service state an older octoroll persisted with a
+// version that cannot be translated as its known-good one (the abort of a rollout of
+// canary v|2 recorded it) is loaded without that version: the service serves its
+// catalog's stable version, published, instead of nothing.
+func TestPoisonedKnownGoodLeftOut(t *testing.T) {
+	cat := twoServiceCatalog(t, "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4")
+	h := newHarness(t, cat, false)
+	doc := `{"stable":"v|2","versions":[{"name":"v|2","endpoints":["127.0.0.1:9"]},{"name":"v3","endpoints":["127.0.0.1:10"]}]}`
+	if err := h.st.PutState("service/"+otherName, []byte(doc)); err != nil {
+		t.Fatal(err)
+	}
+	h.restart()
+	v, _ := h.run.Service(otherName)
+	if v.Publication == nil || !v.Publication.OK || v.Weights["v1"] != 10000 || v.KnownGood != "v1" {
+		t.Fatalf("after the restart: known-good %s, weights %v, publication %+v; want v1 at 100 %%, published", v.KnownGood, v.Weights, v.Publication)
+	}
+	if got := strings.Join(v.Service.VersionNames(), ","); got != "v1,v2,v3" {
+		t.Errorf("versions %s, want the catalog's and the valid added one", got)
+	}
+}
