@@ -383,7 +383,8 @@ func (p *Prometheus) QueryValue(ctx context.Context, svc catalog.Service, versio
 // VersionStats runs the service's queries (the defaults of its convention where it
 // has none) at `at` with the window rendered as a PromQL duration. Requests = request
 // rate × window, Errors = error fraction × Requests. No request data is ErrNoData; no
-// latency data leaves P99 at 0 and Latency nil. A failed query of any of them is
+// latency data leaves P99 at 0 and Latency nil; when the P99 query has no data but the
+// histogram query has (a native histogram), P99 interpolates in the histogram. A failed query of any of them is
 // returned as an error, and so is a latency histogram of an unexpected shape (see
 // LatencyHistogram).
 //
@@ -451,6 +452,13 @@ func (p *Prometheus) VersionStats(ctx context.Context, svc catalog.Service, vers
 		st.P99 = time.Duration(vals[2] * float64(time.Second))
 	}
 	st.Latency = latency
+	if errors.Is(errs[2], ErrNoData) && latency != nil {
+		// The P99 query reads classic buckets; a native histogram answers through the
+		// histogram query alone.
+		if q := BucketQuantile(0.99, slices.Clone(latency)); !math.IsNaN(q) && !math.IsInf(q, 0) && q >= 0 {
+			st.P99 = time.Duration(q * float64(time.Second))
+		}
+	}
 	return st, nil
 }
 
