@@ -33,8 +33,8 @@ type Stats struct {
 	// same histogram as P99, a native histogram where the source has one (see
 	// Prometheus.VersionStats and Scrape.VersionStats). Its +Inf count is the
 	// histogram's own total, not forced to Requests: the two are different series (a
-	// proxy records no request time for a request it gave up on, and the Prometheus
-	// source extrapolates each series on its own). The bounds are the source's: two
+	// proxy need not record a request time for every response it counts, and the
+	// Prometheus source extrapolates each series on its own). The bounds are the source's: two
 	// versions' histograms need not share them. nil when the source has no histogram
 	// for the version (a service with only a custom latencyP99 query, no series, no
 	// requests in the window).
