@@ -397,6 +397,7 @@ func (v *validator) metrics(m *MetricQueries, p string) {
 		{"requests", m.Requests, query, queryFields},
 		{"errorRate", m.ErrorRate, query, queryFields},
 		{"latencyP99", m.LatencyP99, query, queryFields},
+		{"latencyBuckets", m.LatencyBuckets, query, queryFields},
 		{"alerts", m.Alerts, alertData{Service: "svc"}, ".Service"},
 	} {
 		if q.tmpl == "" {

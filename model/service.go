@@ -202,6 +202,13 @@ type MetricQueries struct {
 	ErrorRate string `yaml:"errorRate,omitempty" json:"errorRate,omitempty"`
 	// LatencyP99 is the 99th percentile latency of one version, in seconds.
 	LatencyP99 string `yaml:"latencyP99,omitempty" json:"latencyP99,omitempty"`
+	// LatencyBuckets is the latency histogram of one version over the window: either
+	// a classic histogram's bucket increases by le (sum by (le) (increase(x_bucket[W]))),
+	// or one native histogram (sum(increase(x[W]))), with bounds in the convention's
+	// unit (milliseconds for envoy, as Envoy's histograms are; seconds for app). The
+	// default reads the convention's histogram; a service with its own LatencyP99 and
+	// no LatencyBuckets has none.
+	LatencyBuckets string `yaml:"latencyBuckets,omitempty" json:"latencyBuckets,omitempty"`
 	// Alerts is a template of PromQL label matchers that selects the service's alerts
 	// (only {{.Service}} is substituted), e.g. team="payments",app=~"checkout.*".
 	// The critical alerts firing are ALERTS{alertstate="firing",severity="critical",

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -175,7 +176,41 @@ func (r *Runner) versionStats(ctx context.Context, svc catalog.Service, version 
 		Requests: uint64(st.Requests + 0.5),
 		Errors:   uint64(st.Errors + 0.5),
 		P99:      st.P99,
+		Latency:  latencyHistogram(st.Latency),
 	}
+}
+
+// latencyHistogram maps a source's histogram (metrics.Stats.Latency: cumulative, bounds
+// in seconds, the last +Inf) into the engine's: bounds as durations, the +Inf bucket
+// and any bound too large for a duration as controller.Inf, bounds below zero as 0
+// (latencies are not negative), counts as whole numbers. Bounds that become equal keep
+// the higher count, so counts still never decrease. A histogram without a +Inf bucket
+// (which the sources never give) maps to none.
+func latencyHistogram(buckets []metrics.Bucket) controller.Histogram {
+	if len(buckets) == 0 || !math.IsInf(buckets[len(buckets)-1].UpperBound, +1) {
+		return controller.Histogram{}
+	}
+	h := controller.Histogram{
+		Bounds: make([]time.Duration, 0, len(buckets)),
+		Counts: make([]uint64, 0, len(buckets)),
+	}
+	for _, b := range buckets {
+		bound := controller.Inf
+		if ns := b.UpperBound * float64(time.Second); ns < float64(controller.Inf) {
+			bound = time.Duration(max(math.Round(ns), 0))
+		}
+		count := uint64(max(math.Round(b.Count), 0))
+		if n := len(h.Bounds); n > 0 && h.Bounds[n-1] >= bound {
+			h.Counts[n-1] = max(h.Counts[n-1], count)
+			continue
+		}
+		if n := len(h.Counts); n > 0 {
+			count = max(count, h.Counts[n-1])
+		}
+		h.Bounds = append(h.Bounds, bound)
+		h.Counts = append(h.Counts, count)
+	}
+	return h
 }
 
 func endpointHealth(v healthcheck.VersionHealth) controller.EndpointHealth {
