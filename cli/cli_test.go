@@ -508,3 +508,30 @@ func golden(t *testing.T, name string, args []string, stdout, stderr string, cod
 		t.Errorf("%s differs (-want +got):\n%s", path, d)
 	}
 }
+
+// TestStatusShowsProblemsGolden: a service whose desired state is not published and a
+// catalog on disk that is refused show in `octoroll status`, after the table.
+func TestStatusShowsProblemsGolden(t *testing.T) {
+	resp := services()
+	resp.Services[1].Publication = &api.Publication{OK: false, FailingSince: t0.Add(3 * time.Minute),
+		Error: `resolve endpoints of service "payments": service.versions[0] "v7": resolve "payments.internal": lookup payments.internal: no such host`}
+	resp.Catalog = &model.CatalogStatus{Generation: 3, ReloadErrors: 1, LastLoaded: t0, RefusedSince: t0.Add(4 * time.Minute),
+		Refused: "it drops service checkout, which has active rollout r-0001"}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet || r.URL.Path != "/api/v1/services" {
+			writeCanned(w, canned{404, "", api.Error{Error: "no route", Code: api.CodeNotFound}})
+			return
+		}
+		writeCanned(w, canned{200, "", resp})
+	}))
+	t.Cleanup(srv.Close)
+	args := []string{"status"}
+	stdout, stderr, code := run(t, srv.URL, nil, args...)
+	golden(t, "status-problems", args, stdout, stderr, code)
+
+	args = []string{"status", "-o", "json"}
+	stdout, _, code = run(t, srv.URL, nil, args...)
+	if code != 0 || !strings.Contains(stdout, `"state": "refused: it drops service checkout`) || !strings.Contains(stdout, `"ok": false`) {
+		t.Errorf("status -o json: exit %d\n%s", code, stdout)
+	}
+}
