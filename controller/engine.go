@@ -257,6 +257,7 @@ func (r Rollout) rollback(now time.Time, f finding, actor string, numbers *Numbe
 	return r, []Event{r.event(now, EventRolledBack, func(e *Event) {
 		e.Decision = DecisionRollback
 		e.Reason = f.reason
+		e.BreachSince = f.since
 		e.Actor = actor
 		e.Numbers = numbers
 		e.Endpoints = f.endpoints
@@ -418,7 +419,7 @@ func (r *Rollout) observe(now time.Time, obs Observation) (verdict, *finding) {
 		sustain := in.th.RollbackSustain.D()
 		if d := now.Sub(p.RollbackBreachSince); d >= sustain {
 			f := finding{reason: fmt.Sprintf("error rate more than %.3g pp above baseline on every check for %s",
-				in.th.RollbackErrorRatePP, d.Round(time.Millisecond))}
+				in.th.RollbackErrorRatePP, Duration(d)), since: p.RollbackBreachSince}
 			return v, &f
 		}
 		p.Failing = true

@@ -122,6 +122,9 @@ type finding struct {
 	// gross marks a metric breach severe enough to roll back against any baseline,
 	// even one carried from the last stage (see againstBaseline).
 	gross bool
+	// since is when the run of breaches behind a sustained finding began (its first
+	// breaching check); zero for a finding of this check alone.
+	since time.Time
 }
 
 // verdict is the judgement of one observation.
