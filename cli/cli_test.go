@@ -65,7 +65,7 @@ func serviceDetail() api.ServiceDetail {
 		Health: map[string]api.VersionHealth{
 			"v1": {Total: 2, Healthy: 2}, "v2": {Total: 2, Healthy: 1, Unhealthy: []string{"10.0.1.2:8080"}}},
 		LastObservation: &controller.Numbers{CanaryRequests: 2000, CanaryErrors: 2, StableRequests: 6000, StableErrors: 5,
-			CanaryErrorPct: 0.1, StableErrorPct: 0.08333333, CanaryP99: controller.Duration(120 * time.Millisecond),
+			CanaryErrorPct: 0.1, StableErrorPct: 0.08333333, CanaryP99: controller.Duration(120456789), // prints rounded: 120ms
 			StableP99: controller.Duration(118 * time.Millisecond), LatencyRatio: 1.017,
 			DeltaLowPP: -0.083, DeltaHighPP: 0.141, Window: controller.Duration(12 * time.Minute), Verdict: controller.VerdictClean},
 		Thresholds: &th,

@@ -537,7 +537,7 @@ func (r Rollout) stepStage(now time.Time, obs Observation) (Rollout, []Event) {
 		}
 		reason := "inconclusive: " + strings.Join(v.inconclusive, "; ")
 		if d := now.Sub(p.InconclusiveSince); d >= r.Plan.InconclusiveLimit.D() {
-			return r.pause(now, finding{reason: fmt.Sprintf("inconclusive for %s: %s", d, strings.Join(v.inconclusive, "; "))}, "", v.numbers, nil)
+			return r.pause(now, finding{reason: fmt.Sprintf("inconclusive for %s: %s", Duration(d), strings.Join(v.inconclusive, "; "))}, "", v.numbers, nil)
 		}
 		if r2, evs, paused := r.maxWindow(now, st, v.numbers); paused {
 			return r2, evs
@@ -670,7 +670,7 @@ func (r Rollout) stepMonitoring(now time.Time, obs Observation) (Rollout, []Even
 	}
 	end := r.Plan.Monitoring[len(r.Plan.Monitoring)-1].Until.D()
 	if elapsed >= end {
-		r2, more := r.complete(now, fmt.Sprintf("monitoring window of %s closed without a no-go", end), "")
+		r2, more := r.complete(now, fmt.Sprintf("monitoring window of %s closed without a no-go", Duration(end)), "")
 		return r2, append(evs, more...)
 	}
 	// Inconclusive data at 100 % has nothing to hold back: it is recorded, not paused on.

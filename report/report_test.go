@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -426,5 +427,28 @@ func TestDetectFromDecidingRuleEvents(t *testing.T) {
 	evs[len(evs)-1].BreachSince = at(7)
 	if inc := BuildIncident(r, evs); !inc.DetectedSince.Equal(at(7)) || inc.TimeToDetect.D() != 4*time.Minute {
 		t.Errorf("with the rollback's breach start: detect from %q at %s (%s); want %s", inc.DetectedFrom, inc.DetectedSince, inc.TimeToDetect, at(7))
+	}
+}
+
+// TestDurationsRounded: measured durations print rounded in the report, never with
+// nanoseconds.
+func TestDurationsRounded(t *testing.T) {
+	r, evs, _ := rolledBack(t, true)
+	for i := range evs {
+		if evs[i].Kind == controller.EventRolledBack {
+			evs[i].Time = evs[i].Time.Add(1188759) // 3m0.001188759s after the first breach
+		}
+		if evs[i].Kind == controller.EventAcked && i > 0 && evs[i-1].Kind == controller.EventRolledBack {
+			evs[i].Time = evs[i-1].Time.Add(37933333)
+		}
+	}
+	md := string(Build(r, evs).Markdown())
+	for _, want := range []string{"**Time to detect:** 3m0s", "**Time to restore:** 37.9ms"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+	if strings.Contains(md, "759") || strings.Contains(md, "333") {
+		t.Errorf("report prints unrounded durations:\n%s", md)
 	}
 }
