@@ -29,6 +29,10 @@ func (s *Server) listServices(w http.ResponseWriter, r *http.Request) error {
 		out.Services = append(out.Services, summarizeService(v))
 	}
 	sort.Slice(out.Services, func(i, j int) bool { return out.Services[i].Name < out.Services[j].Name })
+	if s.opts.CatalogStatus != nil {
+		st := s.opts.CatalogStatus()
+		out.Catalog = &st
+	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }

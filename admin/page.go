@@ -81,7 +81,7 @@ func judged(n *controller.Numbers) *judgedView {
 	if n == nil || n.Verdict == "" {
 		return nil
 	}
-	v := &judgedView{Verdict: n.Verdict, Reason: n.Reason, Window: n.Window.D().String(),
+	v := &judgedView{Verdict: n.Verdict, Reason: n.Reason, Window: n.Window.String(),
 		Difference: fmt.Sprintf("%+.3f pp, interval [%+.3f, %+.3f] pp", n.CanaryErrorPct-n.StableErrorPct, n.DeltaLowPP, n.DeltaHighPP)}
 	switch n.Verdict {
 	case controller.VerdictRollback:
@@ -273,10 +273,10 @@ func checkRows(ro controller.Rollout, n *controller.Numbers, thr controller.Thre
 	}
 	return []checkRow{
 		{Role: "canary", Version: ro.Canary, ErrorPct: fmt.Sprintf("%.3f%%", n.CanaryErrorPct),
-			P99: n.CanaryP99.D().String(), Requests: fmt.Sprint(n.CanaryRequests) + reqClass(n.CanaryRequests),
+			P99: n.CanaryP99.String(), Requests: fmt.Sprint(n.CanaryRequests) + reqClass(n.CanaryRequests),
 			ErrorClass: errClass, LatencyClass: latClass},
 		{Role: "stable", Version: ro.Stable, ErrorPct: fmt.Sprintf("%.3f%%", n.StableErrorPct),
-			P99: n.StableP99.D().String(), Requests: fmt.Sprint(n.StableRequests) + reqClass(n.StableRequests),
+			P99: n.StableP99.String(), Requests: fmt.Sprint(n.StableRequests) + reqClass(n.StableRequests),
 			ErrorClass: "ok", LatencyClass: "ok"},
 	}
 }

@@ -65,7 +65,7 @@ func serviceDetail() api.ServiceDetail {
 		Health: map[string]api.VersionHealth{
 			"v1": {Total: 2, Healthy: 2}, "v2": {Total: 2, Healthy: 1, Unhealthy: []string{"10.0.1.2:8080"}}},
 		LastObservation: &controller.Numbers{CanaryRequests: 2000, CanaryErrors: 2, StableRequests: 6000, StableErrors: 5,
-			CanaryErrorPct: 0.1, StableErrorPct: 0.08333333, CanaryP99: controller.Duration(120 * time.Millisecond),
+			CanaryErrorPct: 0.1, StableErrorPct: 0.08333333, CanaryP99: controller.Duration(120456789), // prints rounded: 120ms
 			StableP99: controller.Duration(118 * time.Millisecond), LatencyRatio: 1.017,
 			DeltaLowPP: -0.083, DeltaHighPP: 0.141, Window: controller.Duration(12 * time.Minute), Verdict: controller.VerdictClean},
 		Thresholds: &th,
@@ -506,5 +506,32 @@ func golden(t *testing.T, name string, args []string, stdout, stderr string, cod
 	}
 	if d := cmp.Diff(string(want), got); d != "" {
 		t.Errorf("%s differs (-want +got):\n%s", path, d)
+	}
+}
+
+// TestStatusShowsProblemsGolden: a service whose desired state is not published and a
+// catalog on disk that is refused show in `octoroll status`, after the table.
+func TestStatusShowsProblemsGolden(t *testing.T) {
+	resp := services()
+	resp.Services[1].Publication = &api.Publication{OK: false, FailingSince: t0.Add(3 * time.Minute),
+		Error: `resolve endpoints of service "payments": service.versions[0] "v7": resolve "payments.internal": lookup payments.internal: no such host`}
+	resp.Catalog = &model.CatalogStatus{Generation: 3, ReloadErrors: 1, LastLoaded: t0, RefusedSince: t0.Add(4 * time.Minute),
+		Refused: "it drops service checkout, which has active rollout r-0001"}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet || r.URL.Path != "/api/v1/services" {
+			writeCanned(w, canned{404, "", api.Error{Error: "no route", Code: api.CodeNotFound}})
+			return
+		}
+		writeCanned(w, canned{200, "", resp})
+	}))
+	t.Cleanup(srv.Close)
+	args := []string{"status"}
+	stdout, stderr, code := run(t, srv.URL, nil, args...)
+	golden(t, "status-problems", args, stdout, stderr, code)
+
+	args = []string{"status", "-o", "json"}
+	stdout, _, code = run(t, srv.URL, nil, args...)
+	if code != 0 || !strings.Contains(stdout, `"state": "refused: it drops service checkout`) || !strings.Contains(stdout, `"ok": false`) {
+		t.Errorf("status -o json: exit %d\n%s", code, stdout)
 	}
 }

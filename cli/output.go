@@ -92,6 +92,21 @@ func decisionLabel(r api.RolloutSummary) string {
 	return clip(s, 60)
 }
 
+// writeServicesResponse prints the status table of every service, then what keeps the
+// catalog on disk from being the one in use.
+func writeServicesResponse(w io.Writer, v api.ServicesResponse) {
+	writeServices(w, v.Services)
+	c := v.Catalog
+	if c == nil || (!c.Failing && c.Refused == "") {
+		return
+	}
+	since := c.RefusedSince
+	if c.Failing {
+		since = c.LastErrorAt
+	}
+	fmt.Fprintf(w, "Catalog: %s (since %s; the previous catalog keeps serving)\n", clip(c.State(), 300), stamp(since))
+}
+
 // writeServices prints the status table of every service.
 func writeServices(w io.Writer, svcs []api.ServiceSummary) {
 	if len(svcs) == 0 {

@@ -258,6 +258,7 @@ func (r Rollout) rollback(now time.Time, f finding, actor string, numbers *Numbe
 	return r, []Event{r.event(now, EventRolledBack, func(e *Event) {
 		e.Decision = DecisionRollback
 		e.Reason = f.reason
+		e.BreachSince = f.since
 		e.Actor = actor
 		e.Numbers = numbers
 		e.Endpoints = f.endpoints
@@ -419,7 +420,7 @@ func (r *Rollout) observe(now time.Time, obs Observation) (verdict, *finding) {
 		sustain := in.th.RollbackSustain.D()
 		if d := now.Sub(p.RollbackBreachSince); d >= sustain {
 			f := finding{reason: fmt.Sprintf("error rate more than %.3g pp above baseline on every check for %s",
-				in.th.RollbackErrorRatePP, d.Round(time.Millisecond))}
+				in.th.RollbackErrorRatePP, Duration(d)), since: p.RollbackBreachSince}
 			return v, &f
 		}
 		p.Failing = true
@@ -537,7 +538,7 @@ func (r Rollout) stepStage(now time.Time, obs Observation) (Rollout, []Event) {
 		}
 		reason := "inconclusive: " + strings.Join(v.inconclusive, "; ")
 		if d := now.Sub(p.InconclusiveSince); d >= r.Plan.InconclusiveLimit.D() {
-			return r.pause(now, finding{reason: fmt.Sprintf("inconclusive for %s: %s", d, strings.Join(v.inconclusive, "; "))}, "", v.numbers, nil)
+			return r.pause(now, finding{reason: fmt.Sprintf("inconclusive for %s: %s", Duration(d), strings.Join(v.inconclusive, "; "))}, "", v.numbers, nil)
 		}
 		if r2, evs, paused := r.maxWindow(now, st, v.numbers); paused {
 			return r2, evs
@@ -670,7 +671,7 @@ func (r Rollout) stepMonitoring(now time.Time, obs Observation) (Rollout, []Even
 	}
 	end := r.Plan.Monitoring[len(r.Plan.Monitoring)-1].Until.D()
 	if elapsed >= end {
-		r2, more := r.complete(now, fmt.Sprintf("monitoring window of %s closed without a no-go", end), "")
+		r2, more := r.complete(now, fmt.Sprintf("monitoring window of %s closed without a no-go", Duration(end)), "")
 		return r2, append(evs, more...)
 	}
 	// Inconclusive data at 100 % has nothing to hold back: it is recorded, not paused on.

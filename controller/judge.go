@@ -122,6 +122,9 @@ type finding struct {
 	// gross marks a metric breach severe enough to roll back against any baseline,
 	// even one carried from the last stage (see againstBaseline).
 	gross bool
+	// since is when the run of breaches behind a sustained finding began (its first
+	// breaching check); zero for a finding of this check alone.
+	since time.Time
 }
 
 // verdict is the judgement of one observation.
@@ -399,7 +402,7 @@ func judgeSample(set Sample, in judgeInput, grossOnly bool) metricOutcome {
 	o.numbers = n
 	over := ""
 	if set.Window > 0 {
-		over = " over " + set.Window.String()
+		over = " over " + Duration(set.Window).String()
 	}
 	rates := fmt.Sprintf("canary %.3f%% (%d/%d) vs stable %.3f%% (%d/%d)%s, difference %+.3f pp, interval [%+.3f, %+.3f] pp",
 		n.CanaryErrorPct, ce, cs.Requests, n.StableErrorPct, se, ss.Requests, over,
@@ -432,7 +435,7 @@ func judgeSample(set Sample, in judgeInput, grossOnly bool) metricOutcome {
 	} else {
 		ratio := float64(cs.P99) / float64(ss.P99)
 		n.LatencyRatio = ratio
-		lat := fmt.Sprintf("canary P99 %s vs stable %s%s (×%.3f)", cs.P99, ss.P99, over, ratio)
+		lat := fmt.Sprintf("canary P99 %s vs stable %s%s (×%.3f)", Duration(cs.P99), Duration(ss.P99), over, ratio)
 		switch {
 		case float64(cs.P99) > float64(ss.P99)*th.RollbackLatencyRatio:
 			o.rollback = append(o.rollback, finding{reason: fmt.Sprintf(
@@ -449,7 +452,7 @@ func inWindow(w time.Duration) string {
 	if w <= 0 {
 		return ""
 	}
-	return " in " + w.String()
+	return " in " + Duration(w).String()
 }
 
 func detail(d string) string {

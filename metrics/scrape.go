@@ -654,7 +654,7 @@ func (s *Scrape) VersionStats(_ context.Context, svc catalog.Service, version st
 		}
 	}
 	if n < 2 {
-		return Stats{}, fmt.Errorf("%s/%s: %d samples in the %v window, need 2: %w", svc.Name, version, n, window, ErrNoData)
+		return Stats{}, fmt.Errorf("%s/%s: %d samples in the %s window, need 2: %w", svc.Name, version, n, catalog.Duration(window), ErrNoData)
 	}
 	st := Stats{Requests: increase[series{kind: seriesRequests}], Errors: increase[series{kind: seriesErrors}]}
 	var classic, native []Bucket

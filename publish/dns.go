@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/octoacme/octoroll/catalog"
+	"github.com/octoacme/octoroll/model"
 	"github.com/octoacme/octoroll/translate"
 )
 
@@ -60,7 +60,7 @@ func Hosts(desired ...translate.Desired) []string {
 }
 
 // ServiceHosts returns the DNS names among svc's endpoint hosts.
-func ServiceHosts(svc catalog.Service) []string {
+func ServiceHosts(svc model.Service) []string {
 	var out []string
 	for _, v := range svc.Versions {
 		for _, ep := range v.Endpoints {

@@ -5,8 +5,10 @@
 // reported per service (Status, Change) until a later publish serves it.
 //
 // It does no I/O apart from what its Server does; DNS lookups happen in DNS.Refresh and
-// DNS.Prime, which callers run outside their locks. It must not import controller,
-// runner or any storage package.
+// DNS.Prime, which callers run outside their locks. It works on plain data (model,
+// translate) and serves through xds; it must not import catalog (the file loader and
+// its watcher), controller, runner, admin or any storage package (asserted by
+// internal/deps).
 package publish
 
 import (

@@ -10,19 +10,19 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/octoacme/octoroll/catalog"
+	"github.com/octoacme/octoroll/model"
 	"github.com/octoacme/octoroll/publish"
 	"github.com/octoacme/octoroll/translate"
 	"github.com/octoacme/octoroll/xds"
 )
 
 func desired(name string, port uint32, host string, canary string) translate.Desired {
-	svc := catalog.Service{Name: name, Port: port, Stable: "v1", Versions: []catalog.Version{
-		{Name: "v1", Endpoints: []catalog.Endpoint{{Host: host, Port: 8080}}},
+	svc := model.Service{Name: name, Port: port, Stable: "v1", Versions: []model.Version{
+		{Name: "v1", Endpoints: []model.Endpoint{{Host: host, Port: 8080}}},
 	}}
-	w := map[string]uint32{"v1": catalog.TotalWeight}
+	w := map[string]uint32{"v1": model.TotalWeight}
 	if canary != "" {
-		svc.Versions = append(svc.Versions, catalog.Version{Name: canary, Endpoints: []catalog.Endpoint{{Host: "10.0.0.9", Port: 8080}}})
+		svc.Versions = append(svc.Versions, model.Version{Name: canary, Endpoints: []model.Endpoint{{Host: "10.0.0.9", Port: 8080}}})
 		w = map[string]uint32{"v1": 5000, canary: 5000}
 	}
 	return translate.Desired{Service: svc, Weights: w}
@@ -72,7 +72,7 @@ func TestFailingServiceKeepsLastGood(t *testing.T) {
 	if srv.RouteVersion("a") != routeA {
 		t.Error("a's route changed while its desired state failed")
 	}
-	if d, _ := p.Served("a"); d.Weights["v1"] != catalog.TotalWeight {
+	if d, _ := p.Served("a"); d.Weights["v1"] != model.TotalWeight {
 		t.Errorf("a serves %v, want its last good weights", d.Weights)
 	}
 	if d, _ := p.Served("b"); d.Weights["v2"] != 5000 {

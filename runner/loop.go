@@ -168,7 +168,7 @@ func (r *Runner) versionStats(ctx context.Context, svc catalog.Service, version 
 	st, err := r.opts.Metrics.VersionStats(ctx, svc, version, window, at)
 	switch {
 	case errors.Is(err, metrics.ErrNoData):
-		return controller.VersionStats{Inconclusive: fmt.Sprintf("no metrics for %s over %s", version, window)}
+		return controller.VersionStats{Inconclusive: fmt.Sprintf("no metrics for %s over %s", version, controller.Duration(window))}
 	case err != nil:
 		return controller.VersionStats{Err: err}
 	}

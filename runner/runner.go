@@ -291,7 +291,8 @@ func (r *Runner) loadService(name string) error {
 
 // SetCatalog replaces the catalog (after a good reload) and republishes. A catalog that
 // cannot be served (for example, it drops a version an active rollout uses) is refused
-// and the previous one keeps serving.
+// with the reason, and the previous one keeps serving; the caller may offer it again
+// later (the catalog watcher does, until it is taken).
 func (r *Runner) SetCatalog(ctx context.Context, cat *catalog.Catalog) error {
 	r.primeDNS(ctx, cat.Services...)
 	r.mu.Lock()
@@ -300,7 +301,7 @@ func (r *Runner) SetCatalog(ctx context.Context, cat *catalog.Catalog) error {
 	// would silently stop being served.
 	for svc, e := range r.active {
 		if !slices.ContainsFunc(cat.Services, func(s catalog.Service) bool { return s.Name == svc }) {
-			return fmt.Errorf("catalog not applied, the previous one keeps serving: it drops service %s, which has active rollout %s", svc, e.r.ID)
+			return fmt.Errorf("it drops service %s, which has active rollout %s", svc, e.r.ID)
 		}
 	}
 	prev := r.cat
@@ -323,7 +324,7 @@ func (r *Runner) SetCatalog(ctx context.Context, cat *catalog.Catalog) error {
 		}
 		if err := r.pub.Check(d); err != nil {
 			r.cat = prev
-			return fmt.Errorf("catalog not applied, the previous one keeps serving: service %s has active rollout %s: %w", d.Service.Name, e.r.ID, err)
+			return fmt.Errorf("service %s has active rollout %s, whose weights it cannot serve: %w", d.Service.Name, e.r.ID, err)
 		}
 	}
 	// A service of the new catalog that does not translate keeps its last good

@@ -752,7 +752,7 @@ func (e *AckError) Error() string {
 			e.Service, e.RouteVersion, e.NACK.NodeID, e.NACK.Message, strings.Join(e.Stragglers, ", "))
 	}
 	return fmt.Sprintf("service %q route version %s: %d of %d subscribed proxies have not ACKed after %s: %s",
-		e.Service, e.RouteVersion, e.Subscribed-e.Acked, e.Subscribed, e.Timeout, strings.Join(e.Stragglers, ", "))
+		e.Service, e.RouteVersion, e.Subscribed-e.Acked, e.Subscribed, model.Duration(e.Timeout), strings.Join(e.Stragglers, ", "))
 }
 
 func (e *AckError) Unwrap() error {

@@ -61,6 +61,9 @@ const (
 // ServicesResponse is GET /api/v1/services.
 type ServicesResponse struct {
 	Services []ServiceSummary `json:"services"`
+	// Catalog is the state of the catalog the services come from: a newer catalog on
+	// disk that is refused or invalid shows here (and in GET /api/v1/status).
+	Catalog *model.CatalogStatus `json:"catalog,omitempty"`
 }
 
 // ServiceSummary is one service at a glance.
