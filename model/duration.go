@@ -81,8 +81,9 @@ func ParseDuration(s string) (Duration, error) {
 	return Duration(d), nil
 }
 
-// MarshalText writes the rounded Go duration string (String); yaml.v3's encoder uses it.
-func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+// MarshalText writes the exact Go duration string, so a plan read back is the plan
+// written (String is the rounded form for people); yaml.v3's encoder uses it.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
 
 // UnmarshalText reads a positive Go duration string (ParseDuration); yaml.v3's decoder
 // uses it, so a rollout spec in YAML takes the catalog's duration rule.
@@ -95,8 +96,9 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// MarshalJSON writes the rounded Go duration string (String).
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+// MarshalJSON writes the exact Go duration string: stored plans and measurements read
+// back unchanged. People see the rounded form (String, FormatDuration).
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
 
 // UnmarshalJSON reads a Go duration string; unlike YAML it accepts "0s", since JSON
 // written by MarshalJSON from an unset Duration carries it.

@@ -137,9 +137,15 @@ func TestFormatDuration(t *testing.T) {
 			t.Errorf("%q reads back as %s, prints %q", got, back, FormatDuration(back))
 		}
 	}
-	b, err := json.Marshal(struct{ D Duration }{Duration(12001188759)})
-	if err != nil || string(b) != `{"D":"12s"}` {
+	// Stored values read back exactly: JSON and YAML carry the whole duration.
+	in := struct{ D Duration }{Duration(1234 * time.Millisecond)}
+	b, err := json.Marshal(in)
+	if err != nil || string(b) != `{"D":"1.234s"}` {
 		t.Errorf("JSON %s, %v", b, err)
+	}
+	var back struct{ D Duration }
+	if err := json.Unmarshal(b, &back); err != nil || back != in {
+		t.Errorf("JSON round trip %+v, %v; want %+v", back, err, in)
 	}
 }
 

@@ -167,7 +167,7 @@ func TestFallbackWithoutLastGood(t *testing.T) {
 	if st.OK || !st.Serving || !st.Fallback || !strings.Contains(st.Error, "not a valid name") {
 		t.Fatalf("status of a %+v, want failing, serving its fallback", st)
 	}
-	if d, _ := p.Served("a"); d.Weights["v1"] != catalog.TotalWeight || len(d.Service.Versions) != 1 {
+	if d, _ := p.Served("a"); d.Weights["v1"] != model.TotalWeight || len(d.Service.Versions) != 1 {
 		t.Errorf("a serves %v %v, want its fallback", d.Weights, d.Service.VersionNames())
 	}
 	if srv.RouteVersion("a") == "" || srv.RouteVersion("b") == "" {
