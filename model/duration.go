@@ -64,3 +64,21 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	*d = Duration(v)
 	return nil
 }
+
+// Rounded formats a measured duration for people: milliseconds below a second
+// ("998ms"), tenths of a second below a minute ("12.0s"), whole seconds above
+// ("2m5s"); never the nanoseconds a clock difference carries.
+func Rounded(d time.Duration) string {
+	neg := ""
+	if d < 0 {
+		neg, d = "-", -d
+	}
+	switch {
+	case d.Round(time.Millisecond) < time.Second:
+		return fmt.Sprintf("%s%dms", neg, d.Round(time.Millisecond).Milliseconds())
+	case d.Round(100*time.Millisecond) < time.Minute:
+		return fmt.Sprintf("%s%.1fs", neg, d.Round(100*time.Millisecond).Seconds())
+	default:
+		return neg + d.Round(time.Second).String()
+	}
+}

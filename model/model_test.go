@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -96,6 +97,23 @@ func TestTextEncodings(t *testing.T) {
 		var d doc
 		if err := yaml.Unmarshal([]byte(bad.doc), &d); err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("%q: error %v, want %q", bad.doc, err, bad.want)
+		}
+	}
+}
+
+func TestRounded(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		0:                                      "0ms",
+		998*time.Millisecond + 400000:          "998ms",
+		999*time.Millisecond + 600000:          "1.0s",
+		12*time.Second + 1188759:               "12.0s",
+		59*time.Second + 940*time.Millisecond:  "59.9s",
+		59*time.Second + 960*time.Millisecond:  "1m0s",
+		125*time.Second + 400*time.Millisecond: "2m5s",
+		-1500 * time.Millisecond:               "-1.5s",
+	} {
+		if got := Rounded(d); got != want {
+			t.Errorf("Rounded(%s) = %q, want %q", d, got, want)
 		}
 	}
 }

@@ -118,11 +118,13 @@ func (m *scriptedMetrics) VersionStats(_ context.Context, svc catalog.Service, v
 	return s, nil
 }
 
-// testCatalog declares svcName with v1 (stable) and v2 at the given addresses.
+// testCatalog declares svcName with v1 (stable) and v2 at the given addresses. Its
+// proxies are optional: most tests drive the runner with no proxy connected (the tests
+// with a real client have it subscribed, and TestZeroProxiesHold clears the flag).
 func testCatalog(t *testing.T, v1, v2 string) *catalog.Catalog {
 	t.Helper()
 	return &catalog.Catalog{Services: []catalog.Service{{
-		Name: svcName, Port: 10001, Stable: "v1",
+		Name: svcName, Port: 10001, Stable: "v1", ProxiesOptional: true,
 		Versions: []catalog.Version{version(t, "v1", v1), version(t, "v2", v2)},
 	}}}
 }
@@ -211,7 +213,7 @@ func (h *harness) open(serve bool) {
 	}
 	t.Cleanup(func() { _ = st.Close() })
 	h.st = st
-	h.xs = xds.NewServer(h.log, xds.Options{})
+	h.xs = xds.NewServer(h.log, xds.Options{Now: h.clock.Now})
 	if serve {
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {

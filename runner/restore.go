@@ -1,0 +1,229 @@
+package runner
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/octoacme/octoroll/controller"
+	"github.com/octoacme/octoroll/model"
+	"github.com/octoacme/octoroll/store"
+)
+
+// Restore is how far a rollback's known-good weights have reached the proxies. A
+// rolled-back service is restoring until they are served and every proxy ACKed them;
+// the last restore of a service stays on view until its next rollout starts.
+type Restore struct {
+	RolloutID string `json:"rolloutId"`
+	// Version is the known-good version all traffic returns to.
+	Version string `json:"version"`
+	// Aborted is true when an operator aborted the rollout.
+	Aborted      bool      `json:"aborted,omitempty"`
+	RolledBackAt time.Time `json:"rolledBackAt"`
+	// Published is true once the known-good weights are what the xds server serves;
+	// until then NotPublished says why (the last good resources keep serving).
+	Published    bool   `json:"published"`
+	NotPublished string `json:"notPublished,omitempty"`
+	// Subscribed proxies watch the service's route; Acked of them ACKed the known-good
+	// weights; Stragglers have not.
+	Subscribed int      `json:"subscribed"`
+	Acked      int      `json:"acked"`
+	Stragglers []string `json:"stragglers,omitempty"`
+	// Done is true when every subscribed proxy (at least one, unless the service's
+	// proxies are optional) ACKed the known-good weights; RestoredAt is the last one's
+	// ACK (the time to restore ends there).
+	Done       bool      `json:"done"`
+	RestoredAt time.Time `json:"restoredAt,omitzero"`
+	// NotPersisted says why the rollback is not on disk yet (it is served all the same).
+	NotPersisted string `json:"notPersisted,omitempty"`
+}
+
+// restoreLocked is the service's restore in progress, or its last one.
+func (r *Runner) restoreLocked(service string) (Restore, bool) {
+	if w, ok := r.restoring[service]; ok {
+		return r.watchStateLocked(service, w), true
+	}
+	d, ok := r.restored[service]
+	return d, ok
+}
+
+// watchStateLocked measures a restore watch against what is served and ACKed now.
+func (r *Runner) watchStateLocked(service string, w restoreWatch) Restore {
+	out := Restore{RolloutID: w.ro.ID, Version: w.ro.KnownGood(), Aborted: w.ro.Aborted,
+		RolledBackAt: w.ro.EndedAt, Published: w.published}
+	if !w.published {
+		out.NotPublished = "not served yet"
+		if st, ok := r.pub.Status(service); ok && !st.OK && st.Error != "" {
+			out.NotPublished = st.Error
+		} else if r.pubErr != nil {
+			out.NotPublished = r.pubErr.Error()
+		}
+	}
+	conv := r.opts.XDS.Convergence(service)
+	out.Subscribed = conv.Subscribed
+	if w.published && conv.RouteVersion == w.version {
+		out.Acked, out.Stragglers = conv.Acked, conv.Stragglers
+		optional := false
+		if svc, ok := r.effectiveServiceLocked(service); ok {
+			optional = svc.ProxiesOptional
+		}
+		switch {
+		case conv.Done() && conv.NACK == nil:
+			out.Done, out.RestoredAt = true, conv.AckedAt
+		case conv.Subscribed == 0 && optional:
+			out.Done, out.RestoredAt = true, w.publishedAt
+		}
+		if out.Done && out.RestoredAt.Before(out.RolledBackAt) {
+			out.RestoredAt = out.RolledBackAt
+		}
+	}
+	if r.pendingRollout(w.ro.ID) {
+		out.NotPersisted = r.pathless(r.pendingErr)
+	}
+	return out
+}
+
+// confirmRestoresLocked records, for each rollback, when every proxy ACKed the
+// known-good weights: the last proxy's ACK instant is the end of the time to restore.
+// A restore not confirmed within the ACK timeout is recorded as such, once, and
+// watched on.
+func (r *Runner) confirmRestoresLocked(now time.Time) {
+	for svc, w := range r.restoring {
+		conv := r.opts.XDS.Convergence(svc)
+		if w.published && conv.RouteVersion != w.version {
+			r.endRestoreLocked(svc) // superseded by a newer publish (a new rollout)
+			continue
+		}
+		st := r.watchStateLocked(svc, w)
+		ev := controller.Event{
+			Time: now, RolloutID: w.ro.ID, Service: svc,
+			State: w.ro.State, Stage: w.ro.Stage, Weight: 0, Generation: w.ro.Generation,
+		}
+		switch {
+		case st.Done:
+			ev.Kind, ev.Time = controller.EventAcked, st.RestoredAt
+			ev.Reason = fmt.Sprintf("%d of %d proxies serve 100%% %s, %s after the rollback",
+				st.Acked, st.Subscribed, st.Version, model.Rounded(st.RestoredAt.Sub(st.RolledBackAt)))
+			r.endRestoreLocked(svc)
+			r.restored[svc] = st
+		case !w.late && !now.Before(w.deadline):
+			w.late = true
+			r.restoring[svc] = w
+			ev.Kind = controller.EventHold
+			ev.Reason = fmt.Sprintf("restore not confirmed %s after the rollback, still waiting: %s",
+				model.Rounded(now.Sub(st.RolledBackAt)), st.Summary())
+			ev.Stragglers = st.Stragglers
+		default:
+			continue
+		}
+		sevs, err := storeEvents([]controller.Event{ev})
+		if err == nil {
+			err = r.persistLocked("restore event of "+svc, true, "", func() error {
+				_, err := r.opts.Store.AppendEvents(sevs...)
+				return err
+			})
+		}
+		if err != nil && !errors.Is(err, ErrNotPersisted) {
+			r.log.Error("record restore", zap.String("service", svc), zap.Error(err))
+		}
+		r.logEvent(ev)
+	}
+}
+
+// Summary says in a line how far the restore is: "aborted: 12 of 12 proxies on v1",
+// "aborted: publishing, 3 proxies not yet ACKed".
+func (d Restore) Summary() string {
+	what := "rolled back"
+	if d.Aborted {
+		what = "aborted"
+	}
+	switch {
+	case !d.Published:
+		return fmt.Sprintf("%s: publishing, %d proxies not yet ACKed (%s)", what, d.Subscribed, d.NotPublished)
+	case d.Done && d.Subscribed == 0:
+		return fmt.Sprintf("%s: %s published, no proxy subscribed", what, d.Version)
+	case d.Done:
+		return fmt.Sprintf("%s: %d of %d proxies on %s", what, d.Acked, d.Subscribed, d.Version)
+	case d.Subscribed == 0:
+		return fmt.Sprintf("%s: restoring, no proxy subscribed", what)
+	default:
+		return fmt.Sprintf("%s: restoring, %d of %d proxies on %s, %d not yet ACKed", what, d.Acked, d.Subscribed, d.Version, d.Subscribed-d.Acked)
+	}
+}
+
+// restoreDoc is the persisted form of a restoreWatch, so that a restart between a
+// rollback and the proxies' ACK still records the time to restore.
+type restoreDoc struct {
+	RolloutID string `json:"rolloutId,omitempty"`
+}
+
+func restoreKey(service string) string { return "restore/" + service }
+
+// watchRestoreLocked starts waiting for every proxy to ACK a rollback's weights.
+func (r *Runner) watchRestoreLocked(ro controller.Rollout, version string, published bool) {
+	now := r.opts.Now()
+	w := restoreWatch{ro: ro, version: version, published: published,
+		deadline: now.Add(max(ro.Plan.AckTimeout.D(), time.Second))}
+	if published {
+		w.publishedAt = now
+	}
+	r.restoring[ro.Service] = w
+	delete(r.restored, ro.Service)
+	r.putRestore(ro.Service, restoreDoc{RolloutID: ro.ID})
+}
+
+// endRestoreLocked stops waiting.
+func (r *Runner) endRestoreLocked(service string) {
+	if _, ok := r.restoring[service]; !ok {
+		return
+	}
+	delete(r.restoring, service)
+	r.putRestore(service, restoreDoc{})
+}
+
+func (r *Runner) putRestore(service string, d restoreDoc) {
+	doc, err := json.Marshal(d)
+	if err == nil {
+		err = r.persistLocked("restore watch of "+service, true, "", func() error {
+			return r.opts.Store.PutState(restoreKey(service), doc)
+		})
+	}
+	if err != nil && !errors.Is(err, ErrNotPersisted) {
+		// Only the record of the restore time is at stake, never the weights.
+		r.log.Warn("persist restore watch", zap.String("service", service), zap.Error(err))
+	}
+}
+
+// loadRestoreLocked resumes waiting for a rollback's ACK that was pending at a restart.
+func (r *Runner) loadRestoreLocked(service string) error {
+	doc, err := r.opts.Store.GetState(restoreKey(service))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("restore watch of %s: %w", service, err)
+	}
+	var d restoreDoc
+	if err := json.Unmarshal(doc, &d); err != nil {
+		return fmt.Errorf("restore watch of %s: %w", service, err)
+	}
+	if d.RolloutID == "" {
+		return nil
+	}
+	ro, err := r.storedRollout(d.RolloutID)
+	if err != nil {
+		return fmt.Errorf("restore watch of %s: %w", service, err)
+	}
+	st, _ := r.pub.Status(service)
+	now := r.opts.Now()
+	w := restoreWatch{ro: ro, version: r.opts.XDS.Convergence(service).RouteVersion, published: st.OK,
+		deadline: now.Add(max(ro.Plan.AckTimeout.D(), time.Second))}
+	if st.OK {
+		w.publishedAt = now
+	}
+	r.restoring[service] = w
+	return nil
+}
