@@ -20,12 +20,13 @@ var ErrNotPersisted = errors.New("not yet persisted")
 
 // NotPersistedError is the error of a transition published before it was persisted.
 type NotPersistedError struct {
-	// Err is the store's failure.
-	Err error
+	// Err is the store's failure; Reason says it without the state file's path.
+	Err    error
+	Reason string
 }
 
 func (e *NotPersistedError) Error() string {
-	return "not yet persisted (published; retried until the store takes it): " + e.Err.Error()
+	return "not yet persisted: " + e.Reason + " (published; the write is retried every tick)"
 }
 
 // Is makes errors.Is(err, ErrNotPersisted) true.
@@ -52,7 +53,7 @@ func (r *Runner) persistLocked(what string, queue bool, rollout string, write fu
 			return fmt.Errorf("%s: earlier writes are not persisted yet: %w", what, err)
 		}
 		r.pending = append(r.pending, pendingWrite{what: what, write: write, rollout: rollout})
-		return &NotPersistedError{Err: err}
+		return &NotPersistedError{Err: err, Reason: r.pathless(err)}
 	}
 	if err := write(); err != nil {
 		if !queue {
@@ -62,7 +63,7 @@ func (r *Runner) persistLocked(what string, queue bool, rollout string, write fu
 		r.pendingErr = err
 		r.log.Error("store write failed; the transition is published and its write retried on every tick",
 			zap.String("write", what), zap.Error(err))
-		return &NotPersistedError{Err: err}
+		return &NotPersistedError{Err: err, Reason: r.pathless(err)}
 	}
 	return nil
 }
