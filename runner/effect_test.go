@@ -3,6 +3,7 @@ package runner_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -11,17 +12,24 @@ import (
 	"os/signal"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
 
 	"github.com/octoacme/octoroll/admin"
 	"github.com/octoacme/octoroll/admin/api"
 	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
 	"github.com/octoacme/octoroll/report"
+	"github.com/octoacme/octoroll/runner"
+	"github.com/octoacme/octoroll/store"
+	"github.com/octoacme/octoroll/translate"
+	"github.com/octoacme/octoroll/xds"
 	"github.com/octoacme/octoroll/xds/xdstest"
 )
 
@@ -339,5 +347,75 @@ func TestStoreFailingRollbackPublishes(t *testing.T) {
 	}
 	if got, err := h.run.Rollout(ro.ID); err != nil || got.State != controller.StateRolledBack {
 		t.Fatalf("after a restart the rollout is %s %v", got.State, err)
+	}
+}
+
+// refusingXDS is the real xds server, except that SetResources fails while refuse is
+// set, as a cache that refuses the whole set does (nothing in a translated set makes
+// the real one refuse it).
+type refusingXDS struct {
+	*xds.Server
+	mu     sync.Mutex
+	refuse bool
+}
+
+func (x *refusingXDS) SetResources(res translate.Resources) error {
+	x.mu.Lock()
+	refuse := x.refuse
+	x.mu.Unlock()
+	if refuse {
+		return errors.New("publish xds resources: cache refused the set")
+	}
+	return x.Server.SetResources(res)
+}
+
+func (x *refusingXDS) set(refuse bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.refuse = refuse
+}
+
+// TestRefusedPublishRetried: when the xds server refuses the whole published set,
+// nothing's status changes, yet every tick publishes again until it is served; the
+// rollout holds on "not published" meanwhile.
+func TestRefusedPublishRetried(t *testing.T) {
+	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	st, err := store.Open(t.TempDir(), store.Options{LockTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	xs := &refusingXDS{Server: xds.NewServer(log, xds.Options{})}
+	clock := &fakeClock{now: t0}
+	run, err := runner.New(context.Background(), testCatalog(t, "127.0.0.1:1", "127.0.0.1:2"), runner.Options{
+		Log: log, Store: st, XDS: xs, Metrics: cleanMetrics(), Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	xs.set(true)
+	ro, err := run.Start(ctx, halfSpec(svcName), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		clock.Advance(checkEvery)
+		run.Evaluate(ctx)
+	}
+	v, _ := run.Service(svcName)
+	if got := servedWeights(xs.Server, svcName); got["v2"] != 0 || v.Active == nil ||
+		!strings.Contains(v.Active.Reason, "not published: publish xds resources: cache refused the set") {
+		t.Fatalf("while refused: serves %v, rollout %q", got, v.Active.Reason)
+	}
+	xs.set(false)
+	clock.Advance(checkEvery)
+	run.Evaluate(ctx)
+	if got := servedWeights(xs.Server, svcName); got["v2"] != 5000 {
+		t.Fatalf("after the server takes sets again: serves %v, want v2=5000", got)
+	}
+	clock.Advance(checkEvery)
+	run.Evaluate(ctx)
+	if got, _ := run.Rollout(ro.ID); got.Progress.AckedAt.IsZero() || strings.HasPrefix(got.Reason, "not published") {
+		t.Errorf("after the publish: %q acked %s, want running", got.Reason, got.Progress.AckedAt)
 	}
 }

@@ -288,6 +288,7 @@ func (r *Runner) commitLocked(ctx context.Context, e *entry, next controller.Rol
 		// engine sees the generation as not published.
 		r.publishLocked()
 		st, _ := r.pub.Status(next.Service)
+		st.OK = st.OK && r.pubErr == nil // a refused set changed no status
 		if st.OK {
 			e.served(next.Generation, r.opts.XDS.Convergence(next.Service).RouteVersion, r.opts.Now())
 		}

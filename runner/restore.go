@@ -173,6 +173,7 @@ func (r *Runner) loadRestoreLocked(service string) error {
 		return fmt.Errorf("restore watch of %s: %w", service, err)
 	}
 	st, _ := r.pub.Status(service)
+	st.OK = st.OK && r.pubErr == nil
 	now := r.opts.Now()
 	w := restoreWatch{ro: ro, version: r.opts.XDS.Convergence(service).RouteVersion, published: st.OK,
 		deadline: now.Add(max(ro.Plan.AckTimeout.D(), time.Second))}

@@ -285,7 +285,7 @@ func New(ctx context.Context, cat *catalog.Catalog, opts Options) (*Runner, erro
 	}
 	now := opts.Now()
 	for svc, e := range r.active {
-		if st, ok := r.pub.Status(svc); ok && st.OK {
+		if st, ok := r.pub.Status(svc); ok && st.OK && r.pubErr == nil {
 			e.served(e.r.Generation, opts.XDS.Convergence(svc).RouteVersion, now)
 		}
 		// The first check after a restart comes one interval after the persisted last
