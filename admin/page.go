@@ -59,6 +59,10 @@ type card struct {
 	// Publication is set when the service's desired state is not served (see
 	// ServiceSummary.Publication).
 	Publication *api.Publication
+	// Restore is the service's last rollback and how far its known-good weights got;
+	// Restoring is true until every proxy ACKed them.
+	Restore   string
+	Restoring bool
 }
 
 type checkRow struct {
@@ -195,6 +199,12 @@ func (s *Server) render(w http.ResponseWriter, data pageData) {
 func (s *Server) card(v ServiceView, ro *controller.Rollout) (card, error) {
 	sum := summarizeService(v)
 	c := card{Name: v.Service.Name, KnownGood: v.KnownGood, Proxies: sum.Proxies, Weight: "0%", Publication: sum.Publication}
+	if d := sum.Restore; d != nil && (ro == nil || ro.ID == d.RolloutID) {
+		c.Restore, c.Restoring = sum.RestoreSummary, !d.Done
+		if d.NotPersisted != "" {
+			c.Restore += "; not yet persisted: " + d.NotPersisted
+		}
+	}
 	if ro == nil && v.Active != nil {
 		ro = v.Active
 	}

@@ -85,6 +85,7 @@ var badCatalogs = []struct {
 	{"target-port.yaml", 11, 11, "services[0].metrics.targets[1]", "port out of range 1-65535"},
 	{"sink-format.yaml", 11, 13, "notifications[0].format", `"teams": unknown format`},
 	{"sink-url.yaml", 10, 10, "notifications[0].url", "want an http or https URL"},
+	{"proxies-optional.yaml", 4, 22, "services[0].proxiesOptional", `want true or false, got "yes"`},
 	{"sink-event.yaml", 11, 23, "notifications[0].events[1]", `"rollback": unknown event`},
 }
 
@@ -274,7 +275,13 @@ func TestParseFull(t *testing.T) {
 		m.Alerts != `team="payments",app=~"{{.Service}}.*"` || !cmp.Equal(m.Targets, []Endpoint{{Host: "10.0.1.5", Port: 9901}}) {
 		t.Errorf("metrics %+v: want every field set", svc.Metrics)
 	}
+	if !svc.ProxiesOptional {
+		t.Error("proxiesOptional: true not read")
+	}
 	pay, _ := c.Service("payments")
+	if pay.ProxiesOptional {
+		t.Error("payments: proxiesOptional set without being written")
+	}
 	if pay.HealthCheck.Protocol != "tcp" || pay.Outlier.MaxEjectionPercent != 10 || len(pay.Domains) != 1 {
 		t.Errorf("payments did not get the defaults: %+v", pay)
 	}

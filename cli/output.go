@@ -121,7 +121,14 @@ func writeServices(w io.Writer, svcs []api.ServiceSummary) {
 				s.KnownGood, a.Canary, proxiesLabel(s.Proxies), decisionLabel(*a))
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, "idle", "-", bar(0), s.KnownGood, proxiesLabel(s.Proxies), "-")
+		state, last := "idle", "-"
+		if d := s.Restore; d != nil {
+			last = clip(s.RestoreSummary, 60)
+			if !d.Done {
+				state = "restoring"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, state, "-", bar(0), s.KnownGood, proxiesLabel(s.Proxies), last)
 	}
 	tw.Flush()
 	for _, s := range svcs {
@@ -180,6 +187,16 @@ func writeServiceDetail(w io.Writer, d api.ServiceDetail) {
 			parts = append(parts, s)
 		}
 		fmt.Fprintf(tw, "Health:\t%s\n", strings.Join(parts, "; "))
+	}
+	if r := d.Restore; r != nil {
+		line := d.RestoreSummary
+		if r.Done && !r.RestoredAt.IsZero() {
+			line += fmt.Sprintf(" (restored in %s)", model.FormatDuration(r.RestoredAt.Sub(r.RolledBackAt)))
+		}
+		fmt.Fprintf(tw, "Restore:\t%s, rollout %s\n", line, r.RolloutID)
+		if r.NotPersisted != "" {
+			fmt.Fprintf(tw, "Store:\tnot yet persisted: %s\n", r.NotPersisted)
+		}
 	}
 	a := d.Active
 	if a == nil {
@@ -242,7 +259,7 @@ func writeStarted(w io.Writer, d api.RolloutDetail) {
 
 var actionDone = map[string]string{
 	"pause": "Paused %s", "resume": "Resumed %s", "promote": "Promoted %s to the next stage",
-	"promote-full": "Promoted %s to 100 %%", "abort": "Aborted %s: traffic back on the known-good version",
+	"promote-full": "Promoted %s to 100 %%", "abort": "Aborted %s",
 	"finish": "Finished %s: monitoring window closed",
 }
 
@@ -253,6 +270,13 @@ func writeActionResult(w io.Writer, action string, d api.RolloutDetail) {
 	fmt.Fprintf(w, "Canary: %s on %s\n", bar(r.CanaryPercent), r.Canary)
 	if r.Reason != "" {
 		fmt.Fprintf(w, "Reason: %s\n", r.Reason)
+	}
+	if d.RestoreSummary != "" {
+		// What the proxies serve, not what was asked: "aborted: 12 of 12 proxies on v1".
+		fmt.Fprintf(w, "Traffic: %s\n", d.RestoreSummary)
+	}
+	if d.Warning != "" {
+		fmt.Fprintf(w, "Warning: %s\n", d.Warning)
 	}
 }
 

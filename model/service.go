@@ -81,6 +81,10 @@ type Service struct {
 	// Metrics says where the service's traffic figures come from (convention,
 	// exposition targets, query templates, alert selector).
 	Metrics MetricQueries `yaml:"metrics,omitempty" json:"metrics,omitempty"`
+	// ProxiesOptional lets a rollout proceed when no proxy subscribes to the service's
+	// route (its weights are then served to nobody). Without it a rollout holds, "no
+	// proxy subscribed", until one does: zero proxies is not every proxy ACKed.
+	ProxiesOptional bool `yaml:"proxiesOptional,omitempty" json:"proxiesOptional,omitempty"`
 }
 
 // Version is one deployable version of a service.

@@ -41,6 +41,9 @@ type ServiceView struct {
 	Health map[string]healthcheck.VersionHealth `json:"health,omitempty"`
 	// LastObservation are the numbers of the last judged check.
 	LastObservation *controller.Numbers `json:"lastObservation,omitempty"`
+	// Restore is the service's rollback in progress (Done false: it is restoring) or
+	// its last one, until its next rollout starts; nil when there is none.
+	Restore *Restore `json:"restore,omitempty"`
 }
 
 // RolloutFilter selects rollouts.
@@ -109,6 +112,8 @@ func (r *Runner) Start(ctx context.Context, spec controller.Spec, actor string) 
 		}
 	}
 	e := &entry{r: ro, nextCheck: now.Add(interval(ro))}
+	// The last rollback's restore is history now (still recorded if its ACK comes).
+	delete(r.restored, spec.Service)
 	if smoke, _ := ro.Wants(now); smoke {
 		// Pending on its smoke tests only: run them at once rather than one interval on.
 		e.nextCheck = now
@@ -184,6 +189,11 @@ func (r *Runner) Command(ctx context.Context, service string, cmd controller.Com
 		return e.r, err
 	}
 	if err := r.commitLocked(ctx, e, next, evs); err != nil {
+		if errors.Is(err, ErrNotPersisted) {
+			// Done and published; the store takes it later.
+			r.poke()
+			return next, err
+		}
 		return e.r, err
 	}
 	r.poke()
@@ -226,7 +236,9 @@ func (r *Runner) ReportCheck(_ context.Context, service string, res controller.C
 	if err != nil {
 		return err
 	}
-	if err := r.opts.Store.PutState(checksKey(e.r.ID), doc); err != nil {
+	if err := r.persistLocked("check "+res.Name, false, "", func() error {
+		return r.opts.Store.PutState(checksKey(e.r.ID), doc)
+	}); err != nil {
 		return fmt.Errorf("persist check %s: %w", res.Name, err)
 	}
 	r.checks[service] = checks
@@ -275,6 +287,9 @@ func (r *Runner) Service(name string) (ServiceView, bool) {
 		v.KnownGood = ro.KnownGood()
 		v.LastObservation = e.last
 	}
+	if d, ok := r.restoreLocked(name); ok {
+		v.Restore = &d
+	}
 	r.mu.Unlock()
 	v.Convergence = r.opts.XDS.Convergence(name)
 	if h := r.opts.Health; h != nil {
@@ -288,6 +303,14 @@ func (r *Runner) Service(name string) (ServiceView, bool) {
 
 // Rollout returns one rollout, active or finished.
 func (r *Runner) Rollout(id string) (controller.Rollout, error) {
+	if ro, ok := r.unpersistedRollout(id); ok {
+		return ro, nil
+	}
+	return r.storedRollout(id)
+}
+
+// storedRollout reads one rollout from the store.
+func (r *Runner) storedRollout(id string) (controller.Rollout, error) {
 	doc, err := r.opts.Store.GetRollout(id)
 	if errors.Is(err, store.ErrNotFound) {
 		return controller.Rollout{}, fmt.Errorf("rollout %q: %w", id, ErrNotFound)
@@ -317,6 +340,12 @@ func (r *Runner) Rollouts(f RolloutFilter) ([]controller.Rollout, error) {
 		var ro controller.Rollout
 		if err := json.Unmarshal(rec.Doc, &ro); err != nil {
 			return nil, fmt.Errorf("decode rollout %s: %w", rec.ID, err)
+		}
+		if newer, ok := r.unpersistedRollout(ro.ID); ok {
+			ro = newer // its write is pending
+			if f.ActiveOnly && ro.State.Terminal() {
+				continue
+			}
 		}
 		if f.State != "" && ro.State != f.State {
 			continue

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -216,12 +217,14 @@ func (r *Runner) publishHealth(ctx context.Context) map[string]bool {
 // again when an answer changed or a service's desired state is not served yet: a
 // failed publication is retried on every tick until it is served.
 func (r *Runner) republish(ctx context.Context) {
+	// Writes a move to known-good could not make wait for the store first.
+	r.retryPersist()
 	changed := r.dns.Refresh(ctx)
-	if !changed && len(r.pub.Failing()) == 0 {
-		return
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if !changed && len(r.pub.Failing()) == 0 && r.pubErr == nil {
+		return
+	}
 	r.publishLocked()
 }
 
@@ -249,10 +252,14 @@ func (r *Runner) publishLocked() {
 	changes, err := r.pub.PublishWithFallback(desired, r.fallbackLocked)
 	if err != nil {
 		// The xds cache refused the whole set: nothing changed, every service keeps
-		// serving what it served; the next tick retries the services not served.
-		r.log.Error("publish", zap.Error(err))
+		// serving what it served; every tick publishes again until it takes it.
+		if r.pubErr == nil || r.pubErr.Error() != err.Error() {
+			r.log.Error("publish", zap.Error(err))
+		}
+		r.pubErr = err
 		return
 	}
+	r.pubErr = nil
 	if r.opts.OnPublish != nil {
 		r.opts.OnPublish(time.Since(start))
 	}
@@ -261,9 +268,10 @@ func (r *Runner) publishLocked() {
 	// endpoint): its ACK is the one that counts for the rollout's generation. A rollout
 	// whose service failed keeps its previous generation: the engine sees its weights
 	// as not published.
+	now := r.opts.Now()
 	for svc, e := range r.active {
 		if st, ok := r.pub.Status(svc); ok && st.OK {
-			e.pubGen, e.pubVersion = e.r.Generation, r.opts.XDS.Convergence(svc).RouteVersion
+			e.served(e.r.Generation, r.opts.XDS.RouteVersion(svc), now)
 		}
 	}
 	for svc, w := range r.restoring {
@@ -271,8 +279,10 @@ func (r *Runner) publishLocked() {
 			continue
 		}
 		if st, ok := r.pub.Status(svc); ok && st.OK {
-			w.version = r.opts.XDS.Convergence(svc).RouteVersion
-			w.published = true
+			w.version = r.opts.XDS.RouteVersion(svc)
+			if !w.published {
+				w.published, w.publishedAt = true, now
+			}
 			r.restoring[svc] = w
 		}
 	}
@@ -336,7 +346,11 @@ func (r *Runner) publicationEventLocked(c publish.Change) {
 		ev.RolloutID, ev.State, ev.Stage, ev.Generation, ev.Weight = ro.ID, ro.State, ro.Stage, ro.Generation, ro.CanaryWeight()
 	}
 	if sevs, err := storeEvents([]controller.Event{ev}); err == nil {
-		if _, err := r.opts.Store.AppendEvents(sevs...); err != nil {
+		err := r.persistLocked("publication event of "+c.Service, true, "", func() error {
+			_, err := r.opts.Store.AppendEvents(sevs...)
+			return err
+		})
+		if err != nil && !errors.Is(err, ErrNotPersisted) {
 			r.log.Warn("record publication event", zap.String("service", c.Service), zap.Error(err))
 		}
 	}

@@ -45,7 +45,10 @@ var (
 // Publisher is the xds server as the runner uses it.
 type Publisher interface {
 	publish.Server
+	// Convergence is how far the service's served route reached the proxies.
 	Convergence(service string) xds.Convergence
+	// RouteVersion is the version of the service's route served now.
+	RouteVersion(service string) string
 }
 
 // Health is the active health-check prober as the runner uses it.
@@ -61,15 +64,30 @@ type AlertSource interface {
 	FiringAlerts(ctx context.Context, svc catalog.Service, at time.Time) ([]string, error)
 }
 
-// Notifier receives every event after it was persisted. Notify must not block.
+// Notifier receives every event after it was persisted (a rollback's while the store
+// fails, at once: it is published before it is persisted). Notify must not block.
 type Notifier interface {
 	Notify(ev controller.Event, r controller.Rollout)
+}
+
+// Store is the state store as the runner uses it; *store.Store satisfies it. Every
+// write must be durable when it returns without an error.
+type Store interface {
+	PutRollout(id, service string, active bool, doc []byte, events []store.Event) (uint64, error)
+	GetRollout(id string) ([]byte, error)
+	ListRollouts(f store.ListFilter) ([]store.RolloutRecord, error)
+	PutState(key string, doc []byte) error
+	GetState(key string) ([]byte, error)
+	AppendEvents(events ...store.Event) (uint64, error)
+	Events(q store.EventQuery) ([]store.Event, uint64, error)
+	// Path names the store in messages.
+	Path() string
 }
 
 // Options wire a Runner.
 type Options struct {
 	Log     *zap.Logger
-	Store   *store.Store
+	Store   Store
 	XDS     Publisher
 	Metrics metrics.Source // nil: every check is inconclusive on traffic
 	Health  Health         // nil: no health data
@@ -120,7 +138,19 @@ type Runner struct {
 	dns *publish.DNS
 	// restoring are rollbacks whose known-good weights are not yet ACKed by every
 	// proxy; the ACK is recorded as the rollout's last event (time to restore).
+	// restored is each service's last confirmed restore, shown until its next rollout.
 	restoring map[string]restoreWatch
+	restored  map[string]Restore
+	// pending are store writes of moves to known-good that were published before the
+	// store took them, in order; every republish tick retries them, and every other
+	// write waits for them. pendingErr is the latest failure; unpersisted holds the
+	// rollouts whose latest state is among them, by id.
+	pending     []pendingWrite
+	pendingErr  error
+	unpersisted map[string]controller.Rollout
+	// pubErr is set while the xds server refuses the whole published set (nothing
+	// changed); every tick publishes again until it takes it.
+	pubErr error
 	// healthSeen is, per service with an active rollout, the health state its last
 	// forced check saw; a health change forces a check only where it differs.
 	healthSeen map[string]string
@@ -128,13 +158,19 @@ type Runner struct {
 	http       HTTPChecker
 }
 
-// restoreWatch waits for the proxies to ACK a rollback's weights.
+// restoreWatch waits for the proxies to ACK a rollback's weights. It ends when every
+// proxy ACKed them, or when another publication supersedes them; past the deadline it
+// records that the restore is not confirmed yet, once, and keeps waiting.
 type restoreWatch struct {
 	ro       controller.Rollout
 	version  string
 	deadline time.Time
-	// published is true once the known-good weights are served (version is theirs).
-	published bool
+	// published is true once the known-good weights are served (version is theirs),
+	// since publishedAt.
+	published   bool
+	publishedAt time.Time
+	// late is set once the deadline passed (and was recorded).
+	late bool
 }
 
 // entry is one active rollout and the loop's bookkeeping for it.
@@ -145,8 +181,11 @@ type entry struct {
 	// serves pubVersion.
 	pubGen     uint64
 	pubVersion string
-	nextCheck  time.Time
-	last       *controller.Numbers
+	// pubAt is when pubGen was first served: the ACK instant of a service whose
+	// proxies are optional and absent.
+	pubAt     time.Time
+	nextCheck time.Time
+	last      *controller.Numbers
 }
 
 // serviceState is what the store keeps per service between rollouts.
@@ -182,16 +221,18 @@ func New(ctx context.Context, cat *catalog.Catalog, opts Options) (*Runner, erro
 		opts.Resolver = net.DefaultResolver
 	}
 	r := &Runner{
-		opts:       opts,
-		log:        opts.Log.Named("runner"),
-		cat:        cat,
-		services:   map[string]serviceState{},
-		active:     map[string]*entry{},
-		checks:     map[string]map[string]controller.CheckResult{},
-		restoring:  map[string]restoreWatch{},
-		healthSeen: map[string]string{},
-		wake:       make(chan struct{}, 1),
-		http:       opts.HTTPChecks,
+		opts:        opts,
+		log:         opts.Log.Named("runner"),
+		cat:         cat,
+		services:    map[string]serviceState{},
+		active:      map[string]*entry{},
+		checks:      map[string]map[string]controller.CheckResult{},
+		restoring:   map[string]restoreWatch{},
+		restored:    map[string]Restore{},
+		healthSeen:  map[string]string{},
+		unpersisted: map[string]controller.Rollout{},
+		wake:        make(chan struct{}, 1),
+		http:        opts.HTTPChecks,
 	}
 	if r.http == nil {
 		r.http = smoke.New(r.log, smoke.Options{})
@@ -440,7 +481,10 @@ func (r *Runner) evaluate(ctx context.Context, force map[string]bool) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if err := r.check(ctx, svc); err != nil {
+			switch err := r.check(ctx, svc); {
+			case errors.Is(err, ErrNotPersisted):
+				r.log.Warn("rolled back and published; not yet persisted", zap.String("service", svc), zap.Error(err))
+			case err != nil:
 				r.log.Error("check failed", zap.String("service", svc), zap.Error(err))
 			}
 		})

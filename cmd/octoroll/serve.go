@@ -141,6 +141,11 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 			if err := st.Ping(); err != nil {
 				return errors.New("state store is not open")
 			}
+			if err := run.StoreError(); err != nil {
+				// A rollback published but not yet persisted: it serves, and a restart
+				// now would return to the state before it.
+				return err
+			}
 			if watcher.Current() == nil {
 				return errors.New("no catalog loaded")
 			}
