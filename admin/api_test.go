@@ -19,6 +19,7 @@ import (
 
 	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
+	"github.com/octoacme/octoroll/publish"
 	"github.com/octoacme/octoroll/runner"
 	"github.com/octoacme/octoroll/store"
 	"github.com/octoacme/octoroll/xds"
@@ -85,6 +86,12 @@ type fixtureOpts struct {
 	ready   func() error
 	report  ReportFunc
 	backend Backend // nil: the real runner
+	// catalog is the catalog YAML (default testCatalog), resolver the runner's DNS
+	// resolver (default the system's) and catalogStatus the watcher's status (default
+	// generation 1 with 2 reload errors).
+	catalog       string
+	resolver      publish.HostResolver
+	catalogStatus func() catalog.Status
 }
 
 // newFixture serves the real admin handler over HTTP in front of a real runner with a
@@ -92,7 +99,13 @@ type fixtureOpts struct {
 func newFixture(t *testing.T, o fixtureOpts) *fixture {
 	t.Helper()
 	log := zaptest.NewLogger(t)
-	cat, err := catalog.Parse("catalog.yaml", []byte(testCatalog))
+	if o.catalog == "" {
+		o.catalog = testCatalog
+	}
+	if o.catalogStatus == nil {
+		o.catalogStatus = func() catalog.Status { return catalog.Status{Generation: 1, ReloadErrors: 2} }
+	}
+	cat, err := catalog.Parse("catalog.yaml", []byte(o.catalog))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +118,7 @@ func newFixture(t *testing.T, o fixtureOpts) *fixture {
 	xs := xds.NewServer(log, xds.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	run, err := runner.New(ctx, cat, runner.Options{Log: log, Store: st, XDS: xs, Now: clk.Now})
+	run, err := runner.New(ctx, cat, runner.Options{Log: log, Store: st, XDS: xs, Now: clk.Now, Resolver: o.resolver})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +132,7 @@ func newFixture(t *testing.T, o fixtureOpts) *fixture {
 	reg := prometheus.NewRegistry()
 	a := New(log, Options{
 		Backend: be, Proxies: xs.Proxies, ProxyConfig: xs.ProxyConfig, XDSStats: xs.Stats,
-		CatalogStatus: func() catalog.Status { return catalog.Status{Generation: 1, ReloadErrors: 2} },
+		CatalogStatus: o.catalogStatus,
 		Ready:         o.ready, Token: o.token, Addr: o.addr, Report: o.report,
 		Registry: reg, Now: clk.Now, Version: "test",
 	})

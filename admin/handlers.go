@@ -1,6 +1,8 @@
 package admin
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"github.com/octoacme/octoroll/admin/api"
 	"net/http"
@@ -8,9 +10,11 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
+	"github.com/octoacme/octoroll/runner"
 	"github.com/octoacme/octoroll/xds"
 )
 
@@ -29,6 +33,10 @@ func (s *Server) listServices(w http.ResponseWriter, r *http.Request) error {
 		out.Services = append(out.Services, summarizeService(v))
 	}
 	sort.Slice(out.Services, func(i, j int) bool { return out.Services[i].Name < out.Services[j].Name })
+	if s.opts.CatalogStatus != nil {
+		st := s.opts.CatalogStatus()
+		out.Catalog = &st
+	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
@@ -53,7 +61,7 @@ func summarizeService(v ServiceView) api.ServiceSummary {
 			RouteVersion: v.Convergence.RouteVersion,
 			Subscribed:   v.Convergence.Subscribed,
 			Acked:        v.Convergence.Acked,
-			Converged:    v.Convergence.Acked >= v.Convergence.Subscribed,
+			Converged:    v.Convergence.Done(),
 			Stragglers:   v.Convergence.Stragglers,
 			NACK:         v.Convergence.NACK,
 		},
@@ -70,7 +78,10 @@ func summarizeService(v ServiceView) api.ServiceSummary {
 		out.Active = &rs
 	}
 	if p := v.Publication; p != nil && (!p.OK || len(p.Stale) > 0) {
-		out.Publication = &api.Publication{OK: p.OK, Error: p.Error, FailingSince: p.FailingSince, Stale: p.Stale}
+		out.Publication = &api.Publication{OK: p.OK, Error: p.Error, FailingSince: p.FailingSince, Stale: p.Stale, Fallback: p.Fallback}
+	}
+	if d := v.Restore; d != nil {
+		out.Restore, out.RestoreSummary = d, d.Summary()
 	}
 	return out
 }
@@ -352,15 +363,54 @@ func (s *Server) action(w http.ResponseWriter, r *http.Request) error {
 	}
 	ro, err := s.opts.Backend.Command(r.Context(), name, controller.Command{
 		Kind: kind, Actor: actor(r), Reason: req.Reason, Force: req.Force})
-	if err != nil {
+	status, warning := http.StatusOK, ""
+	switch {
+	case errors.Is(err, runner.ErrNotPersisted):
+		// Applied and published; the store takes it when it works again.
+		status, warning = http.StatusAccepted, err.Error()
+	case err != nil:
 		return fmt.Errorf("%s %s: %w", kind, name, err)
+	}
+	if ro.State == controller.StateRolledBack {
+		s.awaitRestore(r.Context(), name, ro.ID)
 	}
 	d, err := s.rolloutDetail(ro)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, d)
+	d.Warning = warning
+	if v, ok := s.opts.Backend.Service(name); ok && v.Restore != nil && v.Restore.RolloutID == ro.ID {
+		d.Restore, d.RestoreSummary = v.Restore, v.Restore.Summary()
+	}
+	writeJSON(w, status, d)
 	return nil
+}
+
+// restoreWait bounds how long an action that rolled back waits for the proxies to ACK
+// the known-good weights before it answers with how far they got.
+const restoreWait = 3 * time.Second
+
+// awaitRestore waits until the service's restore of rollout id is done, cannot progress
+// by waiting (not published, no proxy subscribed), or restoreWait passed.
+func (s *Server) awaitRestore(ctx context.Context, service, id string) {
+	ctx, cancel := context.WithTimeout(ctx, restoreWait)
+	defer cancel()
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		v, ok := s.opts.Backend.Service(service)
+		if !ok || v.Restore == nil || v.Restore.RolloutID != id {
+			return
+		}
+		if d := v.Restore; d.Done || d.Subscribed == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 func actionList() string {

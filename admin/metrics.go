@@ -142,7 +142,7 @@ type collector struct {
 	s *Server
 
 	canaryWeight, stage, state, errRate, p99, connected, subscribed, converged *prometheus.Desc
-	pushes, nacks, updates, updateErrs, pushSeconds, reloadErrs                *prometheus.Desc
+	pushes, nacks, updates, updateErrs, pushSeconds, reloadErrs, refused       *prometheus.Desc
 }
 
 func newCollector(s *Server) *collector {
@@ -164,13 +164,14 @@ func newCollector(s *Server) *collector {
 		updates:      d("octoroll_xds_updates_total", "Publishes that changed at least one resource type."),
 		updateErrs:   d("octoroll_xds_update_errors_total", "Publishes rejected by the xDS server (the previous state kept serving)."),
 		pushSeconds:  d("octoroll_xds_push_seconds_total", "Total time spent publishing changed resources to the open watches."),
-		reloadErrs:   d("octoroll_config_reload_errors_total", "Failed catalog reloads since start."),
+		reloadErrs:   d("octoroll_config_reload_errors_total", "Catalog reloads that left the catalog in use unchanged since start: invalid files and refused catalogs, each distinct one once."),
+		refused:      d("octoroll_config_refused", "1 while a valid catalog on disk is refused (it would take away what an active rollout serves) and the previous one serves."),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.canaryWeight, c.stage, c.state, c.errRate, c.p99, c.connected,
-		c.subscribed, c.converged, c.pushes, c.nacks, c.updates, c.updateErrs, c.pushSeconds, c.reloadErrs} {
+		c.subscribed, c.converged, c.pushes, c.nacks, c.updates, c.updateErrs, c.pushSeconds, c.reloadErrs, c.refused} {
 		ch <- d
 	}
 }
@@ -228,7 +229,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.pushSeconds, st.PushDuration.Seconds())
 	}
 	if o.CatalogStatus != nil {
-		counter(c.reloadErrs, float64(o.CatalogStatus().ReloadErrors))
+		st := o.CatalogStatus()
+		counter(c.reloadErrs, float64(st.ReloadErrors))
+		refused := 0.0
+		if st.Refused != "" {
+			refused = 1
+		}
+		gauge(c.refused, refused)
 	}
 }
 

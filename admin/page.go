@@ -59,6 +59,10 @@ type card struct {
 	// Publication is set when the service's desired state is not served (see
 	// ServiceSummary.Publication).
 	Publication *api.Publication
+	// Restore is the service's last rollback and how far its known-good weights got;
+	// Restoring is true until every proxy ACKed them.
+	Restore   string
+	Restoring bool
 }
 
 type checkRow struct {
@@ -81,7 +85,7 @@ func judged(n *controller.Numbers) *judgedView {
 	if n == nil || n.Verdict == "" {
 		return nil
 	}
-	v := &judgedView{Verdict: n.Verdict, Reason: n.Reason, Window: n.Window.D().String(),
+	v := &judgedView{Verdict: n.Verdict, Reason: n.Reason, Window: n.Window.String(),
 		Difference: fmt.Sprintf("%+.3f pp, interval [%+.3f, %+.3f] pp", n.CanaryErrorPct-n.StableErrorPct, n.DeltaLowPP, n.DeltaHighPP)}
 	switch n.Verdict {
 	case controller.VerdictRollback:
@@ -195,6 +199,12 @@ func (s *Server) render(w http.ResponseWriter, data pageData) {
 func (s *Server) card(v ServiceView, ro *controller.Rollout) (card, error) {
 	sum := summarizeService(v)
 	c := card{Name: v.Service.Name, KnownGood: v.KnownGood, Proxies: sum.Proxies, Weight: "0%", Publication: sum.Publication}
+	if d := sum.Restore; d != nil && (ro == nil || ro.ID == d.RolloutID) {
+		c.Restore, c.Restoring = sum.RestoreSummary, !d.Done
+		if d.NotPersisted != "" {
+			c.Restore += "; not yet persisted: " + d.NotPersisted
+		}
+	}
 	if ro == nil && v.Active != nil {
 		ro = v.Active
 	}
@@ -273,10 +283,10 @@ func checkRows(ro controller.Rollout, n *controller.Numbers, thr controller.Thre
 	}
 	return []checkRow{
 		{Role: "canary", Version: ro.Canary, ErrorPct: fmt.Sprintf("%.3f%%", n.CanaryErrorPct),
-			P99: n.CanaryP99.D().String(), Requests: fmt.Sprint(n.CanaryRequests) + reqClass(n.CanaryRequests),
+			P99: n.CanaryP99.String(), Requests: fmt.Sprint(n.CanaryRequests) + reqClass(n.CanaryRequests),
 			ErrorClass: errClass, LatencyClass: latClass},
 		{Role: "stable", Version: ro.Stable, ErrorPct: fmt.Sprintf("%.3f%%", n.StableErrorPct),
-			P99: n.StableP99.D().String(), Requests: fmt.Sprint(n.StableRequests) + reqClass(n.StableRequests),
+			P99: n.StableP99.String(), Requests: fmt.Sprint(n.StableRequests) + reqClass(n.StableRequests),
 			ErrorClass: "ok", LatencyClass: "ok"},
 	}
 }

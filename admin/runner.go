@@ -14,5 +14,6 @@ func runnerSentinels() []sentinel {
 		{runner.ErrNotFound, http.StatusNotFound, api.CodeNotFound},
 		{runner.ErrActiveRollout, http.StatusConflict, api.CodeActiveRollout},
 		{runner.ErrNoActiveRollout, http.StatusConflict, api.CodeNoActiveRollout},
+		{runner.ErrUnknownCheck, http.StatusBadRequest, api.CodeUnknownCheck},
 	}
 }

@@ -250,6 +250,14 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		if len(d.errs) == before {
 			v.Set(elem)
 		}
+	case reflect.Bool:
+		// Only true and false: YAML 1.1's yes/no/on/off are strings to yaml.v3, and a
+		// quoted "true" is a string too.
+		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" {
+			d.fail(n, path, "want true or false, got %s", describe(n))
+			return
+		}
+		v.SetBool(n.Value == "true")
 	case reflect.Float64:
 		var f float64
 		if n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!int" && n.ShortTag() != "!!float") || n.Decode(&f) != nil {

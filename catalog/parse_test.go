@@ -80,10 +80,12 @@ var badCatalogs = []struct {
 	{"check-bounds.yaml", 13, 16, "services[0].metrics.checks[0].max", "5 is less than min 10"},
 	{"check-duplicate.yaml", 13, 17, "services[0].metrics.checks[1].name", `"queue": duplicate check, also checks[0]`},
 	{"latency-template.yaml", 10, 19, "services[0].metrics.latencyP99", "missing value for if"},
+	{"latency-buckets-template.yaml", 10, 23, "services[0].metrics.latencyBuckets", "Verison"},
 	{"target-duplicate.yaml", 9, 34, "services[0].metrics.targets[1]", `"10.0.0.1:9901": duplicate target, also targets[0]`},
 	{"target-port.yaml", 11, 11, "services[0].metrics.targets[1]", "port out of range 1-65535"},
 	{"sink-format.yaml", 11, 13, "notifications[0].format", `"teams": unknown format`},
 	{"sink-url.yaml", 10, 10, "notifications[0].url", "want an http or https URL"},
+	{"proxies-optional.yaml", 4, 22, "services[0].proxiesOptional", `want true or false, got "yes"`},
 	{"sink-event.yaml", 11, 23, "notifications[0].events[1]", `"rollback": unknown event`},
 }
 
@@ -175,7 +177,7 @@ notifications:
 		`catalog.yaml:9:20: services[0].versions[1].endpoints: at least one endpoint (host:port) is required`,
 		`catalog.yaml:10:9: services[0].versions[1].extra: unknown field "extra" (known: name, endpoints, zone, metrics)`,
 		`catalog.yaml:12:17: services[0].healthCheck.protocol: "udp": unknown protocol, want tcp, http or grpc`,
-		`catalog.yaml:13:11: services[1].name: "Check|out": '|' is reserved (it separates service and version in cluster names)`,
+		`catalog.yaml:13:11: services[1].name: "Check|out" is not a valid name: '|' is reserved (it separates service and version in cluster names)`,
 		`catalog.yaml:14:11: services[1].port: port 8080 is also the port of services[0] (checkout): each service needs its own sidecar listener port`,
 		`catalog.yaml:15:13: services[1].stable: "v3" is not one of the versions (v1)`,
 		`catalog.yaml:18:33: services[1].versions[0].endpoints[1]: "::1:80": want host:port (IPv6 in brackets): too many colons in address`,
@@ -269,11 +271,17 @@ func TestParseFull(t *testing.T) {
 		t.Errorf("outlier detection (-want +got):\n%s", diff)
 	}
 	m := svc.Metrics
-	if m.Convention != ConventionApp || m.ScrapePath != "/internal/metrics" || m.Requests == "" || m.ErrorRate == "" || m.LatencyP99 == "" ||
+	if m.Convention != ConventionApp || m.ScrapePath != "/internal/metrics" || m.Requests == "" || m.ErrorRate == "" || m.LatencyP99 == "" || m.LatencyBuckets == "" ||
 		m.Alerts != `team="payments",app=~"{{.Service}}.*"` || !cmp.Equal(m.Targets, []Endpoint{{Host: "10.0.1.5", Port: 9901}}) {
 		t.Errorf("metrics %+v: want every field set", svc.Metrics)
 	}
+	if !svc.ProxiesOptional {
+		t.Error("proxiesOptional: true not read")
+	}
 	pay, _ := c.Service("payments")
+	if pay.ProxiesOptional {
+		t.Error("payments: proxiesOptional set without being written")
+	}
 	if pay.HealthCheck.Protocol != "tcp" || pay.Outlier.MaxEjectionPercent != 10 || len(pay.Domains) != 1 {
 		t.Errorf("payments did not get the defaults: %+v", pay)
 	}
@@ -515,23 +523,25 @@ func TestValidateMetricTemplates(t *testing.T) {
 		}}}
 	}
 	good := MetricQueries{
-		Convention: ConventionEnvoy,
-		Requests:   `sum(rate(envoy_cluster_upstream_rq_xx{envoy_cluster_name="{{.Cluster}}"}[{{.Window}}]))`,
-		ErrorRate:  `x{service="{{.Service}}",version="{{.Version}}"}`,
-		LatencyP99: `histogram_quantile(0.99, sum by (le) (rate(y_bucket[{{.Window}}])))`,
-		Alerts:     `team="payments",app=~"{{.Service}}.*"`,
-		Targets:    []Endpoint{{Host: "127.0.0.1", Port: 9901}, {Host: "envoy.local", Port: 9901}},
+		Convention:     ConventionEnvoy,
+		Requests:       `sum(rate(envoy_cluster_upstream_rq_xx{envoy_cluster_name="{{.Cluster}}"}[{{.Window}}]))`,
+		ErrorRate:      `x{service="{{.Service}}",version="{{.Version}}"}`,
+		LatencyP99:     `histogram_quantile(0.99, sum by (le) (rate(y_bucket[{{.Window}}])))`,
+		LatencyBuckets: `sum by (le) (increase(y_bucket{version="{{.Version}}"}[{{.Window}}]))`,
+		Alerts:         `team="payments",app=~"{{.Service}}.*"`,
+		Targets:        []Endpoint{{Host: "127.0.0.1", Port: 9901}, {Host: "envoy.local", Port: 9901}},
 	}
 	if err := svc(good).Validate(); err != nil {
 		t.Errorf("Validate(good metrics) = %v", err)
 	}
 	bad := MetricQueries{
-		Convention: "linkerd",
-		Requests:   `{{.Window`,
-		ErrorRate:  `{{.Nope}}`,
-		LatencyP99: `{{template "x"}}`,
-		Alerts:     `version="{{.Version}}"`,
-		Targets:    []Endpoint{{Host: "127.0.0.1", Port: 0}},
+		Convention:     "linkerd",
+		Requests:       `{{.Window`,
+		ErrorRate:      `{{.Nope}}`,
+		LatencyP99:     `{{template "x"}}`,
+		LatencyBuckets: `{{.Le}}`,
+		Alerts:         `version="{{.Version}}"`,
+		Targets:        []Endpoint{{Host: "127.0.0.1", Port: 0}},
 	}
 	err := svc(bad).Validate()
 	if err == nil {
@@ -542,6 +552,7 @@ func TestValidateMetricTemplates(t *testing.T) {
 		`services[0].metrics.requests: query template: query:1: unclosed action`,
 		`services[0].metrics.errorRate: query template (fields are .Service, .Version, .Cluster, .Window)`,
 		`services[0].metrics.latencyP99: query template`,
+		`services[0].metrics.latencyBuckets: query template (fields are .Service, .Version, .Cluster, .Window)`,
 		`services[0].metrics.alerts: query template (fields are .Service)`,
 		`services[0].metrics.targets[0]: "127.0.0.1:0": port out of range`,
 	} {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net/url"
 	"regexp"
 	"strings"
@@ -398,6 +397,7 @@ func (v *validator) metrics(m *MetricQueries, p string) {
 		{"requests", m.Requests, query, queryFields},
 		{"errorRate", m.ErrorRate, query, queryFields},
 		{"latencyP99", m.LatencyP99, query, queryFields},
+		{"latencyBuckets", m.LatencyBuckets, query, queryFields},
 		{"alerts", m.Alerts, alertData{Service: "svc"}, ".Service"},
 	} {
 		if q.tmpl == "" {
@@ -425,8 +425,10 @@ func (v *validator) metrics(m *MetricQueries, p string) {
 			v.add(cp+".query", "%s", err)
 		}
 		finite := func(f string, x *float64) {
-			if x != nil && (math.IsNaN(*x) || math.IsInf(*x, 0)) {
-				v.add(cp+"."+f, "must be a finite number")
+			if x != nil {
+				if err := model.ValidateFinite(*x); err != nil {
+					v.add(cp+"."+f, "%s", err)
+				}
 			}
 		}
 		finite("min", c.Min)

@@ -245,7 +245,7 @@ func runStatus(ctx context.Context, inv *invocation, args []string) error {
 	if len(pos) == 1 {
 		return show(ctx, inv, "/services/"+url.PathEscape(pos[0]), nil, writeServiceDetail)
 	}
-	return show(ctx, inv, "/services", nil, func(w io.Writer, v api.ServicesResponse) { writeServices(w, v.Services) })
+	return show(ctx, inv, "/services", nil, writeServicesResponse)
 }
 
 func runRollout(ctx context.Context, inv *invocation, args []string) error {

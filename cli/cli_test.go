@@ -50,7 +50,18 @@ func services() api.ServicesResponse {
 		{Name: "payments", KnownGood: "v7", Versions: []string{"v7"}, Weights: map[string]uint32{"v7": 10000},
 			TotalWeight: model.TotalWeight, Proxies: api.ProxyConvergence{RouteVersion: "c3d4", Subscribed: 2, Acked: 1,
 				Stragglers: []string{"payments-envoy-2"}}},
+		restoringService(),
 	}}
+}
+
+// restoringService was just aborted: its known-good weights are served, and one of its
+// three proxies has not ACKed them yet.
+func restoringService() api.ServiceSummary {
+	d := &model.Restore{RolloutID: "r-0002", Version: "v3", Aborted: true, RolledBackAt: t0.Add(40 * time.Minute),
+		Published: true, Subscribed: 3, Acked: 2, Stragglers: []string{"search-envoy-3"}}
+	return api.ServiceSummary{Name: "search", KnownGood: "v3", Versions: []string{"v3", "v4"}, Weights: map[string]uint32{"v3": 10000, "v4": 0},
+		TotalWeight: model.TotalWeight, Proxies: api.ProxyConvergence{RouteVersion: "e5f6", Subscribed: 3, Acked: 2,
+			Stragglers: []string{"search-envoy-3"}}, Restore: d, RestoreSummary: d.Summary()}
 }
 
 func serviceDetail() api.ServiceDetail {
@@ -65,11 +76,23 @@ func serviceDetail() api.ServiceDetail {
 		Health: map[string]api.VersionHealth{
 			"v1": {Total: 2, Healthy: 2}, "v2": {Total: 2, Healthy: 1, Unhealthy: []string{"10.0.1.2:8080"}}},
 		LastObservation: &controller.Numbers{CanaryRequests: 2000, CanaryErrors: 2, StableRequests: 6000, StableErrors: 5,
-			CanaryErrorPct: 0.1, StableErrorPct: 0.08333333, CanaryP99: controller.Duration(120 * time.Millisecond),
+			CanaryErrorPct: 0.1, StableErrorPct: 0.08333333, CanaryP99: controller.Duration(120456789), // prints rounded: 120ms
 			StableP99: controller.Duration(118 * time.Millisecond), LatencyRatio: 1.017,
 			DeltaLowPP: -0.083, DeltaHighPP: 0.141, Window: controller.Duration(12 * time.Minute), Verdict: controller.VerdictClean},
 		Thresholds: &th,
 	}
+}
+
+// abortedDetail is the answer to an abort: the rollout rolled back, how far its
+// known-good weights got, and a warning.
+func abortedDetail(service, canary string, d *model.Restore, warning string) api.RolloutDetail {
+	out := rolloutDetail(func(s *api.RolloutSummary) {
+		s.ID, s.Service, s.Stable, s.Canary = d.RolloutID, service, d.Version, canary
+		s.State, s.CanaryWeight, s.CanaryPercent, s.Aborted = controller.StateRolledBack, 0, 0, true
+		s.Reason, s.EndedAt = "aborted by alice: data integrity issue", t0.Add(30*time.Minute)
+	})
+	out.Restore, out.RestoreSummary, out.Warning = d, d.Summary(), warning
+	return out
 }
 
 func rolloutDetail(mut func(*api.RolloutSummary)) api.RolloutDetail {
@@ -177,6 +200,7 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 		"GET /api/v1/services":          {200, "", services()},
 		"GET /api/v1/services/checkout": {200, "", serviceDetail()},
 		"GET /api/v1/services/nope":     errBody(404, `unknown service "nope"`, api.CodeUnknownService),
+		"GET /api/v1/services/search":   {200, "", api.ServiceDetail{ServiceSummary: restoringService(), Catalog: model.Service{Name: "search", Port: 8081, Stable: "v3"}}},
 		"POST /api/v1/rollouts": {201, "", rolloutDetail(func(s *api.RolloutSummary) {
 			s.Stage, s.StageName, s.CanaryWeight, s.CanaryPercent, s.LastDecision, s.Reason = 0, "canary", 500, 5, "", ""
 		})},
@@ -191,10 +215,14 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 			s.State, s.Stage, s.StageName, s.CanaryWeight, s.CanaryPercent, s.Reason = controller.StateMonitoring, 3, "100%", 10000, 100, ""
 		})},
 		"POST /api/v1/services/checkout/promote": errBody(409, "promote: last check failed (error rate): a check is failing; use force to override", api.CodeCheckFailing),
-		"POST /api/v1/services/checkout/abort": {200, "", rolloutDetail(func(s *api.RolloutSummary) {
-			s.State, s.CanaryWeight, s.CanaryPercent, s.Aborted = controller.StateRolledBack, 0, 0, true
-			s.Reason, s.EndedAt = "aborted by alice: data integrity issue", t0.Add(30*time.Minute)
-		})},
+		"POST /api/v1/services/checkout/abort": {200, "", abortedDetail("checkout", "v2", &model.Restore{RolloutID: "r-0001", Version: "v1",
+			Aborted: true, RolledBackAt: t0.Add(30 * time.Minute), Published: true, Subscribed: 12, Acked: 12, Done: true,
+			RestoredAt: t0.Add(30*time.Minute + 23*time.Millisecond)}, "")},
+		// The store fails and the route does not publish yet: done as far as it can be.
+		"POST /api/v1/services/search/abort": {202, "", abortedDetail("search", "v4", &model.Restore{RolloutID: "r-0002", Version: "v3",
+			Aborted: true, RolledBackAt: t0.Add(30 * time.Minute), Subscribed: 3,
+			NotPublished: "dns: lookup search-v3.internal: no such host", NotPersisted: "write: file too large"},
+			"not yet persisted: write: file too large (published; the write is retried every tick)")},
 		"POST /api/v1/services/payments/finish": errBody(409, `service "payments" has no active rollout`, api.CodeNoActiveRollout),
 		"POST /api/v1/services/checkout/checks": {200, "", api.CheckResponse{Service: "checkout", Name: "smoke", Passed: false}},
 		"GET /api/v1/events":                    {200, "", events()},
@@ -283,6 +311,7 @@ func TestCommandsGolden(t *testing.T) {
 		{"status-json", []string{"status", "-o", "json"}, recorded{Method: "GET", Path: "/api/v1/services"}},
 		{"status-service", []string{"status", "checkout"}, recorded{Method: "GET", Path: "/api/v1/services/checkout"}},
 		{"status-unknown-service", []string{"status", "nope"}, recorded{Method: "GET", Path: "/api/v1/services/nope"}},
+		{"status-restoring", []string{"status", "search"}, recorded{Method: "GET", Path: "/api/v1/services/search"}},
 		{"rollout-start-yaml", []string{"rollout", "start", "-f", specYAML},
 			recorded{Method: "POST", Path: "/api/v1/rollouts", ContentType: "application/yaml", Actor: "alice",
 				Body: "service: checkout\nrelease: {type: minor, name: '2025.3'}\ncanary: {version: v2}\n"}},
@@ -304,6 +333,9 @@ func TestCommandsGolden(t *testing.T) {
 			recorded{Method: "POST", Path: "/api/v1/services/checkout/promote", ContentType: "application/json", Actor: "alice", Body: `{}`}},
 		{"abort", []string{"abort", "checkout", "--reason", "data integrity issue"},
 			recorded{Method: "POST", Path: "/api/v1/services/checkout/abort", ContentType: "application/json", Actor: "alice",
+				Body: `{"reason":"data integrity issue"}`}},
+		{"abort-restoring", []string{"abort", "search", "--reason", "data integrity issue"},
+			recorded{Method: "POST", Path: "/api/v1/services/search/abort", ContentType: "application/json", Actor: "alice",
 				Body: `{"reason":"data integrity issue"}`}},
 		{"finish-idle", []string{"finish", "payments"},
 			recorded{Method: "POST", Path: "/api/v1/services/payments/finish", ContentType: "application/json", Actor: "alice", Body: `{}`}},
@@ -506,5 +538,32 @@ func golden(t *testing.T, name string, args []string, stdout, stderr string, cod
 	}
 	if d := cmp.Diff(string(want), got); d != "" {
 		t.Errorf("%s differs (-want +got):\n%s", path, d)
+	}
+}
+
+// TestStatusShowsProblemsGolden: a service whose desired state is not published and a
+// catalog on disk that is refused show in `octoroll status`, after the table.
+func TestStatusShowsProblemsGolden(t *testing.T) {
+	resp := services()
+	resp.Services[1].Publication = &api.Publication{OK: false, FailingSince: t0.Add(3 * time.Minute),
+		Error: `resolve endpoints of service "payments": service.versions[0] "v7": resolve "payments.internal": lookup payments.internal: no such host`}
+	resp.Catalog = &model.CatalogStatus{Generation: 3, ReloadErrors: 1, LastLoaded: t0, RefusedSince: t0.Add(4 * time.Minute),
+		Refused: "it drops service checkout, which has active rollout r-0001"}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet || r.URL.Path != "/api/v1/services" {
+			writeCanned(w, canned{404, "", api.Error{Error: "no route", Code: api.CodeNotFound}})
+			return
+		}
+		writeCanned(w, canned{200, "", resp})
+	}))
+	t.Cleanup(srv.Close)
+	args := []string{"status"}
+	stdout, stderr, code := run(t, srv.URL, nil, args...)
+	golden(t, "status-problems", args, stdout, stderr, code)
+
+	args = []string{"status", "-o", "json"}
+	stdout, _, code = run(t, srv.URL, nil, args...)
+	if code != 0 || !strings.Contains(stdout, `"state": "refused: it drops service checkout`) || !strings.Contains(stdout, `"ok": false`) {
+		t.Errorf("status -o json: exit %d\n%s", code, stdout)
 	}
 }

@@ -92,6 +92,21 @@ func decisionLabel(r api.RolloutSummary) string {
 	return clip(s, 60)
 }
 
+// writeServicesResponse prints the status table of every service, then what keeps the
+// catalog on disk from being the one in use.
+func writeServicesResponse(w io.Writer, v api.ServicesResponse) {
+	writeServices(w, v.Services)
+	c := v.Catalog
+	if c == nil || (!c.Failing && c.Refused == "") {
+		return
+	}
+	since := c.RefusedSince
+	if c.Failing {
+		since = c.LastErrorAt
+	}
+	fmt.Fprintf(w, "Catalog: %s (since %s; the previous catalog keeps serving)\n", clip(c.State(), 300), stamp(since))
+}
+
 // writeServices prints the status table of every service.
 func writeServices(w io.Writer, svcs []api.ServiceSummary) {
 	if len(svcs) == 0 {
@@ -106,7 +121,14 @@ func writeServices(w io.Writer, svcs []api.ServiceSummary) {
 				s.KnownGood, a.Canary, proxiesLabel(s.Proxies), decisionLabel(*a))
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, "idle", "-", bar(0), s.KnownGood, proxiesLabel(s.Proxies), "-")
+		state, last := "idle", "-"
+		if d := s.Restore; d != nil {
+			last = clip(s.RestoreSummary, 60)
+			if !d.Done {
+				state = "restoring"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, state, "-", bar(0), s.KnownGood, proxiesLabel(s.Proxies), last)
 	}
 	tw.Flush()
 	for _, s := range svcs {
@@ -129,7 +151,10 @@ func writeServiceDetail(w io.Writer, d api.ServiceDetail) {
 	}
 	fmt.Fprintf(tw, "Proxies:\t%s\n", conv)
 	if pub := d.Publication; pub != nil {
-		if !pub.OK {
+		switch {
+		case !pub.OK && pub.Fallback:
+			fmt.Fprintf(tw, "Publication:\tNOT PUBLISHED since %s, its catalog state at the known-good version serves: %s\n", stamp(pub.FailingSince), clip(pub.Error, 200))
+		case !pub.OK:
 			fmt.Fprintf(tw, "Publication:\tNOT PUBLISHED since %s, the last good resources keep serving: %s\n", stamp(pub.FailingSince), clip(pub.Error, 200))
 		}
 		for _, s := range pub.Stale {
@@ -162,6 +187,16 @@ func writeServiceDetail(w io.Writer, d api.ServiceDetail) {
 			parts = append(parts, s)
 		}
 		fmt.Fprintf(tw, "Health:\t%s\n", strings.Join(parts, "; "))
+	}
+	if r := d.Restore; r != nil {
+		line := d.RestoreSummary
+		if r.Done && !r.RestoredAt.IsZero() {
+			line += fmt.Sprintf(" (restored in %s)", model.FormatDuration(r.RestoredAt.Sub(r.RolledBackAt)))
+		}
+		fmt.Fprintf(tw, "Restore:\t%s, rollout %s\n", line, r.RolloutID)
+		if r.NotPersisted != "" {
+			fmt.Fprintf(tw, "Store:\tnot yet persisted: %s\n", r.NotPersisted)
+		}
 	}
 	a := d.Active
 	if a == nil {
@@ -224,7 +259,7 @@ func writeStarted(w io.Writer, d api.RolloutDetail) {
 
 var actionDone = map[string]string{
 	"pause": "Paused %s", "resume": "Resumed %s", "promote": "Promoted %s to the next stage",
-	"promote-full": "Promoted %s to 100 %%", "abort": "Aborted %s: traffic back on the known-good version",
+	"promote-full": "Promoted %s to 100 %%", "abort": "Aborted %s",
 	"finish": "Finished %s: monitoring window closed",
 }
 
@@ -235,6 +270,13 @@ func writeActionResult(w io.Writer, action string, d api.RolloutDetail) {
 	fmt.Fprintf(w, "Canary: %s on %s\n", bar(r.CanaryPercent), r.Canary)
 	if r.Reason != "" {
 		fmt.Fprintf(w, "Reason: %s\n", r.Reason)
+	}
+	if d.RestoreSummary != "" {
+		// What the proxies serve, not what was asked: "aborted: 12 of 12 proxies on v1".
+		fmt.Fprintf(w, "Traffic: %s\n", d.RestoreSummary)
+	}
+	if d.Warning != "" {
+		fmt.Fprintf(w, "Warning: %s\n", d.Warning)
 	}
 }
 

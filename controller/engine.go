@@ -95,6 +95,7 @@ func New(now time.Time, id string, spec Spec, svc model.Service) (Rollout, []Eve
 			errs = append(errs, fmt.Errorf("canary.endpoints: required for version %q, which is not in the catalog", spec.Canary.Version))
 		}
 	}
+	errs = append(errs, spec.validateCanaryEndpoints(svc, stable)...)
 	if len(errs) > 0 {
 		return Rollout{}, nil, fmt.Errorf("%w: %w", ErrInvalidSpec, errors.Join(errs...))
 	}
@@ -265,6 +266,7 @@ func (r Rollout) rollback(now time.Time, f finding, actor string, numbers *Numbe
 	return r, []Event{r.event(now, EventRolledBack, func(e *Event) {
 		e.Decision = DecisionRollback
 		e.Reason = f.reason
+		e.BreachSince = f.since
 		e.Actor = actor
 		e.Numbers = numbers
 		e.Endpoints = f.endpoints
@@ -328,10 +330,15 @@ func (r Rollout) Step(now time.Time, obs Observation) (Rollout, []Event) {
 	conv := obs.Convergence
 	if conv.Generation == r.Generation && conv.Acked && r.Progress.AckedAt.IsZero() && r.State != StatePending &&
 		!(r.State == StatePaused && r.PausedFrom == StatePending) {
-		r.Progress.AckedAt = now
-		r.Progress.WindowSince = now
-		evs = append(evs, r.event(now, EventAcked, func(e *Event) {
-			e.Reason = fmt.Sprintf("every proxy applied weights generation %d (route version %s)", conv.Generation, conv.Version)
+		at := r.ackInstant(now, conv)
+		r.Progress.AckedAt = at
+		r.Progress.WindowSince = at
+		if r.Progress.AckWaitSince.After(at) {
+			r.Progress.WindowSince = r.Progress.AckWaitSince // resumed after the ACK
+		}
+		evs = append(evs, r.event(at, EventAcked, func(e *Event) {
+			e.Reason = fmt.Sprintf("every proxy applied weights generation %d (route version %s) %s after they were set",
+				conv.Generation, conv.Version, model.FormatDuration(at.Sub(r.Progress.Since)))
 		}))
 	}
 	if f := r.smokeFailure(obs); f != nil && !r.State.Terminal() {
@@ -399,7 +406,11 @@ func (r *Rollout) observe(now time.Time, obs Observation) (verdict, *finding) {
 	// a burst (a cluster of errors that the dispersion has not seen yet) is not enough.
 	var confirmed *finding
 	var gross, keep []finding
-	for _, f := range v.rollback {
+	for i, f := range v.rollback {
+		if f.span > 0 {
+			v.rollback[i].since = now.Add(-f.span)
+			f = v.rollback[i]
+		}
 		if f.gross {
 			gross = append(gross, f)
 		} else {
@@ -416,6 +427,7 @@ func (r *Rollout) observe(now time.Time, obs Observation) (verdict, *finding) {
 	default:
 		f := mergeFindings(gross)
 		f.reason += fmt.Sprintf(" (confirmed on consecutive checks since %s)", p.GrossSince.UTC().Format(time.RFC3339))
+		f.since = p.GrossSince
 		v.rollback = keep
 		confirmed = &f
 	}
@@ -560,12 +572,7 @@ func (r Rollout) stepStage(now time.Time, obs Observation) (Rollout, []Event) {
 	}
 	if p.AckedAt.IsZero() {
 		p.LastCheck = now
-		if d := now.Sub(p.AckWaitSince); d >= r.Plan.AckTimeout.D() {
-			return r.pause(now, finding{reason: fmt.Sprintf("proxies did not ACK weights generation %d within %s; stragglers: %s",
-				r.Generation, r.Plan.AckTimeout, strings.Join(sorted(obs.Convergence.Stragglers), ", "))},
-				"", v.numbers, sorted(obs.Convergence.Stragglers))
-		}
-		return r.decide(now, DecisionHold, fmt.Sprintf("waiting for proxies to ACK weights generation %d", r.Generation), v.numbers, EventHold)
+		return r.awaitAck(now, obs.Convergence, v.numbers)
 	}
 	if len(v.inconclusive) > 0 {
 		p.LastCheck = now
@@ -574,7 +581,7 @@ func (r Rollout) stepStage(now time.Time, obs Observation) (Rollout, []Event) {
 		}
 		reason := "inconclusive: " + strings.Join(v.inconclusive, "; ")
 		if d := now.Sub(p.InconclusiveSince); d >= r.Plan.InconclusiveLimit.D() {
-			return r.pause(now, finding{reason: fmt.Sprintf("inconclusive for %s: %s", d, strings.Join(v.inconclusive, "; "))}, "", v.numbers, nil)
+			return r.pause(now, finding{reason: fmt.Sprintf("inconclusive for %s: %s", Duration(d), strings.Join(v.inconclusive, "; "))}, "", v.numbers, nil)
 		}
 		if r2, evs, paused := r.maxWindow(now, st, v.numbers); paused {
 			return r2, evs
@@ -600,6 +607,51 @@ func (r Rollout) stepStage(now time.Time, obs Observation) (Rollout, []Event) {
 		return r2, evs
 	}
 	return r.decide(now, DecisionContinue, fmt.Sprintf("checks passing, %s of %s monitored", p.Monitored, st.MinWindow), nil, EventDecision)
+}
+
+// ackInstant is when the proxies applied r's weights, as conv reports it: the last
+// proxy's ACK, never before the weights were set nor after now (the instant of the
+// check when the report has none).
+func (r Rollout) ackInstant(now time.Time, conv Convergence) time.Time {
+	at := conv.AckedAt
+	if at.IsZero() || at.After(now) {
+		at = now
+	}
+	if at.Before(r.Progress.Since) {
+		at = r.Progress.Since
+	}
+	return at
+}
+
+// awaitAck holds while r's weights are not yet published or ACKed by every proxy, and
+// pauses when the proxies have not ACKed them within the plan's ACK timeout, naming
+// the stragglers. The timeout counts from the publication: a service whose resources
+// fail to publish holds (the publication is retried every tick and reported on its
+// own), and nothing it measures reflects r's weights.
+func (r Rollout) awaitAck(now time.Time, conv Convergence, n *Numbers) (Rollout, []Event) {
+	ours := conv.Generation == r.Generation
+	if ours && !conv.Published && conv.NotPublished != "" {
+		r.Progress.AckWaitSince = now
+		return r.decide(now, DecisionHold, "not published: "+conv.NotPublished, n, EventHold)
+	}
+	stragglers := sorted(conv.Stragglers)
+	if d := now.Sub(r.Progress.AckWaitSince); d >= r.Plan.AckTimeout.D() {
+		reason := fmt.Sprintf("proxies did not ACK weights generation %d within %s; stragglers: %s",
+			r.Generation, r.Plan.AckTimeout, strings.Join(stragglers, ", "))
+		if ours && conv.Published && conv.Subscribed == 0 {
+			reason = fmt.Sprintf("no proxy subscribed to the route of %s within %s: nobody serves weights generation %d",
+				r.Service, r.Plan.AckTimeout, r.Generation)
+		}
+		return r.pause(now, finding{reason: reason}, "", n, stragglers)
+	}
+	if ours && conv.Published && conv.Subscribed == 0 {
+		return r.decide(now, DecisionHold, fmt.Sprintf("no proxy subscribed to the route of %s (weights generation %d)", r.Service, r.Generation), n, EventHold)
+	}
+	reason := fmt.Sprintf("waiting for proxies to ACK weights generation %d", r.Generation)
+	if ours && conv.Subscribed > 0 {
+		reason += fmt.Sprintf(" (%d of %d proxies not yet)", len(stragglers), conv.Subscribed)
+	}
+	return r.decide(now, DecisionHold, reason, n, EventHold)
 }
 
 // maxWindow pauses a stage that reached MaxWindow after its ACK without a Go.
@@ -677,12 +729,7 @@ func (r Rollout) stepMonitoring(now time.Time, obs Observation) (Rollout, []Even
 		if len(v.pause) > 0 {
 			return r.pause(now, mergeFindings(v.pause), "", v.numbers, nil)
 		}
-		if d := now.Sub(p.AckWaitSince); d >= r.Plan.AckTimeout.D() {
-			return r.pause(now, finding{reason: fmt.Sprintf("proxies did not ACK weights generation %d within %s; stragglers: %s",
-				r.Generation, r.Plan.AckTimeout, strings.Join(sorted(obs.Convergence.Stragglers), ", "))},
-				"", v.numbers, sorted(obs.Convergence.Stragglers))
-		}
-		return r.decide(now, DecisionHold, fmt.Sprintf("waiting for proxies to ACK weights generation %d", r.Generation), v.numbers, EventHold)
+		return r.awaitAck(now, obs.Convergence, v.numbers)
 	}
 	var evs []Event
 	elapsed := now.Sub(p.AckedAt)
@@ -707,7 +754,7 @@ func (r Rollout) stepMonitoring(now time.Time, obs Observation) (Rollout, []Even
 	}
 	end := r.Plan.Monitoring[len(r.Plan.Monitoring)-1].Until.D()
 	if elapsed >= end {
-		r2, more := r.complete(now, fmt.Sprintf("monitoring window of %s closed without a no-go", end), "")
+		r2, more := r.complete(now, fmt.Sprintf("monitoring window of %s closed without a no-go", Duration(end)), "")
 		return r2, append(evs, more...)
 	}
 	// Inconclusive data at 100 % has nothing to hold back: it is recorded, not paused on.

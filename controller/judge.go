@@ -82,6 +82,11 @@ type finding struct {
 	// gross marks a metric breach severe enough to roll back against any baseline,
 	// even one carried from the last stage (see againstBaseline).
 	gross bool
+	// since is when the run of breaches behind a sustained finding began (its first
+	// breaching check); zero for a finding of this check alone.
+	since time.Time
+	// span is the window a marginal breach was measured over: it began then.
+	span time.Duration
 }
 
 // verdict is the judgement of one observation.
@@ -374,7 +379,7 @@ func judgeSample(w judgedWindow, in judgeInput) metricOutcome {
 	o.numbers = n
 	over := ""
 	if w.Window > 0 {
-		over = " over " + w.Window.String()
+		over = " over " + Duration(w.Window).String()
 	}
 	rates := func(zq float64) string {
 		lo, hi := deltaBounds(ce, cs.Requests, se, ss.Requests, zq, phi)
@@ -412,8 +417,8 @@ func judgeSample(w judgedWindow, in judgeInput) metricOutcome {
 	if w.rollback && errorsKnown {
 		switch errorTest(ce, cs.Requests, se, ss.Requests, th.RollbackErrorRatePP, zr, phi) {
 		case triBreach:
-			o.rollback = append(o.rollback, finding{reason: fmt.Sprintf(
-				"error rate more than %.3g pp above baseline for %s: %s", th.RollbackErrorRatePP, w.Window, rates(zr))})
+			o.rollback = append(o.rollback, finding{span: w.Window, reason: fmt.Sprintf(
+				"error rate more than %.3g pp above baseline for %s: %s", th.RollbackErrorRatePP, Duration(w.Window), rates(zr))})
 		}
 		zl := alwaysZ(1-th.Confidence, float64(lat.canaryN()))
 		if !w.decides {
@@ -421,7 +426,7 @@ func judgeSample(w judgedWindow, in judgeInput) metricOutcome {
 		}
 		if lat.histograms() {
 			if t, why := lat.test(th.RollbackLatencyRatio, 0.01, zl, over); t == triBreach {
-				o.rollback = append(o.rollback, finding{reason: fmt.Sprintf(
+				o.rollback = append(o.rollback, finding{span: w.Window, reason: fmt.Sprintf(
 					"P99 latency more than ×%.3g baseline: %s", th.RollbackLatencyRatio, why)})
 			}
 		}
@@ -542,7 +547,7 @@ func (l *latency) test(ratio, share, zq float64, over string) (tri, string) {
 	b, slow, ok := l.canary.above(t)
 	if !ok {
 		l.bound = 0
-		return triUnknown, fmt.Sprintf("×%.3g stable P99 (%s) is beyond the histogram's last bound%s: latency not testable", ratio, round(t), over)
+		return triUnknown, fmt.Sprintf("×%.3g stable P99 (%s) is beyond the histogram's last bound%s: latency not testable", ratio, Duration(t), over)
 	}
 	n := l.canary.total()
 	l.bound = b
@@ -552,7 +557,7 @@ func (l *latency) test(ratio, share, zq float64, over string) (tri, string) {
 		return triClean, ""
 	}
 	why := fmt.Sprintf("%.2f%% of canary requests (%d/%d) slower than %s (≥ ×%.3g stable P99 %s)%s, lower bound %.2f%% vs %.3g%% (z %.2f); canary P99 %s",
-		100*l.share, slow, n, round(b), ratio, round(q), over, 100*l.lo, 100*share, zq, round(l.canaryP99))
+		100*l.share, slow, n, Duration(b), ratio, Duration(q), over, 100*l.lo, 100*share, zq, Duration(l.canaryP99))
 	if l.lo > share {
 		return triBreach, why
 	}
@@ -565,29 +570,14 @@ func (l *latency) ratioOnly(ratio float64, over string) string {
 		return ""
 	}
 	return fmt.Sprintf("P99 latency more than ×%.3g baseline: canary P99 %s vs stable %s%s (×%.3f; no histogram, so no test: pauses, never rolls back)",
-		ratio, round(l.canaryP99), round(l.stableP99), over, float64(l.canaryP99)/float64(l.stableP99))
-}
-
-// round prints a latency with three significant figures.
-func round(d time.Duration) time.Duration {
-	switch {
-	case d >= 10*time.Second:
-		return d.Round(100 * time.Millisecond)
-	case d >= time.Second:
-		return d.Round(10 * time.Millisecond)
-	case d >= 100*time.Millisecond:
-		return d.Round(time.Millisecond)
-	case d >= 10*time.Millisecond:
-		return d.Round(100 * time.Microsecond)
-	}
-	return d.Round(10 * time.Microsecond)
+		ratio, Duration(l.canaryP99), Duration(l.stableP99), over, float64(l.canaryP99)/float64(l.stableP99))
 }
 
 func inWindow(w time.Duration) string {
 	if w <= 0 {
 		return ""
 	}
-	return " in " + w.String()
+	return " in " + Duration(w).String()
 }
 
 func detail(d string) string {
@@ -612,6 +602,9 @@ func mergeFindings(fs []finding) finding {
 		out.endpoints = append(out.endpoints, f.endpoints...)
 		out.alerts = append(out.alerts, f.alerts...)
 		out.checks = append(out.checks, f.checks...)
+		if !f.since.IsZero() && (out.since.IsZero() || f.since.Before(out.since)) {
+			out.since = f.since
+		}
 	}
 	out.reason = strings.Join(reasons, "; ")
 	return out

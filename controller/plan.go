@@ -304,3 +304,23 @@ func (m MatchSpec) String() string {
 	}
 	return "header " + m.Header + ": " + m.Value
 }
+
+// ReportedChecks are the names of the checks whose results are reported to octoroll
+// (POST …/checks), sorted: the smoke checks and the checks without a query, of the
+// rollout and of every monitoring phase. octoroll evaluates the others itself.
+func (p Plan) ReportedChecks() []string {
+	names := slices.Clone(p.SmokeChecks)
+	add := func(cs []Check) {
+		for _, c := range cs {
+			if c.Query == "" {
+				names = append(names, c.Name)
+			}
+		}
+	}
+	add(p.Checks)
+	for _, ph := range p.Monitoring {
+		add(ph.Checks)
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}

@@ -82,7 +82,7 @@ func TestValidateNamesFields(t *testing.T) {
 		"stages[4].weight:", "thresholds.pauseLatencyRatio:", "thresholds.confidence:", "smokeChecks[1]:",
 		"customChecks[0].onFail:", "customChecks[1].query: template: query:1:", "customChecks[2].max: 1 is less than min 5",
 		"customChecks[3].query: template: query:1: unclosed action", "customChecks[3]: a query check needs min, max or both",
-		"customChecks[4].min: must be a finite number", "customChecks[4].query: required with min or max",
+		"customChecks[4].min: NaN: must be a finite number", "customChecks[4].query: required with min or max",
 		"analysisWindow:", "sourceFailureLimit:", "monitoring[1].until:", "window.days[0]:", "window.start:", "window.end:",
 		"window.timeZone:", "waivers[0].item:", "waivers[0].reason:", "waivers[0].by:"} {
 		if !strings.Contains(err.Error(), field) {

@@ -383,15 +383,30 @@ type CheckResult struct {
 	Duration time.Duration `json:",omitempty"`
 }
 
-// Convergence is what the xds layer reports for one weights generation.
+// Convergence is what the xds layer reports for one weights generation: whether it is
+// published, and whether every proxy ACKed it and when.
 type Convergence struct {
 	// Generation is the Rollout.Generation these fields refer to; a report for another
 	// generation is ignored.
 	Generation uint64
 	// Version is the published route configuration version (opaque).
 	Version string
-	// Acked is true when every subscribed proxy ACKed this generation.
+	// Published is true when the generation's weights are what the xds server serves.
+	// When they are not, NotPublished says why (the service's resources do not resolve
+	// or translate; the last good ones keep serving) and the rollout holds: nothing
+	// measured reflects its weights. A report with neither says nothing on publication.
+	Published    bool
+	NotPublished string
+	// Subscribed is the number of proxies subscribed to the service's route. With none,
+	// nobody serves the weights: the rollout holds unless Acked says the service may go
+	// without proxies.
+	Subscribed int
+	// Acked is true when every subscribed proxy ACKed this generation (and at least one
+	// subscribed, unless the service's proxies are optional).
 	Acked bool
+	// AckedAt is when the last proxy ACKed this generation, as the xds layer saw it: the
+	// monitor clock starts there. Zero: the instant of the check.
+	AckedAt time.Time
 	// Stragglers are the proxies that have not ACKed yet.
 	Stragglers []string
 	// NACK is a proxy's rejection message for this generation, if any.
@@ -441,6 +456,9 @@ type Event struct {
 	Generation uint64   `json:"generation"`
 	Decision   Decision `json:"decision,omitempty"`
 	Reason     string   `json:"reason,omitempty"`
+	// BreachSince is, for a rollback decided by a sustained breach, when the run of
+	// breaching checks began: where the release report's time to detect starts.
+	BreachSince time.Time `json:"breachSince,omitzero"`
 	// Actor and Command are set for operator commands.
 	Actor   string      `json:"actor,omitempty"`
 	Command CommandKind `json:"command,omitempty"`

@@ -429,3 +429,61 @@ func TestServiceChecksJoinThePlan(t *testing.T) {
 		t.Errorf("spec custom checks %+v, want the operator's one", r.Spec.CustomChecks)
 	}
 }
+
+// The engine sees publication: weights that are not published hold the rollout with
+// the reason, however long (the ACK timeout counts from the publication); with no proxy
+// subscribed it holds on that; the ACK instant reported starts the monitor clock.
+func TestPublicationObserved(t *testing.T) {
+	r, _ := mustNew(t, t0, testSpec(Minor))
+	notPublished := func(r Rollout) Observation {
+		o := goodObs(r.Generation)
+		o.Convergence = Convergence{Generation: r.Generation, NotPublished: "resolve \"canary.internal\": no such host"}
+		return o
+	}
+	var evs []Event
+	for i := 1; i <= 10; i++ {
+		r, _ = r.Step(t0.Add(time.Duration(i)*time.Minute), notPublished(r))
+	}
+	if r.State != StateProgressing || r.Reason != `not published: resolve "canary.internal": no such host` || !r.Progress.AckedAt.IsZero() {
+		t.Fatalf("not published for 10m: %s %q acked %s", r.State, r.Reason, r.Progress.AckedAt)
+	}
+	noProxy := func(r Rollout) Observation {
+		o := goodObs(r.Generation)
+		o.Convergence = Convergence{Generation: r.Generation, Published: true, Version: "rv"}
+		return o
+	}
+	r, _ = r.Step(t0.Add(10*time.Minute+30*time.Second), noProxy(r))
+	if r.State != StateProgressing || !strings.HasPrefix(r.Reason, "no proxy subscribed to the route of checkout") {
+		t.Fatalf("published, no proxy: %s %q", r.State, r.Reason)
+	}
+	ackAt := t0.Add(10*time.Minute + 40*time.Second)
+	o := goodObs(r.Generation)
+	o.Convergence = Convergence{Generation: r.Generation, Published: true, Version: "rv", Subscribed: 2, Acked: true, AckedAt: ackAt}
+	r, evs = r.Step(t0.Add(11*time.Minute), o)
+	if !r.Progress.AckedAt.Equal(ackAt) || r.Progress.Monitored.D() != 20*time.Second {
+		t.Fatalf("acked at %s with %s monitored, want the reported instant %s and 20s", r.Progress.AckedAt, r.Progress.Monitored, ackAt)
+	}
+	if a := kinds(evs, EventAcked); len(a) != 1 || !a[0].Time.Equal(ackAt) {
+		t.Errorf("acked events %+v, want one at %s", a, ackAt)
+	}
+}
+
+// An ACK instant outside the weights' life (a clock step, a report without one) is
+// bounded to it: never before the weights were set, never after the check.
+func TestAckInstantBounded(t *testing.T) {
+	r, _ := mustNew(t, t0, testSpec(Minor))
+	for _, tc := range []struct {
+		at, want time.Time
+	}{
+		{time.Time{}, t0.Add(time.Minute)},
+		{t0.Add(-time.Hour), t0},
+		{t0.Add(time.Hour), t0.Add(time.Minute)},
+	} {
+		o := goodObs(r.Generation)
+		o.Convergence.AckedAt = tc.at
+		got, _ := r.Step(t0.Add(time.Minute), o)
+		if !got.Progress.AckedAt.Equal(tc.want) {
+			t.Errorf("reported %s: acked at %s, want %s", tc.at, got.Progress.AckedAt, tc.want)
+		}
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"math"
 	"net/url"
 	"slices"
 	"strconv"
@@ -25,8 +24,10 @@ func (s Spec) Validate() error {
 	add := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
 	}
-	if s.Service == "" {
-		add("service", "required")
+	// Names, zones, endpoints and flag matches follow model's rules, the ones
+	// translation applies: what is accepted here translates.
+	if err := model.ValidateName(s.Service); err != nil {
+		add("service", "%v", err)
 	}
 	switch s.Release.Type {
 	case Patch, Minor, Major, Breaking:
@@ -52,16 +53,30 @@ func (s Spec) Validate() error {
 	default:
 		add("strategy", "%q: want direct or canary", s.Strategy)
 	}
-	if s.Canary.Version == "" {
-		add("canary.version", "required")
+	if err := model.ValidateName(s.Canary.Version); err != nil {
+		add("canary.version", "%v", err)
 	}
-	if s.Stable != "" && s.Stable == s.Canary.Version {
-		add("stable", "%q is also the canary version", s.Stable)
-	}
-	for i, e := range s.Canary.Endpoints {
-		if _, err := model.ParseEndpoint(e); err != nil {
-			add(fmt.Sprintf("canary.endpoints[%d]", i), "%v", err)
+	if s.Stable != "" {
+		if err := model.ValidateName(s.Stable); err != nil {
+			add("stable", "%v", err)
+		} else if s.Stable == s.Canary.Version {
+			add("stable", "%q is also the canary version", s.Stable)
 		}
+	}
+	var eps []model.Endpoint
+	for i, e := range s.Canary.Endpoints {
+		ep, err := model.ParseEndpoint(e)
+		if err != nil {
+			add(fmt.Sprintf("canary.endpoints[%d]", i), "%v", err)
+			continue
+		}
+		eps = append(eps, ep)
+		if j := model.DuplicateEndpoint(eps, len(eps)-1); j >= 0 {
+			add(fmt.Sprintf("canary.endpoints[%d]", i), "%q: duplicate endpoint, also %q", e, eps[j].String())
+		}
+	}
+	if err := model.ValidateZone(s.Canary.Zone); err != nil {
+		add("canary.zone", "%v", err)
 	}
 	if s.Flag != nil {
 		s.Flag.validate("flag", add)
@@ -89,7 +104,9 @@ func (s Spec) Validate() error {
 		if st.Weight != 0 && st.Percent != 0 {
 			add(f, "weight and percent are exclusive")
 		}
-		if st.Percent < 0 || st.Percent > 100 {
+		if err := model.ValidateFinite(st.Percent); err != nil {
+			add(f+".percent", "%v", err)
+		} else if st.Percent < 0 || st.Percent > 100 {
 			add(f+".percent", "%v: want 0-100", st.Percent)
 		}
 		w := st.weight()
@@ -197,14 +214,41 @@ func (s Spec) Validate() error {
 
 type addFunc func(field, format string, args ...any)
 
+// validateCanaryEndpoints checks a new canary's endpoints against the stable version of
+// svc it shares the traffic with: an instance of both would take the stable share and
+// the canary share, and the comparison of the two would compare it with itself.
+func (s Spec) validateCanaryEndpoints(svc model.Service, stable string) []error {
+	sv, ok := svc.Version(stable)
+	if !ok {
+		return nil
+	}
+	var errs []error
+	for i, e := range s.Canary.Endpoints {
+		ep, err := model.ParseEndpoint(e)
+		if err != nil {
+			continue // reported by Validate
+		}
+		for _, have := range sv.Endpoints {
+			if have.Key() == ep.Key() {
+				errs = append(errs, fmt.Errorf("canary.endpoints[%d]: %q is an endpoint of the stable version %q: a version's traffic share must reach only that version", i, e, stable))
+				break
+			}
+		}
+	}
+	return errs
+}
+
 // validateQuery checks a query check's template and bounds.
 func (c Check) validateQuery(f string, add addFunc) {
-	bad := func(v *float64) bool { return v != nil && (math.IsNaN(*v) || math.IsInf(*v, 0)) }
-	if bad(c.Min) {
-		add(f+".min", "must be a finite number")
-	}
-	if bad(c.Max) {
-		add(f+".max", "must be a finite number")
+	for _, b := range []struct {
+		name string
+		v    *float64
+	}{{"min", c.Min}, {"max", c.Max}} {
+		if b.v != nil {
+			if err := model.ValidateFinite(*b.v); err != nil {
+				add(f+"."+b.name, "%v", err)
+			}
+		}
 	}
 	if c.Query == "" {
 		if c.Min != nil || c.Max != nil {
@@ -336,15 +380,37 @@ func ParseJSONPath(path string) ([]string, error) {
 }
 
 func (m MatchSpec) validate(f string, add addFunc) {
-	if (m.Header == "") == (m.Cookie == "") {
+	switch {
+	case (m.Header == "") == (m.Cookie == ""):
 		add(f, "exactly one of header and cookie")
+	case m.Header != "":
+		if err := model.ValidateHeaderName(m.Header); err != nil {
+			add(f+".header", "%v", err)
+		}
+	default:
+		if err := model.ValidateCookieName(m.Cookie); err != nil {
+			add(f+".cookie", "%v", err)
+		}
 	}
-	if m.Value == "" {
-		add(f+".value", "required")
+	if err := model.ValidateMatchValue(m.Value, m.Cookie != ""); err != nil {
+		add(f+".value", "%v", err)
 	}
 }
 
 func (t Thresholds) validate(f string, add addFunc) {
+	for _, c := range []struct {
+		name string
+		v    float64
+	}{
+		{"pauseErrorRatePP", t.PauseErrorRatePP}, {"pauseLatencyRatio", t.PauseLatencyRatio},
+		{"rollbackErrorRatePP", t.RollbackErrorRatePP}, {"rollbackLatencyRatio", t.RollbackLatencyRatio},
+		{"confidence", t.Confidence}, {"pauseConfidence", t.PauseConfidence},
+		{"grossConfidence", t.GrossConfidence}, {"grossFactor", t.GrossFactor},
+	} {
+		if err := model.ValidateFinite(c.v); err != nil {
+			add(f+"."+c.name, "%v", err)
+		}
+	}
 	if t.PauseErrorRatePP < 0 {
 		add(f+".pauseErrorRatePP", "must not be negative")
 	}

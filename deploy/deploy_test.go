@@ -26,6 +26,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"gopkg.in/yaml.v3"
 
+	"github.com/octoacme/octoroll/metrics"
+
 	// Types the bootstrap names in typed_config Any fields; importing them registers
 	// them so protojson can resolve the Anys.
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
@@ -208,7 +210,34 @@ func TestEnvoyBootstrap(t *testing.T) {
 			if len(ls) != 1 || ls[0].GetAddress().GetSocketAddress().GetPortValue() != 9902 {
 				t.Errorf("want one static listener, prometheus_stats on 9902; got %v", ls)
 			}
+			checkLatencyBuckets(t, b)
 		})
+	}
+}
+
+// checkLatencyBuckets: the bootstrap sets octoroll's bucket ladder
+// (metrics.LatencyBucketsMS) for every cluster's upstream_rq_time, the histogram the
+// rollout checks read, and for no other stat.
+func checkLatencyBuckets(t *testing.T, b *bootstrapv3.Bootstrap) {
+	t.Helper()
+	settings := b.GetStatsConfig().GetHistogramBucketSettings()
+	if len(settings) != 1 {
+		t.Fatalf("stats_config.histogram_bucket_settings: %d entries, want one for upstream_rq_time", len(settings))
+	}
+	re, err := regexp.Compile(settings[0].GetMatch().GetSafeRegex().GetRegex())
+	if err != nil {
+		t.Fatalf("histogram_bucket_settings match: %v", err)
+	}
+	for stat, want := range map[string]bool{
+		"cluster.checkout|v2.upstream_rq_time": true, "cluster.octoroll.upstream_rq_time": true,
+		"cluster.checkout|v2.upstream_rq_timeout": false, "http.ingress.downstream_rq_time": false,
+	} {
+		if re.MatchString(stat) != want {
+			t.Errorf("histogram_bucket_settings match %q on %s: %v, want %v", re, stat, !want, want)
+		}
+	}
+	if got, want := settings[0].GetBuckets(), metrics.LatencyBucketsMS(); !slices.Equal(got, want) {
+		t.Errorf("upstream_rq_time buckets differ from metrics.LatencyBucketsMS:\n got %v\nwant %v", got, want)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 // client_golang registry, as the example app does.
 type app struct {
 	addr     string
+	opts     prometheus.HistogramOpts
 	srv      *httptest.Server
 	reg      atomic.Pointer[prometheus.Registry]
 	requests *prometheus.CounterVec
@@ -26,7 +27,15 @@ var latencyBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}
 
 func newApp(t *testing.T) *app {
 	t.Helper()
-	a := &app{}
+	return newAppWith(t, prometheus.HistogramOpts{Buckets: latencyBuckets})
+}
+
+// newAppWith is newApp with the latency histogram's buckets (classic Buckets, native
+// NativeHistogramBucketFactor) taken from opts.
+func newAppWith(t *testing.T, opts prometheus.HistogramOpts) *app {
+	t.Helper()
+	opts.Name, opts.Help = "request_duration_seconds", "Latency."
+	a := &app{opts: opts}
 	a.reset()
 	a.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		promhttp.HandlerFor(a.reg.Load(), promhttp.HandlerOpts{}).ServeHTTP(w, r)
@@ -42,8 +51,7 @@ func (a *app) reset() {
 	reg := prometheus.NewRegistry()
 	a.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "requests_total", Help: "Requests by outcome."},
 		[]string{"service", "version", "code"})
-	a.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "request_duration_seconds", Help: "Latency.", Buckets: latencyBuckets},
-		[]string{"service", "version"})
+	a.latency = prometheus.NewHistogramVec(a.opts, []string{"service", "version"})
 	reg.MustRegister(a.requests, a.latency)
 	a.reg.Store(reg)
 }

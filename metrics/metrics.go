@@ -27,6 +27,18 @@ type Stats struct {
 	Requests float64       // count of requests in the window (sample size)
 	Errors   float64       // count of failed requests in the window
 	P99      time.Duration // 99th percentile latency over the window; 0 if unknown
+	// Latency is the window's latency histogram, in the form Histogram returns:
+	// cumulative buckets (Count requests took at most UpperBound seconds), bounds
+	// ascending, the last +Inf, whole counts that never decrease. It is read from the
+	// same histogram as P99, a native histogram where the source has one (see
+	// Prometheus.VersionStats and Scrape.VersionStats). Its +Inf count is the
+	// histogram's own total, not forced to Requests: the two are different series (a
+	// proxy need not record a request time for every response it counts, and the
+	// Prometheus source extrapolates each series on its own). The bounds are the source's: two
+	// versions' histograms need not share them. nil when the source has no histogram
+	// for the version (a service with only a custom latencyP99 query, no series, no
+	// requests in the window).
+	Latency []Bucket
 }
 
 // ErrorRate returns Errors/Requests, or 0 when there were no requests.

@@ -2,13 +2,16 @@ package metrics
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"text/template"
@@ -37,6 +40,11 @@ const (
 	DefaultErrorRateQuery = `(sum(rate(` + RequestsMetric + `{` + selector + `,code=~"` + ErrorCodes + `"}[{{.Window}}])) or vector(0))` +
 		` / sum(rate(` + RequestsMetric + `{` + selector + `}[{{.Window}}]))`
 	DefaultLatencyP99Query = `histogram_quantile(0.99, sum by (le) (rate(` + LatencyMetric + `_bucket{` + selector + `}[{{.Window}}])))`
+	// DefaultLatencyBucketsQuery is the latency histogram over the window: the classic
+	// histogram's bucket increases by le, or, where Prometheus stores the histogram as a
+	// native one, that histogram's increase (the other side of the or is then empty).
+	DefaultLatencyBucketsQuery = `sum by (le) (increase(` + LatencyMetric + `_bucket{` + selector + `}[{{.Window}}]))` +
+		` or sum(increase(` + LatencyMetric + `{` + selector + `}[{{.Window}}]))`
 )
 
 // Default query templates of the envoy convention (catalog.ConventionEnvoy): Envoy's
@@ -50,26 +58,50 @@ const (
 	DefaultEnvoyErrorRateQuery = `(sum(rate(` + EnvoyRequestsMetric + `{` + envoyCluster + `,` + EnvoyCodeClassLabel + `="5"}[{{.Window}}])) or vector(0))` +
 		` / sum(rate(` + EnvoyRequestsMetric + `{` + envoyCluster + `}[{{.Window}}]))`
 	DefaultEnvoyLatencyP99Query = `histogram_quantile(0.99, sum by (le) (rate(` + EnvoyLatencyMetric + `_bucket{` + envoyCluster + `}[{{.Window}}]))) / 1000`
+	// DefaultEnvoyLatencyBucketsQuery is DefaultLatencyBucketsQuery over Envoy's
+	// histogram, whose bounds are milliseconds (PromQL cannot scale a label: the source
+	// does, see Queries.BucketUnit).
+	DefaultEnvoyLatencyBucketsQuery = `sum by (le) (increase(` + EnvoyLatencyMetric + `_bucket{` + envoyCluster + `}[{{.Window}}]))` +
+		` or sum(increase(` + EnvoyLatencyMetric + `{` + envoyCluster + `}[{{.Window}}]))`
 )
 
-// Queries are the three query templates of a version's traffic.
+// Queries are the query templates of a version's traffic.
 type Queries struct {
 	Requests   string // request rate, per second
 	ErrorRate  string // fraction of failed requests, 0..1
 	LatencyP99 string // seconds
+	// LatencyBuckets is the latency histogram over the window (see
+	// catalog.MetricQueries.LatencyBuckets); empty means none.
+	LatencyBuckets string
+	// BucketUnit is the unit of LatencyBuckets' bounds in seconds: 0.001 for the envoy
+	// convention (milliseconds, as Envoy's histograms are), 1 for app.
+	BucketUnit float64
+}
+
+// BucketUnit returns the unit, in seconds, of the latency histogram bounds of a
+// convention (catalog.ConventionEnvoy when empty or unknown): 0.001 for Envoy's
+// milliseconds, 1 for the app convention's seconds.
+func BucketUnit(convention string) float64 {
+	if convention == catalog.ConventionApp {
+		return 1
+	}
+	return 0.001
 }
 
 // DefaultQueries returns the default templates of a convention (catalog.ConventionEnvoy
 // when empty or unknown).
 func DefaultQueries(convention string) Queries {
 	if convention == catalog.ConventionApp {
-		return Queries{DefaultRequestsQuery, DefaultErrorRateQuery, DefaultLatencyP99Query}
+		return Queries{DefaultRequestsQuery, DefaultErrorRateQuery, DefaultLatencyP99Query, DefaultLatencyBucketsQuery, BucketUnit(convention)}
 	}
-	return Queries{DefaultEnvoyRequestsQuery, DefaultEnvoyErrorRateQuery, DefaultEnvoyLatencyP99Query}
+	return Queries{DefaultEnvoyRequestsQuery, DefaultEnvoyErrorRateQuery, DefaultEnvoyLatencyP99Query, DefaultEnvoyLatencyBucketsQuery, BucketUnit(convention)}
 }
 
 // ServiceQueries returns the templates the Prometheus source runs for svc: its own
-// where it has them, the defaults of its convention otherwise.
+// where it has them, the defaults of its convention otherwise. A service with its own
+// latencyP99 and no latencyBuckets has no histogram query: its latency comes from
+// elsewhere than the convention's histogram, which would then answer for another
+// series.
 func ServiceQueries(svc catalog.Service) Queries {
 	q := DefaultQueries(svc.Metrics.EffectiveConvention())
 	if m := svc.Metrics.Requests; m != "" {
@@ -80,6 +112,10 @@ func ServiceQueries(svc catalog.Service) Queries {
 	}
 	if m := svc.Metrics.LatencyP99; m != "" {
 		q.LatencyP99 = m
+		q.LatencyBuckets = ""
+	}
+	if m := svc.Metrics.LatencyBuckets; m != "" {
+		q.LatencyBuckets = m
 	}
 	return q
 }
@@ -344,33 +380,48 @@ func (p *Prometheus) QueryValue(ctx context.Context, svc catalog.Service, versio
 	return v, nil
 }
 
-// VersionStats runs the service's three queries (the defaults of its convention where it
-// has none) at `at` with the
-// window rendered as a PromQL duration. Requests = request rate × window, Errors =
-// error fraction × Requests. No request data is ErrNoData; no latency data leaves P99
-// at 0. A failed query of any of the three is returned as an error.
+// VersionStats runs the service's queries (the defaults of its convention where it
+// has none) at `at` with the window rendered as a PromQL duration. Requests = request
+// rate × window, Errors = error fraction × Requests. No request data is ErrNoData; no
+// latency data leaves P99 at 0 and Latency nil; when the P99 query has no data but the
+// histogram query has (a native histogram), P99 interpolates in the histogram. A failed query of any of them is
+// returned as an error, and so is a latency histogram of an unexpected shape (see
+// LatencyHistogram).
+//
+// Latency is read by the latencyBuckets query. Its counts are increase()s, which
+// Prometheus extrapolates to the window's edges series by series, so they are
+// fractional and may decrease with the bound: they are rounded to whole requests and
+// each raised to at least the one below it (see Histogram). Its +Inf count is the
+// histogram's own, not Requests.
 func (p *Prometheus) VersionStats(ctx context.Context, svc catalog.Service, version string, window time.Duration, at time.Time) (Stats, error) {
 	data, err := NewQueryData(svc, version, window)
 	if err != nil {
 		return Stats{}, err
 	}
 	q := ServiceQueries(svc)
-	tmpls := [3]string{q.Requests, q.ErrorRate, q.LatencyP99}
-	names := [3]string{"requests", "errorRate", "latencyP99"}
-	var queries [3]string
+	tmpls := [4]string{q.Requests, q.ErrorRate, q.LatencyP99, q.LatencyBuckets}
+	names := [4]string{"requests", "errorRate", "latencyP99", "latencyBuckets"}
+	var queries [4]string
 	for i := range tmpls {
+		if tmpls[i] == "" {
+			continue
+		}
 		if queries[i], err = RenderQuery(tmpls[i], data); err != nil {
 			return Stats{}, fmt.Errorf("%s query of %s: %w", names[i], svc.Name, err)
 		}
 	}
 
 	var (
-		vals [3]float64
-		errs [3]error
-		wg   sync.WaitGroup
+		vals    [3]float64
+		latency []Bucket
+		errs    [4]error
+		wg      sync.WaitGroup
 	)
-	for i := range queries {
+	for i := range vals {
 		wg.Go(func() { vals[i], errs[i] = p.Query(ctx, queries[i], at) })
+	}
+	if queries[3] != "" {
+		wg.Go(func() { latency, errs[3] = p.LatencyHistogram(ctx, queries[3], q.BucketUnit, at) })
 	}
 	wg.Wait()
 	for i, err := range errs {
@@ -400,7 +451,87 @@ func (p *Prometheus) VersionStats(ctx context.Context, svc catalog.Service, vers
 	if errs[2] == nil && !math.IsInf(vals[2], 0) && vals[2] >= 0 {
 		st.P99 = time.Duration(vals[2] * float64(time.Second))
 	}
+	st.Latency = latency
+	if errors.Is(errs[2], ErrNoData) && latency != nil {
+		// The P99 query reads classic buckets; a native histogram answers through the
+		// histogram query alone.
+		if q := BucketQuantile(0.99, slices.Clone(latency)); !math.IsNaN(q) && !math.IsInf(q, 0) && q >= 0 {
+			st.P99 = time.Duration(q * float64(time.Second))
+		}
+	}
 	return st, nil
+}
+
+// LatencyHistogram evaluates query, a latency histogram (see
+// catalog.MetricQueries.LatencyBuckets), at `at` and returns it as Histogram does,
+// its bounds multiplied by unit (to seconds). The result is either samples labelled le
+// (a classic histogram's cumulative buckets, one of them +Inf) or one native histogram
+// sample, whose buckets are summed from the lowest up; when it holds both, the native
+// histogram is read if it counted any request. An empty result is ErrNoData; other
+// shapes (a sample with no le, an le that is not a number, no +Inf bucket, several
+// native histograms, a scalar) are errors.
+func (p *Prometheus) LatencyHistogram(ctx context.Context, query string, unit float64, at time.Time) ([]Bucket, error) {
+	val, err := p.query(ctx, query, at)
+	if err != nil {
+		return nil, err
+	}
+	vec, ok := val.(model.Vector)
+	if !ok {
+		return nil, fmt.Errorf("query %q: result type %s, want vector", query, val.Type())
+	}
+	if len(vec) == 0 {
+		return nil, fmt.Errorf("query %q: empty result: %w", query, ErrNoData)
+	}
+	var (
+		classic []Bucket
+		native  []*model.SampleHistogram
+	)
+	for _, s := range vec {
+		if s.Histogram != nil {
+			native = append(native, s.Histogram)
+			continue
+		}
+		le, ok := s.Metric[model.BucketLabel]
+		if !ok {
+			return nil, fmt.Errorf("query %q: series %s has no le label: want sum by (le) (...) of a classic histogram, or one native histogram", query, s.Metric)
+		}
+		ub, err := strconv.ParseFloat(string(le), 64)
+		if err != nil || math.IsNaN(ub) {
+			return nil, fmt.Errorf("query %q: le %q is not a number", query, le)
+		}
+		if !math.IsInf(ub, +1) {
+			ub *= unit
+		}
+		classic = append(classic, Bucket{UpperBound: ub, Count: float64(s.Value)})
+	}
+	if len(native) > 1 {
+		return nil, fmt.Errorf("query %q: %d native histograms, want one (aggregate with sum)", query, len(native))
+	}
+	if len(native) == 1 && (native[0].Count > 0 || len(classic) == 0) {
+		return Histogram(SampleHistogramBuckets(native[0], unit)), nil
+	}
+	h := Histogram(classic)
+	if h == nil {
+		return nil, fmt.Errorf("query %q: the buckets have no le=\"+Inf\"", query)
+	}
+	return h, nil
+}
+
+// SampleHistogramBuckets returns the cumulative buckets of a native histogram of a
+// query result, its bounds multiplied by unit: each bucket's count is added to those
+// below it, bucket by upper bound (the zero bucket and any negative one count at their
+// upper bound), and a +Inf bucket holds the histogram's count (at least the sum of the
+// buckets).
+func SampleHistogramBuckets(h *model.SampleHistogram, unit float64) []Bucket {
+	bs := slices.DeleteFunc(slices.Clone(h.Buckets), func(b *model.HistogramBucket) bool { return b == nil })
+	slices.SortFunc(bs, func(a, b *model.HistogramBucket) int { return cmp.Compare(a.Upper, b.Upper) })
+	out := make([]Bucket, 0, len(bs)+1)
+	var cum float64
+	for _, b := range bs {
+		cum += float64(b.Count)
+		out = append(out, Bucket{UpperBound: float64(b.Upper) * unit, Count: cum})
+	}
+	return append(out, Bucket{UpperBound: math.Inf(+1), Count: max(float64(h.Count), cum)})
 }
 
 // AlertsQuery is the query of the critical alerts firing, with %s standing for the

@@ -2,6 +2,7 @@ package metrics_test
 
 import (
 	"errors"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -16,8 +17,8 @@ import (
 	"github.com/octoacme/octoroll/metrics"
 )
 
-// fakeAPI answers /api/v1/query by the query's first word: requests (sum(rate(...)) of
-// all codes), errorRate or p99. It stands in for a Prometheus server only for the
+// fakeAPI answers /api/v1/query by the query's kind: requests (sum(rate(...)) of all
+// codes), errorRate, p99 or buckets. It stands in for a Prometheus server only for the
 // answers a real one will not give on demand.
 type fakeAPI struct {
 	mu      sync.Mutex
@@ -43,6 +44,8 @@ func (f *fakeAPI) server(t *testing.T, answer func(kind string) (int, string)) s
 		switch {
 		case strings.HasPrefix(q, "histogram_quantile"):
 			kind = "p99"
+		case strings.Contains(q, "_bucket"):
+			kind = "buckets"
 		case strings.Contains(q, "code=~"), strings.Contains(q, " / "):
 			kind = "errorRate"
 		}
@@ -63,6 +66,8 @@ func TestPrometheusEdgeCases(t *testing.T) {
 				return 200, requests
 			case "errorRate":
 				return 200, errRate
+			case "buckets":
+				return 200, emptyVector
 			}
 			return 200, p99
 		}
@@ -88,6 +93,9 @@ func TestPrometheusEdgeCases(t *testing.T) {
 		{name: "error rate missing with traffic is no data", answer: ok(vector("1"), emptyVector, vector("0.1")), wantNoData: true},
 		{name: "warnings are logged, result kept", wantWarn: true,
 			answer: func(kind string) (int, string) {
+				if kind == "buckets" {
+					return 200, `{"status":"success","warnings":["partial response"],"data":{"resultType":"vector","result":[]}}`
+				}
 				return 200, `{"status":"success","warnings":["partial response"],"data":{"resultType":"vector","result":[{"metric":{},"value":[1700000000,"1"]}]}}`
 			},
 			want: metrics.Stats{Requests: 300, Errors: 300, P99: time.Second}},
@@ -184,7 +192,12 @@ func TestPrometheusRendersTemplates(t *testing.T) {
 
 func TestPrometheusEnvoyDefaults(t *testing.T) {
 	f := &fakeAPI{}
-	url := f.server(t, func(string) (int, string) { return 200, vector("1") })
+	url := f.server(t, func(kind string) (int, string) {
+		if kind == "buckets" {
+			return 200, emptyVector
+		}
+		return 200, vector("1")
+	})
 	src, err := metrics.NewPrometheus(zap.NewNop(), metrics.PrometheusConfig{Address: url})
 	if err != nil {
 		t.Fatal(err)
@@ -197,6 +210,7 @@ func TestPrometheusEnvoyDefaults(t *testing.T) {
 		`sum(rate(envoy_cluster_upstream_rq_xx{envoy_cluster_name="checkout|v2"}[5m]))`: true,
 		`(sum(rate(envoy_cluster_upstream_rq_xx{envoy_cluster_name="checkout|v2",envoy_response_code_class="5"}[5m])) or vector(0)) / sum(rate(envoy_cluster_upstream_rq_xx{envoy_cluster_name="checkout|v2"}[5m]))`: true,
 		`histogram_quantile(0.99, sum by (le) (rate(envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name="checkout|v2"}[5m]))) / 1000`:                                                                           true,
+		`sum by (le) (increase(envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name="checkout|v2"}[5m])) or sum(increase(envoy_cluster_upstream_rq_time{envoy_cluster_name="checkout|v2"}[5m]))`:                 true,
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -268,5 +282,94 @@ func TestPromDuration(t *testing.T) {
 	}
 	if _, err := metrics.PromDuration(100 * time.Microsecond); err == nil {
 		t.Error("sub-millisecond window: no error")
+	}
+}
+
+func histogramVector(samples ...string) string {
+	return `{"status":"success","data":{"resultType":"vector","result":[` + strings.Join(samples, ",") + `]}}`
+}
+
+func leSample(le, v string) string {
+	return `{"metric":{"le":"` + le + `"},"value":[1700000000,"` + v + `"]}`
+}
+
+// TestPrometheusLatencyHistogram: the shapes of a latency histogram result, read
+// through VersionStats: classic buckets by le in the convention's unit, a native
+// histogram, and the shapes that are errors.
+func TestPrometheusLatencyHistogram(t *testing.T) {
+	native := `{"metric":{},"histogram":[1700000000,{"count":"10.2","sum":"1.5","buckets":[[0,"0.2","0.4","5.6"],[3,"-0.001","0.001","0.4"],[0,"0.1","0.2","4"]]}]}`
+	emptyNative := `{"metric":{},"histogram":[1700000000,{"count":"0","sum":"0"}]}`
+	inf := math.Inf(+1)
+	tests := []struct {
+		name       string
+		convention string
+		custom     catalog.MetricQueries
+		buckets    string
+		want       []metrics.Bucket
+		wantErr    string
+	}{
+		{name: "envoy classic, milliseconds to seconds, rounded and monotonic",
+			buckets: histogramVector(leSample("1", "2.4"), leSample("+Inf", "30.6"), leSample("250", "29.7"), leSample("100", "29.8"), leSample("1.0", "0.4")),
+			want:    []metrics.Bucket{{UpperBound: 0.001, Count: 3}, {UpperBound: 0.1, Count: 30}, {UpperBound: 0.25, Count: 30}, {UpperBound: inf, Count: 31}}},
+		{name: "app classic in seconds", convention: catalog.ConventionApp,
+			buckets: histogramVector(leSample("0.05", "7"), leSample("+Inf", "9")),
+			want:    []metrics.Bucket{{UpperBound: 0.05, Count: 7}, {UpperBound: inf, Count: 9}}},
+		{name: "native", convention: catalog.ConventionApp, buckets: histogramVector(native),
+			want: []metrics.Bucket{{UpperBound: 0.001, Count: 0}, {UpperBound: 0.2, Count: 4}, {UpperBound: 0.4, Count: 10}, {UpperBound: inf, Count: 10}}},
+		{name: "native in envoy's milliseconds", buckets: histogramVector(native),
+			want: []metrics.Bucket{{UpperBound: 0.000001, Count: 0}, {UpperBound: 0.0002, Count: 4}, {UpperBound: 0.0004, Count: 10}, {UpperBound: inf, Count: 10}}},
+		{name: "an empty native histogram beside classic buckets", convention: catalog.ConventionApp,
+			buckets: histogramVector(leSample("0.05", "7"), leSample("+Inf", "9"), emptyNative),
+			want:    []metrics.Bucket{{UpperBound: 0.05, Count: 7}, {UpperBound: inf, Count: 9}}},
+		{name: "no histogram", buckets: emptyVector},
+		{name: "custom P99 only: no histogram query", custom: catalog.MetricQueries{LatencyP99: `histogram_quantile(0.99, x_bucket)`},
+			buckets: histogramVector(leSample("+Inf", "9"))},
+		{name: "custom P99 and buckets", custom: catalog.MetricQueries{LatencyP99: `histogram_quantile(0.99, x_bucket)`,
+			LatencyBuckets: `sum by (le) (increase(x_bucket{v="{{.Version}}"}[{{.Window}}]))`},
+			buckets: histogramVector(leSample("+Inf", "9")), want: []metrics.Bucket{{UpperBound: inf, Count: 9}}},
+		{name: "no le", buckets: vector("3"), wantErr: "has no le label"},
+		{name: "le not a number", buckets: histogramVector(leSample("fast", "3")), wantErr: `le "fast" is not a number`},
+		{name: "no +Inf", buckets: histogramVector(leSample("100", "3")), wantErr: `no le="+Inf"`},
+		{name: "two native histograms", buckets: histogramVector(native, native), wantErr: "2 native histograms"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeAPI{}
+			url := f.server(t, func(kind string) (int, string) {
+				switch kind {
+				case "buckets":
+					return 200, tt.buckets
+				case "errorRate":
+					return 200, vector("0")
+				}
+				return 200, vector("1")
+			})
+			src, err := metrics.NewPrometheus(zap.NewNop(), metrics.PrometheusConfig{Address: url})
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := tt.custom
+			m.Convention = tt.convention
+			got, err := src.VersionStats(t.Context(), catalog.Service{Name: "checkout", Metrics: m}, "v2", time.Minute, time.Unix(1700000000, 0))
+			if tt.wantErr != "" {
+				if err == nil || errors.Is(err, metrics.ErrNoData) || !strings.Contains(err.Error(), tt.wantErr) ||
+					!strings.Contains(err.Error(), "latencyBuckets of checkout/v2") {
+					t.Fatalf("err = %v, want a failure with %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got.Latency) != len(tt.want) {
+				t.Fatalf("latency = %v, want %v", got.Latency, tt.want)
+			}
+			for i := range tt.want {
+				if g, w := got.Latency[i], tt.want[i]; g.Count != w.Count || (g.UpperBound != w.UpperBound && math.Abs(g.UpperBound-w.UpperBound) > 1e-12*w.UpperBound) {
+					t.Errorf("latency = %v, want %v", got.Latency, tt.want)
+					break
+				}
+			}
+		})
 	}
 }

@@ -27,11 +27,7 @@ func BucketQuantile(q float64, buckets []Bucket) float64 {
 	if !math.IsInf(buckets[len(buckets)-1].UpperBound, +1) {
 		return math.NaN()
 	}
-	for i := 1; i < len(buckets); i++ {
-		if buckets[i].Count < buckets[i-1].Count {
-			buckets[i].Count = buckets[i-1].Count
-		}
-	}
+	monotonic(buckets)
 	total := buckets[len(buckets)-1].Count
 	if total <= 0 {
 		return math.NaN()

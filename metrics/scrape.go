@@ -2,7 +2,9 @@ package metrics
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -110,10 +112,14 @@ type TargetHealth struct {
 	LastError  string    // empty when the last attempt succeeded
 }
 
-// series identifies one counter of an endpoint: the request and error counts and one
-// cumulative bucket per upper bound (seconds) of the latency histogram.
+// series identifies one counter of an endpoint: the request and error counts, one
+// cumulative bucket per upper bound (seconds) of a classic latency histogram, and the
+// buckets (per bucket, not cumulative; upper bound in seconds) and observation count of
+// a native latency histogram, with its layout (seriesNativeLayout: le is the zero
+// bucket's threshold, the value the schema), whose change between two samples makes
+// the native counts of that interval incomparable.
 type series struct {
-	kind uint8 // seriesRequests, seriesErrors or seriesBucket
+	kind uint8 // seriesRequests, seriesErrors, seriesBucket, seriesNative, ...
 	le   float64
 }
 
@@ -121,7 +127,16 @@ const (
 	seriesRequests uint8 = iota
 	seriesErrors
 	seriesBucket
+	seriesNative
+	seriesNativeCount
+	seriesNativeLayout
 )
+
+// maxNativeSchema is the finest native histogram resolution the scrape source keeps:
+// schema 3, buckets ×1.0905 wide, as fine as octoroll's classic ladder
+// (LatencyBucketFactor). Finer histograms are merged down to it, which keeps the
+// samples of a histogram whose schema is 8 (×1.0027) to a few hundred buckets.
+const maxNativeSchema = 3
 
 // sample is one scrape round of a version: the counters of every exposition that
 // answered, by URL.
@@ -315,8 +330,9 @@ func (s *Scrape) scrape(ctx context.Context, url string) (map[string]*dto.Metric
 	if err != nil {
 		return nil, err
 	}
-	// Ask for the text format: the one the parser below reads.
-	req.Header.Set("Accept", "text/plain;version=0.0.4")
+	// Prefer the protobuf format, the only one that carries native histograms; the
+	// text format (Envoy's) carries classic histograms only.
+	req.Header.Set("Accept", scrapeAccept)
 	resp, err := s.cfg.Client.Do(req)
 	if err != nil {
 		return nil, err
@@ -335,12 +351,46 @@ func (s *Scrape) scrape(ctx context.Context, url string) (map[string]*dto.Metric
 	if int64(len(body)) > s.cfg.MaxBodyBytes {
 		return nil, fmt.Errorf("GET %s: exposition larger than %d bytes", url, s.cfg.MaxBodyBytes)
 	}
+	if expfmt.ResponseFormat(resp.Header).FormatType() == expfmt.TypeProtoDelim {
+		families, err := decodeProto(body)
+		if err != nil {
+			return nil, fmt.Errorf("parse %s: %w", url, err)
+		}
+		return families, nil
+	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := parser.TextToMetricFamilies(bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("parse %s: %w", url, err)
 	}
 	return families, nil
+}
+
+// scrapeAccept asks for the delimited protobuf format first, as Prometheus does, then
+// the text format.
+const scrapeAccept = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.7," +
+	"text/plain;version=0.0.4;q=0.3"
+
+// decodeProto reads a delimited protobuf exposition, metric families of the same name
+// merged.
+func decodeProto(body []byte) (map[string]*dto.MetricFamily, error) {
+	dec := expfmt.NewDecoder(bytes.NewReader(body), expfmt.NewFormat(expfmt.TypeProtoDelim).WithEscapingScheme(model.NoEscaping))
+	families := map[string]*dto.MetricFamily{}
+	for {
+		mf := &dto.MetricFamily{}
+		err := dec.Decode(mf)
+		if errors.Is(err, io.EOF) {
+			return families, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if prev := families[mf.GetName()]; prev != nil {
+			prev.Metric = append(prev.Metric, mf.Metric...)
+			continue
+		}
+		families[mf.GetName()] = mf
+	}
 }
 
 // counterValue is the value of a counter or untyped sample; ok is false for others.
@@ -354,29 +404,93 @@ func counterValue(m *dto.Metric) (float64, bool) {
 	return 0, false
 }
 
-// addHistogram adds the cumulative buckets of h to out, their upper bounds multiplied
-// by scale (to seconds), and a +Inf bucket from the sample count when h has none.
-func addHistogram(out map[series]float64, h *dto.Histogram, scale float64) {
-	hasInf := false
-	for _, b := range h.GetBucket() {
-		c := float64(b.GetCumulativeCount())
-		if b.CumulativeCountFloat != nil {
-			c = b.GetCumulativeCountFloat()
+// addHistograms adds the latency histograms hs of one version to out, their bounds
+// multiplied by scale (to seconds): the cumulative buckets of the classic ones, and a
+// +Inf bucket from the sample count when one has none; the buckets of the native ones,
+// merged down to their coarsest schema (at most maxNativeSchema), and their count. A
+// histogram that is native (it has a schema) is read as native, whatever classic
+// buckets it also carries.
+func addHistograms(out map[series]float64, hs []*dto.Histogram, scale float64) {
+	var native []*dto.Histogram
+	schema := int32(maxNativeSchema)
+	for _, h := range hs {
+		if h.Schema != nil {
+			if s := h.GetSchema(); s < -4 || s > 8 {
+				continue // not a schema of exponential buckets: nothing to read
+			}
+			native = append(native, h)
+			schema = min(schema, h.GetSchema())
+			continue
 		}
-		ub := b.GetUpperBound()
-		if math.IsInf(ub, +1) {
-			hasInf = true
-		} else {
-			ub *= scale
+		hasInf := false
+		for _, b := range h.GetBucket() {
+			c := float64(b.GetCumulativeCount())
+			if b.CumulativeCountFloat != nil {
+				c = b.GetCumulativeCountFloat()
+			}
+			ub := b.GetUpperBound()
+			if math.IsInf(ub, +1) {
+				hasInf = true
+			} else {
+				ub *= scale
+			}
+			out[series{kind: seriesBucket, le: ub}] += c
 		}
-		out[series{kind: seriesBucket, le: ub}] += c
+		if !hasInf {
+			c := float64(h.GetSampleCount())
+			if h.SampleCountFloat != nil {
+				c = h.GetSampleCountFloat()
+			}
+			out[series{kind: seriesBucket, le: math.Inf(+1)}] += c
+		}
 	}
-	if !hasInf {
-		c := float64(h.GetSampleCount())
+	for _, h := range native {
+		// Latencies are not negative: the zero bucket, and any negative bucket, count
+		// at the zero threshold.
+		zero := series{kind: seriesNative, le: h.GetZeroThreshold() * scale}
+		out[series{kind: seriesNativeLayout, le: zero.le}] = float64(schema)
+		c := float64(h.GetZeroCount())
+		if h.ZeroCountFloat != nil {
+			c = h.GetZeroCountFloat()
+		}
+		out[zero] += c
+		nativeBuckets(h.GetNegativeSpan(), h.GetNegativeDelta(), h.GetNegativeCount(), func(_ int32, c float64) { out[zero] += c })
+		shift := h.GetSchema() - schema
+		nativeBuckets(h.GetPositiveSpan(), h.GetPositiveDelta(), h.GetPositiveCount(), func(i int32, c float64) {
+			out[series{kind: seriesNative, le: NativeBucketBound(schema, ((i-1)>>shift)+1) * scale}] += c
+		})
+		c = float64(h.GetSampleCount())
 		if h.SampleCountFloat != nil {
 			c = h.GetSampleCountFloat()
 		}
-		out[series{kind: seriesBucket, le: math.Inf(+1)}] += c
+		out[series{kind: seriesNativeCount}] += c
+	}
+}
+
+// nativeBuckets calls f with the index and count of every bucket of a native
+// histogram's spans: counts delta-encoded (integer histograms) or absolute (float
+// histograms).
+func nativeBuckets(spans []*dto.BucketSpan, deltas []int64, counts []float64, f func(index int32, count float64)) {
+	var (
+		idx  int32
+		n    int
+		last int64
+	)
+	for _, sp := range spans {
+		idx += sp.GetOffset()
+		for range sp.GetLength() {
+			switch {
+			case n < len(deltas):
+				last += deltas[n]
+				f(idx, float64(last))
+			case n < len(counts):
+				f(idx, counts[n])
+			default:
+				return // spans longer than their counts: a malformed histogram
+			}
+			n++
+			idx++
+		}
 	}
 }
 
@@ -418,11 +532,13 @@ func appValues(families map[string]*dto.MetricFamily, k versionKey) map[series]f
 		}
 	}
 	if mf := families[LatencyMetric]; mf != nil {
+		var hs []*dto.Histogram
 		for _, m := range mf.GetMetric() {
 			if _, ok := matches(m); ok && m.Histogram != nil {
-				addHistogram(out, m.GetHistogram(), 1)
+				hs = append(hs, m.GetHistogram())
 			}
 		}
+		addHistograms(out, hs, 1)
 	}
 	return out
 }
@@ -456,11 +572,13 @@ func envoyValues(families map[string]*dto.MetricFamily, cluster string) map[seri
 		}
 	}
 	if mf := families[EnvoyLatencyMetric]; mf != nil {
+		var hs []*dto.Histogram
 		for _, m := range mf.GetMetric() {
 			if label(m, EnvoyClusterLabel) == cluster && m.Histogram != nil {
-				addHistogram(out, m.GetHistogram(), 1.0/1000)
+				hs = append(hs, m.GetHistogram())
 			}
 		}
+		addHistograms(out, hs, 1.0/1000)
 	}
 	return out
 }
@@ -470,12 +588,19 @@ func envoyValues(families map[string]*dto.MetricFamily, cluster string) map[seri
 // answered, a decrease counting as a reset to zero (the new value is the increase), as
 // PromQL's increase does but without extrapolating to the window's edges. An endpoint
 // that appears in the window counts from its first sample; one that disappears stops
-// counting; a series that appears on an endpoint already sampled counts from zero. Fewer than two samples in the window is ErrNoData, as is a version that is
-// not scraped. An exposition of the version whose last scrape failed makes the answer
-// an error naming it (not ErrNoData): the figures of the others alone could pass a
-// version whose failing instances are the ones that went quiet. P99 interpolates in
-// the summed bucket increases (see BucketQuantile); ctx is not used: the answer comes
-// from memory.
+// counting; a series that appears on an endpoint already sampled counts from zero.
+// Fewer than two samples in the window is ErrNoData, as is a version that is not
+// scraped. An exposition of the version whose last scrape failed makes the answer an
+// error naming it (not ErrNoData): the figures of the others alone could pass a
+// version whose failing instances are the ones that went quiet.
+//
+// Latency is the summed increase of the version's latency histograms: classic ones
+// (the text format, Envoy's, carries only these) and native ones, read where the
+// exposition answers in the protobuf format (client_golang's does); native bucket
+// counts are not counted across an interval in which an endpoint's histogram changed
+// schema or zero threshold. P99 interpolates in the same increases (see
+// BucketQuantile), before they are rounded. ctx is not used: the answer comes from
+// memory.
 func (s *Scrape) VersionStats(_ context.Context, svc catalog.Service, version string, window time.Duration, at time.Time) (Stats, error) {
 	if window <= 0 {
 		return Stats{}, fmt.Errorf("window %v: must be positive", window)
@@ -506,7 +631,11 @@ func (s *Scrape) VersionStats(_ context.Context, svc catalog.Service, version st
 		for ep, vals := range smp.byEndpoint {
 			prev := last[ep]
 			if prev != nil {
+				relayout := nativeLayoutChanged(prev, vals)
 				for k, v := range vals {
+					if k.kind == seriesNativeLayout || relayout && (k.kind == seriesNative || k.kind == seriesNativeCount) {
+						continue
+					}
 					p, ok := prev[k]
 					switch {
 					case !ok:
@@ -525,19 +654,99 @@ func (s *Scrape) VersionStats(_ context.Context, svc catalog.Service, version st
 		}
 	}
 	if n < 2 {
-		return Stats{}, fmt.Errorf("%s/%s: %d samples in the %v window, need 2: %w", svc.Name, version, n, window, ErrNoData)
+		return Stats{}, fmt.Errorf("%s/%s: %d samples in the %s window, need 2: %w", svc.Name, version, n, catalog.Duration(window), ErrNoData)
 	}
 	st := Stats{Requests: increase[series{kind: seriesRequests}], Errors: increase[series{kind: seriesErrors}]}
-	var buckets []Bucket
+	var classic, native []Bucket
 	for k, v := range increase {
-		if k.kind == seriesBucket {
-			buckets = append(buckets, Bucket{UpperBound: k.le, Count: v})
+		switch k.kind {
+		case seriesBucket:
+			classic = append(classic, Bucket{UpperBound: k.le, Count: v})
+		case seriesNative:
+			native = append(native, Bucket{UpperBound: k.le, Count: v})
 		}
 	}
-	if q := BucketQuantile(0.99, buckets); !math.IsNaN(q) && !math.IsInf(q, 0) && q >= 0 {
+	if len(native) > 0 {
+		native = nativeCumulative(native, increase[series{kind: seriesNativeCount}])
+	}
+	buckets := mergeHistograms(classic, native)
+	if q := BucketQuantile(0.99, slices.Clone(buckets)); !math.IsNaN(q) && !math.IsInf(q, 0) && q >= 0 {
 		st.P99 = time.Duration(q * float64(time.Second))
 	}
+	st.Latency = Histogram(buckets)
 	return st, nil
+}
+
+// nativeLayoutChanged reports whether the native histograms of an endpoint changed
+// schema or zero threshold between two samples: their buckets then have other bounds,
+// and the increase of a bucket across the change is meaningless.
+func nativeLayoutChanged(prev, cur map[series]float64) bool {
+	n := 0
+	for k, v := range cur {
+		if k.kind != seriesNativeLayout {
+			continue
+		}
+		n++
+		if p, ok := prev[k]; !ok || p != v {
+			return true
+		}
+	}
+	for k := range prev {
+		if k.kind == seriesNativeLayout {
+			n--
+		}
+	}
+	return n != 0
+}
+
+// nativeCumulative turns the per-bucket increases of a native histogram into
+// cumulative buckets with a +Inf bucket of count observations (at least the sum of the
+// buckets).
+func nativeCumulative(perBucket []Bucket, count float64) []Bucket {
+	slices.SortFunc(perBucket, func(a, b Bucket) int { return cmp.Compare(a.UpperBound, b.UpperBound) })
+	out := make([]Bucket, 0, len(perBucket)+1)
+	var cum float64
+	for _, b := range perBucket {
+		cum += b.Count
+		out = append(out, Bucket{UpperBound: b.UpperBound, Count: cum})
+	}
+	return append(out, Bucket{UpperBound: math.Inf(+1), Count: max(count, cum)})
+}
+
+// mergeHistograms returns the sum of two cumulative histograms (each with a +Inf
+// bucket, or empty) whose bounds may differ, as one cumulative histogram over the
+// union of their bounds: at each bound, the requests of each histogram known to be at
+// most that bound (those of its buckets whose upper bound is no higher). Where the
+// bounds differ that undercounts, never overcounts, the fast requests. It happens only
+// when some of a version's instances expose a native histogram and others a classic
+// one; with one kind, the histogram is returned as it is.
+func mergeHistograms(a, b []Bucket) []Bucket {
+	switch {
+	case len(a) == 0:
+		return b
+	case len(b) == 0:
+		return a
+	}
+	perBucket := map[float64]float64{}
+	for _, h := range [][]Bucket{a, b} {
+		h = slices.Clone(h)
+		slices.SortFunc(h, func(x, y Bucket) int { return cmp.Compare(x.UpperBound, y.UpperBound) })
+		monotonic(h)
+		below := 0.0
+		for _, x := range h {
+			perBucket[x.UpperBound] += x.Count - below
+			below = x.Count
+		}
+	}
+	out := make([]Bucket, 0, len(perBucket))
+	for ub, c := range perBucket {
+		out = append(out, Bucket{UpperBound: ub, Count: c})
+	}
+	slices.SortFunc(out, func(x, y Bucket) int { return cmp.Compare(x.UpperBound, y.UpperBound) })
+	for i := 1; i < len(out); i++ {
+		out[i].Count += out[i-1].Count
+	}
+	return out
 }
 
 // Targets returns the state of every scraped endpoint, sorted by service, version and

@@ -2,9 +2,10 @@
 // rollout engine (controller) and translation (translate) all speak. Traffic weights
 // (TotalWeight), endpoints (Endpoint, ParseEndpoint), durations (Duration), a service
 // and its versions as declared (Service, Version, HealthCheck, Outlier, MetricQueries,
-// MetricCheck), the name rules (ValidateName, ValidateZone, ValidateDomain,
-// ValidateHeaderName, the "|" separator NameSeparator, the reserved PinHeader) and the
-// rollout event kinds.
+// MetricCheck), the rules on names and values (ValidateName, ValidateZone,
+// ValidateDomain, ValidateHeaderName, ValidateCookieName, ValidateMatchValue,
+// ValidateFinite, Version.Validate, DuplicateEndpoint, the "|" separator NameSeparator,
+// the reserved PinHeader) and the rollout event kinds.
 //
 // A rule written here is the one rule: catalog validation, the engine's spec validation
 // and translation's IR validation call the same function, so that what one accepts the

@@ -3,7 +3,9 @@ package model
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -14,8 +16,54 @@ type Duration time.Duration
 // D returns d as a time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
-// String formats d as a Go duration string.
-func (d Duration) String() string { return time.Duration(d).String() }
+// String formats d rounded for people (see FormatDuration); ParseDuration reads it.
+func (d Duration) String() string { return FormatDuration(time.Duration(d)) }
+
+// FormatDuration is octoroll's one way to print a duration: three significant figures
+// below a minute, trailing zeros dropped ("998ms", "37.9ms", "1.5s", "12s"), and whole
+// seconds from a minute up ("2m32s", "1h0m0s"), in Go's duration syntax so that
+// time.ParseDuration reads it back. Durations people write (30s, 250ms, 1m30s, 5m) print
+// as written; measured ones lose only the noise (12.001188759s prints 12s).
+func FormatDuration(d time.Duration) string {
+	if d < 0 {
+		if d == math.MinInt64 {
+			d++ // its negation overflows; a nanosecond is below the precision shown
+		}
+		return "-" + FormatDuration(-d)
+	}
+	if d >= time.Minute {
+		return d.Round(time.Second).String()
+	}
+	if d < time.Microsecond {
+		return d.String() // whole nanoseconds, three figures at most
+	}
+	unit, scale := "s", float64(time.Second)
+	switch {
+	case d < time.Millisecond:
+		unit, scale = "µs", float64(time.Microsecond)
+	case d < time.Second:
+		unit, scale = "ms", float64(time.Millisecond)
+	}
+	v := float64(d) / scale
+	decimals := 2
+	switch {
+	case v >= 100:
+		decimals = 0
+	case v >= 10:
+		decimals = 1
+	}
+	p := math.Pow10(decimals)
+	r := math.Round(v*p) / p
+	if r >= 1000 || (unit == "s" && r >= 60) {
+		// Rounding carried into the next unit (999.7ms is 1s, 59.96s is 1m0s).
+		return FormatDuration(time.Duration(math.Round(r * scale)))
+	}
+	s := strconv.FormatFloat(r, 'f', decimals, 64)
+	if decimals > 0 {
+		s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+	}
+	return s + unit
+}
 
 // ParseDuration parses a positive Go duration string such as "30s" or "1m30s". A bare
 // number is rejected: its unit would be a guess.
@@ -33,8 +81,9 @@ func ParseDuration(s string) (Duration, error) {
 	return Duration(d), nil
 }
 
-// MarshalText writes a Go duration string; yaml.v3's encoder uses it.
-func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+// MarshalText writes the exact Go duration string, so a plan read back is the plan
+// written (String is the rounded form for people); yaml.v3's encoder uses it.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
 
 // UnmarshalText reads a positive Go duration string (ParseDuration); yaml.v3's decoder
 // uses it, so a rollout spec in YAML takes the catalog's duration rule.
@@ -47,8 +96,9 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// MarshalJSON writes a Go duration string.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+// MarshalJSON writes the exact Go duration string: stored plans and measurements read
+// back unchanged. People see the rounded form (String, FormatDuration).
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
 
 // UnmarshalJSON reads a Go duration string; unlike YAML it accepts "0s", since JSON
 // written by MarshalJSON from an unset Duration carries it.
@@ -64,3 +114,4 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	*d = Duration(v)
 	return nil
 }
+

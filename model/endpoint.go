@@ -108,6 +108,19 @@ func (e Endpoint) Key() Endpoint {
 	return Endpoint{Host: strings.ToLower(e.Host), Port: e.Port}
 }
 
+// DuplicateEndpoint returns the index of the first endpoint in eps before i that
+// reaches the same instances as eps[i] (equal Key), or -1. A version listing one
+// instance twice would give it twice its share.
+func DuplicateEndpoint(eps []Endpoint, i int) int {
+	k := eps[i].Key()
+	for j := range i {
+		if eps[j].Key() == k {
+			return j
+		}
+	}
+	return -1
+}
+
 // IsIP reports whether e's host is an IP address rather than a DNS name.
 func (e Endpoint) IsIP() bool {
 	_, err := netip.ParseAddr(e.Host)

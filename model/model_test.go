@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -97,5 +98,71 @@ func TestTextEncodings(t *testing.T) {
 		if err := yaml.Unmarshal([]byte(bad.doc), &d); err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("%q: error %v, want %q", bad.doc, err, bad.want)
 		}
+	}
+}
+
+func TestFormatDuration(t *testing.T) {
+	for _, tc := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{0, "0s"},
+		{12001188759, "12s"},
+		{37933333, "37.9ms"},
+		{998400 * time.Microsecond, "998ms"},
+		{999700 * time.Microsecond, "1s"},
+		{1500 * time.Millisecond, "1.5s"},
+		{1234 * time.Millisecond, "1.23s"},
+		{30 * time.Second, "30s"},
+		{59960 * time.Millisecond, "1m0s"},
+		{152400 * time.Millisecond, "2m32s"},
+		{90 * time.Second, "1m30s"},
+		{time.Hour, "1h0m0s"},
+		{250 * time.Millisecond, "250ms"},
+		{1500 * time.Nanosecond, "1.5µs"},
+		{999 * time.Nanosecond, "999ns"},
+		{-2500 * time.Millisecond, "-2.5s"},
+	} {
+		got := FormatDuration(tc.d)
+		if got != tc.want {
+			t.Errorf("FormatDuration(%d) = %q, want %q", tc.d, got, tc.want)
+		}
+		if got != Duration(tc.d).String() {
+			t.Errorf("Duration(%d).String() = %q, want FormatDuration's %q", tc.d, Duration(tc.d).String(), got)
+		}
+		// What is printed reads back (to the precision shown).
+		if back, err := time.ParseDuration(got); err != nil {
+			t.Errorf("%q does not parse: %v", got, err)
+		} else if FormatDuration(back) != got {
+			t.Errorf("%q reads back as %s, prints %q", got, back, FormatDuration(back))
+		}
+	}
+	// Stored values read back exactly: JSON and YAML carry the whole duration.
+	in := struct{ D Duration }{Duration(1234 * time.Millisecond)}
+	b, err := json.Marshal(in)
+	if err != nil || string(b) != `{"D":"1.234s"}` {
+		t.Errorf("JSON %s, %v", b, err)
+	}
+	var back struct{ D Duration }
+	if err := json.Unmarshal(b, &back); err != nil || back != in {
+		t.Errorf("JSON round trip %+v, %v; want %+v", back, err, in)
+	}
+}
+
+func TestCatalogStatusJSON(t *testing.T) {
+	st := CatalogStatus{Generation: 2, Refused: "it drops service checkout"}
+	b, err := json.Marshal(st)
+	if err != nil || !strings.Contains(string(b), `"state":"refused: it drops service checkout"`) {
+		t.Fatalf("JSON %s, %v", b, err)
+	}
+	var back CatalogStatus
+	if err := json.Unmarshal(b, &back); err != nil || back != st {
+		t.Errorf("round trip %+v, %v; want %+v", back, err, st)
+	}
+	if got := (CatalogStatus{Failing: true, LastError: "bad port"}).State(); got != "failing: bad port" {
+		t.Errorf("failing state %q", got)
+	}
+	if got := (CatalogStatus{}).State(); got != "loaded" {
+		t.Errorf("state %q", got)
 	}
 }

@@ -3,8 +3,11 @@ package model
 import (
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // NameSeparator separates the parts of a generated Envoy name ("service|version"). It
@@ -28,33 +31,45 @@ const PinHeader = "x-octoroll-pin"
 // ValidateName enforces the name rule for services and versions: a DNS label (lower-case
 // letters, digits, '-', 1-63 characters, starting and ending with a letter or digit).
 // It keeps names safe in Envoy cluster names (service|version), metric labels, URLs
-// and xds:///NAME targets.
+// and xds:///NAME targets. The error quotes name: `"v|2" is not a valid name: ...`.
 func ValidateName(name string) error {
+	why := ""
 	switch {
 	case name == "":
 		return errors.New("required")
 	case len(name) > 63:
-		return fmt.Errorf("%q: longer than 63 characters", name)
+		why = "longer than 63 characters"
 	case strings.Contains(name, NameSeparator):
-		return fmt.Errorf("%q: '|' is reserved (it separates service and version in cluster names)", name)
+		why = "'|' is reserved (it separates service and version in cluster names)"
+	case strings.ContainsFunc(name, func(r rune) bool { return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') }):
+		why = "want a DNS label: lower-case letters, digits and '-'"
+	case name[0] == '-' || name[len(name)-1] == '-':
+		why = "must start and end with a letter or digit"
+	default:
+		return nil
 	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return fmt.Errorf("%q: want a DNS label: lower-case letters, digits and '-'", name)
-		}
-	}
-	if name[0] == '-' || name[len(name)-1] == '-' {
-		return fmt.Errorf("%q: must start and end with a letter or digit", name)
+	return fmt.Errorf("%q is not a valid name: %s", name, why)
+}
+
+// ValidateZone accepts a locality zone: empty (none) or printable text without spaces
+// or the separator '|', at most 63 characters.
+func ValidateZone(zone string) error {
+	switch {
+	case strings.ContainsAny(zone, " "+NameSeparator) || strings.ContainsFunc(zone, unicode.IsSpace):
+		return fmt.Errorf("%q is not a valid zone: no spaces or '|'", zone)
+	case strings.ContainsFunc(zone, func(r rune) bool { return !unicode.IsPrint(r) }) || !utf8.ValidString(zone):
+		return fmt.Errorf("%q is not a valid zone: control characters are not allowed", zone)
+	case len(zone) > 63:
+		return fmt.Errorf("%q is not a valid zone: longer than 63 characters", zone)
 	}
 	return nil
 }
 
-// ValidateZone accepts a locality zone: empty (none) or any text without spaces or the
-// separator '|'.
-func ValidateZone(zone string) error {
-	if strings.ContainsAny(zone, " \t\n"+NameSeparator) {
-		return fmt.Errorf("%q: no spaces or '|'", zone)
+// ValidateFinite accepts a finite number: NaN and the infinities compare false with
+// every bound (so they slip past range checks) and cannot be written as JSON.
+func ValidateFinite(v float64) error {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return fmt.Errorf("%v: must be a finite number", v)
 	}
 	return nil
 }
@@ -106,6 +121,21 @@ func ValidateHeaderName(h string) error {
 func ValidateCookieName(c string) error {
 	if !validToken.MatchString(c) {
 		return fmt.Errorf("%q is not a valid cookie name", c)
+	}
+	return nil
+}
+
+// ValidateMatchValue accepts the value a header or cookie flag match compares with:
+// not empty, no control characters, and for a cookie none of the characters that
+// end or quote a cookie value (';', ',', space, '"', '\').
+func ValidateMatchValue(value string, cookie bool) error {
+	switch {
+	case value == "":
+		return errors.New("required")
+	case strings.ContainsFunc(value, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }):
+		return fmt.Errorf("%q: control characters are not allowed", value)
+	case cookie && strings.ContainsAny(value, ";, \"\\"):
+		return fmt.Errorf("%q is not a valid cookie value", value)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package model
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -80,6 +81,10 @@ type Service struct {
 	// Metrics says where the service's traffic figures come from (convention,
 	// exposition targets, query templates, alert selector).
 	Metrics MetricQueries `yaml:"metrics,omitempty" json:"metrics,omitempty"`
+	// ProxiesOptional lets a rollout proceed when no proxy subscribes to the service's
+	// route (its weights are then served to nobody). Without it a rollout holds, "no
+	// proxy subscribed", until one does: zero proxies is not every proxy ACKed.
+	ProxiesOptional bool `yaml:"proxiesOptional,omitempty" json:"proxiesOptional,omitempty"`
 }
 
 // Version is one deployable version of a service.
@@ -201,6 +206,13 @@ type MetricQueries struct {
 	ErrorRate string `yaml:"errorRate,omitempty" json:"errorRate,omitempty"`
 	// LatencyP99 is the 99th percentile latency of one version, in seconds.
 	LatencyP99 string `yaml:"latencyP99,omitempty" json:"latencyP99,omitempty"`
+	// LatencyBuckets is the latency histogram of one version over the window: either
+	// a classic histogram's bucket increases by le (sum by (le) (increase(x_bucket[W]))),
+	// or one native histogram (sum(increase(x[W]))), with bounds in the convention's
+	// unit (milliseconds for envoy, as Envoy's histograms are; seconds for app). The
+	// default reads the convention's histogram; a service with its own LatencyP99 and
+	// no LatencyBuckets has none.
+	LatencyBuckets string `yaml:"latencyBuckets,omitempty" json:"latencyBuckets,omitempty"`
 	// Alerts is a template of PromQL label matchers that selects the service's alerts
 	// (only {{.Service}} is substituted), e.g. team="payments",app=~"checkout.*".
 	// The critical alerts firing are ALERTS{alertstate="firing",severity="critical",
@@ -262,6 +274,32 @@ func (s Service) Version(name string) (Version, bool) {
 		}
 	}
 	return Version{}, false
+}
+
+// Validate checks v on its own with the rules every version follows, wherever it comes
+// from (the catalog, a rollout's canary, a persisted state): its name (ValidateName),
+// at least one endpoint, each valid and listed once (DuplicateEndpoint), and its zone
+// (ValidateZone). Each error names its field within the version ("name",
+// "endpoints[1]", "zone"); they are joined with errors.Join.
+func (v Version) Validate() error {
+	var errs []error
+	if err := ValidateName(v.Name); err != nil {
+		errs = append(errs, fmt.Errorf("name: %w", err))
+	}
+	if len(v.Endpoints) == 0 {
+		errs = append(errs, errors.New("endpoints: at least one endpoint (host:port) is required"))
+	}
+	for i, e := range v.Endpoints {
+		if err := e.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("endpoints[%d]: %w", i, err))
+		} else if j := DuplicateEndpoint(v.Endpoints, i); j >= 0 {
+			errs = append(errs, fmt.Errorf("endpoints[%d]: %q: duplicate endpoint, also endpoints[%d]", i, e.String(), j))
+		}
+	}
+	if err := ValidateZone(v.Zone); err != nil {
+		errs = append(errs, fmt.Errorf("zone: %w", err))
+	}
+	return errors.Join(errs...)
 }
 
 // VersionNames returns the names of s's versions in declaration order.

@@ -336,6 +336,9 @@ func (n *Notifier) Notify(ev controller.Event, r controller.Rollout) {
 }
 
 func (n *Notifier) remember(id string, ev controller.Event) {
+	if id == "" {
+		return // an idle service's event (publish_failed, say) belongs to no rollout
+	}
 	h, ok := n.history[id]
 	if !ok {
 		n.order = append(n.order, id)

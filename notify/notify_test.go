@@ -752,3 +752,49 @@ func TestStableHealthPauseInvestigation(t *testing.T) {
 		t.Errorf("trigger %q", pause.Reason)
 	}
 }
+
+// TestPublishFailedNotification: a sink that asks for publish_failed gets the failure of
+// a service without a rollout, with the error, and then its recovery only if it asks
+// for published too; a sink filtered to rollout events gets neither.
+func TestPublishFailedNotification(t *testing.T) {
+	ops := newReceiver(t, nil)
+	slack := newReceiver(t, nil)
+	releases := newReceiver(t, nil)
+	n := New(zaptest.NewLogger(t), []catalog.Sink{
+		{Name: "ops", URL: ops.URL, Events: []string{catalog.EventPublishFailed, catalog.EventPublished}},
+		{Name: "ops-slack", URL: slack.URL, Format: catalog.FormatSlack, Events: []string{catalog.EventPublishFailed}},
+		{Name: "releases", URL: releases.URL, Events: []string{catalog.EventStarted, catalog.EventRolledBack}},
+	}, fast)
+	run(t, n)
+	const why = `not published, the last good resources keep serving: resolve "search.internal": no such host`
+	n.Notify(controller.Event{Time: t0, Kind: controller.EventPublishFailed, Service: "search", Reason: why}, controller.Rollout{})
+	n.Notify(controller.Event{Time: t0.Add(time.Minute), Kind: controller.EventPublished, Service: "search",
+		Reason: "the desired state is served"}, controller.Rollout{})
+
+	p := ops.next(t)
+	if p.Event != catalog.EventPublishFailed || p.Service != "search" || p.Reason != why || p.RolloutID != "" {
+		t.Errorf("publish_failed payload %+v", p)
+	}
+	if p := ops.next(t); p.Event != catalog.EventPublished || p.Service != "search" {
+		t.Errorf("published payload %+v", p)
+	}
+	waitFor(t, "the slack sink's delivery", func() bool { return n.Stats()["ops-slack"].Delivered == 1 })
+	if got := slack.calls.Load(); got != 1 {
+		t.Errorf("slack sink called %d times, want 1 (publish_failed only)", got)
+	}
+	var m SlackMessage
+	b, err := Encode(catalog.FormatSlack, Build(controller.Event{Time: t0, Kind: controller.EventPublishFailed, Service: "search", Reason: why},
+		controller.Rollout{}, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(m.Text, "NOT PUBLISHED: search") || !strings.Contains(string(b), "search.internal") {
+		t.Errorf("slack message %s", b)
+	}
+	if releases.calls.Load() != 0 {
+		t.Errorf("a sink filtered to rollout events got %d publication notifications", releases.calls.Load())
+	}
+}

@@ -324,6 +324,10 @@ func headline(p Payload, name string) string {
 		return fmt.Sprintf("Released: %s is live", name)
 	case catalog.EventMonitoringClosed:
 		return fmt.Sprintf("Monitoring window closed: %s", name)
+	case catalog.EventPublishFailed:
+		return fmt.Sprintf("NOT PUBLISHED: %s keeps its last good resources; octoroll retries", p.Service)
+	case catalog.EventPublished:
+		return fmt.Sprintf("Published again: %s is served its desired state", p.Service)
 	}
 	return fmt.Sprintf("%s: %s", p.Event, name)
 }

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/octoacme/octoroll/catalog"
+	"github.com/octoacme/octoroll/model"
 	"github.com/octoacme/octoroll/translate"
 )
 
@@ -60,7 +60,7 @@ func Hosts(desired ...translate.Desired) []string {
 }
 
 // ServiceHosts returns the DNS names among svc's endpoint hosts.
-func ServiceHosts(svc catalog.Service) []string {
+func ServiceHosts(svc model.Service) []string {
 	var out []string
 	for _, v := range svc.Versions {
 		for _, ep := range v.Endpoints {
@@ -158,6 +158,13 @@ func (d *DNS) Resolve(desired translate.Desired) (translate.Desired, []string, e
 	c := cached{d: d}
 	out, err := ResolveEndpoints(context.Background(), &c, desired)
 	return out, c.stale, err
+}
+
+// Cached returns the answer the cache holds for host (the last good one, even when its
+// refresh failed), or why it holds none. It does no I/O.
+func (d *DNS) Cached(host string) ([]netip.Addr, error) {
+	c := cached{d: d}
+	return c.LookupNetIP(context.Background(), "ip", host)
 }
 
 // cached answers lookups from the DNS cache only.

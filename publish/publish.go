@@ -5,8 +5,10 @@
 // reported per service (Status, Change) until a later publish serves it.
 //
 // It does no I/O apart from what its Server does; DNS lookups happen in DNS.Refresh and
-// DNS.Prime, which callers run outside their locks. It must not import controller,
-// runner or any storage package.
+// DNS.Prime, which callers run outside their locks. It works on plain data (model,
+// translate) and serves through xds; it must not import catalog (the file loader and
+// its watcher), controller, runner, admin or any storage package (asserted by
+// internal/deps).
 package publish
 
 import (
@@ -50,6 +52,9 @@ type Status struct {
 	Serving bool `json:"serving"`
 	// Stale names the DNS names served from an answer whose refresh failed.
 	Stale []string `json:"stale,omitempty"`
+	// Fallback is true while the service fails and what serves is its fallback state
+	// (see PublishWithFallback): it had no last good resources.
+	Fallback bool `json:"fallback,omitempty"`
 }
 
 // Change is a service's publication changing: a new failure (Err set; reported once per
@@ -101,6 +106,15 @@ func New(srv Server, dns *DNS, now func() time.Time) *Publisher {
 // The cost is proportional to the services whose desired state changed since the last
 // Publish: the others keep their translated, checked resources.
 func (p *Publisher) Publish(desired []translate.Desired) ([]Change, error) {
+	return p.PublishWithFallback(desired, nil)
+}
+
+// PublishWithFallback is Publish where a service that fails and has no last good
+// resources (after a restart with a persisted state that no longer translates) serves
+// fallback(name) instead, when fallback has one for it and it publishes: its catalog
+// state at its known-good version, say. The service is still reported failing (its
+// desired state is not served) until its desired state publishes.
+func (p *Publisher) PublishWithFallback(desired []translate.Desired, fallback func(service string) (translate.Desired, bool)) ([]Change, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	desired = slices.Clone(desired)
@@ -114,6 +128,12 @@ func (p *Publisher) Publish(desired []translate.Desired) ([]Change, error) {
 		err   error
 		stale []string
 		fresh bool // res is a new translation of d
+		// fb is the fallback state served in place of d, which failed (fbRes, fbKey
+		// and fbPort are its translation).
+		fb     *translate.Desired
+		fbRes  translate.Resources
+		fbKey  string
+		fbPort uint32
 	}
 	outs := make([]outcome, 0, len(desired))
 	ports := map[uint32]string{}
@@ -126,8 +146,9 @@ func (p *Publisher) Publish(desired []translate.Desired) ([]Change, error) {
 		if s == nil {
 			s = &service{}
 		}
+		dup := seen[name]
 		switch {
-		case seen[name]:
+		case dup:
 			o.err = errors.New("duplicate service name")
 		default:
 			seen[name] = true
@@ -165,6 +186,18 @@ func (p *Publisher) Publish(desired []translate.Desired) ([]Change, error) {
 				ports[s.goodPort] = name
 				all = appendResources(all, s.good)
 			}
+		} else if fallback != nil && !dup {
+			if fd, ok := fallback(name); ok {
+				if rd, _, err := p.dns.Resolve(fd); err == nil {
+					if res, err := translate.TranslateService(rd); err == nil {
+						if _, taken := ports[rd.Service.Port]; !taken {
+							ports[rd.Service.Port] = name
+							all = appendResources(all, res)
+							o.fb, o.fbRes, o.fbKey, o.fbPort = &fd, res, desiredKey(rd), rd.Service.Port
+						}
+					}
+				}
+			}
 		}
 		outs = append(outs, o)
 	}
@@ -196,10 +229,16 @@ func (p *Publisher) Publish(desired []translate.Desired) ([]Change, error) {
 			s.served, s.serving = o.d, true
 			s.badKey, s.badErr = "", nil
 			s.status.OK, s.status.Error, s.status.FailingSince = true, "", time.Time{}
+			s.status.Fallback = false
 			if hadStatus && !wasOK {
 				changes = append(changes, Change{Service: name})
 			}
 		} else {
+			if o.fb != nil {
+				s.good, s.goodKey, s.goodPort = o.fbRes, o.fbKey, o.fbPort
+				s.served, s.serving = *o.fb, true
+				s.status.Fallback = true
+			}
 			if o.key != "" && o.key != s.goodKey {
 				s.badKey, s.badErr = o.key, o.err
 			}

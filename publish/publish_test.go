@@ -10,19 +10,19 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/octoacme/octoroll/catalog"
+	"github.com/octoacme/octoroll/model"
 	"github.com/octoacme/octoroll/publish"
 	"github.com/octoacme/octoroll/translate"
 	"github.com/octoacme/octoroll/xds"
 )
 
 func desired(name string, port uint32, host string, canary string) translate.Desired {
-	svc := catalog.Service{Name: name, Port: port, Stable: "v1", Versions: []catalog.Version{
-		{Name: "v1", Endpoints: []catalog.Endpoint{{Host: host, Port: 8080}}},
+	svc := model.Service{Name: name, Port: port, Stable: "v1", Versions: []model.Version{
+		{Name: "v1", Endpoints: []model.Endpoint{{Host: host, Port: 8080}}},
 	}}
-	w := map[string]uint32{"v1": catalog.TotalWeight}
+	w := map[string]uint32{"v1": model.TotalWeight}
 	if canary != "" {
-		svc.Versions = append(svc.Versions, catalog.Version{Name: canary, Endpoints: []catalog.Endpoint{{Host: "10.0.0.9", Port: 8080}}})
+		svc.Versions = append(svc.Versions, model.Version{Name: canary, Endpoints: []model.Endpoint{{Host: "10.0.0.9", Port: 8080}}})
 		w = map[string]uint32{"v1": 5000, canary: 5000}
 	}
 	return translate.Desired{Service: svc, Weights: w}
@@ -72,7 +72,7 @@ func TestFailingServiceKeepsLastGood(t *testing.T) {
 	if srv.RouteVersion("a") != routeA {
 		t.Error("a's route changed while its desired state failed")
 	}
-	if d, _ := p.Served("a"); d.Weights["v1"] != catalog.TotalWeight {
+	if d, _ := p.Served("a"); d.Weights["v1"] != model.TotalWeight {
 		t.Errorf("a serves %v, want its last good weights", d.Weights)
 	}
 	if d, _ := p.Served("b"); d.Weights["v2"] != 5000 {
@@ -138,5 +138,64 @@ func TestDNSKeepsLastGoodAnswer(t *testing.T) {
 	rd, stale, err = dns.Resolve(d)
 	if err != nil || len(stale) != 1 || rd.Service.Versions[0].Endpoints[0].Host != "10.1.1.1" {
 		t.Fatalf("after a failed refresh: %v %v %v", rd.Service.Versions[0].Endpoints, stale, err)
+	}
+}
+
+// TestFallbackWithoutLastGood: a service whose desired state fails from its first
+// publish (a restart with a state that no longer translates) serves its fallback
+// state, still reported failing; a fallback is not used while last good resources
+// exist; the desired state replaces it as soon as it publishes.
+func TestFallbackWithoutLastGood(t *testing.T) {
+	srv := xds.NewServer(zap.NewNop(), xds.Options{})
+	p := publish.New(srv, publish.NewDNS(dnsTable{}, nil, 0), nil)
+	asked := map[string]int{}
+	fallback := func(name string) (translate.Desired, bool) {
+		asked[name]++
+		return desired(name, 10001, "10.0.0.1", ""), true
+	}
+	bad := []translate.Desired{desired("a", 10001, "10.0.0.1", "v|2"), desired("b", 10002, "10.0.0.2", "")}
+	for range 2 {
+		changes, err := p.PublishWithFallback(bad, fallback)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(changes) > 0 && (changes[0].Service != "a" || !strings.Contains(changes[0].Err, "not a valid name")) {
+			t.Fatalf("changes %v", changes)
+		}
+	}
+	st, _ := p.Status("a")
+	if st.OK || !st.Serving || !st.Fallback || !strings.Contains(st.Error, "not a valid name") {
+		t.Fatalf("status of a %+v, want failing, serving its fallback", st)
+	}
+	if d, _ := p.Served("a"); d.Weights["v1"] != model.TotalWeight || len(d.Service.Versions) != 1 {
+		t.Errorf("a serves %v %v, want its fallback", d.Weights, d.Service.VersionNames())
+	}
+	if srv.RouteVersion("a") == "" || srv.RouteVersion("b") == "" {
+		t.Fatalf("served routes a=%q b=%q", srv.RouteVersion("a"), srv.RouteVersion("b"))
+	}
+	if asked["a"] != 1 || asked["b"] != 0 {
+		t.Errorf("fallback asked %v, want once for a only (it serves on afterwards)", asked)
+	}
+
+	good := []translate.Desired{desired("a", 10001, "10.0.0.1", "v2"), bad[1]}
+	changes, err := p.PublishWithFallback(good, fallback)
+	if err != nil || len(changes) != 1 || changes[0].Service != "a" || changes[0].Err != "" {
+		t.Fatalf("recovery: %v %v", changes, err)
+	}
+	if st, _ := p.Status("a"); !st.OK || st.Fallback {
+		t.Errorf("a after recovery %+v", st)
+	}
+	if d, _ := p.Served("a"); d.Weights["v2"] != 5000 {
+		t.Errorf("a serves %v after recovery", d.Weights)
+	}
+	// Failing again, a keeps its last good resources, not the fallback.
+	if _, err := p.PublishWithFallback(bad, fallback); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := p.Status("a"); st.OK || st.Fallback || asked["a"] != 1 {
+		t.Errorf("a failing after a good publish: %+v, fallback asked %d times", st, asked["a"])
+	}
+	if d, _ := p.Served("a"); d.Weights["v2"] != 5000 {
+		t.Errorf("a serves %v, want its last good weights", d.Weights)
 	}
 }

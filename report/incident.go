@@ -68,7 +68,7 @@ func BuildIncident(r controller.Rollout, events []controller.Event) Incident {
 	if inc.Numbers == nil {
 		inc.Numbers = r.Progress.Last
 	}
-	inc.DetectedFrom, inc.DetectedSince = detectStart(r, events[:rb])
+	inc.DetectedFrom, inc.DetectedSince = detectStart(r, events[:rb], ev, inc.Trigger)
 	if !inc.DetectedSince.IsZero() {
 		inc.TimeToDetect = catalog.Duration(nonNegative(inc.RolledBackAt.Sub(inc.DetectedSince)))
 	}
@@ -84,24 +84,42 @@ func BuildIncident(r controller.Rollout, events []controller.Event) Incident {
 	return inc
 }
 
-// detectStart finds where the time to detect starts, walking back from the rollback
-// over the run of breaching checks that led to it (a check pause is one: with the
-// guide's thresholds an error-rate breach pauses first and rolls back once sustained):
-// the first breaching check of that run, or else the acknowledgement (or start) of the
-// stage the rollback came from.
-func detectStart(r controller.Rollout, before []controller.Event) (string, time.Time) {
-	var first time.Time
+// detectStart finds where the time to detect starts: the first breach of the rule that
+// decided the rollback (rb, whose reason is trigger). It walks back from the rollback
+// over that rule's run of breaching checks (a pause is one: with the guide's thresholds
+// an error-rate breach pauses first and rolls back once sustained); breaches of other
+// rules neither start nor end the run, a clean check or a stage start (or resume) ends
+// it. A rollback decided by a sustained breach names where its run began even when no
+// event marks it (checks while paused record none). A rollback no rule decided (an
+// operator's abort) starts from the first breach of any rule in the run before it.
+// Without a breach, it is the acknowledgement (or start) of the stage the rollback
+// came from.
+func detectStart(r controller.Rollout, before []controller.Event, rb controller.Event, trigger string) (string, time.Time) {
+	rules := controller.Rules(trigger)
+	byRule := rb.Actor == "" && len(rules) > 0
+	first := rb.BreachSince
+	earlier := func(t time.Time) {
+		if first.IsZero() || t.Before(first) {
+			first = t
+		}
+	}
 run:
 	for i := len(before) - 1; i >= 0; i-- {
 		e := before[i]
 		switch {
 		case (e.Decision == controller.DecisionPause || e.Decision == controller.DecisionRollback) && e.Actor == "":
-			first = e.Time
+			if !byRule || sharesRule(rules, controller.Rules(e.Reason)) {
+				earlier(e.Time)
+			}
 		case e.Decision == controller.DecisionGo || e.Decision == controller.DecisionContinue:
 			break run
 		case stageStart(e.Kind) || e.Kind == controller.EventAcked:
 			break run
 		}
+	}
+	if byRule && first.IsZero() {
+		// The deciding check was the rule's first breach.
+		first = rb.Time
 	}
 	if !first.IsZero() {
 		return DetectFirstBreach, first
@@ -118,6 +136,15 @@ run:
 		return DetectRollout, r.StartedAt
 	}
 	return DetectRollout, r.CreatedAt
+}
+
+func sharesRule(a, b []string) bool {
+	for _, x := range a {
+		if slices.Contains(b, x) {
+			return true
+		}
+	}
+	return false
 }
 
 func stageStart(kind string) bool {

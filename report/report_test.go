@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -345,5 +346,109 @@ func golden(t *testing.T, name string, rep Report) {
 		if d := cmp.Diff(string(want), string(got)); d != "" {
 			t.Errorf("%s differs (-want +got):\n%s", path, d)
 		}
+	}
+}
+
+// TestDetectFromDecidingRule: a latency pause at 50 %, not resumed, then an error-rate
+// breach sustained while paused rolls back. The time to detect starts at the first
+// error-rate breach (when the rule that decided began breaching), not at the earlier
+// latency pause, a different rule's breach.
+func TestDetectFromDecidingRule(t *testing.T) {
+	x := start(t)
+	for i := 0; i < 100 && x.r.Stage < 1; i++ {
+		x.step(obs(x.r.Generation, 0.5, 0.5))
+	}
+	x.step(obs(x.r.Generation, 0.5, 0.5)) // ACK of the 50 % weights and a clean check
+	slow := obs(x.r.Generation, 0.5, 0.5)
+	slow.Canary.P99 = 140 * time.Millisecond // ×1.19 the stable P99: a pause, not a rollback
+	x.step(slow)
+	if x.r.State != controller.StatePaused {
+		t.Fatalf("state %s after the latency breach, want paused", x.r.State)
+	}
+	latencyPause := x.now
+	x.step(obs(x.r.Generation, 0.5, 0.5))
+	x.step(obs(x.r.Generation, 0.5, 0.5))
+	errorsFrom := x.now.Add(interval)
+	for i := 0; i < 10 && x.r.State != controller.StateRolledBack; i++ {
+		x.step(obs(x.r.Generation, 2.0, 0.5))
+	}
+	if x.r.State != controller.StateRolledBack {
+		t.Fatalf("state %s, want rolled_back", x.r.State)
+	}
+	inc := BuildIncident(x.r, x.evs)
+	if inc.DetectedFrom != DetectFirstBreach || !inc.DetectedSince.Equal(errorsFrom) || inc.TimeToDetect.D() != 3*time.Minute {
+		t.Errorf("detect from %q at %s (%s); want the first error-rate breach at %s (3m), not the latency pause at %s",
+			inc.DetectedFrom, inc.DetectedSince, inc.TimeToDetect, errorsFrom, latencyPause)
+	}
+}
+
+// TestDetectFromDecidingRuleEvents replays an event history: an early latency pause,
+// resumed, then a run of error-rate breaches (a pause, then the rollback once
+// sustained) interleaved with a latency pause decision of its own. Detection starts at
+// the error-rate run's first breach.
+func TestDetectFromDecidingRuleEvents(t *testing.T) {
+	r, _, err := controller.New(t0, "r-1", spec(), service())
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := func(min int) time.Time { return t0.Add(time.Duration(min) * time.Minute) }
+	ev := func(min int, kind string, d controller.Decision, reason string) controller.Event {
+		return controller.Event{Time: at(min), Kind: kind, RolloutID: r.ID, Service: "checkout", Decision: d, Reason: reason}
+	}
+	const (
+		latency   = "P99 latency more than ×1.1 baseline: canary P99 140ms vs stable 118ms (×1.186)"
+		errorRate = "error rate more than 0.1 pp above baseline at 0.95 confidence: canary 2.000% (2000/100000) vs stable 0.500% (500/100000)"
+		sustained = "error rate more than 1 pp above baseline on every check for 3m0s"
+	)
+	evs := []controller.Event{
+		ev(0, controller.EventStarted, "", ""),
+		ev(1, controller.EventAcked, "", ""),
+		ev(3, controller.EventPaused, controller.DecisionPause, latency),
+		ev(5, controller.EventCommand, "", "looked fine"),
+		ev(5, controller.EventResumed, "", "resumed by bob"),
+		ev(6, controller.EventDecision, controller.DecisionContinue, "checks passing"),
+		ev(8, controller.EventPaused, controller.DecisionPause, errorRate),
+		ev(9, controller.EventDecision, controller.DecisionPause, latency+"; "+errorRate),
+		ev(11, controller.EventRolledBack, controller.DecisionRollback, sustained),
+	}
+	evs[3].Command, evs[3].Actor = controller.CmdResume, "bob"
+	inc := BuildIncident(r, evs)
+	if inc.DetectedFrom != DetectFirstBreach || !inc.DetectedSince.Equal(at(8)) || inc.TimeToDetect.D() != 3*time.Minute {
+		t.Errorf("detect from %q at %s (%s); want the error-rate run's first breach at %s", inc.DetectedFrom, inc.DetectedSince, inc.TimeToDetect, at(8))
+	}
+
+	// Without the resume and the clean check, the latency pause still does not count:
+	// it is another rule's breach.
+	evs = append(evs[:3:3], evs[6:]...)
+	if inc := BuildIncident(r, evs); !inc.DetectedSince.Equal(at(8)) {
+		t.Errorf("without the resume: detect from %q at %s; want %s", inc.DetectedFrom, inc.DetectedSince, at(8))
+	}
+	// The rollback names where its sustained run began: that counts even with no event.
+	evs[len(evs)-1].BreachSince = at(7)
+	if inc := BuildIncident(r, evs); !inc.DetectedSince.Equal(at(7)) || inc.TimeToDetect.D() != 4*time.Minute {
+		t.Errorf("with the rollback's breach start: detect from %q at %s (%s); want %s", inc.DetectedFrom, inc.DetectedSince, inc.TimeToDetect, at(7))
+	}
+}
+
+// TestDurationsRounded: measured durations print rounded in the report, never with
+// nanoseconds.
+func TestDurationsRounded(t *testing.T) {
+	r, evs, _ := rolledBack(t, true)
+	for i := range evs {
+		if evs[i].Kind == controller.EventRolledBack {
+			evs[i].Time = evs[i].Time.Add(1188759) // 3m0.001188759s after the first breach
+		}
+		if evs[i].Kind == controller.EventAcked && i > 0 && evs[i-1].Kind == controller.EventRolledBack {
+			evs[i].Time = evs[i-1].Time.Add(37933333)
+		}
+	}
+	md := string(Build(r, evs).Markdown())
+	for _, want := range []string{"**Time to detect:** 3m0s", "**Time to restore:** 37.9ms"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+	if strings.Contains(md, "759") || strings.Contains(md, "333") {
+		t.Errorf("report prints unrounded durations:\n%s", md)
 	}
 }

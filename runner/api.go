@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
+	"strings"
 
 	"go.uber.org/zap"
 
@@ -39,6 +41,9 @@ type ServiceView struct {
 	Health map[string]healthcheck.VersionHealth `json:"health,omitempty"`
 	// LastObservation are the numbers of the last judged check.
 	LastObservation *controller.Numbers `json:"lastObservation,omitempty"`
+	// Restore is the service's rollback in progress (Done false: it is restoring) or
+	// its last one, until its next rollout starts; nil when there is none.
+	Restore *Restore `json:"restore,omitempty"`
 }
 
 // RolloutFilter selects rollouts.
@@ -66,10 +71,18 @@ type EventRecord struct {
 
 // Start runs pre-flight and starts a rollout of spec. The first weights are persisted,
 // then published.
+//
+// Start refuses (controller.ErrInvalidSpec, naming the field) everything that would
+// leave the service unpublishable: the spec is validated on its own before the service
+// is looked up (a request without a service is an invalid spec, not an unknown
+// service), and then the service's desired state with the new rollout, every flag
+// match of its plan included, must resolve and translate now: a canary endpoint whose
+// DNS name does not resolve is refused, not left to fail every publish.
 func (r *Runner) Start(ctx context.Context, spec controller.Spec, actor string) (controller.Rollout, error) {
-	// The canary's DNS names are looked up before the lock is taken; one that does not
-	// resolve leaves the rollout's weights not published (the engine holds), never the
-	// other services.
+	if err := spec.Validate(); err != nil {
+		return controller.Rollout{}, fmt.Errorf("%w: %w", controller.ErrInvalidSpec, err)
+	}
+	// The canary's DNS names are looked up before the lock is taken.
 	var hosts []string
 	for _, ep := range spec.Canary.Endpoints {
 		if e, err := catalog.ParseEndpoint(ep); err == nil {
@@ -99,12 +112,18 @@ func (r *Runner) Start(ctx context.Context, spec controller.Spec, actor string) 
 		}
 	}
 	e := &entry{r: ro, nextCheck: now.Add(interval(ro))}
+	// The last rollback's restore is history now (still recorded if its ACK comes).
+	delete(r.restored, spec.Service)
 	if smoke, _ := ro.Wants(now); smoke {
 		// Pending on its smoke tests only: run them at once rather than one interval on.
 		e.nextCheck = now
 		defer r.poke()
 	}
 	r.active[spec.Service] = e
+	if err := r.checkPublishableLocked(ro); err != nil {
+		delete(r.active, spec.Service)
+		return controller.Rollout{}, err
+	}
 	if err := r.commitLocked(ctx, e, ro, evs); err != nil {
 		delete(r.active, spec.Service)
 		return controller.Rollout{}, err
@@ -113,6 +132,41 @@ func (r *Runner) Start(ctx context.Context, spec controller.Spec, actor string) 
 		zap.String("actor", actor), zap.String("canary", ro.Canary), zap.String("stable", ro.Stable),
 		zap.String("weights", weightString(ro.Weights())))
 	return ro, nil
+}
+
+// checkPublishableLocked reports, as an invalid spec naming the field, why the desired
+// state of ro's service with ro active would not publish: a canary endpoint whose DNS
+// name has no answer (the names were looked up just before), or resources that do not
+// translate, with every flag match of ro's plan in force. ro must be in r.active.
+func (r *Runner) checkPublishableLocked(ro controller.Rollout) error {
+	var errs []error
+	for i, s := range ro.Spec.Canary.Endpoints {
+		ep, err := catalog.ParseEndpoint(s)
+		if err != nil || ep.IsIP() {
+			continue
+		}
+		if _, err := r.dns.Cached(ep.Host); err != nil {
+			errs = append(errs, fmt.Errorf("canary.endpoints[%d]: %q does not resolve: %w", i, s, err))
+		}
+	}
+	if len(errs) == 0 {
+		svc, _ := r.effectiveServiceLocked(ro.Service)
+		d := r.desiredOfLocked(svc)
+		seen := map[controller.MatchSpec]bool{}
+		for _, st := range ro.Plan.Stages {
+			if m := st.Match; m != nil && !seen[*m] {
+				seen[*m] = true
+				d.Matches = append(d.Matches, translate.Match{Header: m.Header, Cookie: m.Cookie, Value: m.Value, Version: ro.Canary})
+			}
+		}
+		if err := r.pub.Check(d); err != nil {
+			errs = append(errs, fmt.Errorf("service %s would not publish: %w", ro.Service, err))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", controller.ErrInvalidSpec, errors.Join(errs...))
+	}
+	return nil
 }
 
 // Command applies an operator command to the service's active rollout.
@@ -135,6 +189,11 @@ func (r *Runner) Command(ctx context.Context, service string, cmd controller.Com
 		return e.r, err
 	}
 	if err := r.commitLocked(ctx, e, next, evs); err != nil {
+		if errors.Is(err, ErrNotPersisted) {
+			// Done and published; the store takes it later.
+			r.poke()
+			return next, err
+		}
 		return e.r, err
 	}
 	r.poke()
@@ -142,7 +201,9 @@ func (r *Runner) Command(ctx context.Context, service string, cmd controller.Com
 }
 
 // ReportCheck records the latest result of a named check for the service's active
-// rollout; the next observation carries it.
+// rollout; the next observation carries it. A name that is not one of the rollout's
+// reported checks (Plan.ReportedChecks) is refused with ErrUnknownCheck: its result
+// would be ignored.
 func (r *Runner) ReportCheck(_ context.Context, service string, res controller.CheckResult) error {
 	if res.Name == "" {
 		return errors.New("check name is required")
@@ -156,6 +217,14 @@ func (r *Runner) ReportCheck(_ context.Context, service string, res controller.C
 		}
 		return fmt.Errorf("%w: %s", ErrNoActiveRollout, service)
 	}
+	if known := e.r.Plan.ReportedChecks(); !slices.Contains(known, res.Name) {
+		if len(known) == 0 {
+			return fmt.Errorf("%w: name: %q: rollout %s takes no reported checks (it declares no smokeChecks and no customChecks without a query)",
+				ErrUnknownCheck, res.Name, e.r.ID)
+		}
+		return fmt.Errorf("%w: name: %q is not a reported check of rollout %s; its reported checks are %s",
+			ErrUnknownCheck, res.Name, e.r.ID, strings.Join(known, ", "))
+	}
 	checks := maps.Clone(r.checks[service])
 	if checks == nil {
 		checks = map[string]controller.CheckResult{}
@@ -167,7 +236,9 @@ func (r *Runner) ReportCheck(_ context.Context, service string, res controller.C
 	if err != nil {
 		return err
 	}
-	if err := r.opts.Store.PutState(checksKey(e.r.ID), doc); err != nil {
+	if err := r.persistLocked("check "+res.Name, false, "", func() error {
+		return r.opts.Store.PutState(checksKey(e.r.ID), doc)
+	}); err != nil {
 		return fmt.Errorf("persist check %s: %w", res.Name, err)
 	}
 	r.checks[service] = checks
@@ -216,6 +287,9 @@ func (r *Runner) Service(name string) (ServiceView, bool) {
 		v.KnownGood = ro.KnownGood()
 		v.LastObservation = e.last
 	}
+	if d, ok := r.restoreLocked(name); ok {
+		v.Restore = &d
+	}
 	r.mu.Unlock()
 	v.Convergence = r.opts.XDS.Convergence(name)
 	if h := r.opts.Health; h != nil {
@@ -229,6 +303,14 @@ func (r *Runner) Service(name string) (ServiceView, bool) {
 
 // Rollout returns one rollout, active or finished.
 func (r *Runner) Rollout(id string) (controller.Rollout, error) {
+	if ro, ok := r.unpersistedRollout(id); ok {
+		return ro, nil
+	}
+	return r.storedRollout(id)
+}
+
+// storedRollout reads one rollout from the store.
+func (r *Runner) storedRollout(id string) (controller.Rollout, error) {
 	doc, err := r.opts.Store.GetRollout(id)
 	if errors.Is(err, store.ErrNotFound) {
 		return controller.Rollout{}, fmt.Errorf("rollout %q: %w", id, ErrNotFound)
@@ -258,6 +340,12 @@ func (r *Runner) Rollouts(f RolloutFilter) ([]controller.Rollout, error) {
 		var ro controller.Rollout
 		if err := json.Unmarshal(rec.Doc, &ro); err != nil {
 			return nil, fmt.Errorf("decode rollout %s: %w", rec.ID, err)
+		}
+		if newer, ok := r.unpersistedRollout(ro.ID); ok {
+			ro = newer // its write is pending
+			if f.ActiveOnly && ro.State.Terminal() {
+				continue
+			}
 		}
 		if f.State != "" && ro.State != f.State {
 			continue

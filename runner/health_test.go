@@ -72,7 +72,7 @@ func newHealthRig(t *testing.T, opts runner.Options) *healthRig {
 	g.hsB, g.b = healthServer(t)
 	_, g.c = healthServer(t)
 	cat := &catalog.Catalog{Services: []catalog.Service{{
-		Name: svcName, Port: 10001, Stable: "v1",
+		Name: svcName, Port: 10001, Stable: "v1", ProxiesOptional: true,
 		Versions: []catalog.Version{version(t, "v1", g.a, g.b), version(t, "v2", g.c)},
 		HealthCheck: catalog.HealthCheck{
 			Protocol: catalog.ProtocolGRPC,

@@ -18,6 +18,7 @@ import (
 	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
 	"github.com/octoacme/octoroll/metrics"
+	"github.com/octoacme/octoroll/publish"
 	"github.com/octoacme/octoroll/runner"
 	"github.com/octoacme/octoroll/store"
 	"github.com/octoacme/octoroll/translate"
@@ -118,11 +119,13 @@ func (m *scriptedMetrics) VersionStats(_ context.Context, svc catalog.Service, v
 	return s, nil
 }
 
-// testCatalog declares svcName with v1 (stable) and v2 at the given addresses.
+// testCatalog declares svcName with v1 (stable) and v2 at the given addresses. Its
+// proxies are optional: most tests drive the runner with no proxy connected (the tests
+// with a real client have it subscribed, and TestZeroProxiesHold clears the flag).
 func testCatalog(t *testing.T, v1, v2 string) *catalog.Catalog {
 	t.Helper()
 	return &catalog.Catalog{Services: []catalog.Service{{
-		Name: svcName, Port: 10001, Stable: "v1",
+		Name: svcName, Port: 10001, Stable: "v1", ProxiesOptional: true,
 		Versions: []catalog.Version{version(t, "v1", v1), version(t, "v2", v2)},
 	}}}
 }
@@ -183,19 +186,29 @@ type harness struct {
 	xs   *xds.Server
 	addr string // xds address when served
 	run  *runner.Runner
-	// alerts and notify, when set before open, are the runner's alert source and
-	// notifier.
-	alerts runner.AlertSource
-	notify runner.Notifier
+	// alerts, notify and resolver, when set before open, are the runner's alert
+	// source, notifier and DNS resolver.
+	alerts   runner.AlertSource
+	notify   runner.Notifier
+	resolver publish.HostResolver
 }
 
 // newHarness opens a store in a fresh directory and starts a runner on it; serve
 // also serves the xds server on 127.0.0.1:0 until the test ends.
 func newHarness(t *testing.T, cat *catalog.Catalog, serve bool) *harness {
 	t.Helper()
+	return newHarnessWith(t, cat, serve, nil)
+}
+
+// newHarnessWith is newHarness with setup run on the harness before it opens.
+func newHarnessWith(t *testing.T, cat *catalog.Catalog, serve bool, setup func(*harness)) *harness {
+	t.Helper()
 	h := &harness{
 		t: t, dir: t.TempDir(), cat: cat, clock: &fakeClock{now: t0}, metrics: cleanMetrics(),
 		log: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
+	}
+	if setup != nil {
+		setup(h)
 	}
 	h.open(serve)
 	return h
@@ -211,7 +224,7 @@ func (h *harness) open(serve bool) {
 	}
 	t.Cleanup(func() { _ = st.Close() })
 	h.st = st
-	h.xs = xds.NewServer(h.log, xds.Options{})
+	h.xs = xds.NewServer(h.log, xds.Options{Now: h.clock.Now})
 	if serve {
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -231,6 +244,7 @@ func (h *harness) open(serve bool) {
 	h.metrics.weights = func(service string) map[string]uint32 { return servedWeights(h.xs, service) }
 	h.run, err = runner.New(context.Background(), h.cat, runner.Options{
 		Log: h.log, Store: st, XDS: h.xs, Metrics: h.metrics, Now: h.clock.Now, Alerts: h.alerts, Notify: h.notify,
+		Resolver: h.resolver,
 	})
 	if err != nil {
 		t.Fatalf("runner.New: %v", err)

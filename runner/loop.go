@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -28,6 +29,7 @@ func (r *Runner) check(ctx context.Context, service string) error {
 	}
 	ro := e.r
 	pubGen, pubVersion := e.pubGen, e.pubVersion
+	pub := r.publicationLocked(e)
 	svc, _ := r.effectiveServiceLocked(service)
 	checks := r.checks[service]
 	results := make([]controller.CheckResult, 0, len(checks))
@@ -39,6 +41,7 @@ func (r *Runner) check(ctx context.Context, service string) error {
 	// Gathering does I/O (metrics queries) and runs without the lock, so commands and
 	// other services' checks are not held up by a slow metrics source.
 	obs := r.gather(ctx, svc, ro, pubGen, pubVersion)
+	obs.Convergence = r.convergence(svc, ro, pub)
 	obs.Checks = append(results, r.queryChecks(ctx, svc, ro, obs.Window)...)
 	r.httpChecks(ctx, svc, ro, &obs)
 
@@ -113,20 +116,61 @@ func (r *Runner) gather(ctx context.Context, svc catalog.Service, ro controller.
 		}
 		obs.Alerts = alerts
 	}
-	conv := r.opts.XDS.Convergence(svc.Name)
-	if pubVersion != "" && conv.RouteVersion == pubVersion {
-		obs.Convergence = controller.Convergence{
-			Generation: pubGen,
-			Version:    pubVersion,
-			Acked:      conv.Done() && conv.NACK == nil,
-			Stragglers: conv.Stragglers,
-		}
-		if conv.NACK != nil {
-			obs.Convergence.NACK = fmt.Sprintf("%s rejected route %s: %s", conv.NACK.NodeID, conv.NACK.Version, conv.NACK.Message)
-		}
-	}
 	wg.Wait()
 	return obs
+}
+
+// publication is what the loop knows of an active rollout's publication when a check
+// starts.
+type publication struct {
+	gen     uint64
+	version string
+	at      time.Time
+	// err says why the rollout's current generation is not served.
+	err string
+}
+
+func (r *Runner) publicationLocked(e *entry) publication {
+	p := publication{gen: e.pubGen, version: e.pubVersion, at: e.pubAt}
+	if p.gen == e.r.Generation && p.version != "" {
+		return p
+	}
+	p.err = "not served yet"
+	if st, ok := r.pub.Status(e.r.Service); ok && !st.OK && st.Error != "" {
+		p.err = st.Error
+	} else if r.pubErr != nil {
+		p.err = r.pubErr.Error()
+	}
+	return p
+}
+
+// convergence is the engine's view of the rollout's current weights: whether they are
+// published (and why not), and how far they reached the proxies: every subscribed
+// proxy ACKed them (at least one, unless the service's proxies are optional), when the
+// last one did, and who has not.
+func (r *Runner) convergence(svc catalog.Service, ro controller.Rollout, pub publication) controller.Convergence {
+	c := controller.Convergence{Generation: ro.Generation}
+	if pub.gen != ro.Generation || pub.version == "" {
+		c.NotPublished = pub.err
+		return c
+	}
+	conv := r.opts.XDS.Convergence(svc.Name)
+	c.Published, c.Version = true, pub.version
+	c.Subscribed, c.Stragglers = conv.Subscribed, conv.Stragglers
+	if conv.RouteVersion != pub.version {
+		return c // published again since (a catalog or health change): counted next check
+	}
+	if conv.NACK != nil {
+		c.NACK = fmt.Sprintf("%s rejected route %s: %s", conv.NACK.NodeID, conv.NACK.Version, conv.NACK.Message)
+		return c
+	}
+	switch {
+	case conv.Done():
+		c.Acked, c.AckedAt = true, conv.AckedAt
+	case conv.Subscribed == 0 && svc.ProxiesOptional:
+		c.Acked, c.AckedAt = true, pub.at
+	}
+	return c
 }
 
 // queryChecks evaluates the rollout's query checks (and those of its current
@@ -175,7 +219,7 @@ func (r *Runner) versionStats(ctx context.Context, svc catalog.Service, version 
 	st, err := r.opts.Metrics.VersionStats(ctx, svc, version, window, at)
 	switch {
 	case errors.Is(err, metrics.ErrNoData):
-		return controller.VersionStats{Inconclusive: fmt.Sprintf("no metrics for %s over %s", version, window)}
+		return controller.VersionStats{Inconclusive: fmt.Sprintf("no metrics for %s over %s", version, controller.Duration(window))}
 	case err != nil:
 		return controller.VersionStats{Err: err}
 	}
@@ -183,7 +227,41 @@ func (r *Runner) versionStats(ctx context.Context, svc catalog.Service, version 
 		Requests: uint64(st.Requests + 0.5),
 		Errors:   uint64(st.Errors + 0.5),
 		P99:      st.P99,
+		Latency:  latencyHistogram(st.Latency),
 	}
+}
+
+// latencyHistogram maps a source's histogram (metrics.Stats.Latency: cumulative, bounds
+// in seconds, the last +Inf) into the engine's: bounds as durations, the +Inf bucket
+// and any bound too large for a duration as controller.Inf, bounds below zero as 0
+// (latencies are not negative), counts as whole numbers. Bounds that become equal keep
+// the higher count, so counts still never decrease. A histogram without a +Inf bucket
+// (which the sources never give) maps to none.
+func latencyHistogram(buckets []metrics.Bucket) controller.Histogram {
+	if len(buckets) == 0 || !math.IsInf(buckets[len(buckets)-1].UpperBound, +1) {
+		return controller.Histogram{}
+	}
+	h := controller.Histogram{
+		Bounds: make([]time.Duration, 0, len(buckets)),
+		Counts: make([]uint64, 0, len(buckets)),
+	}
+	for _, b := range buckets {
+		bound := controller.Inf
+		if ns := b.UpperBound * float64(time.Second); ns < float64(controller.Inf) {
+			bound = time.Duration(max(math.Round(ns), 0))
+		}
+		count := uint64(max(math.Round(b.Count), 0))
+		if n := len(h.Bounds); n > 0 && h.Bounds[n-1] >= bound {
+			h.Counts[n-1] = max(h.Counts[n-1], count)
+			continue
+		}
+		if n := len(h.Counts); n > 0 {
+			count = max(count, h.Counts[n-1])
+		}
+		h.Bounds = append(h.Bounds, bound)
+		h.Counts = append(h.Counts, count)
+	}
+	return h
 }
 
 func endpointHealth(v healthcheck.VersionHealth) controller.EndpointHealth {
@@ -195,23 +273,15 @@ func endpointHealth(v healthcheck.VersionHealth) controller.EndpointHealth {
 }
 
 // commitLocked persists a transition, then publishes its weights, then notifies. The
-// order is the crash-safety contract: what proxies are told is always on disk first.
+// order is the crash-safety contract: what proxies are told is on disk first. The one
+// exception is a move to known-good (a rollback or an abort): it never waits on the
+// disk. When the store fails it is published at once and its writes are queued, retried
+// on every tick; the error returned is then a *NotPersistedError, and the transition is
+// done.
 func (r *Runner) commitLocked(ctx context.Context, e *entry, next controller.Rollout, evs []controller.Event) error {
 	prev := e.r
 	terminal := next.State.Terminal()
-	if terminal {
-		// The known-good version is recorded before the rollout stops being active, so
-		// a crash between the two writes leaves an active rollout that settles the same
-		// way again, never an idle service pointing at the old version.
-		st := r.services[next.Service]
-		st.Stable = next.KnownGood()
-		if v, ok := canaryVersion(next); ok {
-			st.Versions = upsertVersion(st.Versions, v)
-		}
-		if err := r.putService(next.Service, st); err != nil {
-			return err
-		}
-	}
+	restore := next.State == controller.StateRolledBack && prev.State != controller.StateRolledBack
 	doc, err := json.Marshal(next)
 	if err != nil {
 		return fmt.Errorf("encode rollout %s: %w", next.ID, err)
@@ -220,8 +290,31 @@ func (r *Runner) commitLocked(ctx context.Context, e *entry, next controller.Rol
 	if err != nil {
 		return err
 	}
-	if _, err := r.opts.Store.PutRollout(next.ID, next.Service, !terminal, doc, sevs); err != nil {
-		return fmt.Errorf("persist rollout %s: %w", next.ID, err)
+	var notPersisted error
+	if terminal {
+		// The known-good version is recorded before the rollout stops being active, so
+		// a crash between the two writes leaves an active rollout that settles the same
+		// way again, never an idle service pointing at the old version.
+		st := knownGood(r.services[next.Service], next)
+		if err := r.putService(next.Service, st, restore); err != nil {
+			if !errors.Is(err, ErrNotPersisted) {
+				return err
+			}
+			notPersisted = err
+		}
+	}
+	err = r.persistLocked("rollout "+next.ID, restore, next.ID, func() error {
+		if _, err := r.opts.Store.PutRollout(next.ID, next.Service, !terminal, doc, sevs); err != nil {
+			return fmt.Errorf("persist rollout %s: %w", next.ID, err)
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, ErrNotPersisted):
+		notPersisted = err
+		r.unpersisted[next.ID] = next
+	case err != nil:
+		return err
 	}
 	e.r = next
 	if terminal {
@@ -229,16 +322,16 @@ func (r *Runner) commitLocked(ctx context.Context, e *entry, next controller.Rol
 		delete(r.checks, next.Service)
 	}
 	if terminal || next.Generation != prev.Generation || e.pubVersion == "" {
-		// Persisted; served unless the service fails to publish, in which case the
-		// xds server keeps its last good resources, the publish is retried on every
-		// tick and the engine sees the generation as not published.
+		// Served unless the service fails to publish, in which case the xds server
+		// keeps its last good resources, the publish is retried on every tick and the
+		// engine sees the generation as not published.
 		r.publishLocked()
 		st, _ := r.pub.Status(next.Service)
+		st.OK = st.OK && r.pubErr == nil // a refused set changed no status
 		if st.OK {
-			e.pubGen = next.Generation
-			e.pubVersion = r.opts.XDS.Convergence(next.Service).RouteVersion
+			e.served(next.Generation, r.opts.XDS.Convergence(next.Service).RouteVersion, r.opts.Now())
 		}
-		if next.State == controller.StateRolledBack && prev.State != controller.StateRolledBack {
+		if restore {
 			r.watchRestoreLocked(next, e.pubVersion, st.OK)
 		}
 	}
@@ -248,19 +341,37 @@ func (r *Runner) commitLocked(ctx context.Context, e *entry, next controller.Rol
 			r.opts.Notify.Notify(ev, next)
 		}
 	}
-	return nil
+	return notPersisted
 }
 
-func (r *Runner) putService(name string, st serviceState) error {
+// served records that generation gen of the rollout is what the xds server serves, in
+// route version version, since now (unless it already was).
+func (e *entry) served(gen uint64, version string, now time.Time) {
+	if e.pubGen != gen || e.pubAt.IsZero() {
+		e.pubAt = now
+	}
+	e.pubGen, e.pubVersion = gen, version
+}
+
+// putService records a service's state. With queue (a move to known-good) the new state
+// holds at once and a store failure queues the write (a *NotPersistedError); without,
+// nothing changes unless the write succeeds.
+func (r *Runner) putService(name string, st serviceState, queue bool) error {
 	doc, err := json.Marshal(st)
 	if err != nil {
 		return err
 	}
-	if err := r.opts.Store.PutState(serviceKey(name), doc); err != nil {
-		return fmt.Errorf("persist state of service %s: %w", name, err)
+	err = r.persistLocked("state of service "+name, queue, "", func() error {
+		if err := r.opts.Store.PutState(serviceKey(name), doc); err != nil {
+			return fmt.Errorf("persist state of service %s: %w", name, err)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, ErrNotPersisted) {
+		return err
 	}
 	r.services[name] = st
-	return nil
+	return err
 }
 
 func storeEvents(evs []controller.Event) ([]store.Event, error) {
@@ -299,97 +410,4 @@ func (r *Runner) logEvent(ev controller.Event) {
 	default:
 		r.log.Info("rollout event", fields...)
 	}
-}
-
-// confirmRestoresLocked records, for each rollback, when every proxy ACKed the
-// known-good weights (or that they did not within the ACK timeout).
-func (r *Runner) confirmRestoresLocked(now time.Time) {
-	for svc, w := range r.restoring {
-		conv := r.opts.XDS.Convergence(svc)
-		done := w.published && conv.RouteVersion == w.version && conv.Done() && conv.NACK == nil
-		if !done && now.Before(w.deadline) {
-			continue
-		}
-		r.endRestoreLocked(svc)
-		if conv.RouteVersion != w.version {
-			continue // superseded by a newer publish (a new rollout or catalog change)
-		}
-		ev := controller.Event{
-			Time: now, Kind: controller.EventAcked, RolloutID: w.ro.ID, Service: svc,
-			State: w.ro.State, Stage: w.ro.Stage, Weight: 0, Generation: w.ro.Generation,
-		}
-		if done {
-			ev.Reason = fmt.Sprintf("%d of %d proxies serve 100%% %s", conv.Acked, conv.Subscribed, w.ro.KnownGood())
-		} else {
-			ev.Reason = fmt.Sprintf("restore not confirmed: %d of %d proxies ACKed 100%% %s", conv.Acked, conv.Subscribed, w.ro.KnownGood())
-			ev.Stragglers = conv.Stragglers
-		}
-		sevs, err := storeEvents([]controller.Event{ev})
-		if err == nil {
-			_, err = r.opts.Store.AppendEvents(sevs...)
-		}
-		if err != nil {
-			r.log.Error("record restore", zap.String("service", svc), zap.Error(err))
-			continue
-		}
-		r.logEvent(ev)
-	}
-}
-
-// restoreDoc is the persisted form of a restoreWatch, so that a restart between a
-// rollback and the proxies' ACK still records the time to restore.
-type restoreDoc struct {
-	RolloutID string `json:"rolloutId,omitempty"`
-}
-
-func restoreKey(service string) string { return "restore/" + service }
-
-// watchRestoreLocked starts waiting for every proxy to ACK a rollback's weights.
-func (r *Runner) watchRestoreLocked(ro controller.Rollout, version string, published bool) {
-	r.restoring[ro.Service] = restoreWatch{ro: ro, version: version, published: published,
-		deadline: r.opts.Now().Add(max(ro.Plan.AckTimeout.D(), time.Second))}
-	r.putRestore(ro.Service, restoreDoc{RolloutID: ro.ID})
-}
-
-// endRestoreLocked stops waiting.
-func (r *Runner) endRestoreLocked(service string) {
-	delete(r.restoring, service)
-	r.putRestore(service, restoreDoc{})
-}
-
-func (r *Runner) putRestore(service string, d restoreDoc) {
-	doc, err := json.Marshal(d)
-	if err == nil {
-		err = r.opts.Store.PutState(restoreKey(service), doc)
-	}
-	if err != nil {
-		// Only the record of the restore time is at stake, never the weights.
-		r.log.Warn("persist restore watch", zap.String("service", service), zap.Error(err))
-	}
-}
-
-// loadRestoreLocked resumes waiting for a rollback's ACK that was pending at a restart.
-func (r *Runner) loadRestoreLocked(service string) error {
-	doc, err := r.opts.Store.GetState(restoreKey(service))
-	if errors.Is(err, store.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("restore watch of %s: %w", service, err)
-	}
-	var d restoreDoc
-	if err := json.Unmarshal(doc, &d); err != nil {
-		return fmt.Errorf("restore watch of %s: %w", service, err)
-	}
-	if d.RolloutID == "" {
-		return nil
-	}
-	ro, err := r.Rollout(d.RolloutID)
-	if err != nil {
-		return fmt.Errorf("restore watch of %s: %w", service, err)
-	}
-	st, _ := r.pub.Status(service)
-	r.restoring[service] = restoreWatch{ro: ro, version: r.opts.XDS.Convergence(service).RouteVersion, published: st.OK,
-		deadline: r.opts.Now().Add(max(ro.Plan.AckTimeout.D(), time.Second))}
-	return nil
 }

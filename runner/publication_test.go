@@ -91,8 +91,11 @@ func waitOnlyVersion(t *testing.T, c *xdstest.Client, version string, n int64, d
 
 // TestPoisonedServiceDoesNotHoldOthers: a persisted rollout of one service that can no
 // longer be translated does not stop octoroll from starting; that service is reported
-// failing (status, event) and keeps serving nothing new, while an abort of another
-// service puts its real gRPC xDS client on 100 % known-good within a second.
+// failing (status, event) and serves its catalog state at its known-good version, while
+// an abort of another service puts its real gRPC xDS client on 100 % known-good within
+// a second. An abort of the poisoned rollout puts its service back on its known-good
+// version, published, without recording the version that cannot be translated, so a
+// further restart serves it too.
 func TestPoisonedServiceDoesNotHoldOthers(t *testing.T) {
 	cat := twoServiceCatalog(t, xdstest.StartBackend(t, "v1"), xdstest.StartBackend(t, "v2"),
 		xdstest.StartBackend(t, "o1"), xdstest.StartBackend(t, "o2"))
@@ -115,6 +118,11 @@ func TestPoisonedServiceDoesNotHoldOthers(t *testing.T) {
 	if v.Publication == nil || v.Publication.OK || !strings.Contains(v.Publication.Error, "not a valid name") {
 		t.Fatalf("poisoned service publication %+v, want failing on the version name", v.Publication)
 	}
+	if !v.Publication.Serving || !v.Publication.Fallback || v.Weights["v1"] != 10000 {
+		t.Fatalf("poisoned service serves %v (publication %+v), want its catalog state at 100 %% v1", v.Weights, v.Publication)
+	}
+	ca := xdstest.StartClient(t, xdstest.ClientConfig{XDSServer: h.addr, NodeID: "client-a", Target: "xds:///" + otherName})
+	waitOnlyVersion(t, ca, "o1", 100, waitTimeout)
 	evs := h.events(a.ID)
 	if i := slices.Index(kinds(evs), controller.EventPublishFailed); i < 0 {
 		t.Fatalf("no %s event for the poisoned rollout: %v", controller.EventPublishFailed, kinds(evs))
@@ -158,6 +166,33 @@ func TestPoisonedServiceDoesNotHoldOthers(t *testing.T) {
 	if n != 1 {
 		t.Errorf("%d %s events after retries, want 1", n, controller.EventPublishFailed)
 	}
+
+	// The operator aborts the poisoned rollout: known-good, published, and the version
+	// that cannot be translated is not recorded.
+	ro, err = h.run.Command(ctx, otherName, controller.Command{Kind: controller.CmdAbort, Actor: "bob", Reason: "bad version name"})
+	if err != nil {
+		t.Fatalf("abort of the poisoned rollout: %v", err)
+	}
+	if ro.State != controller.StateRolledBack {
+		t.Fatalf("abort answered %s, want rolled_back", ro.State)
+	}
+	v, _ = h.run.Service(otherName)
+	if v.Publication == nil || !v.Publication.OK || v.Publication.Fallback || v.Weights["v1"] != 10000 {
+		t.Fatalf("after the abort: weights %v, publication %+v, want 100 %% v1 published", v.Weights, v.Publication)
+	}
+	if slices.Contains(v.Service.VersionNames(), "v|2") {
+		t.Errorf("the untranslatable version was recorded: %v", v.Service.VersionNames())
+	}
+	took = waitOnlyVersion(t, ca, "o1", 200, time.Second)
+	t.Logf("poisoned service's client on 100%% o1 %s after its abort answered", took)
+
+	h.restart()
+	for _, name := range []string{svcName, otherName} {
+		v, _ := h.run.Service(name)
+		if v.Publication == nil || !v.Publication.OK || v.Weights["v1"] != 10000 || v.Active != nil {
+			t.Errorf("%s after a further restart: weights %v, publication %+v, active %v", name, v.Weights, v.Publication, v.Active)
+		}
+	}
 }
 
 // flakyDNS answers the names in addrs, and fails every lookup while down.
@@ -188,10 +223,12 @@ func (d *flakyDNS) setDown(down bool) {
 	d.down = down
 }
 
-// TestDNSFailureThenRecoveryRepublishes: a canary whose DNS name does not resolve
-// leaves that rollout's weights unpublished (reported once, the other service serves);
-// when DNS answers, the next tick publishes them. A name that resolved keeps its last
-// good answer while DNS fails, and the status says so.
+// TestDNSFailureThenRecoveryRepublishes: a rollout whose canary's DNS name does not
+// resolve is refused at the door (an invalid spec naming the endpoint; nothing starts).
+// A catalog version whose name does not resolve leaves that service unpublished
+// (reported once, the other service serves); when DNS answers, the next tick publishes
+// it. A name that resolved keeps its last good answer while DNS fails, and the status
+// says so.
 func TestDNSFailureThenRecoveryRepublishes(t *testing.T) {
 	dns := &flakyDNS{addrs: map[string][]netip.Addr{
 		"stable.internal": {netip.MustParseAddr("127.0.0.1")},
@@ -217,9 +254,21 @@ func TestDNSFailureThenRecoveryRepublishes(t *testing.T) {
 	dns.setDown(true)
 	spec := halfSpec(otherName)
 	spec.Canary = controller.Canary{Version: "v3", Endpoints: []string{"canary.internal:8080"}}
-	ro, err := run.Start(ctx, spec, "alice")
-	if err != nil {
-		t.Fatalf("Start: %v", err)
+	if _, err := run.Start(ctx, spec, "alice"); !errors.Is(err, controller.ErrInvalidSpec) ||
+		!strings.Contains(err.Error(), `canary.endpoints[0]: "canary.internal:8080" does not resolve`) {
+		t.Fatalf("Start with an unresolvable canary: %v, want an invalid spec naming canary.endpoints[0]", err)
+	}
+	if v, _ := run.Service(otherName); v.Active != nil {
+		t.Fatalf("refused rollout is active: %+v", v.Active)
+	}
+
+	// The catalog gives the other service a version at the name DNS does not answer.
+	next := *cat
+	next.Services = slices.Clone(cat.Services)
+	next.Services[1].Versions = append(slices.Clone(next.Services[1].Versions),
+		catalog.Version{Name: "v3", Endpoints: []catalog.Endpoint{{Host: "canary.internal", Port: 8080}}})
+	if err := run.SetCatalog(ctx, &next); err != nil {
+		t.Fatalf("SetCatalog: %v", err)
 	}
 	v, _ := run.Service(otherName)
 	if v.Publication == nil || v.Publication.OK || !strings.Contains(v.Publication.Error, "canary.internal") {
@@ -243,15 +292,45 @@ func TestDNSFailureThenRecoveryRepublishes(t *testing.T) {
 	if v.Publication == nil || !v.Publication.OK {
 		t.Fatalf("publication after DNS recovered %+v, want ok", v.Publication)
 	}
-	if v.Weights["v3"] != 5000 {
-		t.Errorf("weights after DNS recovered %v, want v3=5000", v.Weights)
-	}
-	evs, err := run.RolloutEvents(ro.ID)
+	evs, _, err := run.Events(runner.EventQuery{Service: otherName})
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := kinds(evs)
+	var got []string
+	for _, e := range evs {
+		got = append(got, e.Kind)
+	}
 	if i, j := slices.Index(got, controller.EventPublishFailed), slices.Index(got, controller.EventPublished); i < 0 || j < i {
 		t.Errorf("events %v, want %s then %s", got, controller.EventPublishFailed, controller.EventPublished)
+	}
+
+	// With DNS answering, the rollout of the new version starts and is served.
+	spec.Canary = controller.Canary{Version: "v3"}
+	if _, err := run.Start(ctx, spec, "alice"); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if v, _ := run.Service(otherName); v.Weights["v3"] != 5000 || v.Publication == nil || !v.Publication.OK {
+		t.Errorf("after Start: weights %v, publication %+v, want v3=5000 served", v.Weights, v.Publication)
+	}
+}
+
+// TestPoisonedKnownGoodLeftOut: a service state an older octoroll persisted with a
+// version that cannot be translated as its known-good one (the abort of a rollout of
+// canary v|2 recorded it) is loaded without that version: the service serves its
+// catalog's stable version, published, instead of nothing.
+func TestPoisonedKnownGoodLeftOut(t *testing.T) {
+	cat := twoServiceCatalog(t, "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4")
+	h := newHarness(t, cat, false)
+	doc := `{"stable":"v|2","versions":[{"name":"v|2","endpoints":["127.0.0.1:9"]},{"name":"v3","endpoints":["127.0.0.1:10"]}]}`
+	if err := h.st.PutState("service/"+otherName, []byte(doc)); err != nil {
+		t.Fatal(err)
+	}
+	h.restart()
+	v, _ := h.run.Service(otherName)
+	if v.Publication == nil || !v.Publication.OK || v.Weights["v1"] != 10000 || v.KnownGood != "v1" {
+		t.Fatalf("after the restart: known-good %s, weights %v, publication %+v; want v1 at 100 %%, published", v.KnownGood, v.Weights, v.Publication)
+	}
+	if got := strings.Join(v.Service.VersionNames(), ","); got != "v1,v2,v3" {
+		t.Errorf("versions %s, want the catalog's and the valid added one", got)
 	}
 }

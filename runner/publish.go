@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -71,6 +72,25 @@ func canaryVersion(ro controller.Rollout) (catalog.Version, bool) {
 	return v, true
 }
 
+// knownGood is st after ro ended: its known-good version, and the canary version the
+// rollout added (kept defined so that its cluster stays). A canary version that does
+// not validate is never recorded, nor made the known-good version: it could not be
+// translated, and the service could never be published again.
+func knownGood(st serviceState, ro controller.Rollout) serviceState {
+	kg := ro.KnownGood()
+	if v, ok := canaryVersion(ro); ok {
+		if v.Validate() != nil {
+			if kg == v.Name {
+				return st
+			}
+		} else {
+			st.Versions = upsertVersion(st.Versions, v)
+		}
+	}
+	st.Stable = kg
+	return st
+}
+
 func upsertVersion(vs []catalog.Version, v catalog.Version) []catalog.Version {
 	for i := range vs {
 		if vs[i].Name == v.Name {
@@ -87,20 +107,26 @@ func (r *Runner) desiredLocked() []translate.Desired {
 	out := make([]translate.Desired, 0, len(r.cat.Services))
 	for _, s := range r.cat.Services {
 		svc, _ := r.effectiveServiceLocked(s.Name)
-		d := translate.Desired{Service: svc}
-		if e, ok := r.active[s.Name]; ok {
-			d.Weights = e.r.Weights()
-			for _, m := range e.r.Matches() {
-				d.Matches = append(d.Matches, translate.Match{Header: m.Header, Cookie: m.Cookie, Value: m.Value, Version: m.Version})
-			}
-		} else {
-			d.Weights = map[string]uint32{svc.Stable: catalog.TotalWeight}
-		}
-		d.Unhealthy = r.unhealthyLocked(svc)
-		out = append(out, d)
+		out = append(out, r.desiredOfLocked(svc))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Service.Name < out[j].Service.Name })
 	return out
+}
+
+// desiredOfLocked is the desired routing state of svc, an effective service: its
+// active rollout's weights and flag matches, or its known-good version at 100 %.
+func (r *Runner) desiredOfLocked(svc catalog.Service) translate.Desired {
+	d := translate.Desired{Service: svc}
+	if e, ok := r.active[svc.Name]; ok {
+		d.Weights = e.r.Weights()
+		for _, m := range e.r.Matches() {
+			d.Matches = append(d.Matches, translate.Match{Header: m.Header, Cookie: m.Cookie, Value: m.Value, Version: m.Version})
+		}
+	} else {
+		d.Weights = map[string]uint32{svc.Stable: catalog.TotalWeight}
+	}
+	d.Unhealthy = r.unhealthyLocked(svc)
+	return d
 }
 
 // unhealthyLocked is, per version of svc, the endpoints the health checks found
@@ -191,12 +217,14 @@ func (r *Runner) publishHealth(ctx context.Context) map[string]bool {
 // again when an answer changed or a service's desired state is not served yet: a
 // failed publication is retried on every tick until it is served.
 func (r *Runner) republish(ctx context.Context) {
+	// Writes a move to known-good could not make wait for the store first.
+	r.retryPersist()
 	changed := r.dns.Refresh(ctx)
-	if !changed && len(r.pub.Failing()) == 0 {
-		return
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if !changed && len(r.pub.Failing()) == 0 && r.pubErr == nil {
+		return
+	}
 	r.publishLocked()
 }
 
@@ -221,13 +249,17 @@ func (r *Runner) primeDNS(ctx context.Context, svcs ...catalog.Service) {
 func (r *Runner) publishLocked() {
 	desired := r.desiredLocked()
 	start := time.Now()
-	changes, err := r.pub.Publish(desired)
+	changes, err := r.pub.PublishWithFallback(desired, r.fallbackLocked)
 	if err != nil {
 		// The xds cache refused the whole set: nothing changed, every service keeps
-		// serving what it served; the next tick retries the services not served.
-		r.log.Error("publish", zap.Error(err))
+		// serving what it served; every tick publishes again until it takes it.
+		if r.pubErr == nil || r.pubErr.Error() != err.Error() {
+			r.log.Error("publish", zap.Error(err))
+		}
+		r.pubErr = err
 		return
 	}
+	r.pubErr = nil
 	if r.opts.OnPublish != nil {
 		r.opts.OnPublish(time.Since(start))
 	}
@@ -236,9 +268,10 @@ func (r *Runner) publishLocked() {
 	// endpoint): its ACK is the one that counts for the rollout's generation. A rollout
 	// whose service failed keeps its previous generation: the engine sees its weights
 	// as not published.
+	now := r.opts.Now()
 	for svc, e := range r.active {
 		if st, ok := r.pub.Status(svc); ok && st.OK {
-			e.pubGen, e.pubVersion = e.r.Generation, r.opts.XDS.Convergence(svc).RouteVersion
+			e.served(e.r.Generation, r.opts.XDS.RouteVersion(svc), now)
 		}
 	}
 	for svc, w := range r.restoring {
@@ -246,8 +279,10 @@ func (r *Runner) publishLocked() {
 			continue
 		}
 		if st, ok := r.pub.Status(svc); ok && st.OK {
-			w.version = r.opts.XDS.Convergence(svc).RouteVersion
-			w.published = true
+			w.version = r.opts.XDS.RouteVersion(svc)
+			if !w.published {
+				w.published, w.publishedAt = true, now
+			}
 			r.restoring[svc] = w
 		}
 	}
@@ -269,6 +304,34 @@ func (r *Runner) publishLocked() {
 	}
 }
 
+// fallbackLocked is what service serves while its desired state does not publish and
+// it has no last good resources (a restart with a persisted rollout that no longer
+// translates): its catalog entry, the versions rollouts added that validate, and its
+// known-good version (the catalog's stable one when that is not among them) at 100 %.
+func (r *Runner) fallbackLocked(service string) (translate.Desired, bool) {
+	i := slices.IndexFunc(r.cat.Services, func(s catalog.Service) bool { return s.Name == service })
+	if i < 0 {
+		return translate.Desired{}, false
+	}
+	svc := r.cat.Services[i]
+	svc.Versions = slices.Clone(svc.Versions)
+	st := r.services[service]
+	for _, v := range st.Versions {
+		if _, ok := svc.Version(v.Name); !ok && v.Validate() == nil {
+			svc.Versions = append(svc.Versions, v)
+		}
+	}
+	known := st.Stable
+	if e, ok := r.active[service]; ok {
+		known = e.r.KnownGood()
+	}
+	if _, ok := svc.Version(known); ok {
+		svc.Stable = known
+	}
+	return translate.Desired{Service: svc, Weights: map[string]uint32{svc.Stable: catalog.TotalWeight},
+		Unhealthy: r.unhealthyLocked(svc)}, true
+}
+
 // publicationEventLocked records, logs and notifies a service's publication failing
 // (once per distinct failure) or recovering.
 func (r *Runner) publicationEventLocked(c publish.Change) {
@@ -283,7 +346,11 @@ func (r *Runner) publicationEventLocked(c publish.Change) {
 		ev.RolloutID, ev.State, ev.Stage, ev.Generation, ev.Weight = ro.ID, ro.State, ro.Stage, ro.Generation, ro.CanaryWeight()
 	}
 	if sevs, err := storeEvents([]controller.Event{ev}); err == nil {
-		if _, err := r.opts.Store.AppendEvents(sevs...); err != nil {
+		err := r.persistLocked("publication event of "+c.Service, true, "", func() error {
+			_, err := r.opts.Store.AppendEvents(sevs...)
+			return err
+		})
+		if err != nil && !errors.Is(err, ErrNotPersisted) {
 			r.log.Warn("record publication event", zap.String("service", c.Service), zap.Error(err))
 		}
 	}

@@ -39,12 +39,16 @@ var (
 	ErrUnknownService  = errors.New("unknown service")
 	ErrActiveRollout   = errors.New("the service already has an active rollout")
 	ErrNoActiveRollout = errors.New("the service has no active rollout")
+	ErrUnknownCheck    = errors.New("unknown check")
 )
 
 // Publisher is the xds server as the runner uses it.
 type Publisher interface {
 	publish.Server
+	// Convergence is how far the service's served route reached the proxies.
 	Convergence(service string) xds.Convergence
+	// RouteVersion is the version of the service's route served now.
+	RouteVersion(service string) string
 }
 
 // Health is the active health-check prober as the runner uses it.
@@ -60,15 +64,30 @@ type AlertSource interface {
 	FiringAlerts(ctx context.Context, svc catalog.Service, at time.Time) ([]string, error)
 }
 
-// Notifier receives every event after it was persisted. Notify must not block.
+// Notifier receives every event after it was persisted (a rollback's while the store
+// fails, at once: it is published before it is persisted). Notify must not block.
 type Notifier interface {
 	Notify(ev controller.Event, r controller.Rollout)
+}
+
+// Store is the state store as the runner uses it; *store.Store satisfies it. Every
+// write must be durable when it returns without an error.
+type Store interface {
+	PutRollout(id, service string, active bool, doc []byte, events []store.Event) (uint64, error)
+	GetRollout(id string) ([]byte, error)
+	ListRollouts(f store.ListFilter) ([]store.RolloutRecord, error)
+	PutState(key string, doc []byte) error
+	GetState(key string) ([]byte, error)
+	AppendEvents(events ...store.Event) (uint64, error)
+	Events(q store.EventQuery) ([]store.Event, uint64, error)
+	// Path names the store in messages.
+	Path() string
 }
 
 // Options wire a Runner.
 type Options struct {
 	Log     *zap.Logger
-	Store   *store.Store
+	Store   Store
 	XDS     Publisher
 	Metrics metrics.Source // nil: every check is inconclusive on traffic
 	Health  Health         // nil: no health data
@@ -119,7 +138,19 @@ type Runner struct {
 	dns *publish.DNS
 	// restoring are rollbacks whose known-good weights are not yet ACKed by every
 	// proxy; the ACK is recorded as the rollout's last event (time to restore).
+	// restored is each service's last confirmed restore, shown until its next rollout.
 	restoring map[string]restoreWatch
+	restored  map[string]Restore
+	// pending are store writes of moves to known-good that were published before the
+	// store took them, in order; every republish tick retries them, and every other
+	// write waits for them. pendingErr is the latest failure; unpersisted holds the
+	// rollouts whose latest state is among them, by id.
+	pending     []pendingWrite
+	pendingErr  error
+	unpersisted map[string]controller.Rollout
+	// pubErr is set while the xds server refuses the whole published set (nothing
+	// changed); every tick publishes again until it takes it.
+	pubErr error
 	// healthSeen is, per service with an active rollout, the health state its last
 	// forced check saw; a health change forces a check only where it differs.
 	healthSeen map[string]string
@@ -127,13 +158,19 @@ type Runner struct {
 	http       HTTPChecker
 }
 
-// restoreWatch waits for the proxies to ACK a rollback's weights.
+// restoreWatch waits for the proxies to ACK a rollback's weights. It ends when every
+// proxy ACKed them, or when another publication supersedes them; past the deadline it
+// records that the restore is not confirmed yet, once, and keeps waiting.
 type restoreWatch struct {
 	ro       controller.Rollout
 	version  string
 	deadline time.Time
-	// published is true once the known-good weights are served (version is theirs).
-	published bool
+	// published is true once the known-good weights are served (version is theirs),
+	// since publishedAt.
+	published   bool
+	publishedAt time.Time
+	// late is set once the deadline passed (and was recorded).
+	late bool
 }
 
 // entry is one active rollout and the loop's bookkeeping for it.
@@ -144,8 +181,11 @@ type entry struct {
 	// serves pubVersion.
 	pubGen     uint64
 	pubVersion string
-	nextCheck  time.Time
-	last       *controller.Numbers
+	// pubAt is when pubGen was first served: the ACK instant of a service whose
+	// proxies are optional and absent.
+	pubAt     time.Time
+	nextCheck time.Time
+	last      *controller.Numbers
 }
 
 // serviceState is what the store keeps per service between rollouts.
@@ -181,16 +221,18 @@ func New(ctx context.Context, cat *catalog.Catalog, opts Options) (*Runner, erro
 		opts.Resolver = net.DefaultResolver
 	}
 	r := &Runner{
-		opts:       opts,
-		log:        opts.Log.Named("runner"),
-		cat:        cat,
-		services:   map[string]serviceState{},
-		active:     map[string]*entry{},
-		checks:     map[string]map[string]controller.CheckResult{},
-		restoring:  map[string]restoreWatch{},
-		healthSeen: map[string]string{},
-		wake:       make(chan struct{}, 1),
-		http:       opts.HTTPChecks,
+		opts:        opts,
+		log:         opts.Log.Named("runner"),
+		cat:         cat,
+		services:    map[string]serviceState{},
+		active:      map[string]*entry{},
+		checks:      map[string]map[string]controller.CheckResult{},
+		restoring:   map[string]restoreWatch{},
+		restored:    map[string]Restore{},
+		healthSeen:  map[string]string{},
+		unpersisted: map[string]controller.Rollout{},
+		wake:        make(chan struct{}, 1),
+		http:        opts.HTTPChecks,
 	}
 	if r.http == nil {
 		r.http = smoke.New(r.log, smoke.Options{})
@@ -243,9 +285,9 @@ func New(ctx context.Context, cat *catalog.Catalog, opts Options) (*Runner, erro
 		}
 	}
 	now := opts.Now()
-	for svc, e := range r.active {
-		e.pubGen = e.r.Generation
-		e.pubVersion = opts.XDS.Convergence(svc).RouteVersion
+	for _, e := range r.active {
+		// publishLocked marked the rollouts whose weights are served as published; a
+		// rollout whose service failed is not (its fallback state serves instead).
 		// The first check after a restart comes one interval after the persisted last
 		// check, never earlier: resuming is not a reason to judge sooner.
 		e.nextCheck = e.r.Progress.LastCheck.Add(interval(e.r))
@@ -268,13 +310,30 @@ func (r *Runner) loadService(name string) error {
 	if err := json.Unmarshal(doc, &st); err != nil {
 		return fmt.Errorf("state of service %s in %s: %w", name, r.opts.Store.Path(), err)
 	}
+	// A version an older octoroll recorded although it cannot be translated (a name
+	// with '|', say) would keep the service from ever being published: it is left out,
+	// and so is a known-good version naming it (the catalog's stable version serves).
+	valid := st.Versions[:0:0]
+	for _, v := range st.Versions {
+		if err := v.Validate(); err != nil {
+			r.log.Warn("persisted version left out: it cannot be translated", zap.String("service", name),
+				zap.String("version", v.Name), zap.Error(err))
+			if st.Stable == v.Name {
+				st.Stable = ""
+			}
+			continue
+		}
+		valid = append(valid, v)
+	}
+	st.Versions = valid
 	r.services[name] = st
 	return nil
 }
 
 // SetCatalog replaces the catalog (after a good reload) and republishes. A catalog that
 // cannot be served (for example, it drops a version an active rollout uses) is refused
-// and the previous one keeps serving.
+// with the reason, and the previous one keeps serving; the caller may offer it again
+// later (the catalog watcher does, until it is taken).
 func (r *Runner) SetCatalog(ctx context.Context, cat *catalog.Catalog) error {
 	r.primeDNS(ctx, cat.Services...)
 	r.mu.Lock()
@@ -283,7 +342,7 @@ func (r *Runner) SetCatalog(ctx context.Context, cat *catalog.Catalog) error {
 	// would silently stop being served.
 	for svc, e := range r.active {
 		if !slices.ContainsFunc(cat.Services, func(s catalog.Service) bool { return s.Name == svc }) {
-			return fmt.Errorf("catalog not applied, the previous one keeps serving: it drops service %s, which has active rollout %s", svc, e.r.ID)
+			return fmt.Errorf("it drops service %s, which has active rollout %s", svc, e.r.ID)
 		}
 	}
 	prev := r.cat
@@ -306,7 +365,7 @@ func (r *Runner) SetCatalog(ctx context.Context, cat *catalog.Catalog) error {
 		}
 		if err := r.pub.Check(d); err != nil {
 			r.cat = prev
-			return fmt.Errorf("catalog not applied, the previous one keeps serving: service %s has active rollout %s: %w", d.Service.Name, e.r.ID, err)
+			return fmt.Errorf("service %s has active rollout %s, whose weights it cannot serve: %w", d.Service.Name, e.r.ID, err)
 		}
 	}
 	// A service of the new catalog that does not translate keeps its last good
@@ -422,7 +481,10 @@ func (r *Runner) evaluate(ctx context.Context, force map[string]bool) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if err := r.check(ctx, svc); err != nil {
+			switch err := r.check(ctx, svc); {
+			case errors.Is(err, ErrNotPersisted):
+				r.log.Warn("rolled back and published; not yet persisted", zap.String("service", svc), zap.Error(err))
+			case err != nil:
 				r.log.Error("check failed", zap.String("service", svc), zap.Error(err))
 			}
 		})

@@ -256,7 +256,7 @@ func verdictService(t *testing.T, name string, port int, target string) catalog.
 	}
 	tp, _ := strconv.Atoi(p)
 	svc := catalog.Service{
-		Name: name, Port: uint32(port), Stable: "v1",
+		Name: name, Port: uint32(port), Stable: "v1", ProxiesOptional: true,
 		Versions: []catalog.Version{
 			{Name: "v1", Endpoints: []catalog.Endpoint{{Host: "127.0.0.1", Port: 1}}},
 			{Name: "v2", Endpoints: []catalog.Endpoint{{Host: "127.0.0.1", Port: 2}}},

@@ -232,7 +232,7 @@ func (r *Runner) do(ctx context.Context, c controller.HTTPCheck, u string, viaPr
 // requestError says why a request failed, naming a timeout as one.
 func requestError(ctx context.Context, c controller.HTTPCheck, err error) string {
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Sprintf("no response within timeout %s", c.TimeoutOrDefault())
+		return fmt.Sprintf("no response within timeout %s", controller.Duration(c.TimeoutOrDefault()))
 	}
 	var ue *url.Error
 	if errors.As(err, &ue) {

@@ -116,6 +116,9 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open state store: create state directory: %w", err)
 	}
 	path := filepath.Join(dir, FileName)
+	if err := checkLink(path); err != nil {
+		return nil, fmt.Errorf("open state store: %w", err)
+	}
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		if err := create(dir, path, opts); err != nil {
 			return nil, fmt.Errorf("open state store: create %s: %w", path, err)
@@ -137,6 +140,31 @@ func Open(dir string, opts Options) (*Store, error) {
 	// before its weights are published.
 	db.NoSync = false
 	return &Store{db: db, path: path}, nil
+}
+
+// checkLink refuses a state file that is a symbolic link to nothing (a volume not
+// mounted, a moved disk): creating a new store in its place would replace the link
+// and lose the history it points to. A link to an existing file is followed.
+func checkLink(path string) error {
+	fi, err := os.Lstat(path)
+	if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+		return nil // absent (created below) or a plain file; Stat reports other errors
+	}
+	target, err := os.Readlink(path)
+	if err != nil {
+		return fmt.Errorf("state file %s is a symbolic link that cannot be read: %w", path, err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		resolved := target
+		if !filepath.IsAbs(resolved) {
+			resolved = filepath.Join(filepath.Dir(path), resolved)
+		}
+		return fmt.Errorf("%w: state file %s is a symbolic link to %s, which cannot be opened (%v); "+
+			"octoroll will not create an empty store in its place: make the target available "+
+			"(mount its volume, restore it) or remove the link to start with empty state",
+			ErrInvalid, path, resolved, errors.Unwrap(err))
+	}
+	return nil
 }
 
 // create builds a fresh state file next to path and renames it into place.

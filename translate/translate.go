@@ -648,29 +648,24 @@ func loadAssignment(svc model.Service, v model.Version, unhealthy []string) *end
 	}
 }
 
-// validName reports whether s is usable in a generated Envoy name.
-var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
-
-// validToken is an HTTP header or cookie name (RFC 9110 token), lower case for headers.
-var validToken = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-
 // Validate checks d before translation. It reports every problem, each naming its field,
-// joined with errors.Join.
+// joined with errors.Join. The rules on names, zones, endpoints, domains and flag
+// matches are model's, the ones the catalog and the engine's spec validation apply.
 func (d Desired) Validate() error {
 	var errs []error
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
 	}
 	svc := d.Service
-	if !validName.MatchString(svc.Name) {
-		bad("service.name", "%q is not a valid name (letters, digits, '.', '_', '-'; no %q)", svc.Name, NameSeparator)
+	if err := model.ValidateName(svc.Name); err != nil {
+		bad("service.name", "%v", err)
 	}
 	if svc.Port == 0 || svc.Port > 65535 {
 		bad("service.port", "%d is out of range 1-65535", svc.Port)
 	}
 	for i, dom := range svc.Domains {
-		if dom == "" || strings.ContainsAny(dom, " /") {
-			bad(fmt.Sprintf("service.domains[%d]", i), "%q is not a valid authority", dom)
+		if err := model.ValidateDomain(dom); err != nil {
+			bad(fmt.Sprintf("service.domains[%d]", i), "%v", err)
 		}
 	}
 	versions := map[string]bool{}
@@ -679,30 +674,19 @@ func (d Desired) Validate() error {
 	}
 	for i, v := range svc.Versions {
 		field := fmt.Sprintf("service.versions[%d]", i)
-		if !validName.MatchString(v.Name) {
-			bad(field+".name", "%q is not a valid name (letters, digits, '.', '_', '-'; no %q)", v.Name, NameSeparator)
+		if err := v.Validate(); err != nil {
+			for _, e := range unjoin(err) {
+				errs = append(errs, fmt.Errorf("%s.%w", field, e))
+			}
 		}
 		if versions[v.Name] {
 			bad(field+".name", "duplicate version %q", v.Name)
 		}
 		versions[v.Name] = true
-		if len(v.Endpoints) == 0 {
-			bad(field+".endpoints", "no endpoints")
-		}
-		seen := map[string]bool{}
 		for j, ep := range v.Endpoints {
-			efield := fmt.Sprintf("%s.endpoints[%d]", field, j)
 			if _, err := netip.ParseAddr(ep.Host); err != nil {
-				bad(efield+".host", "%q is not an IP address (resolve DNS names before translation: Envoy and gRPC need IPs in EDS)", ep.Host)
+				bad(fmt.Sprintf("%s.endpoints[%d].host", field, j), "%q is not an IP address (resolve DNS names before translation: Envoy and gRPC need IPs in EDS)", ep.Host)
 			}
-			if ep.Port == 0 || ep.Port > 65535 {
-				bad(efield+".port", "%d is out of range 1-65535", ep.Port)
-			}
-			key := ep.Host + ":" + strconv.FormatUint(uint64(ep.Port), 10)
-			if seen[key] {
-				bad(efield, "duplicate endpoint %s", key)
-			}
-			seen[key] = true
 		}
 	}
 	if svc.Stable == "" {
@@ -734,22 +718,16 @@ func (d Desired) Validate() error {
 		case m.Header == "" && m.Cookie == "":
 			bad(field, "neither header nor cookie set; set exactly one")
 		case m.Header != "":
-			h := strings.ToLower(m.Header)
-			switch {
-			case !validToken.MatchString(m.Header):
-				bad(field+".header", "%q is not a valid header name", m.Header)
-			case h == PinHeader || h == "cookie" || h == "host" || strings.HasPrefix(h, "grpc-"):
-				bad(field+".header", "%q is reserved; use another header", m.Header)
+			if err := model.ValidateHeaderName(m.Header); err != nil {
+				bad(field+".header", "%v", err)
 			}
 		default:
-			if !validToken.MatchString(m.Cookie) {
-				bad(field+".cookie", "%q is not a valid cookie name", m.Cookie)
+			if err := model.ValidateCookieName(m.Cookie); err != nil {
+				bad(field+".cookie", "%v", err)
 			}
 		}
-		if m.Value == "" {
-			bad(field+".value", "empty")
-		} else if m.Cookie != "" && strings.ContainsAny(m.Value, ";, \"\\") {
-			bad(field+".value", "%q is not a valid cookie value", m.Value)
+		if err := model.ValidateMatchValue(m.Value, m.Cookie != ""); err != nil {
+			bad(field+".value", "%v", err)
 		}
 		if !versions[m.Version] {
 			bad(field+".version", "%q is not one of service.versions", m.Version)
@@ -797,6 +775,14 @@ func (d Desired) Validate() error {
 		bad("service.outlierDetection.maxEjectionPercent", "%d exceeds 100", o.MaxEjectionPercent)
 	}
 	return errors.Join(errs...)
+}
+
+// unjoin returns the errors joined in err (errors.Join), or err alone.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -48,6 +48,11 @@ type Options struct {
 	// AllowRawPublish enables PublishRaw, which serves resources without octoroll's
 	// checks. Tests use it to make a proxy NACK; never enable it in production.
 	AllowRawPublish bool
+
+	// Now is the clock of the instants the tracker records (connections, ACKs, NACKs);
+	// default time.Now. A runner on another clock gives it its own, so that an ACK
+	// instant and the rollout's times compare.
+	Now func() time.Time
 }
 
 func (o Options) withDefaults() Options {
@@ -62,6 +67,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ShutdownGrace <= 0 {
 		o.ShutdownGrace = 5 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	return o
 }
@@ -92,11 +100,14 @@ type Server struct {
 // they receive empty configurations.
 func NewServer(log *zap.Logger, opts Options) *Server {
 	log = log.Named("xds")
+	opts = opts.withDefaults()
+	track := newTracker(log)
+	track.now = opts.Now
 	return &Server{
 		log:   log,
-		opts:  opts.withDefaults(),
+		opts:  opts,
 		cache: NewCache(),
-		track: newTracker(log),
+		track: track,
 	}
 }
 
@@ -208,13 +219,14 @@ const waitBatch = 2 * time.Millisecond
 // WaitAcked waits until every proxy subscribed to the service's route has ACKed
 // routeVersion. It returns an *AckError matching ErrNACKed as soon as a subscribed proxy
 // rejects that version, one matching ErrNotAcked naming the stragglers after timeout,
-// or the context's error. With no subscribed proxy it returns nil at once.
+// or the context's error. With no subscribed proxy it returns nil at once: it waits for
+// the proxies there are (unlike Convergence.Done, which is false with none).
 func (s *Server) WaitAcked(ctx context.Context, service, routeVersion string, timeout time.Duration) error {
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	timedOut := func() error {
 		c, _ := s.track.convergence(service, translate.RouteName(service), routeVersion, true)
-		if c.Done() {
+		if c.Acked == c.Subscribed {
 			return nil
 		}
 		return &AckError{Convergence: c, Timeout: timeout}
@@ -224,7 +236,7 @@ func (s *Server) WaitAcked(ctx context.Context, service, routeVersion string, ti
 	}
 	for {
 		c, changed := s.track.convergence(service, translate.RouteName(service), routeVersion, false)
-		if c.Done() {
+		if c.Acked == c.Subscribed {
 			return nil
 		}
 		if c.NACK != nil {

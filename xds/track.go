@@ -149,6 +149,9 @@ type proxyState struct {
 	routeSubs map[string]int
 	// routeNodes holds p's place in the index of each route it names.
 	routeNodes map[string]*routeNode
+	// routeAckedAt per route name: when p ACKed the version of it that it holds (the
+	// first ACK of that version, not a later ACK that left it unchanged).
+	routeAckedAt map[string]time.Time
 }
 
 // ackedRoute is the version of the named route the proxy ACKed last ("" if none).
@@ -175,6 +178,23 @@ type ackGroup struct {
 	version string
 	head    *routeNode
 	n       int
+	// last is the latest ACK instant of the group's proxies unless stale (a proxy
+	// holding it left the group); lastAck recomputes it then.
+	last  time.Time
+	stale bool
+}
+
+// lastAck is when the last of the group's proxies ACKed the group's version.
+func (g *ackGroup) lastAck() time.Time {
+	if g.stale {
+		g.last, g.stale = time.Time{}, false
+		for nd := g.head; nd != nil; nd = nd.next {
+			if nd.at.After(g.last) {
+				g.last = nd.at
+			}
+		}
+	}
+	return g.last
 }
 
 // routeNode is one proxy's place in a routeIndex.
@@ -182,16 +202,20 @@ type routeNode struct {
 	p          *proxyState
 	g          *ackGroup
 	prev, next *routeNode
+	// at is when p ACKed the version of its group (zero in the group of "").
+	at time.Time
 }
 
-// place puts nd in the group of version, taking it out of its current group.
-func (ix *routeIndex) place(nd *routeNode, version string) {
+// place puts nd in the group of version, ACKed at at, taking it out of its current
+// group.
+func (ix *routeIndex) place(nd *routeNode, version string, at time.Time) {
 	if nd.g != nil {
 		if nd.g.version == version {
 			return
 		}
 		ix.unlink(nd)
 	}
+	nd.at = at
 	g := ix.groups[version]
 	if g == nil {
 		g = &ackGroup{version: version}
@@ -203,6 +227,9 @@ func (ix *routeIndex) place(nd *routeNode, version string) {
 	}
 	g.head = nd
 	g.n++
+	if !g.stale && nd.at.After(g.last) {
+		g.last = nd.at
+	}
 }
 
 func (ix *routeIndex) unlink(nd *routeNode) {
@@ -216,6 +243,9 @@ func (ix *routeIndex) unlink(nd *routeNode) {
 		nd.next.prev = nd.prev
 	}
 	nd.g, nd.prev, nd.next = nil, nil, nil
+	if !nd.at.Before(g.last) {
+		g.stale = true
+	}
 	if g.n--; g.n == 0 {
 		delete(ix.groups, g.version)
 	}
@@ -247,7 +277,7 @@ func (t *tracker) subscribeRoute(p *proxyState, name string) {
 	}
 	nd := &routeNode{p: p}
 	p.routeNodes[name] = nd
-	ix.place(nd, p.ackedRoute(name))
+	ix.place(nd, p.ackedRoute(name), p.routeAckedAt[name])
 	ix.count++
 }
 
@@ -294,12 +324,24 @@ func (t *tracker) setWatched(st *streamState, typeURL string, w map[string]struc
 	}
 }
 
-// ackRoutes records that p ACKed a route response leaving it with acked, keeping the
-// route index in step. Called with t.mu held, before p.acked is updated.
-func (t *tracker) ackRoutes(p *proxyState, acked map[string]string) {
+// ackRoutes records that p ACKed a route response at now leaving it with acked, keeping
+// the route index and p's per-route ACK instants in step. A route whose version the
+// response did not change keeps the instant of its first ACK. Called with t.mu held,
+// before p.acked is updated.
+func (t *tracker) ackRoutes(p *proxyState, acked map[string]string, now time.Time) {
+	for n := range p.routeAckedAt {
+		if _, ok := acked[n]; !ok {
+			delete(p.routeAckedAt, n)
+		}
+	}
+	for n, v := range acked {
+		if p.ackedRoute(n) != v {
+			p.routeAckedAt[n] = now
+		}
+	}
 	for n, nd := range p.routeNodes {
 		if ix := t.routes[n]; ix != nil {
-			ix.place(nd, acked[n])
+			ix.place(nd, acked[n], p.routeAckedAt[n])
 		}
 	}
 }
@@ -404,6 +446,7 @@ func (t *tracker) attach(k streamKey, st *streamState, node *corev3.Node) *proxy
 			nackByType:   map[string]*Nack{},
 			routeSubs:    map[string]int{},
 			routeNodes:   map[string]*routeNode{},
+			routeAckedAt: map[string]time.Time{},
 		}
 		t.proxies[p.id] = p
 		added = p
@@ -478,10 +521,11 @@ func (t *tracker) request(k streamKey, node *corev3.Node, typeURL, nonce string,
 		nack = p.lastNack
 	} else {
 		t.acks.Add(1)
+		now := t.now()
 		if typeURL == resource.RouteType {
-			t.ackRoutes(p, pend.resources)
+			t.ackRoutes(p, pend.resources, now)
 		}
-		p.acked[typeURL] = TypeStatus{AckedVersion: pend.version, Acked: pend.resources, AckedAt: t.now()}
+		p.acked[typeURL] = TypeStatus{AckedVersion: pend.version, Acked: pend.resources, AckedAt: now}
 		p.ackedContent[typeURL] = pend.content
 	}
 	t.notify()
@@ -677,10 +721,14 @@ type Convergence struct {
 	Stragglers []string `json:"stragglers,omitempty"`
 	// NACK is the latest rejection of RouteVersion by a subscribed proxy, if any.
 	NACK *Nack `json:"nack,omitempty"`
+	// AckedAt is the instant the last of the Acked proxies ACKed RouteVersion (as the
+	// tracker saw it); once Done, the instant the route reached every proxy.
+	AckedAt time.Time `json:"ackedAt,omitzero"`
 }
 
-// Done reports whether every subscribed proxy has ACKed.
-func (c Convergence) Done() bool { return c.Acked == c.Subscribed }
+// Done reports whether every subscribed proxy has ACKed, and at least one subscribed:
+// with no proxy, nobody serves the route, which is not "every proxy ACKed".
+func (c Convergence) Done() bool { return c.Subscribed > 0 && c.Acked == c.Subscribed }
 
 // convergence computes Convergence for the route routeName at version, and returns the
 // channel that is closed on the next change. With stragglers false it leaves
@@ -693,6 +741,9 @@ func (t *tracker) convergence(service, routeName, version string, stragglers boo
 	if ix := t.routes[routeName]; ix != nil {
 		c.Subscribed = ix.count
 		c.Acked = ix.acked(version)
+		if g := ix.groups[version]; g != nil && version != "" {
+			c.AckedAt = g.lastAck()
+		}
 		if stragglers && c.Acked < c.Subscribed {
 			for v, g := range ix.groups {
 				if v == version {
@@ -711,6 +762,9 @@ func (t *tracker) convergence(service, routeName, version string, stragglers boo
 		c.Subscribed++
 		if p.ackedRoute(routeName) == version {
 			c.Acked++
+			if at := p.routeAckedAt[routeName]; at.After(c.AckedAt) {
+				c.AckedAt = at
+			}
 		} else if stragglers {
 			c.Stragglers = append(c.Stragglers, p.id)
 		}
@@ -752,7 +806,7 @@ func (e *AckError) Error() string {
 			e.Service, e.RouteVersion, e.NACK.NodeID, e.NACK.Message, strings.Join(e.Stragglers, ", "))
 	}
 	return fmt.Sprintf("service %q route version %s: %d of %d subscribed proxies have not ACKed after %s: %s",
-		e.Service, e.RouteVersion, e.Subscribed-e.Acked, e.Subscribed, e.Timeout, strings.Join(e.Stragglers, ", "))
+		e.Service, e.RouteVersion, e.Subscribed-e.Acked, e.Subscribed, model.Duration(e.Timeout), strings.Join(e.Stragglers, ", "))
 }
 
 func (e *AckError) Unwrap() error {

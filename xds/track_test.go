@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"testing"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -38,6 +39,9 @@ func scanConvergence(t *tracker, service, routeName, version string) Convergence
 		c.Subscribed++
 		if p.acked[resource.RouteType].Acked[routeName] == version {
 			c.Acked++
+			if at := p.routeAckedAt[routeName]; version != "" && at.After(c.AckedAt) {
+				c.AckedAt = at
+			}
 			continue
 		}
 		c.Stragglers = append(c.Stragglers, p.id)
@@ -64,6 +68,10 @@ func TestTrackerConvergenceIndex(t *testing.T) {
 		t.Run(strconv.FormatUint(seed, 10), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 7))
 			tr := newTracker(zap.NewNop())
+			// Every instant the tracker records is a distinct one, so that the latest
+			// ACK instant of a version is tested.
+			var tick time.Duration
+			tr.now = func() time.Time { tick++; return time.Unix(0, 0).Add(tick) }
 			cb := callbacks{t: tr, server: 1}
 			type stream struct {
 				id    int64

@@ -39,6 +39,7 @@ const (
 	CodeInvalidSpec      = "invalid_spec"       // 400: the rollout spec does not validate
 	CodeReasonRequired   = "reason_required"    // 400: abort without a reason
 	CodeUnknownCommand   = "unknown_command"    // 400 (unknown action: 404 not_found)
+	CodeUnknownCheck     = "unknown_check"      // 400: a reported check the rollout does not declare
 	CodeUnauthorized     = "unauthorized"       // 401: missing or wrong bearer token
 	CodeForbidden        = "forbidden"          // 403: mutations disabled (no token, not loopback)
 	CodeNotFound         = "not_found"          // 404
@@ -60,6 +61,9 @@ const (
 // ServicesResponse is GET /api/v1/services.
 type ServicesResponse struct {
 	Services []ServiceSummary `json:"services"`
+	// Catalog is the state of the catalog the services come from: a newer catalog on
+	// disk that is refused or invalid shows here (and in GET /api/v1/status).
+	Catalog *model.CatalogStatus `json:"catalog,omitempty"`
 }
 
 // ServiceSummary is one service at a glance.
@@ -79,6 +83,13 @@ type ServiceSummary struct {
 	// Publication is set when the service's desired state is not what is served, or is
 	// served from a stale DNS answer; nil when it is served.
 	Publication *Publication `json:"publication,omitempty"`
+	// Restore is the service's rollback in progress (done false: the service is
+	// restoring until the known-good weights are served and every proxy ACKed them) or
+	// its last one, until the next rollout starts; nil when there is none.
+	Restore *model.Restore `json:"restore,omitempty"`
+	// RestoreSummary says where the restore is, in a line: "aborted: 12 of 12 proxies
+	// on v1", "aborted: publishing, 3 proxies not yet ACKed (…)".
+	RestoreSummary string `json:"restoreSummary,omitempty"`
 }
 
 // Publication is whether a service's desired state is served. While it is not, the
@@ -90,6 +101,10 @@ type Publication struct {
 	FailingSince time.Time `json:"failingSince,omitzero"`
 	// Stale names DNS names served from an answer whose refresh failed.
 	Stale []string `json:"stale,omitempty"`
+	// Fallback is true while the service, failing with no last good resources (a
+	// restart with a state that no longer translates), serves its catalog state at its
+	// known-good version.
+	Fallback bool `json:"fallback,omitempty"`
 }
 
 // PublishFailure is one service whose desired state is not served.
@@ -104,7 +119,8 @@ type ProxyConvergence struct {
 	RouteVersion string `json:"routeVersion,omitempty"`
 	Subscribed   int    `json:"subscribed"`
 	Acked        int    `json:"acked"`
-	// Converged is true when every subscribed proxy ACKed (also when none subscribed).
+	// Converged is true when every subscribed proxy ACKed, and at least one subscribed:
+	// with none, nobody serves the route.
 	Converged  bool        `json:"converged"`
 	Stragglers []string    `json:"stragglers,omitempty"`
 	NACK       *model.Nack `json:"nack,omitempty"`
@@ -179,6 +195,15 @@ type RolloutDetail struct {
 	Decision *DecisionView `json:"decision,omitempty"`
 	// Rollout is the whole persisted rollout (spec, resolved plan, progress).
 	Rollout controller.Rollout `json:"rollout"`
+	// Restore is how far a rolled-back rollout's known-good weights reached the
+	// proxies (while it is the service's last rollback); RestoreSummary says it in a
+	// line.
+	Restore        *model.Restore `json:"restore,omitempty"`
+	RestoreSummary string         `json:"restoreSummary,omitempty"`
+	// Warning is set when an action was applied and published but something remains:
+	// "not yet persisted: …" (the store fails; the write is retried every tick). The
+	// status is then 202.
+	Warning string `json:"warning,omitempty"`
 }
 
 // Stage step statuses.
@@ -218,7 +243,10 @@ type StartRequest = controller.Spec
 
 // ActionRequest is the body of POST /api/v1/services/{name}/{action} where action is
 // pause, resume, promote, promote-full, abort or finish. The body may be empty except
-// for abort, which requires a reason.
+// for abort, which requires a reason. The answer is a RolloutDetail: 200, or 202 with
+// a Warning when the action is published but not yet persisted. An abort answers once
+// every proxy ACKed the known-good weights, or after a few seconds with how far they
+// got (RestoreSummary).
 type ActionRequest struct {
 	Reason string `json:"reason,omitempty"`
 	// Force overrides "a check is failing" and the deployment window (promote,

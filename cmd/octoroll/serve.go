@@ -50,16 +50,19 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 		notifier *notify.Notifier
 		am       *admin.Metrics
 	)
-	watcher, err := catalog.NewWatcher(cfg.Config, log, func(c *catalog.Catalog) {
+	// A catalog the runner refuses (it would take away what an active rollout serves)
+	// stays on offer: the watcher reports it refused and offers it again until the
+	// runner takes it, for example once the rollout that blocked it ends.
+	watcher, err := catalog.NewWatcher(cfg.Config, log, func(c *catalog.Catalog) error {
 		if run == nil || notifier == nil {
-			return
+			return errors.New("octoroll is still starting")
 		}
 		if err := run.SetCatalog(ctx, c); err != nil {
-			log.Warn("catalog change not applied", zap.Error(err))
-			return
+			return err
 		}
 		publicationGauges(am, run)
 		notifier.Update(c.Notifications)
+		return nil
 	})
 	if err != nil {
 		return err
@@ -138,6 +141,11 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 			if err := st.Ping(); err != nil {
 				return errors.New("state store is not open")
 			}
+			if err := run.StoreError(); err != nil {
+				// A rollback published but not yet persisted: it serves, and a restart
+				// now would return to the state before it.
+				return err
+			}
 			if watcher.Current() == nil {
 				return errors.New("no catalog loaded")
 			}
@@ -188,7 +196,8 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 	return err
 }
 
-// reloadOnHUP reloads the catalog on SIGHUP; a bad file keeps the last good catalog.
+// reloadOnHUP reloads the catalog on SIGHUP; a bad file keeps the last good catalog, and
+// a refused one is offered again. The watcher logs a failure itself.
 func reloadOnHUP(ctx context.Context, w *catalog.Watcher, log *zap.Logger) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -198,10 +207,8 @@ func reloadOnHUP(ctx context.Context, w *catalog.Watcher, log *zap.Logger) error
 		case <-ctx.Done():
 			return nil
 		case <-hup:
-			if err := w.Reload(); err != nil {
-				log.Warn("SIGHUP reload failed, keeping the last good catalog", zap.Error(err))
-			} else {
-				log.Info("catalog reloaded on SIGHUP")
+			if err := w.Reload(); err == nil {
+				log.Info("catalog reloaded on SIGHUP", zap.String("catalog", w.Status().State()))
 			}
 		}
 	}

@@ -24,6 +24,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/status"
+
+	"github.com/octoacme/octoroll/metrics"
 )
 
 // Rand is the randomness behind the error-rate and latency knobs. *math/rand/v2.Rand
@@ -40,9 +42,10 @@ const shutdownTimeout = 10 * time.Second
 // maxPayload caps the payload UnaryCall returns on request.
 const maxPayload = 1 << 20
 
-// latencyBuckets resolve the latencies a rollout's P99 thresholds are usually set at
-// (tens to hundreds of milliseconds).
-var latencyBuckets = []float64{.001, .0025, .005, .01, .02, .03, .05, .075, .1, .15, .2, .3, .5, .75, 1, 2.5, 5, 10}
+// latencyBuckets are octoroll's ladder (×1.1 from 1 ms to 63 s, the bounds the Envoy
+// bootstrap sets for upstream_rq_time), fine enough for the rollout checks' latency
+// ratios (×1.10 pause, ×1.25 no-go).
+var latencyBuckets = metrics.LatencyBuckets()
 
 // App is the example service: TestService and grpc.health.v1 over gRPC, and /, /healthz
 // and /metrics over HTTP. Requests to TestService and to / are served requests: they

@@ -25,6 +25,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/status"
+
+	"github.com/octoacme/octoroll/metrics"
 )
 
 // running is an App serving on 127.0.0.1 ports.
@@ -276,6 +278,14 @@ func TestMetricsFollowConvention(t *testing.T) {
 	// The added latency is a floor on every observation.
 	if s := m.GetHistogram().GetSampleSum(); s < 80*cfg.Latency.Seconds() {
 		t.Errorf("request_duration_seconds sum %.3fs, below 80 × %s", s, cfg.Latency)
+	}
+	// The buckets are octoroll's ladder, as the Envoy bootstrap's upstream_rq_time.
+	var bounds []float64
+	for _, b := range m.GetHistogram().GetBucket() {
+		bounds = append(bounds, b.GetUpperBound())
+	}
+	if want := append(metrics.LatencyBuckets(), math.Inf(+1)); !slices.Equal(bounds, want) {
+		t.Errorf("request_duration_seconds bounds %v, want metrics.LatencyBuckets %v", bounds, want)
 	}
 }
 

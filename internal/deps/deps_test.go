@@ -103,11 +103,16 @@ func TestImportRules(t *testing.T) {
 		allowed func(importer, f string) bool
 	}{
 		{pkg: "model", forbidden: io},
-		{pkg: "controller", forbidden: append(slices.Clone(io), mod+"catalog", mod+"xds", mod+"translate", mod+"store", mod+"runner")},
+		{pkg: "controller", forbidden: append(slices.Clone(io), mod+"catalog", mod+"xds", mod+"translate", mod+"store", mod+"runner",
+			mod+"publish", mod+"admin", mod+"notify", mod+"report", mod+"metrics", mod+"healthcheck", mod+"smoke")},
 		{pkg: "translate", forbidden: append(slices.Clone(io), mod+"catalog", mod+"controller", mod+"xds", mod+"store", mod+"runner"),
 			allowed: func(importer, f string) bool { return f == "net" && generatedProto(importer) }},
 		{pkg: "catalog", forbidden: []string{mod + "controller", mod + "xds", mod + "translate", mod + "runner"}},
 		{pkg: "xds", forbidden: []string{mod + "controller", mod + "runner", mod + "store"}},
+		// publish serves each service from plain data: the catalog loader (and its
+		// file watching), the engine, the loop, storage and the API stay above it.
+		{pkg: "publish", forbidden: []string{mod + "catalog", mod + "controller", mod + "runner", mod + "store", mod + "admin",
+			mod + "admin/api", mod + "notify", mod + "report", "github.com/fsnotify/fsnotify", "gopkg.in/yaml.v3", "go.etcd.io/bbolt"}},
 		// The admin API's wire types and the CLI speak the API, never the server: no
 		// octoroll package that serves, stores or watches, and no I/O but the CLI's
 		// own HTTP client.
@@ -133,6 +138,16 @@ func TestImportRules(t *testing.T) {
 			}
 		})
 	}
+	// The CLI speaks the API: of the admin packages it may import the wire types only.
+	t.Run("cli imports no admin server package", func(t *testing.T) {
+		t.Parallel()
+		g := deps(t, "cli")
+		for p := range g {
+			if (p == mod+"admin" || strings.HasPrefix(p, mod+"admin/")) && p != mod+"admin/api" {
+				t.Errorf("cli imports %s: %s", p, strings.Join(g.path(mod+"cli", p), " -> "))
+			}
+		}
+	})
 	// model is the bottom of octoroll's own packages: the standard library only.
 	t.Run("model imports only the standard library", func(t *testing.T) {
 		t.Parallel()

@@ -2,7 +2,8 @@
 // HTTP, the way Envoy's admin endpoint serves /stats/prometheus: per cluster the
 // response counters envoy_cluster_upstream_rq_xx{envoy_response_code_class,
 // envoy_cluster_name} and the request time histogram envoy_cluster_upstream_rq_time
-// (milliseconds, Envoy's default bucket bounds). The test drives the traffic with Add or
+// (milliseconds, Envoy's default bucket bounds, or the bounds the test gives, as a
+// bootstrap's histogram_bucket_settings would). The test drives the traffic with Add or
 // Traffic, and can stop and restart the listener to make the target go away.
 //
 // Latencies are placed deterministically so that histogram_quantile(0.99) over any
@@ -37,7 +38,8 @@ var Bounds = []float64{0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 1
 
 // Exporter is the test exporter. Its methods are safe for concurrent use.
 type Exporter struct {
-	addr string
+	addr   string
+	bounds []float64 // finite bucket bounds, ms, ascending
 
 	mu       sync.Mutex
 	clusters map[string]*cluster
@@ -57,10 +59,18 @@ type cluster struct {
 	sumMs            float64
 }
 
-// New starts an exporter listening on addr ("127.0.0.1:0" picks a free port).
-func New(addr string) (*Exporter, error) {
+// New starts an exporter listening on addr ("127.0.0.1:0" picks a free port), with
+// Envoy's default bucket bounds.
+func New(addr string) (*Exporter, error) { return NewWithBounds(addr, Bounds) }
+
+// NewWithBounds is New with the given finite bucket bounds, in milliseconds; they must
+// ascend.
+func NewWithBounds(addr string, bounds []float64) (*Exporter, error) {
+	if len(bounds) == 0 || !sort.Float64sAreSorted(bounds) {
+		return nil, errors.New("bounds must be given in ascending order")
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	e := &Exporter{clusters: map[string]*cluster{}, stopAll: cancel, trafficC: ctx}
+	e := &Exporter{bounds: append([]float64(nil), bounds...), clusters: map[string]*cluster{}, stopAll: cancel, trafficC: ctx}
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		cancel()
@@ -74,7 +84,13 @@ func New(addr string) (*Exporter, error) {
 // Start starts an exporter on 127.0.0.1 and closes it when the test ends.
 func Start(t testing.TB) *Exporter {
 	t.Helper()
-	e, err := New("127.0.0.1:0")
+	return StartWithBounds(t, Bounds)
+}
+
+// StartWithBounds is Start with the given bucket bounds (see NewWithBounds).
+func StartWithBounds(t testing.TB, bounds []float64) *Exporter {
+	t.Helper()
+	e, err := NewWithBounds("127.0.0.1:0", bounds)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,19 +202,19 @@ func (e *Exporter) Counts(clusterName string) (requests, errors uint64) {
 // A P99 in the first bucket with x ≤ 0.99 cannot be reached (nothing lies below 0): all
 // observations go into it and the quantile is 0.495 ms. A P99 beyond the last finite
 // bound goes into +Inf, where the quantile is the last finite bound, 3600000 ms.
-func split(p99 float64) (k int, below, above float64) {
+func split(bounds []float64, p99 float64) (k int, below, above float64) {
 	if p99 <= 0 {
 		return 0, 0, 0
 	}
-	k = sort.SearchFloat64s(Bounds, p99) // first bound >= p99
-	if k == len(Bounds) {
+	k = sort.SearchFloat64s(bounds, p99) // first bound >= p99
+	if k == len(bounds) {
 		return k, 0, 0
 	}
 	lower := 0.0
 	if k > 0 {
-		lower = Bounds[k-1]
+		lower = bounds[k-1]
 	}
-	x := (p99 - lower) / (Bounds[k] - lower)
+	x := (p99 - lower) / (bounds[k] - lower)
 	switch {
 	case x <= 0.99 && k == 0:
 		return 0, 0, 0
@@ -222,26 +238,26 @@ func (e *Exporter) Add(clusterName string, requests, errors int, p99 time.Durati
 	defer e.mu.Unlock()
 	c := e.clusters[clusterName]
 	if c == nil {
-		c = &cluster{buckets: make([]float64, len(Bounds)+1)}
+		c = &cluster{buckets: make([]float64, len(e.bounds)+1)}
 		e.clusters[clusterName] = c
 	}
 	c.requests += uint64(requests)
 	c.errors += uint64(errors)
 
 	ms := float64(p99) / float64(time.Millisecond)
-	k, fb, fa := split(ms)
+	k, fb, fa := split(e.bounds, ms)
 	n := float64(requests)
 	below, above := n*fb, n*fa
 	in := n - below - above
 	if below > 0 {
 		c.buckets[k-1] += below
-		c.sumMs += below * Bounds[k-1]
+		c.sumMs += below * e.bounds[k-1]
 	}
 	c.buckets[k] += in
 	c.sumMs += in * ms
 	if above > 0 {
 		c.buckets[k+1] += above
-		c.sumMs += above * Bounds[min(k+1, len(Bounds)-1)]
+		c.sumMs += above * e.bounds[min(k+1, len(e.bounds)-1)]
 	}
 }
 
@@ -310,17 +326,41 @@ func (e *Exporter) Exposition() string {
 	b.WriteString("# TYPE envoy_cluster_upstream_rq_time histogram\n")
 	for _, n := range names {
 		c := e.clusters[n]
-		var cum float64
-		for i, count := range c.buckets[:len(Bounds)] {
-			cum += count
+		for i, cum := range c.cumulative()[:len(e.bounds)] {
 			fmt.Fprintf(&b, "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=%s,le=\"%s\"} %s\n",
-				quote(n), strconv.FormatFloat(Bounds[i], 'f', -1, 64), strconv.FormatFloat(min(cum, float64(c.requests)), 'f', -1, 64))
+				quote(n), strconv.FormatFloat(e.bounds[i], 'f', -1, 64), strconv.FormatFloat(cum, 'f', -1, 64))
 		}
 		fmt.Fprintf(&b, "envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name=%s,le=\"+Inf\"} %d\n", quote(n), c.requests)
 		fmt.Fprintf(&b, "envoy_cluster_upstream_rq_time_sum{envoy_cluster_name=%s} %s\n", quote(n), strconv.FormatFloat(c.sumMs, 'f', -1, 64))
 		fmt.Fprintf(&b, "envoy_cluster_upstream_rq_time_count{envoy_cluster_name=%s} %d\n", quote(n), c.requests)
 	}
 	return b.String()
+}
+
+// cumulative returns the cluster's cumulative bucket counts as served, +Inf last (the
+// request count).
+func (c *cluster) cumulative() []float64 {
+	out := make([]float64, len(c.buckets))
+	var cum float64
+	for i, count := range c.buckets[:len(c.buckets)-1] {
+		cum += count
+		out[i] = min(cum, float64(c.requests))
+	}
+	out[len(out)-1] = float64(c.requests)
+	return out
+}
+
+// Histogram returns the request time histogram the cluster has served so far, as the
+// exposition carries it: the bucket bounds in milliseconds, +Inf last, and the
+// cumulative count of each. A cluster without traffic has every count zero.
+func (e *Exporter) Histogram(clusterName string) (boundsMs, cumulative []float64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	boundsMs = append(append([]float64(nil), e.bounds...), math.Inf(+1))
+	if c := e.clusters[clusterName]; c != nil {
+		return boundsMs, c.cumulative()
+	}
+	return boundsMs, make([]float64, len(boundsMs))
 }
 
 // quote writes a label value in the exposition format's escaping.

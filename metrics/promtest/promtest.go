@@ -40,6 +40,10 @@ type Options struct {
 	// Web protects the server's HTTP API (Prometheus's --web.config.file); nil serves
 	// plain HTTP to anyone.
 	Web *Web
+	// Features are Prometheus feature flags to enable (--enable-feature), such as
+	// native-histograms, with which Prometheus scrapes the protobuf format and stores
+	// native histograms.
+	Features []string
 }
 
 // Web is the server's web configuration: basic auth and TLS.
@@ -191,7 +195,7 @@ scrape_configs:
 	// before Prometheus binds; a few attempts make that harmless.
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		srv, err := start(t, bin, cfgPath, webPath, filepath.Join(dir, fmt.Sprintf("data%d", attempt)), pr)
+		srv, err := start(t, bin, cfgPath, webPath, filepath.Join(dir, fmt.Sprintf("data%d", attempt)), opts.Features, pr)
 		if err == nil {
 			return srv
 		}
@@ -249,7 +253,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func start(t testing.TB, bin, cfgPath, webPath, dataDir string, pr prober) (*Server, error) {
+func start(t testing.TB, bin, cfgPath, webPath, dataDir string, features []string, pr prober) (*Server, error) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -267,6 +271,9 @@ func start(t testing.TB, bin, cfgPath, webPath, dataDir string, pr prober) (*Ser
 	}
 	if webPath != "" {
 		args = append(args, "--web.config.file="+webPath)
+	}
+	if len(features) > 0 {
+		args = append(args, "--enable-feature="+strings.Join(features, ","))
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = out, out
