@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/octoacme/octoroll/metrics"
 	"github.com/octoacme/octoroll/model"
 )
 
@@ -127,22 +128,34 @@ func windowed(r Rollout, now time.Time, o Observation) Observation {
 // measured returns r with the error dispersion measured (independent requests), as
 // after a few checks of a service.
 func measured(r Rollout) Rollout {
-	for range minIntervals {
-		r.Progress.Intervals = append(r.Progress.Intervals, Interval{Requests: 20000, Errors: 20})
-	}
+	r.Progress.Intervals = steadyIntervals(20000, 20)
 	return r
+}
+
+// steadyIntervals are minIntervals check windows of n requests and e errors each.
+func steadyIntervals(n, e uint64) []Interval {
+	var out []Interval
+	for range minIntervals {
+		out = append(out, Interval{Requests: n, Errors: e})
+	}
+	return out
 }
 
 // lognormHist is the expected histogram of n requests with lognormal latency (σ 0.6)
 // whose P99 is p99, on the bucket ladder deploy/envoy ships; empty when p99 is 0.
 func lognormHist(n uint64, p99 time.Duration) Histogram {
+	return lognormHistOn(metrics.LatencyBucketsMS(), n, p99)
+}
+
+// lognormHistOn is lognormHist on the given bounds (ms).
+func lognormHistOn(boundsMS []float64, n uint64, p99 time.Duration) Histogram {
 	if p99 <= 0 || n == 0 {
 		return Histogram{}
 	}
 	const sigma = 0.6
 	median := float64(p99) / math.Exp(z(0.99)*sigma)
 	var h Histogram
-	for _, ms := range shippedBuckets {
+	for _, ms := range boundsMS {
 		b := time.Duration(ms * float64(time.Millisecond))
 		c := 0.5 * math.Erfc(-math.Log(float64(b)/median)/(sigma*math.Sqrt2))
 		h.Bounds = append(h.Bounds, b)

@@ -411,8 +411,10 @@ func judgeSample(w judgedWindow, in judgeInput) metricOutcome {
 			return o
 		}
 	}
-	// Until the dispersion is measured (the first minutes of a rollout) only the gross
-	// test judges errors; the analysis window keeps those minutes for the tests after.
+	// Until the dispersion is measured (the first minutes of a rollout) an error rate
+	// above the pause margin holds rather than pauses or rolls back: a cluster of
+	// errors cannot be told from a regression yet. The analysis window keeps those
+	// minutes for the tests after.
 	errorsKnown := in.dispersionFrom >= minIntervals
 	if w.rollback && errorsKnown {
 		switch errorTest(ce, cs.Requests, se, ss.Requests, th.RollbackErrorRatePP, zr, phi) {
@@ -436,14 +438,17 @@ func judgeSample(w judgedWindow, in judgeInput) metricOutcome {
 	}
 	zp := alwaysZ(1-th.PauseConfidence, float64(cs.Requests)/phi)
 	m := pauseMargin(th, se, ss.Requests)
-	if !errorsKnown {
-		m = math.Inf(1)
-	}
-	switch errorTest(ce, cs.Requests, se, ss.Requests, m, zp, phi) {
-	case triBreach:
+	switch t := errorTest(ce, cs.Requests, se, ss.Requests, m, zp, phi); {
+	case !errorsKnown:
+		if t != triClean {
+			o.inconclusive = append(o.inconclusive, fmt.Sprintf(
+				"error rate above baseline + %.3g pp while how clustered errors are is still measured (%d of %d check windows): %s",
+				m, in.dispersionFrom, minIntervals, rates(zp)))
+		}
+	case t == triBreach:
 		o.pause = append(o.pause, finding{reason: fmt.Sprintf(
 			"error rate more than %.3g pp above baseline: %s", m, rates(zp))})
-	case triUnknown:
+	case t == triUnknown:
 		if lo, hi := deltaBounds(ce, cs.Requests, se, ss.Requests, zp, phi); 100*(hi-lo)/2 <= 2*m {
 			o.inconclusive = append(o.inconclusive, fmt.Sprintf(
 				"error rate above baseline + %.3g pp but not significantly: %s", m, rates(zp)))

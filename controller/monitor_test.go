@@ -170,7 +170,7 @@ func TestMonitoringBaseline(t *testing.T) {
 		{"holdback, P99 ×1.4", 500, 0.5, 140 * ms, StateRolledBack, "P99 latency"},
 		{"holdback, healthy", 500, 0.5, 100 * ms, StateMonitoring, ""},
 		{"no holdback, +2 pp", 0, 2.5, 100 * ms, StatePaused, "0.1 pp above baseline"},
-		{"no holdback, P99 ×1.4", 0, 0.5, 140 * ms, StatePaused, "paused, not rolled back"},
+		{"no holdback, P99 ×1.4", 0, 0.5, 140 * ms, StatePaused, "P99 latency"},
 		{"no holdback, +12 pp", 0, 12.5, 100 * ms, StateRolledBack, "grossly"},
 		{"no holdback, healthy", 0, 0.5, 100 * ms, StateMonitoring, ""},
 	} {

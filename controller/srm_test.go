@@ -117,6 +117,7 @@ func TestSampleRatioHolds(t *testing.T) {
 		return o
 	}
 	r := acked(t, testSpec(Minor))
+	r.Progress.Intervals = steadyIntervals(28500, 142) // the stable version's 0.5 %
 	r2, evs := step(r, t0.Add(2*time.Minute), mismatched(r, t0.Add(2*time.Minute), 0.5))
 	if r2.State != StateProgressing || r2.Progress.LastDecision != DecisionHold {
 		t.Fatalf("state %s decision %s", r2.State, r2.Progress.LastDecision)
@@ -139,6 +140,7 @@ func TestSampleRatioHolds(t *testing.T) {
 		t.Fatalf("after the limit: state %s reason %q at %s", r3.State, r3.Reason, now.Sub(t0))
 	}
 	r4, _ := step(r, t0.Add(2*time.Minute), mismatched(r, t0.Add(2*time.Minute), 15))
+	r4, _ = step(r4, t0.Add(150*time.Second), mismatched(r4, t0.Add(150*time.Second), 15))
 	if r4.State != StateRolledBack || !strings.Contains(r4.Reason, "grossly") {
 		t.Fatalf("gross breach under a mismatch: state %s reason %q", r4.State, r4.Reason)
 	}

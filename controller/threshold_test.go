@@ -44,13 +44,12 @@ func TestThresholdBounds(t *testing.T) {
 	}{
 		{"error rate +0.099 pp: continue", func(g uint64) Observation { return rates(g, big, 0.599, 0.5, 100*ms, 100*ms) }, StateProgressing, ""},
 		{"error rate +0.102 pp: pause", func(g uint64) Observation { return rates(g, big, 0.602, 0.5, 100*ms, 100*ms) }, StatePaused, "0.1 pp"},
-		{"P99 ×1.10: continue", func(g uint64) Observation { return rates(g, big, 0.5, 0.5, 110*ms, 100*ms) }, StateProgressing, ""},
-		{"P99 ×1.101: pause", func(g uint64) Observation { return rates(g, big, 0.5, 0.5, 110100*time.Microsecond, 100*ms) }, StatePaused, "×1.1"},
-		{"P99 ×1.25: pause only", func(g uint64) Observation { return rates(g, big, 0.5, 0.5, 125*ms, 100*ms) }, StatePaused, "×1.1"},
-		{"P99 ×1.251: rollback", func(g uint64) Observation { return rates(g, big, 0.5, 0.5, 125100*time.Microsecond, 100*ms) }, StateRolledBack, "×1.25"},
+		{"P99 only, ×1.10: continue", func(g uint64) Observation { return rates(g, big, 0.5, 0.5, 110*ms, 100*ms) }, StateProgressing, ""},
+		{"P99 only, ×1.101: pause", func(g uint64) Observation { return rates(g, big, 0.5, 0.5, 110100*time.Microsecond, 100*ms) }, StatePaused, "×1.1"},
+		{"P99 only, ×2: pause, never rollback", func(g uint64) Observation { return rates(g, big, 0.5, 0.5, 200*ms, 100*ms) }, StatePaused, "no histogram"},
 		{"error rate +1.5 pp once: pause, not rollback", func(g uint64) Observation { return rates(g, big, 2.0, 0.5, 100*ms, 100*ms) }, StatePaused, "0.1 pp"},
 		{"error rate +4.9 pp: marginal, pause", func(g uint64) Observation { return rates(g, big, 5.4, 0.5, 100*ms, 100*ms) }, StatePaused, "0.1 pp"},
-		{"error rate +5.1 pp: gross, rollback at once", func(g uint64) Observation { return rates(g, big, 5.6, 0.5, 100*ms, 100*ms) }, StateRolledBack, "grossly"},
+		{"error rate +5.1 pp: gross, paused until the next check confirms it", func(g uint64) Observation { return rates(g, big, 5.6, 0.5, 100*ms, 100*ms) }, StatePaused, "0.1 pp"},
 		{"99 canary requests: hold", func(g uint64) Observation {
 			o := goodObs(g)
 			o.Canary = VersionStats{Requests: 99, Errors: 50, P99: time.Second}
@@ -60,13 +59,16 @@ func TestThresholdBounds(t *testing.T) {
 			o := goodObs(g)
 			o.Canary = VersionStats{Requests: 100, Errors: 50, P99: 100 * ms}
 			return o
-		}, StateRolledBack, "grossly"},
-		{"1 % canary, 1 error in 150: not significant, hold", func(g uint64) Observation {
+		}, StatePaused, "0.1 pp"},
+		{"1 % canary, 1 error in 150: below the traffic's resolution, continue", func(g uint64) Observation {
 			o := goodObs(g)
 			o.Canary = VersionStats{Requests: 150, Errors: 1, P99: 100 * ms}
 			o.Stable = VersionStats{Requests: 15000, Errors: 30, P99: 100 * ms}
 			return o
-		}, StateProgressing, "not significant"},
+		}, StateProgressing, ""},
+		{"+0.15 pp at 10,000 req/s, not yet significant: hold for data", func(g uint64) Observation {
+			return rates(g, 150000, 0.65, 0.5, 100*ms, 100*ms)
+		}, StateProgressing, "not significantly"},
 		{"metrics source down: hold", func(g uint64) Observation {
 			o := goodObs(g)
 			o.Canary.Err = errors.New("connection refused")
@@ -340,7 +342,8 @@ func TestAnalysisWindow(t *testing.T) {
 }
 
 // With an analysis window, a breach of the pause bound in one short window alone does
-// not pause (the analysis window is clean), but a gross breach in it rolls back.
+// not pause (the analysis window is clean); a gross breach in it rolls back once the
+// next check confirms it.
 func TestCheckWindowJudgedForGrossOnly(t *testing.T) {
 	r := acked(t, testSpec(Minor))
 	now := t0.Add(2 * time.Minute)
@@ -353,13 +356,21 @@ func TestCheckWindowJudgedForGrossOnly(t *testing.T) {
 		r2.Progress.Last.Recent == nil || r2.Progress.Last.Window != Duration(90*time.Second) {
 		t.Fatalf("noisy short window: state %s last %+v", r2.State, r2.Progress.Last)
 	}
+	r.Progress.Intervals = steadyIntervals(2000, 10) // the stable version's 0.5 %
 	o = rates(r.Generation, 2000, 12, 0.5, 100*time.Millisecond, 100*time.Millisecond)
 	o.Analysis = Sample{Window: 90 * time.Second,
 		Canary: VersionStats{Requests: 6000, Errors: 250, P99: 100 * time.Millisecond},
 		Stable: VersionStats{Requests: 114000, Errors: 570, P99: 100 * time.Millisecond}}
 	r2, _ = step(r, now, o)
-	if r2.State != StateRolledBack || !strings.Contains(r2.Reason, "grossly") {
-		t.Fatalf("gross breach in the check window: state %s reason %q", r2.State, r2.Reason)
+	if r2.State == StateRolledBack || r2.Progress.GrossSince.IsZero() {
+		t.Fatalf("one gross check: state %s reason %q, want it held for confirmation", r2.State, r2.Reason)
+	}
+	r2, evs := step(r2, now.Add(30*time.Second), o)
+	if r2.State != StateRolledBack || !strings.Contains(r2.Reason, "grossly") || !strings.Contains(r2.Reason, "confirmed") {
+		t.Fatalf("gross breach on two checks: state %s reason %q", r2.State, r2.Reason)
+	}
+	if e := kinds(evs, EventRolledBack); len(e) != 1 || !e[0].BreachSince.Equal(now) {
+		t.Errorf("rollback event %+v, want the breach dated from the first gross check", e)
 	}
 }
 

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/octoacme/octoroll/metrics"
 )
 
 // The verdict simulation drives the real engine (Rollout.Step: judge, holds, pauses,
@@ -36,30 +38,14 @@ var (
 	simRuns      = flag.Int("sim.runs", 1000, "runs per simulated verdict case")
 )
 
-// envoyDefaultBuckets are Envoy's default histogram bucket bounds (ms).
-var envoyDefaultBuckets = []float64{0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
-	300000, 600000, 1800000, 3600000}
-
-// shippedBuckets are the bounds deploy/envoy/bootstrap.yaml sets for upstream_rq_time (ms).
-var shippedBuckets = []float64{1, 1.1, 1.21, 1.331, 1.464, 1.611, 1.772, 1.949, 2.144, 2.358, 2.594,
-	2.853, 3.138, 3.452, 3.797, 4.177, 4.595, 5.054, 5.56, 6.116, 6.727, 7.4, 8.14,
-	8.954, 9.85, 10.83, 11.92, 13.11, 14.42, 15.86, 17.45, 19.19, 21.11, 23.23, 25.55,
-	28.1, 30.91, 34, 37.4, 41.14, 45.26, 49.79, 54.76, 60.24, 66.26, 72.89, 80.18,
-	88.2, 97.02, 106.7, 117.4, 129.1, 142, 156.2, 171.9, 189.1, 208, 228.8, 251.6,
-	276.8, 304.5, 334.9, 368.4, 405.3, 445.8, 490.4, 539.4, 593.3, 652.7, 718, 789.7,
-	868.7, 955.6, 1051, 1156, 1272, 1399, 1539, 1693, 1862, 2048, 2253, 2479, 2726,
-	2999, 3299, 3629, 3992, 4391, 4830, 5313, 5844, 6429, 7072, 7779, 8557, 9412,
-	10350, 11390, 12530, 13780, 15160, 16670, 18340, 20180, 22190, 24410, 26850,
-	29540, 32490, 35740, 39320, 43250, 47570, 52330, 57570, 63320}
-
 type ladder struct {
 	name string
 	ms   []float64
 }
 
 var (
-	envoyLadder   = ladder{"Envoy default", envoyDefaultBuckets}
-	shippedLadder = ladder{"octoroll ×1.1", shippedBuckets}
+	envoyLadder   = ladder{"Envoy default", metrics.EnvoyDefaultBucketsMS()}
+	shippedLadder = ladder{"octoroll ×1.1", metrics.LatencyBucketsMS()}
 )
 
 // behaviour is one version's traffic at one moment.
