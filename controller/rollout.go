@@ -202,9 +202,9 @@ type Progress struct {
 	SourceFailures int `json:"sourceFailures,omitempty"`
 	// Stable accumulates the stable version's counts over conclusive checks (the
 	// baseline carried into the monitoring window).
-	StableRequests uint64   `json:"stableRequests,omitempty"`
-	StableErrors   uint64   `json:"stableErrors,omitempty"`
-	StableP99      Duration `json:"stableP99,omitempty"`
+	StableRequests uint64    `json:"stableRequests,omitempty"`
+	StableErrors   uint64    `json:"stableErrors,omitempty"`
+	StableP99      Duration  `json:"stableP99,omitempty"`
 	StableLatency  Histogram `json:"stableLatency,omitzero"`
 	// StableWindow is the span those numbers cover; StableAnalysis is true when they
 	// are one analysis window's (which replaces them) rather than a sum of check

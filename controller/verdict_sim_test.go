@@ -58,7 +58,10 @@ type behaviour struct {
 
 var healthy = behaviour{errPct: 0.5, median: 50 * time.Millisecond, sigma: 0.6}
 
-func (b behaviour) slower(f float64) behaviour { b.median = time.Duration(f * float64(b.median)); return b }
+func (b behaviour) slower(f float64) behaviour {
+	b.median = time.Duration(f * float64(b.median))
+	return b
+}
 func (b behaviour) errors(pct float64) behaviour {
 	b.errPct = pct
 	return b
@@ -87,7 +90,7 @@ type verdictCase struct {
 	onset time.Duration
 	// horizon caps a run's time (default 2 h, for runs paused in a stage).
 	horizon time.Duration
-	check func(s verdictStats) error
+	check   func(s verdictStats) error
 }
 
 func (c verdictCase) limit() time.Duration {
