@@ -388,9 +388,9 @@ func (r Rollout) judgeInput() judgeInput {
 }
 
 // observe judges obs and updates the counters every state shares: check counts, the
-// gross-breach confirmation, the error dispersion and the stable baseline. It returns
-// the verdict and, when a gross breach is confirmed, the rollback finding.
-func (r *Rollout) observe(now time.Time, obs Observation) (verdict, *finding) {
+// gross-breach confirmation, the error dispersion and the stable baseline. A gross
+// breach is a rollback finding of the verdict only once confirmed.
+func (r *Rollout) observe(now time.Time, obs Observation) verdict {
 	in := r.judgeInput()
 	in.sampleRatio = r.sampleRatio(obs)
 	p := &r.Progress
@@ -404,7 +404,6 @@ func (r *Rollout) observe(now time.Time, obs Observation) (verdict, *finding) {
 	}
 	// A gross metric breach rolls back when the next check confirms it: one window of
 	// a burst (a cluster of errors that the dispersion has not seen yet) is not enough.
-	var confirmed *finding
 	var gross, keep []finding
 	for i, f := range v.rollback {
 		if f.span > 0 {
@@ -428,8 +427,7 @@ func (r *Rollout) observe(now time.Time, obs Observation) (verdict, *finding) {
 		f := mergeFindings(gross)
 		f.reason += fmt.Sprintf(" (confirmed on consecutive checks since %s)", p.GrossSince.UTC().Format(time.RFC3339))
 		f.since = p.GrossSince
-		v.rollback = keep
-		confirmed = &f
+		v.rollback = append(keep, f)
 	}
 	if len(v.sourceFailure) > 0 {
 		p.SourceFailures++
@@ -446,25 +444,22 @@ func (r *Rollout) observe(now time.Time, obs Observation) (verdict, *finding) {
 	}
 	if v.numbers != nil {
 		v.numbers.Verdict, v.numbers.Reason = v.outcome()
-		if confirmed != nil {
-			v.numbers.Verdict, v.numbers.Reason = VerdictRollback, confirmed.reason
-		}
 	}
 	p.Checks++
 	switch {
-	case v.failing() || confirmed != nil:
+	case v.failing():
 		p.Breaches++
 	case len(v.inconclusive) > 0:
 		p.Inconclusive++
 	default:
 		p.Clean++
 	}
-	p.Failing = v.failing() || confirmed != nil
+	p.Failing = v.failing()
 	if v.numbers != nil {
 		p.Last = v.numbers
 		p.noteStable(obs, in.th.MinRequests)
 	}
-	return v, confirmed
+	return v
 }
 
 // withServiceChecks adds the catalog service's query checks to spec's custom checks,
@@ -556,15 +551,11 @@ func (r *Rollout) accrue(now time.Time) {
 
 func (r Rollout) stepStage(now time.Time, obs Observation) (Rollout, []Event) {
 	st := r.Plan.Stages[r.Stage]
-	v, sustained := r.observe(now, obs)
+	v := r.observe(now, obs)
 	p := &r.Progress
 	if len(v.rollback) > 0 {
 		p.LastCheck = now
 		return r.rollback(now, mergeFindings(v.rollback), "", v.numbers)
-	}
-	if sustained != nil {
-		p.LastCheck = now
-		return r.rollback(now, *sustained, "", v.numbers)
 	}
 	if len(v.pause) > 0 {
 		p.LastCheck = now
@@ -677,15 +668,11 @@ func (r Rollout) stepPaused(now time.Time, obs Observation) (Rollout, []Event) {
 		r.Progress.LastCheck = now
 		return r, nil
 	}
-	v, sustained := r.observe(now, obs)
+	v := r.observe(now, obs)
 	p := &r.Progress
 	if len(v.rollback) > 0 {
 		p.LastCheck = now
 		return r.rollback(now, mergeFindings(v.rollback), "", v.numbers)
-	}
-	if sustained != nil {
-		p.LastCheck = now
-		return r.rollback(now, *sustained, "", v.numbers)
 	}
 	if !r.Plan.AutoResume || r.PausedBy != "" {
 		p.LastCheck = now
@@ -718,13 +705,10 @@ func (r Rollout) stepPaused(now time.Time, obs Observation) (Rollout, []Event) {
 func (r Rollout) stepMonitoring(now time.Time, obs Observation) (Rollout, []Event) {
 	p := &r.Progress
 	if p.AckedAt.IsZero() {
-		v, sustained := r.observe(now, obs)
+		v := r.observe(now, obs)
 		p.LastCheck = now
 		if len(v.rollback) > 0 {
 			return r.rollback(now, mergeFindings(v.rollback), "", v.numbers)
-		}
-		if sustained != nil {
-			return r.rollback(now, *sustained, "", v.numbers)
 		}
 		if len(v.pause) > 0 {
 			return r.pause(now, mergeFindings(v.pause), "", v.numbers, nil)
@@ -739,14 +723,11 @@ func (r Rollout) stepMonitoring(now time.Time, obs Observation) (Rollout, []Even
 			e.Reason = fmt.Sprintf("monitoring phase %s until %s after 100%%", r.Plan.Monitoring[r.Phase].Name, r.Plan.Monitoring[r.Phase].Until)
 		}))
 	}
-	v, sustained := r.observe(now, obs)
+	v := r.observe(now, obs)
 	p.LastCheck = now
 	switch {
 	case len(v.rollback) > 0:
 		r2, more := r.rollback(now, mergeFindings(v.rollback), "", v.numbers)
-		return r2, append(evs, more...)
-	case sustained != nil:
-		r2, more := r.rollback(now, *sustained, "", v.numbers)
 		return r2, append(evs, more...)
 	case len(v.pause) > 0:
 		r2, more := r.pause(now, mergeFindings(v.pause), "", v.numbers, nil)
