@@ -549,17 +549,28 @@ func (r *Rollout) accrue(now time.Time) {
 	}
 }
 
+// act is the verdict-to-transition rule every state shares: a no-go rolls back, else
+// a soft breach pauses (when pause is set: a paused rollout only rolls back). acted
+// is false when the verdict asks for neither.
+func (r Rollout) act(now time.Time, v verdict, pause bool) (Rollout, []Event, bool) {
+	r.Progress.LastCheck = now
+	switch {
+	case len(v.rollback) > 0:
+		r2, evs := r.rollback(now, mergeFindings(v.rollback), "", v.numbers)
+		return r2, evs, true
+	case pause && len(v.pause) > 0:
+		r2, evs := r.pause(now, mergeFindings(v.pause), "", v.numbers, nil)
+		return r2, evs, true
+	}
+	return r, nil, false
+}
+
 func (r Rollout) stepStage(now time.Time, obs Observation) (Rollout, []Event) {
 	st := r.Plan.Stages[r.Stage]
 	v := r.observe(now, obs)
 	p := &r.Progress
-	if len(v.rollback) > 0 {
-		p.LastCheck = now
-		return r.rollback(now, mergeFindings(v.rollback), "", v.numbers)
-	}
-	if len(v.pause) > 0 {
-		p.LastCheck = now
-		return r.pause(now, mergeFindings(v.pause), "", v.numbers, nil)
+	if r2, evs, acted := r.act(now, v, true); acted {
+		return r2, evs
 	}
 	if p.AckedAt.IsZero() {
 		p.LastCheck = now
@@ -670,9 +681,8 @@ func (r Rollout) stepPaused(now time.Time, obs Observation) (Rollout, []Event) {
 	}
 	v := r.observe(now, obs)
 	p := &r.Progress
-	if len(v.rollback) > 0 {
-		p.LastCheck = now
-		return r.rollback(now, mergeFindings(v.rollback), "", v.numbers)
+	if r2, evs, acted := r.act(now, v, false); acted {
+		return r2, evs
 	}
 	if !r.Plan.AutoResume || r.PausedBy != "" {
 		p.LastCheck = now
@@ -707,11 +717,8 @@ func (r Rollout) stepMonitoring(now time.Time, obs Observation) (Rollout, []Even
 	if p.AckedAt.IsZero() {
 		v := r.observe(now, obs)
 		p.LastCheck = now
-		if len(v.rollback) > 0 {
-			return r.rollback(now, mergeFindings(v.rollback), "", v.numbers)
-		}
-		if len(v.pause) > 0 {
-			return r.pause(now, mergeFindings(v.pause), "", v.numbers, nil)
+		if r2, evs, acted := r.act(now, v, true); acted {
+			return r2, evs
 		}
 		return r.awaitAck(now, obs.Convergence, v.numbers)
 	}
@@ -725,12 +732,7 @@ func (r Rollout) stepMonitoring(now time.Time, obs Observation) (Rollout, []Even
 	}
 	v := r.observe(now, obs)
 	p.LastCheck = now
-	switch {
-	case len(v.rollback) > 0:
-		r2, more := r.rollback(now, mergeFindings(v.rollback), "", v.numbers)
-		return r2, append(evs, more...)
-	case len(v.pause) > 0:
-		r2, more := r.pause(now, mergeFindings(v.pause), "", v.numbers, nil)
+	if r2, more, acted := r.act(now, v, true); acted {
 		return r2, append(evs, more...)
 	}
 	end := r.Plan.Monitoring[len(r.Plan.Monitoring)-1].Until.D()
