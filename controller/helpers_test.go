@@ -2,6 +2,7 @@ package controller
 
 import (
 	"math"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -164,4 +165,24 @@ func lognormHistOn(boundsMS []float64, n uint64, p99 time.Duration) Histogram {
 	h.Bounds = append(h.Bounds, Inf)
 	h.Counts = append(h.Counts, n)
 	return h
+}
+
+// poisson draws a Poisson variate: Knuth's product method for small means, the
+// normal approximation (continuity-corrected) above 30.
+func poisson(rng *rand.Rand, mean float64) uint64 {
+	if mean <= 0 {
+		return 0
+	}
+	if mean > 30 {
+		v := math.Round(mean + math.Sqrt(mean)*rng.NormFloat64())
+		return uint64(max(0, v))
+	}
+	l, k, p := math.Exp(-mean), uint64(0), 1.0
+	for {
+		p *= rng.Float64()
+		if p <= l {
+			return k
+		}
+		k++
+	}
 }

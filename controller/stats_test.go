@@ -37,8 +37,8 @@ func TestDispersion(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	var indep, clustered []Interval
 	for range maxIntervals {
-		indep = append(indep, Interval{Requests: 6000, Errors: poissonDraw(rng, 30)})
-		clustered = append(clustered, Interval{Requests: 6000, Errors: 50 * poissonDraw(rng, 0.6)})
+		indep = append(indep, Interval{Requests: 6000, Errors: poisson(rng, 30)})
+		clustered = append(clustered, Interval{Requests: 6000, Errors: 50 * poisson(rng, 0.6)})
 	}
 	if d := dispersion(indep); d != 1 {
 		t.Errorf("independent errors: dispersion %.2f, want 1", d)
@@ -54,17 +54,6 @@ func TestDispersion(t *testing.T) {
 		if got := chi2Quantile(tc.p, tc.k); math.Abs(got-tc.want)/tc.want > 0.02 {
 			t.Errorf("χ²(%g, %g) = %.3f, want %.3f", tc.p, tc.k, got, tc.want)
 		}
-	}
-}
-
-func poissonDraw(rng *rand.Rand, mean float64) uint64 {
-	l, k, p := math.Exp(-mean), uint64(0), 1.0
-	for {
-		p *= rng.Float64()
-		if p <= l {
-			return k
-		}
-		k++
 	}
 }
 
@@ -106,5 +95,27 @@ func TestLatencyTest(t *testing.T) {
 	l = newLatency(VersionStats{Latency: envoy(1e6, 240*ms)}, VersionStats{Latency: envoy(1e7, 202*ms)})
 	if got, _ := l.test(1.1, 0.01, 3, ""); got != triClean {
 		t.Errorf("Envoy buckets, +19 %%: %v, want clean (the ladder cannot show it)", got)
+	}
+}
+
+// A relative pause margin for services whose baseline is far below the 0.1 pp margin:
+// 0.05 % against 0.01 % is five times the baseline, not 0.1 pp above it.
+func TestPauseErrorRatio(t *testing.T) {
+	obs := func(g uint64) Observation {
+		return rates(g, 50_000_000, 0.05, 0.01, 100*time.Millisecond, 100*time.Millisecond)
+	}
+	r := acked(t, testSpec(Minor))
+	if r2, _ := step(r, t0.Add(time.Minute), obs(r.Generation)); r2.State != StateProgressing {
+		t.Fatalf("absolute margin: %s %q, want no pause (+0.04 pp)", r2.State, r2.Reason)
+	}
+	spec := testSpec(Minor)
+	spec.Thresholds.PauseErrorRatio = 2
+	r = acked(t, spec)
+	if r2, _ := step(r, t0.Add(time.Minute), obs(r.Generation)); r2.State != StatePaused || !strings.Contains(r2.Reason, "0.01 pp") {
+		t.Fatalf("pauseErrorRatio 2: %s %q, want paused on a 0.01 pp margin", r2.State, r2.Reason)
+	}
+	spec.Thresholds.PauseErrorRatio = 1
+	if _, _, err := New(t0, "r", spec, testService()); err == nil || !strings.Contains(err.Error(), "pauseErrorRatio") {
+		t.Errorf("ratio 1 accepted: %v", err)
 	}
 }
