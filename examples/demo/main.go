@@ -25,7 +25,7 @@ func main() {
 	flag.StringVar(&o.Catalog, "catalog", "examples/catalog.yaml", "catalog template (ports are replaced by free ones)")
 	flag.StringVar(&o.Release1, "release1", "examples/rollouts/demo-release-1.yaml", "rollout spec of release 1")
 	flag.StringVar(&o.Release2, "release2", "examples/rollouts/demo-release-2.yaml", "rollout spec of release 2")
-	flag.BoolVar(&o.Fast, "fast", false, "halve every window and widen the P99 bounds (for tests on a busy machine)")
+	flag.BoolVar(&o.Fast, "fast", false, "halve every window (the test suite runs the demo this way)")
 	flag.BoolVar(&o.Keep, "keep", false, "keep the work directory (logs, state) afterwards")
 	flag.Parse()
 	o.Out = os.Stdout
