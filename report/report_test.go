@@ -75,7 +75,7 @@ type traffic struct {
 // steady is a healthy canary: both versions at 0.5 % errors, P99 120 and 118 ms.
 var steady = traffic{canaryPct: 0.5, stablePct: 0.5, canaryP99: 120 * time.Millisecond, stableP99: 118 * time.Millisecond}
 
-// errors is steady with the canary's error rate at pct.
+// errorsAt is steady with the canary's error rate at pct.
 func errorsAt(pct float64) traffic {
 	t := steady
 	t.canaryPct = pct
@@ -499,9 +499,12 @@ func TestDetectFromDecidingRuleEvents(t *testing.T) {
 		return controller.Event{Time: at(min), Kind: kind, RolloutID: r.ID, Service: "checkout", Decision: d, Reason: reason}
 	}
 	const (
-		latency   = "P99 latency more than ×1.1 baseline: canary P99 140ms vs stable 118ms (×1.186)"
-		errorRate = "error rate more than 0.1 pp above baseline at 0.95 confidence: canary 2.000% (2000/100000) vs stable 0.500% (500/100000)"
-		sustained = "error rate more than 1 pp above baseline on every check for 3m0s"
+		latency = "P99 latency more than ×1.1 baseline: 1.27% of canary requests (1270/100000) slower than 142ms " +
+			"(≥ ×1.1 stable P99 121ms) over 1m0s, lower bound 1.14% vs 1% (z 3.73); canary P99 150ms"
+		errorRate = "error rate more than 0.1 pp above baseline: canary 2.000% (2000/100000) vs stable 0.500% (500/100000) " +
+			"over 1m0s, difference +1.500 pp, interval [+1.380, +1.622] pp (z 3.73)"
+		sustained = "error rate more than 1 pp above baseline for 3m0s: canary 2.000% (6000/300000) vs stable 0.500% (1500/300000) " +
+			"over 3m0s, difference +1.500 pp, interval [+1.412, +1.589] pp (z 3.09)"
 	)
 	evs := []controller.Event{
 		ev(0, controller.EventStarted, "", ""),
