@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +16,8 @@ import (
 
 	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
+	"github.com/octoacme/octoroll/metrics"
+	"github.com/octoacme/octoroll/model"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -57,28 +61,86 @@ func spec() controller.Spec {
 	}
 }
 
-// obs is an observation with 100000 requests per version at the given error rates
-// (percent), ACKing generation gen.
-func obs(gen uint64, canaryPct, stablePct float64) controller.Observation {
-	const n = 100000
-	return controller.Observation{
-		Canary: controller.VersionStats{Requests: n, Errors: uint64(n * canaryPct / 100), P99: 120 * time.Millisecond},
-		Stable: controller.VersionStats{Requests: n, Errors: uint64(n * stablePct / 100), P99: 118 * time.Millisecond},
-		Health: controller.HealthStats{
-			Canary: controller.EndpointHealth{Total: 1}, Stable: controller.EndpointHealth{Total: 1}},
-		Checks:      []controller.CheckResult{{Name: "smoke", Passed: true}},
-		Convergence: controller.Convergence{Generation: gen, Version: "route-1", Acked: true},
-	}
+// perInterval is the service's traffic in one check interval, split between the
+// versions by the canary's weight as the proxies split it.
+const perInterval = 200000
+
+// traffic is what each version serves in one check interval: its error rate (percent)
+// and P99, with lognormal latency counted in octoroll's ×1.1 buckets.
+type traffic struct {
+	canaryPct, stablePct float64
+	canaryP99, stableP99 time.Duration
 }
 
-// run drives a rollout from t0 through the real engine, one observation per check
-// interval, until it is terminal or bad says to stop; canaryPct gives the canary's
-// error rate at each step.
+// steady is a healthy canary: both versions at 0.5 % errors, P99 120 and 118 ms.
+var steady = traffic{canaryPct: 0.5, stablePct: 0.5, canaryP99: 120 * time.Millisecond, stableP99: 118 * time.Millisecond}
+
+// errorsAt is steady with the canary's error rate at pct.
+func errorsAt(pct float64) traffic {
+	t := steady
+	t.canaryPct = pct
+	return t
+}
+
+// version is one version's numbers over one check interval.
+func version(n uint64, errPct float64, p99 time.Duration) controller.VersionStats {
+	if n == 0 {
+		return controller.VersionStats{}
+	}
+	return controller.VersionStats{Requests: n, Errors: uint64(float64(n) * errPct / 100), P99: p99, Latency: lognormal(n, p99)}
+}
+
+// lognormal is the histogram of n requests with lognormal latency (σ 0.6) whose P99 is
+// p99, on the bucket ladder octoroll ships.
+func lognormal(n uint64, p99 time.Duration) controller.Histogram {
+	const sigma, z99 = 0.6, 2.3263478740408408
+	median := float64(p99) / math.Exp(z99*sigma)
+	var h controller.Histogram
+	for _, ms := range metrics.LatencyBucketsMS() {
+		b := time.Duration(ms * float64(time.Millisecond))
+		c := 0.5 * math.Erfc(-math.Log(float64(b)/median)/(sigma*math.Sqrt2))
+		h.Bounds = append(h.Bounds, b)
+		h.Counts = append(h.Counts, uint64(math.Round(c*float64(n))))
+	}
+	h.Bounds = append(h.Bounds, controller.Inf)
+	h.Counts = append(h.Counts, n)
+	return h
+}
+
+// sum adds up versions' numbers over consecutive check intervals: the counts and the
+// histograms; the P99 is the last one's (the engine reads it from the histogram).
+func sum(a, b controller.VersionStats) controller.VersionStats {
+	if a.Requests == 0 {
+		return b
+	}
+	if b.Requests == 0 {
+		return a
+	}
+	out := controller.VersionStats{Requests: a.Requests + b.Requests, Errors: a.Errors + b.Errors, P99: b.P99,
+		Latency: controller.Histogram{Bounds: a.Latency.Bounds, Counts: slices.Clone(a.Latency.Counts)}}
+	for i := range out.Latency.Counts {
+		out.Latency.Counts[i] += b.Latency.Counts[i]
+	}
+	return out
+}
+
+// run drives a rollout from t0 through the real engine, one check per interval, with
+// the windows the runner's loop gathers: the check interval's numbers, the analysis
+// window since the ACK and the sustain window (the last RollbackSustain of it), each
+// the sum of the check intervals it spans.
 type run struct {
 	t   *testing.T
 	r   controller.Rollout
 	now time.Time
 	evs []controller.Event
+	// intervals are the check intervals served so far, in order.
+	intervals []served
+}
+
+// served is both versions' numbers over the check interval ending at.
+type served struct {
+	at             time.Time
+	canary, stable controller.VersionStats
 }
 
 func start(t *testing.T) *run {
@@ -90,17 +152,46 @@ func start(t *testing.T) *run {
 	return &run{t: t, r: r, now: t0, evs: evs}
 }
 
-func (x *run) step(o controller.Observation) {
+// step serves one check interval of tr at the weights in force and steps the rollout
+// with what the loop would gather at its end; every proxy ACKs the current weights.
+func (x *run) step(tr traffic) {
 	x.now = x.now.Add(interval)
+	c := uint64(perInterval) * uint64(x.r.CanaryWeight()) / uint64(model.TotalWeight)
+	s := served{at: x.now, canary: version(c, tr.canaryPct, tr.canaryP99), stable: version(perInterval-c, tr.stablePct, tr.stableP99)}
+	x.intervals = append(x.intervals, s)
+	o := controller.Observation{
+		Window: interval, Canary: s.canary, Stable: s.stable,
+		Health: controller.HealthStats{
+			Canary: controller.EndpointHealth{Total: 1}, Stable: controller.EndpointHealth{Total: 1}},
+		Checks:      []controller.CheckResult{{Name: "smoke", Passed: true}},
+		Convergence: controller.Convergence{Generation: x.r.Generation, Version: "route-1", Acked: true},
+	}
+	if aw := x.r.AnalysisWindow(x.now); aw > 0 {
+		o.Analysis = x.window(aw)
+		if sw := x.r.SustainWindow(x.now); sw < aw {
+			o.Sustain = x.window(sw)
+		}
+	}
 	var evs []controller.Event
 	x.r, evs = x.r.Step(x.now, o)
 	x.evs = append(x.evs, evs...)
 }
 
+// window sums the check intervals of the last w.
+func (x *run) window(w time.Duration) controller.Sample {
+	out := controller.Sample{Window: w}
+	for _, s := range x.intervals {
+		if s.at.After(x.now.Add(-w)) {
+			out.Canary, out.Stable = sum(out.Canary, s.canary), sum(out.Stable, s.stable)
+		}
+	}
+	return out
+}
+
 func completed(t *testing.T) (controller.Rollout, []controller.Event) {
 	x := start(t)
 	for i := 0; i < 100 && !x.r.State.Terminal(); i++ {
-		x.step(obs(x.r.Generation, 0.5, 0.5))
+		x.step(steady)
 	}
 	if x.r.State != controller.StateCompleted {
 		t.Fatalf("state %s, want completed", x.r.State)
@@ -109,24 +200,27 @@ func completed(t *testing.T) (controller.Rollout, []controller.Event) {
 }
 
 // rolledBack drives the rollout to the 50 % stage, where the canary's error rate
-// rises 1.5 pp above the stable one: a pause at once, a rollback once sustained for
-// 3 minutes; one interval later every proxy ACKs the known-good weights.
+// rises 1.3 pp above the stable one: a pause at the first check that sees it, a
+// rollback once the sustain window (3 minutes) holds nothing but the breach (the
+// analysis window since the ACK, diluted by a clean minute, stays below 1 pp); one
+// interval later every proxy ACKs the known-good weights. It returns when the bad
+// traffic began (the start of the first breaching check's window).
 func rolledBack(t *testing.T, ackRestore bool) (controller.Rollout, []controller.Event, time.Time) {
 	x := start(t)
 	for i := 0; i < 100 && x.r.Stage < 1; i++ {
-		x.step(obs(x.r.Generation, 0.5, 0.5))
+		x.step(steady)
 	}
-	x.step(obs(x.r.Generation, 0.5, 0.5)) // ACK of the 50 % weights and a clean check
-	x.step(obs(x.r.Generation, 0.5, 0.5))
-	breach := x.now.Add(interval)
+	x.step(steady) // ACK of the 50 % weights
+	x.step(steady) // a clean check
+	breach := x.now
 	for i := 0; i < 10 && x.r.State != controller.StateRolledBack; i++ {
-		x.step(obs(x.r.Generation, 2.0, 0.5))
+		x.step(errorsAt(1.8))
 	}
 	if x.r.State != controller.StateRolledBack {
 		t.Fatalf("state %s, want rolled_back", x.r.State)
 	}
 	if ackRestore {
-		x.step(obs(x.r.Generation, 0, 0.5))
+		x.step(errorsAt(0))
 	}
 	return x.r, x.evs, breach
 }
@@ -186,7 +280,10 @@ func TestCompleted(t *testing.T) {
 		t.Errorf("lifecycle rows (-want +got):\n%s", d)
 	}
 	adv := rowsOf(rep, controller.EventStageAdvanced)[0]
-	if adv.Decision != controller.DecisionGo || adv.Numbers == nil || adv.Numbers.CanaryRequests != 100000 || adv.Percent != 50 {
+	// The Go judged the 5 % stage's analysis window: two minutes at 10,000 canary
+	// requests a minute.
+	if adv.Decision != controller.DecisionGo || adv.Numbers == nil || adv.Numbers.CanaryRequests != 20000 ||
+		adv.Numbers.Window.D() != 2*time.Minute || adv.Percent != 50 {
 		t.Errorf("first advance row: %+v", adv)
 	}
 	golden(t, "completed", rep)
@@ -208,7 +305,7 @@ func TestRolledBack(t *testing.T) {
 		t.Errorf("rolled back at %s (rollout %s), want %s", inc.RolledBackAt, r.EndedAt, rolledAt)
 	}
 	if inc.DetectedFrom != DetectFirstBreach || !inc.DetectedSince.Equal(breach) || inc.TimeToDetect.D() != 3*time.Minute {
-		t.Errorf("detect: from %q at %s, %s; want first breach at %s, 3m", inc.DetectedFrom, inc.DetectedSince, inc.TimeToDetect, breach)
+		t.Errorf("detect: from %q at %s, %s; want the breach's start at %s, 3m", inc.DetectedFrom, inc.DetectedSince, inc.TimeToDetect, breach)
 	}
 	if !inc.Restored || !inc.RestoredAt.Equal(rolledAt.Add(interval)) || inc.TimeToRestore.D() != interval {
 		t.Errorf("restore: %v at %s, %s", inc.Restored, inc.RestoredAt, inc.TimeToRestore)
@@ -219,7 +316,10 @@ func TestRolledBack(t *testing.T) {
 	if inc.Trigger == "" || inc.Trigger != r.Reason {
 		t.Errorf("trigger %q, want the rollout's reason %q", inc.Trigger, r.Reason)
 	}
-	if inc.Numbers == nil || inc.Numbers.CanaryErrors != 2000 || inc.Numbers.StableErrors != 500 {
+	// The numbers of the analysis window since the ACK (a clean minute and three bad
+	// ones), with the sustain window's that decided attached.
+	if n := inc.Numbers; n == nil || n.Window.D() != 4*time.Minute || n.CanaryErrors != 500+3*1800 || n.StableErrors != 4*500 ||
+		n.Sustain == nil || n.Sustain.Window.D() != 3*time.Minute || n.Sustain.CanaryErrors != 3*1800 || n.Sustain.StableErrors != 3*500 {
 		t.Errorf("numbers: %+v", inc.Numbers)
 	}
 	if inc.RollbackPlan != "Weights back to v1; no schema change to undo" {
@@ -247,7 +347,7 @@ func TestRolledBackNotRestored(t *testing.T) {
 
 func TestAborted(t *testing.T) {
 	x := start(t)
-	x.step(obs(x.r.Generation, 0.5, 0.5)) // ACK of the 5 % weights
+	x.step(steady) // ACK of the 5 % weights
 	x.now = x.now.Add(30 * time.Second)
 	r, evs, err := x.r.Apply(x.now, controller.Command{Kind: controller.CmdAbort, Actor: "bob", Reason: "data integrity issue in orders"})
 	if err != nil {
@@ -281,7 +381,7 @@ func TestIncidentWithoutEvents(t *testing.T) {
 
 func TestInProgress(t *testing.T) {
 	x := start(t)
-	x.step(obs(x.r.Generation, 0.5, 0.5))
+	x.step(steady)
 	rep := Build(x.r, x.evs)
 	if rep.Outcome.Result != ResultInProgress || rep.Outcome.StageName != "canary" || rep.Outcome.CanaryPercent != 5 || rep.Incident != nil {
 		t.Errorf("outcome: %+v", rep.Outcome)
@@ -356,21 +456,24 @@ func golden(t *testing.T, name string, rep Report) {
 func TestDetectFromDecidingRule(t *testing.T) {
 	x := start(t)
 	for i := 0; i < 100 && x.r.Stage < 1; i++ {
-		x.step(obs(x.r.Generation, 0.5, 0.5))
+		x.step(steady)
 	}
-	x.step(obs(x.r.Generation, 0.5, 0.5)) // ACK of the 50 % weights and a clean check
-	slow := obs(x.r.Generation, 0.5, 0.5)
-	slow.Canary.P99 = 140 * time.Millisecond // ×1.19 the stable P99: a pause, not a rollback
+	x.step(steady) // ACK of the 50 % weights
+	slow := steady
+	// ×1.27 the stable P99: 1.3 % of the canary's requests are slower than the pause
+	// bound (×1.1 the stable P99, rounded up to a bucket bound), 0.8 % than the
+	// rollback bound (×1.25): a pause, not a rollback.
+	slow.canaryP99 = 150 * time.Millisecond
 	x.step(slow)
-	if x.r.State != controller.StatePaused {
-		t.Fatalf("state %s after the latency breach, want paused", x.r.State)
+	if x.r.State != controller.StatePaused || !strings.Contains(x.r.Reason, "P99 latency more than ×1.1 baseline") {
+		t.Fatalf("state %s (%s) after the latency breach, want paused on P99", x.r.State, x.r.Reason)
 	}
 	latencyPause := x.now
-	x.step(obs(x.r.Generation, 0.5, 0.5))
-	x.step(obs(x.r.Generation, 0.5, 0.5))
-	errorsFrom := x.now.Add(interval)
+	x.step(steady)
+	x.step(steady)
+	errorsFrom := x.now // the first bad check's window begins
 	for i := 0; i < 10 && x.r.State != controller.StateRolledBack; i++ {
-		x.step(obs(x.r.Generation, 2.0, 0.5))
+		x.step(errorsAt(2.0))
 	}
 	if x.r.State != controller.StateRolledBack {
 		t.Fatalf("state %s, want rolled_back", x.r.State)
@@ -396,9 +499,12 @@ func TestDetectFromDecidingRuleEvents(t *testing.T) {
 		return controller.Event{Time: at(min), Kind: kind, RolloutID: r.ID, Service: "checkout", Decision: d, Reason: reason}
 	}
 	const (
-		latency   = "P99 latency more than ×1.1 baseline: canary P99 140ms vs stable 118ms (×1.186)"
-		errorRate = "error rate more than 0.1 pp above baseline at 0.95 confidence: canary 2.000% (2000/100000) vs stable 0.500% (500/100000)"
-		sustained = "error rate more than 1 pp above baseline on every check for 3m0s"
+		latency = "P99 latency more than ×1.1 baseline: 1.27% of canary requests (1270/100000) slower than 142ms " +
+			"(≥ ×1.1 stable P99 121ms) over 1m0s, lower bound 1.14% vs 1% (z 3.73); canary P99 150ms"
+		errorRate = "error rate more than 0.1 pp above baseline: canary 2.000% (2000/100000) vs stable 0.500% (500/100000) " +
+			"over 1m0s, difference +1.500 pp, interval [+1.380, +1.622] pp (z 3.73)"
+		sustained = "error rate more than 1 pp above baseline for 3m0s: canary 2.000% (6000/300000) vs stable 0.500% (1500/300000) " +
+			"over 3m0s, difference +1.500 pp, interval [+1.412, +1.589] pp (z 3.09)"
 	)
 	evs := []controller.Event{
 		ev(0, controller.EventStarted, "", ""),

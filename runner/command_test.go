@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"strings"
 	"testing"
 	"time"
 
@@ -75,6 +76,11 @@ func TestCommands(t *testing.T) {
 	if _, err := h.run.Start(ctx, crashSpec(), "alice"); !errors.Is(err, runner.ErrActiveRollout) {
 		t.Errorf("second Start: %v, want ErrActiveRollout", err)
 	}
+	// A few clean checks at 5 % (less than the stage's minute): the engine measures how
+	// clustered the service's errors are before it pauses on an error rate.
+	for range 4 {
+		h.step()
+	}
 	apply(cmd(controller.CmdFinish, false, ""), controller.ErrInvalidState, "", 0)
 	apply(cmd(controller.CmdResume, false, ""), controller.ErrInvalidState, "", 0)
 	apply(cmd(controller.CommandKind("reboot"), false, ""), controller.ErrUnknownCommand, "", 0)
@@ -83,10 +89,17 @@ func TestCommands(t *testing.T) {
 	apply(cmd(controller.CmdResume, false, "dashboards fine"), nil, controller.StateProgressing, 500)
 	apply(cmd(controller.CmdPromote, false, "enough data"), nil, controller.StateProgressing, 2500)
 
-	// A soft breach pauses; promote is refused while a check fails, unless forced.
+	// A soft breach pauses at the first check that judges the new stage's analysis
+	// window (the check that sees the ACK judges none); promote is refused while a
+	// check fails, unless forced.
 	h.metrics.Set("v2", metrics.Stats{Requests: 1000, Errors: 20, P99: 50 * time.Millisecond})
 	h.step()
-	if ro := h.persisted(first.ID); ro.State != controller.StatePaused || ro.PausedBy != "" {
+	if ro := h.persisted(first.ID); ro.State != controller.StateProgressing || ro.Progress.AckedAt.IsZero() {
+		t.Fatalf("at the ACK of 25 %%: %s (%s), want progressing with the weights ACKed", ro.State, ro.Reason)
+	}
+	h.step()
+	if ro := h.persisted(first.ID); ro.State != controller.StatePaused || ro.PausedBy != "" ||
+		!strings.Contains(ro.Reason, "error rate more than 0.1 pp above baseline") {
 		t.Fatalf("after a soft breach: %s (%s), want paused by the check", ro.State, ro.Reason)
 	}
 	apply(cmd(controller.CmdPromote, false, ""), controller.ErrCheckFailing, "", 0)

@@ -171,7 +171,7 @@ func TestRollbackReachesClients(t *testing.T) {
 	waitSplit(t, meter, 500, splitRPCs)
 	// One clean check into the stage, then the canary fails a third of its requests:
 	// far past the no-go bound (stable + 1 pp), a gross breach that does not wait for
-	// the sustained rule.
+	// the sustained rule, only for the next check to confirm it.
 	ro = stepUntil(t, h, id, 1, func(controller.Rollout) bool { return true })
 	if ro.Progress.AckedAt.IsZero() {
 		t.Fatalf("first check did not record the ACK: %+v", ro.Progress)
@@ -179,7 +179,16 @@ func TestRollbackReachesClients(t *testing.T) {
 	h.metrics.Set("v2", metrics.Stats{Requests: 1200, Errors: 400, P99: 50 * time.Millisecond})
 	h.step()
 	ro = h.persisted(id)
-	if ro.State != controller.StateRolledBack || ro.CanaryWeight() != 0 {
+	if ro.State != controller.StateProgressing || ro.Progress.GrossSince.IsZero() ||
+		!strings.Contains(ro.Progress.LastReason, "to be confirmed by the next check: error rate grossly above baseline") {
+		t.Fatalf("at the first gross check: %s (%s), want a hold to be confirmed", ro.State, ro.Progress.LastReason)
+	}
+	if got := served(t, h.xs); got["v2"] != 500 {
+		t.Fatalf("served while the breach is confirmed %v, want v2 still at 500", got)
+	}
+	h.step()
+	ro = h.persisted(id)
+	if ro.State != controller.StateRolledBack || ro.CanaryWeight() != 0 || !strings.Contains(ro.Reason, "confirmed on consecutive checks") {
 		t.Fatalf("after the breach: %s weight %d (%s), want rolled_back at 0", ro.State, ro.CanaryWeight(), ro.Reason)
 	}
 	t.Logf("rolled back: %s", ro.Reason)

@@ -23,9 +23,10 @@ import (
 )
 
 // The verdicts of the analysis on real sources: a real Prometheus server scraping, every
-// second, a real exporter of Envoy-shaped cluster stats, and octoroll's embedded scrape
-// source reading the same exporter. The runner runs on the wall clock with a one-stage
-// plan of seconds; each case drives both versions' traffic and waits for the verdict.
+// second, a real exporter of Envoy-shaped cluster stats on octoroll's ×1.1 bucket
+// ladder, and octoroll's embedded scrape source reading the same exporter. The runner
+// runs on the wall clock with a one-stage plan of seconds; each case drives both
+// versions' traffic and waits for the verdict.
 
 // flow is one version's traffic at the exporter.
 type flow struct {
@@ -40,8 +41,8 @@ type verdictCase struct {
 	tweak func(*controller.Spec)
 	// want waits for the verdict on the rollout and returns when it is reached.
 	want func(t *testing.T, w *watcher)
-	// interrupt, when set, runs once the rollout has judged a clean check, and takes
-	// the source away.
+	// interrupt, when set, takes the source away once a clean check judged the
+	// analysis window.
 	interrupt bool
 	// bySource, when set, replaces want per source.
 	bySource map[string]func(t *testing.T, w *watcher)
@@ -64,26 +65,58 @@ func verdictCases() []verdictCase {
 				t.Fatalf("5%% errors: %s (%s), want rolled back on the error rate", ro.State, ro.Reason)
 			}
 		}},
-		{name: "latency30", v1: base, v2: with(canary, func(f *flow) { f.p99 = 130 * time.Millisecond }), want: func(t *testing.T, w *watcher) {
-			ro := w.until(t, "rollback", terminal)
-			if ro.State != controller.StateRolledBack || !strings.Contains(ro.Reason, "P99 latency more than ×1.25 baseline") {
-				t.Fatalf("+30%% P99: %s (%s), want rolled back on P99", ro.State, ro.Reason)
-			}
-		}},
-		{name: "latency15", v1: base, v2: with(canary, func(f *flow) { f.p99 = 115 * time.Millisecond }), want: func(t *testing.T, w *watcher) {
-			ro := w.until(t, "pause", func(ro controller.Rollout) bool { return ro.State != controller.StateProgressing })
-			if ro.State != controller.StatePaused || !strings.Contains(ro.Reason, "P99 latency more than ×1.1 baseline") {
-				t.Fatalf("+15%% P99: %s (%s), want paused on P99", ro.State, ro.Reason)
-			}
-		}},
-		{name: "quiet", v1: base, v2: with(canary, func(f *flow) { f.rps = 2 }), want: func(t *testing.T, w *watcher) {
-			ro := w.until(t, "five held checks", func(ro controller.Rollout) bool { return ro.Progress.Checks >= 5 })
-			if ro.State != controller.StateProgressing || ro.Progress.LastDecision != controller.DecisionHold ||
-				!strings.Contains(ro.Progress.LastReason, "< minRequests 100") || ro.Progress.Clean != 0 {
-				t.Fatalf("too little traffic: %s, decision %s (%s), %d clean checks; want holding for data",
-					ro.State, ro.Progress.LastDecision, ro.Progress.LastReason, ro.Progress.Clean)
-			}
-		}},
+		// Latency is a test on the histograms: the share of canary requests slower than
+		// ×1.1 (pause) or ×1.25 (rollback) the stable P99, the bound rounded up to the
+		// ladder's next bucket bound, against 1 %. The exporter puts each version's
+		// requests in the two buckets around its P99, so with the stable P99 at 100 ms
+		// (in the bucket up to 106.7 ms) the pause bound is 117.4 ms and the rollback
+		// bound 142 ms. The stage lasts 15 s: the stable side needs about 10 s of
+		// requests before its P99 can be placed at the tests' confidence.
+		{name: "latency50", v1: base, v2: with(canary, func(f *flow) { f.p99 = 150 * time.Millisecond }), tweak: longStage,
+			want: func(t *testing.T, w *watcher) {
+				// 2.3 % of the canary's requests are slower than 142 ms: a no-go once the
+				// analysis window spans the sustain window, maybe after a pause on ×1.1.
+				ro := w.until(t, "rollback", terminal)
+				if ro.State != controller.StateRolledBack || !strings.Contains(ro.Reason, "P99 latency more than ×1.25 baseline") {
+					t.Fatalf("+50%% P99: %s (%s), want rolled back on P99", ro.State, ro.Reason)
+				}
+			}},
+		{name: "latency30", v1: base, v2: with(canary, func(f *flow) { f.p99 = 130 * time.Millisecond }), tweak: longStage,
+			want: func(t *testing.T, w *watcher) {
+				// Every canary request is slower than 117.4 ms, none than 142 ms: a pause.
+				ro := w.until(t, "pause", func(ro controller.Rollout) bool { return ro.State != controller.StateProgressing })
+				if ro.State != controller.StatePaused || !strings.Contains(ro.Reason, "P99 latency more than ×1.1 baseline") {
+					t.Fatalf("+30%% P99: %s (%s), want paused on P99", ro.State, ro.Reason)
+				}
+			}},
+		{name: "latency15", v1: base, v2: with(canary, func(f *flow) { f.p99 = 115 * time.Millisecond }), tweak: longStage,
+			want: func(t *testing.T, w *watcher) {
+				// No canary request is slower than 117.4 ms: too small a regression for
+				// the ladder to show at ×1.1, the stage completes without a pause.
+				ro := w.until(t, "Go", func(ro controller.Rollout) bool { return ro.State != controller.StateProgressing })
+				if ro.State != controller.StateMonitoring {
+					t.Fatalf("+15%% P99: %s (%s), want the stage completed", ro.State, ro.Reason)
+				}
+				for _, e := range w.events(t) {
+					if e.Kind == controller.EventPaused || e.Kind == controller.EventRolledBack {
+						t.Errorf("+15%% P99: %s event (%s), want none", e.Kind, e.Reason)
+					}
+				}
+			}},
+		// A quiet service, split as weighted: 6 requests a second, too few for either
+		// version to reach minRequests in the analysis window.
+		{name: "quiet", v1: with(base, func(f *flow) { f.rps = 4 }), v2: with(canary, func(f *flow) { f.rps = 2 }),
+			want: func(t *testing.T, w *watcher) {
+				first := w.until(t, "a held check", func(ro controller.Rollout) bool {
+					return ro.Progress.LastDecision == controller.DecisionHold
+				})
+				ro := w.until(t, "four more checks", func(ro controller.Rollout) bool { return ro.Progress.Checks >= first.Progress.Checks+4 })
+				if ro.State != controller.StateProgressing || ro.Progress.LastDecision != controller.DecisionHold ||
+					!strings.Contains(ro.Progress.LastReason, "< minRequests 100") || ro.Progress.Clean != first.Progress.Clean {
+					t.Fatalf("too little traffic: %s, decision %s (%s), %d clean checks after %d; want holding for data",
+						ro.State, ro.Progress.LastDecision, ro.Progress.LastReason, ro.Progress.Clean, first.Progress.Clean)
+				}
+			}},
 		{name: "query", v1: base, v2: canary,
 			tweak: func(s *controller.Spec) {
 				s.CustomChecks = []controller.Check{{Name: "canary-rate",
@@ -125,12 +158,25 @@ func verdictCases() []verdictCase {
 
 func terminal(ro controller.Rollout) bool { return ro.State.Terminal() }
 
+// longStage lengthens the stage to 15 s.
+func longStage(s *controller.Spec) { s.Stages[0].MinWindow = controller.Duration(15 * time.Second) }
+
 // watcher evaluates the runner on the wall clock and reads the rollout.
 type watcher struct {
 	run *runner.Runner
 	id  string
-	// onClean runs once, at the first clean check.
+	// onClean runs once, after the first clean check that judged the analysis window.
 	onClean func()
+}
+
+// events returns the rollout's events.
+func (w *watcher) events(t *testing.T) []controller.Event {
+	t.Helper()
+	evs, err := w.run.RolloutEvents(w.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return evs
 }
 
 // until evaluates every 200 ms until cond holds for the rollout, failing after a
@@ -146,12 +192,14 @@ func (w *watcher) until(t *testing.T, what string, cond func(controller.Rollout)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if w.onClean != nil && ro.Progress.Clean > 0 {
+		// The check window's numbers attached as Recent: the check judged the analysis
+		// window too (the loop gathers none shorter than its MinWindow).
+		if last := ro.Progress.Last; w.onClean != nil && last != nil && last.Verdict == controller.VerdictClean && last.Recent != nil {
 			w.onClean()
 			w.onClean = nil
 		}
 		if cond(ro) {
-			t.Logf("%s: %s, decision %s (%s); last %s", what, ro.State, ro.Progress.LastDecision, ro.Progress.LastReason, numbers(ro.Progress.Last))
+			t.Logf("%s: %s (%s), decision %s (%s); last %s", what, ro.State, ro.Reason, ro.Progress.LastDecision, ro.Progress.LastReason, numbers(ro.Progress.Last))
 			return ro
 		}
 		if time.Now().After(deadline) {
@@ -171,7 +219,7 @@ func numbers(n *controller.Numbers) string {
 
 func TestVerdictsFromRealSources(t *testing.T) {
 	promtest.Require(t)
-	exp := envoytest.Start(t)
+	exp := envoytest.StartWithBounds(t, metrics.LatencyBucketsMS())
 	shared := promtest.StartServer(t, []string{exp.Addr()}, promtest.Options{MetricsPath: envoytest.Path})
 	for i, tc := range verdictCases() {
 		for _, source := range []string{"prometheus", "scrape"} {
@@ -182,7 +230,7 @@ func TestVerdictsFromRealSources(t *testing.T) {
 				var stopSource func()
 				if tc.interrupt {
 					// The outage takes a source away: an exporter and a server of its own.
-					ex = envoytest.Start(t)
+					ex = envoytest.StartWithBounds(t, metrics.LatencyBucketsMS())
 					if source == "prometheus" {
 						srv := promtest.StartServer(t, []string{ex.Addr()}, promtest.Options{MetricsPath: envoytest.Path})
 						promURL, stopSource = srv.URL, srv.Stop
@@ -272,7 +320,8 @@ func verdictService(t *testing.T, name string, port int, target string) catalog.
 
 // verdictSpec is one stage of five seconds at a third, the share the canary's flow has
 // of the traffic (so the sample-ratio guard finds the split as weighted), checked every
-// second, with the guide's thresholds except a 3 s sustain for the error-rate no-go.
+// second, with the guide's thresholds except a 3 s sustain for the marginal no-go (error
+// rate and P99), so that one can be decided within the stage.
 func verdictSpec(service string) controller.Spec {
 	return controller.Spec{
 		Service: service,
