@@ -85,8 +85,11 @@ type finding struct {
 	// since is when the run of breaches behind a sustained finding began (its first
 	// breaching check); zero for a finding of this check alone.
 	since time.Time
-	// span is the window a marginal breach was measured over: it began then.
+	// span dates a marginal breach: it was measured over (at least) the last span.
 	span time.Duration
+	// metric names the rule of a marginal breach ("error rate", "latency"): the sustain
+	// and analysis windows breaching the same rule make one finding.
+	metric string
 }
 
 // verdict is the judgement of one observation.
@@ -212,7 +215,7 @@ func judge(obs Observation, in judgeInput) verdict {
 		}
 		outs = append(outs, o)
 	}
-	v.combine(outs, obs.Analysis.Window > 0 || !in.requireData)
+	v.combine(outs)
 	if sr := in.sampleRatio; sr != nil {
 		if v.numbers != nil {
 			c := *sr
@@ -272,13 +275,18 @@ type metricOutcome struct {
 }
 
 // combine merges the windows' outcomes: a breach in any counts; the deciding window,
-// when gathered, must be judged for the check to be clean. At the ACK there is none
-// yet (no monitored time passes at that check either).
-func (v *verdict) combine(outs []metricOutcome, gathered bool) {
+// when gathered, must be judged for the check to be clean. Without one (at the ACK, or
+// a window shorter than the source's shortest) the check window must have been judged:
+// a failing source or too few requests is never clean.
+func (v *verdict) combine(outs []metricOutcome) {
 	decided := false
 	for _, o := range outs {
 		v.sourceFailure = append(v.sourceFailure, o.sourceFailure...)
-		v.rollback = append(v.rollback, o.rollback...)
+		for _, f := range o.rollback {
+			if f.metric == "" || !slices.ContainsFunc(v.rollback, func(g finding) bool { return g.metric == f.metric }) {
+				v.rollback = append(v.rollback, f)
+			}
+		}
 		v.pause = append(v.pause, o.pause...)
 		v.inconclusive = append(v.inconclusive, o.inconclusive...)
 		if o.decides {
@@ -288,11 +296,8 @@ func (v *verdict) combine(outs []metricOutcome, gathered bool) {
 			}
 		}
 	}
-	if !decided && gathered {
-		// Nothing to decide on (the loop gathered no analysis window): not clean.
-		if last := outs[len(outs)-1]; last.noData != "" {
-			v.inconclusive = append(v.inconclusive, last.noData)
-		}
+	if !decided && outs[0].noData != "" {
+		v.inconclusive = append(v.inconclusive, outs[0].noData)
 	}
 	// The widest judged window carries the numbers; the others are attached.
 	for i := len(outs) - 1; i >= 0; i-- {
@@ -416,21 +421,22 @@ func judgeSample(w judgedWindow, in judgeInput) metricOutcome {
 	// errors cannot be told from a regression yet. The analysis window keeps those
 	// minutes for the tests after.
 	errorsKnown := in.dispersionFrom >= minIntervals
+	// A marginal breach is dated from the start of the last sustain window it covers.
+	span := min(w.Window, th.RollbackSustain.D())
 	if w.rollback && errorsKnown {
-		switch errorTest(ce, cs.Requests, se, ss.Requests, th.RollbackErrorRatePP, zr, phi) {
-		case triBreach:
-			o.rollback = append(o.rollback, finding{span: w.Window, reason: fmt.Sprintf(
+		if errorTest(ce, cs.Requests, se, ss.Requests, th.RollbackErrorRatePP, zr, phi) == triBreach {
+			o.rollback = append(o.rollback, finding{span: span, metric: "error rate", reason: fmt.Sprintf(
 				"error rate more than %.3g pp above baseline for %s: %s", th.RollbackErrorRatePP, Duration(w.Window), rates(zr))})
 		}
+	}
+	if w.rollback && lat.histograms() {
 		zl := alwaysZ(1-th.Confidence, float64(lat.canaryN()))
 		if !w.decides {
 			zl = z(th.GrossConfidence)
 		}
-		if lat.histograms() {
-			if t, why := lat.test(th.RollbackLatencyRatio, 0.01, zl, over); t == triBreach {
-				o.rollback = append(o.rollback, finding{span: w.Window, reason: fmt.Sprintf(
-					"P99 latency more than ×%.3g baseline: %s", th.RollbackLatencyRatio, why)})
-			}
+		if t, why := lat.test(th.RollbackLatencyRatio, 0.01, zl, over); t == triBreach {
+			o.rollback = append(o.rollback, finding{span: span, metric: "latency", reason: fmt.Sprintf(
+				"P99 latency more than ×%.3g baseline: %s", th.RollbackLatencyRatio, why)})
 		}
 	}
 	if !w.pause {
@@ -561,7 +567,7 @@ func (l *latency) test(ratio, share, zq float64, over string) (tri, string) {
 	if l.share <= share {
 		return triClean, ""
 	}
-	why := fmt.Sprintf("%.2f%% of canary requests (%d/%d) slower than %s (≥ ×%.3g stable P99 %s)%s, lower bound %.2f%% vs %.3g%% (z %.2f); canary P99 %s",
+	why := fmt.Sprintf("%.2f%% of canary requests (%d/%d) slower than %s (≥ ×%.3g stable P99 %s)%s, lower bound %.2f%% vs %.3g%% (z %.2f), canary P99 %s",
 		100*l.share, slow, n, Duration(b), ratio, Duration(q), over, 100*l.lo, 100*share, zq, Duration(l.canaryP99))
 	if l.lo > share {
 		return triBreach, why

@@ -456,8 +456,9 @@ type Event struct {
 	Generation uint64   `json:"generation"`
 	Decision   Decision `json:"decision,omitempty"`
 	Reason     string   `json:"reason,omitempty"`
-	// BreachSince is, for a rollback decided by a sustained breach, when the run of
-	// breaching checks began: where the release report's time to detect starts.
+	// BreachSince is, for a rollback decided by a metric breach, when the breach began
+	// as measured: the start of the sustain window it was measured over, or the first
+	// of the consecutive gross checks. The release report's time to detect starts there.
 	BreachSince time.Time `json:"breachSince,omitzero"`
 	// Actor and Command are set for operator commands.
 	Actor   string      `json:"actor,omitempty"`

@@ -22,6 +22,7 @@ import (
 
 	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
+	"github.com/octoacme/octoroll/model"
 	"github.com/octoacme/octoroll/healthcheck"
 )
 
@@ -78,6 +79,46 @@ func obs(gen uint64, canaryPct float64) controller.Observation {
 	}
 }
 
+// loop steps a rollout as the runner's loop gathers for it: each version's requests
+// split by the weights in force (o's counts are per version at an even split), and the
+// analysis and sustain windows summed from the check intervals served so far.
+type loop struct {
+	at             []time.Time
+	canary, stable []controller.VersionStats
+}
+
+func (l *loop) step(r controller.Rollout, now time.Time, o controller.Observation) (controller.Rollout, []controller.Event) {
+	w := float64(r.CanaryWeight()) / float64(model.TotalWeight)
+	scale := func(v controller.VersionStats, f float64) controller.VersionStats {
+		v.Errors = uint64(float64(v.Errors) * 2 * f)
+		v.Requests = uint64(float64(v.Requests) * 2 * f)
+		return v
+	}
+	o.Window = interval
+	o.Canary, o.Stable = scale(o.Canary, w), scale(o.Stable, 1-w)
+	l.at, l.canary, l.stable = append(l.at, now), append(l.canary, o.Canary), append(l.stable, o.Stable)
+	window := func(d time.Duration) controller.Sample {
+		out := controller.Sample{Window: d}
+		for i, at := range l.at {
+			if at.After(now.Add(-d)) {
+				out.Canary.Requests += l.canary[i].Requests
+				out.Canary.Errors += l.canary[i].Errors
+				out.Stable.Requests += l.stable[i].Requests
+				out.Stable.Errors += l.stable[i].Errors
+			}
+		}
+		out.Canary.P99, out.Stable.P99 = o.Canary.P99, o.Stable.P99
+		return out
+	}
+	if aw := r.AnalysisWindow(now); aw > 0 {
+		o.Analysis = window(aw)
+		if sw := r.SustainWindow(now); sw < aw {
+			o.Sustain = window(sw)
+		}
+	}
+	return r.Step(now, o)
+}
+
 // drive runs a rollout through the real engine, handing every event to notify as the
 // rollout loop does. With breachAtHalf the canary's error rate jumps 1.5 pp in the 50 %
 // stage (pause, then rollback once sustained); otherwise the rollout completes.
@@ -91,13 +132,14 @@ func drive(t *testing.T, breachAtHalf bool, notify func(controller.Event, contro
 		notify(e, r)
 	}
 	now := t0
+	var l loop
 	for i := 0; i < 100 && !r.State.Terminal(); i++ {
 		now = now.Add(interval)
 		pct := 0.5
 		if breachAtHalf && r.Stage == 1 && r.Progress.Checks >= 2 {
 			pct = 2.0
 		}
-		r, evs = r.Step(now, obs(r.Generation, pct))
+		r, evs = l.step(r, now, obs(r.Generation, pct))
 		for _, e := range evs {
 			notify(e, r)
 		}
@@ -376,7 +418,7 @@ func TestStuckReceiverDoesNotDelayRollback(t *testing.T) {
 		t.Fatalf("on-call got %+v", p)
 	}
 	inc := p.Incident
-	if inc.DetectedFrom != "first breaching check" || inc.TimeToDetect.D() != 3*time.Minute || inc.KnownGood != "v1" ||
+	if inc.DetectedFrom != "start of the breach" || inc.TimeToDetect.D() != 3*time.Minute || inc.KnownGood != "v1" ||
 		inc.RollbackPlan != "Weights back to v1" || inc.Trigger != final.Reason || inc.Restored {
 		t.Errorf("incident %+v", inc)
 	}
@@ -623,6 +665,7 @@ func healthPause(t *testing.T, notify func(controller.Event, controller.Rollout)
 		notify(e, r)
 	}
 	now := t0
+	var l loop
 	for i := range 10 {
 		now = now.Add(interval)
 		o := obs(r.Generation, 0.5)
@@ -630,7 +673,7 @@ func healthPause(t *testing.T, notify func(controller.Event, controller.Rollout)
 		if i >= 1 {
 			o.Health.Canary.Unhealthy = []string{"10.0.1.2:8080"}
 		}
-		r, evs = r.Step(now, o)
+		r, evs = l.step(r, now, o)
 		for _, e := range evs {
 			notify(e, r)
 			if e.Kind == controller.EventPaused {
@@ -723,6 +766,7 @@ func TestStableHealthPauseInvestigation(t *testing.T) {
 	}
 	now := t0
 	var pause *controller.Event
+	var l loop
 	for i := 0; i < 10 && pause == nil; i++ {
 		now = now.Add(interval)
 		o := obs(r.Generation, 0.5)
@@ -731,7 +775,7 @@ func TestStableHealthPauseInvestigation(t *testing.T) {
 			o.Health.Stable.Unhealthy = []string{"10.0.0.1:8080"}
 		}
 		var evs []controller.Event
-		r, evs = r.Step(now, o)
+		r, evs = l.step(r, now, o)
 		for _, e := range evs {
 			if e.Kind == controller.EventPaused {
 				pause = &e

@@ -24,7 +24,7 @@ const (
 
 // Where the time to detect was measured from (Incident.DetectedFrom).
 const (
-	DetectFirstBreach = "first breaching check"
+	DetectFirstBreach = "start of the breach"
 	DetectStageAcked  = "stage weights acknowledged"
 	DetectStageStart  = "stage start"
 	DetectRollout     = "rollout start"
