@@ -22,8 +22,8 @@ import (
 
 	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
-	"github.com/octoacme/octoroll/model"
 	"github.com/octoacme/octoroll/healthcheck"
+	"github.com/octoacme/octoroll/model"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
