@@ -24,4 +24,9 @@
 //	}
 //
 // Operator commands go through Rollout.Apply.
+//
+// The engine also owns what a service keeps between rollouts: ServiceState.After says
+// which version is known-good once a rollout ends, and a Restore follows a rollback's
+// known-good weights until every proxy ACKed them (the time to restore), stepped by the
+// loop with what the xds layer reports (RestoreObservation).
 package controller

@@ -113,7 +113,9 @@ func (r *Runner) Start(ctx context.Context, spec controller.Spec, actor string) 
 	}
 	e := &entry{r: ro, nextCheck: now.Add(interval(ro))}
 	// The last rollback's restore is history now (still recorded if its ACK comes).
-	delete(r.restored, spec.Service)
+	if w, ok := r.restores[spec.Service]; ok && !w.Watching() {
+		delete(r.restores, spec.Service)
+	}
 	if smoke, _ := ro.Wants(now); smoke {
 		// Pending on its smoke tests only: run them at once rather than one interval on.
 		e.nextCheck = now

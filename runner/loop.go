@@ -154,22 +154,14 @@ func (r *Runner) convergence(svc catalog.Service, ro controller.Rollout, pub pub
 		c.NotPublished = pub.err
 		return c
 	}
-	conv := r.opts.XDS.Convergence(svc.Name)
+	acks := r.routeAcks(svc.Name)
 	c.Published, c.Version = true, pub.version
-	c.Subscribed, c.Stragglers = conv.Subscribed, conv.Stragglers
-	if conv.RouteVersion != pub.version {
+	c.Subscribed, c.Stragglers = acks.Subscribed, acks.Stragglers
+	if acks.RouteVersion != pub.version {
 		return c // published again since (a catalog or health change): counted next check
 	}
-	if conv.NACK != nil {
-		c.NACK = fmt.Sprintf("%s rejected route %s: %s", conv.NACK.NodeID, conv.NACK.Version, conv.NACK.Message)
-		return c
-	}
-	switch {
-	case conv.Done():
-		c.Acked, c.AckedAt = true, conv.AckedAt
-	case conv.Subscribed == 0 && svc.ProxiesOptional:
-		c.Acked, c.AckedAt = true, pub.at
-	}
+	c.NACK = acks.NACK
+	c.AckedAt, c.Acked = acks.Reached(svc.ProxiesOptional, pub.at)
 	return c
 }
 
@@ -295,7 +287,7 @@ func (r *Runner) commitLocked(ctx context.Context, e *entry, next controller.Rol
 		// The known-good version is recorded before the rollout stops being active, so
 		// a crash between the two writes leaves an active rollout that settles the same
 		// way again, never an idle service pointing at the old version.
-		st := knownGood(r.services[next.Service], next)
+		st := r.services[next.Service].After(next)
 		if err := r.putService(next.Service, st, restore); err != nil {
 			if !errors.Is(err, ErrNotPersisted) {
 				return err
@@ -356,7 +348,7 @@ func (e *entry) served(gen uint64, version string, now time.Time) {
 // putService records a service's state. With queue (a move to known-good) the new state
 // holds at once and a store failure queues the write (a *NotPersistedError); without,
 // nothing changes unless the write succeeds.
-func (r *Runner) putService(name string, st serviceState, queue bool) error {
+func (r *Runner) putService(name string, st controller.ServiceState, queue bool) error {
 	doc, err := json.Marshal(st)
 	if err != nil {
 		return err

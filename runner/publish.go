@@ -45,7 +45,7 @@ func (r *Runner) effectiveServiceLocked(name string) (catalog.Service, bool) {
 		add(v)
 	}
 	if e, ok := r.active[name]; ok {
-		if v, ok := canaryVersion(e.r); ok {
+		if v, ok := e.r.CanaryVersion(); ok {
 			add(v)
 		}
 	}
@@ -53,53 +53,6 @@ func (r *Runner) effectiveServiceLocked(name string) (catalog.Service, bool) {
 		svc.Stable = st.Stable
 	}
 	return svc, true
-}
-
-// canaryVersion is the version a rollout's spec declares with its own endpoints.
-func canaryVersion(ro controller.Rollout) (catalog.Version, bool) {
-	c := ro.Spec.Canary
-	if len(c.Endpoints) == 0 {
-		return catalog.Version{}, false
-	}
-	v := catalog.Version{Name: c.Version, Zone: c.Zone}
-	for _, ep := range c.Endpoints {
-		e, err := catalog.ParseEndpoint(ep)
-		if err != nil {
-			continue // the engine's pre-flight refused bad endpoints already
-		}
-		v.Endpoints = append(v.Endpoints, e)
-	}
-	return v, true
-}
-
-// knownGood is st after ro ended: its known-good version, and the canary version the
-// rollout added (kept defined so that its cluster stays). A canary version that does
-// not validate is never recorded, nor made the known-good version: it could not be
-// translated, and the service could never be published again.
-func knownGood(st serviceState, ro controller.Rollout) serviceState {
-	kg := ro.KnownGood()
-	if v, ok := canaryVersion(ro); ok {
-		if v.Validate() != nil {
-			if kg == v.Name {
-				return st
-			}
-		} else {
-			st.Versions = upsertVersion(st.Versions, v)
-		}
-	}
-	st.Stable = kg
-	return st
-}
-
-func upsertVersion(vs []catalog.Version, v catalog.Version) []catalog.Version {
-	for i := range vs {
-		if vs[i].Name == v.Name {
-			out := slices.Clone(vs)
-			out[i] = v
-			return out
-		}
-	}
-	return append(slices.Clone(vs), v)
 }
 
 // desiredLocked is the desired routing state of every catalog service.
@@ -274,16 +227,12 @@ func (r *Runner) publishLocked() {
 			e.served(e.r.Generation, r.opts.XDS.RouteVersion(svc), now)
 		}
 	}
-	for svc, w := range r.restoring {
-		if _, busy := r.active[svc]; busy {
+	for svc, w := range r.restores {
+		if _, busy := r.active[svc]; busy || !w.Watching() {
 			continue
 		}
 		if st, ok := r.pub.Status(svc); ok && st.OK {
-			w.version = r.opts.XDS.RouteVersion(svc)
-			if !w.published {
-				w.published, w.publishedAt = true, now
-			}
-			r.restoring[svc] = w
+			r.restores[svc] = w.Served(now, r.opts.XDS.RouteVersion(svc))
 		}
 	}
 	services := make([]catalog.Service, 0, len(desired))

@@ -17,85 +17,73 @@ import (
 // data in model, so the API's wire types carry it as it is).
 type Restore = model.Restore
 
+// The engine decides a restore (controller.Restore); the loop gathers what it is
+// measured against, persists what it records and the watch itself, so that a restart
+// between a rollback and the proxies' ACK still records the time to restore.
+
 // restoreLocked is the service's restore in progress, or its last one.
 func (r *Runner) restoreLocked(service string) (Restore, bool) {
-	if w, ok := r.restoring[service]; ok {
-		return r.watchStateLocked(service, w), true
+	w, ok := r.restores[service]
+	if !ok {
+		return Restore{}, false
 	}
-	d, ok := r.restored[service]
-	return d, ok
+	return w.Status(r.restoreObservationLocked(service, w)), true
 }
 
-// watchStateLocked measures a restore watch against what is served and ACKed now.
-func (r *Runner) watchStateLocked(service string, w restoreWatch) Restore {
-	out := Restore{RolloutID: w.ro.ID, Version: w.ro.KnownGood(), Aborted: w.ro.Aborted,
-		RolledBackAt: w.ro.EndedAt, Published: w.published}
-	if !w.published {
-		out.NotPublished = "not served yet"
+// restoreObservationLocked gathers what a restore is measured against now: why its
+// weights are not served (while they are not), the served route's ACKs, and whether
+// the rollback is on disk yet.
+func (r *Runner) restoreObservationLocked(service string, w controller.Restore) controller.RestoreObservation {
+	obs := controller.RestoreObservation{Acks: r.routeAcks(service)}
+	if !w.Published {
 		if st, ok := r.pub.Status(service); ok && !st.OK && st.Error != "" {
-			out.NotPublished = st.Error
+			obs.NotPublished = st.Error
 		} else if r.pubErr != nil {
-			out.NotPublished = r.pubErr.Error()
+			obs.NotPublished = r.pubErr.Error()
 		}
 	}
-	conv := r.opts.XDS.Convergence(service)
-	out.Subscribed = conv.Subscribed
-	if w.published && conv.RouteVersion == w.version {
-		out.Acked, out.Stragglers = conv.Acked, conv.Stragglers
-		optional := false
-		if svc, ok := r.effectiveServiceLocked(service); ok {
-			optional = svc.ProxiesOptional
-		}
-		switch {
-		case conv.Done() && conv.NACK == nil:
-			out.Done, out.RestoredAt = true, conv.AckedAt
-		case conv.Subscribed == 0 && optional:
-			out.Done, out.RestoredAt = true, w.publishedAt
-		}
-		if out.Done && out.RestoredAt.Before(out.RolledBackAt) {
-			out.RestoredAt = out.RolledBackAt
-		}
+	if svc, ok := r.effectiveServiceLocked(service); ok {
+		obs.ProxiesOptional = svc.ProxiesOptional
 	}
-	if r.pendingRollout(w.ro.ID) {
-		out.NotPersisted = r.pathless(r.pendingErr)
+	if r.pendingRollout(w.RolloutID) {
+		obs.NotPersisted = r.pathless(r.pendingErr)
 	}
-	return out
+	return obs
 }
 
-// confirmRestoresLocked records, for each rollback, when every proxy ACKed the
-// known-good weights: the last proxy's ACK instant is the end of the time to restore.
-// A restore not confirmed within the ACK timeout is recorded as such, once, and
-// watched on.
+// routeAcks is the xds layer's report of the route service serves now.
+func (r *Runner) routeAcks(service string) controller.RouteAcks {
+	conv := r.opts.XDS.Convergence(service)
+	a := controller.RouteAcks{RouteVersion: conv.RouteVersion, Subscribed: conv.Subscribed, Acked: conv.Acked,
+		AckedAt: conv.AckedAt, Stragglers: conv.Stragglers}
+	if n := conv.NACK; n != nil {
+		a.NACK = fmt.Sprintf("%s rejected route %s: %s", n.NodeID, n.Version, n.Message)
+	}
+	return a
+}
+
+// confirmRestoresLocked steps every restore in progress and records its events: the
+// last proxy's ACK of the known-good weights (the end of the time to restore), or, once,
+// that it is not confirmed within the ACK timeout.
 func (r *Runner) confirmRestoresLocked(now time.Time) {
-	for svc, w := range r.restoring {
-		conv := r.opts.XDS.Convergence(svc)
-		if w.published && conv.RouteVersion != w.version {
-			r.endRestoreLocked(svc) // superseded by a newer publish (a new rollout)
+	for svc, w := range r.restores {
+		if !w.Watching() {
 			continue
 		}
-		st := r.watchStateLocked(svc, w)
-		ev := controller.Event{
-			Time: now, RolloutID: w.ro.ID, Service: svc,
-			State: w.ro.State, Stage: w.ro.Stage, Weight: 0, Generation: w.ro.Generation,
-		}
+		next, evs := w.Step(now, r.restoreObservationLocked(svc, w))
 		switch {
-		case st.Done:
-			ev.Kind, ev.Time = controller.EventAcked, st.RestoredAt
-			ev.Reason = fmt.Sprintf("%d of %d proxies serve 100%% %s, %s after the rollback",
-				st.Acked, st.Subscribed, st.Version, model.FormatDuration(st.RestoredAt.Sub(st.RolledBackAt)))
-			r.endRestoreLocked(svc)
-			r.restored[svc] = st
-		case !w.late && !now.Before(w.deadline):
-			w.late = true
-			r.restoring[svc] = w
-			ev.Kind = controller.EventHold
-			ev.Reason = fmt.Sprintf("restore not confirmed %s after the rollback, still waiting: %s",
-				model.FormatDuration(now.Sub(st.RolledBackAt)), st.Summary())
-			ev.Stragglers = st.Stragglers
+		case next.Superseded:
+			delete(r.restores, svc) // a newer publish (a new rollout)
 		default:
+			r.restores[svc] = next
+		}
+		if !next.Watching() {
+			r.putRestore(svc, restoreDoc{})
+		}
+		if len(evs) == 0 {
 			continue
 		}
-		sevs, err := storeEvents([]controller.Event{ev})
+		sevs, err := storeEvents(evs)
 		if err == nil {
 			err = r.persistLocked("restore event of "+svc, true, "", func() error {
 				_, err := r.opts.Store.AppendEvents(sevs...)
@@ -105,38 +93,29 @@ func (r *Runner) confirmRestoresLocked(now time.Time) {
 		if err != nil && !errors.Is(err, ErrNotPersisted) {
 			r.log.Error("record restore", zap.String("service", svc), zap.Error(err))
 		}
-		r.logEvent(ev)
+		for _, ev := range evs {
+			r.logEvent(ev)
+		}
 	}
 }
 
-// restoreDoc is the persisted form of a restoreWatch, so that a restart between a
-// rollback and the proxies' ACK still records the time to restore.
+// restoreDoc is the persisted form of a restore in progress.
 type restoreDoc struct {
 	RolloutID string `json:"rolloutId,omitempty"`
 }
 
 func restoreKey(service string) string { return "restore/" + service }
 
-// watchRestoreLocked starts waiting for every proxy to ACK a rollback's weights.
+// watchRestoreLocked starts waiting for every proxy to ACK a rollback's weights, served
+// in route version version when published.
 func (r *Runner) watchRestoreLocked(ro controller.Rollout, version string, published bool) {
 	now := r.opts.Now()
-	w := restoreWatch{ro: ro, version: version, published: published,
-		deadline: now.Add(max(ro.Plan.AckTimeout.D(), time.Second))}
+	w := controller.NewRestore(now, ro)
 	if published {
-		w.publishedAt = now
+		w = w.Served(now, version)
 	}
-	r.restoring[ro.Service] = w
-	delete(r.restored, ro.Service)
+	r.restores[ro.Service] = w
 	r.putRestore(ro.Service, restoreDoc{RolloutID: ro.ID})
-}
-
-// endRestoreLocked stops waiting.
-func (r *Runner) endRestoreLocked(service string) {
-	if _, ok := r.restoring[service]; !ok {
-		return
-	}
-	delete(r.restoring, service)
-	r.putRestore(service, restoreDoc{})
 }
 
 func (r *Runner) putRestore(service string, d restoreDoc) {
@@ -173,13 +152,11 @@ func (r *Runner) loadRestoreLocked(service string) error {
 		return fmt.Errorf("restore watch of %s: %w", service, err)
 	}
 	st, _ := r.pub.Status(service)
-	st.OK = st.OK && r.pubErr == nil
 	now := r.opts.Now()
-	w := restoreWatch{ro: ro, version: r.opts.XDS.Convergence(service).RouteVersion, published: st.OK,
-		deadline: now.Add(max(ro.Plan.AckTimeout.D(), time.Second))}
-	if st.OK {
-		w.publishedAt = now
+	w := controller.NewRestore(now, ro)
+	if st.OK && r.pubErr == nil {
+		w = w.Served(now, r.opts.XDS.Convergence(service).RouteVersion)
 	}
-	r.restoring[service] = w
+	r.restores[service] = w
 	return nil
 }

@@ -129,18 +129,17 @@ type Runner struct {
 	// state happens under it, persisted before it is published.
 	mu       sync.Mutex
 	cat      *catalog.Catalog
-	services map[string]serviceState // persisted per-service state
-	active   map[string]*entry       // by service
+	services map[string]controller.ServiceState // persisted per-service state
+	active   map[string]*entry                  // by service
 	checks   map[string]map[string]controller.CheckResult
 	// pub serves each service on its own and knows what is served; dns holds the
 	// answers it resolves from.
 	pub *publish.Publisher
 	dns *publish.DNS
-	// restoring are rollbacks whose known-good weights are not yet ACKed by every
-	// proxy; the ACK is recorded as the rollout's last event (time to restore).
-	// restored is each service's last confirmed restore, shown until its next rollout.
-	restoring map[string]restoreWatch
-	restored  map[string]Restore
+	// restores are the services' rollbacks whose known-good weights are not yet ACKed
+	// by every proxy (the ACK is recorded as the rollout's last event: time to restore),
+	// and each service's last confirmed restore, shown until its next rollout.
+	restores map[string]controller.Restore
 	// pending are store writes of moves to known-good that were published before the
 	// store took them, in order; every republish tick retries them, and every other
 	// write waits for them. pendingErr is the latest failure; unpersisted holds the
@@ -158,21 +157,6 @@ type Runner struct {
 	http       HTTPChecker
 }
 
-// restoreWatch waits for the proxies to ACK a rollback's weights. It ends when every
-// proxy ACKed them, or when another publication supersedes them; past the deadline it
-// records that the restore is not confirmed yet, once, and keeps waiting.
-type restoreWatch struct {
-	ro       controller.Rollout
-	version  string
-	deadline time.Time
-	// published is true once the known-good weights are served (version is theirs),
-	// since publishedAt.
-	published   bool
-	publishedAt time.Time
-	// late is set once the deadline passed (and was recorded).
-	late bool
-}
-
 // entry is one active rollout and the loop's bookkeeping for it.
 type entry struct {
 	r controller.Rollout
@@ -186,15 +170,6 @@ type entry struct {
 	pubAt     time.Time
 	nextCheck time.Time
 	last      *controller.Numbers
-}
-
-// serviceState is what the store keeps per service between rollouts.
-type serviceState struct {
-	// Stable is the known-good version when no rollout is active (empty: the catalog's).
-	Stable string `json:"stable,omitempty"`
-	// Versions are versions added by rollouts that the catalog does not declare; they
-	// keep their clusters.
-	Versions []catalog.Version `json:"versions,omitempty"`
 }
 
 func serviceKey(name string) string { return "service/" + name }
@@ -224,11 +199,10 @@ func New(ctx context.Context, cat *catalog.Catalog, opts Options) (*Runner, erro
 		opts:        opts,
 		log:         opts.Log.Named("runner"),
 		cat:         cat,
-		services:    map[string]serviceState{},
+		services:    map[string]controller.ServiceState{},
 		active:      map[string]*entry{},
 		checks:      map[string]map[string]controller.CheckResult{},
-		restoring:   map[string]restoreWatch{},
-		restored:    map[string]Restore{},
+		restores:    map[string]controller.Restore{},
 		healthSeen:  map[string]string{},
 		unpersisted: map[string]controller.Rollout{},
 		wake:        make(chan struct{}, 1),
@@ -306,26 +280,15 @@ func (r *Runner) loadService(name string) error {
 	if err != nil {
 		return fmt.Errorf("load state of service %s: %w", name, err)
 	}
-	var st serviceState
+	var st controller.ServiceState
 	if err := json.Unmarshal(doc, &st); err != nil {
 		return fmt.Errorf("state of service %s in %s: %w", name, r.opts.Store.Path(), err)
 	}
-	// A version an older octoroll recorded although it cannot be translated (a name
-	// with '|', say) would keep the service from ever being published: it is left out,
-	// and so is a known-good version naming it (the catalog's stable version serves).
-	valid := st.Versions[:0:0]
-	for _, v := range st.Versions {
-		if err := v.Validate(); err != nil {
-			r.log.Warn("persisted version left out: it cannot be translated", zap.String("service", name),
-				zap.String("version", v.Name), zap.Error(err))
-			if st.Stable == v.Name {
-				st.Stable = ""
-			}
-			continue
-		}
-		valid = append(valid, v)
+	st, left := st.Translatable()
+	for _, l := range left {
+		r.log.Warn("persisted version left out: it cannot be translated", zap.String("service", name),
+			zap.String("version", l.Version), zap.Error(l.Err))
 	}
-	st.Versions = valid
 	r.services[name] = st
 	return nil
 }
