@@ -313,7 +313,10 @@ func (s *Server) startRollout(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ro, err := s.opts.Backend.Start(r.Context(), spec, actor(r))
-	if err != nil {
+	switch {
+	case err != nil && spec.Service == "":
+		return fmt.Errorf("start rollout: %w", err)
+	case err != nil:
 		return fmt.Errorf("start rollout of %s: %w", spec.Service, err)
 	}
 	d, err := s.rolloutDetail(ro)
