@@ -126,6 +126,9 @@ func (r *Runner) Start(ctx context.Context, spec controller.Spec, actor string) 
 		delete(r.active, spec.Service)
 		return controller.Rollout{}, err
 	}
+	if r.newToProxiesLocked(ro) {
+		e.warm = &warming{until: now.Add(ro.Plan.AckTimeout.D())}
+	}
 	if err := r.commitLocked(ctx, e, ro, evs); err != nil {
 		delete(r.active, spec.Service)
 		return controller.Rollout{}, err
@@ -134,6 +137,22 @@ func (r *Runner) Start(ctx context.Context, spec controller.Spec, actor string) 
 		zap.String("actor", actor), zap.String("canary", ro.Canary), zap.String("stable", ro.Stable),
 		zap.String("weights", weightString(ro.Weights())))
 	return ro, nil
+}
+
+// newToProxiesLocked reports whether ro's canary version has no cluster at the proxies
+// yet: the service's served resources do not define it and a proxy watches its route.
+// A route that sends traffic to a cluster the proxy has not loaded fails those
+// requests (gRPC-Go: "unknown cluster selected for RPC"; Envoy: no healthy upstream),
+// so such a version is first served at weight 0 (see warmedLocked).
+func (r *Runner) newToProxiesLocked(ro controller.Rollout) bool {
+	served, ok := r.pub.Served(ro.Service)
+	if !ok {
+		return false // nothing served: the proxies get the cluster with the first route
+	}
+	if _, have := served.Service.Version(ro.Canary); have {
+		return false
+	}
+	return !r.opts.XDS.ClusterWarmth(ro.Service, ro.Canary).Done()
 }
 
 // checkPublishableLocked reports, as an invalid spec naming the field, why the desired

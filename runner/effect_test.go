@@ -79,11 +79,22 @@ func TestUnresolvableCanaryRefusedThenServed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// v2 is new to the client: its cluster is loaded before the route gives it weight.
+	waitWarm(t, h, "v2")
+	if err := c.Reset(waitTimeout); err != nil {
+		t.Fatal(err)
+	}
+	h.step()
 	waitConverged(t, h.xs, 1)
 	h.step()
 	got := h.active()
 	if got.Progress.AckedAt.IsZero() || strings.HasPrefix(got.Reason, "not published") {
 		t.Fatalf("after DNS answered: %s %q acked %s, want the ACK recorded", got.State, got.Reason, got.Progress.AckedAt)
+	}
+	// The switch to the new cluster fails no RPC.
+	r, err := c.WaitFor(waitTimeout, func(r xdstest.Report) bool { return r.OK["v2"] >= 200 || r.Failed > 0 })
+	if err != nil || r.Failed != 0 {
+		t.Fatalf("switch to v2: %d failed RPCs %v (%v), want none", r.Failed, r.Errors, err)
 	}
 	waitSplit(t, c, 5000, 1000)
 	for got.State == controller.StateProgressing {
@@ -92,6 +103,85 @@ func TestUnresolvableCanaryRefusedThenServed(t *testing.T) {
 	}
 	if got.State != controller.StateMonitoring {
 		t.Fatalf("stage did not complete after the publication: %s %q", got.State, got.Reason)
+	}
+}
+
+// waitWarm waits until every proxy of the service's route holds the cluster of version.
+func waitWarm(t *testing.T, h *harness, version string) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		w := h.xs.ClusterWarmth(svcName, version)
+		if w.Subscribed > 0 && w.Done() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cluster of %s not held by every proxy: %+v", version, w)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestNewCanaryClusterWarmedBeforeWeights: a canary version new to the proxies is first
+// served with its cluster defined at weight 0 and no traffic; the rollout holds as not
+// published until every proxy holds the cluster (CDS and EDS ACKed), and only then are
+// the stage's weights published. Their ACK, not the warming, starts the stage clock.
+func TestNewCanaryClusterWarmedBeforeWeights(t *testing.T) {
+	canary := xdstest.StartBackend(t, "v2")
+	cat := strictCatalog(t)
+	cat.Services[0].Versions = cat.Services[0].Versions[:1]
+	h := newHarness(t, cat, true)
+	c := xdstest.StartClient(t, xdstest.ClientConfig{XDSServer: h.addr, NodeID: "client-warm", Target: "xds:///" + svcName})
+	waitConverged(t, h.xs, 1)
+	if w := h.xs.ClusterWarmth(svcName, "v2"); w.Done() || w.Subscribed != 1 {
+		t.Fatalf("before the rollout: warmth %+v, want the client subscribed and not holding v2", w)
+	}
+
+	spec := halfSpec(svcName)
+	spec.Canary = controller.Canary{Version: "v2", Endpoints: []string{canary}}
+	ro, err := h.run.Start(context.Background(), spec, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := h.run.Service(svcName)
+	if _, defined := v.Service.Version("v2"); !defined || v.Weights["v2"] != 0 || v.Weights["v1"] != catalog.TotalWeight {
+		t.Fatalf("first publication: versions %v weights %v, want v2 defined at weight 0", v.Service.Versions, v.Weights)
+	}
+	waitWarm(t, h, "v2")
+	warmedAt := h.clock.Now()
+	if err := c.Reset(waitTimeout); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.WaitTotal(200, waitTimeout)
+	if err != nil || r.OK["v2"] != 0 || r.Failed != 0 {
+		t.Fatalf("while warming: %v, %d failed (%v), want every RPC on v1", r.OK, r.Failed, err)
+	}
+	if got := h.active(); !got.Progress.AckedAt.IsZero() {
+		t.Fatalf("stage clock started at %s while the cluster was warming", got.Progress.AckedAt)
+	}
+
+	// The next tick publishes the stage's weights: the client held the cluster before.
+	h.step()
+	got := h.persisted(ro.ID)
+	if v, _ := h.run.Service(svcName); v.Weights["v2"] != 5000 {
+		t.Fatalf("after the cluster was held: weights %v, want the stage's", v.Weights)
+	}
+	if !got.Progress.AckedAt.IsZero() || strings.HasPrefix(got.Reason, "not published") {
+		t.Fatalf("stage weights just published: %q acked %s, want waiting for their ACK", got.Reason, got.Progress.AckedAt)
+	}
+	waitConverged(t, h.xs, 1)
+	ackAt := routeAckedAt(t, h, "client-warm")
+	if !ackAt.After(warmedAt) {
+		t.Fatalf("route with v2 weight ACKed at %s, not after the cluster was held (%s)", ackAt, warmedAt)
+	}
+	h.step()
+	got = h.persisted(ro.ID)
+	if !got.Progress.AckedAt.Equal(ackAt) {
+		t.Fatalf("stage clock starts %s, want the ACK of the stage's weights %s", got.Progress.AckedAt, ackAt)
+	}
+	r, err = c.WaitFor(waitTimeout, func(r xdstest.Report) bool { return r.OK["v2"] >= 200 || r.Failed > 0 })
+	if err != nil || r.Failed != 0 {
+		t.Fatalf("switch to v2: %d failed RPCs %v (%v), want none", r.Failed, r.Errors, err)
 	}
 }
 

@@ -136,7 +136,9 @@ func (r *Runner) publicationLocked(e *entry) publication {
 		return p
 	}
 	p.err = "not served yet"
-	if st, ok := r.pub.Status(e.r.Service); ok && !st.OK && st.Error != "" {
+	if e.warm != nil && e.warm.served {
+		p.err = fmt.Sprintf("the proxies are loading the cluster of new version %s before it gets traffic", e.r.Canary)
+	} else if st, ok := r.pub.Status(e.r.Service); ok && !st.OK && st.Error != "" {
 		p.err = st.Error
 	} else if r.pubErr != nil {
 		p.err = r.pubErr.Error()
@@ -320,7 +322,9 @@ func (r *Runner) commitLocked(ctx context.Context, e *entry, next controller.Rol
 		r.publishLocked()
 		st, _ := r.pub.Status(next.Service)
 		st.OK = st.OK && r.pubErr == nil // a refused set changed no status
-		if st.OK {
+		if st.OK && e.warm != nil {
+			e.warm.served = true
+		} else if st.OK {
 			e.served(next.Generation, r.opts.XDS.Convergence(next.Service).RouteVersion, r.opts.Now())
 		}
 		if restore {

@@ -70,7 +70,11 @@ func (r *Runner) desiredLocked() []translate.Desired {
 // active rollout's weights and flag matches, or its known-good version at 100 %.
 func (r *Runner) desiredOfLocked(svc catalog.Service) translate.Desired {
 	d := translate.Desired{Service: svc}
-	if e, ok := r.active[svc.Name]; ok {
+	if e, ok := r.active[svc.Name]; ok && e.warm != nil {
+		// The new canary version's cluster is defined, at weight 0, and no flag match
+		// routes to it yet.
+		d.Weights = map[string]uint32{e.r.KnownGood(): catalog.TotalWeight}
+	} else if ok {
 		d.Weights = e.r.Weights()
 		for _, m := range e.r.Matches() {
 			d.Matches = append(d.Matches, translate.Match{Header: m.Header, Cookie: m.Cookie, Value: m.Value, Version: m.Version})
@@ -175,10 +179,38 @@ func (r *Runner) republish(ctx context.Context) {
 	changed := r.dns.Refresh(ctx)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !changed && len(r.pub.Failing()) == 0 && r.pubErr == nil {
+	warmed := r.warmedLocked()
+	if !warmed && !changed && len(r.pub.Failing()) == 0 && r.pubErr == nil {
 		return
 	}
 	r.publishLocked()
+}
+
+// warmedLocked ends the warming of every active rollout whose new canary cluster is
+// served and held by every proxy watching the service's route (or that waited the
+// plan's ACK timeout for it), and reports whether any ended: the rollouts' weights are
+// then to be published. The engine holds the rollout meanwhile, as not published, and
+// its stage clock starts at the ACK of those weights.
+func (r *Runner) warmedLocked() bool {
+	now := r.opts.Now()
+	ended := false
+	for svc, e := range r.active {
+		if e.warm == nil || !e.warm.served {
+			continue
+		}
+		w := r.opts.XDS.ClusterWarmth(svc, e.r.Canary)
+		if !w.Done() {
+			if now.Before(e.warm.until) {
+				continue
+			}
+			r.log.Warn("proxies did not load the new canary cluster in time; publishing the rollout's weights",
+				zap.String("service", svc), zap.String("rollout", e.r.ID), zap.String("canary", e.r.Canary),
+				zap.Strings("stragglers", w.Stragglers))
+		}
+		e.warm = nil
+		ended = true
+	}
+	return ended
 }
 
 // primeDNS looks up, before the caller takes the lock, the DNS names of svcs that have
@@ -224,6 +256,10 @@ func (r *Runner) publishLocked() {
 	now := r.opts.Now()
 	for svc, e := range r.active {
 		if st, ok := r.pub.Status(svc); ok && st.OK {
+			if e.warm != nil {
+				e.warm.served = true // the rollout's weights are not served yet
+				continue
+			}
 			e.served(e.r.Generation, r.opts.XDS.RouteVersion(svc), now)
 		}
 	}

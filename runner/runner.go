@@ -49,6 +49,9 @@ type Publisher interface {
 	Convergence(service string) xds.Convergence
 	// RouteVersion is the version of the service's route served now.
 	RouteVersion(service string) string
+	// ClusterWarmth is how many proxies of the service's route hold the clusters of
+	// versions.
+	ClusterWarmth(service string, versions ...string) xds.ClusterWarmth
 }
 
 // Health is the active health-check prober as the runner uses it.
@@ -170,6 +173,19 @@ type entry struct {
 	pubAt     time.Time
 	nextCheck time.Time
 	last      *controller.Numbers
+	// warm is set while the rollout's canary version is new to the proxies: its cluster
+	// is served with the known-good weights until every proxy holds it, and only then
+	// are the rollout's weights published (see warmedLocked).
+	warm *warming
+}
+
+// warming is a new canary version's cluster on its way to the proxies.
+type warming struct {
+	// served says the resources defining the cluster are served.
+	served bool
+	// until is when the rollout's weights are published even if a proxy still lacks
+	// the cluster (the ACK timeout then runs for them).
+	until time.Time
 }
 
 func serviceKey(name string) string { return "service/" + name }

@@ -212,6 +212,17 @@ func (s *Server) Convergence(service string) Convergence {
 	return c
 }
 
+// ClusterWarmth reports how many proxies subscribed to the service's route hold the
+// clusters of the given versions of it (CDS and EDS ACKed): a version's cluster must
+// be loaded before a route sends it traffic.
+func (s *Server) ClusterWarmth(service string, versions ...string) ClusterWarmth {
+	names := make([]string, len(versions))
+	for i, v := range versions {
+		names[i] = translate.ClusterName(service, v)
+	}
+	return s.track.clusterWarmth(translate.RouteName(service), names)
+}
+
 // waitBatch is the shortest interval between two convergence computations of one
 // WaitAcked call.
 const waitBatch = 2 * time.Millisecond

@@ -815,3 +815,47 @@ func (e *AckError) Unwrap() error {
 	}
 	return ErrNotAcked
 }
+
+// ClusterWarmth is how far new clusters of a service have reached the proxies that
+// watch its route, before any route gives them traffic.
+type ClusterWarmth struct {
+	// Subscribed proxies watch the service's RouteConfiguration; Holding of them have
+	// ACKed CDS and EDS responses holding every one of the clusters.
+	Subscribed int `json:"subscribed"`
+	Holding    int `json:"holding"`
+	// Stragglers are the node ids of subscribed proxies that do not hold them yet, sorted.
+	Stragglers []string `json:"stragglers,omitempty"`
+}
+
+// Done reports whether every subscribed proxy holds the clusters (true with none
+// subscribed: nobody would route to them).
+func (w ClusterWarmth) Done() bool { return w.Holding == w.Subscribed }
+
+// clusterWarmth computes ClusterWarmth for the proxies subscribed to routeName. A proxy
+// holds a cluster when the last CDS and EDS responses it ACKed carry it (an EDS
+// resource is named as its cluster). It costs a pass over the connected proxies.
+func (t *tracker) clusterWarmth(routeName string, clusters []string) ClusterWarmth {
+	t.lock()
+	defer t.unlock()
+	var w ClusterWarmth
+	for _, p := range t.proxies {
+		if !p.subscribedRoute(routeName) {
+			continue
+		}
+		w.Subscribed++
+		holds := true
+		for _, c := range clusters {
+			if p.acked[resource.ClusterType].Acked[c] == "" || p.acked[resource.EndpointType].Acked[c] == "" {
+				holds = false
+				break
+			}
+		}
+		if holds {
+			w.Holding++
+		} else {
+			w.Stragglers = append(w.Stragglers, p.id)
+		}
+	}
+	slices.Sort(w.Stragglers)
+	return w
+}
