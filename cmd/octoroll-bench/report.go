@@ -157,7 +157,7 @@ func (r *report) markdown() string {
 		w("| %s | %s | %s | %s | %s | %s | %s |", x.Path, x.Settings, x.Target, ms(x.Decision), ms(x.AllAcked), ms(x.AllAcked-x.Decision), reason)
 	}
 	w("")
-	w("Gross vs marginal (controller/judge.go): a breach is gross when the one-sided lower confidence bound of canary − stable error rate, computed at GrossConfidence (default 0.999, z ≈ 3.09, Newcombe hybrid score over Wilson bounds), is at or beyond GrossFactor × RollbackErrorRatePP (default 5 × 1 pp = 5 pp): it rolls back on that check. A marginal breach (lower bound above 1 pp at Confidence 0.95, not gross) rolls back only when every conclusive check for RollbackSustain (5 min) breached it. Health: every canary endpoint down rolls back on the check that sees it; a prober state change forces a check at once, without waiting for the check interval.")
+	w("Gross vs marginal (controller/judge.go): a breach is gross when the one-sided lower confidence bound of canary − stable error rate, computed at GrossConfidence (default 0.999, z ≈ 3.09, Newcombe hybrid score over Wilson bounds, counts divided by the measured error dispersion), is beyond GrossFactor × RollbackErrorRatePP (default 5 × 1 pp = 5 pp) on the check window: it rolls back when the next check confirms it, so the Prometheus path takes two check intervals after the fault is visible. A marginal breach (above 1 pp) rolls back when measured over a whole sustain window (RollbackSustain, 5 min). Health: every canary endpoint down rolls back on the check that sees it; a prober state change forces a check at once, without waiting for the check interval.")
 	w("")
 	if c := r.Capacity; c != nil {
 		w("## 5. Controller capacity (%d services, each with an active rollout, one runner)", c.Services)
