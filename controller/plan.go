@@ -43,9 +43,9 @@ const (
 	// quieter service should lengthen the loop's check window or lower MinRequests.
 	DefaultMinRequests = 100
 	DefaultConfidence  = 0.95
-	// DefaultPauseConfidence is stricter than DefaultConfidence: the 0.1 pp pause margin
-	// is tested on every check of a growing window, and at 0.95 that repetition paused a
-	// healthy canary in one run in five (controller/simulation_test.go).
+	// DefaultPauseConfidence sets the pause tests' error rate (1 − 0.99), held over
+	// every check of a growing window by an always-valid boundary (judge.go); the
+	// no-go tests use DefaultConfidence, the gross test DefaultGrossConfidence.
 	DefaultPauseConfidence = 0.99
 	DefaultGrossFactor     = 5.0
 	DefaultGrossConfidence = 0.999

@@ -183,10 +183,12 @@ type Thresholds struct {
 	// PauseLatencyRatio pauses when canary P99 > stable P99 × ratio. Default 1.10.
 	PauseLatencyRatio float64 `json:"pauseLatencyRatio,omitempty" yaml:"pauseLatencyRatio,omitempty"`
 	// RollbackErrorRatePP rolls back when the canary error rate exceeds the stable one
-	// by more than this many percentage points on every check for RollbackSustain.
-	// Default 1.
+	// by more than this many percentage points, measured over a whole RollbackSustain
+	// window (judge.go). Default 1.
 	RollbackErrorRatePP float64 `json:"rollbackErrorRatePP,omitempty" yaml:"rollbackErrorRatePP,omitempty"`
-	// RollbackSustain is how long the RollbackErrorRatePP breach must last. Default 5m.
+	// RollbackSustain is the window a marginal no-go (RollbackErrorRatePP,
+	// RollbackLatencyRatio) is measured over: the last RollbackSustain since the ACK.
+	// Default 5m.
 	RollbackSustain Duration `json:"rollbackSustain,omitempty" yaml:"rollbackSustain,omitempty"`
 	// RollbackLatencyRatio rolls back when canary P99 > stable P99 × ratio. Default 1.25.
 	RollbackLatencyRatio float64 `json:"rollbackLatencyRatio,omitempty" yaml:"rollbackLatencyRatio,omitempty"`
