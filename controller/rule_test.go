@@ -12,7 +12,7 @@ func TestRules(t *testing.T) {
 	}{
 		{"error rate more than 0.1 pp above baseline at 0.95 confidence: canary 2.000% (20/1000) vs stable 0.500% (5/1000), difference +1.500 pp, interval [+0.600, +2.400] pp",
 			[]string{RuleErrorRate}},
-		{"error rate more than 1 pp above baseline on every check for 5m0s", []string{RuleErrorRate}},
+		{"error rate more than 1 pp above baseline for 5m0s: canary 2.000% (6000/300000) vs stable 0.500% (1500/300000)", []string{RuleErrorRate}},
 		{"error rate grossly above baseline (≥ 5 pp at 0.999 confidence): canary …", []string{RuleErrorRate}},
 		{"P99 latency more than ×1.1 baseline: canary P99 130ms vs stable 100ms (×1.300)", []string{RuleLatency}},
 		{"P99 latency more than ×1.25 baseline: …; error rate more than 0.1 pp above baseline at 0.95 confidence: …",
