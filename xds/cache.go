@@ -3,9 +3,11 @@ package xds
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"maps"
 	"slices"
 	"strconv"
@@ -101,6 +103,7 @@ func NewCache() *Cache {
 		ts.snap.Store(ts.pub)
 		for i := range ts.shards {
 			ts.shards[i].sotw = map[*sotwWatch]struct{}{}
+			ts.shards[i].named = map[string]map[*sotwWatch]struct{}{}
 			ts.shards[i].delta = map[*deltaWatch]struct{}{}
 		}
 		c.types[t] = ts
@@ -109,9 +112,16 @@ func NewCache() *Cache {
 }
 
 // watchShards is the number of independently locked sets of open watches per type. A
-// proxy's request locks one shard; a publish locks each shard only to copy its watches,
-// so no lock is held across a loop over every watch.
+// proxy's request locks one shard (a few, for a watch on a few names); a publish locks
+// each shard only to copy its watches, so no lock is held across a loop over every
+// watch.
 const watchShards = 64
+
+// narrowNames is the most names a SotW watch may subscribe to and still be indexed by
+// name: a publish tries it only when one of its names changed. A watch on more names
+// (an Envoy sidecar routing to every service) or on every name is tried on every
+// publish of its type, which costs one check instead of one registration per name.
+const narrowNames = 16
 
 // typeState holds the current resources of one type and the open watches on it.
 type typeState struct {
@@ -127,18 +137,34 @@ type typeState struct {
 // watchShard is one set of open watches of a type.
 type watchShard struct {
 	mu    sync.Mutex
-	since time.Time // when mu was taken
-	sotw  map[*sotwWatch]struct{}
+	since time.Time                          // when mu was taken
+	sotw  map[*sotwWatch]struct{}            // tried on every publish
+	named map[string]map[*sotwWatch]struct{} // tried when the name changes
 	delta map[*deltaWatch]struct{}
 }
 
-// typeSnapshot is an immutable set of resources of one type.
+var shardSeed = maphash.MakeSeed()
+
+// nameShard is the shard holding the watches of name.
+func (ts *typeState) nameShard(name string) *watchShard {
+	return &ts.shards[maphash.String(shardSeed, name)%watchShards]
+}
+
+// typeSnapshot is an immutable set of resources of one type. A snapshot is derived from
+// the previous one by the resources that changed: the entries of the others are shared,
+// the sorted names too while no name comes or goes, and the type version is updated from
+// the changed entries' hashes, so a publish costs what it changes.
 type typeSnapshot struct {
 	seq     uint64 // publish order; a snapshot never replaces one with a higher seq
 	typeURL string
-	version string // content hash over every (name, resource version)
-	names   []string
+	version string   // content hash over every (name, resource version): sum in hex
+	sum     uint64   // sum of the entries' hashes
+	names   []string // sorted; shared with the previous snapshot when the names are the same
 	byName  map[string]*entry
+	// changed names the resources added, replaced or removed since the snapshot this
+	// one was derived from: only their watchers (and those watching many names or
+	// every name) can need it.
+	changed []string
 }
 
 // entry is one marshaled resource version, shared by every response that carries it.
@@ -146,9 +172,10 @@ type entry struct {
 	src     types.Resource // what was marshaled
 	name    string
 	version string
+	hash    uint64 // version as a number, summed into the type version
 	any     *anypb.Any
 	delta   *discoveryv3.Resource
-	mark    uint64 // the last sameValues call that saw it; guarded by Cache.pubMu
+	mark    uint64 // the last derive call that saw it; guarded by Cache.pubMu
 }
 
 // ResourceVersion is the content version of one marshaled resource. It is the same hash
@@ -161,94 +188,133 @@ func ResourceVersion(name string, marshaled []byte) string {
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
-func snapshotVersion(names []string, byName map[string]*entry) string {
-	h := sha256.New()
-	var buf []byte
-	for _, n := range names {
-		// The bytes of fmt.Fprintf(h, "%d:%s:%s;", len(n), n, version), without fmt.
-		buf = strconv.AppendInt(buf[:0], int64(len(n)), 10)
-		buf = append(buf, ':')
-		buf = append(buf, n...)
-		buf = append(buf, ':')
-		buf = append(buf, byName[n].version...)
-		buf = append(buf, ';')
-		h.Write(buf)
-	}
-	return hex.EncodeToString(h.Sum(nil))[:16]
+// typeVersion is the version of a type whose entries' hashes sum to sum. A resource
+// version hashes its name with its content, so the sum changes with any resource's
+// content, name, arrival or departure, and is updated per changed resource.
+func typeVersion(sum uint64) string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], sum)
+	return hex.EncodeToString(b[:])
 }
 
-// sameMarks numbers the calls of sameValues, so that each marks entries with its own
-// value.
-var sameMarks atomic.Uint64
+// derives numbers the calls of derive, so that each marks entries with its own value.
+var derives atomic.Uint64
 
-// sameValues reports whether res are exactly the values prev marshaled, each once, one
-// for each of its resources: then the type is unchanged and nothing needs building.
-// Called with the publisher lock held (entry.mark is written).
-func sameValues(res []types.Resource, prev *typeSnapshot) bool {
-	if len(res) != len(prev.names) {
-		return false
-	}
-	mark := sameMarks.Add(1)
-	for _, r := range res {
-		old := prev.byName[cachev3.GetResourceName(r)]
-		if old == nil || old.src != r || old.mark == mark {
-			return false // changed, new, or listed twice
-		}
-		old.mark = mark
-	}
-	return true
+// typeInput is what a publish gives for one type: resources to add or replace, names to
+// remove, and with full set, res is every resource of the type (any other is removed).
+type typeInput struct {
+	res    []types.Resource
+	remove []string
+	full   bool
 }
 
-// buildSnapshot marshals res, reusing the entries of prev whose content is unchanged.
-// With immutable set, a resource that is the very value prev marshaled is not marshaled
-// again.
-func buildSnapshot(typeURL string, res []types.Resource, prev *typeSnapshot, immutable bool) (*typeSnapshot, error) {
-	if immutable && sameValues(res, prev) {
-		return prev, nil
-	}
-	s := &typeSnapshot{byName: make(map[string]*entry, len(res))}
+// derive returns the snapshot that follows prev with in applied, or prev itself when
+// nothing changes. Its cost is that of in, plus one copy of prev's name index when
+// something changes and a sort of the names when a name comes or goes. With immutable
+// set, a resource that is the very value prev marshaled is not marshaled again. Called
+// with the publisher lock held (entry.mark is written).
+func derive(typeURL string, prev *typeSnapshot, in typeInput, immutable bool) (*typeSnapshot, error) {
+	mark := derives.Add(1)
 	opts := proto.MarshalOptions{Deterministic: true}
-	for _, r := range res {
+	var put []*entry
+	var fresh map[string]struct{} // names new to prev, to find duplicates
+	seen := 0                     // entries of prev named by in.res
+	for _, r := range in.res {
 		name := cachev3.GetResourceName(r)
 		if name == "" {
 			return nil, fmt.Errorf("%s resource without a name", typeURL)
 		}
-		if _, dup := s.byName[name]; dup {
-			return nil, fmt.Errorf("duplicate %s resource %q", typeURL, name)
-		}
-		if old := prev.byName[name]; immutable && old != nil && old.src == r {
-			s.byName[name] = old
-			s.names = append(s.names, name)
-			continue
+		old := prev.byName[name]
+		if old != nil {
+			if old.mark == mark {
+				return nil, fmt.Errorf("duplicate %s resource %q", typeURL, name)
+			}
+			old.mark = mark
+			seen++
+			if immutable && old.src == r {
+				continue
+			}
+		} else {
+			if _, dup := fresh[name]; dup {
+				return nil, fmt.Errorf("duplicate %s resource %q", typeURL, name)
+			}
+			if fresh == nil {
+				fresh = map[string]struct{}{}
+			}
+			fresh[name] = struct{}{}
 		}
 		b, err := opts.Marshal(r)
 		if err != nil {
 			return nil, fmt.Errorf("marshal %s %q: %w", typeURL, name, err)
 		}
 		v := ResourceVersion(name, b)
-		if old := prev.byName[name]; old != nil && old.version == v {
-			s.byName[name] = old
-		} else {
-			a := &anypb.Any{TypeUrl: typeURL, Value: b}
-			s.byName[name] = &entry{
-				src:     r,
-				name:    name,
-				version: v,
-				any:     a,
-				delta:   &discoveryv3.Resource{Name: name, Version: v, Resource: a},
+		if old != nil && old.version == v {
+			continue
+		}
+		h, err := strconv.ParseUint(v, 16, 64)
+		if err != nil {
+			return nil, fmt.Errorf("version of %s %q: %w", typeURL, name, err)
+		}
+		a := &anypb.Any{TypeUrl: typeURL, Value: b}
+		put = append(put, &entry{
+			src:     r,
+			name:    name,
+			version: v,
+			hash:    h,
+			any:     a,
+			delta:   &discoveryv3.Resource{Name: name, Version: v, Resource: a},
+		})
+	}
+	var gone []string
+	if in.full && seen < len(prev.names) {
+		for _, n := range prev.names {
+			if prev.byName[n].mark != mark {
+				gone = append(gone, n)
 			}
 		}
-		s.names = append(s.names, name)
 	}
-	slices.Sort(s.names)
-	s.version = snapshotVersion(s.names, s.byName)
+	for _, n := range in.remove {
+		// A name both given and removed stays; one removed twice goes once.
+		if e := prev.byName[n]; e != nil && e.mark != mark {
+			e.mark = mark
+			gone = append(gone, n)
+		}
+	}
+	if len(put) == 0 && len(gone) == 0 {
+		return prev, nil
+	}
+	s := &typeSnapshot{typeURL: typeURL, sum: prev.sum, names: prev.names, byName: maps.Clone(prev.byName)}
+	if s.byName == nil {
+		s.byName = map[string]*entry{}
+	}
+	renamed := len(gone) > 0
+	s.changed = make([]string, 0, len(put)+len(gone))
+	for _, e := range put {
+		if old := s.byName[e.name]; old != nil {
+			s.sum -= old.hash
+		} else {
+			renamed = true
+		}
+		s.byName[e.name] = e
+		s.sum += e.hash
+		s.changed = append(s.changed, e.name)
+	}
+	for _, n := range gone {
+		s.sum -= s.byName[n].hash
+		delete(s.byName, n)
+		s.changed = append(s.changed, n)
+	}
+	if renamed {
+		s.names = slices.Sorted(maps.Keys(s.byName))
+	}
+	s.version = typeVersion(s.sum)
 	return s, nil
 }
 
 // Set replaces all resources of every type present in byType (keyed by type URL) and
-// notifies the watchers of the types whose content changed. It returns the changed types
-// once every watcher that needs a changed resource has been answered. Types absent from
-// byType keep their resources. On error nothing is published.
+// notifies the watchers of the resources whose content changed. It returns the changed
+// types once every watcher that needs a changed resource has been answered. Types absent
+// from byType keep their resources. On error nothing is published.
 //
 // The publisher lock is held only while the new snapshots are built; the watchers are
 // answered outside it, type by type in make-before-break order. A publish that overtakes
@@ -256,16 +322,45 @@ func buildSnapshot(typeURL string, res []types.Resource, prev *typeSnapshot, imm
 // snapshot of its type, so a proxy never receives a version already superseded when its
 // watch fires.
 func (c *Cache) Set(byType map[string][]types.Resource) ([]string, error) {
-	return c.set(byType, false)
+	return c.set(fullInputs(byType), false)
 }
 
 // setImmutable is Set for resources that are never modified once passed in: a resource
 // that is the same value as the one served is not marshaled again.
 func (c *Cache) setImmutable(byType map[string][]types.Resource) ([]string, error) {
-	return c.set(byType, true)
+	return c.set(fullInputs(byType), true)
 }
 
-func (c *Cache) set(byType map[string][]types.Resource, immutable bool) ([]string, error) {
+func fullInputs(byType map[string][]types.Resource) map[string]typeInput {
+	in := make(map[string]typeInput, len(byType))
+	for t, res := range byType {
+		in[t] = typeInput{res: res, full: true}
+	}
+	return in
+}
+
+// Change is what one publish does to one resource type: resources added or replaced
+// (by name) and names no longer served.
+type Change struct {
+	Upsert []types.Resource
+	Remove []string
+}
+
+// Apply adds, replaces and removes resources of each type in byType, keeping every other
+// resource, and notifies the watchers of the resources whose content changed. Its cost
+// is proportional to the resources given (and the watchers of their names), not to the
+// resources served. It returns the changed types; on error nothing is published. As with
+// setImmutable, resources must not be modified once passed in. A name both upserted and
+// removed is upserted.
+func (c *Cache) Apply(byType map[string]Change) ([]string, error) {
+	in := make(map[string]typeInput, len(byType))
+	for t, ch := range byType {
+		in[t] = typeInput{res: ch.Upsert, remove: ch.Remove}
+	}
+	return c.set(in, true)
+}
+
+func (c *Cache) set(byType map[string]typeInput, immutable bool) ([]string, error) {
 	c.pubLock()
 	next, err := c.build(byType, immutable)
 	c.pubUnlock()
@@ -275,23 +370,29 @@ func (c *Cache) set(byType map[string][]types.Resource, immutable bool) ([]strin
 	return c.publish(next), nil
 }
 
-// build marshals the resources of byType and returns the snapshots whose content
-// changed, in make-before-break order. Called with pubMu held.
-func (c *Cache) build(byType map[string][]types.Resource, immutable bool) ([]*typeSnapshot, error) {
+// build derives the snapshots of byType and returns those whose content changed, in
+// make-before-break order. Called with pubMu held.
+func (c *Cache) build(byType map[string]typeInput, immutable bool) ([]*typeSnapshot, error) {
 	next := map[string]*typeSnapshot{}
 	var errs []error
-	for t, res := range byType {
+	for t, in := range byType {
 		ts, ok := c.types[t]
 		if !ok {
 			errs = append(errs, fmt.Errorf("unsupported resource type %s", t))
 			continue
 		}
-		s, err := buildSnapshot(t, res, ts.pub, immutable)
+		s, err := derive(t, ts.pub, in, immutable)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		if s.version != ts.pub.version {
+		// A type never published has version "": its first publish changes it, even
+		// when empty.
+		if s != ts.pub || ts.pub.version == "" {
+			if s == ts.pub {
+				s = &typeSnapshot{typeURL: t, names: s.names, byName: s.byName}
+				s.version = typeVersion(0)
+			}
 			next[t] = s
 		}
 	}
@@ -302,7 +403,7 @@ func (c *Cache) build(byType map[string][]types.Resource, immutable bool) ([]*ty
 	for _, t := range servedTypes {
 		if s, ok := next[t]; ok {
 			c.seq++
-			s.seq, s.typeURL = c.seq, t
+			s.seq = c.seq
 			c.types[t].pub = s
 			out = append(out, s)
 		}
@@ -310,14 +411,14 @@ func (c *Cache) build(byType map[string][]types.Resource, immutable bool) ([]*ty
 	return out, nil
 }
 
-// publish makes each snapshot current and answers its type's watchers, in order. It
-// returns the changed types.
+// publish makes each snapshot current and answers the watchers of its changed
+// resources, in order. It returns the changed types.
 func (c *Cache) publish(next []*typeSnapshot) []string {
 	changed := make([]string, 0, len(next))
 	for _, s := range next {
 		ts := c.types[s.typeURL]
 		ts.store(s)
-		ts.wake()
+		ts.wake(s.changed)
 		changed = append(changed, s.typeURL)
 	}
 	return changed
@@ -335,30 +436,7 @@ func (ts *typeState) store(s *typeSnapshot) {
 
 // Upsert adds or replaces the named resources of one type, keeping the others.
 func (c *Cache) Upsert(typeURL string, res ...types.Resource) ([]string, error) {
-	ts, ok := c.types[typeURL]
-	if !ok {
-		return nil, fmt.Errorf("unsupported resource type %s", typeURL)
-	}
-	c.pubLock()
-	cur := ts.pub
-	merged := map[string]types.Resource{}
-	for _, n := range cur.names {
-		m, err := cur.byName[n].unmarshal()
-		if err != nil {
-			c.pubUnlock()
-			return nil, err
-		}
-		merged[n] = m
-	}
-	for _, r := range res {
-		merged[cachev3.GetResourceName(r)] = r
-	}
-	next, err := c.build(map[string][]types.Resource{typeURL: slices.Collect(maps.Values(merged))}, false)
-	c.pubUnlock()
-	if err != nil {
-		return nil, err
-	}
-	return c.publish(next), nil
+	return c.set(map[string]typeInput{typeURL: {res: res}}, false)
 }
 
 func (sh *watchShard) lock() {
@@ -374,14 +452,6 @@ func (sh *watchShard) unlock(h *lockHold) {
 // shard picks the shard of a new watch.
 func (ts *typeState) shard() *watchShard {
 	return &ts.shards[ts.seq.Add(1)%watchShards]
-}
-
-func (e *entry) unmarshal() (types.Resource, error) {
-	m, err := e.any.UnmarshalNew()
-	if err != nil {
-		return nil, fmt.Errorf("unmarshal %q: %w", e.name, err)
-	}
-	return m, nil
 }
 
 // Version returns the content version of the named resource as currently served, or ""
@@ -406,16 +476,36 @@ func (c *Cache) TypeVersion(typeURL string) string {
 	return ts.snap.Load().version
 }
 
-// wake answers the watchers of ts that need its current snapshot. Each shard's lock is
-// held only to copy its watches and, afterwards, to remove the answered ones; responses
-// are built and delivered outside every lock.
-func (ts *typeState) wake() {
+// wake answers the watchers of ts that need its current snapshot: those indexed under a
+// name in changed, and every watch that is not indexed by name. Each shard's lock is held
+// only to copy its watches and, afterwards, to remove the answered ones; responses are
+// built and delivered outside every lock.
+func (ts *typeState) wake(changed []string) {
 	var sw, fired []*sotwWatch
 	var dw, dfired []*deltaWatch
+	for _, n := range changed {
+		sh := ts.nameShard(n)
+		sh.lock()
+		for w := range sh.named[n] {
+			sw = append(sw, w)
+		}
+		sh.unlock(ts.hold)
+	}
+	for _, w := range sw {
+		// A watch on two changed names is listed twice; the second try finds it done.
+		if w.try(ts) {
+			w.unindex(ts)
+		}
+	}
+	sw = sw[:0]
 	for i := range ts.shards {
 		sh := &ts.shards[i]
 		sw, dw, fired, dfired = sw[:0], dw[:0], fired[:0], dfired[:0]
 		sh.lock()
+		if len(sh.sotw) == 0 && len(sh.delta) == 0 {
+			sh.unlock(ts.hold)
+			continue
+		}
 		for cap(sw) < len(sh.sotw) || cap(dw) < len(sh.delta) {
 			// Grow outside the lock: an allocation may have to help the garbage
 			// collector, which must not happen while proxies wait for the shard.
@@ -482,6 +572,10 @@ type sotwWatch struct {
 	req  *discoveryv3.DiscoveryRequest
 	sub  cachev3.Subscription
 	send func(*sotwResponse) // must not block
+	// names are the names the watch is indexed under (nil: it is in one shard's sotw
+	// set, tried on every publish); shard is that shard.
+	names []string
+	shard *watchShard
 
 	mu   sync.Mutex
 	done bool // answered or cancelled; sub must not be read any more
@@ -509,6 +603,51 @@ func (w *sotwWatch) cancel() {
 	w.mu.Lock()
 	w.done = true
 	w.mu.Unlock()
+}
+
+// index registers w where publishes find it: under each of its names when it subscribes
+// to a few, else in one shard's set of watches tried on every publish.
+func (w *sotwWatch) index(ts *typeState) {
+	if sub := w.sub.SubscribedResources(); !w.sub.IsWildcard() && len(sub) > 0 && len(sub) <= narrowNames {
+		w.names = slices.Collect(maps.Keys(sub))
+		for _, n := range w.names {
+			sh := ts.nameShard(n)
+			sh.lock()
+			set := sh.named[n]
+			if set == nil {
+				set = map[*sotwWatch]struct{}{}
+				sh.named[n] = set
+			}
+			set[w] = struct{}{}
+			sh.unlock(ts.hold)
+		}
+		return
+	}
+	w.shard = ts.shard()
+	w.shard.lock()
+	w.shard.sotw[w] = struct{}{}
+	w.shard.unlock(ts.hold)
+}
+
+// unindex removes w from where index put it. It may run more than once.
+func (w *sotwWatch) unindex(ts *typeState) {
+	if w.shard != nil {
+		w.shard.lock()
+		delete(w.shard.sotw, w)
+		w.shard.unlock(ts.hold)
+		return
+	}
+	for _, n := range w.names {
+		sh := ts.nameShard(n)
+		sh.lock()
+		if set := sh.named[n]; set != nil {
+			delete(set, w)
+			if len(set) == 0 {
+				delete(sh.named, n)
+			}
+		}
+		sh.unlock(ts.hold)
+	}
 }
 
 // deliver sends without blocking the publisher: the server gives each watch a buffered
@@ -650,15 +789,10 @@ func (c *Cache) watchSotw(req *cachev3.Request, sub cachev3.Subscription, send f
 		return func() {}
 	}
 	w := &sotwWatch{req: req, sub: sub, send: send}
-	sh := ts.shard()
-	sh.lock()
-	sh.sotw[w] = struct{}{}
-	sh.unlock(ts.hold)
+	w.index(ts)
 	cancel := func() {
 		w.cancel()
-		sh.lock()
-		delete(sh.sotw, w)
-		sh.unlock(ts.hold)
+		w.unindex(ts)
 	}
 	// A publish between the load above and the registration may have missed w.
 	if ts.snap.Load() != s && w.try(ts) {

@@ -102,7 +102,7 @@ type benchCache interface {
 	publish(b *testing.B, w *benchWorld, route, cla types.Resource)
 }
 
-// ownCache feeds octoroll's Cache as Server.Update does: every type, unchanged
+// ownCache feeds octoroll's Cache as Server.SetResources does: every type, unchanged
 // resources as the very values already served.
 type ownCache struct{ *Cache }
 
@@ -113,6 +113,33 @@ func (c ownCache) publish(b *testing.B, w *benchWorld, route, cla types.Resource
 		resource.ClusterType: w.clusters, resource.EndpointType: endpoints,
 		resource.ListenerType: nil, resource.RouteType: routes,
 	}); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// ownApplyCache feeds octoroll's Cache with the changed resources only (Cache.Apply), as
+// LinearCache.UpdateResource is fed.
+type ownApplyCache struct {
+	*Cache
+	route, cla types.Resource
+}
+
+func (c *ownApplyCache) publish(b *testing.B, w *benchWorld, route, cla types.Resource) {
+	if c.route == nil {
+		c.route, c.cla = route, cla
+		ownCache{c.Cache}.publish(b, w, route, cla)
+		return
+	}
+	byType := map[string]Change{}
+	if route != c.route {
+		c.route = route
+		byType[resource.RouteType] = Change{Upsert: []types.Resource{route}}
+	}
+	if cla != c.cla {
+		c.cla = cla
+		byType[resource.EndpointType] = Change{Upsert: []types.Resource{cla}}
+	}
+	if _, err := c.Apply(byType); err != nil {
 		b.Fatal(err)
 	}
 }
@@ -249,6 +276,7 @@ func benchCaches() []struct {
 		new  func() benchCache
 	}{
 		{"octoroll", func() benchCache { return ownCache{NewCache()} }},
+		{"octoroll-apply", func() benchCache { return &ownApplyCache{Cache: NewCache()} }},
 		{"snapshot", func() benchCache { return &snapCache{SnapshotCache: cachev3.NewSnapshotCache(false, oneNode{}, nil)} }},
 		{"linear+mux", func() benchCache { return newLinearCache() }},
 	}

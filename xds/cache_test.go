@@ -2,6 +2,8 @@ package xds
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -169,4 +171,89 @@ func BenchmarkPublishFanOut(b *testing.B) {
 			subs[i].SetReturnedResources(recvNow(b, chans[i]).GetReturnedResources())
 		}
 	}
+}
+
+// TestCacheApplyMatchesSet checks that a publish of the changed resources only serves
+// what a publish of everything would: the same resources and versions (type versions
+// included), waking only the watchers of the changed names, removing what is removed.
+func TestCacheApplyMatchesSet(t *testing.T) {
+	b := func(w1, w2 uint32) translate.Desired {
+		d := cacheDesired("b", w1, w2)
+		d.Service.Port = 10002
+		return d
+	}
+	inc, full := NewCache(), NewCache()
+	_, r := setDesired(t, inc, cacheDesired("a", 10000, 0), b(10000, 0))
+	setDesired(t, full, cacheDesired("a", 10000, 0), b(10000, 0))
+	watch := func(route string) chan cachev3.Response {
+		sub := stream.NewSotwSubscription([]string{route}, false)
+		resp := recvNow(t, sotwWatchFor(t, inc, "n-"+route, resource.RouteType, "", &sub, route))
+		sub.SetReturnedResources(resp.GetReturnedResources())
+		return sotwWatchFor(t, inc, "n-"+route, resource.RouteType, "1", &sub, route)
+	}
+	wa, wb := watch("a"), watch("b")
+	same := func(when string) {
+		t.Helper()
+		for _, typ := range servedTypes {
+			if got, want := inc.TypeVersion(typ), full.TypeVersion(typ); got != want {
+				t.Errorf("%s: %s version %s after Apply, %s after Set", when, typ, got, want)
+			}
+			a, f := inc.types[typ].snap.Load(), full.types[typ].snap.Load()
+			if !slices.Equal(a.names, f.names) {
+				t.Errorf("%s: %s names %v after Apply, %v after Set", when, typ, a.names, f.names)
+			}
+			for n, e := range f.byName {
+				if a.byName[n] == nil || a.byName[n].version != e.version {
+					t.Errorf("%s: %s %q differs", when, typ, n)
+				}
+			}
+		}
+	}
+	same("start")
+
+	// A weight change of b: its route only, to b's watcher only.
+	_, r2 := setDesired(t, full, cacheDesired("a", 10000, 0), b(2000, 8000))
+	changed, err := inc.Apply(map[string]Change{resource.RouteType: {Upsert: []types.Resource{r2.Routes[1]}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(changed) != 1 || changed[0] != resource.RouteType {
+		t.Errorf("Apply of a route changed %v", changed)
+	}
+	same("weight change")
+	noResponse(t, wa)
+	if out, _ := recvNow(t, wb).GetDiscoveryResponse(); len(out.GetResources()) != 1 || out.GetVersionInfo() != inc.TypeVersion(resource.RouteType) {
+		t.Errorf("route b response: %d resources, version %s", len(out.GetResources()), out.GetVersionInfo())
+	}
+
+	// The same value again changes nothing; a duplicate fails and publishes nothing.
+	if changed, err := inc.Apply(map[string]Change{resource.RouteType: {Upsert: []types.Resource{r2.Routes[1]}}}); err != nil || len(changed) != 0 {
+		t.Errorf("Apply of the served route: changed %v, error %v", changed, err)
+	}
+	before := inc.TypeVersion(resource.ClusterType)
+	if _, err := inc.Apply(map[string]Change{
+		resource.ClusterType: {Upsert: []types.Resource{r.Clusters[0], r.Clusters[0]}, Remove: []string{r.Clusters[1].GetName()}},
+	}); err == nil {
+		t.Error("Apply of a duplicate cluster succeeded")
+	}
+	if got := inc.TypeVersion(resource.ClusterType); got != before {
+		t.Errorf("failed Apply changed the cluster version %s -> %s", before, got)
+	}
+
+	// Service b goes away.
+	setDesired(t, full, cacheDesired("a", 10000, 0))
+	remove := map[string]Change{}
+	for typ, res := range r2.ByType() {
+		var names []string
+		for _, x := range res {
+			if n := cachev3.GetResourceName(x); strings.Contains(n, "b") {
+				names = append(names, n)
+			}
+		}
+		remove[typ] = Change{Remove: names}
+	}
+	if _, err := inc.Apply(remove); err != nil {
+		t.Fatal(err)
+	}
+	same("removal")
 }
