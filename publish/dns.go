@@ -15,6 +15,10 @@ import (
 // DefaultDNSRefresh is how often a name that resolved is resolved again.
 const DefaultDNSRefresh = 30 * time.Second
 
+// MinDNSRefresh is the shortest refresh interval octoroll accepts: names are refreshed
+// on the runner's publication tick, which is a second.
+const MinDNSRefresh = time.Second
+
 // DNS keeps the answers of the DNS endpoint names of the desired state, so that
 // publication reads them without I/O (under the runner's lock) and a lookup failure
 // keeps the last good answer. Lookups happen only in Refresh and Prime, which callers

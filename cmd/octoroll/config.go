@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,7 +14,24 @@ import (
 
 	"github.com/octoacme/octoroll/internal/logging"
 	"github.com/octoacme/octoroll/metrics"
+	"github.com/octoacme/octoroll/publish"
 )
+
+// resolver returns the resolver of endpoint names: the system's, or one that sends
+// every query to the configured DNS server.
+func (c config) resolver() publish.HostResolver {
+	if c.DNSServer == "" {
+		return net.DefaultResolver
+	}
+	server := c.DNSServer
+	return &net.Resolver{
+		PreferGo: true,
+		Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, server)
+		},
+	}
+}
 
 // config is the daemon's settings: environment variables (prefix OCTOROLL_) first,
 // then flags of the same name override them.
@@ -27,6 +45,8 @@ type config struct {
 	Prometheus     prometheusConfig
 	ScrapeInterval time.Duration `env:"SCRAPE_INTERVAL" envDefault:"5s"` // embedded scrape source
 	MetricsWindow  time.Duration `env:"METRICS_WINDOW"`                  // lower bound of one check's metrics window
+	DNSServer      string        `env:"DNS_SERVER"`                      // host:port of the DNS server of endpoint names; empty: the system's
+	DNSRefresh     time.Duration `env:"DNS_REFRESH"`                     // default publish.DefaultDNSRefresh
 	XDSCert        string        `env:"XDS_TLS_CERT"`
 	XDSKey         string        `env:"XDS_TLS_KEY"`
 	XDSClientCA    string        `env:"XDS_TLS_CLIENT_CA"` // set to require client certificates (mTLS)
@@ -95,7 +115,7 @@ func (c config) prometheus() (metrics.PrometheusConfig, error) {
 
 // loadConfig reads the environment, then args as flags.
 func loadConfig(name string, args []string) (config, error) {
-	var c config
+	c := config{DNSRefresh: publish.DefaultDNSRefresh}
 	if err := env.ParseWithOptions(&c, env.Options{Prefix: "OCTOROLL_"}); err != nil {
 		return c, fmt.Errorf("environment: %w", err)
 	}
@@ -119,6 +139,8 @@ func loadConfig(name string, args []string) (config, error) {
 	fs.BoolVar(&p.InsecureSkipVerify, "prometheus-insecure-skip-verify", p.InsecureSkipVerify, "do not verify the server's certificate (OCTOROLL_PROMETHEUS_INSECURE_SKIP_VERIFY)")
 	fs.DurationVar(&c.MetricsWindow, "metrics-window", c.MetricsWindow, "shortest metrics window of one check; default the rollout's check interval (OCTOROLL_METRICS_WINDOW)")
 	fs.DurationVar(&c.ScrapeInterval, "scrape-interval", c.ScrapeInterval, "scrape interval of the embedded metrics source (OCTOROLL_SCRAPE_INTERVAL)")
+	fs.StringVar(&c.DNSServer, "dns-server", c.DNSServer, "host:port of the DNS server resolving endpoint names; empty uses the system's (OCTOROLL_DNS_SERVER)")
+	fs.DurationVar(&c.DNSRefresh, "dns-refresh", c.DNSRefresh, "how often a resolved endpoint name is looked up again (OCTOROLL_DNS_REFRESH)")
 	fs.StringVar(&c.XDSCert, "xds-tls-cert", c.XDSCert, "xDS server certificate file (OCTOROLL_XDS_TLS_CERT)")
 	fs.StringVar(&c.XDSKey, "xds-tls-key", c.XDSKey, "xDS server key file (OCTOROLL_XDS_TLS_KEY)")
 	fs.StringVar(&c.XDSClientCA, "xds-tls-client-ca", c.XDSClientCA, "CA file; when set, xDS clients must present certificates (OCTOROLL_XDS_TLS_CLIENT_CA)")
@@ -166,6 +188,14 @@ func (c config) Validate() error {
 	}
 	if c.ScrapeInterval <= 0 {
 		errs = append(errs, fmt.Errorf("scrape-interval: %s must be positive", c.ScrapeInterval))
+	}
+	if c.DNSServer != "" {
+		if _, _, err := net.SplitHostPort(c.DNSServer); err != nil {
+			errs = append(errs, fmt.Errorf("dns-server: %q: %w", c.DNSServer, err))
+		}
+	}
+	if c.DNSRefresh < publish.MinDNSRefresh {
+		errs = append(errs, fmt.Errorf("dns-refresh: %s is below the minimum of %s", c.DNSRefresh, publish.MinDNSRefresh))
 	}
 	if (c.XDSCert == "") != (c.XDSKey == "") {
 		errs = append(errs, errors.New("xds-tls-cert and xds-tls-key must be set together"))

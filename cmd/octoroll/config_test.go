@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/octoacme/octoroll/metrics"
+	"github.com/octoacme/octoroll/publish"
 )
 
 func TestPrometheusSettings(t *testing.T) {
@@ -73,5 +75,39 @@ func TestPrometheusSettingsDefaultsAndErrors(t *testing.T) {
 				t.Errorf("loadConfig(%v) = %v, want an error containing %q", tc.args, err, tc.want)
 			}
 		})
+	}
+}
+
+func TestDNSSettings(t *testing.T) {
+	t.Setenv("OCTOROLL_CONFIG", "catalog.yaml")
+	c, err := loadConfig("serve", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DNSServer != "" || c.DNSRefresh != publish.DefaultDNSRefresh || c.resolver() != net.DefaultResolver {
+		t.Errorf("defaults: server %q, refresh %s, want the system resolver every %s", c.DNSServer, c.DNSRefresh, publish.DefaultDNSRefresh)
+	}
+	t.Setenv("OCTOROLL_DNS_SERVER", "10.0.0.53:53")
+	t.Setenv("OCTOROLL_DNS_REFRESH", "5s")
+	if c, err = loadConfig("serve", []string{"--dns-refresh", "2s"}); err != nil {
+		t.Fatal(err)
+	}
+	if c.DNSServer != "10.0.0.53:53" || c.DNSRefresh != 2*time.Second {
+		t.Errorf("server %q, refresh %s, want 10.0.0.53:53 every 2s", c.DNSServer, c.DNSRefresh)
+	}
+	if r, ok := c.resolver().(*net.Resolver); !ok || !r.PreferGo || r.Dial == nil {
+		t.Errorf("resolver %#v, want a Go resolver dialing the server", c.resolver())
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--dns-server", "10.0.0.53"}, `dns-server: "10.0.0.53"`},
+		{[]string{"--dns-refresh", "100ms"}, "dns-refresh: 100ms is below the minimum of 1s"},
+		{[]string{"--dns-refresh", "0s"}, "dns-refresh: 0s is below the minimum"},
+	} {
+		if _, err := loadConfig("serve", tc.args); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("loadConfig(%v) = %v, want an error containing %q", tc.args, err, tc.want)
+		}
 	}
 }

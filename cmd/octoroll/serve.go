@@ -125,6 +125,7 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 	run, err = runner.New(ctx, watcher.Current(), runner.Options{
 		Log: log, Store: st, XDS: xs, Metrics: source, Health: prober, Alerts: alerts, MinWindow: cfg.MetricsWindow,
 		Notify: events{metrics: am, notifier: notifier}, OnPublish: am.ObservePush,
+		Resolver: cfg.resolver(), DNSRefresh: cfg.DNSRefresh,
 	})
 	if err != nil {
 		return err
