@@ -8,8 +8,10 @@ package healthcheck
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"sort"
 	"strconv"
@@ -96,6 +98,11 @@ type Options struct {
 	Now func() time.Time
 	// NewTicker makes the per-endpoint probe tickers. Default time.NewTicker's channel.
 	NewTicker func(d time.Duration) (c <-chan time.Time, stop func())
+	// Resolve, when set, answers for the endpoint hosts that are DNS names (without
+	// I/O, from the answers publication serves): a probe dials the first address it
+	// returns, and a name it has no answer for is not probed, so that a DNS outage
+	// counts against no endpoint's health. Unset, a probe dials the name itself.
+	Resolve func(host string) ([]netip.Addr, error)
 }
 
 // Prober probes the endpoints of the catalog's versions. Its methods are safe for
@@ -267,6 +274,15 @@ func (p *Prober) loop(ctx context.Context, e *endpoint) {
 	tick, stop := p.opts.NewTicker(e.cfg.Interval)
 	defer stop()
 	for {
+		if _, err := p.dialAddr(e.addr); err != nil {
+			p.log.Debug("endpoint not probed", zap.String("service", e.service), zap.String("version", e.version), zap.Error(err))
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick:
+			}
+			continue
+		}
 		pctx, cancel := context.WithTimeout(ctx, e.cfg.Timeout)
 		err := probe.check(pctx)
 		cancel()
@@ -335,14 +351,44 @@ type checker interface {
 	close()
 }
 
+// dialAddr returns the address a probe of addr dials: addr itself, or, when its host is
+// a DNS name and Options.Resolve is set, the first address Resolve answers.
+func (p *Prober) dialAddr(addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || p.opts.Resolve == nil {
+		return addr, nil
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return addr, nil
+	}
+	ips, err := p.opts.Resolve(host)
+	if err == nil && len(ips) == 0 {
+		err = errors.New("no addresses")
+	}
+	if err != nil {
+		return "", fmt.Errorf("resolve %q: %w", host, err)
+	}
+	return net.JoinHostPort(ips[0].String(), port), nil
+}
+
+// dial connects to addr through dialAddr.
+func (p *Prober) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	to, err := p.dialAddr(addr)
+	if err != nil {
+		return nil, err
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, to)
+}
+
 func (p *Prober) prober(addr string, cfg Config) checker {
 	switch cfg.Protocol {
 	case "http":
-		return newHTTPChecker(addr, cfg.Path, cfg.ExpectedStatuses)
+		return newHTTPChecker(addr, cfg.Path, cfg.ExpectedStatuses, p.dial)
 	case "grpc":
-		return newGRPCChecker(addr, cfg)
+		return newGRPCChecker(addr, cfg, p.dial)
 	case "tcp":
-		return tcpChecker{addr: addr}
+		return tcpChecker{addr: addr, dial: p.dial}
 	default:
 		return failChecker{err: fmt.Errorf("unknown health check protocol %q", cfg.Protocol)}
 	}

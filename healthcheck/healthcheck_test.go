@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -463,4 +464,94 @@ func TestGRPCService(t *testing.T) {
 	if e := st.Unhealthy[0].LastError; !strings.Contains(e, `"shop.Unknown"`) || !strings.Contains(e, "NotFound") {
 		t.Errorf("last error = %q, want NotFound for the service", e)
 	}
+}
+
+// answers is what Options.Resolve answers for one name, switched by the test.
+type answers struct{ v atomic.Value } // holds []netip.Addr, nil for a failure
+
+func (a *answers) set(ips ...netip.Addr) { a.v.Store(ips) }
+
+func (a *answers) resolve(host string) ([]netip.Addr, error) {
+	if host != "backend.test" {
+		return nil, fmt.Errorf("unknown name %q", host)
+	}
+	ips, _ := a.v.Load().([]netip.Addr)
+	if len(ips) == 0 {
+		return nil, errors.New("server misbehaving")
+	}
+	return ips, nil
+}
+
+// TestResolvedNames probes an endpoint given by a DNS name at the address Resolve
+// answers: while the name has no answer it is not probed and counts neither way, so
+// that a DNS outage does not mark it unhealthy; a new answer is probed at once.
+func TestResolvedNames(t *testing.T) {
+	addr, codes := scriptedHTTP(t)
+	ap := netip.MustParseAddrPort(addr)
+	ticks, newTicker := manualTicker()
+	hc := catalog.HealthCheck{
+		Protocol: "http", Path: "/ready",
+		Interval: catalog.Duration(time.Hour), Timeout: catalog.Duration(30 * time.Second),
+		HealthyThreshold: 2, UnhealthyThreshold: 2,
+	}
+	var dns answers
+	p := healthcheck.New(zaptest.NewLogger(t), healthcheck.Options{NewTicker: newTicker, Resolve: dns.resolve})
+	p.Update([]catalog.Service{service(hc, version("v2", catalog.Endpoint{Host: "backend.test", Port: uint32(ap.Port())}))})
+	start(t, p)
+	state := func() string {
+		st := p.Status("checkout", "v2")
+		switch {
+		case st.Healthy == 1:
+			return "healthy"
+		case len(st.Unhealthy) == 1:
+			return "unhealthy: " + st.Unhealthy[0].LastError
+		}
+		return "undecided"
+	}
+	// No answer yet: not probed (a probe would wait on codes and stall the ticks).
+	for range 3 {
+		ticks <- time.Time{}
+	}
+	if got := state(); got != "undecided" {
+		t.Fatalf("before the name resolves: %s, want undecided", got)
+	}
+	dns.set(ap.Addr())
+	ticks <- time.Time{}
+	codes <- 200
+	ticks <- time.Time{}
+	codes <- 200
+	ticks <- time.Time{}
+	if got := state(); got != "healthy" {
+		t.Fatalf("resolved: %s, want healthy", got)
+	}
+	dns.set() // the lookups fail
+	for range 5 {
+		ticks <- time.Time{}
+	}
+	if got := state(); got != "healthy" {
+		t.Fatalf("during the DNS outage: %s, want healthy", got)
+	}
+	// The name moves to an address nothing listens on: probed there, and down.
+	dns.set(ap.Addr().Next()) // 127.0.0.2: the server listens on 127.0.0.1 only
+	ticks <- time.Time{}
+	ticks <- time.Time{}
+	if got := state(); !strings.HasPrefix(got, "unhealthy: ") {
+		t.Fatalf("after the name moved: %s, want unhealthy", got)
+	}
+}
+
+// TestResolvedNamesGRPC probes a gRPC endpoint given by a DNS name through Resolve.
+func TestResolvedNamesGRPC(t *testing.T) {
+	srv := grpc.NewServer()
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	l := listen(t, "127.0.0.1:0")
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(srv.Stop)
+	ap := netip.MustParseAddrPort(l.Addr().String())
+	var dns answers
+	dns.set(ap.Addr())
+	p := healthcheck.New(zaptest.NewLogger(t), healthcheck.Options{Resolve: dns.resolve})
+	p.Update([]catalog.Service{service(withProtocol(fast, "grpc", ""), version("v2", catalog.Endpoint{Host: "backend.test", Port: uint32(ap.Port())}))})
+	start(t, p)
+	waitFor(t, p, "v2", "serving", healthy)
 }

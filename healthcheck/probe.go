@@ -27,14 +27,17 @@ type httpChecker struct {
 	client   *http.Client
 }
 
-func newHTTPChecker(addr, path string, expected []catalog.StatusRange) *httpChecker {
+// dialFunc connects to a host:port, resolving a DNS name as the prober does.
+type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+func newHTTPChecker(addr, path string, expected []catalog.StatusRange, dial dialFunc) *httpChecker {
 	return &httpChecker{
 		url:      "http://" + addr + path,
 		expected: expected,
 		// Redirects are not followed: a 3xx is the answer, passing only if expected
 		// (as Envoy's HTTP health checker does).
 		client: &http.Client{
-			Transport:     &http.Transport{DisableKeepAlives: true, Proxy: nil},
+			Transport:     &http.Transport{DisableKeepAlives: true, Proxy: nil, DialContext: dial},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 	}
@@ -79,7 +82,7 @@ type grpcChecker struct {
 	err     error
 }
 
-func newGRPCChecker(addr string, cfg Config) *grpcChecker {
+func newGRPCChecker(addr string, cfg Config, dial dialFunc) *grpcChecker {
 	// gRPC's default reconnect backoff grows to 2 minutes, which would hide a server
 	// that came back; cap it at the probe interval.
 	bo := backoff.DefaultConfig
@@ -88,6 +91,7 @@ func newGRPCChecker(addr string, cfg Config) *grpcChecker {
 	conn, err := grpc.NewClient("passthrough:///"+addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo, MinConnectTimeout: cfg.Timeout}),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) { return dial(ctx, "tcp", addr) }),
 	)
 	return &grpcChecker{service: cfg.GRPCService, conn: conn, err: err}
 }
@@ -122,11 +126,13 @@ func (c *grpcChecker) close() {
 }
 
 // tcpChecker wants a TCP connection to be accepted.
-type tcpChecker struct{ addr string }
+type tcpChecker struct {
+	addr string
+	dial dialFunc
+}
 
 func (c tcpChecker) check(ctx context.Context) error {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", c.addr)
+	conn, err := c.dial(ctx, "tcp", c.addr)
 	if err != nil {
 		return err
 	}

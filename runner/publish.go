@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"sort"
 	"strings"
@@ -365,3 +366,9 @@ func weightString(w map[string]uint32) string {
 	}
 	return b.String()
 }
+
+// ResolvedHost returns the addresses publication serves for the DNS name host (the
+// last good answer, kept while its refresh fails), or why it has none. It does no I/O;
+// the name is looked up on the next refresh if it is new. The health prober dials
+// these addresses, so that a DNS outage is not taken for unhealthy endpoints.
+func (r *Runner) ResolvedHost(host string) ([]netip.Addr, error) { return r.dns.Cached(host) }

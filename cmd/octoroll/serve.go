@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -80,7 +81,13 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 		return fmt.Errorf("xds listener: %w", err)
 	}
 
-	prober := healthcheck.New(log, healthcheck.Options{})
+	// Endpoint names are probed at the addresses publication serves for them.
+	prober := healthcheck.New(log, healthcheck.Options{Resolve: func(host string) ([]netip.Addr, error) {
+		if run == nil {
+			return nil, errors.New("octoroll is still starting")
+		}
+		return run.ResolvedHost(host)
+	}})
 	var source metrics.Source
 	var scrape *metrics.Scrape
 	var alerts runner.AlertSource
