@@ -65,14 +65,16 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// startOctoroll starts `octoroll serve` on fresh ports and waits until it is ready.
-func startOctoroll(t *testing.T, bin, catalogFile, stateDir string) *octorollProc {
+// startOctoroll starts `octoroll serve` on fresh ports, with extra flags, and waits
+// until it is ready.
+func startOctoroll(t *testing.T, bin, catalogFile, stateDir string, extra ...string) *octorollProc {
 	t.Helper()
 	p := &octorollProc{xds: freeAddr(t), out: &bytes.Buffer{}, done: make(chan struct{})}
 	adminAddr := freeAddr(t)
 	p.admin = "http://" + adminAddr
 	p.cmd = exec.Command(bin, "serve", "-config", catalogFile, "-state-dir", stateDir,
 		"-xds-addr", p.xds, "-admin-addr", adminAddr, "-log-level", "warn")
+	p.cmd.Args = append(p.cmd.Args, extra...)
 	p.cmd.Env = append(os.Environ(), "OCTOROLL_ADMIN_TOKEN=")
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
