@@ -2,7 +2,6 @@ package runner_test
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -58,14 +57,7 @@ func (p *octorollProc) limitFileSize(t *testing.T, cur uint64) unix.Rlimit {
 func TestDiskFullRollbackProcess(t *testing.T) {
 	bin := buildOctoroll(t)
 	v1, v2 := xdstest.StartBackend(t, "v1"), xdstest.StartBackend(t, "v2")
-	dir := t.TempDir()
-	catalogFile := filepath.Join(dir, "catalog.yaml")
-	cat := fmt.Sprintf("services:\n  - name: %s\n    port: 10001\n    stable: v1\n    versions:\n"+
-		"      - name: v1\n        endpoints: [%s]\n      - name: v2\n        endpoints: [%s]\n", svcName, v1, v2)
-	if err := os.WriteFile(catalogFile, []byte(cat), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	stateDir := filepath.Join(dir, "state")
+	catalogFile, stateDir := processCatalog(t, v1, v2)
 	// Stages of an hour, no metrics: the rollout moves only by command.
 	spec := halfSpec(svcName)
 	for i := range spec.Stages {

@@ -201,14 +201,7 @@ func (p *octorollProc) servedRoute(t *testing.T) map[string]uint32 {
 func TestCrashResumeProcess(t *testing.T) {
 	bin := buildOctoroll(t)
 	v1, v2 := xdstest.StartBackend(t, "v1"), xdstest.StartBackend(t, "v2")
-	dir := t.TempDir()
-	catalogFile := filepath.Join(dir, "catalog.yaml")
-	cat := fmt.Sprintf("services:\n  - name: %s\n    port: 10001\n    stable: v1\n    versions:\n"+
-		"      - name: v1\n        endpoints: [%s]\n      - name: v2\n        endpoints: [%s]\n", svcName, v1, v2)
-	if err := os.WriteFile(catalogFile, []byte(cat), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	stateDir := filepath.Join(dir, "state")
+	catalogFile, stateDir := processCatalog(t, v1, v2)
 
 	// Stages of an hour: on the wall clock the rollout moves only by command.
 	spec := crashSpec()
@@ -272,4 +265,19 @@ func TestCrashResumeProcess(t *testing.T) {
 		t.Logf("step %d %-12s killed and restarted: %s stage %d, serves %v", i, s.action, after.State, after.Stage, got)
 		ro = after
 	}
+}
+
+// processCatalog writes a catalog of service svcName with versions v1 and v2 (stable
+// v1) at the given endpoints into a temporary directory, and returns its path and a
+// state directory beside it, for tests that run the real binary.
+func processCatalog(t *testing.T, v1, v2 string) (catalogFile, stateDir string) {
+	t.Helper()
+	dir := t.TempDir()
+	catalogFile = filepath.Join(dir, "catalog.yaml")
+	cat := fmt.Sprintf("services:\n  - name: %s\n    port: 10001\n    stable: v1\n    versions:\n"+
+		"      - name: v1\n        endpoints: [%s]\n      - name: v2\n        endpoints: [%s]\n", svcName, v1, v2)
+	if err := os.WriteFile(catalogFile, []byte(cat), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return catalogFile, filepath.Join(dir, "state")
 }
