@@ -166,8 +166,10 @@ func TestNewCanaryClusterWarmedBeforeWeights(t *testing.T) {
 	if v, _ := h.run.Service(svcName); v.Weights["v2"] != 5000 {
 		t.Fatalf("after the cluster was held: weights %v, want the stage's", v.Weights)
 	}
-	if !got.Progress.AckedAt.IsZero() || strings.HasPrefix(got.Reason, "not published") {
-		t.Fatalf("stage weights just published: %q acked %s, want waiting for their ACK", got.Reason, got.Progress.AckedAt)
+	// The check of the same tick may already see the client's ACK of the weights (a
+	// fast client ACKs within the tick); the stage clock is compared with it below.
+	if strings.HasPrefix(got.Reason, "not published") {
+		t.Fatalf("stage weights just published: %q, want them published", got.Reason)
 	}
 	waitConverged(t, h.xs, 1)
 	ackAt := routeAckedAt(t, h, "client-warm")
