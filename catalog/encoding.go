@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"encoding"
 	"fmt"
 	"strconv"
 
@@ -43,6 +44,12 @@ func decodeScalar(n *yaml.Node, v any) (ok bool, err error) {
 		}
 		*p = StatusRange(n.Value)
 		return true, nil
+	case encoding.TextUnmarshaler:
+		// Other types written as one scalar ("1%" or 100 for a traffic share).
+		if n.Kind != yaml.ScalarNode || isNull(n) || n.ShortTag() == "!!bool" {
+			return true, fmt.Errorf("want a single value, got %s", describe(n))
+		}
+		return true, p.UnmarshalText([]byte(n.Value))
 	}
 	return false, nil
 }

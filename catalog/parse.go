@@ -92,6 +92,47 @@ func Parse(name string, data []byte) (*Catalog, error) {
 	return &c, nil
 }
 
+// Document is a YAML file decoded by Decode: it places a field path, such as
+// stages[1].minWindow, at the line and column the file wrote it.
+type Document struct {
+	file string
+	pos  map[string]position
+	bad  map[string]bool
+}
+
+// Decode decodes one YAML document (or JSON, which is YAML) into v, a pointer to a
+// struct, by the strict rules of Parse: unknown fields, duplicate keys, wrong types and
+// several documents are errors, each a *FieldError naming name:line:column and the
+// field (joined with errors.Join). Fields follow the yaml struct tags; types with
+// UnmarshalText take a scalar. It is the decoder of the catalog, for the other files
+// octoroll reads (rollout specs). Decode never panics.
+func Decode(name string, data []byte, v any) (*Document, error) {
+	root, ferr := parseYAML(name, data)
+	if ferr != nil {
+		return nil, ferr
+	}
+	d := &decoder{file: name, pos: map[string]position{}, bad: map[string]bool{}}
+	doc := &Document{file: name, pos: d.pos, bad: d.bad}
+	if root == nil || isNull(root) {
+		d.addAt(position{1, 1}, "", "the file is empty")
+		return doc, d.err()
+	}
+	d.decode(root, reflect.ValueOf(v).Elem(), "")
+	return doc, d.err()
+}
+
+// At places a problem found after decoding at the field path (the nearest enclosing
+// field the file wrote when path itself is absent); nil when path failed to decode,
+// since Decode reported it already.
+func (doc *Document) At(path, msg string) *FieldError {
+	v := validator{file: doc.file, pos: doc.pos, bad: doc.bad, present: true}
+	v.add(path, "%s", msg)
+	if len(v.errs) == 0 {
+		return nil
+	}
+	return v.errs[0].(*FieldError)
+}
+
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 // parseYAML returns the single document's content node (nil for an empty file).
@@ -231,17 +272,52 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		v.SetString(n.Value)
-	case reflect.Uint32:
+	case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uint:
 		var i int64
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || n.Decode(&i) != nil {
 			d.fail(n, path, "want a whole number, got %s", describe(n))
 			return
 		}
-		if i < 0 || i > math.MaxUint32 {
-			d.fail(n, path, "%d is out of range 0-%d", i, uint64(math.MaxUint32))
+		if i < 0 || v.OverflowUint(uint64(i)) {
+			d.fail(n, path, "%d is out of range 0-%d", i, uint64(math.MaxUint64)>>(64-v.Type().Bits()))
 			return
 		}
 		v.SetUint(uint64(i))
+	case reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Int:
+		var i int64
+		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || n.Decode(&i) != nil {
+			d.fail(n, path, "want a whole number, got %s", describe(n))
+			return
+		}
+		if v.OverflowInt(i) {
+			d.fail(n, path, "%d is out of range", i)
+			return
+		}
+		v.SetInt(i)
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode || v.Type().Key().Kind() != reflect.String {
+			d.fail(n, path, "want a mapping, got %s", describe(n))
+			return
+		}
+		m := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
+		seen := map[string]int{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, val := n.Content[i], n.Content[i+1]
+			sub := path + "." + k.Value
+			if k.Kind != yaml.ScalarNode || k.ShortTag() == "!!merge" {
+				d.fail(k, path, "unsupported key %s (merge keys and complex keys are not allowed)", describe(k))
+				continue
+			}
+			if line, dup := seen[k.Value]; dup {
+				d.fail(k, sub, "duplicate key (first at line %d)", line)
+				continue
+			}
+			seen[k.Value] = k.Line
+			e := reflect.New(v.Type().Elem()).Elem()
+			d.decode(val, e, sub)
+			m.SetMapIndex(reflect.ValueOf(k.Value).Convert(v.Type().Key()), e)
+		}
+		v.Set(m)
 	case reflect.Pointer:
 		// Optional values (a check's bounds): allocate, then decode the element.
 		elem := reflect.New(v.Type().Elem())

@@ -1,68 +1,91 @@
-// Package cli is the client side of the octoroll command: status, rollout start,
-// pause/resume/promote/abort/finish, history, report, proxies and check, talking to the
-// admin API of a running `octoroll serve`. It owns argument parsing and the
-// human-readable output; the wire types are package admin/api's.
+// Package cli is the octoroll command line: the client commands (status, rollout,
+// pause/resume/promote/abort/finish, wait, history, report, proxies, check) that talk to
+// the admin API of a running `octoroll serve`, plus help, --version and shell
+// completions. It owns argument parsing (github.com/spf13/cobra) and the human-readable
+// output; the wire types are package admin/api's.
 //
 // It only speaks HTTP: it imports the API's wire types (admin/api) and plain data
 // (model, controller), never the admin server, the runner, the store, the catalog
-// loader or the xds server (asserted by internal/deps).
+// loader or the xds server (asserted by internal/deps). What needs those (the daemon,
+// offline lint) is handed in by the binary through Program.
+//
+// Adding a command is one file: a constructor func(*App) *cobra.Command registered in
+// an init function with register.
 package cli
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/octoacme/octoroll/admin/api"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
-	"strconv"
+	"slices"
 	"strings"
 	"time"
 
-	"github.com/octoacme/octoroll/controller"
+	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
 )
 
 // DefaultServer is the admin API address used without --server or OCTOROLL_SERVER.
 const DefaultServer = "http://127.0.0.1:8080"
 
-// Exit codes.
+// Exit codes of every octoroll command (README, "Exit codes").
 const (
-	ExitOK    = 0
-	ExitError = 1 // the API refused, or could not be reached
-	ExitUsage = 2
+	ExitOK         = 0
+	ExitError      = 1 // the API refused or could not be reached; lint found problems
+	ExitUsage      = 2 // a mistake in the command line
+	ExitRolledBack = 3 // wait, status --watch: the rollout rolled back
+	ExitPaused     = 4 // wait: the rollout paused
+	ExitTimeout    = 5 // wait: --timeout passed first
 )
 
-// Usage is the help text of the client commands.
-const Usage = `Client commands (talk to the admin API of a running "octoroll serve"):
-  octoroll status [SERVICE]                       services, rollout progress and proxies
-  octoroll rollout start -f SPEC.yaml|SPEC.json   start a rollout (pre-flight runs on the server)
-  octoroll rollout list [--service S] [--state S] [--active] [--limit N]
-  octoroll rollout get ROLLOUT                    one rollout with its stage timeline
-  octoroll pause|resume SERVICE [--reason TEXT]
-  octoroll promote SERVICE [--full] [--force] [--reason TEXT]
-  octoroll abort SERVICE --reason TEXT            roll back to the known-good version
-  octoroll finish SERVICE [--force] [--reason TEXT]  close the monitoring window early
-  octoroll history [--service S] [--rollout ID] [--kind K] [--after SEQ] [--limit N]
-  octoroll report ROLLOUT [-o md|json]            the release report
-  octoroll proxies                                connected proxies and what they ACKed
-  octoroll proxy-config NODE_ID                   resources sent to and ACKed by one proxy (JSON)
-  octoroll check SERVICE NAME --pass|--fail [--detail TEXT]  report a smoke/synthetic check
+// Program is what the binary adds to the client commands.
+type Program struct {
+	// Version is printed by --version and `octoroll version`.
+	Version string
+	// Serve runs the daemon with its own arguments (`octoroll serve …`); nil leaves
+	// the serve command out.
+	Serve func(ctx context.Context, args []string, stderr io.Writer) error
+	// Lint validates one catalog or rollout spec file offline; nil leaves the lint
+	// command out. It returns every problem found (errors.Join), each naming
+	// FILE:LINE:COL where known.
+	Lint func(name string, data []byte) error
+	// Now is the clock for "time left" (time.Now when nil).
+	Now func() time.Time
+	// Interval is the polling interval of wait and status --watch when not given
+	// (2s when zero).
+	Interval time.Duration
+}
 
-Flags of every client command:
-  --server URL   admin API address (OCTOROLL_SERVER, default ` + DefaultServer + `)
-  --token TOKEN  bearer token for changes (OCTOROLL_ADMIN_TOKEN)
-  --actor NAME   who is acting, recorded with commands (OCTOROLL_ACTOR, default $USER)
-  -o json        print the API's JSON instead of tables
-`
+// Main runs the client commands of a program without daemon or lint (the tests').
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) string) int {
+	return Program{Version: "dev"}.Main(ctx, args, stdout, stderr, env)
+}
 
-// Commands lists the client command names, for a dispatcher.
-var Commands = []string{"status", "rollout", "pause", "resume", "promote", "abort", "finish", "history", "report", "proxies", "proxy-config", "check"}
+// App is one run of the command line: the program, the global flags and the outputs.
+// Commands read the global flags through it.
+type App struct {
+	Program
+	ctx            context.Context
+	stdout, stderr io.Writer
+	stdin          io.Reader
+	env            func(string) string
+
+	server, token, actor, output string
+}
+
+// commandFuncs are the registered commands, in registration order.
+var commandFuncs []func(*App) *cobra.Command
+
+// register adds a command; call it from an init function.
+func register(f func(*App) *cobra.Command) { commandFuncs = append(commandFuncs, f) }
 
 // usageError is a mistake in the command line.
 type usageError struct{ msg string }
@@ -71,38 +94,55 @@ func (e *usageError) Error() string { return e.msg }
 
 func usagef(format string, a ...any) error { return &usageError{msg: fmt.Sprintf(format, a...)} }
 
-// Main runs one client command (args[0] is the command name, without the program
-// name) and returns the exit code: 0, 1 when the API refused or could not be reached,
-// 2 for a usage error. env reads the environment (os.Getenv).
-func Main(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) string) int {
+// exitError ends a command with a code other than 1, after the command printed why.
+type exitError struct {
+	code int
+	msg  string // printed on stderr when not empty
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+// Main runs one command line (args without the program name) and returns the exit
+// code (see the Exit constants). env reads the environment (os.Getenv).
+func (p Program) Main(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) string) int {
 	if env == nil {
 		env = func(string) string { return "" }
 	}
+	if p.Now == nil {
+		p.Now = time.Now
+	}
+	if p.Interval <= 0 {
+		p.Interval = 2 * time.Second
+	}
+	a := &App{Program: p, ctx: ctx, stdout: stdout, stderr: stderr, stdin: os.Stdin, env: env}
+	root := a.root()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
 	if len(args) == 0 {
-		fmt.Fprint(stderr, Usage)
+		root.InitDefaultHelpCmd()
+		root.InitDefaultCompletionCmd()
+		root.SetOut(stderr)
+		root.Usage()
 		return ExitUsage
 	}
-	cmd, rest := args[0], args[1:]
-	run, ok := commands()[cmd]
-	if !ok {
-		if cmd == "help" || cmd == "-h" || cmd == "--help" {
-			fmt.Fprint(stdout, Usage)
-			return ExitOK
-		}
-		fmt.Fprintf(stderr, "octoroll: unknown command %q\n\n%s", cmd, Usage)
-		return ExitUsage
-	}
-	inv := &invocation{name: cmd, stdout: stdout, stderr: stderr, env: env}
-	err := run(ctx, inv, rest)
+	cmd, err := root.ExecuteContextC(ctx)
 	var ue *usageError
+	var ee *exitError
 	switch {
 	case err == nil:
 		return ExitOK
-	case errors.Is(err, flag.ErrHelp):
-		fmt.Fprint(stdout, Usage)
-		return ExitOK
-	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "octoroll %s: %s\nRun \"octoroll help\" for usage.\n", cmd, ue.msg)
+	case errors.As(err, &ee):
+		if ee.msg != "" {
+			fmt.Fprintf(stderr, "octoroll: %s\n", ee.msg)
+		}
+		return ee.code
+	case errors.As(err, &ue) || isFlagError(err):
+		msg := err.Error()
+		if ue != nil {
+			msg = ue.msg
+		}
+		fmt.Fprintf(stderr, "%s: %s\nRun \"%s --help\" for usage.\n", cmd.CommandPath(), msg, cmd.CommandPath())
 		return ExitUsage
 	default:
 		fmt.Fprintf(stderr, "octoroll: %v\n", err)
@@ -110,426 +150,197 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, env func
 	}
 }
 
-type runFunc func(ctx context.Context, inv *invocation, args []string) error
-
-func commands() map[string]runFunc {
-	return map[string]runFunc{
-		"status":       runStatus,
-		"rollout":      runRollout,
-		"pause":        action(controller.CmdPause),
-		"resume":       action(controller.CmdResume),
-		"promote":      action(controller.CmdPromote),
-		"abort":        action(controller.CmdAbort),
-		"finish":       action(controller.CmdFinish),
-		"history":      runHistory,
-		"report":       runReport,
-		"proxies":      runProxies,
-		"proxy-config": runProxyConfig,
-		"check":        runCheck,
-	}
-}
-
-// invocation is one command's parsed common flags and outputs.
-type invocation struct {
-	name           string
-	stdout, stderr io.Writer
-	env            func(string) string
-
-	server, token, actor, output string
-}
-
-// flags returns a flag set with the common flags.
-func (inv *invocation) flags(name string) *flag.FlagSet {
-	fs := flag.NewFlagSet("octoroll "+name, flag.ContinueOnError)
-	// Parse errors are reported once, by Main; so is the usage for -h.
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	server := inv.env("OCTOROLL_SERVER")
-	if server == "" {
-		server = DefaultServer
-	}
-	actor := inv.env("OCTOROLL_ACTOR")
-	if actor == "" {
-		actor = inv.env("USER")
-	}
-	fs.StringVar(&inv.server, "server", server, "admin API address")
-	fs.StringVar(&inv.token, "token", inv.env("OCTOROLL_ADMIN_TOKEN"), "bearer token")
-	fs.StringVar(&inv.actor, "actor", actor, "who is acting")
-	fs.StringVar(&inv.output, "o", "", "output format (json)")
-	return fs
-}
-
-// parse parses args allowing flags after positional arguments ("abort checkout
-// --reason x") and returns the positional ones.
-func parse(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, &usageError{msg: err.Error()}
+// isFlagError tells cobra's command-line errors (unknown flag or command, bad flag
+// value, wrong number of arguments) from the errors of running a command.
+func isFlagError(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"unknown flag", "unknown shorthand flag", "unknown command", "invalid argument", "flag needs an argument",
+		"accepts ", "requires at least", "requires at most", "bad flag syntax", "if any flags in the group", "none of the others can be"} {
+		if strings.HasPrefix(msg, p) || strings.Contains(msg, " "+p) {
+			return true
 		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		if args[0] == "--" {
-			return append(pos, args[1:]...), nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
 	}
+	return false
 }
 
-// client builds the API client from the parsed flags.
-func (inv *invocation) client() (*client, error) {
-	base := strings.TrimRight(inv.server, "/")
+func (a *App) root() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "octoroll",
+		Short: "Progressive delivery for Envoy, as an xDS control plane",
+		Long: `octoroll: progressive delivery for Envoy, as an xDS control plane.
+
+"octoroll serve" runs the control plane; the other commands drive a running one
+through its admin API (--server, OCTOROLL_SERVER).`,
+		Version:       a.Version,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		// Flags may come before or after the command and its arguments.
+		TraverseChildren: false,
+	}
+	root.SetVersionTemplate("octoroll {{.Version}}\n")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &usageError{msg: err.Error()} })
+	// Defaults come from the environment when a command runs (App.client), so that
+	// help never prints a token.
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.server, "server", "", "admin API address (OCTOROLL_SERVER, default "+DefaultServer+")")
+	pf.StringVar(&a.token, "token", "", "bearer token for changes (OCTOROLL_ADMIN_TOKEN)")
+	pf.StringVar(&a.actor, "actor", "", "who is acting, recorded with commands (OCTOROLL_ACTOR, default $USER)")
+	pf.StringVarP(&a.output, "output", "o", "", "output format: table (default), json or yaml")
+	for _, f := range commandFuncs {
+		if c := f(a); c != nil {
+			root.AddCommand(c)
+		}
+	}
+	root.AddCommand(&cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run:   func(c *cobra.Command, _ []string) { fmt.Fprintf(a.stdout, "octoroll %s\n", a.Version) },
+	})
+	if a.Serve != nil {
+		root.AddCommand(&cobra.Command{
+			Use:                "serve [flags]",
+			Short:              "Run the control plane (xDS, rollout engine, admin API); see octoroll serve -h",
+			DisableFlagParsing: true, // the daemon's own flags and OCTOROLL_ variables
+			RunE: func(c *cobra.Command, args []string) error {
+				err := a.Serve(a.ctx, args, a.stderr)
+				if err != nil && !errors.Is(err, flag.ErrHelp) {
+					fmt.Fprintf(a.stderr, "octoroll serve: %v\n", err)
+					return &exitError{code: ExitError}
+				}
+				return nil
+			},
+		})
+	}
+	return root
+}
+
+// client builds the API client from the global flags and the environment.
+func (a *App) client() (*client, error) {
+	a.server = cmp.Or(a.server, a.env("OCTOROLL_SERVER"), DefaultServer)
+	a.token = cmp.Or(a.token, a.env("OCTOROLL_ADMIN_TOKEN"))
+	a.actor = cmp.Or(a.actor, a.env("OCTOROLL_ACTOR"), a.env("USER"))
+	base := strings.TrimRight(a.server, "/")
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
 	}
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, usagef("--server %q: want http://host:port or https://host:port", inv.server)
+		return nil, usagef("--server %q: want http://host:port or https://host:port", a.server)
 	}
-	return &client{base: base, token: inv.token, actor: inv.actor, http: &http.Client{Timeout: 30 * time.Second}}, nil
+	return &client{base: base, token: a.token, actor: a.actor, http: &http.Client{Timeout: 30 * time.Second}}, nil
 }
 
-// checkOutput accepts "" (tables) and json; allowed adds command-specific formats.
-func (inv *invocation) checkOutput(allowed ...string) error {
-	if inv.output == "" || inv.output == "json" {
+// checkOutput accepts table (or empty), json and yaml; allowed adds command-specific
+// formats.
+func (a *App) checkOutput(allowed ...string) error {
+	if a.output == "table" {
+		a.output = ""
+	}
+	ok := append([]string{"json", "yaml"}, allowed...)
+	if a.output == "" || slices.Contains(ok, a.output) {
 		return nil
 	}
-	for _, a := range allowed {
-		if inv.output == a {
-			return nil
-		}
-	}
-	return usagef("-o %q: want json%s", inv.output, strings.Join(append([]string{""}, allowed...), " or "))
+	return usagef("-o %q: want table, %s", a.output, strings.Join(ok, " or "))
 }
 
-// printJSON prints an API response body as indented JSON.
-func (inv *invocation) printJSON(b []byte) error {
+// structured reports whether the output is the API's data (json or yaml) rather than
+// text for people.
+func (a *App) structured() bool { return a.output == "json" || a.output == "yaml" }
+
+// printData prints an API response body as indented JSON, or as YAML with -o yaml.
+func (a *App) printData(b []byte) error {
+	if a.output == "yaml" {
+		out, err := jsonToYAML(b)
+		if err != nil {
+			return err
+		}
+		_, err = a.stdout.Write(out)
+		return err
+	}
 	var buf bytes.Buffer
 	if err := json.Indent(&buf, b, "", "  "); err != nil {
 		buf.Reset()
 		buf.Write(b)
 	}
 	buf.WriteByte('\n')
-	_, err := inv.stdout.Write(buf.Bytes())
+	_, err := a.stdout.Write(buf.Bytes())
 	return err
 }
 
-func positional(pos []string, want int, what string) error {
-	if len(pos) < want {
-		return usagef("missing %s", what)
+// jsonToYAML re-writes a JSON document as block YAML with the same keys in the same
+// order and the same values.
+func jsonToYAML(b []byte) ([]byte, error) {
+	var n yaml.Node
+	if err := yaml.Unmarshal(b, &n); err != nil {
+		return nil, fmt.Errorf("convert the response to YAML: %w", err)
 	}
-	if len(pos) > want {
-		return usagef("unexpected argument %q", pos[want])
+	var plain func(*yaml.Node)
+	plain = func(n *yaml.Node) {
+		n.Style = 0
+		if n.Kind == yaml.ScalarNode && n.Tag == "!!str" && needsQuotes(n.Value) {
+			n.Style = yaml.DoubleQuotedStyle
+		}
+		for _, c := range n.Content {
+			plain(c)
+		}
 	}
+	plain(&n)
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(&n); err != nil {
+		return nil, fmt.Errorf("convert the response to YAML: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// needsQuotes reports whether a string would read back as another type unquoted.
+func needsQuotes(s string) bool {
+	var v any
+	if yaml.Unmarshal([]byte(s), &v) != nil {
+		return true
+	}
+	_, isString := v.(string)
+	return !isString || v != s
+}
+
+// show GETs path into a T and prints it: the API's own data with -o json or yaml,
+// otherwise the text write renders.
+func show[T any](a *App, path string, query url.Values, write func(io.Writer, T)) error {
+	c, err := a.client()
+	if err != nil {
+		return err
+	}
+	var v T
+	b, err := c.getJSON(a.ctx, path, query, &v)
+	if err != nil {
+		return err
+	}
+	if a.structured() {
+		return a.printData(b)
+	}
+	write(a.stdout, v)
 	return nil
 }
 
-func runStatus(ctx context.Context, inv *invocation, args []string) error {
-	fs := inv.flags("status")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 1 {
-		return usagef("unexpected argument %q", pos[1])
-	}
-	if err := inv.checkOutput(); err != nil {
-		return err
-	}
-	if len(pos) == 1 {
-		return show(ctx, inv, "/services/"+url.PathEscape(pos[0]), nil, writeServiceDetail)
-	}
-	return show(ctx, inv, "/services", nil, writeServicesResponse)
-}
-
-func runRollout(ctx context.Context, inv *invocation, args []string) error {
-	if len(args) == 0 {
-		return usagef("missing subcommand: start, list or get")
-	}
-	sub, args := args[0], args[1:]
-	fs := inv.flags("rollout " + sub)
-	switch sub {
-	case "start":
-		file := fs.String("f", "", "rollout spec file (YAML or JSON)")
-		pos, err := parse(fs, args)
-		if err != nil {
-			return err
+// exactArgs is cobra.ExactArgs naming what is missing.
+func exactArgs(what ...string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) < len(what) {
+			return usagef("missing %s", strings.Join(what[len(args):], " and "))
 		}
-		if err := positional(pos, 0, ""); err != nil {
-			return err
+		if len(args) > len(what) {
+			return usagef("unexpected argument %q", args[len(what)])
 		}
-		if *file == "" {
-			return usagef("missing -f SPEC.yaml")
-		}
-		if err := inv.checkOutput(); err != nil {
-			return err
-		}
-		body, err := os.ReadFile(*file)
-		if err != nil {
-			return fmt.Errorf("read rollout spec: %w", err)
-		}
-		ct := "application/yaml"
-		if strings.EqualFold(filepath.Ext(*file), ".json") {
-			ct = "application/json"
-		}
-		c, err := inv.client()
-		if err != nil {
-			return err
-		}
-		b, err := c.do(ctx, request{method: http.MethodPost, path: "/rollouts", body: body, contentType: ct})
-		if err != nil {
-			return err
-		}
-		if inv.output == "json" {
-			return inv.printJSON(b)
-		}
-		var d api.RolloutDetail
-		if err := json.Unmarshal(b, &d); err != nil {
-			return fmt.Errorf("decode response of POST /rollouts: %w", err)
-		}
-		writeStarted(inv.stdout, d)
-		return nil
-	case "list":
-		service := fs.String("service", "", "only this service")
-		state := fs.String("state", "", "only this state")
-		active := fs.Bool("active", false, "only active rollouts")
-		limit := fs.Int("limit", 0, "at most this many (newest first)")
-		pos, err := parse(fs, args)
-		if err != nil {
-			return err
-		}
-		if err := positional(pos, 0, ""); err != nil {
-			return err
-		}
-		if err := inv.checkOutput(); err != nil {
-			return err
-		}
-		q := url.Values{}
-		setIf(q, "service", *service)
-		setIf(q, "state", *state)
-		if *active {
-			q.Set("active", "true")
-		}
-		if *limit > 0 {
-			q.Set("limit", strconv.Itoa(*limit))
-		}
-		return show(ctx, inv, "/rollouts", q, func(w io.Writer, v api.RolloutsResponse) { writeRollouts(w, v.Rollouts) })
-	case "get":
-		pos, err := parse(fs, args)
-		if err != nil {
-			return err
-		}
-		if err := positional(pos, 1, "ROLLOUT id"); err != nil {
-			return err
-		}
-		if err := inv.checkOutput(); err != nil {
-			return err
-		}
-		return show(ctx, inv, "/rollouts/"+url.PathEscape(pos[0]), nil, writeRolloutDetail)
-	}
-	return usagef("unknown subcommand %q: want start, list or get", sub)
-}
-
-// action runs pause, resume, promote [--full], abort and finish.
-func action(kind controller.CommandKind) runFunc {
-	return func(ctx context.Context, inv *invocation, args []string) error {
-		fs := inv.flags(string(kind))
-		reason := fs.String("reason", "", "why (required for abort)")
-		var force, full *bool
-		if kind == controller.CmdPromote || kind == controller.CmdFinish {
-			force = fs.Bool("force", false, "override a failing check or the deployment window")
-		}
-		if kind == controller.CmdPromote {
-			full = fs.Bool("full", false, "promote straight to 100 %")
-		}
-		pos, err := parse(fs, args)
-		if err != nil {
-			return err
-		}
-		if err := positional(pos, 1, "SERVICE"); err != nil {
-			return err
-		}
-		if kind == controller.CmdAbort && strings.TrimSpace(*reason) == "" {
-			return usagef("abort needs --reason TEXT (recorded in the incident)")
-		}
-		if err := inv.checkOutput(); err != nil {
-			return err
-		}
-		path := string(kind)
-		if full != nil && *full {
-			path = string(controller.CmdPromoteFull)
-		}
-		req := api.ActionRequest{Reason: *reason}
-		if force != nil {
-			req.Force = *force
-		}
-		c, err := inv.client()
-		if err != nil {
-			return err
-		}
-		var d api.RolloutDetail
-		b, err := c.postJSON(ctx, "/services/"+url.PathEscape(pos[0])+"/"+path, req, &d)
-		if err != nil {
-			return err
-		}
-		if inv.output == "json" {
-			return inv.printJSON(b)
-		}
-		writeActionResult(inv.stdout, path, d)
 		return nil
 	}
 }
 
-func runHistory(ctx context.Context, inv *invocation, args []string) error {
-	fs := inv.flags("history")
-	service := fs.String("service", "", "only this service")
-	rollout := fs.String("rollout", "", "only this rollout")
-	kind := fs.String("kind", "", "only this event kind")
-	after := fs.Uint64("after", 0, "events after this sequence number")
-	limit := fs.Int("limit", 0, "at most this many events (server default 100)")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
+func noArgs(_ *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usagef("unexpected argument %q", args[0])
 	}
-	if err := positional(pos, 0, ""); err != nil {
-		return err
-	}
-	if *limit < 0 {
-		return usagef("--limit %d: want a positive number", *limit)
-	}
-	if err := inv.checkOutput(); err != nil {
-		return err
-	}
-	q := url.Values{}
-	setIf(q, "service", *service)
-	setIf(q, "rollout", *rollout)
-	setIf(q, "kind", *kind)
-	if *after > 0 {
-		q.Set("after", strconv.FormatUint(*after, 10))
-	}
-	if *limit > 0 {
-		q.Set("limit", strconv.Itoa(*limit))
-	}
-	return show(ctx, inv, "/events", q, writeEvents)
-}
-
-func runReport(ctx context.Context, inv *invocation, args []string) error {
-	fs := inv.flags("report")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := positional(pos, 1, "ROLLOUT id"); err != nil {
-		return err
-	}
-	if err := inv.checkOutput("md"); err != nil {
-		return err
-	}
-	c, err := inv.client()
-	if err != nil {
-		return err
-	}
-	req := request{method: http.MethodGet, path: "/rollouts/" + url.PathEscape(pos[0]) + "/report", accept: "text/markdown"}
-	if inv.output == "json" {
-		req.accept = "application/json"
-	}
-	b, err := c.do(ctx, req)
-	if err != nil {
-		return err
-	}
-	if inv.output == "json" {
-		return inv.printJSON(b)
-	}
-	if len(b) > 0 && b[len(b)-1] != '\n' {
-		b = append(b, '\n')
-	}
-	_, err = inv.stdout.Write(b)
-	return err
-}
-
-func runProxies(ctx context.Context, inv *invocation, args []string) error {
-	fs := inv.flags("proxies")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := positional(pos, 0, ""); err != nil {
-		return err
-	}
-	if err := inv.checkOutput(); err != nil {
-		return err
-	}
-	return show(ctx, inv, "/proxies", nil, func(w io.Writer, v api.ProxiesResponse) { writeProxies(w, v.Proxies) })
-}
-
-// runProxyConfig prints the config dump of one proxy: the API's JSON (the resources are
-// JSON already, so there is no table form).
-func runProxyConfig(ctx context.Context, inv *invocation, args []string) error {
-	fs := inv.flags("proxy-config")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := positional(pos, 1, "proxy NODE_ID"); err != nil {
-		return err
-	}
-	if err := inv.checkOutput(); err != nil {
-		return err
-	}
-	c, err := inv.client()
-	if err != nil {
-		return err
-	}
-	var v json.RawMessage
-	b, err := c.getJSON(ctx, "/proxies/"+url.PathEscape(pos[0])+"/config", nil, &v)
-	if err != nil {
-		return err
-	}
-	return inv.printJSON(b)
-}
-
-func runCheck(ctx context.Context, inv *invocation, args []string) error {
-	fs := inv.flags("check")
-	pass := fs.Bool("pass", false, "the check passed")
-	fail := fs.Bool("fail", false, "the check failed")
-	detail := fs.String("detail", "", "what the check saw")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := positional(pos, 2, "SERVICE and check NAME"); err != nil {
-		return err
-	}
-	if *pass == *fail {
-		return usagef("give exactly one of --pass or --fail")
-	}
-	if err := inv.checkOutput(); err != nil {
-		return err
-	}
-	c, err := inv.client()
-	if err != nil {
-		return err
-	}
-	var resp api.CheckResponse
-	b, err := c.postJSON(ctx, "/services/"+url.PathEscape(pos[0])+"/checks",
-		api.CheckRequest{Name: pos[1], Passed: *pass, Detail: *detail}, &resp)
-	if err != nil {
-		return err
-	}
-	if inv.output == "json" {
-		return inv.printJSON(b)
-	}
-	result := "failed"
-	if resp.Passed {
-		result = "passed"
-	}
-	fmt.Fprintf(inv.stdout, "Recorded check %s of %s: %s\n", resp.Name, resp.Service, result)
 	return nil
 }
 

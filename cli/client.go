@@ -166,22 +166,3 @@ func (c *client) postJSON(ctx context.Context, path string, body, v any) ([]byte
 	}
 	return b, nil
 }
-
-// show GETs path into a T and prints it: the API's own JSON with -o json, otherwise
-// the table write renders.
-func show[T any](ctx context.Context, inv *invocation, path string, query url.Values, write func(io.Writer, T)) error {
-	c, err := inv.client()
-	if err != nil {
-		return err
-	}
-	var v T
-	b, err := c.getJSON(ctx, path, query, &v)
-	if err != nil {
-		return err
-	}
-	if inv.output == "json" {
-		return inv.printJSON(b)
-	}
-	write(inv.stdout, v)
-	return nil
-}

@@ -78,7 +78,11 @@ func proxiesLabel(p api.ProxyConvergence) string {
 	return s
 }
 
-func decisionLabel(r api.RolloutSummary) string {
+// decisionLabel is the last decision and its reason, clipped for a table cell.
+func decisionLabel(r api.RolloutSummary) string { return clip(fullDecision(r), 60) }
+
+// fullDecision is the last decision and its whole reason.
+func fullDecision(r api.RolloutSummary) string {
 	if r.LastDecision == "" && r.Reason == "" {
 		return "-"
 	}
@@ -89,22 +93,29 @@ func decisionLabel(r api.RolloutSummary) string {
 		}
 		s += r.Reason
 	}
-	return clip(s, 60)
+	return s
 }
 
 // writeServicesResponse prints the status table of every service, then what keeps the
 // catalog on disk from being the one in use.
 func writeServicesResponse(w io.Writer, v api.ServicesResponse) {
 	writeServices(w, v.Services)
-	c := v.Catalog
-	if c == nil || (!c.Failing && c.Refused == "") {
+	if v.Catalog != nil {
+		writeCatalogProblem(w, v.Catalog)
+	}
+}
+
+// writeCatalogProblem says, in full, why the catalog on disk is not the one in use,
+// when it is not.
+func writeCatalogProblem(w io.Writer, c *model.CatalogStatus) {
+	if !c.Failing && c.Refused == "" {
 		return
 	}
 	since := c.RefusedSince
 	if c.Failing {
 		since = c.LastErrorAt
 	}
-	fmt.Fprintf(w, "Catalog: %s (since %s; the previous catalog keeps serving)\n", clip(c.State(), 300), stamp(since))
+	fmt.Fprintf(w, "Catalog: %s (since %s; the previous catalog keeps serving)\n", c.State(), stamp(since))
 }
 
 // writeServices prints the status table of every service.
@@ -153,16 +164,16 @@ func writeServiceDetail(w io.Writer, d api.ServiceDetail) {
 	if pub := d.Publication; pub != nil {
 		switch {
 		case !pub.OK && pub.Fallback:
-			fmt.Fprintf(tw, "Publication:\tNOT PUBLISHED since %s, its catalog state at the known-good version serves: %s\n", stamp(pub.FailingSince), clip(pub.Error, 200))
+			fmt.Fprintf(tw, "Publication:\tNOT PUBLISHED since %s, its catalog state at the known-good version serves: %s\n", stamp(pub.FailingSince), pub.Error)
 		case !pub.OK:
-			fmt.Fprintf(tw, "Publication:\tNOT PUBLISHED since %s, the last good resources keep serving: %s\n", stamp(pub.FailingSince), clip(pub.Error, 200))
+			fmt.Fprintf(tw, "Publication:\tNOT PUBLISHED since %s, the last good resources keep serving: %s\n", stamp(pub.FailingSince), pub.Error)
 		}
 		for _, s := range pub.Stale {
 			fmt.Fprintf(tw, "Stale DNS:\t%s\n", s)
 		}
 	}
 	if p.NACK != nil {
-		fmt.Fprintf(tw, "Last NACK:\t%s rejected %s at %s: %s\n", p.NACK.NodeID, p.NACK.Version, stamp(p.NACK.At), clip(p.NACK.Message, 200))
+		fmt.Fprintf(tw, "Last NACK:\t%s rejected %s at %s: %s\n", p.NACK.NodeID, p.NACK.Version, stamp(p.NACK.At), p.NACK.Message)
 	}
 	for _, m := range d.Matches {
 		flagName := "header " + m.Header
@@ -208,7 +219,7 @@ func writeServiceDetail(w io.Writer, d api.ServiceDetail) {
 	fmt.Fprintf(tw, "State:\t%s\n", stateLabel(*a))
 	fmt.Fprintf(tw, "Stage:\t%s, plan %s\n", stageLabel(*a), a.Plan)
 	fmt.Fprintf(tw, "Canary:\t%s\n", bar(a.CanaryPercent))
-	fmt.Fprintf(tw, "Last decision:\t%s\n", decisionLabel(*a))
+	fmt.Fprintf(tw, "Last decision:\t%s\n", fullDecision(*a))
 	if n := d.LastObservation; n != nil {
 		fmt.Fprintf(tw, "Canary numbers:\t%s errors (%d of %d), P99 %s\n", pct(round3(n.CanaryErrorPct)), n.CanaryErrors, n.CanaryRequests, n.CanaryP99)
 		fmt.Fprintf(tw, "Stable numbers:\t%s errors (%d of %d), P99 %s\n", pct(round3(n.StableErrorPct)), n.StableErrors, n.StableRequests, n.StableP99)

@@ -42,8 +42,8 @@ func TestServeAndCLI(t *testing.T) {
 		t.Fatalf("pause: exit %d\n%s", code, out)
 	}
 	out, code = cli("pause", "checkout")
-	if code != 1 || !strings.Contains(out, "invalid_state") {
-		t.Fatalf("second pause: exit %d, want 1 and invalid_state\n%s", code, out)
+	if code != 0 || !strings.Contains(out, "checkout is already paused") {
+		t.Fatalf("second pause: exit %d, want 0 and already paused\n%s", code, out)
 	}
 	out, code = cli("abort", "checkout", "--reason", "security fix pending")
 	if code != 0 {
