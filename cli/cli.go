@@ -62,7 +62,12 @@ type Program struct {
 	// Interval is the polling interval of wait and status --watch when not given
 	// (2s when zero).
 	Interval time.Duration
+
+	stdin io.Reader // os.Stdin when nil
 }
+
+// withStdin returns p reading -f - and lint - from r.
+func (p Program) withStdin(r io.Reader) Program { p.stdin = r; return p }
 
 // Main runs the client commands of a program without daemon or lint (the tests').
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) string) int {
@@ -114,7 +119,11 @@ func (p Program) Main(ctx context.Context, args []string, stdout, stderr io.Writ
 	if p.Interval <= 0 {
 		p.Interval = 2 * time.Second
 	}
-	a := &App{Program: p, ctx: ctx, stdout: stdout, stderr: stderr, stdin: os.Stdin, env: env}
+	stdin := p.stdin
+	if stdin == nil {
+		stdin = os.Stdin
+	}
+	a := &App{Program: p, ctx: ctx, stdout: stdout, stderr: stderr, stdin: stdin, env: env}
 	root := a.root()
 	root.SetArgs(args)
 	root.SetOut(stdout)

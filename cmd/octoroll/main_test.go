@@ -37,9 +37,19 @@ func TestServeAndCLI(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "checkout") {
 		t.Fatalf("rollout start: exit %d\n%s", code, out)
 	}
+	// wait, as a CI pipeline runs it: the rollout cannot reach 100 % in 300ms (exit 5),
+	// a pause stops the wait (4), a rollback too (3).
+	out, code = cli("wait", "checkout", "--for", "monitoring", "--timeout", "300ms", "--interval", "50ms")
+	if code != 5 || !strings.Contains(out, ": pending, stage canary (1/3)") || !strings.Contains(out, "after 300ms, not monitoring") {
+		t.Fatalf("wait with a short timeout: exit %d, want 5\n%s", code, out)
+	}
 	out, code = cli("pause", "checkout", "--reason", "looking at dashboards")
 	if code != 0 {
 		t.Fatalf("pause: exit %d\n%s", code, out)
+	}
+	out, code = cli("wait", "checkout", "--for", "completed", "--interval", "50ms")
+	if code != 4 || !strings.Contains(out, "is paused: paused by") {
+		t.Fatalf("wait on a paused rollout: exit %d, want 4\n%s", code, out)
 	}
 	out, code = cli("pause", "checkout")
 	if code != 0 || !strings.Contains(out, "checkout is already paused") {
@@ -48,6 +58,18 @@ func TestServeAndCLI(t *testing.T) {
 	out, code = cli("abort", "checkout", "--reason", "security fix pending")
 	if code != 0 {
 		t.Fatalf("abort: exit %d\n%s", code, out)
+	}
+	out, code = cli("wait", "checkout", "--interval", "50ms")
+	if code != 3 || !strings.Contains(out, "rolled back: aborted by") {
+		t.Fatalf("wait on a rolled back rollout: exit %d, want 3\n%s", code, out)
+	}
+	out, code = cli("rollout", "get", "checkout")
+	if code != 0 || !strings.Contains(out, "rolled_back") || !strings.Contains(out, "Reason:   aborted by") {
+		t.Fatalf("rollout get SERVICE: exit %d\n%s", code, out)
+	}
+	out, code = cli("report", "checkout")
+	if code != 0 || !strings.Contains(out, "# Release report") {
+		t.Fatalf("report SERVICE: exit %d\n%s", code, out)
 	}
 	out, code = cli("history", "--service", "checkout")
 	if code != 0 || !strings.Contains(out, "rolled_back") {
