@@ -15,5 +15,6 @@ func runnerSentinels() []sentinel {
 		{runner.ErrActiveRollout, http.StatusConflict, api.CodeActiveRollout},
 		{runner.ErrNoActiveRollout, http.StatusConflict, api.CodeNoActiveRollout},
 		{runner.ErrUnknownCheck, http.StatusBadRequest, api.CodeUnknownCheck},
+		{runner.ErrNotLeader, http.StatusServiceUnavailable, api.CodeNotLeader},
 	}
 }

@@ -66,6 +66,9 @@ type Options struct {
 	Version string
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Leader, when set (several replicas), is the leader's admin URL and whether this
+	// replica leads: a follower forwards every mutation to the leader (see forward).
+	Leader func() (url string, leading bool)
 }
 
 // Server is the admin HTTP server. Safe for concurrent use.
@@ -96,6 +99,9 @@ func New(log *zap.Logger, opts Options) *Server {
 	s.loopback.Store(isLoopback(opts.Addr))
 	registerCollectors(opts.Registry, s)
 	s.handler = s.routes()
+	if opts.Leader != nil {
+		s.handler = forward(s.handler, opts.Leader)
+	}
 	return s
 }
 

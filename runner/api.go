@@ -94,6 +94,9 @@ func (r *Runner) Start(ctx context.Context, spec controller.Spec, actor string) 
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err := r.notLeaderLocked(); err != nil {
+		return controller.Rollout{}, err
+	}
 	svc, ok := r.effectiveServiceLocked(spec.Service)
 	if !ok {
 		return controller.Rollout{}, fmt.Errorf("%w %q", ErrUnknownService, spec.Service)
@@ -197,6 +200,9 @@ func (r *Runner) Command(ctx context.Context, service string, cmd controller.Com
 	cmd = r.smokeBeforePromote(ctx, service, cmd)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err := r.notLeaderLocked(); err != nil {
+		return controller.Rollout{}, err
+	}
 	e, ok := r.active[service]
 	if !ok {
 		if _, known := r.effectiveServiceLocked(service); !known {
@@ -231,6 +237,9 @@ func (r *Runner) ReportCheck(_ context.Context, service string, res controller.C
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err := r.notLeaderLocked(); err != nil {
+		return err
+	}
 	e, ok := r.active[service]
 	if !ok {
 		if _, known := r.effectiveServiceLocked(service); !known {

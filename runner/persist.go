@@ -56,7 +56,7 @@ func (r *Runner) persistLocked(what string, queue bool, rollout string, write fu
 		return &NotPersistedError{Err: err, Reason: r.pathless(err)}
 	}
 	if err := write(); err != nil {
-		if !queue {
+		if !queue || refused(err) {
 			return err
 		}
 		r.pending = append(r.pending, pendingWrite{what: what, write: write, rollout: rollout})
@@ -128,7 +128,7 @@ func (r *Runner) pathless(err error) string {
 func (r *Runner) retryPersist() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.pending) == 0 {
+	if len(r.pending) == 0 || !r.leading() {
 		return
 	}
 	if err := r.flushLocked(); err != nil {

@@ -121,6 +121,9 @@ type Options struct {
 	// HTTPChecks runs the rollouts' smoke tests and synthetics; default a smoke.Runner
 	// with its defaults (each check's own timeout, 1 MiB bodies, no redirects followed).
 	HTTPChecks HTTPChecker
+	// Leader, when set, says whether this replica decides (several replicas on one
+	// shared store); nil: it always does.
+	Leader Leadership
 }
 
 // Runner is safe for concurrent use.
@@ -441,6 +444,9 @@ func (r *Runner) Evaluate(ctx context.Context) {
 
 // evaluate checks every rollout that is due, and those of the services in force at once.
 func (r *Runner) evaluate(ctx context.Context, force map[string]bool) {
+	if !r.leading() {
+		return // a follower serves what the leader persisted and decides nothing
+	}
 	now := r.opts.Now()
 	r.mu.Lock()
 	var due []string

@@ -12,11 +12,17 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/octoacme/octoroll/internal/etcdtest"
 )
 
 // crashChildEnv, when set to a state directory, turns the test binary into
 // the crash test's writer: see crashWriter.
 const crashChildEnv = "OCTOROLL_STORE_CRASH_DIR"
+
+// crashEtcdEnv, when set to an etcd endpoint, makes the writer use the etcd store
+// there, with the crashChildEnv value as its key prefix.
+const crashEtcdEnv = "OCTOROLL_STORE_CRASH_ETCD"
 
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(crashChildEnv); dir != "" {
@@ -47,7 +53,15 @@ func crashRollout(n int) (id string, stage int) {
 // returns it prints n on stdout. It stops by itself after 5000 transitions in
 // case nobody kills it.
 func crashWriter(dir string) error {
-	s, err := Open(dir, Options{LockTimeout: 10 * time.Second})
+	var (
+		s   contract
+		err error
+	)
+	if ep := os.Getenv(crashEtcdEnv); ep != "" {
+		s, err = OpenEtcd(EtcdOptions{Endpoints: []string{ep}, Prefix: dir})
+	} else {
+		s, err = Open(dir, Options{LockTimeout: 10 * time.Second})
+	}
 	if err != nil {
 		return err
 	}
@@ -70,7 +84,7 @@ func crashWriter(dir string) error {
 }
 
 // lastTransition is the n of the newest rollout's document, 0 when empty.
-func lastTransition(s *Store) (int, error) {
+func lastTransition(s contract) (int, error) {
 	recs, err := s.ListRollouts(ListFilter{Limit: 1})
 	if err != nil || len(recs) == 0 {
 		return 0, err
@@ -85,68 +99,71 @@ func lastTransition(s *Store) (int, error) {
 // TestCrashKeepsEveryAcknowledgedWrite kills a writer process with SIGKILL
 // at random points, several times, and checks after each kill that the file
 // opens, that every transition the writer acknowledged is there with its
-// event, and that the active index agrees with the newest rollout.
+// event, and that the active index agrees with the newest rollout. With etcd the
+// writer is the client killed; the server stays up.
 func TestCrashKeepsEveryAcknowledgedWrite(t *testing.T) {
-	dir := t.TempDir()
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))
-	const rounds = 20
-	acked := 0
-	for round := range rounds {
-		killAfter := 1 + rng.IntN(30) // acknowledged transitions before the kill
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), crashChildEnv+"="+dir)
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var stderr bytes.Buffer // read only after Wait
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		lines := bufio.NewScanner(stdout)
-		seen, killed := 0, false
-		for lines.Scan() {
-			n, err := strconv.Atoi(lines.Text())
+	eachStore(t, func(t *testing.T, b backend) {
+		dir := b.where(t)
+		rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))
+		const rounds = 20
+		acked := 0
+		for round := range rounds {
+			killAfter := 1 + rng.IntN(30) // acknowledged transitions before the kill
+			cmd := exec.Command(os.Args[0], "-test.run=^$")
+			cmd.Env = append(os.Environ(), crashChildEnv+"="+dir)
+			if b.name == "etcd" {
+				cmd.Env = append(cmd.Env, crashEtcdEnv+"="+etcdtest.Shared(t).Endpoint)
+			}
+			stdout, err := cmd.StdoutPipe()
 			if err != nil {
-				t.Fatalf("round %d: writer printed %q", round, lines.Text())
+				t.Fatal(err)
 			}
-			if n != acked+1 {
-				t.Fatalf("round %d: writer acknowledged %d after %d", round, n, acked)
+			var stderr bytes.Buffer // read only after Wait
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
 			}
-			acked = n
-			if seen++; seen == killAfter && !killed {
-				// The writer keeps going until the signal lands, so the kill
-				// hits a random point of a later transaction.
-				if err := cmd.Process.Kill(); err != nil {
-					t.Fatal(err)
+			lines := bufio.NewScanner(stdout)
+			seen, killed := 0, false
+			for lines.Scan() {
+				n, err := strconv.Atoi(lines.Text())
+				if err != nil {
+					t.Fatalf("round %d: writer printed %q", round, lines.Text())
 				}
-				killed = true
+				if n != acked+1 {
+					t.Fatalf("round %d: writer acknowledged %d after %d", round, n, acked)
+				}
+				acked = n
+				if seen++; seen == killAfter && !killed {
+					// The writer keeps going until the signal lands, so the kill
+					// hits a random point of a later transaction.
+					if err := cmd.Process.Kill(); err != nil {
+						t.Fatal(err)
+					}
+					killed = true
+				}
 			}
-		}
-		err = cmd.Wait()
-		if !killed {
-			t.Fatalf("round %d: writer exited before the kill: %v\n%s", round, err, stderr.String())
-		}
+			err = cmd.Wait()
+			if !killed {
+				t.Fatalf("round %d: writer exited before the kill: %v\n%s", round, err, stderr.String())
+			}
 
-		s, err := Open(dir, Options{LockTimeout: 10 * time.Second})
-		if err != nil {
-			t.Fatalf("round %d: Open after kill: %v", round, err)
+			s := b.open(t, dir)
+			last := checkCrashState(t, s, round, acked)
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("round %d: %d transitions acknowledged in this round, %d in total, %d committed",
+				round, seen, acked, last)
+			// A transition committed but not yet acknowledged when the kill
+			// landed is durable; the next writer continues after it.
+			acked = last
 		}
-		last := checkCrashState(t, s, round, acked)
-		if err := s.Close(); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("round %d: %d transitions acknowledged in this round, %d in total, %d committed",
-			round, seen, acked, last)
-		// A transition committed but not yet acknowledged when the kill
-		// landed is durable; the next writer continues after it.
-		acked = last
-	}
+	})
 }
 
 // checkCrashState returns the newest committed transition.
-func checkCrashState(t *testing.T, s *Store, round, acked int) int {
+func checkCrashState(t *testing.T, s contract, round, acked int) int {
 	t.Helper()
 	last, err := lastTransition(s)
 	if err != nil {

@@ -1,7 +1,9 @@
 // Package store owns octoroll's durable state: the rollouts, the index of the
 // active rollout per service, an append-only event history and a few small
-// documents (known-good versions, last published weights). Everything lives in
-// one bbolt file, state.db, under the state directory.
+// documents (known-good versions, last published weights). One replica keeps
+// everything in one bbolt file, state.db, under the state directory (Store); several
+// replicas share it in etcd (Etcd), where every write of the leader is fenced by its
+// election key.
 //
 // The store is generic over JSON documents so that it does not depend on the
 // rollout engine: it must not import controller, xds or any other octoroll

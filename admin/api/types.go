@@ -56,6 +56,7 @@ const (
 	CodePreflight        = "preflight_failed"   // 422: pre-flight requirements not met
 	CodeInternal         = "internal"           // 500
 	CodeUnavailable      = "unavailable"        // 503: not ready, or a feature not wired
+	CodeNotLeader        = "not_leader"         // 503: a mutation reached a replica that does not lead, and no leader is reachable
 )
 
 // ServicesResponse is GET /api/v1/services.

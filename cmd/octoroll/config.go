@@ -49,9 +49,11 @@ type config struct {
 	DNSRefresh     time.Duration `env:"DNS_REFRESH"`                     // default publish.DefaultDNSRefresh
 	XDSCert        string        `env:"XDS_TLS_CERT"`
 	XDSKey         string        `env:"XDS_TLS_KEY"`
-	XDSClientCA    string        `env:"XDS_TLS_CLIENT_CA"` // set to require client certificates (mTLS)
-	LogFormat      string        `env:"LOG_FORMAT" envDefault:"json"`
-	LogLevel       string        `env:"LOG_LEVEL" envDefault:"info"`
+	XDSClientCA    string        `env:"XDS_TLS_CLIENT_CA"`        // set to require client certificates (mTLS)
+	Store          string        `env:"STORE" envDefault:"bbolt"` // bbolt (one replica) or etcd (several)
+	Etcd           etcdConfig
+	LogFormat      string `env:"LOG_FORMAT" envDefault:"json"`
+	LogLevel       string `env:"LOG_LEVEL" envDefault:"info"`
 }
 
 // prometheusConfig is how octoroll talks to the Prometheus server (OCTOROLL_PROMETHEUS_*).
@@ -71,6 +73,30 @@ type prometheusConfig struct {
 	KeyFile            string        `env:"PROMETHEUS_KEY_FILE"`
 	ServerName         string        `env:"PROMETHEUS_SERVER_NAME"`
 	InsecureSkipVerify bool          `env:"PROMETHEUS_INSECURE_SKIP_VERIFY"`
+}
+
+// etcdConfig is the shared store of several replicas (OCTOROLL_ETCD_*, OCTOROLL_REPLICA_*).
+type etcdConfig struct {
+	Endpoints string        `env:"ETCD_ENDPOINTS"` // comma-separated client URLs
+	Prefix    string        `env:"ETCD_PREFIX" envDefault:"/octoroll/"`
+	LeaseTTL  time.Duration `env:"LEASE_TTL" envDefault:"5s"`
+	Timeout   time.Duration `env:"ETCD_TIMEOUT" envDefault:"5s"` // per request
+	// ReplicaID names this replica; default the host name.
+	ReplicaID string `env:"REPLICA_ID"`
+	// AdvertiseAdmin is the admin URL the other replicas forward mutations to; default
+	// http:// and the admin address.
+	AdvertiseAdmin string `env:"ADVERTISE_ADMIN"`
+}
+
+// endpoints are the etcd client URLs.
+func (c config) endpoints() []string {
+	var out []string
+	for _, e := range strings.Split(c.Etcd.Endpoints, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // parseHeaders reads "Name=value,Name2=value" (a value may hold '=' but no ',').
@@ -144,6 +170,14 @@ func loadConfig(name string, args []string) (config, error) {
 	fs.StringVar(&c.XDSCert, "xds-tls-cert", c.XDSCert, "xDS server certificate file (OCTOROLL_XDS_TLS_CERT)")
 	fs.StringVar(&c.XDSKey, "xds-tls-key", c.XDSKey, "xDS server key file (OCTOROLL_XDS_TLS_KEY)")
 	fs.StringVar(&c.XDSClientCA, "xds-tls-client-ca", c.XDSClientCA, "CA file; when set, xDS clients must present certificates (OCTOROLL_XDS_TLS_CLIENT_CA)")
+	fs.StringVar(&c.Store, "store", c.Store, "state store: bbolt (one replica, in --state-dir) or etcd (several replicas) (OCTOROLL_STORE)")
+	e := &c.Etcd
+	fs.StringVar(&e.Endpoints, "etcd-endpoints", e.Endpoints, "comma-separated etcd client URLs, with --store etcd (OCTOROLL_ETCD_ENDPOINTS)")
+	fs.StringVar(&e.Prefix, "etcd-prefix", e.Prefix, "key prefix of octoroll's keys in etcd (OCTOROLL_ETCD_PREFIX)")
+	fs.DurationVar(&e.LeaseTTL, "lease-ttl", e.LeaseTTL, "lease TTL of a replica, whole seconds: how long a leader cut off from etcd may still be taken for the leader (OCTOROLL_LEASE_TTL)")
+	fs.DurationVar(&e.Timeout, "etcd-timeout", e.Timeout, "timeout of one etcd request (OCTOROLL_ETCD_TIMEOUT)")
+	fs.StringVar(&e.ReplicaID, "replica-id", e.ReplicaID, "name of this replica; default the host name (OCTOROLL_REPLICA_ID)")
+	fs.StringVar(&e.AdvertiseAdmin, "advertise-admin", e.AdvertiseAdmin, "admin URL the other replicas forward mutations to; default http:// and --admin-addr (OCTOROLL_ADVERTISE_ADMIN)")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json or console (OCTOROLL_LOG_FORMAT)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (OCTOROLL_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
@@ -202,6 +236,35 @@ func (c config) Validate() error {
 	}
 	if c.XDSClientCA != "" && c.XDSCert == "" {
 		errs = append(errs, errors.New("xds-tls-client-ca needs xds-tls-cert and xds-tls-key"))
+	}
+	switch c.Store {
+	case "bbolt":
+		if c.Etcd.Endpoints != "" {
+			errs = append(errs, errors.New("etcd-endpoints: needs --store etcd"))
+		}
+	case "etcd":
+		eps := c.endpoints()
+		if len(eps) == 0 {
+			errs = append(errs, errors.New("etcd-endpoints: --store etcd needs at least one etcd client URL"))
+		}
+		for _, ep := range eps {
+			if u, err := url.Parse(ep); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				errs = append(errs, fmt.Errorf("etcd-endpoints: %q is not an http(s) URL", ep))
+			}
+		}
+		if ttl := c.Etcd.LeaseTTL; ttl < time.Second || ttl%time.Second != 0 {
+			errs = append(errs, fmt.Errorf("lease-ttl: %s must be whole seconds, at least 1s", ttl))
+		}
+		if c.Etcd.Timeout <= 0 {
+			errs = append(errs, fmt.Errorf("etcd-timeout: %s must be positive", c.Etcd.Timeout))
+		}
+		if a := c.Etcd.AdvertiseAdmin; a != "" {
+			if u, err := url.Parse(a); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				errs = append(errs, fmt.Errorf("advertise-admin: %q is not an http(s) URL", a))
+			}
+		}
+	default:
+		errs = append(errs, fmt.Errorf("store: %q is neither bbolt nor etcd", c.Store))
 	}
 	if err := logging.Validate(c.LogFormat, c.LogLevel); err != nil {
 		errs = append(errs, err)

@@ -23,9 +23,9 @@ import (
 	"github.com/octoacme/octoroll/healthcheck"
 	"github.com/octoacme/octoroll/metrics"
 	"github.com/octoacme/octoroll/notify"
+	"github.com/octoacme/octoroll/replica"
 	"github.com/octoacme/octoroll/report"
 	"github.com/octoacme/octoroll/runner"
-	"github.com/octoacme/octoroll/store"
 	"github.com/octoacme/octoroll/xds"
 
 	"github.com/octoacme/octoroll/internal/logging"
@@ -69,7 +69,7 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 		return err
 	}
 
-	st, err := store.Open(cfg.StateDir, store.Options{})
+	st, est, err := openStore(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -129,10 +129,45 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 		sourceName = "prometheus"
 	}
 	source = metrics.Observed(source, func(up bool) { am.SourceUp(sourceName, up) })
+	var (
+		rep     *replica.Replica
+		pub     runner.Publisher = xs
+		leader  runner.Leadership
+		leaderF func() (string, bool)
+	)
+	if est != nil {
+		advertise := cfg.Etcd.AdvertiseAdmin
+		if advertise == "" {
+			advertise = "http://" + cfg.AdminAddr
+		}
+		rep = replica.New(replica.Options{
+			Log: log, Store: est, TTL: cfg.Etcd.LeaseTTL,
+			Self:   replica.Info{ID: replicaID(cfg), Admin: advertise, XDS: xlis.Addr().String()},
+			Report: routesReport(xs, watcher.Current),
+			Load: func(ctx context.Context) error {
+				if run == nil {
+					return errors.New("octoroll is still starting")
+				}
+				return run.Reload(ctx)
+			},
+		})
+		pub, leader = clusterXDS{Server: xs, rep: rep}, rep
+		reg.MustRegister(rep.Collector())
+		leaderF = func() (string, bool) {
+			if rep.Leading() {
+				return "", true
+			}
+			l, ok := rep.Leader()
+			if !ok {
+				return "", false
+			}
+			return l.Admin, false
+		}
+	}
 	run, err = runner.New(ctx, watcher.Current(), runner.Options{
-		Log: log, Store: st, XDS: xs, Metrics: source, Health: prober, Alerts: alerts, MinWindow: cfg.MetricsWindow,
+		Log: log, Store: st, XDS: pub, Metrics: source, Health: prober, Alerts: alerts, MinWindow: cfg.MetricsWindow,
 		Notify: events{metrics: am, notifier: notifier}, OnPublish: am.ObservePush,
-		Resolver: cfg.resolver(), DNSRefresh: cfg.DNSRefresh,
+		Resolver: cfg.resolver(), DNSRefresh: cfg.DNSRefresh, Leader: leader,
 	})
 	if err != nil {
 		return err
@@ -146,7 +181,11 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 		CatalogStatus: watcher.Status,
 		Ready: func() error {
 			// Messages name no paths: /readyz is served to anyone who can reach it.
-			if err := st.Ping(); err != nil {
+			if est != nil {
+				if err := replicaReady(st, rep); err != nil {
+					return err
+				}
+			} else if err := st.Ping(); err != nil {
 				return errors.New("state store is not open")
 			}
 			if err := run.StoreError(); err != nil {
@@ -172,6 +211,7 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 		Registry: reg,
 		Metrics:  am,
 		Version:  version,
+		Leader:   leaderF,
 	})
 	alis, err := net.Listen("tcp", cfg.AdminAddr)
 	if err != nil {
@@ -186,6 +226,9 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 		g.Go(func() error { return scrape.Run(gctx) })
 	}
 	g.Go(func() error { return run.Run(gctx) })
+	if rep != nil {
+		g.Go(func() error { return rep.Run(gctx) })
+	}
 	g.Go(func() error { return notifier.Run(gctx) })
 	g.Go(func() error { return reloadOnHUP(gctx, watcher, log) })
 	g.Go(func() error { return adm.Serve(gctx, alis) })

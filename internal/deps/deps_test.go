@@ -21,6 +21,7 @@ var io = []string{
 	"net",
 	"os/exec",
 	"go.etcd.io/bbolt",
+	"go.etcd.io/etcd/client/v3",
 	"google.golang.org/grpc",
 	"database/sql",
 }

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+
+	"go.uber.org/zap"
+
+	"github.com/octoacme/octoroll/catalog"
+	"github.com/octoacme/octoroll/replica"
+	"github.com/octoacme/octoroll/runner"
+	"github.com/octoacme/octoroll/store"
+	"github.com/octoacme/octoroll/xds"
+)
+
+// stateStore is the state store as serve uses it: bbolt or etcd.
+type stateStore interface {
+	runner.Store
+	Ping() error
+	Close() error
+}
+
+// openStore opens the configured store. With etcd it also returns the etcd store, on
+// which this replica's writes are refused until it is elected.
+func openStore(cfg config, log *zap.Logger) (stateStore, *store.Etcd, error) {
+	if cfg.Store != "etcd" {
+		st, err := store.Open(cfg.StateDir, store.Options{})
+		return st, nil, err
+	}
+	st, err := store.OpenEtcd(store.EtcdOptions{Endpoints: cfg.endpoints(), Prefix: cfg.Etcd.Prefix,
+		RequestTimeout: cfg.Etcd.Timeout, Log: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	st.Fenced(nil) // a follower until elected
+	return st, st, nil
+}
+
+// replicaID is the configured replica name, or the host name.
+func replicaID(cfg config) string {
+	if cfg.Etcd.ReplicaID != "" {
+		return cfg.Etcd.ReplicaID
+	}
+	if h, err := os.Hostname(); err == nil {
+		return h
+	}
+	return "octoroll"
+}
+
+// clusterXDS is the xds server with the convergence of every replica's proxies.
+type clusterXDS struct {
+	*xds.Server
+	rep *replica.Replica
+}
+
+func (c clusterXDS) Convergence(service string) xds.Convergence {
+	return c.rep.Convergence(service, c.Server.Convergence(service))
+}
+
+// routesReport is what this replica's proxies ACKed, for its replica record.
+func routesReport(xs *xds.Server, cat func() *catalog.Catalog) func() (int, map[string]xds.Convergence) {
+	return func() (int, map[string]xds.Convergence) {
+		routes := map[string]xds.Convergence{}
+		if c := cat(); c != nil {
+			for _, s := range c.Services {
+				routes[s.Name] = xs.Convergence(s.Name)
+			}
+		}
+		return len(xs.Proxies()), routes
+	}
+}
+
+// replicaReady is the readiness of a replica: etcd answers.
+func replicaReady(st stateStore, rep *replica.Replica) error {
+	if err := st.Ping(); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return errors.New("etcd is unreachable: serving the last state, taking no decision")
+		}
+		return errors.New("etcd is unreachable: serving the last state, taking no decision (" + err.Error() + ")")
+	}
+	if rep != nil {
+		if err := rep.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,364 @@
+// Package replica runs one octoroll replica among several on one etcd: the leader
+// election (etcd's concurrency package, one lease per replica), the replica's record
+// (its addresses, its proxies and how far they ACKed each service's route, kept under
+// its lease so that it disappears with the replica), and the follower's watch of the
+// persisted state.
+//
+// Only the leader decides: it is elected, loads the persisted state, and only then
+// fences the store on its election key and starts deciding. A leader whose lease is
+// gone (etcd unreachable for longer than the lease TTL, or the lease revoked) stops
+// deciding at once; its writes would be refused by the fence anyway.
+package replica
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+	"go.uber.org/zap"
+
+	"github.com/octoacme/octoroll/store"
+	"github.com/octoacme/octoroll/xds"
+)
+
+// DefaultTTL is the lease TTL of a replica: how long a leader cut off from etcd may
+// still be taken for the leader by the others.
+const DefaultTTL = 5 * time.Second
+
+// Info is one replica's record.
+type Info struct {
+	ID string `json:"id"`
+	// Admin is the base URL of its admin API; XDS its xDS address.
+	Admin string `json:"admin"`
+	XDS   string `json:"xds,omitempty"`
+	// Leader is set in the leader's record.
+	Leader bool `json:"leader"`
+	// Proxies is how many proxies are connected to it.
+	Proxies int `json:"proxies"`
+	// Routes are, by service, how far its proxies ACKed the route it serves.
+	Routes map[string]xds.Convergence `json:"routes,omitempty"`
+	// Updated is when it wrote the record last.
+	Updated time.Time `json:"updated"`
+}
+
+// Options configure a Replica.
+type Options struct {
+	Log *zap.Logger
+	// Store is the shared store; the replica fences it while it leads.
+	Store *store.Etcd
+	// Self is this replica's id and addresses.
+	Self Info
+	// TTL is the lease TTL, whole seconds, at least 1s; default DefaultTTL.
+	TTL time.Duration
+	// Interval is how often the record is written; default 1s.
+	Interval time.Duration
+	// Report is what this replica's proxies ACKed now.
+	Report func() (proxies int, routes map[string]xds.Convergence)
+	// Load loads the persisted state and publishes it: once elected, before deciding;
+	// on a follower, after the leader changed the state; after stepping down.
+	Load func(ctx context.Context) error
+	// OnLeader is told every change of this replica's leadership.
+	OnLeader func(leading bool)
+}
+
+// Replica is safe for concurrent use.
+type Replica struct {
+	opts    Options
+	log     *zap.Logger
+	cli     *clientv3.Client
+	prefix  string // of the cluster keys
+	leading atomic.Bool
+
+	mu      sync.Mutex
+	lease   clientv3.LeaseID
+	peers   []Info
+	leader  string // id of the leader, "" when unknown
+	err     error  // why this replica cannot take part now (etcd unreachable)
+	loadReq chan struct{}
+	// loadMu keeps loads one at a time.
+	loadMu sync.Mutex
+}
+
+// New returns a replica; Run takes part in the election.
+func New(opts Options) *Replica {
+	if opts.Log == nil {
+		opts.Log = zap.NewNop()
+	}
+	if opts.TTL <= 0 {
+		opts.TTL = DefaultTTL
+	}
+	if opts.Interval <= 0 {
+		opts.Interval = time.Second
+	}
+	return &Replica{
+		opts:    opts,
+		log:     opts.Log.Named("replica"),
+		cli:     opts.Store.Client(),
+		prefix:  opts.Store.Prefix() + "cluster/",
+		loadReq: make(chan struct{}, 1),
+	}
+}
+
+// Leading reports whether this replica leads and decides.
+func (r *Replica) Leading() bool { return r.leading.Load() }
+
+// Self is this replica's id and addresses.
+func (r *Replica) Self() Info { return r.opts.Self }
+
+// Leader is the record of the leader, if one is known.
+func (r *Replica) Leader() (Info, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range r.peers {
+		if p.ID == r.leader {
+			return p, true
+		}
+	}
+	if r.leader == r.opts.Self.ID {
+		return r.opts.Self, true
+	}
+	return Info{}, false
+}
+
+// Replicas are the records of every live replica (this one included), by id.
+func (r *Replica) Replicas() []Info {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.peers)
+}
+
+// Err says why this replica cannot take part in the election now (etcd unreachable,
+// its lease lost); nil while it can.
+func (r *Replica) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
+func (r *Replica) setErr(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.err = err
+}
+
+// Run campaigns, leads when elected and keeps the record until ctx is done; then it
+// resigns.
+func (r *Replica) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { r.watchState(ctx) })
+	wg.Go(func() { r.loadLoop(ctx) })
+	for ctx.Err() == nil {
+		if err := r.term(ctx); err != nil && ctx.Err() == nil {
+			r.setErr(err)
+			r.log.Warn("not taking part in the election", zap.Error(err))
+			select {
+			case <-ctx.Done():
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// term is one session: campaign, lead until the session ends.
+func (r *Replica) term(ctx context.Context) error {
+	sess, err := concurrency.NewSession(r.cli, concurrency.WithTTL(max(1, int(r.opts.TTL/time.Second))), concurrency.WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("etcd: cannot get a lease: %w", err)
+	}
+	defer func() {
+		// Resigning (revoking the lease) lets another replica lead at once.
+		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, _ = r.cli.Revoke(cctx, sess.Lease())
+		sess.Orphan()
+	}()
+	r.mu.Lock()
+	r.lease, r.err = sess.Lease(), nil
+	r.mu.Unlock()
+
+	tctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-sess.Done():
+		case <-tctx.Done():
+		}
+		cancel()
+	}()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { r.records(tctx, sess.Lease()) })
+
+	el := concurrency.NewElection(sess, r.prefix+"election")
+	if err := el.Campaign(tctx, r.opts.Self.ID); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("etcd: campaign: %w", err)
+	}
+	fence := store.Fence{Key: el.Key(), Rev: el.Rev()}
+	if err := r.load(tctx); err != nil {
+		return fmt.Errorf("elected, but the persisted state does not load: %w", err)
+	}
+	r.opts.Store.Fenced(&fence)
+	r.setLeading(true)
+	r.log.Info("leading", zap.String("id", r.opts.Self.ID), zap.String("electionKey", fence.Key), zap.Int64("revision", fence.Rev))
+	<-tctx.Done()
+	r.setLeading(false)
+	r.opts.Store.Fenced(nil)
+	if ctx.Err() == nil {
+		r.log.Warn("lease lost: no longer leading", zap.String("id", r.opts.Self.ID))
+		r.setErr(errors.New("etcd: lease lost; campaigning again"))
+		r.requestLoad()
+	}
+	return nil
+}
+
+func (r *Replica) setLeading(on bool) {
+	r.leading.Store(on)
+	r.mu.Lock()
+	if on {
+		r.leader = r.opts.Self.ID
+	} else if r.leader == r.opts.Self.ID {
+		r.leader = ""
+	}
+	r.mu.Unlock()
+	if r.opts.OnLeader != nil {
+		r.opts.OnLeader(on)
+	}
+}
+
+// records writes this replica's record under its lease every Interval, and reads
+// every replica's record and the leader.
+func (r *Replica) records(ctx context.Context, lease clientv3.LeaseID) {
+	t := time.NewTicker(r.opts.Interval)
+	defer t.Stop()
+	for {
+		r.writeRecord(ctx, lease)
+		r.readRecords(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (r *Replica) writeRecord(ctx context.Context, lease clientv3.LeaseID) {
+	info := r.opts.Self
+	info.Leader = r.Leading()
+	if r.opts.Report != nil {
+		info.Proxies, info.Routes = r.opts.Report()
+	}
+	info.Updated = time.Now().UTC()
+	raw, err := json.Marshal(info)
+	if err != nil {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, r.opts.Interval+time.Second)
+	defer cancel()
+	if _, err := r.cli.Put(cctx, r.prefix+"replicas/"+info.ID, string(raw), clientv3.WithLease(lease)); err != nil && ctx.Err() == nil {
+		r.log.Debug("write replica record", zap.Error(err))
+	}
+}
+
+func (r *Replica) readRecords(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(ctx, r.opts.Interval+time.Second)
+	defer cancel()
+	resp, err := r.cli.Txn(cctx).Then(
+		clientv3.OpGet(r.prefix+"replicas/", clientv3.WithPrefix()),
+		clientv3.OpGet(r.prefix+"election", clientv3.WithFirstCreate()...),
+	).Commit()
+	if err != nil {
+		return
+	}
+	var peers []Info
+	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
+		var info Info
+		if json.Unmarshal(kv.Value, &info) == nil {
+			peers = append(peers, info)
+		}
+	}
+	slices.SortFunc(peers, func(a, b Info) int { return strings.Compare(a.ID, b.ID) })
+	leader := ""
+	if kvs := resp.Responses[1].GetResponseRange().Kvs; len(kvs) > 0 {
+		leader = string(kvs[0].Value)
+	}
+	r.mu.Lock()
+	r.peers, r.leader = peers, leader
+	r.mu.Unlock()
+}
+
+// watchState asks for a load whenever the persisted state changes while this replica
+// follows. A watch that ends (etcd restarted, history compacted) is started again,
+// with a load, since changes may have been missed.
+func (r *Replica) watchState(ctx context.Context) {
+	prefix := r.opts.Store.Prefix()
+	for ctx.Err() == nil {
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		ch := r.cli.Watch(wctx, prefix, clientv3.WithPrefix())
+		for resp := range ch {
+			if resp.Err() != nil {
+				break
+			}
+			for _, ev := range resp.Events {
+				k := string(ev.Kv.Key)
+				if !strings.HasPrefix(k, r.prefix) && !strings.HasPrefix(k, prefix+"events/") && !r.Leading() {
+					r.requestLoad()
+					break
+				}
+			}
+		}
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		r.requestLoad()
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func (r *Replica) requestLoad() {
+	select {
+	case r.loadReq <- struct{}{}:
+	default:
+	}
+}
+
+// loadLoop runs the requested loads one at a time, never while leading (the leader's
+// state is the store's), retrying a load that failed.
+func (r *Replica) loadLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.loadReq:
+		}
+		if r.Leading() {
+			continue
+		}
+		if err := r.load(ctx); err != nil && ctx.Err() == nil {
+			r.log.Warn("loading the persisted state failed; retrying", zap.Error(err))
+			time.AfterFunc(500*time.Millisecond, r.requestLoad)
+		}
+	}
+}
+
+func (r *Replica) load(ctx context.Context) error {
+	r.loadMu.Lock()
+	defer r.loadMu.Unlock()
+	return r.opts.Load(ctx)
+}

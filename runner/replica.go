@@ -1,0 +1,152 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"go.uber.org/zap"
+
+	"github.com/octoacme/octoroll/catalog"
+	"github.com/octoacme/octoroll/controller"
+	"github.com/octoacme/octoroll/publish"
+	"github.com/octoacme/octoroll/store"
+)
+
+// ErrNotLeader is matched (errors.Is) by the error of a command sent to a replica that
+// does not lead: only the leader decides and writes.
+var ErrNotLeader = errors.New("this replica does not lead")
+
+// Leadership says whether this replica decides. With several replicas on one shared
+// store only the leader runs the checks and the operators' commands; the others
+// (followers) serve xDS from the persisted state, which they load again with Reload
+// whenever the leader changes it.
+type Leadership interface {
+	Leading() bool
+}
+
+// leading reports whether this replica decides (always, with no Leadership).
+func (r *Runner) leading() bool { return r.opts.Leader == nil || r.opts.Leader.Leading() }
+
+// refused reports whether err is the store refusing a write because this replica
+// does not lead (any more): such a write is never queued, and the transition it
+// carried does not happen here.
+func refused(err error) bool {
+	return errors.Is(err, store.ErrFenced) || errors.Is(err, store.ErrNotLeader)
+}
+
+// notLeaderLocked is the error of a command while this replica does not lead.
+func (r *Runner) notLeaderLocked() error {
+	if r.leading() {
+		return nil
+	}
+	return fmt.Errorf("%w: commands are taken by the leader", ErrNotLeader)
+}
+
+// Reload loads the persisted state again and publishes exactly it, as New does after a
+// restart: the active rollouts' persisted weights and every idle service's known-good
+// version. A follower calls it when the leader changed the store; a replica that has
+// just been elected calls it before it decides anything, and one that stopped leading
+// to forget what it had not persisted. Writes still queued are dropped: the store
+// refuses them now, and the state they carried is the new leader's to decide.
+func (r *Runner) Reload(ctx context.Context) error {
+	st := r.opts.Store
+	recs, err := st.ListRollouts(store.ListFilter{ActiveOnly: true})
+	if err != nil {
+		return fmt.Errorf("load active rollouts: %w", err)
+	}
+	active := map[string]controller.Rollout{}
+	checks := map[string]map[string]controller.CheckResult{}
+	for _, rec := range recs {
+		var ro controller.Rollout
+		if err := json.Unmarshal(rec.Doc, &ro); err != nil {
+			return fmt.Errorf("rollout %s in %s: %w", rec.ID, st.Path(), err)
+		}
+		active[ro.Service] = ro
+		if doc, err := st.GetState(checksKey(ro.ID)); err == nil {
+			var c map[string]controller.CheckResult
+			if err := json.Unmarshal(doc, &c); err != nil {
+				return fmt.Errorf("check results of rollout %s: %w", ro.ID, err)
+			}
+			checks[ro.Service] = c
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("check results of rollout %s: %w", ro.ID, err)
+		}
+	}
+	cat := r.Catalog()
+	services := map[string]controller.ServiceState{}
+	for _, svc := range cat.Services {
+		s, ok, err := r.storedService(svc.Name)
+		if err != nil {
+			return err
+		}
+		if ok {
+			services[svc.Name] = s
+		}
+	}
+	var hosts []string
+	for _, ro := range active {
+		for _, ep := range ro.Spec.Canary.Endpoints {
+			if e, err := catalog.ParseEndpoint(ep); err == nil {
+				hosts = append(hosts, publish.ServiceHosts(catalog.Service{Versions: []catalog.Version{{Endpoints: []catalog.Endpoint{e}}}})...)
+			}
+		}
+	}
+	if len(hosts) > 0 {
+		r.dns.Prime(ctx, hosts)
+	}
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.pending) > 0 {
+		r.log.Warn("dropping store writes not persisted before the reload", zap.Int("writes", len(r.pending)))
+	}
+	r.pending, r.pendingErr = nil, nil
+	clear(r.unpersisted)
+	now := r.opts.Now()
+	next := map[string]*entry{}
+	for svc, ro := range active {
+		e, ok := r.active[svc]
+		if !ok || e.r.ID != ro.ID {
+			e = &entry{}
+		}
+		e.r = ro
+		e.warm = nil
+		e.nextCheck = ro.Progress.LastCheck.Add(interval(ro))
+		if e.nextCheck.Before(now) {
+			e.nextCheck = now
+		}
+		next[svc] = e
+	}
+	r.active, r.checks, r.services = next, checks, services
+	r.publishLocked()
+	for _, svc := range cat.Services {
+		if _, busy := r.active[svc.Name]; busy {
+			continue
+		}
+		delete(r.restores, svc.Name)
+		if err := r.loadRestoreLocked(svc.Name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// storedService reads a service's persisted state, leaving out the versions that
+// cannot be translated.
+func (r *Runner) storedService(name string) (controller.ServiceState, bool, error) {
+	doc, err := r.opts.Store.GetState(serviceKey(name))
+	if errors.Is(err, store.ErrNotFound) {
+		return controller.ServiceState{}, false, nil
+	}
+	if err != nil {
+		return controller.ServiceState{}, false, fmt.Errorf("load state of service %s: %w", name, err)
+	}
+	var st controller.ServiceState
+	if err := json.Unmarshal(doc, &st); err != nil {
+		return controller.ServiceState{}, false, fmt.Errorf("state of service %s in %s: %w", name, r.opts.Store.Path(), err)
+	}
+	st, _ = st.Translatable()
+	return st, true, nil
+}
