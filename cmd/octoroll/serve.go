@@ -129,10 +129,15 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 		sourceName = "prometheus"
 	}
 	source = metrics.Observed(source, func(up bool) { am.SourceUp(sourceName, up) })
+	resolver, note := cfg.resolver()
+	if note != "" {
+		log.Warn(note)
+	}
+	dnsMin, dnsMax := cfg.dnsTTL()
 	run, err = runner.New(ctx, watcher.Current(), runner.Options{
 		Log: log, Store: st, XDS: xs, Metrics: source, Health: prober, Alerts: alerts, MinWindow: cfg.MetricsWindow,
 		Notify: events{metrics: am, notifier: notifier}, OnPublish: am.ObservePush,
-		Resolver: cfg.resolver(), DNSRefresh: cfg.DNSRefresh,
+		Resolver: resolver, DNSMinTTL: dnsMin, DNSRefresh: dnsMax,
 	})
 	if err != nil {
 		return err
