@@ -9,16 +9,33 @@ import (
 	"strings"
 )
 
-// Endpoint is a host:port address (IP or DNS name). In YAML and JSON it is the string
-// "host:port", with an IPv6 address in brackets ("[::1]:8080").
+// Endpoint is a host:port address (IP or DNS name), or a DNS name whose SRV records
+// give the addresses and ports. In YAML and JSON it is the string "host:port", with an
+// IPv6 address in brackets ("[::1]:8080"), or "srv:NAME" (SRVPrefix, no port).
 type Endpoint struct {
 	Host string
-	Port uint32 // 1-65535
+	Port uint32 // 1-65535; 0 for an SRV name
+	// SRV marks Host as the name of SRV records: every target of the records (host and
+	// port) is an endpoint.
+	SRV bool
 }
 
-// ParseEndpoint parses "host:port". host is an IP address (IPv6 in brackets) or a DNS
-// name; port is 1-65535. Errors quote s.
+// SRVPrefix starts an endpoint written as the name of SRV records,
+// "srv:_grpc._tcp.v2.shop.svc.cluster.local".
+const SRVPrefix = "srv:"
+
+// ParseEndpoint parses "host:port" or "srv:NAME". host is an IP address (IPv6 in
+// brackets) or a DNS name; port is 1-65535. NAME is a DNS name whose labels may start
+// with an underscore (RFC 2782's _service._proto.name); its SRV records give the ports,
+// so it has none. Errors quote s.
 func ParseEndpoint(s string) (Endpoint, error) {
+	if name, ok := strings.CutPrefix(s, SRVPrefix); ok {
+		e := Endpoint{Host: name, SRV: true}
+		if err := checkSRVName(name); err != nil {
+			return Endpoint{}, fmt.Errorf("%q: %w", s, err)
+		}
+		return e, nil
+	}
 	host, portStr, err := splitHostPort(s)
 	if err != nil {
 		return Endpoint{}, fmt.Errorf("%q: want host:port (IPv6 in brackets): %s", s, err)
@@ -81,8 +98,11 @@ func splitHostPort(hostport string) (host, port string, err error) {
 	return host, hostport[i+1:], nil
 }
 
-// String formats e as host:port, with an IPv6 address in brackets.
+// String formats e as host:port, with an IPv6 address in brackets, or srv:NAME.
 func (e Endpoint) String() string {
+	if e.SRV {
+		return SRVPrefix + e.Host
+	}
 	port := strconv.FormatUint(uint64(e.Port), 10)
 	if strings.IndexByte(e.Host, ':') >= 0 {
 		return "[" + e.Host + "]:" + port
@@ -93,6 +113,15 @@ func (e Endpoint) String() string {
 // Validate reports what is wrong with e, if anything: the rules ParseEndpoint applies,
 // for an Endpoint built in code.
 func (e Endpoint) Validate() error {
+	if e.SRV {
+		if e.Port != 0 {
+			return fmt.Errorf("%q: an SRV endpoint takes its ports from the SRV records; port %d must be unset", e.String(), e.Port)
+		}
+		if err := checkSRVName(e.Host); err != nil {
+			return fmt.Errorf("%q: %w", e.String(), err)
+		}
+		return nil
+	}
 	if e.Port < 1 || e.Port > 65535 {
 		return fmt.Errorf("%q: port out of range 1-65535", e.String())
 	}
@@ -105,7 +134,7 @@ func (e Endpoint) Validate() error {
 // Key is e with its host lower-cased: two endpoints with equal keys reach the same
 // instances (DNS names are case-insensitive).
 func (e Endpoint) Key() Endpoint {
-	return Endpoint{Host: strings.ToLower(e.Host), Port: e.Port}
+	return Endpoint{Host: strings.ToLower(e.Host), Port: e.Port, SRV: e.SRV}
 }
 
 // DuplicateEndpoint returns the index of the first endpoint in eps before i that
@@ -123,8 +152,31 @@ func DuplicateEndpoint(eps []Endpoint, i int) int {
 
 // IsIP reports whether e's host is an IP address rather than a DNS name.
 func (e Endpoint) IsIP() bool {
+	if e.SRV {
+		return false
+	}
 	_, err := netip.ParseAddr(e.Host)
 	return err == nil
+}
+
+// checkSRVName accepts a DNS name whose labels follow the host name rules, except that
+// a label may start with an underscore (_grpc._tcp.v2.shop.svc.cluster.local).
+func checkSRVName(h string) error {
+	if h == "" {
+		return errors.New("empty SRV name: want srv:NAME, e.g. srv:_grpc._tcp.v2.shop.svc.cluster.local")
+	}
+	if strings.Contains(h, ":") {
+		return errors.New("an SRV endpoint takes its ports from the SRV records: write srv:NAME without a port")
+	}
+	if len(h) > 253 {
+		return fmt.Errorf("SRV name longer than 253 characters")
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(h, "."), ".") {
+		if !isHostLabel(strings.TrimPrefix(l, "_")) {
+			return fmt.Errorf("invalid SRV name %q: want a DNS name (labels may start with an underscore)", h)
+		}
+	}
+	return nil
 }
 
 // checkHost accepts an IP address or an RFC 1123 host name.

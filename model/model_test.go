@@ -166,3 +166,27 @@ func TestCatalogStatusJSON(t *testing.T) {
 		t.Errorf("state %q", got)
 	}
 }
+
+func TestSRVEndpoint(t *testing.T) {
+	e, err := ParseEndpoint("srv:_grpc._tcp.v2.shop.svc.cluster.local")
+	if err != nil || e != (Endpoint{Host: "_grpc._tcp.v2.shop.svc.cluster.local", SRV: true}) {
+		t.Fatalf("ParseEndpoint = %+v, %v", e, err)
+	}
+	if e.String() != "srv:_grpc._tcp.v2.shop.svc.cluster.local" || e.IsIP() || e.Validate() != nil {
+		t.Errorf("String %q, IsIP %v, Validate %v", e.String(), e.IsIP(), e.Validate())
+	}
+	if e.Key() == (Endpoint{Host: e.Host}).Key() {
+		t.Error("an SRV name and a host name share a key")
+	}
+	for _, bad := range []string{"srv:", "srv:_grpc._tcp.v2:8080", "srv:bad_name!.x", "srv:-a.b"} {
+		if _, err := ParseEndpoint(bad); err == nil {
+			t.Errorf("ParseEndpoint(%q) accepted", bad)
+		}
+	}
+	if err := (Endpoint{Host: "_a._tcp.b", Port: 80, SRV: true}).Validate(); err == nil {
+		t.Error("an SRV endpoint with a port validated")
+	}
+	if _, err := ParseEndpoint("_grpc._tcp.v2:80"); err == nil {
+		t.Error("an underscore host name without srv: accepted")
+	}
+}

@@ -169,7 +169,7 @@ func (r *Runner) checkPublishableLocked(ro controller.Rollout) error {
 		if err != nil || ep.IsIP() {
 			continue
 		}
-		if _, err := r.dns.Cached(ep.Host); err != nil {
+		if _, err := r.dns.Cached(publish.NameOf(ep)); err != nil {
 			errs = append(errs, fmt.Errorf("canary.endpoints[%d]: %q does not resolve: %w", i, s, err))
 		}
 	}

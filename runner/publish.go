@@ -95,6 +95,8 @@ func (r *Runner) unhealthyLocked(svc catalog.Service) map[string][]string {
 	if r.opts.Health == nil {
 		return nil
 	}
+	// The prober probes each address behind a name (see publishLocked): they count.
+	svc = r.dns.Expand(svc)
 	var out map[string][]string
 	for _, v := range svc.Versions {
 		st := r.opts.Health.Status(svc.Name, v.Name)
@@ -171,12 +173,21 @@ func (r *Runner) publishHealth(ctx context.Context) map[string]bool {
 	return changed
 }
 
-// republish refreshes the DNS answers that are due (outside the lock) and publishes
-// again when an answer changed or a service's desired state is not served yet: a
+// republish refreshes the DNS answers that are due (their TTL, within the bounds,
+// passed; outside the lock) and publishes again when an answer changed (only the EDS
+// resources of the versions behind the name differ) or a service's desired state is not served yet: a
 // failed publication is retried on every tick until it is served.
 func (r *Runner) republish(ctx context.Context) {
 	// Writes a move to known-good could not make wait for the store first.
 	r.retryPersist()
+	r.mu.Lock()
+	var names []string
+	for _, s := range r.cat.Services {
+		svc, _ := r.effectiveServiceLocked(s.Name)
+		names = append(names, publish.ServiceHosts(svc)...)
+	}
+	r.mu.Unlock()
+	r.dns.Use(names)
 	changed := r.dns.Refresh(ctx)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -275,10 +286,12 @@ func (r *Runner) publishLocked() {
 	services := make([]catalog.Service, 0, len(desired))
 	for _, d := range desired {
 		if served, ok := r.pub.Served(d.Service.Name); ok {
-			services = append(services, served.Service)
+			services = append(services, r.dns.Expand(served.Service))
 		}
 	}
-	// Probers and scrapers follow the versions that have clusters, canaries included.
+	// Probers and scrapers follow the versions that have clusters, canaries included,
+	// and every address behind their DNS and SRV names: each instance is probed and
+	// scraped on its own.
 	if r.opts.Health != nil {
 		r.opts.Health.Update(services)
 	}

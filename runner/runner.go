@@ -103,12 +103,17 @@ type Options struct {
 	Tick time.Duration
 	// Resolver resolves DNS endpoint names; default net.DefaultResolver. Lookups run
 	// outside the runner's lock: a name is looked up when a catalog or rollout first
-	// names it, again every DNSRefresh, and on every tick while its lookup fails (the
-	// last good answer keeps serving).
+	// names it, again when its answer's TTL (a publish.RecordResolver reports it;
+	// within DNSMinTTL and DNSRefresh) passed, and on every tick while its lookup fails
+	// (the last good answer keeps serving). SRV endpoints need a RecordResolver.
 	Resolver publish.HostResolver
-	// DNSRefresh is how often a name that resolved is looked up again; default
-	// publish.DefaultDNSRefresh.
+	// DNSRefresh is the longest an answer is kept, whatever its TTL (the answers of a
+	// resolver that reports no TTL are kept this long); default
+	// publish.DefaultDNSMaxTTL.
 	DNSRefresh time.Duration
+	// DNSMinTTL is the shortest an answer is kept, whatever its TTL; default
+	// publish.DefaultDNSMinTTL, lowered to DNSRefresh when above it.
+	DNSMinTTL time.Duration
 	// MinWindow bounds the metrics window of one check from below; default 0 (the
 	// rollout's check interval is the window).
 	MinWindow time.Duration
@@ -230,7 +235,7 @@ func New(ctx context.Context, cat *catalog.Catalog, opts Options) (*Runner, erro
 	if r.http == nil {
 		r.http = smoke.New(r.log, smoke.Options{})
 	}
-	r.dns = publish.NewDNS(opts.Resolver, opts.Now, opts.DNSRefresh)
+	r.dns = publish.NewDNSCache(opts.Resolver, publish.DNSOptions{Now: opts.Now, MinTTL: opts.DNSMinTTL, MaxTTL: opts.DNSRefresh})
 	r.pub = publish.New(opts.XDS, r.dns, opts.Now)
 	recs, err := opts.Store.ListRollouts(store.ListFilter{ActiveOnly: true})
 	if err != nil {

@@ -48,7 +48,8 @@ func (r *Runner) httpChecks(ctx context.Context, svc catalog.Service, ro control
 // leaves none.
 func (r *Runner) canaryTarget(svc catalog.Service, ro controller.Rollout) smoke.Target {
 	target := smoke.Target{Version: ro.Canary, PinHeader: translate.PinHeader}
-	v, ok := svc.Version(ro.Canary)
+	// Each address behind a DNS or SRV name is tested, as it is probed.
+	v, ok := r.dns.Expand(svc).Version(ro.Canary)
 	if !ok {
 		return target
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,20 +16,37 @@ import (
 	"github.com/octoacme/octoroll/publish"
 )
 
-// resolver returns the resolver of endpoint names: the system's, or one that sends
-// every query to the configured DNS server.
-func (c config) resolver() publish.HostResolver {
-	if c.DNSServer == "" {
-		return net.DefaultResolver
+// resolvConf is the system's resolver configuration.
+const resolvConf = "/etc/resolv.conf"
+
+// resolver returns the resolver of endpoint names, which reports the records' TTLs
+// and answers SRV queries: a DNS client of the configured DNS server or, without one,
+// of the servers and search list of /etc/resolv.conf. Where that file cannot be read
+// it is the system's resolver (no TTLs: answers are kept for dns-max-ttl; no SRV
+// names), and note says so.
+func (c config) resolver() (r publish.HostResolver, note string) {
+	dc, err := publish.NewDNSClient(c.DNSServer, resolvConf)
+	if err != nil {
+		return net.DefaultResolver, fmt.Sprintf("%v: endpoint names resolved by the system resolver, without TTLs or SRV records", err)
 	}
-	server := c.DNSServer
-	return &net.Resolver{
-		PreferGo: true,
-		Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, network, server)
-		},
+	return dc, ""
+}
+
+// dnsTTL returns the bounds of how long a DNS answer is kept: dns-min-ttl and
+// dns-max-ttl, dns-refresh being the former name of dns-max-ttl.
+func (c config) dnsTTL() (minTTL, maxTTL time.Duration) {
+	maxTTL = c.DNSMaxTTL
+	if maxTTL == 0 {
+		maxTTL = c.DNSRefresh
 	}
+	if maxTTL == 0 {
+		maxTTL = publish.DefaultDNSMaxTTL
+	}
+	minTTL = c.DNSMinTTL
+	if minTTL == 0 {
+		minTTL = min(publish.DefaultDNSMinTTL, maxTTL)
+	}
+	return minTTL, maxTTL
 }
 
 // config is the daemon's settings: environment variables (prefix OCTOROLL_) first,
@@ -46,7 +62,9 @@ type config struct {
 	ScrapeInterval time.Duration `env:"SCRAPE_INTERVAL" envDefault:"5s"` // embedded scrape source
 	MetricsWindow  time.Duration `env:"METRICS_WINDOW"`                  // lower bound of one check's metrics window
 	DNSServer      string        `env:"DNS_SERVER"`                      // host:port of the DNS server of endpoint names; empty: the system's
-	DNSRefresh     time.Duration `env:"DNS_REFRESH"`                     // default publish.DefaultDNSRefresh
+	DNSMinTTL      time.Duration `env:"DNS_MIN_TTL"`                     // 0: publish.DefaultDNSMinTTL (see dnsTTL)
+	DNSMaxTTL      time.Duration `env:"DNS_MAX_TTL"`                     // 0: dns-refresh, else publish.DefaultDNSMaxTTL
+	DNSRefresh     time.Duration `env:"DNS_REFRESH"`                     // former name of DNS_MAX_TTL
 	XDSCert        string        `env:"XDS_TLS_CERT"`
 	XDSKey         string        `env:"XDS_TLS_KEY"`
 	XDSClientCA    string        `env:"XDS_TLS_CLIENT_CA"`        // set to require client certificates (mTLS)
@@ -141,7 +159,7 @@ func (c config) prometheus() (metrics.PrometheusConfig, error) {
 
 // loadConfig reads the environment, then args as flags.
 func loadConfig(name string, args []string) (config, error) {
-	c := config{DNSRefresh: publish.DefaultDNSRefresh}
+	var c config
 	if err := env.ParseWithOptions(&c, env.Options{Prefix: "OCTOROLL_"}); err != nil {
 		return c, fmt.Errorf("environment: %w", err)
 	}
@@ -166,7 +184,9 @@ func loadConfig(name string, args []string) (config, error) {
 	fs.DurationVar(&c.MetricsWindow, "metrics-window", c.MetricsWindow, "shortest metrics window of one check; default the rollout's check interval (OCTOROLL_METRICS_WINDOW)")
 	fs.DurationVar(&c.ScrapeInterval, "scrape-interval", c.ScrapeInterval, "scrape interval of the embedded metrics source (OCTOROLL_SCRAPE_INTERVAL)")
 	fs.StringVar(&c.DNSServer, "dns-server", c.DNSServer, "host:port of the DNS server resolving endpoint names; empty uses the system's (OCTOROLL_DNS_SERVER)")
-	fs.DurationVar(&c.DNSRefresh, "dns-refresh", c.DNSRefresh, "how often a resolved endpoint name is looked up again (OCTOROLL_DNS_REFRESH)")
+	fs.DurationVar(&c.DNSMinTTL, "dns-min-ttl", c.DNSMinTTL, "shortest time a DNS answer is kept, whatever its TTL; default 5s (OCTOROLL_DNS_MIN_TTL)")
+	fs.DurationVar(&c.DNSMaxTTL, "dns-max-ttl", c.DNSMaxTTL, "longest time a DNS answer is kept, whatever its TTL; default 5m (OCTOROLL_DNS_MAX_TTL)")
+	fs.DurationVar(&c.DNSRefresh, "dns-refresh", c.DNSRefresh, "former name of dns-max-ttl (OCTOROLL_DNS_REFRESH)")
 	fs.StringVar(&c.XDSCert, "xds-tls-cert", c.XDSCert, "xDS server certificate file (OCTOROLL_XDS_TLS_CERT)")
 	fs.StringVar(&c.XDSKey, "xds-tls-key", c.XDSKey, "xDS server key file (OCTOROLL_XDS_TLS_KEY)")
 	fs.StringVar(&c.XDSClientCA, "xds-tls-client-ca", c.XDSClientCA, "CA file; when set, xDS clients must present certificates (OCTOROLL_XDS_TLS_CLIENT_CA)")
@@ -228,8 +248,19 @@ func (c config) Validate() error {
 			errs = append(errs, fmt.Errorf("dns-server: %q: %w", c.DNSServer, err))
 		}
 	}
-	if c.DNSRefresh < publish.MinDNSRefresh {
-		errs = append(errs, fmt.Errorf("dns-refresh: %s is below the minimum of %s", c.DNSRefresh, publish.MinDNSRefresh))
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"dns-min-ttl", c.DNSMinTTL}, {"dns-max-ttl", c.DNSMaxTTL}, {"dns-refresh", c.DNSRefresh}} {
+		if d.v != 0 && d.v < publish.MinDNSRefresh {
+			errs = append(errs, fmt.Errorf("%s: %s is below the minimum of %s", d.name, d.v, publish.MinDNSRefresh))
+		}
+	}
+	if c.DNSMaxTTL != 0 && c.DNSRefresh != 0 && c.DNSMaxTTL != c.DNSRefresh {
+		errs = append(errs, fmt.Errorf("dns-refresh: %s differs from dns-max-ttl %s; dns-refresh is the former name of dns-max-ttl, set one", c.DNSRefresh, c.DNSMaxTTL))
+	}
+	if minTTL, maxTTL := c.dnsTTL(); minTTL > maxTTL {
+		errs = append(errs, fmt.Errorf("dns-min-ttl: %s is above dns-max-ttl %s", minTTL, maxTTL))
 	}
 	if (c.XDSCert == "") != (c.XDSKey == "") {
 		errs = append(errs, errors.New("xds-tls-cert and xds-tls-key must be set together"))

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -84,19 +84,29 @@ func TestDNSSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.DNSServer != "" || c.DNSRefresh != publish.DefaultDNSRefresh || c.resolver() != net.DefaultResolver {
-		t.Errorf("defaults: server %q, refresh %s, want the system resolver every %s", c.DNSServer, c.DNSRefresh, publish.DefaultDNSRefresh)
+	if lo, hi := c.dnsTTL(); c.DNSServer != "" || lo != publish.DefaultDNSMinTTL || hi != publish.DefaultDNSMaxTTL {
+		t.Errorf("defaults: server %q, TTL bounds %s-%s, want the system's servers, %s-%s", c.DNSServer, lo, hi,
+			publish.DefaultDNSMinTTL, publish.DefaultDNSMaxTTL)
 	}
 	t.Setenv("OCTOROLL_DNS_SERVER", "10.0.0.53:53")
-	t.Setenv("OCTOROLL_DNS_REFRESH", "5s")
+	t.Setenv("OCTOROLL_DNS_MIN_TTL", "3s")
+	if c, err = loadConfig("serve", []string{"--dns-max-ttl", "2m"}); err != nil {
+		t.Fatal(err)
+	}
+	if lo, hi := c.dnsTTL(); c.DNSServer != "10.0.0.53:53" || lo != 3*time.Second || hi != 2*time.Minute {
+		t.Errorf("server %q, TTL bounds %s-%s, want 10.0.0.53:53, 3s-2m", c.DNSServer, lo, hi)
+	}
+	if r, note := c.resolver(); note != "" || !slices.Equal(r.(*publish.DNSClient).Servers, []string{"10.0.0.53:53"}) {
+		t.Errorf("resolver %#v (%s), want a DNS client of the server", r, note)
+	}
+	// dns-refresh, the former name of the ceiling, still sets it; the floor follows a
+	// ceiling below its default.
+	t.Setenv("OCTOROLL_DNS_MIN_TTL", "")
 	if c, err = loadConfig("serve", []string{"--dns-refresh", "2s"}); err != nil {
 		t.Fatal(err)
 	}
-	if c.DNSServer != "10.0.0.53:53" || c.DNSRefresh != 2*time.Second {
-		t.Errorf("server %q, refresh %s, want 10.0.0.53:53 every 2s", c.DNSServer, c.DNSRefresh)
-	}
-	if r, ok := c.resolver().(*net.Resolver); !ok || !r.PreferGo || r.Dial == nil {
-		t.Errorf("resolver %#v, want a Go resolver dialing the server", c.resolver())
+	if lo, hi := c.dnsTTL(); lo != 2*time.Second || hi != 2*time.Second {
+		t.Errorf("--dns-refresh 2s: TTL bounds %s-%s, want 2s-2s", lo, hi)
 	}
 	for _, tc := range []struct {
 		args []string
@@ -104,7 +114,9 @@ func TestDNSSettings(t *testing.T) {
 	}{
 		{[]string{"--dns-server", "10.0.0.53"}, `dns-server: "10.0.0.53"`},
 		{[]string{"--dns-refresh", "100ms"}, "dns-refresh: 100ms is below the minimum of 1s"},
-		{[]string{"--dns-refresh", "0s"}, "dns-refresh: 0s is below the minimum"},
+		{[]string{"--dns-min-ttl", "500ms"}, "dns-min-ttl: 500ms is below the minimum of 1s"},
+		{[]string{"--dns-min-ttl", "1m", "--dns-max-ttl", "30s"}, "dns-min-ttl: 1m0s is above dns-max-ttl 30s"},
+		{[]string{"--dns-refresh", "10s", "--dns-max-ttl", "30s"}, "dns-refresh: 10s differs from dns-max-ttl 30s"},
 	} {
 		if _, err := loadConfig("serve", tc.args); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("loadConfig(%v) = %v, want an error containing %q", tc.args, err, tc.want)

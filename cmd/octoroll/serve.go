@@ -164,10 +164,15 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 			return l.Admin, false
 		}
 	}
+	resolver, note := cfg.resolver()
+	if note != "" {
+		log.Warn(note)
+	}
+	dnsMin, dnsMax := cfg.dnsTTL()
 	run, err = runner.New(ctx, watcher.Current(), runner.Options{
 		Log: log, Store: st, XDS: pub, Metrics: source, Health: prober, Alerts: alerts, MinWindow: cfg.MetricsWindow,
 		Notify: events{metrics: am, notifier: notifier}, OnPublish: am.ObservePush,
-		Resolver: cfg.resolver(), DNSRefresh: cfg.DNSRefresh, Leader: leader,
+		Resolver: resolver, DNSMinTTL: dnsMin, DNSRefresh: dnsMax, Leader: leader,
 	})
 	if err != nil {
 		return err

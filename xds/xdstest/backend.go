@@ -44,7 +44,15 @@ func StartBackend(t testing.TB, version string) string {
 // StartBackendServer is StartBackend returning the Backend.
 func StartBackendServer(t testing.TB, version string) *Backend {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	return StartBackendAt(t, version, "127.0.0.1:0")
+}
+
+// StartBackendAt is StartBackendServer listening on addr: instances of a version that
+// share a port on addresses of their own (127.0.0.2:9000, 127.0.0.3:9000), as the pods
+// behind a DNS name do.
+func StartBackendAt(t testing.TB, version, addr string) *Backend {
+	t.Helper()
+	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatalf("backend %s: listen: %v", version, err)
 	}
