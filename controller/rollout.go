@@ -62,6 +62,10 @@ const (
 	EventHold           = "hold"            // a hold began or its reason changed
 	EventCommand        = "command"         // an operator command was applied (Actor, Reason)
 	EventPhase          = "phase"           // a monitoring phase began
+	// EventClusterLate: the proxies had not loaded a new version's cluster by the ACK
+	// timeout, so the weights routing to it were published anyway (Reason names the
+	// proxies that had not).
+	EventClusterLate = "cluster_late"
 )
 
 // Errors returned by Apply and New. Test with errors.Is.

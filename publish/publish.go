@@ -14,15 +14,13 @@ package publish
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 
 	"github.com/octoacme/octoroll/translate"
 	"github.com/octoacme/octoroll/xds"
@@ -30,9 +28,10 @@ import (
 
 // Server serves the resources of every service; *xds.Server satisfies it.
 type Server interface {
-	// SetResources serves res in place of everything served before; on error nothing
+	// Apply serves changes keyed by resource type (resources added or replaced by
+	// name, names no longer served), keeping every other resource; on error nothing
 	// changes.
-	SetResources(res translate.Resources) error
+	Apply(changes map[string]xds.Change) error
 }
 
 var _ Server = (*xds.Server)(nil)
@@ -71,21 +70,28 @@ type Publisher struct {
 	dns *DNS
 	now func() time.Time
 
-	mu   sync.Mutex
-	svcs map[string]*service
+	mu     sync.Mutex
+	svcs   map[string]*service
+	lastID uint64 // translations so far, numbering them
 }
 
 type service struct {
-	// good is the last good translation, served while the desired state fails.
+	// good is the last good translation, served while the desired state fails, and
+	// goodIn the desired state (after DNS) it translates; goodID identifies it.
 	good     translate.Resources
-	goodKey  string
+	goodIn   translate.Desired
+	goodID   uint64
 	goodPort uint32
 	served   translate.Desired // the desired state (as given, before DNS) good translates
 	serving  bool
-	// badKey and badErr remember the last failed translation, so that a retry of the
+	// badIn and badErr remember the last failed translation, so that a retry of the
 	// same input does not translate it again.
-	badKey string
+	badIn  *translate.Desired
 	badErr error
+	// live is what the xds server serves for the service now (liveID identifies the
+	// translation, 0 for nothing): a publish hands over only what differs from it.
+	live   translate.Resources
+	liveID uint64
 	status Status
 }
 
@@ -122,22 +128,28 @@ func (p *Publisher) PublishWithFallback(desired []translate.Desired, fallback fu
 
 	type outcome struct {
 		d     translate.Desired
+		rd    translate.Desired // d after DNS
 		res   translate.Resources
-		key   string
+		id    uint64 // identifies res
 		port  uint32
 		err   error
 		stale []string
 		fresh bool // res is a new translation of d
-		// fb is the fallback state served in place of d, which failed (fbRes, fbKey
-		// and fbPort are its translation).
+		// failed says d was translated and failed: err is remembered for it.
+		failed bool
+		// fb is the fallback state served in place of d, which failed (fbIn, fbRes,
+		// fbID and fbPort are its translation).
 		fb     *translate.Desired
+		fbIn   translate.Desired
 		fbRes  translate.Resources
-		fbKey  string
+		fbID   uint64
 		fbPort uint32
+		// serve is what the service serves after this publish (serveID 0: nothing).
+		serve   translate.Resources
+		serveID uint64
 	}
 	outs := make([]outcome, 0, len(desired))
 	ports := map[uint32]string{}
-	var all translate.Resources
 	seen := map[string]bool{}
 	for _, d := range desired {
 		name := d.Service.Name
@@ -158,19 +170,20 @@ func (p *Publisher) PublishWithFallback(desired []translate.Desired, fallback fu
 				o.err = err
 				break
 			}
-			o.key = desiredKey(rd)
-			switch o.key {
-			case s.goodKey:
-				o.res, o.port = s.good, s.goodPort
-			case s.badKey:
+			o.rd = rd
+			switch {
+			case s.goodID != 0 && reflect.DeepEqual(rd, s.goodIn):
+				o.res, o.id, o.port = s.good, s.goodID, s.goodPort
+			case s.badIn != nil && reflect.DeepEqual(rd, *s.badIn):
 				o.err = s.badErr
 			default:
 				res, err := translate.TranslateService(rd)
 				if err != nil {
-					o.err = err
+					o.err, o.failed = err, true
 					break
 				}
-				o.res, o.port, o.fresh = res, rd.Service.Port, true
+				p.lastID++
+				o.res, o.id, o.port, o.fresh = res, p.lastID, rd.Service.Port, true
 			}
 		}
 		if o.err == nil {
@@ -180,11 +193,11 @@ func (p *Publisher) PublishWithFallback(desired []translate.Desired, fallback fu
 		}
 		if o.err == nil {
 			ports[o.port] = name
-			all = appendResources(all, o.res)
+			o.serve, o.serveID = o.res, o.id
 		} else if s.serving {
 			if _, taken := ports[s.goodPort]; !taken {
 				ports[s.goodPort] = name
-				all = appendResources(all, s.good)
+				o.serve, o.serveID = s.good, s.goodID
 			}
 		} else if fallback != nil && !dup {
 			if fd, ok := fallback(name); ok {
@@ -192,8 +205,9 @@ func (p *Publisher) PublishWithFallback(desired []translate.Desired, fallback fu
 					if res, err := translate.TranslateService(rd); err == nil {
 						if _, taken := ports[rd.Service.Port]; !taken {
 							ports[rd.Service.Port] = name
-							all = appendResources(all, res)
-							o.fb, o.fbRes, o.fbKey, o.fbPort = &fd, res, desiredKey(rd), rd.Service.Port
+							p.lastID++
+							o.fb, o.fbIn, o.fbRes, o.fbID, o.fbPort = &fd, rd, res, p.lastID, rd.Service.Port
+							o.serve, o.serveID = res, p.lastID
 						}
 					}
 				}
@@ -201,9 +215,59 @@ func (p *Publisher) PublishWithFallback(desired []translate.Desired, fallback fu
 		}
 		outs = append(outs, o)
 	}
-	sortResources(&all)
-	if err := p.srv.SetResources(all); err != nil {
-		return nil, err
+
+	// Hand over only what changed: the resources of the services that serve another
+	// translation than before, and the names of those that no longer serve them.
+	byType := map[string]xds.Change{}
+	diff := func(live, serve translate.Resources) {
+		for typ, rs := range serve.ByType() {
+			if len(rs) > 0 {
+				ch := byType[typ]
+				ch.Upsert = append(ch.Upsert, rs...)
+				byType[typ] = ch
+			}
+		}
+		type key struct{ typ, name string }
+		keep := map[key]bool{}
+		for typ, rs := range serve.ByType() {
+			for _, r := range rs {
+				keep[key{typ, cachev3.GetResourceName(r)}] = true
+			}
+		}
+		for typ, rs := range live.ByType() {
+			for _, r := range rs {
+				if n := cachev3.GetResourceName(r); !keep[key{typ, n}] {
+					ch := byType[typ]
+					ch.Remove = append(ch.Remove, n)
+					byType[typ] = ch
+				}
+			}
+		}
+	}
+	kept := map[string]bool{}
+	for _, o := range outs {
+		name := o.d.Service.Name
+		if kept[name] {
+			continue // a duplicate: the first entry is the service
+		}
+		kept[name] = true
+		s := p.svcs[name]
+		if s == nil {
+			s = &service{}
+		}
+		if o.serveID != s.liveID {
+			diff(s.live, o.serve)
+		}
+	}
+	for name, s := range p.svcs {
+		if !kept[name] && s.liveID != 0 {
+			diff(s.live, translate.Resources{})
+		}
+	}
+	if len(byType) > 0 {
+		if err := p.srv.Apply(byType); err != nil {
+			return nil, err
+		}
 	}
 
 	now := p.now()
@@ -219,15 +283,16 @@ func (p *Publisher) PublishWithFallback(desired []translate.Desired, fallback fu
 			s = &service{}
 		}
 		next[name] = s
+		s.live, s.liveID = o.serve, o.serveID
 		wasOK, hadStatus := s.status.OK, s.status.Service != ""
 		prevErr := s.status.Error
 		s.status.Service, s.status.Stale = name, o.stale
 		if o.err == nil {
 			if o.fresh {
-				s.good, s.goodKey, s.goodPort = o.res, o.key, o.port
+				s.good, s.goodIn, s.goodID, s.goodPort = o.res, o.rd, o.id, o.port
 			}
 			s.served, s.serving = o.d, true
-			s.badKey, s.badErr = "", nil
+			s.badIn, s.badErr = nil, nil
 			s.status.OK, s.status.Error, s.status.FailingSince = true, "", time.Time{}
 			s.status.Fallback = false
 			if hadStatus && !wasOK {
@@ -235,12 +300,13 @@ func (p *Publisher) PublishWithFallback(desired []translate.Desired, fallback fu
 			}
 		} else {
 			if o.fb != nil {
-				s.good, s.goodKey, s.goodPort = o.fbRes, o.fbKey, o.fbPort
+				s.good, s.goodIn, s.goodID, s.goodPort = o.fbRes, o.fbIn, o.fbID, o.fbPort
 				s.served, s.serving = *o.fb, true
 				s.status.Fallback = true
 			}
-			if o.key != "" && o.key != s.goodKey {
-				s.badKey, s.badErr = o.key, o.err
+			if o.failed {
+				in := o.rd
+				s.badIn, s.badErr = &in, o.err
 			}
 			msg := o.err.Error()
 			if wasOK || !hadStatus {
@@ -305,26 +371,4 @@ func (p *Publisher) Served(service string) (translate.Desired, bool) {
 		return translate.Desired{}, false
 	}
 	return s.served, true
-}
-
-// desiredKey identifies the content of d: Go syntax of plain data, with map keys sorted.
-func desiredKey(d translate.Desired) string { return fmt.Sprintf("%#v", d) }
-
-func appendResources(all, r translate.Resources) translate.Resources {
-	all.Listeners = append(all.Listeners, r.Listeners...)
-	all.Routes = append(all.Routes, r.Routes...)
-	all.Clusters = append(all.Clusters, r.Clusters...)
-	all.Endpoints = append(all.Endpoints, r.Endpoints...)
-	return all
-}
-
-// sortResources sorts each slice of r by resource name, the order the xds server and
-// its content hashes expect.
-func sortResources(r *translate.Resources) {
-	slices.SortFunc(r.Listeners, func(a, b *listenerv3.Listener) int { return strings.Compare(a.GetName(), b.GetName()) })
-	slices.SortFunc(r.Routes, func(a, b *routev3.RouteConfiguration) int { return strings.Compare(a.GetName(), b.GetName()) })
-	slices.SortFunc(r.Clusters, func(a, b *clusterv3.Cluster) int { return strings.Compare(a.GetName(), b.GetName()) })
-	slices.SortFunc(r.Endpoints, func(a, b *endpointv3.ClusterLoadAssignment) int {
-		return strings.Compare(a.GetClusterName(), b.GetClusterName())
-	})
 }

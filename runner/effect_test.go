@@ -28,7 +28,6 @@ import (
 	"github.com/octoacme/octoroll/report"
 	"github.com/octoacme/octoroll/runner"
 	"github.com/octoacme/octoroll/store"
-	"github.com/octoacme/octoroll/translate"
 	"github.com/octoacme/octoroll/xds"
 	"github.com/octoacme/octoroll/xds/xdstest"
 )
@@ -434,23 +433,23 @@ func TestStoreFailingRollbackPublishes(t *testing.T) {
 	}
 }
 
-// refusingXDS is the real xds server, except that SetResources fails while refuse is
-// set, as a cache that refuses the whole set does (nothing in a translated set makes
-// the real one refuse it).
+// refusingXDS is the real xds server, except that Apply fails while refuse is set, as
+// a cache that refuses a publish does (nothing in a translated set makes the real one
+// refuse it).
 type refusingXDS struct {
 	*xds.Server
 	mu     sync.Mutex
 	refuse bool
 }
 
-func (x *refusingXDS) SetResources(res translate.Resources) error {
+func (x *refusingXDS) Apply(changes map[string]xds.Change) error {
 	x.mu.Lock()
 	refuse := x.refuse
 	x.mu.Unlock()
 	if refuse {
 		return errors.New("publish xds resources: cache refused the set")
 	}
-	return x.Server.SetResources(res)
+	return x.Server.Apply(changes)
 }
 
 func (x *refusingXDS) set(refuse bool) {

@@ -80,7 +80,7 @@ func (r *Runner) desiredOfLocked(svc catalog.Service) translate.Desired {
 		for _, m := range e.r.Matches() {
 			d.Matches = append(d.Matches, translate.Match{Header: m.Header, Cookie: m.Cookie, Value: m.Value, Version: m.Version})
 		}
-	} else {
+	} else if !r.reloadWarmDesired(svc, &d.Weights, &d.Service.Versions) {
 		d.Weights = map[string]uint32{svc.Stable: catalog.TotalWeight}
 	}
 	d.Unhealthy = r.unhealthyLocked(svc)
@@ -192,6 +192,9 @@ func (r *Runner) republish(ctx context.Context) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	warmed := r.warmedLocked()
+	if r.reloadWarmedLocked() {
+		warmed = true
+	}
 	if !warmed && !changed && len(r.pub.Failing()) == 0 && r.pubErr == nil {
 		return
 	}
@@ -215,9 +218,7 @@ func (r *Runner) warmedLocked() bool {
 			if now.Before(e.warm.until) {
 				continue
 			}
-			r.log.Warn("proxies did not load the new canary cluster in time; publishing the rollout's weights",
-				zap.String("service", svc), zap.String("rollout", e.r.ID), zap.String("canary", e.r.Canary),
-				zap.Strings("stragglers", w.Stragglers))
+			r.clusterLateLocked(svc, &e.r, []string{e.r.Canary}, w.Stragglers, e.r.Plan.AckTimeout.D())
 		}
 		e.warm = nil
 		ended = true
@@ -257,6 +258,7 @@ func (r *Runner) publishLocked() {
 		return
 	}
 	r.pubErr = nil
+	r.reloadServedLocked()
 	if r.opts.OnPublish != nil {
 		r.opts.OnPublish(time.Since(start))
 	}

@@ -164,6 +164,9 @@ type Runner struct {
 	// healthSeen is, per service with an active rollout, the health state its last
 	// forced check saw; a health change forces a check only where it differs.
 	healthSeen map[string]string
+	// reloadWarm holds the idle services a catalog reload routes to versions new to
+	// their proxies, while those versions' clusters load (see warmReloadLocked).
+	reloadWarm map[string]*reloadWarming
 	wake       chan struct{}
 	http       HTTPChecker
 }
@@ -228,6 +231,7 @@ func New(ctx context.Context, cat *catalog.Catalog, opts Options) (*Runner, erro
 		checks:      map[string]map[string]controller.CheckResult{},
 		restores:    map[string]controller.Restore{},
 		healthSeen:  map[string]string{},
+		reloadWarm:  map[string]*reloadWarming{},
 		unpersisted: map[string]controller.Rollout{},
 		wake:        make(chan struct{}, 1),
 		http:        opts.HTTPChecks,
@@ -355,6 +359,8 @@ func (r *Runner) SetCatalog(ctx context.Context, cat *catalog.Catalog) error {
 			return fmt.Errorf("service %s has active rollout %s, whose weights it cannot serve: %w", d.Service.Name, e.r.ID, err)
 		}
 	}
+	// A version new to the proxies gets traffic only once they hold its cluster.
+	r.warmReloadLocked()
 	// A service of the new catalog that does not translate keeps its last good
 	// resources and is reported failing; the others serve the new catalog.
 	r.publishLocked()

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"io"
 	"maps"
 	"slices"
 	"strconv"
@@ -99,7 +100,7 @@ func NewCache() *Cache {
 	c := &Cache{types: map[string]*typeState{}}
 	for _, t := range servedTypes {
 		ts := &typeState{hold: &c.typeHold, url: t}
-		ts.pub = &typeSnapshot{typeURL: t, byName: map[string]*entry{}}
+		ts.pub = &typeSnapshot{typeURL: t}
 		ts.snap.Store(ts.pub)
 		for i := range ts.shards {
 			ts.shards[i].sotw = map[*sotwWatch]struct{}{}
@@ -141,6 +142,14 @@ type watchShard struct {
 	sotw  map[*sotwWatch]struct{}            // tried on every publish
 	named map[string]map[*sotwWatch]struct{} // tried when the name changes
 	delta map[*deltaWatch]struct{}
+	// unnamed is len(sotw)+len(delta), read without the lock: a publish skips a shard
+	// with none without taking its lock.
+	unnamed atomic.Int32
+}
+
+// counted updates sh.unnamed; called with sh.mu held after sotw or delta changed.
+func (sh *watchShard) counted() {
+	sh.unnamed.Store(int32(len(sh.sotw) + len(sh.delta)))
 }
 
 var shardSeed = maphash.MakeSeed()
@@ -151,16 +160,16 @@ func (ts *typeState) nameShard(name string) *watchShard {
 }
 
 // typeSnapshot is an immutable set of resources of one type. A snapshot is derived from
-// the previous one by the resources that changed: the entries of the others are shared,
-// the sorted names too while no name comes or goes, and the type version is updated from
-// the changed entries' hashes, so a publish costs what it changes.
+// the previous one by the resources that changed: the entries of the others are shared
+// (see entries), the sorted names too while no name comes or goes, and the type version
+// is updated from the changed entries' hashes, so a publish costs what it changes.
 type typeSnapshot struct {
 	seq     uint64 // publish order; a snapshot never replaces one with a higher seq
 	typeURL string
 	version string   // content hash over every (name, resource version): sum in hex
 	sum     uint64   // sum of the entries' hashes
 	names   []string // sorted; shared with the previous snapshot when the names are the same
-	byName  map[string]*entry
+	byName  *entries // shares the buckets no change touched with the previous snapshot
 	// changed names the resources added, replaced or removed since the snapshot this
 	// one was derived from: only their watchers (and those watching many names or
 	// every name) can need it.
@@ -183,9 +192,14 @@ type entry struct {
 // what a proxy ACKed.
 func ResourceVersion(name string, marshaled []byte) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%d:%s:%d:", len(name), name, len(marshaled))
+	// "len(name):name:len(marshaled):" and the bytes, written without fmt.
+	var buf [24]byte
+	h.Write(append(strconv.AppendInt(buf[:0], int64(len(name)), 10), ':'))
+	io.WriteString(h, name)
+	h.Write(append(strconv.AppendInt(append(buf[:0], ':'), int64(len(marshaled)), 10), ':'))
 	h.Write(marshaled)
-	return hex.EncodeToString(h.Sum(nil))[:16]
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(h.Sum(sum[:0])[:8])
 }
 
 // typeVersion is the version of a type whose entries' hashes sum to sum. A resource
@@ -224,7 +238,7 @@ func derive(typeURL string, prev *typeSnapshot, in typeInput, immutable bool) (*
 		if name == "" {
 			return nil, fmt.Errorf("%s resource without a name", typeURL)
 		}
-		old := prev.byName[name]
+		old := prev.byName.get(name)
 		if old != nil {
 			if old.mark == mark {
 				return nil, fmt.Errorf("duplicate %s resource %q", typeURL, name)
@@ -268,14 +282,14 @@ func derive(typeURL string, prev *typeSnapshot, in typeInput, immutable bool) (*
 	var gone []string
 	if in.full && seen < len(prev.names) {
 		for _, n := range prev.names {
-			if prev.byName[n].mark != mark {
+			if prev.byName.get(n).mark != mark {
 				gone = append(gone, n)
 			}
 		}
 	}
 	for _, n := range in.remove {
 		// A name both given and removed stays; one removed twice goes once.
-		if e := prev.byName[n]; e != nil && e.mark != mark {
+		if e := prev.byName.get(n); e != nil && e.mark != mark {
 			e.mark = mark
 			gone = append(gone, n)
 		}
@@ -283,29 +297,25 @@ func derive(typeURL string, prev *typeSnapshot, in typeInput, immutable bool) (*
 	if len(put) == 0 && len(gone) == 0 {
 		return prev, nil
 	}
-	s := &typeSnapshot{typeURL: typeURL, sum: prev.sum, names: prev.names, byName: maps.Clone(prev.byName)}
-	if s.byName == nil {
-		s.byName = map[string]*entry{}
-	}
-	renamed := len(gone) > 0
+	s := &typeSnapshot{typeURL: typeURL, sum: prev.sum, names: prev.names, byName: prev.byName.with(put, gone)}
 	s.changed = make([]string, 0, len(put)+len(gone))
+	var added []string
 	for _, e := range put {
-		if old := s.byName[e.name]; old != nil {
+		if old := prev.byName.get(e.name); old != nil {
 			s.sum -= old.hash
 		} else {
-			renamed = true
+			added = append(added, e.name)
 		}
-		s.byName[e.name] = e
 		s.sum += e.hash
 		s.changed = append(s.changed, e.name)
 	}
 	for _, n := range gone {
-		s.sum -= s.byName[n].hash
-		delete(s.byName, n)
+		s.sum -= prev.byName.get(n).hash
 		s.changed = append(s.changed, n)
 	}
-	if renamed {
-		s.names = slices.Sorted(maps.Keys(s.byName))
+	if len(added) > 0 || len(gone) > 0 {
+		slices.Sort(added)
+		s.names = withNames(prev.names, added, gone)
 	}
 	s.version = typeVersion(s.sum)
 	return s, nil
@@ -461,7 +471,7 @@ func (c *Cache) Version(typeURL, name string) string {
 	if !ok {
 		return ""
 	}
-	if e := ts.snap.Load().byName[name]; e != nil {
+	if e := ts.snap.Load().byName.get(name); e != nil {
 		return e.version
 	}
 	return ""
@@ -500,6 +510,11 @@ func (ts *typeState) wake(changed []string) {
 	sw = sw[:0]
 	for i := range ts.shards {
 		sh := &ts.shards[i]
+		if sh.unnamed.Load() == 0 {
+			// A watch registered after this load sees the snapshot stored before it
+			// (watchSotw and CreateDeltaWatch look again after registering).
+			continue
+		}
 		sw, dw, fired, dfired = sw[:0], dw[:0], fired[:0], dfired[:0]
 		sh.lock()
 		if len(sh.sotw) == 0 && len(sh.delta) == 0 {
@@ -541,6 +556,7 @@ func (ts *typeState) wake(changed []string) {
 		for _, w := range dfired {
 			delete(sh.delta, w)
 		}
+		sh.counted()
 		sh.unlock(ts.hold)
 	}
 }
@@ -626,6 +642,7 @@ func (w *sotwWatch) index(ts *typeState) {
 	w.shard = ts.shard()
 	w.shard.lock()
 	w.shard.sotw[w] = struct{}{}
+	w.shard.counted()
 	w.shard.unlock(ts.hold)
 }
 
@@ -634,6 +651,7 @@ func (w *sotwWatch) unindex(ts *typeState) {
 	if w.shard != nil {
 		w.shard.lock()
 		delete(w.shard.sotw, w)
+		w.shard.counted()
 		w.shard.unlock(ts.hold)
 		return
 	}
@@ -676,16 +694,13 @@ func sotwRespond(req *discoveryv3.DiscoveryRequest, sub cachev3.Subscription, s 
 	if !first && !sub.IsWildcard() && !namedChanged(sub.SubscribedResources(), returned, s, full) {
 		return nil // the common case of a watcher a publish does not concern, without allocating
 	}
-	// A wildcard walks the snapshot's sorted names; a named subscription walks its names
-	// in map order and sorts what it sends (usually far fewer) by name afterwards.
-	names := s.names
-	if !sub.IsWildcard() {
-		names = nil
-	}
+	// A full-state wildcard walks the snapshot's sorted names (it sends every one); any
+	// other walks the entries or its names in no order and sorts what it sends (usually
+	// far fewer) by name afterwards.
 	changed := first
 	var send []*entry
 	visit := func(n string) {
-		e := s.byName[n]
+		e := s.byName.get(n)
 		if e == nil {
 			if _, had := returned[n]; had && full {
 				changed = true // a full-state response tells the proxy it is gone
@@ -699,11 +714,21 @@ func sotwRespond(req *discoveryv3.DiscoveryRequest, sub cachev3.Subscription, s 
 			send = append(send, e)
 		}
 	}
-	if sub.IsWildcard() {
-		for _, n := range names {
+	switch {
+	case sub.IsWildcard() && full:
+		for _, n := range s.names {
 			visit(n)
 		}
-	} else {
+	case sub.IsWildcard():
+		// Only what changed is sent: walk the entries as stored, sort what is sent.
+		for e := range s.byName.all() {
+			if v, ok := returned[e.name]; !ok || v != e.version {
+				changed = true
+				send = append(send, e)
+			}
+		}
+		slices.SortFunc(send, func(a, b *entry) int { return strings.Compare(a.name, b.name) })
+	default:
 		for n := range sub.SubscribedResources() {
 			visit(n)
 		}
@@ -711,7 +736,7 @@ func sotwRespond(req *discoveryv3.DiscoveryRequest, sub cachev3.Subscription, s 
 	}
 	if full && sub.IsWildcard() && !changed {
 		for n := range returned {
-			if s.byName[n] == nil {
+			if s.byName.get(n) == nil {
 				changed = true
 				break
 			}
@@ -751,7 +776,7 @@ func sotwRespond(req *discoveryv3.DiscoveryRequest, sub cachev3.Subscription, s 
 // version, or (full-state types) one it holds that is gone.
 func namedChanged(subscribed map[string]struct{}, returned map[string]string, s *typeSnapshot, full bool) bool {
 	for n := range subscribed {
-		e := s.byName[n]
+		e := s.byName.get(n)
 		v, had := returned[n]
 		if e == nil {
 			if had && full {
@@ -823,7 +848,7 @@ func (c *Cache) Fetch(_ context.Context, req *cachev3.Request) (cachev3.Response
 		ctx:      context.Background(),
 	}
 	for _, n := range names {
-		if e := s.byName[n]; e != nil {
+		if e := s.byName.get(n); e != nil {
 			resp.out.Resources = append(resp.out.Resources, e.any)
 			resp.returned[n] = e.version
 		}
@@ -930,7 +955,7 @@ func deltaRespond(req *discoveryv3.DeltaDiscoveryRequest, sub cachev3.Subscripti
 	var send []*discoveryv3.Resource
 	var removed []string
 	consider := func(n string) {
-		if e := s.byName[n]; e != nil {
+		if e := s.byName.get(n); e != nil {
 			if v, ok := returned[n]; !ok || v != e.version {
 				send = append(send, e.delta)
 				next[n] = e.version
@@ -989,11 +1014,13 @@ func (c *Cache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscrip
 	sh := ts.shard()
 	sh.lock()
 	sh.delta[w] = struct{}{}
+	sh.counted()
 	sh.unlock(ts.hold)
 	cancel := func() {
 		w.cancel()
 		sh.lock()
 		delete(sh.delta, w)
+		sh.counted()
 		sh.unlock(ts.hold)
 	}
 	// A publish between the load above and the registration may have missed w.

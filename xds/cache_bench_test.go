@@ -24,18 +24,24 @@ import (
 // The cache benchmarks compare octoroll's Cache with go-control-plane's snapshot cache
 // and with LinearCaches behind a MuxCache (the way Contour serves EDS), on the changes a
 // rollout makes: one service's weights (a route) and one service's endpoints (a load
-// assignment), among benchServices services, pushed to N clients. Each change is
-// published the way the cache is meant to be fed, and every response a client receives
-// is turned into the DiscoveryResponse the server would send (go-control-plane
-// marshals there). Two client shapes: "sidecar" clients watch every service's routes or
-// load assignments by name (an Envoy sidecar routing to every service), "proxyless"
-// clients watch one service each (a gRPC client of one target).
+// assignment), among 1, 100 or 1,000 services, pushed to the clients watching them.
+// Each change is published the way the cache is meant to be fed, and every response a
+// client receives is turned into the DiscoveryResponse the server would send
+// (go-control-plane marshals there). Client shapes: "single" clients watch one
+// service's resource each, by name (a proxyless gRPC client of one target), spread over
+// the services; "wildcard" clients watch every resource of the type (no names);
+// "sidecar" clients name every service's resource (an Envoy sidecar routing to every
+// service).
 //
 //	go test ./xds -run '^$' -bench BenchmarkCache -benchmem
-const benchServices = 1000
+//
+// octoroll's columns: "octoroll-set" is the whole set handed over on every publish (how
+// Server.SetResources feeds the cache), "octoroll-apply" the changed resources only
+// (Cache.Apply, how package publish feeds it).
 
-// benchWorld is the resources of benchServices services, two versions each.
+// benchWorld is the resources of its services, two versions each.
 type benchWorld struct {
+	services                    int
 	routes, clusters, endpoints []types.Resource
 	// routeAlt and claAlt are the changed route and load assignment of service 0.
 	routeAlt, claAlt types.Resource
@@ -70,9 +76,9 @@ func benchCLA(name string, hosts int, base int) *endpointv3.ClusterLoadAssignmen
 	return &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{loc}}
 }
 
-func newBenchWorld() *benchWorld {
-	w := &benchWorld{}
-	for i := range benchServices {
+func newBenchWorld(services int) *benchWorld {
+	w := &benchWorld{services: services}
+	for i := range services {
 		svc := benchService(i)
 		w.routes = append(w.routes, benchRoute(svc, 500))
 		for _, v := range []string{"stable", "canary"} {
@@ -235,11 +241,18 @@ func (c *linearCache) publish(b *testing.B, w *benchWorld, route, cla types.Reso
 type benchClient struct {
 	sub streamv3.Subscription
 	req *discoveryv3.DiscoveryRequest
-	ch  chan cachev3.Response
 }
 
-func (cl *benchClient) watch(b *testing.B, c cachev3.ConfigWatcher) {
-	if _, err := c.CreateWatch(cl.req, cl.sub, cl.ch); err != nil {
+// benchClients are the clients of one benchmark. Every watch answers on one channel
+// (each client has at most one watch open, so it never fills): waiting for the clients a
+// change reaches costs what they are, not what every client is.
+type benchClients struct {
+	byNode map[string]*benchClient
+	ch     chan cachev3.Response
+}
+
+func (cs *benchClients) watch(b *testing.B, c cachev3.ConfigWatcher, cl *benchClient) {
+	if _, err := c.CreateWatch(cl.req, cl.sub, cs.ch); err != nil {
 		b.Fatal(err)
 	}
 }
@@ -247,7 +260,8 @@ func (cl *benchClient) watch(b *testing.B, c cachev3.ConfigWatcher) {
 // consume turns a response into the DiscoveryResponse the server would send, records
 // what it returned and opens the next watch, as the server does on the ACK. It returns
 // the number of resources sent.
-func (cl *benchClient) consume(b *testing.B, c cachev3.ConfigWatcher, r cachev3.Response) int {
+func (cs *benchClients) consume(b *testing.B, c cachev3.ConfigWatcher, r cachev3.Response) int {
+	cl := cs.byNode[r.GetRequest().GetNode().GetId()]
 	dr, err := r.GetDiscoveryResponse()
 	if err != nil {
 		b.Fatal(err)
@@ -263,7 +277,7 @@ func (cl *benchClient) consume(b *testing.B, c cachev3.ConfigWatcher, r cachev3.
 		Node: cl.req.GetNode(), TypeUrl: cl.req.GetTypeUrl(), ResourceNames: cl.req.GetResourceNames(),
 		VersionInfo: dr.GetVersionInfo(), ResponseNonce: "n",
 	}
-	cl.watch(b, c)
+	cs.watch(b, c, cl)
 	return len(dr.GetResources())
 }
 
@@ -275,7 +289,7 @@ func benchCaches() []struct {
 		name string
 		new  func() benchCache
 	}{
-		{"octoroll", func() benchCache { return ownCache{NewCache()} }},
+		{"octoroll-set", func() benchCache { return ownCache{NewCache()} }},
 		{"octoroll-apply", func() benchCache { return &ownApplyCache{Cache: NewCache()} }},
 		{"snapshot", func() benchCache { return &snapCache{SnapshotCache: cachev3.NewSnapshotCache(false, oneNode{}, nil)} }},
 		{"linear+mux", func() benchCache { return newLinearCache() }},
@@ -283,31 +297,31 @@ func benchCaches() []struct {
 }
 
 // runCacheBench measures one change (toggled between two values) of the type typeURL
-// pushed to clients watching names(i) of it. A change reaches the clients that watch
-// service 0; each op waits for all of them.
-func runCacheBench(b *testing.B, newCache func() benchCache, typeURL string, clients int, names func(i int) []string, alt func(w *benchWorld, on bool) (route, cla types.Resource)) {
-	w := newBenchWorld()
+// among services services, pushed to clients watching names(i) of it (nil: wildcard).
+// A change reaches the clients that watch service 0; each op waits for all of them.
+func runCacheBench(b *testing.B, newCache func() benchCache, services int, typeURL string, clients int, names func(i int) []string, alt func(w *benchWorld, on bool) (route, cla types.Resource)) {
+	w := newBenchWorld(services)
 	c := newCache()
 	route, cla := alt(w, false)
 	c.publish(b, w, route, cla)
-	cls := make([]*benchClient, clients)
+	cs := &benchClients{byNode: map[string]*benchClient{}, ch: make(chan cachev3.Response, clients)}
 	affected := 0
-	for i := range cls {
+	for i := range clients {
 		n := names(i)
+		id := fmt.Sprint("client-", i)
 		cl := &benchClient{
 			sub: streamv3.NewSotwSubscription(n, true),
-			req: &discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: fmt.Sprint("client-", i)}, TypeUrl: typeURL, ResourceNames: n},
-			ch:  make(chan cachev3.Response, 1),
+			req: &discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: id}, TypeUrl: typeURL, ResourceNames: n},
 		}
-		cl.watch(b, c)
+		cs.byNode[id] = cl
+		cs.watch(b, c, cl)
 		select {
-		case r := <-cl.ch:
-			cl.consume(b, c, r)
+		case r := <-cs.ch:
+			cs.consume(b, c, r)
 		case <-time.After(10 * time.Second):
 			b.Fatalf("client %d: no initial response", i)
 		}
-		cls[i] = cl
-		if names(i)[0] == nameOfService0(typeURL) || len(n) > 1 {
+		if len(n) != 1 || n[0] == nameOfService0(typeURL) {
 			affected++
 		}
 	}
@@ -317,37 +331,22 @@ func runCacheBench(b *testing.B, newCache func() benchCache, typeURL string, cli
 	for i := 0; i < b.N; i++ {
 		route, cla := alt(w, i%2 == 0)
 		c.publish(b, w, route, cla)
-		got := 0
-		deadline := time.After(10 * time.Second)
-		for got < affected {
-			for _, cl := range cls {
-				select {
-				case r := <-cl.ch:
-					sent += cl.consume(b, c, r)
-					got++
-					pushes++
-				default:
-				}
-			}
-			if got < affected {
-				select {
-				case <-deadline:
-					b.Fatalf("op %d: %d of %d clients answered", i, got, affected)
-				default:
-				}
+		for got := 0; got < affected; got++ {
+			select {
+			case r := <-cs.ch:
+				sent += cs.consume(b, c, r)
+				pushes++
+			case <-time.After(10 * time.Second):
+				b.Fatalf("op %d: %d of %d clients answered", i, got, affected)
 			}
 		}
 	}
 	b.StopTimer()
 	// Responses to clients that did not need one (the snapshot cache answers every
 	// watcher of a type whose version changed) arrive too; count them.
-	for _, cl := range cls {
-		select {
-		case r := <-cl.ch:
-			sent += cl.consume(b, c, r)
-			pushes++
-		default:
-		}
+	for len(cs.ch) > 0 {
+		sent += cs.consume(b, c, <-cs.ch)
+		pushes++
 	}
 	b.ReportMetric(float64(pushes)/float64(b.N), "pushes/op")
 	b.ReportMetric(float64(sent)/float64(b.N), "resources/op")
@@ -360,11 +359,15 @@ func nameOfService0(typeURL string) string {
 	return translate.ClusterName(benchService(0), "stable")
 }
 
-func benchNames(typeURL string, sidecar bool) func(i int) []string {
+// benchNames is what client i of a shape watches among services services.
+func benchNames(typeURL, shape string, services int) func(i int) []string {
 	return func(i int) []string {
-		if sidecar {
+		switch shape {
+		case "wildcard":
+			return nil
+		case "sidecar":
 			var out []string
-			for s := range benchServices {
+			for s := range services {
 				if typeURL == resource.RouteType {
 					out = append(out, benchService(s))
 				} else {
@@ -373,7 +376,7 @@ func benchNames(typeURL string, sidecar bool) func(i int) []string {
 			}
 			return out
 		}
-		svc := benchService(i % benchServices)
+		svc := benchService(i % services)
 		if typeURL == resource.RouteType {
 			return []string{svc}
 		}
@@ -401,21 +404,24 @@ func BenchmarkCacheEndpointChange(b *testing.B) {
 	benchShapes(b, resource.EndpointType, alt)
 }
 
+// benchShapes runs every cache on every shape: single-name and wildcard watches at 1,
+// 100 and 1,000 services (100 single-name clients spread over the services, 10
+// wildcard clients), and 100 sidecars at 1,000 services.
 func benchShapes(b *testing.B, typeURL string, alt func(*benchWorld, bool) (types.Resource, types.Resource)) {
-	for _, shape := range []struct {
-		name    string
-		sidecar bool
-		clients []int
-	}{
-		{"sidecar", true, []int{10, 100}},
-		{"proxyless", false, []int{100, 1000}},
-	} {
-		for _, n := range shape.clients {
-			for _, c := range benchCaches() {
-				b.Run(fmt.Sprintf("%s/clients=%d/%s", shape.name, n, c.name), func(b *testing.B) {
-					runCacheBench(b, c.new, typeURL, n, benchNames(typeURL, shape.sidecar), alt)
-				})
-			}
+	type shape struct {
+		name              string
+		services, clients int
+	}
+	var shapes []shape
+	for _, n := range []int{1, 100, 1000} {
+		shapes = append(shapes, shape{"single", n, 100}, shape{"wildcard", n, 10})
+	}
+	shapes = append(shapes, shape{"sidecar", 1000, 100})
+	for _, sh := range shapes {
+		for _, c := range benchCaches() {
+			b.Run(fmt.Sprintf("%s/services=%d/clients=%d/%s", sh.name, sh.services, sh.clients, c.name), func(b *testing.B) {
+				runCacheBench(b, c.new, sh.services, typeURL, sh.clients, benchNames(typeURL, sh.name, sh.services), alt)
+			})
 		}
 	}
 }

@@ -202,8 +202,11 @@ func TestCacheApplyMatchesSet(t *testing.T) {
 			if !slices.Equal(a.names, f.names) {
 				t.Errorf("%s: %s names %v after Apply, %v after Set", when, typ, a.names, f.names)
 			}
-			for n, e := range f.byName {
-				if a.byName[n] == nil || a.byName[n].version != e.version {
+			if a.byName.len() != f.byName.len() {
+				t.Errorf("%s: %s has %d resources after Apply, %d after Set", when, typ, a.byName.len(), f.byName.len())
+			}
+			for _, n := range f.names {
+				if e := a.byName.get(n); e == nil || e.version != f.byName.get(n).version {
 					t.Errorf("%s: %s %q differs", when, typ, n)
 				}
 			}

@@ -12,6 +12,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
@@ -83,8 +87,7 @@ type Server struct {
 	cache *Cache
 	track *tracker
 
-	updMu   sync.Mutex
-	current translate.Resources
+	updMu sync.Mutex
 	// memo holds the translation of every service of the last successful Update,
 	// reused for the services whose Desired did not change.
 	memo translate.Memo
@@ -135,7 +138,7 @@ func (s *Server) Update(desired []translate.Desired) error {
 		s.updateErrors.Add(1)
 		return fmt.Errorf("publish xds resources: %w", err)
 	}
-	s.current, s.memo = res, memo
+	s.memo = memo
 	s.observePush(start, changed)
 	return nil
 }
@@ -155,7 +158,27 @@ func (s *Server) SetResources(res translate.Resources) error {
 		s.updateErrors.Add(1)
 		return fmt.Errorf("publish xds resources: %w", err)
 	}
-	s.current, s.memo = res, translate.Memo{}
+	s.memo = translate.Memo{}
+	s.observePush(start, changed)
+	return nil
+}
+
+// Apply serves changes, keyed by resource type: resources already translated and
+// checked, added or replaced by name, and names no longer served; every other resource
+// keeps serving. Its cost is that of the changes (package publish hands over the
+// resources of the services whose desired state changed). As with SetResources, only
+// the proxies watching a changed resource are sent anything, resources must not be
+// modified once passed in, and on error nothing changes.
+func (s *Server) Apply(changes map[string]Change) error {
+	s.updMu.Lock()
+	defer s.updMu.Unlock()
+	start := time.Now()
+	changed, err := s.cache.Apply(changes)
+	if err != nil {
+		s.updateErrors.Add(1)
+		return fmt.Errorf("publish xds resources: %w", err)
+	}
+	s.memo = translate.Memo{}
 	s.observePush(start, changed)
 	return nil
 }
@@ -187,11 +210,37 @@ func (s *Server) PublishRaw(typeURL string, res ...types.Resource) error {
 	return nil
 }
 
-// Resources returns the resources of the last successful Update.
+// Resources returns the resources served now, each type sorted by name. It walks every
+// resource: for tests and diagnostics, not for a publish path.
 func (s *Server) Resources() translate.Resources {
-	s.updMu.Lock()
-	defer s.updMu.Unlock()
-	return s.current
+	var out translate.Resources
+	each := func(typeURL string, add func(types.Resource)) {
+		snap := s.cache.types[typeURL].snap.Load()
+		for _, n := range snap.names {
+			add(snap.byName.get(n).src)
+		}
+	}
+	each(resource.ListenerType, func(r types.Resource) {
+		if l, ok := r.(*listenerv3.Listener); ok {
+			out.Listeners = append(out.Listeners, l)
+		}
+	})
+	each(resource.RouteType, func(r types.Resource) {
+		if rc, ok := r.(*routev3.RouteConfiguration); ok {
+			out.Routes = append(out.Routes, rc)
+		}
+	})
+	each(resource.ClusterType, func(r types.Resource) {
+		if c, ok := r.(*clusterv3.Cluster); ok {
+			out.Clusters = append(out.Clusters, c)
+		}
+	})
+	each(resource.EndpointType, func(r types.Resource) {
+		if e, ok := r.(*endpointv3.ClusterLoadAssignment); ok {
+			out.Endpoints = append(out.Endpoints, e)
+		}
+	})
+	return out
 }
 
 // RouteVersion returns the version of the service's RouteConfiguration as served now

@@ -117,7 +117,7 @@ func (s *typeSnapshot) resource(name, version string) *anypb.Any {
 	if s == nil {
 		return nil
 	}
-	if e := s.byName[name]; e != nil && e.version == version {
+	if e := s.byName.get(name); e != nil && e.version == version {
 		return e.any
 	}
 	return nil
