@@ -15,5 +15,7 @@ func runnerSentinels() []sentinel {
 		{runner.ErrActiveRollout, http.StatusConflict, api.CodeActiveRollout},
 		{runner.ErrNoActiveRollout, http.StatusConflict, api.CodeNoActiveRollout},
 		{runner.ErrUnknownCheck, http.StatusBadRequest, api.CodeUnknownCheck},
+		{runner.ErrNotFrozen, http.StatusConflict, api.CodeNotFrozen},
+		{runner.ErrReasonRequired, http.StatusBadRequest, api.CodeReasonRequired},
 	}
 }

@@ -53,6 +53,7 @@ const Usage = `Client commands (talk to the admin API of a running "octoroll ser
   octoroll proxies                                connected proxies and what they ACKed
   octoroll proxy-config NODE_ID                   resources sent to and ACKed by one proxy (JSON)
   octoroll check SERVICE NAME --pass|--fail [--detail TEXT]  report a smoke/synthetic check
+` + gatesUsage + `  (promote and rollout start take --override-freeze REASON during a freeze)
 
 Flags of every client command:
   --server URL   admin API address (OCTOROLL_SERVER, default ` + DefaultServer + `)
@@ -62,7 +63,7 @@ Flags of every client command:
 `
 
 // Commands lists the client command names, for a dispatcher.
-var Commands = []string{"status", "rollout", "pause", "resume", "promote", "abort", "finish", "history", "report", "proxies", "proxy-config", "check"}
+var Commands = []string{"status", "rollout", "pause", "resume", "promote", "abort", "finish", "history", "report", "proxies", "proxy-config", "check", "approve", "freeze", "unfreeze", "freeze-status"}
 
 // usageError is a mistake in the command line.
 type usageError struct{ msg string }
@@ -114,18 +115,22 @@ type runFunc func(ctx context.Context, inv *invocation, args []string) error
 
 func commands() map[string]runFunc {
 	return map[string]runFunc{
-		"status":       runStatus,
-		"rollout":      runRollout,
-		"pause":        action(controller.CmdPause),
-		"resume":       action(controller.CmdResume),
-		"promote":      action(controller.CmdPromote),
-		"abort":        action(controller.CmdAbort),
-		"finish":       action(controller.CmdFinish),
-		"history":      runHistory,
-		"report":       runReport,
-		"proxies":      runProxies,
-		"proxy-config": runProxyConfig,
-		"check":        runCheck,
+		"status":        runStatus,
+		"rollout":       runRollout,
+		"pause":         action(controller.CmdPause),
+		"resume":        action(controller.CmdResume),
+		"promote":       action(controller.CmdPromote),
+		"abort":         action(controller.CmdAbort),
+		"finish":        action(controller.CmdFinish),
+		"history":       runHistory,
+		"report":        runReport,
+		"proxies":       runProxies,
+		"proxy-config":  runProxyConfig,
+		"check":         runCheck,
+		"approve":       runApprove,
+		"freeze":        runFreeze(true),
+		"unfreeze":      runFreeze(false),
+		"freeze-status": runFreezeStatus,
 	}
 }
 
@@ -257,6 +262,7 @@ func runRollout(ctx context.Context, inv *invocation, args []string) error {
 	switch sub {
 	case "start":
 		file := fs.String("f", "", "rollout spec file (YAML or JSON)")
+		overrideFreeze := fs.String("override-freeze", "", "start during a freeze, with the reason")
 		pos, err := parse(fs, args)
 		if err != nil {
 			return err
@@ -282,7 +288,9 @@ func runRollout(ctx context.Context, inv *invocation, args []string) error {
 		if err != nil {
 			return err
 		}
-		b, err := c.do(ctx, request{method: http.MethodPost, path: "/rollouts", body: body, contentType: ct})
+		q := url.Values{}
+		setIf(q, api.OverrideFreezeParam, *overrideFreeze)
+		b, err := c.do(ctx, request{method: http.MethodPost, path: "/rollouts", query: q, body: body, contentType: ct})
 		if err != nil {
 			return err
 		}
@@ -345,8 +353,10 @@ func action(kind controller.CommandKind) runFunc {
 		if kind == controller.CmdPromote || kind == controller.CmdFinish {
 			force = fs.Bool("force", false, "override a failing check or the deployment window")
 		}
+		var overrideFreeze *string
 		if kind == controller.CmdPromote {
 			full = fs.Bool("full", false, "promote straight to 100 %")
+			overrideFreeze = fs.String("override-freeze", "", "promote during a freeze, with the reason")
 		}
 		pos, err := parse(fs, args)
 		if err != nil {
@@ -368,6 +378,9 @@ func action(kind controller.CommandKind) runFunc {
 		req := api.ActionRequest{Reason: *reason}
 		if force != nil {
 			req.Force = *force
+		}
+		if overrideFreeze != nil {
+			req.OverrideFreeze = *overrideFreeze
 		}
 		c, err := inv.client()
 		if err != nil {

@@ -95,6 +95,7 @@ func decisionLabel(r api.RolloutSummary) string {
 // writeServicesResponse prints the status table of every service, then what keeps the
 // catalog on disk from being the one in use.
 func writeServicesResponse(w io.Writer, v api.ServicesResponse) {
+	fmt.Fprint(w, freezeLine(v.Freeze))
 	writeServices(w, v.Services)
 	c := v.Catalog
 	if c == nil || (!c.Failing && c.Refused == "") {
@@ -260,7 +261,7 @@ func writeStarted(w io.Writer, d api.RolloutDetail) {
 var actionDone = map[string]string{
 	"pause": "Paused %s", "resume": "Resumed %s", "promote": "Promoted %s to the next stage",
 	"promote-full": "Promoted %s to 100 %%", "abort": "Aborted %s",
-	"finish": "Finished %s: monitoring window closed",
+	"finish": "Finished %s: monitoring window closed", "approve": "Approved the current stage of %s",
 }
 
 func writeActionResult(w io.Writer, action string, d api.RolloutDetail) {
