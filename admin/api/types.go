@@ -184,12 +184,12 @@ type RolloutSummary struct {
 	Failing       bool                `json:"failing,omitempty"`
 	Aborted       bool                `json:"aborted,omitempty"`
 	// AwaitingApproval is true while the current stage waits for a person's approve.
-	AwaitingApproval bool `json:"awaitingApproval,omitempty"`
-	CreatedAt     time.Time           `json:"createdAt"`
-	UpdatedAt     time.Time           `json:"updatedAt"`
-	StartedAt     time.Time           `json:"startedAt,omitzero"`
-	FullAt        time.Time           `json:"fullAt,omitzero"`
-	EndedAt       time.Time           `json:"endedAt,omitzero"`
+	AwaitingApproval bool      `json:"awaitingApproval,omitempty"`
+	CreatedAt        time.Time `json:"createdAt"`
+	UpdatedAt        time.Time `json:"updatedAt"`
+	StartedAt        time.Time `json:"startedAt,omitzero"`
+	FullAt           time.Time `json:"fullAt,omitzero"`
+	EndedAt          time.Time `json:"endedAt,omitzero"`
 }
 
 // RolloutDetail is GET /api/v1/rollouts/{id}, and the response of POST /api/v1/rollouts
