@@ -183,13 +183,13 @@ type RolloutSummary struct {
 	Reason        string              `json:"reason,omitempty"`
 	Failing       bool                `json:"failing,omitempty"`
 	Aborted       bool                `json:"aborted,omitempty"`
+	CreatedAt     time.Time           `json:"createdAt"`
+	UpdatedAt     time.Time           `json:"updatedAt"`
+	StartedAt     time.Time           `json:"startedAt,omitzero"`
+	FullAt        time.Time           `json:"fullAt,omitzero"`
+	EndedAt       time.Time           `json:"endedAt,omitzero"`
 	// AwaitingApproval is true while the current stage waits for a person's approve.
-	AwaitingApproval bool      `json:"awaitingApproval,omitempty"`
-	CreatedAt        time.Time `json:"createdAt"`
-	UpdatedAt        time.Time `json:"updatedAt"`
-	StartedAt        time.Time `json:"startedAt,omitzero"`
-	FullAt           time.Time `json:"fullAt,omitzero"`
-	EndedAt          time.Time `json:"endedAt,omitzero"`
+	AwaitingApproval bool `json:"awaitingApproval,omitempty"`
 }
 
 // RolloutDetail is GET /api/v1/rollouts/{id}, and the response of POST /api/v1/rollouts
