@@ -37,6 +37,8 @@ var sentinels = []sentinel{
 	{controller.ErrReasonRequired, http.StatusBadRequest, api.CodeReasonRequired},
 	{controller.ErrUnknownCommand, http.StatusBadRequest, api.CodeUnknownCommand},
 	{controller.ErrOutsideWindow, http.StatusConflict, api.CodeOutsideWindow},
+	{controller.ErrFrozen, http.StatusConflict, api.CodeFrozen},
+	{controller.ErrGateHeld, http.StatusConflict, api.CodeGateHeld},
 	{controller.ErrCheckFailing, http.StatusConflict, api.CodeCheckFailing},
 	{controller.ErrInvalidState, http.StatusConflict, api.CodeInvalidState},
 }

@@ -37,6 +37,9 @@ func (s *Server) listServices(w http.ResponseWriter, r *http.Request) error {
 		st := s.opts.CatalogStatus()
 		out.Catalog = &st
 	}
+	if f := s.freezeStatus(); f != nil && f.Frozen {
+		out.Freeze = f
+	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
@@ -136,6 +139,7 @@ func summarizeRollout(r controller.Rollout) api.RolloutSummary {
 		Failing: r.Progress.Failing, Aborted: r.Aborted,
 		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, StartedAt: r.StartedAt,
 		FullAt: r.FullAt, EndedAt: r.EndedAt,
+		AwaitingApproval: r.AwaitingApproval(),
 	}
 	if out.Type == "" {
 		out.Type = string(r.Spec.Release.Type)
@@ -312,6 +316,9 @@ func (s *Server) startRollout(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if o := strings.TrimSpace(r.URL.Query().Get(api.OverrideFreezeParam)); o != "" {
+		spec.OverrideFreeze = o
+	}
 	ro, err := s.opts.Backend.Start(r.Context(), spec, actor(r))
 	switch {
 	case err != nil && spec.Service == "":
@@ -365,7 +372,7 @@ func (s *Server) action(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusNotFound, api.CodeUnknownService, fmt.Sprintf("unknown service %q", name))
 	}
 	ro, err := s.opts.Backend.Command(r.Context(), name, controller.Command{
-		Kind: kind, Actor: actor(r), Reason: req.Reason, Force: req.Force})
+		Kind: kind, Actor: actor(r), Reason: req.Reason, Force: req.Force, OverrideFreeze: strings.TrimSpace(req.OverrideFreeze)})
 	status, warning := http.StatusOK, ""
 	switch {
 	case errors.Is(err, runner.ErrNotPersisted):
@@ -597,6 +604,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
 			out.PublishFailures = append(out.PublishFailures, api.PublishFailure{Service: v.Service.Name, Error: p.Error, Since: p.FailingSince})
 		}
 	}
+	out.Freeze = s.freezeStatus()
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }

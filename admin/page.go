@@ -37,6 +37,8 @@ type pageData struct {
 	Catalog  catalog.Status
 	Ready    string
 	Single   bool
+	// Freeze is the freeze switch; shown while Frozen.
+	Freeze *api.FreezeStatus
 }
 
 // card is one service on the status page.
@@ -166,6 +168,7 @@ func (s *Server) basePage(title string) pageData {
 	if err := s.ready(); err != nil {
 		d.Ready = err.Error()
 	}
+	d.Freeze = s.freezeStatus()
 	return d
 }
 

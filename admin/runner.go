@@ -16,5 +16,7 @@ func runnerSentinels() []sentinel {
 		{runner.ErrNoActiveRollout, http.StatusConflict, api.CodeNoActiveRollout},
 		{runner.ErrUnknownCheck, http.StatusBadRequest, api.CodeUnknownCheck},
 		{runner.ErrNotLeader, http.StatusServiceUnavailable, api.CodeNotLeader},
+		{runner.ErrNotFrozen, http.StatusConflict, api.CodeNotFrozen},
+		{runner.ErrReasonRequired, http.StatusBadRequest, api.CodeReasonRequired},
 	}
 }

@@ -181,6 +181,7 @@ func (s *Server) routes() http.Handler {
 	read("GET "+p+"/proxies", s.listProxies)
 	read("GET "+p+"/proxies/{id}/config", s.proxyConfig)
 	read("GET "+p+"/status", s.status)
+	s.gateRoutes(read, mut)
 	read("GET /healthz", s.healthz)
 	read("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", s.metricsHandler())

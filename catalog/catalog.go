@@ -86,6 +86,9 @@ type (
 	MetricQueries = model.MetricQueries
 	MetricCheck   = model.MetricCheck
 	Duration      = model.Duration
+	Gates         = model.Gates
+	Webhook       = model.Webhook
+	FreezeWindow  = model.FreezeWindow
 )
 
 // ParseEndpoint parses "host:port" (model.ParseEndpoint).
@@ -98,6 +101,9 @@ func ParseDuration(s string) (Duration, error) { return model.ParseDuration(s) }
 type Catalog struct {
 	Services      []Service `yaml:"services" json:"services"`
 	Notifications []Sink    `yaml:"notifications,omitempty" json:"notifications,omitempty"`
+	// Freezes are periods when no rollout starts or advances on any service (holidays,
+	// sales events); rollbacks and pauses still work.
+	Freezes []FreezeWindow `yaml:"freezes,omitempty" json:"freezes,omitempty"`
 }
 
 // Sink is a notification webhook.

@@ -4,6 +4,7 @@ import (
 	"encoding"
 	"fmt"
 	"strconv"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -36,6 +37,17 @@ func decodeScalar(n *yaml.Node, v any) (ok bool, err error) {
 			return true, err
 		}
 		*p = d
+		return true, nil
+	case *time.Time:
+		// RFC 3339, quoted or not (YAML reads an unquoted one as a timestamp).
+		if n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!str" && n.ShortTag() != "!!timestamp") {
+			return true, fmt.Errorf("want an RFC 3339 time such as 2026-12-24T00:00:00Z, got %s", describe(n))
+		}
+		t, err := time.Parse(time.RFC3339, n.Value)
+		if err != nil {
+			return true, fmt.Errorf("%q: want an RFC 3339 time such as 2026-12-24T00:00:00Z", n.Value)
+		}
+		*p = t
 		return true, nil
 	case *StatusRange:
 		// Validation checks the value.

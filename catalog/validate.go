@@ -197,6 +197,7 @@ func (v *validator) catalog(c *Catalog) {
 			}
 		}
 	}
+	model.ValidateFreezeWindows(c.Freezes, "freezes", func(field, msg string) { v.add(field, "%s", msg) })
 	sortErrors(v.errs)
 }
 
@@ -242,6 +243,7 @@ func (v *validator) service(s *Service, p string) {
 	v.healthCheck(&s.HealthCheck, p+".healthCheck")
 	v.outlier(&s.Outlier, p+".outlierDetection")
 	v.metrics(&s.Metrics, p+".metrics")
+	s.Gates.Validate(p+".gates", func(field, msg string) { v.add(field, "%s", msg) })
 }
 
 func (v *validator) version(ver *Version, p string, names map[string]int, endpoints map[Endpoint]string, k int) {

@@ -23,7 +23,7 @@ func init() {
 // action builds pause, resume, promote [--full], abort and finish.
 func action(kind controller.CommandKind, short string) func(*App) *cobra.Command {
 	return func(a *App) *cobra.Command {
-		var reason string
+		var reason, overrideFreeze string
 		var force, full bool
 		c := &cobra.Command{
 			Use:   string(kind) + " SERVICE",
@@ -46,7 +46,7 @@ func action(kind controller.CommandKind, short string) func(*App) *cobra.Command
 				}
 				service := args[0]
 				var d api.RolloutDetail
-				b, err := cl.postJSON(a.ctx, "/services/"+url.PathEscape(service)+"/"+path, api.ActionRequest{Reason: reason, Force: force}, &d)
+				b, err := cl.postJSON(a.ctx, "/services/"+url.PathEscape(service)+"/"+path, api.ActionRequest{Reason: reason, Force: force, OverrideFreeze: overrideFreeze}, &d)
 				var ae *apiError
 				if errors.As(err, &ae) && ae.Code == api.CodeInvalidState && (kind == controller.CmdPause || kind == controller.CmdResume) {
 					if done, derr := alreadyDone(a, cl, kind, service); derr == nil && done {
@@ -74,6 +74,7 @@ func action(kind controller.CommandKind, short string) func(*App) *cobra.Command
 		}
 		if kind == controller.CmdPromote {
 			f.BoolVar(&full, "full", false, "promote straight to 100 %")
+			f.StringVar(&overrideFreeze, "override-freeze", "", "promote during a freeze, with the reason (recorded)")
 		}
 		return c
 	}

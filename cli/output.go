@@ -99,6 +99,7 @@ func fullDecision(r api.RolloutSummary) string {
 // writeServicesResponse prints the status table of every service, then what keeps the
 // catalog on disk from being the one in use.
 func writeServicesResponse(w io.Writer, v api.ServicesResponse) {
+	fmt.Fprint(w, freezeLine(v.Freeze))
 	writeServices(w, v.Services)
 	if v.Catalog != nil {
 		writeCatalogProblem(w, v.Catalog)
@@ -271,7 +272,7 @@ func writeStarted(w io.Writer, d api.RolloutDetail) {
 var actionDone = map[string]string{
 	"pause": "Paused %s", "resume": "Resumed %s", "promote": "Promoted %s to the next stage",
 	"promote-full": "Promoted %s to 100 %%", "abort": "Aborted %s",
-	"finish": "Finished %s: monitoring window closed",
+	"finish": "Finished %s: monitoring window closed", "approve": "Approved the current stage of %s",
 }
 
 func writeActionResult(w io.Writer, action string, d api.RolloutDetail) {

@@ -36,7 +36,7 @@ func rolloutCommand(a *App) *cobra.Command {
 }
 
 func rolloutStart(a *App) *cobra.Command {
-	var file string
+	var file, overrideFreeze string
 	c := &cobra.Command{
 		Use:   "start -f SPEC.yaml|SPEC.json|-",
 		Short: "Start a rollout (pre-flight runs on the server); -f - reads the spec from stdin",
@@ -68,7 +68,9 @@ func rolloutStart(a *App) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			b, err := cl.do(a.ctx, request{method: http.MethodPost, path: "/rollouts", body: body, contentType: ct})
+			q := url.Values{}
+			setIf(q, api.OverrideFreezeParam, overrideFreeze)
+			b, err := cl.do(a.ctx, request{method: http.MethodPost, path: "/rollouts", query: q, body: body, contentType: ct})
 			if err != nil {
 				return err
 			}
@@ -84,6 +86,7 @@ func rolloutStart(a *App) *cobra.Command {
 		},
 	}
 	c.Flags().StringVarP(&file, "filename", "f", "", "rollout spec file (YAML or JSON); - reads stdin")
+	c.Flags().StringVar(&overrideFreeze, "override-freeze", "", "start during a freeze, with the reason (recorded)")
 	return c
 }
 

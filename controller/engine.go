@@ -67,6 +67,12 @@ func Preflight(spec Spec) error {
 // at 0 % canary until an observation carries every smoke test's passing result, as it
 // is outside the window.
 func New(now time.Time, id string, spec Spec, svc model.Service) (Rollout, []Event, error) {
+	return Create(now, id, spec, svc, nil)
+}
+
+// Create is New during freeze (nil: none): a rollout whose spec does not override the
+// freeze is refused with ErrFrozen; one that does starts, and the override is recorded.
+func Create(now time.Time, id string, spec Spec, svc model.Service, freeze *Freeze) (Rollout, []Event, error) {
 	var errs []error
 	if id == "" {
 		errs = append(errs, errors.New("id: required"))
@@ -102,9 +108,12 @@ func New(now time.Time, id string, spec Spec, svc model.Service) (Rollout, []Eve
 	if err := Preflight(spec); err != nil {
 		return Rollout{}, nil, err
 	}
+	if freeze != nil && strings.TrimSpace(spec.OverrideFreeze) == "" {
+		return Rollout{}, nil, fmt.Errorf("%s (a critical patch may start with an override and a reason): %w", freeze.Summary(), ErrFrozen)
+	}
 	r := Rollout{
 		ID: id, Service: svc.Name, Stable: stable, Canary: spec.Canary.Version,
-		Spec: spec, Plan: resolve(withServiceChecks(spec, svc)), State: StatePending,
+		Spec: spec, Plan: resolve(withServiceGates(withServiceChecks(spec, svc), svc)), State: StatePending,
 		CreatedAt: now, UpdatedAt: now,
 		Progress: Progress{Since: now, AckWaitSince: now},
 	}
@@ -120,7 +129,7 @@ func New(now time.Time, id string, spec Spec, svc model.Service) (Rollout, []Eve
 			e.Reason = fmt.Sprintf("%s waived: %s", w.Item, w.Reason)
 		}))
 	}
-	r, more := r.startAfterSmoke(now, Observation{})
+	r, more := r.startAfterSmoke(now, Observation{Freeze: freeze})
 	return r, append(evs, more...), nil
 }
 
@@ -198,13 +207,15 @@ func (p Progress) next(now time.Time) Progress {
 	return n
 }
 
-// tryStart moves a pending rollout to its first stage when the window allows.
-func (r Rollout) tryStart(now time.Time) (Rollout, []Event) {
+// tryStart moves a pending rollout to its first stage when the window allows; freeze
+// is the freeze its spec overrides, if any.
+func (r Rollout) tryStart(now time.Time, freeze *Freeze) (Rollout, []Event) {
 	ok, override := r.windowAllows(now)
 	if !ok {
 		return r.decide(now, DecisionHold, "outside deployment window", nil, EventHold)
 	}
 	evs := r.noteOverride(now, override, "started")
+	evs = append(evs, r.noteFreezeOverride(now, freeze, r.Spec.OverrideFreeze, "", "started")...)
 	r.State = StateProgressing
 	r.StartedAt = now
 	r.Stage = 0
@@ -598,11 +609,30 @@ func (r Rollout) stepStage(now time.Time, obs Observation) (Rollout, []Event) {
 		if !ok {
 			return r.decide(now, DecisionHold, "outside deployment window", v.numbers, EventHold)
 		}
+		if r.frozen(obs.Freeze) {
+			return r.frozenHold(now, obs.Freeze, v.numbers)
+		}
 		if r2, evs, held := r.holdForSmoke(now, st, obs, v.numbers); held {
 			return r2, evs
 		}
-		evs := r.noteOverride(now, override, "advanced")
-		r2, more := r.advance(now, fmt.Sprintf("every check passed with enough data for %s in stage %s", p.Monitored, st.Name), "", v.numbers)
+		if r.needsApproval() {
+			return r.decide(now, DecisionHold, fmt.Sprintf("waiting for approval of stage %s (octoroll approve %s)", st.Name, r.Service), v.numbers, EventHold)
+		}
+		g := r.gate(now, model.GateConfirmPromotion, obs.Gates)
+		switch g.outcome {
+		case gateNoGo:
+			return r.gateNoGo(now, g, v.numbers)
+		case gateHold, gateMissing:
+			r2, more := r.decide(now, DecisionHold, g.reason, v.numbers, EventHold)
+			return r2, append(g.events, more...)
+		}
+		evs := append(g.events, r.noteOverride(now, override, "advanced")...)
+		evs = append(evs, r.noteFreezeOverride(now, obs.Freeze, r.Spec.OverrideFreeze, "", "advanced")...)
+		reason := fmt.Sprintf("every check passed with enough data for %s in stage %s", p.Monitored, st.Name)
+		if a := p.Approved; a != nil {
+			reason += ", approved by " + a.By
+		}
+		r2, more := r.advance(now, reason, "", v.numbers)
 		return r2, append(evs, more...)
 	}
 	if r2, evs, paused := r.maxWindow(now, st, v.numbers); paused {
@@ -735,8 +765,28 @@ func (r Rollout) stepMonitoring(now time.Time, obs Observation) (Rollout, []Even
 	if r2, more, acted := r.act(now, v, true); acted {
 		return r2, append(evs, more...)
 	}
+	gated := len(r.Plan.Gates.PostRollout) > 0 && !r.PostRolloutPassed
+	var gateReason string
+	if gated {
+		g := r.gate(now, model.GatePostRollout, obs.Gates)
+		evs = append(evs, g.events...)
+		switch g.outcome {
+		case gateNoGo:
+			g.events = nil
+			r2, more := r.gateNoGo(now, g, v.numbers)
+			return r2, append(evs, more...)
+		case gatePass:
+			r.PostRolloutPassed, gated = true, false
+		default:
+			gateReason = g.reason
+		}
+	}
 	end := r.Plan.Monitoring[len(r.Plan.Monitoring)-1].Until.D()
 	if elapsed >= end {
+		if gated {
+			r2, more := r.decide(now, DecisionHold, fmt.Sprintf("monitoring window of %s closed; %s", Duration(end), gateReason), nil, EventHold)
+			return r2, append(evs, more...)
+		}
 		r2, more := r.complete(now, fmt.Sprintf("monitoring window of %s closed without a no-go", Duration(end)), "")
 		return r2, append(evs, more...)
 	}
@@ -820,8 +870,13 @@ func (r Rollout) Apply(now time.Time, cmd Command) (Rollout, []Event, error) {
 		evs = []Event{r.event(now, EventResumed, func(e *Event) { e.Reason = reason; e.Actor = who })}
 		if r.State == StatePending {
 			var more []Event
-			r, more = r.startAfterSmoke(now, Observation{})
+			r, more = r.startAfterSmoke(now, Observation{Freeze: cmd.Freeze})
 			evs = append(evs, more...)
+		}
+	case CmdApprove:
+		var err error
+		if r, evs, err = r.approve(now, cmd, who); err != nil {
+			return orig, nil, err
 		}
 	case CmdPromote, CmdPromoteFull:
 		stageState := r.State == StateProgressing || (r.State == StatePaused && r.PausedFrom == StateProgressing)
@@ -845,7 +900,28 @@ func (r Rollout) Apply(now time.Time, cmd Command) (Rollout, []Event, error) {
 		if !ok && !cmd.Force {
 			return orig, nil, fmt.Errorf("%s: %w", cmd.Kind, ErrOutsideWindow)
 		}
-		evs = r.noteOverride(now, override, "promoted")
+		overrideFreeze := strings.TrimSpace(cmd.OverrideFreeze)
+		if r.frozen(cmd.Freeze) && overrideFreeze == "" {
+			return orig, nil, fmt.Errorf("%s: %s (override it with a reason): %w", cmd.Kind, cmd.Freeze.Summary(), ErrFrozen)
+		}
+		if overrideFreeze == "" {
+			overrideFreeze = r.Spec.OverrideFreeze
+		}
+		var gevs []Event
+		if len(r.Plan.Gates.ConfirmPromotion) > 0 && !cmd.Force {
+			g := r.gate(now, model.GateConfirmPromotion, cmd.Gates)
+			switch g.outcome {
+			case gateNoGo:
+				g.reason = fmt.Sprintf("%s (asked for the promote by %s)", g.reason, who)
+				r2, evs := r.gateNoGo(now, g, r.Progress.Last)
+				return r2, append([]Event{record}, evs...), nil
+			case gateHold, gateMissing:
+				return orig, nil, fmt.Errorf("%s: %s: %w", cmd.Kind, g.reason, ErrGateHeld)
+			}
+			gevs = g.events
+		}
+		evs = append(gevs, r.noteOverride(now, override, "promoted")...)
+		evs = append(evs, r.noteFreezeOverride(now, cmd.Freeze, overrideFreeze, who, "promoted")...)
 		reason := fmt.Sprintf("promoted by %s%s", who, why)
 		if cmd.Kind == CmdPromoteFull {
 			r.Stage = len(r.Plan.Stages) - 1
@@ -866,6 +942,9 @@ func (r Rollout) Apply(now time.Time, cmd Command) (Rollout, []Event, error) {
 		}
 		if err := r.overrideCheck(cmd); err != nil {
 			return orig, nil, err
+		}
+		if len(r.Plan.Gates.PostRollout) > 0 && !r.PostRolloutPassed && !cmd.Force {
+			return orig, nil, fmt.Errorf("%s: the postRollout gate has not answered go (force overrides): %w", cmd.Kind, ErrGateHeld)
 		}
 		r, evs = r.complete(now, "monitoring window closed early by "+who+why, who)
 	default:

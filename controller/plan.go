@@ -182,6 +182,7 @@ func resolve(spec Spec) Plan {
 		SmokeChecks:        append([]string(nil), spec.SmokeChecks...),
 		Window:             spec.Window,
 		Holdback:           uint32(spec.Holdback),
+		Gates:              spec.Gates.Merge(Gates{}),
 	}
 	if p.SourceFailureLimit == 0 {
 		p.SourceFailureLimit = DefaultSourceFailureLimit
@@ -211,7 +212,7 @@ func resolve(spec Spec) Plan {
 				break // the implied 100 %
 			}
 			st := Stage{Name: s.Name, Weight: w, MinWindow: s.MinWindow, MaxWindow: s.MaxWindow,
-				Thresholds: s.Thresholds}
+				Thresholds: s.Thresholds, Approval: s.Approval}
 			if st.Name == "" {
 				st.Name = weightName(w)
 				if s.Match != nil && w == 0 {

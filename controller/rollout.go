@@ -66,6 +66,9 @@ const (
 	// timeout, so the weights routing to it were published anyway (Reason names the
 	// proxies that had not).
 	EventClusterLate = "cluster_late"
+	EventGate           = "gate"            // a gate hook answered (Gate set); recorded when its answer changes
+	EventApproved       = "approved"        // a person approved the stage's advance (Actor)
+	EventFreezeOverride = "freeze_override" // a start or advance during a freeze, by its override (Freeze set)
 )
 
 // Errors returned by Apply and New. Test with errors.Is.
@@ -77,6 +80,8 @@ var (
 	ErrOutsideWindow  = errors.New("outside deployment window")
 	ErrPreflight      = errors.New("pre-flight requirements not met")
 	ErrInvalidSpec    = errors.New("invalid rollout spec")
+	ErrFrozen         = errors.New("frozen: no rollout starts or advances until the freeze is lifted")
+	ErrGateHeld       = errors.New("a gate did not answer go")
 )
 
 // Rollout is the whole state of one rollout: plain data, deterministic, JSON
@@ -129,6 +134,10 @@ type Rollout struct {
 	Aborted bool `json:"aborted,omitempty"`
 	// WindowOverrides counts starts/advances a critical patch made outside the window.
 	WindowOverrides int `json:"windowOverrides,omitempty"`
+	// FreezeOverrides counts starts/advances made during a freeze by an override.
+	FreezeOverrides int `json:"freezeOverrides,omitempty"`
+	// PostRolloutPassed is set once every postRollout hook answered go.
+	PostRolloutPassed bool `json:"postRolloutPassed,omitempty"`
 }
 
 // Plan is a resolved Spec: presets and defaults applied.
@@ -153,6 +162,8 @@ type Plan struct {
 	// monitoring window (0: none; the canary has 100 %).
 	Holdback uint32            `json:"holdback,omitempty"`
 	Window   *DeploymentWindow `json:"window,omitempty"`
+	// Gates are the rollout's hooks and its catalog service's.
+	Gates Gates `json:"gates,omitzero"`
 }
 
 // Stage is one resolved stage.
@@ -167,6 +178,8 @@ type Stage struct {
 	// Match, when set, routes flagged requests to the canary from this stage on
 	// until 100 %.
 	Match *MatchSpec `json:"match,omitempty"`
+	// Approval is "required" when the stage waits for a person's approve to advance.
+	Approval string `json:"approval,omitempty"`
 }
 
 // Progress is the monitor state of the current stage (or of the monitoring window).
@@ -220,6 +233,18 @@ type Progress struct {
 	LastReason   string   `json:"lastReason,omitempty"`
 	// Last holds the numbers of the last judged check.
 	Last *Numbers `json:"last,omitempty"`
+	// Approved is the approval of the current stage's advance, nil before one.
+	Approved *Approval `json:"approved,omitempty"`
+	// Gates are the last recorded answer of each hook in this stage (point/hook →
+	// summary), so that an answer is recorded as an event when it changes only.
+	Gates map[string]string `json:"gates,omitempty"`
+}
+
+// Approval is a person's approval of a stage's advance.
+type Approval struct {
+	By     string    `json:"by"`
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason,omitempty"`
 }
 
 // Baseline is the stable version measured during the last stage: over the stage's
@@ -325,6 +350,12 @@ type Observation struct {
 	Smoke []CheckResult
 	// Convergence is the xds layer's view of a weights generation.
 	Convergence Convergence
+	// Gates are the answers of the hooks of the gate point Rollout.GateWanted asked
+	// for at this check.
+	Gates []GateAnswer
+	// Freeze is the freeze in force at this check, nil when none: no start, no advance
+	// (unless the spec overrides it).
+	Freeze *Freeze
 }
 
 // Sample is both versions' numbers over one window.
@@ -428,6 +459,7 @@ const (
 	CmdPromoteFull CommandKind = "promote-full" // straight to 100 %
 	CmdAbort       CommandKind = "abort"        // roll back; Reason required
 	CmdFinish      CommandKind = "finish"       // close the monitoring window early
+	CmdApprove     CommandKind = "approve"      // approve the current stage's advance (approval: required)
 )
 
 // Command is an operator command with who and why.
@@ -442,6 +474,14 @@ type Command struct {
 	// promote-full; the loop fills them in (never the caller). Without Force, every
 	// smoke test must have passed.
 	Smoke []CheckResult `json:"-"`
+	// Gates are the answers of the confirmPromotion hooks asked just before a promote
+	// or promote-full; the loop fills them in. Without Force, every hook must answer go.
+	Gates []GateAnswer `json:"-"`
+	// Freeze is the freeze in force, filled in by the loop: promote, promote-full and a
+	// resume that would start the rollout are refused during it (ErrFrozen) unless
+	// OverrideFreeze gives a reason.
+	Freeze         *Freeze `json:"-"`
+	OverrideFreeze string  `json:"overrideFreeze,omitempty"`
 }
 
 // Event is one entry of a rollout's timeline; it carries enough for the release report.
@@ -478,6 +518,10 @@ type Event struct {
 	Checks     []string `json:"checks,omitempty"`
 	Waiver     *Waiver  `json:"waiver,omitempty"`
 	Phase      string   `json:"phase,omitempty"`
+	// Gate is a hook's answer (gate events, and the no-go or hold it caused).
+	Gate *GateAnswer `json:"gate,omitempty"`
+	// Freeze is the freeze a start or advance overrode (freeze_override events).
+	Freeze *Freeze `json:"freeze,omitempty"`
 }
 
 // Match routes requests carrying a header or cookie to a version; it mirrors

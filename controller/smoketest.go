@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/octoacme/octoroll/model"
 )
 
 // How smoke tests and synthetics take part in a rollout.
@@ -32,10 +34,7 @@ func (r Rollout) Wants(now time.Time) (smoke, synthetics bool) {
 	case StatePending:
 		return hasSmoke && inWindow, false
 	case StateProgressing:
-		st, ok := r.CurrentStage()
-		could := ok && !r.Progress.AckedAt.IsZero() && inWindow &&
-			r.Progress.Monitored+r.Plan.CheckInterval >= st.MinWindow
-		return hasSmoke && could, hasSynth
+		return hasSmoke && r.couldAdvance(now), hasSynth
 	case StatePaused:
 		return false, hasSynth && r.PausedFrom != StatePending
 	case StateMonitoring:
@@ -75,15 +74,30 @@ func (r Rollout) smokeMissing(obs Observation) []string {
 	return missing
 }
 
-// startAfterSmoke starts a pending rollout (tryStart) once obs carries every smoke
-// test's result; the caller has rolled back on a failing one.
+// startAfterSmoke starts a pending rollout (tryStart) once no freeze stops it, obs
+// carries every smoke test's result and every preRollout hook answered go; the caller
+// has rolled back on a failing smoke test.
 func (r Rollout) startAfterSmoke(now time.Time, obs Observation) (Rollout, []Event) {
+	var evs []Event
 	if ok, _ := r.windowAllows(now); ok {
+		if r.frozen(obs.Freeze) {
+			return r.frozenHold(now, obs.Freeze, nil)
+		}
 		if missing := r.smokeMissing(obs); len(missing) > 0 {
 			return r.decide(now, DecisionHold, "waiting for smoke tests: "+strings.Join(missing, ", "), nil, EventHold)
 		}
+		g := r.gate(now, model.GatePreRollout, obs.Gates)
+		switch g.outcome {
+		case gateNoGo:
+			return r.gateNoGo(now, g, nil)
+		case gateHold, gateMissing:
+			r2, more := r.decide(now, DecisionHold, g.reason, nil, EventHold)
+			return r2, append(g.events, more...)
+		}
+		evs = g.events
 	}
-	return r.tryStart(now)
+	r, more := r.tryStart(now, obs.Freeze)
+	return r, append(evs, more...)
 }
 
 // holdForSmoke holds a stage that would advance until obs carries every smoke test's

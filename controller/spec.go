@@ -116,7 +116,32 @@ type Spec struct {
 	Window *DeploymentWindow `json:"window,omitempty" yaml:"window,omitempty"`
 	// Waivers waive pre-flight items (rollbackPlan, summary, smokeTests).
 	Waivers []Waiver `json:"waivers,omitempty" yaml:"waivers,omitempty"`
+	// Gates are blocking webhooks asked before the first weight moves (preRollout),
+	// before each stage advance (confirmPromotion), once 100 % is ACKed (postRollout)
+	// and told after a rollback (onRollback); the catalog service's gates are added
+	// (see gates.go).
+	Gates Gates `json:"gates,omitzero" yaml:"gates,omitempty"`
+	// OverrideFreeze, when set, is the reason this rollout starts and advances during a
+	// freeze (a critical patch); every start and advance it makes during one is
+	// recorded. The API's overrideFreeze query parameter sets it.
+	OverrideFreeze string `json:"overrideFreeze,omitempty" yaml:"overrideFreeze,omitempty"`
 }
+
+// Gates are a rollout's blocking webhooks by point (model.Gates).
+type Gates = model.Gates
+
+// Webhook is one blocking webhook (model.Webhook).
+type Webhook = model.Webhook
+
+// GateAnswer is one hook's answer at a gate point (model.GateAnswer).
+type GateAnswer = model.GateAnswer
+
+// Freeze is a freeze in force (model.Freeze).
+type Freeze = model.Freeze
+
+// ApprovalRequired is the value of StageSpec.Approval that makes a stage wait for a
+// person's approve before it advances.
+const ApprovalRequired = "required"
 
 // Release is the guide's release notes template plus the rollback/mitigation plan.
 type Release struct {
@@ -161,6 +186,9 @@ type StageSpec struct {
 	// Match makes this a flag stage: requests carrying the header or cookie go to the
 	// canary whatever the weight (usually 0).
 	Match *MatchSpec `json:"match,omitempty" yaml:"match,omitempty"`
+	// Approval "required" makes the stage wait, once its window passed, for a person to
+	// approve the advance (octoroll approve SERVICE).
+	Approval string `json:"approval,omitempty" yaml:"approval,omitempty"`
 }
 
 // MatchSpec is a header or cookie flag.

@@ -195,6 +195,17 @@ func (s Spec) Validate() error {
 	if s.Window != nil {
 		s.Window.validate("window", add)
 	}
+	s.Gates.Validate("gates", func(field, msg string) { add(field, "%s", msg) })
+	for i, st := range s.Stages {
+		f := fmt.Sprintf("stages[%d].approval", i)
+		switch {
+		case st.Approval == "":
+		case st.Approval != ApprovalRequired:
+			add(f, "%q: want %s (or leave it out)", st.Approval, ApprovalRequired)
+		case st.weight() >= model.TotalWeight && i == len(s.Stages)-1:
+			add(f, "the trailing 100%% stage has nothing to advance to: require the approval on the stage before it, whose advance sets 100%%")
+		}
+	}
 	for i, w := range s.Waivers {
 		f := fmt.Sprintf("waivers[%d]", i)
 		switch w.Item {

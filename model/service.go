@@ -85,6 +85,10 @@ type Service struct {
 	// route (its weights are then served to nobody). Without it a rollout holds, "no
 	// proxy subscribed", until one does: zero proxies is not every proxy ACKed.
 	ProxiesOptional bool `yaml:"proxiesOptional,omitempty" json:"proxiesOptional,omitempty"`
+	// Gates are blocking webhooks every rollout of the service asks, after the
+	// rollout's own (a rollout hook of the same name at the same point replaces the
+	// service's).
+	Gates Gates `yaml:"gates,omitempty" json:"gates,omitzero"`
 }
 
 // Version is one deployable version of a service.

@@ -85,6 +85,8 @@ func (rep Report) Markdown() []byte {
 		b.WriteString("\n")
 	}
 
+	writeGates(&b, rep.Gates)
+
 	b.WriteString("## Timeline\n\n")
 	if len(rep.Timeline) == 0 {
 		b.WriteString("No events recorded.\n\n")

@@ -50,6 +50,8 @@ type Report struct {
 	Waivers []controller.Waiver `json:"waivers,omitempty"`
 	// WindowOverrides are the starts and advances made outside the deployment window.
 	WindowOverrides []Override `json:"windowOverrides,omitempty"`
+	// Gates are every gate hook's answer, approval and freeze override, oldest first.
+	Gates []GateRow `json:"gates,omitempty"`
 }
 
 // ReleaseNotes is the guide's release notes template plus the rollback plan.
@@ -191,6 +193,9 @@ func Build(r controller.Rollout, events []controller.Event) Report {
 	}
 	for _, e := range evs {
 		rep.Timeline = append(rep.Timeline, row(e))
+		if g, ok := gateRow(e); ok {
+			rep.Gates = append(rep.Gates, g)
+		}
 		if e.Kind == controller.EventWindowOverride {
 			rep.WindowOverrides = append(rep.WindowOverrides, Override{Time: e.Time, StageName: e.StageName, Reason: e.Reason})
 		}

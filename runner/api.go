@@ -105,12 +105,13 @@ func (r *Runner) Start(ctx context.Context, spec controller.Spec, actor string) 
 		return controller.Rollout{}, fmt.Errorf("%w: %s is %s", ErrActiveRollout, e.r.ID, e.r.State)
 	}
 	now := r.opts.Now()
-	ro, evs, err := controller.New(now, store.NewID(now, spec.Service), spec, svc)
+	freeze := r.activeFreezeLocked(now)
+	ro, evs, err := controller.Create(now, store.NewID(now, spec.Service), spec, svc, freeze)
 	if err != nil {
 		return controller.Rollout{}, err
 	}
 	for i := range evs {
-		if evs[i].Kind == controller.EventCreated && evs[i].Actor == "" {
+		if (evs[i].Kind == controller.EventCreated || evs[i].Kind == controller.EventFreezeOverride) && evs[i].Actor == "" {
 			evs[i].Actor = actor
 		}
 	}
@@ -119,8 +120,9 @@ func (r *Runner) Start(ctx context.Context, spec controller.Spec, actor string) 
 	if w, ok := r.restores[spec.Service]; ok && !w.Watching() {
 		delete(r.restores, spec.Service)
 	}
-	if smoke, _ := ro.Wants(now); smoke {
-		// Pending on its smoke tests only: run them at once rather than one interval on.
+	if smoke, _ := ro.Wants(now); smoke || ro.GateWanted(now, freeze) != "" {
+		// Pending on its smoke tests or gates only: run them at once rather than one
+		// interval on.
 		e.nextCheck = now
 		defer r.poke()
 	}
@@ -198,6 +200,7 @@ func (r *Runner) Command(ctx context.Context, service string, cmd controller.Com
 	// An operator's promotion runs the smoke tests first, as the loop's own do; the
 	// requests go out before the lock is taken.
 	cmd = r.smokeBeforePromote(ctx, service, cmd)
+	cmd = r.gatesBeforePromote(ctx, service, cmd)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := r.notLeaderLocked(); err != nil {
@@ -211,9 +214,14 @@ func (r *Runner) Command(ctx context.Context, service string, cmd controller.Com
 		return controller.Rollout{}, fmt.Errorf("%w: %s", ErrNoActiveRollout, service)
 	}
 	now := r.opts.Now()
+	cmd.Freeze = r.activeFreezeLocked(now)
 	next, evs, err := e.r.Apply(now, cmd)
 	if err != nil {
 		return e.r, err
+	}
+	if cmd.Kind == controller.CmdApprove {
+		// The approval may be all the stage waited for: check at once.
+		e.nextCheck = now
 	}
 	if err := r.commitLocked(ctx, e, next, evs); err != nil {
 		if errors.Is(err, ErrNotPersisted) {

@@ -191,6 +191,8 @@ type harness struct {
 	alerts   runner.AlertSource
 	notify   runner.Notifier
 	resolver publish.HostResolver
+	// gates, when set before open, asks the rollouts' webhooks.
+	gates runner.GateAsker
 }
 
 // newHarness opens a store in a fresh directory and starts a runner on it; serve
@@ -244,7 +246,7 @@ func (h *harness) open(serve bool) {
 	h.metrics.weights = func(service string) map[string]uint32 { return servedWeights(h.xs, service) }
 	h.run, err = runner.New(context.Background(), h.cat, runner.Options{
 		Log: h.log, Store: st, XDS: h.xs, Metrics: h.metrics, Now: h.clock.Now, Alerts: h.alerts, Notify: h.notify,
-		Resolver: h.resolver,
+		Resolver: h.resolver, Gates: h.gates,
 	})
 	if err != nil {
 		t.Fatalf("runner.New: %v", err)

@@ -36,6 +36,7 @@ func (r *Runner) check(ctx context.Context, service string) error {
 	for _, c := range checks {
 		results = append(results, c)
 	}
+	freeze := r.activeFreezeLocked(r.opts.Now())
 	r.mu.Unlock()
 
 	// Gathering does I/O (metrics queries) and runs without the lock, so commands and
@@ -44,6 +45,8 @@ func (r *Runner) check(ctx context.Context, service string) error {
 	obs.Convergence = r.convergence(svc, ro, pub)
 	obs.Checks = append(results, r.queryChecks(ctx, svc, ro, obs.Window)...)
 	r.httpChecks(ctx, svc, ro, &obs)
+	obs.Freeze = freeze
+	r.gateChecks(ctx, ro, &obs)
 
 	if err := ctx.Err(); err != nil {
 		// Shutting down: requests cut short are no verdict on the canary.
@@ -330,6 +333,9 @@ func (r *Runner) commitLocked(ctx context.Context, e *entry, next controller.Rol
 		if restore {
 			r.watchRestoreLocked(next, e.pubVersion, st.OK)
 		}
+	}
+	if restore {
+		r.tellRollback(next)
 	}
 	for _, ev := range evs {
 		r.logEvent(ev)

@@ -25,8 +25,10 @@ import (
 
 	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
+	"github.com/octoacme/octoroll/gate"
 	"github.com/octoacme/octoroll/healthcheck"
 	"github.com/octoacme/octoroll/metrics"
+	"github.com/octoacme/octoroll/model"
 	"github.com/octoacme/octoroll/publish"
 	"github.com/octoacme/octoroll/smoke"
 	"github.com/octoacme/octoroll/store"
@@ -129,6 +131,9 @@ type Options struct {
 	// Leader, when set, says whether this replica decides (several replicas on one
 	// shared store); nil: it always does.
 	Leader Leadership
+	// Gates asks the rollouts' blocking webhooks; default a gate.Client with its
+	// defaults (signed requests, each hook's timeout and attempts, 1s backoff).
+	Gates GateAsker
 }
 
 // Runner is safe for concurrent use.
@@ -169,6 +174,11 @@ type Runner struct {
 	reloadWarm map[string]*reloadWarming
 	wake       chan struct{}
 	http       HTTPChecker
+	// gates asks the blocking webhooks; freeze is the freeze set by a person (nil when
+	// none), persisted; bg counts the onRollback hooks being told in the background.
+	gates  GateAsker
+	freeze *model.Freeze
+	bg     sync.WaitGroup
 }
 
 // entry is one active rollout and the loop's bookkeeping for it.
@@ -238,6 +248,13 @@ func New(ctx context.Context, cat *catalog.Catalog, opts Options) (*Runner, erro
 	}
 	if r.http == nil {
 		r.http = smoke.New(r.log, smoke.Options{})
+	}
+	r.gates = opts.Gates
+	if r.gates == nil {
+		r.gates = gate.New(gate.Options{})
+	}
+	if err := r.loadFreeze(); err != nil {
+		return nil, err
 	}
 	r.dns = publish.NewDNSCache(opts.Resolver, publish.DNSOptions{Now: opts.Now, MinTTL: opts.DNSMinTTL, MaxTTL: opts.DNSRefresh})
 	r.pub = publish.New(opts.XDS, r.dns, opts.Now)

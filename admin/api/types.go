@@ -51,6 +51,9 @@ const (
 	CodeInvalidState     = "invalid_state"      // 409: command not valid in this state
 	CodeCheckFailing     = "check_failing"      // 409: a check is failing; force overrides
 	CodeOutsideWindow    = "outside_window"     // 409: outside the deployment window
+	CodeFrozen           = "frozen"             // 409: a freeze is in force; override it with a reason
+	CodeGateHeld         = "gate_held"          // 409: a gate hook did not answer go; force overrides
+	CodeNotFrozen        = "not_frozen"         // 409: unfreeze without a freeze set by a person
 	CodeTooLarge         = "too_large"          // 413: body over 1 MiB
 	CodeUnsupportedType  = "unsupported_media"  // 415: Content-Type not JSON or YAML
 	CodePreflight        = "preflight_failed"   // 422: pre-flight requirements not met
@@ -65,6 +68,8 @@ type ServicesResponse struct {
 	// Catalog is the state of the catalog the services come from: a newer catalog on
 	// disk that is refused or invalid shows here (and in GET /api/v1/status).
 	Catalog *model.CatalogStatus `json:"catalog,omitempty"`
+	// Freeze is set while a freeze is in force (no start, no advance).
+	Freeze *FreezeStatus `json:"freeze,omitempty"`
 }
 
 // ServiceSummary is one service at a glance.
@@ -184,6 +189,8 @@ type RolloutSummary struct {
 	StartedAt     time.Time           `json:"startedAt,omitzero"`
 	FullAt        time.Time           `json:"fullAt,omitzero"`
 	EndedAt       time.Time           `json:"endedAt,omitzero"`
+	// AwaitingApproval is true while the current stage waits for a person's approve.
+	AwaitingApproval bool `json:"awaitingApproval,omitempty"`
 }
 
 // RolloutDetail is GET /api/v1/rollouts/{id}, and the response of POST /api/v1/rollouts
@@ -250,15 +257,44 @@ type StartRequest = controller.Spec
 // got (RestoreSummary).
 type ActionRequest struct {
 	Reason string `json:"reason,omitempty"`
-	// Force overrides "a check is failing" and the deployment window (promote,
-	// promote-full, finish).
+	// Force overrides "a check is failing", the deployment window and the gate hooks
+	// (promote, promote-full, finish).
 	Force bool `json:"force,omitempty"`
+	// OverrideFreeze is the reason a promote or promote-full goes ahead during a
+	// freeze (recorded with the actor).
+	OverrideFreeze string `json:"overrideFreeze,omitempty"`
 }
 
-// Actions accepted by POST /api/v1/services/{name}/{action}.
+// Actions accepted by POST /api/v1/services/{name}/{action}. approve approves the
+// current stage's advance (a stage with approval: required).
 var Actions = []controller.CommandKind{
 	controller.CmdPause, controller.CmdResume, controller.CmdPromote,
-	controller.CmdPromoteFull, controller.CmdAbort, controller.CmdFinish,
+	controller.CmdPromoteFull, controller.CmdAbort, controller.CmdFinish, controller.CmdApprove,
+}
+
+// OverrideFreezeParam is the query parameter of POST /api/v1/rollouts that starts a
+// rollout during a freeze, with the reason (the spec's overrideFreeze).
+const OverrideFreezeParam = "overrideFreeze"
+
+// FreezeRequest is the body of POST /api/v1/freeze (reason required) and of POST
+// /api/v1/unfreeze (reason optional).
+type FreezeRequest struct {
+	Reason string `json:"reason,omitempty"`
+}
+
+// FreezeStatus is GET /api/v1/freeze and the answer of freeze and unfreeze: whether
+// anything is frozen now, the freeze set by a person and the catalog's freeze windows.
+type FreezeStatus struct {
+	Frozen bool `json:"frozen"`
+	// Active are the freezes in force: the one set by a person first, then the catalog
+	// windows containing now.
+	Active []model.Freeze `json:"active,omitempty"`
+	// Manual is the freeze set by a person (octoroll freeze), nil when none.
+	Manual *model.Freeze `json:"manual,omitempty"`
+	// Windows are the catalog's freeze windows that have not ended.
+	Windows []model.FreezeWindow `json:"windows,omitempty"`
+	// Summary says it in a line ("frozen by alice since …: incident 42").
+	Summary string `json:"summary,omitempty"`
 }
 
 // CheckRequest is the body of POST /api/v1/services/{name}/checks: the latest result of
@@ -307,6 +343,8 @@ type StatusResponse struct {
 	Ready string `json:"ready,omitempty"`
 	// PublishFailures are the services whose desired state is not served, by name.
 	PublishFailures []PublishFailure `json:"publishFailures,omitempty"`
+	// Freeze is the freeze switch and the catalog's freeze windows.
+	Freeze *FreezeStatus `json:"freeze,omitempty"`
 }
 
 // HealthResponse is the body of /healthz and /readyz.

@@ -79,6 +79,28 @@ func TestServeAndCLI(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "proxies") {
 		t.Fatalf("proxies: exit %d\n%s", code, out)
 	}
+
+	// Stop the line: a freeze refuses every start until lifted, and status shows it.
+	out, code = cli("freeze", "--reason", "incident 4711")
+	if code != 0 || !strings.Contains(out, "FROZEN") {
+		t.Fatalf("freeze: exit %d\n%s", code, out)
+	}
+	out, code = cli("rollout", "start", "-f", "../../examples/rollouts/minor.yaml")
+	if code != 1 || !strings.Contains(out, "frozen") {
+		t.Fatalf("start during a freeze: exit %d, want 1 naming the freeze\n%s", code, out)
+	}
+	out, code = cli("status")
+	if code != 0 || !strings.Contains(out, "incident 4711") {
+		t.Fatalf("status during a freeze: exit %d, want the freeze shown\n%s", code, out)
+	}
+	out, code = cli("unfreeze", "--reason", "resolved")
+	if code != 0 || !strings.Contains(out, "Not frozen") {
+		t.Fatalf("unfreeze: exit %d\n%s", code, out)
+	}
+	out, code = cli("approve", "checkout")
+	if code != 1 || !strings.Contains(out, "no active rollout") {
+		t.Fatalf("approve without a rollout: exit %d, want 1\n%s", code, out)
+	}
 }
 
 // daemon is a running `octoroll serve` of the real binary.
