@@ -65,7 +65,7 @@ const (
 	// EventClusterLate: the proxies had not loaded a new version's cluster by the ACK
 	// timeout, so the weights routing to it were published anyway (Reason names the
 	// proxies that had not).
-	EventClusterLate = "cluster_late"
+	EventClusterLate    = "cluster_late"
 	EventGate           = "gate"            // a gate hook answered (Gate set); recorded when its answer changes
 	EventApproved       = "approved"        // a person approved the stage's advance (Actor)
 	EventFreezeOverride = "freeze_override" // a start or advance during a freeze, by its override (Freeze set)
