@@ -49,7 +49,7 @@ func (r Rollout) smokeFailure(obs Observation) *finding {
 	var fs []finding
 	for _, res := range obs.Smoke {
 		if !res.Passed {
-			fs = append(fs, finding{reason: fmt.Sprintf("smoke test %q failed%s", res.Name, detail(res.Detail)),
+			fs = append(fs, finding{cause: CauseSmoke, reason: fmt.Sprintf("smoke test %q failed%s", res.Name, detail(res.Detail)),
 				checks: []string{res.Name}})
 		}
 	}
@@ -80,7 +80,7 @@ func (r Rollout) smokeMissing(obs Observation) []string {
 func (r Rollout) startAfterSmoke(now time.Time, obs Observation) (Rollout, []Event) {
 	if ok, _ := r.windowAllows(now); ok {
 		if missing := r.smokeMissing(obs); len(missing) > 0 {
-			return r.decide(now, DecisionHold, "waiting for smoke tests: "+strings.Join(missing, ", "), nil, EventHold)
+			return r.decide(now, DecisionHold, "waiting for smoke tests: "+strings.Join(missing, ", "), CauseSmoke, nil, EventHold)
 		}
 	}
 	return r.tryStart(now)
@@ -97,7 +97,7 @@ func (r Rollout) holdForSmoke(now time.Time, st Stage, obs Observation, n *Numbe
 	if r2, evs, paused := r.maxWindow(now, st, n); paused {
 		return r2, evs, true
 	}
-	r2, evs := r.decide(now, DecisionHold, "waiting for smoke tests: "+strings.Join(missing, ", "), n, EventHold)
+	r2, evs := r.decide(now, DecisionHold, "waiting for smoke tests: "+strings.Join(missing, ", "), CauseSmoke, n, EventHold)
 	return r2, evs, true
 }
 
