@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -572,14 +573,14 @@ func TestMetricsScrape(t *testing.T) {
 	f := newFixture(t, fixtureOpts{})
 	expect(t, "start", f.do(t, req{method: "POST", path: "/api/v1/rollouts", body: testSpecJSON}), 201, "")
 	m := f.admin.Metrics()
-	m.Decision("checkout", controller.DecisionPause, "error_rate")
-	m.Rollback("checkout", "error_rate")
+	m.Event(controller.Event{Kind: controller.EventCreated, Service: "checkout"})
+	m.Event(controller.Event{Kind: controller.EventPaused, Service: "checkout", Decision: controller.DecisionPause, Cause: controller.CauseErrorRate})
+	m.Event(controller.Event{Kind: controller.EventRolledBack, Service: "checkout", Decision: controller.DecisionRollback, Cause: controller.CauseErrorRate})
 	m.NotificationFailure("slack")
 	m.SourceUp("prometheus", true)
 	m.ObservePush(3 * time.Millisecond)
 	var nilMetrics *Metrics // a nil *Metrics counts nothing and does not panic
-	nilMetrics.Decision("x", controller.DecisionGo, "")
-	nilMetrics.Rollback("x", "")
+	nilMetrics.Event(controller.Event{Kind: controller.EventRolledBack, Decision: controller.DecisionRollback})
 	nilMetrics.NotificationFailure("x")
 	nilMetrics.SourceUp("x", false)
 	nilMetrics.ObservePush(time.Second)
@@ -603,8 +604,10 @@ func TestMetricsScrape(t *testing.T) {
 		`octoroll_xds_push_duration_seconds_bucket`,
 		`octoroll_xds_push_duration_seconds_count 1`,
 		`octoroll_config_reload_errors_total 2`,
-		`octoroll_decisions_total{decision="pause",reason_kind="error_rate",service="checkout"} 1`,
+		`octoroll_decisions_total{decision="pause",reason="error_rate",service="checkout"} 1`,
+		`octoroll_decisions_total{decision="rollback",reason="error_rate",service="checkout"} 1`,
 		`octoroll_rollbacks_total{reason="error_rate",service="checkout"} 1`,
+		`octoroll_rollbacks_total{reason="manual_abort",service="checkout"} 0`,
 		`octoroll_notification_failures_total{sink="slack"} 1`,
 		`octoroll_metrics_source_up{source="prometheus"} 1`,
 		`go_goroutines`,
@@ -625,12 +628,14 @@ func TestCheckMetrics(t *testing.T) {
 	f := newFixture(t, fixtureOpts{backend: fb})
 	text := string(f.do(t, req{method: "GET", path: "/metrics"}).body)
 	for _, want := range []string{
-		`octoroll_check_error_rate{service="checkout",version="v2"} 0.0025`,
-		`octoroll_check_error_rate{service="checkout",version="v1"} 0.001`,
+		`octoroll_check_error_ratio{service="checkout",version="v2"} 0.0025`,
+		`octoroll_check_error_ratio{service="checkout",version="v1"} 0.001`,
 		`octoroll_check_p99_seconds{service="checkout",version="v2"} 0.12`,
 		`octoroll_check_p99_seconds{service="checkout",version="v1"} 0.1`,
 		`octoroll_canary_weight{service="checkout"} 2500`,
 		`octoroll_proxies_converged{service="checkout"} 1`,
+		`octoroll_rollout_info{canary="v2",release="2.0.0",rollout="checkout-20250304-1",service="checkout",stable="v1",type="minor"} 1`,
+		`octoroll_build_info{goversion="go`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("scrape lacks %s", want)
@@ -710,4 +715,24 @@ func FuzzDecodeSpec(f *testing.F) {
 			t.Fatalf("error body not JSON: %v", jerr)
 		}
 	})
+}
+
+// TestPausedSinceMetric: a paused rollout exports when it was paused; a running one
+// exports nothing.
+func TestPausedSinceMetric(t *testing.T) {
+	fb := newFakeBackend()
+	f := newFixture(t, fixtureOpts{backend: fb})
+	if text := string(f.do(t, req{method: "GET", path: "/metrics"}).body); strings.Contains(text, "octoroll_rollout_paused_since_seconds{") {
+		t.Errorf("running rollout exports a paused-since time:\n%s", text)
+	}
+	if _, err := fb.Command(context.Background(), "checkout", controller.Command{Kind: controller.CmdPause, Actor: "ana"}); err != nil {
+		t.Fatal(err)
+	}
+	text := string(f.do(t, req{method: "GET", path: "/metrics"}).body)
+	_, after, found := strings.Cut(text, "\n"+`octoroll_rollout_paused_since_seconds{service="checkout"} `)
+	value, _, _ := strings.Cut(after, "\n")
+	got, err := strconv.ParseFloat(value, 64)
+	if want := fakeStart.Add(25 * time.Minute).Unix(); !found || err != nil || int64(got) != want {
+		t.Errorf("paused since %q (%v), want %d", value, err, want)
+	}
 }

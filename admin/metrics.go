@@ -3,6 +3,7 @@ package admin
 import (
 	"errors"
 	"net/http"
+	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,11 +31,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "octoroll_decisions_total",
-			Help: "Check decisions of rollouts, by service, decision (go, continue, hold, pause, rollback) and reason kind.",
-		}, []string{"service", "decision", "reason_kind"}),
+			Help: "Decisions recorded in rollout events (go, continue, hold, pause, rollback; a decision repeated with the same reason on consecutive checks is recorded once), by service, decision and reason (the decision's cause).",
+		}, []string{"service", "decision", "reason"}),
 		rollbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "octoroll_rollbacks_total",
-			Help: "Rollbacks to the known-good version, by service and reason.",
+			Help: "Rollbacks to the known-good version, by service and reason (the decision's cause); a service's series start at 0 when one of its rollouts starts.",
 		}, []string{"service", "reason"}),
 		notifyFails: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "octoroll_notification_failures_total",
@@ -85,22 +86,29 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 	return c
 }
 
-// Decision counts one check decision. reasonKind is a short, bounded classification of
-// the reason (error_rate, latency, health, alert, check, inconclusive, ack, …), never
-// the free-text reason.
-func (m *Metrics) Decision(service string, d controller.Decision, reasonKind string) {
+// Event counts what a rollout event records: its decision in
+// octoroll_decisions_total, a rollback in octoroll_rollbacks_total, a publication
+// failure or recovery; a rollout's creation initialises its service's rollback series
+// at 0, so that the first rollback is an increase Prometheus sees.
+func (m *Metrics) Event(ev controller.Event) {
 	if m == nil {
 		return
 	}
-	m.decisions.WithLabelValues(service, string(d), reasonKind).Inc()
-}
-
-// Rollback counts one rollback; reason is a short kind (error_rate, latency, abort, …).
-func (m *Metrics) Rollback(service, reason string) {
-	if m == nil {
-		return
+	if ev.Decision != "" {
+		m.decisions.WithLabelValues(ev.Service, string(ev.Decision), string(ev.Cause)).Inc()
 	}
-	m.rollbacks.WithLabelValues(service, reason).Inc()
+	switch ev.Kind {
+	case controller.EventCreated:
+		for _, c := range controller.RollbackCauses {
+			m.rollbacks.WithLabelValues(ev.Service, string(c))
+		}
+	case controller.EventRolledBack:
+		m.rollbacks.WithLabelValues(ev.Service, string(ev.Cause)).Inc()
+	case controller.EventPublishFailed:
+		m.Publication(ev.Service, false)
+	case controller.EventPublished:
+		m.Publication(ev.Service, true)
+	}
 }
 
 // NotificationFailure counts one failed notification delivery to sink.
@@ -142,6 +150,7 @@ type collector struct {
 	s *Server
 
 	canaryWeight, stage, state, errRate, p99, connected, subscribed, converged *prometheus.Desc
+	buildInfo, rolloutInfo, pausedSince                                        *prometheus.Desc
 	pushes, nacks, updates, updateErrs, pushSeconds, reloadErrs, refused       *prometheus.Desc
 }
 
@@ -154,7 +163,10 @@ func newCollector(s *Server) *collector {
 		canaryWeight: d("octoroll_canary_weight", "Published canary weight out of 10000 (0 when idle).", "service"),
 		stage:        d("octoroll_rollout_stage", "Stage index of the active rollout (the number of stages once at 100 %).", "service"),
 		state:        d("octoroll_rollout_state", "1 for the current state of the service's rollout (idle when none is active).", "service", "state"),
-		errRate:      d("octoroll_check_error_rate", "Error ratio (0-1) of a version in the last judged check.", "service", "version"),
+		errRate:      d("octoroll_check_error_ratio", "Error ratio (0-1) of a version in the last judged check.", "service", "version"),
+		buildInfo:    d("octoroll_build_info", "1, labelled with the version octoroll was built as (stamped with -ldflags) and its Go version.", "version", "goversion"),
+		rolloutInfo:  d("octoroll_rollout_info", "1 for each active rollout, labelled with its id, versions, release and type.", "service", "rollout", "stable", "canary", "release", "type"),
+		pausedSince:  d("octoroll_rollout_paused_since_seconds", "Unix time the service's rollout was paused; absent unless paused.", "service"),
 		p99:          d("octoroll_check_p99_seconds", "P99 latency of a version in the last judged check.", "service", "version"),
 		connected:    d("octoroll_proxies_connected", "Proxies connected to the xDS server."),
 		subscribed:   d("octoroll_proxies_subscribed", "Proxies subscribed to the service's route.", "service"),
@@ -170,7 +182,7 @@ func newCollector(s *Server) *collector {
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.canaryWeight, c.stage, c.state, c.errRate, c.p99, c.connected,
+	for _, d := range []*prometheus.Desc{c.buildInfo, c.rolloutInfo, c.pausedSince, c.canaryWeight, c.stage, c.state, c.errRate, c.p99, c.connected,
 		c.subscribed, c.converged, c.pushes, c.nacks, c.updates, c.updateErrs, c.pushSeconds, c.reloadErrs, c.refused} {
 		ch <- d
 	}
@@ -184,6 +196,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 	}
 	o := c.s.opts
+	version := o.Version
+	if version == "" {
+		version = "unknown"
+	}
+	gauge(c.buildInfo, 1, version, runtime.Version())
 	if o.Backend != nil {
 		for _, v := range o.Backend.Services() {
 			name := v.Service.Name
@@ -196,6 +213,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 				}
 				cur = string(a.State)
 				gauge(c.stage, float64(a.Stage), name)
+				gauge(c.rolloutInfo, 1, name, a.ID, a.Stable, a.Canary, a.Spec.Release.Name, string(a.Plan.Type))
+				if a.State == controller.StatePaused && !a.PausedAt.IsZero() {
+					gauge(c.pausedSince, float64(a.PausedAt.UnixMilli())/1000, name)
+				}
 				last := v.LastObservation
 				if last == nil {
 					last = a.Progress.Last

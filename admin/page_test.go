@@ -2,7 +2,6 @@ package admin
 
 import (
 	"context"
-	"github.com/octoacme/octoroll/admin/api"
 	"os"
 	"os/exec"
 	"strings"
@@ -81,6 +80,7 @@ func TestStatusPageInChromium(t *testing.T) {
 	card := text(`section.service[data-service="checkout"]`)
 	for _, want := range []string{"checkout", "progressing", "25%", "canary 5%", "50%", "100%",
 		"proxies converged 1 of 1", "stage_advanced", "v1 → v2", "0.250%", "120ms", "Pause", "Resume", "Promote", "Abort",
+		"Promote to 100%", "Finish", "release report", "history",
 		"last check: inconclusive over 10m0s", "interval [+0.050, +0.250] pp", "not significant at 0.99 confidence"} {
 		if !strings.Contains(card, want) {
 			t.Errorf("page lacks %q; it shows:\n%s", want, card)
@@ -89,34 +89,66 @@ func TestStatusPageInChromium(t *testing.T) {
 	if cur := text(`ol.steps li.current`); !strings.Contains(cur, "25%") {
 		t.Errorf("current step %q, want the 25%% stage", cur)
 	}
-	points, err := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.CSS(`svg.chart polyline`), "points"))
+	// The weight, the error rate and the P99 of both versions with the thresholds.
+	if n := count(`svg.chart`); n != 3 {
+		t.Errorf("%d charts, want weight, error rate and P99", n)
+	}
+	for _, sel := range []string{`svg.chart polyline.weight`, `svg.chart polyline.canary`, `svg.chart polyline.stable`,
+		`svg.chart polyline.pause`, `svg.chart polyline.rollback`} {
+		if count(sel) == 0 {
+			t.Errorf("no %s", sel)
+		}
+	}
+	points, err := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.CSS(`svg.chart polyline.weight`), "points"))
 	if err != nil {
 		t.Fatalf("chart: %v", err)
 	}
 	if n := len(strings.Fields(points.Value)); n < 4 {
 		t.Errorf("chart polyline has %d points: %q", n, points.Value)
 	}
-	if b, s, e := count(`section.service button[data-action]`), count(`ol.steps li`), count(`table.events tr.event`); b != 4 || s != 4 || e != 3 {
-		t.Errorf("buttons %d (want 4), steps %d (want 4), event rows %d (want 3)", b, s, e)
+	// Buttons by state: progressing allows pause, promote, promote-full and abort.
+	enabled := func() string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`Array.from(document.querySelectorAll('section.service button[data-action]:not([disabled])')).map(b => b.dataset.action).join(",")`))
+		if err != nil {
+			t.Fatalf("buttons: %v", err)
+		}
+		return s
+	}
+	if b, s, e := count(`section.service button[data-action]`), count(`ol.steps li`), count(`table.events tr.event`); b != 6 || s != 4 || e != 3 {
+		t.Errorf("buttons %d (want 6), steps %d (want 4), event rows %d (want 3)", b, s, e)
+	}
+	if got := enabled(); got != "pause,promote,promote-full,abort" {
+		t.Errorf("enabled buttons %q", got)
 	}
 
-	// Click Pause; the token prompt is answered by an override of window.prompt.
+	// The token is typed once into the masked field, with an actor; Pause sends both.
+	if typ, err := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.CSS(`#token`), "type")); err != nil || typ.Value != "password" {
+		t.Errorf("token field type %q (%v), want password", typ.Value, err)
+	}
 	run("click pause",
-		chromedp.Evaluate[chromedp.Void](`window.prompt = function () { return "tok-123"; }; undefined`),
+		chromedp.SendKeys(chromedp.CSS(`#token`), "tok-123"),
+		chromedp.SendKeys(chromedp.CSS(`#actor`), "ana"),
 		chromedp.Click(chromedp.CSS(`button[data-action="pause"][data-service="checkout"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#flash.ok`)),
 		chromedp.WaitVisible(chromedp.CSS(`section.service .badge.paused`)))
 	cmds := fb.Commands()
-	if len(cmds) != 1 || cmds[0].Kind != controller.CmdPause || cmds[0].Actor != api.DefaultActor {
-		t.Fatalf("backend commands %+v, want one pause", cmds)
+	if len(cmds) != 1 || cmds[0].Kind != controller.CmdPause || cmds[0].Actor != "ana (status page)" {
+		t.Fatalf("backend commands %+v, want one pause by ana", cmds)
 	}
 	if flash := text(`#flash`); !strings.Contains(flash, "paused") {
 		t.Errorf("flash %q", flash)
 	}
+	if stored, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`sessionStorage.getItem("octoroll.token")`)); stored != "tok-123" {
+		t.Errorf("token in sessionStorage %q", stored)
+	}
+	if got := enabled(); got != "resume,promote,promote-full,abort" {
+		t.Errorf("enabled buttons when paused %q", got)
+	}
 
 	// A wrong token is refused and shown.
 	run("click resume",
-		chromedp.Evaluate[chromedp.Void](`window.prompt = function () { return "wrong"; }; undefined`),
+		chromedp.SetValue(chromedp.CSS(`#token`), "wrong"),
 		chromedp.Click(chromedp.CSS(`button[data-action="resume"][data-service="checkout"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#flash.error`)))
 	if flash := text(`#flash`); !strings.Contains(flash, "invalid bearer token") || len(fb.Commands()) != 1 {

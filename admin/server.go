@@ -78,6 +78,7 @@ type Server struct {
 	loopback atomic.Bool
 	metrics  *Metrics
 	handler  http.Handler
+	pages    *pageState
 }
 
 // New returns a Server. It registers its collectors on opts.Registry; a collector
@@ -95,7 +96,7 @@ func New(log *zap.Logger, opts Options) *Server {
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics(opts.Registry)
 	}
-	s := &Server{log: log.Named("admin"), opts: opts, metrics: opts.Metrics}
+	s := &Server{log: log.Named("admin"), opts: opts, metrics: opts.Metrics, pages: newPageState(opts.Backend)}
 	s.loopback.Store(isLoopback(opts.Addr))
 	registerCollectors(opts.Registry, s)
 	s.handler = s.routes()

@@ -212,7 +212,7 @@ func (p Progress) next(now time.Time) Progress {
 func (r Rollout) tryStart(now time.Time, freeze *Freeze) (Rollout, []Event) {
 	ok, override := r.windowAllows(now)
 	if !ok {
-		return r.decide(now, DecisionHold, "outside deployment window", nil, EventHold)
+		return r.decide(now, DecisionHold, "outside deployment window", CauseOutsideWindow, nil, EventHold)
 	}
 	evs := r.noteOverride(now, override, "started")
 	evs = append(evs, r.noteFreezeOverride(now, freeze, r.Spec.OverrideFreeze, "", "started")...)
@@ -246,10 +246,11 @@ func (r *Rollout) setFull(now time.Time) {
 }
 
 // advance moves to the next stage (or 100 %): a Go.
-func (r Rollout) advance(now time.Time, reason, actor string, numbers *Numbers) (Rollout, []Event) {
+func (r Rollout) advance(now time.Time, reason string, cause Cause, actor string, numbers *Numbers) (Rollout, []Event) {
 	r.Generation++
 	r.Reason = ""
 	r.PausedFrom = ""
+	r.PausedAt = time.Time{}
 	r.PausedBy = ""
 	r.Stage++
 	if r.Stage >= len(r.Plan.Stages) {
@@ -261,6 +262,7 @@ func (r Rollout) advance(now time.Time, reason, actor string, numbers *Numbers) 
 	return r, []Event{r.event(now, EventStageAdvanced, func(e *Event) {
 		e.Decision = DecisionGo
 		e.Reason = reason
+		e.Cause = cause
 		e.Actor = actor
 		e.Numbers = numbers
 	})}
@@ -270,6 +272,7 @@ func (r Rollout) advance(now time.Time, reason, actor string, numbers *Numbers) 
 func (r Rollout) rollback(now time.Time, f finding, actor string, numbers *Numbers) (Rollout, []Event) {
 	r.State = StateRolledBack
 	r.PausedFrom = ""
+	r.PausedAt = time.Time{}
 	r.Generation++
 	r.Reason = f.reason
 	r.EndedAt = now
@@ -277,6 +280,7 @@ func (r Rollout) rollback(now time.Time, f finding, actor string, numbers *Numbe
 	return r, []Event{r.event(now, EventRolledBack, func(e *Event) {
 		e.Decision = DecisionRollback
 		e.Reason = f.reason
+		e.Cause = f.cause
 		e.BreachSince = f.since
 		e.Actor = actor
 		e.Numbers = numbers
@@ -289,6 +293,7 @@ func (r Rollout) rollback(now time.Time, f finding, actor string, numbers *Numbe
 // pause holds the current weight after a soft breach (actor empty) or by a person.
 func (r Rollout) pause(now time.Time, f finding, actor string, numbers *Numbers, stragglers []string) (Rollout, []Event) {
 	r.PausedFrom = r.State
+	r.PausedAt = now
 	r.State = StatePaused
 	r.Reason = f.reason
 	r.PausedBy = actor
@@ -298,6 +303,7 @@ func (r Rollout) pause(now time.Time, f finding, actor string, numbers *Numbers,
 	return r, []Event{r.event(now, EventPaused, func(e *Event) {
 		e.Decision = DecisionPause
 		e.Reason = f.reason
+		e.Cause = f.cause
 		e.Actor = actor
 		e.Numbers = numbers
 		e.Endpoints = f.endpoints
@@ -309,7 +315,7 @@ func (r Rollout) pause(now time.Time, f finding, actor string, numbers *Numbers,
 
 // decide records a non-transition decision, emitting an event only when the decision
 // or its reason changed since the last one (a 72 h window would otherwise log 8640).
-func (r Rollout) decide(now time.Time, d Decision, reason string, numbers *Numbers, kind string) (Rollout, []Event) {
+func (r Rollout) decide(now time.Time, d Decision, reason string, cause Cause, numbers *Numbers, kind string) (Rollout, []Event) {
 	if r.Progress.LastDecision == d && r.Progress.LastReason == reason {
 		return r, nil
 	}
@@ -323,6 +329,7 @@ func (r Rollout) decide(now time.Time, d Decision, reason string, numbers *Numbe
 	return r, []Event{r.event(now, kind, func(e *Event) {
 		e.Decision = d
 		e.Reason = reason
+		e.Cause = cause
 		e.Numbers = numbers
 	})}
 }
@@ -447,7 +454,7 @@ func (r *Rollout) observe(now time.Time, obs Observation) verdict {
 			if n := len(v.sourceFailure) - 1; n > 0 {
 				why += fmt.Sprintf(" (and %d more)", n)
 			}
-			f := finding{reason: fmt.Sprintf("metrics source failing on %d consecutive checks: %s", p.SourceFailures, why)}
+			f := finding{cause: CauseSourceFailing, reason: fmt.Sprintf("metrics source failing on %d consecutive checks: %s", p.SourceFailures, why)}
 			v.pause = append(v.pause, f)
 		}
 	} else {
@@ -594,12 +601,12 @@ func (r Rollout) stepStage(now time.Time, obs Observation) (Rollout, []Event) {
 		}
 		reason := "inconclusive: " + strings.Join(v.inconclusive, "; ")
 		if d := now.Sub(p.InconclusiveSince); d >= r.Plan.InconclusiveLimit.D() {
-			return r.pause(now, finding{reason: fmt.Sprintf("inconclusive for %s: %s", Duration(d), strings.Join(v.inconclusive, "; "))}, "", v.numbers, nil)
+			return r.pause(now, finding{cause: CauseInconclusive, reason: fmt.Sprintf("inconclusive for %s: %s", Duration(d), strings.Join(v.inconclusive, "; "))}, "", v.numbers, nil)
 		}
 		if r2, evs, paused := r.maxWindow(now, st, v.numbers); paused {
 			return r2, evs
 		}
-		return r.decide(now, DecisionHold, reason, v.numbers, EventHold)
+		return r.decide(now, DecisionHold, reason, CauseInconclusive, v.numbers, EventHold)
 	}
 	p.InconclusiveSince = time.Time{}
 	r.accrue(now)
@@ -607,7 +614,7 @@ func (r Rollout) stepStage(now time.Time, obs Observation) (Rollout, []Event) {
 	if p.Monitored >= st.MinWindow {
 		ok, override := r.windowAllows(now)
 		if !ok {
-			return r.decide(now, DecisionHold, "outside deployment window", v.numbers, EventHold)
+			return r.decide(now, DecisionHold, "outside deployment window", CauseOutsideWindow, v.numbers, EventHold)
 		}
 		if r.frozen(obs.Freeze) {
 			return r.frozenHold(now, obs.Freeze, v.numbers)
@@ -616,14 +623,14 @@ func (r Rollout) stepStage(now time.Time, obs Observation) (Rollout, []Event) {
 			return r2, evs
 		}
 		if r.needsApproval() {
-			return r.decide(now, DecisionHold, fmt.Sprintf("waiting for approval of stage %s (octoroll approve %s)", st.Name, r.Service), v.numbers, EventHold)
+			return r.decide(now, DecisionHold, fmt.Sprintf("waiting for approval of stage %s (octoroll approve %s)", st.Name, r.Service), CauseApproval, v.numbers, EventHold)
 		}
 		g := r.gate(now, model.GateConfirmPromotion, obs.Gates)
 		switch g.outcome {
 		case gateNoGo:
 			return r.gateNoGo(now, g, v.numbers)
 		case gateHold, gateMissing:
-			r2, more := r.decide(now, DecisionHold, g.reason, v.numbers, EventHold)
+			r2, more := r.decide(now, DecisionHold, g.reason, CauseGate, v.numbers, EventHold)
 			return r2, append(g.events, more...)
 		}
 		evs := append(g.events, r.noteOverride(now, override, "advanced")...)
@@ -632,13 +639,13 @@ func (r Rollout) stepStage(now time.Time, obs Observation) (Rollout, []Event) {
 		if a := p.Approved; a != nil {
 			reason += ", approved by " + a.By
 		}
-		r2, more := r.advance(now, reason, "", v.numbers)
+		r2, more := r.advance(now, reason, CausePassed, "", v.numbers)
 		return r2, append(evs, more...)
 	}
 	if r2, evs, paused := r.maxWindow(now, st, v.numbers); paused {
 		return r2, evs
 	}
-	return r.decide(now, DecisionContinue, fmt.Sprintf("checks passing, %s of %s monitored", p.Monitored, st.MinWindow), nil, EventDecision)
+	return r.decide(now, DecisionContinue, fmt.Sprintf("checks passing, %s of %s monitored", p.Monitored, st.MinWindow), CausePassed, nil, EventDecision)
 }
 
 // ackInstant is when the proxies applied r's weights, as conv reports it: the last
@@ -664,7 +671,7 @@ func (r Rollout) awaitAck(now time.Time, conv Convergence, n *Numbers) (Rollout,
 	ours := conv.Generation == r.Generation
 	if ours && !conv.Published && conv.NotPublished != "" {
 		r.Progress.AckWaitSince = now
-		return r.decide(now, DecisionHold, "not published: "+conv.NotPublished, n, EventHold)
+		return r.decide(now, DecisionHold, "not published: "+conv.NotPublished, CauseNotPublished, n, EventHold)
 	}
 	stragglers := sorted(conv.Stragglers)
 	if d := now.Sub(r.Progress.AckWaitSince); d >= r.Plan.AckTimeout.D() {
@@ -674,16 +681,20 @@ func (r Rollout) awaitAck(now time.Time, conv Convergence, n *Numbers) (Rollout,
 			reason = fmt.Sprintf("no proxy subscribed to the route of %s within %s: nobody serves weights generation %d",
 				r.Service, r.Plan.AckTimeout, r.Generation)
 		}
-		return r.pause(now, finding{reason: reason}, "", n, stragglers)
+		cause := CauseAckTimeout
+		if ours && conv.Published && conv.Subscribed == 0 {
+			cause = CauseNoProxies
+		}
+		return r.pause(now, finding{cause: cause, reason: reason}, "", n, stragglers)
 	}
 	if ours && conv.Published && conv.Subscribed == 0 {
-		return r.decide(now, DecisionHold, fmt.Sprintf("no proxy subscribed to the route of %s (weights generation %d)", r.Service, r.Generation), n, EventHold)
+		return r.decide(now, DecisionHold, fmt.Sprintf("no proxy subscribed to the route of %s (weights generation %d)", r.Service, r.Generation), CauseNoProxies, n, EventHold)
 	}
 	reason := fmt.Sprintf("waiting for proxies to ACK weights generation %d", r.Generation)
 	if ours && conv.Subscribed > 0 {
 		reason += fmt.Sprintf(" (%d of %d proxies not yet)", len(stragglers), conv.Subscribed)
 	}
-	return r.decide(now, DecisionHold, reason, n, EventHold)
+	return r.decide(now, DecisionHold, reason, CauseAwaitingAck, n, EventHold)
 }
 
 // maxWindow pauses a stage that reached MaxWindow after its ACK without a Go.
@@ -691,7 +702,7 @@ func (r Rollout) maxWindow(now time.Time, st Stage, n *Numbers) (Rollout, []Even
 	if st.MaxWindow <= 0 || now.Sub(r.Progress.WindowSince) < st.MaxWindow.D() {
 		return r, nil, false
 	}
-	r2, evs := r.pause(now, finding{reason: fmt.Sprintf("stage %s not conclusive within maxWindow %s (%s of %s monitored clean)",
+	r2, evs := r.pause(now, finding{cause: CauseMaxWindow, reason: fmt.Sprintf("stage %s not conclusive within maxWindow %s (%s of %s monitored clean)",
 		st.Name, st.MaxWindow, r.Progress.Monitored, st.MinWindow)}, "", n, nil)
 	return r2, evs, true
 }
@@ -729,6 +740,7 @@ func (r Rollout) stepPaused(now time.Time, obs Observation) (Rollout, []Event) {
 		reason := fmt.Sprintf("clean for %s after: %s", p.Monitored, r.Reason)
 		r.State = r.PausedFrom
 		r.PausedFrom = ""
+		r.PausedAt = time.Time{}
 		r.Reason = ""
 		p.InconclusiveSince = time.Time{}
 		p.SourceFailures = 0
@@ -784,18 +796,18 @@ func (r Rollout) stepMonitoring(now time.Time, obs Observation) (Rollout, []Even
 	end := r.Plan.Monitoring[len(r.Plan.Monitoring)-1].Until.D()
 	if elapsed >= end {
 		if gated {
-			r2, more := r.decide(now, DecisionHold, fmt.Sprintf("monitoring window of %s closed; %s", Duration(end), gateReason), nil, EventHold)
+			r2, more := r.decide(now, DecisionHold, fmt.Sprintf("monitoring window of %s closed; %s", Duration(end), gateReason), CauseGate, nil, EventHold)
 			return r2, append(evs, more...)
 		}
 		r2, more := r.complete(now, fmt.Sprintf("monitoring window of %s closed without a no-go", Duration(end)), "")
 		return r2, append(evs, more...)
 	}
 	// Inconclusive data at 100 % has nothing to hold back: it is recorded, not paused on.
-	d, reason := DecisionContinue, "monitoring, checks passing"
+	d, reason, cause := DecisionContinue, "monitoring, checks passing", CausePassed
 	if len(v.inconclusive) > 0 {
-		d, reason = DecisionHold, "monitoring, inconclusive: "+strings.Join(v.inconclusive, "; ")
+		d, reason, cause = DecisionHold, "monitoring, inconclusive: "+strings.Join(v.inconclusive, "; "), CauseInconclusive
 	}
-	r2, more := r.decide(now, d, reason, nil, EventDecision)
+	r2, more := r.decide(now, d, reason, cause, nil, EventDecision)
 	return r2, append(evs, more...)
 }
 
@@ -809,6 +821,7 @@ func (r Rollout) complete(now time.Time, reason, actor string) (Rollout, []Event
 	}
 	r.State = StateCompleted
 	r.PausedFrom = ""
+	r.PausedAt = time.Time{}
 	r.Reason = ""
 	r.EndedAt = now
 	return r, []Event{closed, r.event(now, EventCompleted, func(e *Event) {
@@ -848,7 +861,7 @@ func (r Rollout) Apply(now time.Time, cmd Command) (Rollout, []Event, error) {
 		if r.State == StatePaused {
 			return invalid()
 		}
-		r, evs = r.pause(now, finding{reason: "paused by " + who + why}, who, r.Progress.Last, nil)
+		r, evs = r.pause(now, finding{cause: CauseManualPause, reason: "paused by " + who + why}, who, r.Progress.Last, nil)
 	case CmdResume:
 		if r.State != StatePaused {
 			return invalid()
@@ -856,6 +869,7 @@ func (r Rollout) Apply(now time.Time, cmd Command) (Rollout, []Event, error) {
 		reason := fmt.Sprintf("resumed by %s%s (was: %s)", who, why, r.Reason)
 		r.State = r.PausedFrom
 		r.PausedFrom = ""
+		r.PausedAt = time.Time{}
 		r.PausedBy = ""
 		r.Reason = ""
 		// A fresh window: the stage must be clean for all of it again.
@@ -928,14 +942,14 @@ func (r Rollout) Apply(now time.Time, cmd Command) (Rollout, []Event, error) {
 			reason = fmt.Sprintf("promoted to 100%% by %s%s", who, why)
 		}
 		var more []Event
-		r, more = r.advance(now, reason, who, r.Progress.Last)
+		r, more = r.advance(now, reason, CauseManualPromote, who, r.Progress.Last)
 		evs = append(evs, more...)
 	case CmdAbort:
 		if strings.TrimSpace(cmd.Reason) == "" {
 			return orig, nil, fmt.Errorf("abort: %w", ErrReasonRequired)
 		}
 		r.Aborted = true
-		r, evs = r.rollback(now, finding{reason: "aborted by " + who + why}, who, r.Progress.Last)
+		r, evs = r.rollback(now, finding{cause: CauseManualAbort, reason: "aborted by " + who + why}, who, r.Progress.Last)
 	case CmdFinish:
 		if !(r.State == StateMonitoring || (r.State == StatePaused && r.PausedFrom == StateMonitoring)) {
 			return invalid()

@@ -205,7 +205,7 @@ func (r *Rollout) noteFreezeOverride(now time.Time, freeze *Freeze, reason, acto
 
 // frozenHold holds r during freeze.
 func (r Rollout) frozenHold(now time.Time, freeze *Freeze, n *Numbers) (Rollout, []Event) {
-	return r.decide(now, DecisionHold, freeze.Summary(), n, EventHold)
+	return r.decide(now, DecisionHold, freeze.Summary(), CauseFrozen, n, EventHold)
 }
 
 // approve records a person's approval of the current stage's advance.

@@ -76,6 +76,7 @@ import (
 // finding is one reason for a decision.
 type finding struct {
 	reason    string
+	cause     Cause
 	endpoints []string
 	alerts    []string
 	checks    []string
@@ -138,26 +139,26 @@ func judge(obs Observation, in judgeInput) verdict {
 	// Health: any unhealthy endpoint pauses for investigation; every canary endpoint
 	// down means critical functionality is broken.
 	if h := obs.Health.Canary; h.Total > 0 && len(h.Unhealthy) >= h.Total {
-		v.rollback = append(v.rollback, finding{
+		v.rollback = append(v.rollback, finding{cause: CauseUnhealthy,
 			reason:    fmt.Sprintf("all %d canary endpoints unhealthy", h.Total),
 			endpoints: sorted(h.Unhealthy)})
 	} else if len(h.Unhealthy) > 0 {
-		v.pause = append(v.pause, finding{
+		v.pause = append(v.pause, finding{cause: CauseUnhealthy,
 			reason:    fmt.Sprintf("%d of %d canary endpoints unhealthy", len(h.Unhealthy), h.Total),
 			endpoints: sorted(h.Unhealthy)})
 	}
 	if h := obs.Health.Stable; len(h.Unhealthy) > 0 {
-		v.pause = append(v.pause, finding{
+		v.pause = append(v.pause, finding{cause: CauseUnhealthy,
 			reason:    fmt.Sprintf("%d of %d stable endpoints unhealthy", len(h.Unhealthy), h.Total),
 			endpoints: sorted(h.Unhealthy)})
 	}
 	if len(obs.Alerts) > 0 {
-		v.pause = append(v.pause, finding{
+		v.pause = append(v.pause, finding{cause: CauseAlert,
 			reason: "critical alerts firing: " + strings.Join(sorted(obs.Alerts), ", "),
 			alerts: sorted(obs.Alerts)})
 	}
 	if c := obs.Convergence; c.NACK != "" && c.Generation == in.nackGen {
-		v.pause = append(v.pause, finding{
+		v.pause = append(v.pause, finding{cause: CauseNACK,
 			reason: fmt.Sprintf("proxies rejected weights generation %d: %s", c.Generation, c.NACK)})
 	}
 
@@ -172,7 +173,7 @@ func judge(obs Observation, in judgeInput) verdict {
 		case !ok:
 			v.inconclusive = append(v.inconclusive, fmt.Sprintf("smoke check %q has no result", name))
 		case !res.Passed:
-			v.rollback = append(v.rollback, finding{
+			v.rollback = append(v.rollback, finding{cause: CauseSmoke,
 				reason: fmt.Sprintf("smoke check %q failed%s", name, detail(res.Detail)), checks: []string{name}})
 		}
 	}
@@ -186,7 +187,7 @@ func judge(obs Observation, in judgeInput) verdict {
 			v.inconclusive = append(v.inconclusive, why)
 			v.sourceFailure = append(v.sourceFailure, why)
 		case !res.Passed:
-			f := finding{reason: fmt.Sprintf("check %q failed%s", c.Name, detail(res.Detail)), checks: []string{c.Name}}
+			f := finding{cause: CauseCheck, reason: fmt.Sprintf("check %q failed%s", c.Name, detail(res.Detail)), checks: []string{c.Name}}
 			if c.OnFail == OnFailRollback {
 				v.rollback = append(v.rollback, f)
 			} else {
@@ -406,11 +407,11 @@ func judgeSample(w judgedWindow, in judgeInput) metricOutcome {
 		zg := z(th.GrossConfidence)
 		grossPP := th.GrossFactor * th.RollbackErrorRatePP
 		if errorTest(ce, cs.Requests, se, ss.Requests, grossPP, zg, phi) == triBreach {
-			o.rollback = append(o.rollback, finding{gross: true, reason: fmt.Sprintf(
+			o.rollback = append(o.rollback, finding{gross: true, cause: CauseErrorRate, reason: fmt.Sprintf(
 				"error rate grossly above baseline (> %.3g pp at %.3g confidence): %s", grossPP, th.GrossConfidence, rates(zg))})
 		}
 		if t, why := lat.test(th.RollbackLatencyRatio, th.GrossFactor/100, zg, over); t == triBreach {
-			o.rollback = append(o.rollback, finding{gross: true, reason: "P99 latency grossly above baseline: " + why})
+			o.rollback = append(o.rollback, finding{gross: true, cause: CauseLatency, reason: "P99 latency grossly above baseline: " + why})
 		}
 		if !w.rollback && !w.pause {
 			return o
@@ -425,7 +426,7 @@ func judgeSample(w judgedWindow, in judgeInput) metricOutcome {
 	span := min(w.Window, th.RollbackSustain.D())
 	if w.rollback && errorsKnown {
 		if errorTest(ce, cs.Requests, se, ss.Requests, th.RollbackErrorRatePP, zr, phi) == triBreach {
-			o.rollback = append(o.rollback, finding{span: span, metric: "error rate", reason: fmt.Sprintf(
+			o.rollback = append(o.rollback, finding{span: span, metric: "error rate", cause: CauseErrorRate, reason: fmt.Sprintf(
 				"error rate more than %.3g pp above baseline for %s: %s", th.RollbackErrorRatePP, Duration(w.Window), rates(zr))})
 		}
 	}
@@ -435,7 +436,7 @@ func judgeSample(w judgedWindow, in judgeInput) metricOutcome {
 			zl = z(th.GrossConfidence)
 		}
 		if t, why := lat.test(th.RollbackLatencyRatio, 0.01, zl, over); t == triBreach {
-			o.rollback = append(o.rollback, finding{span: span, metric: "latency", reason: fmt.Sprintf(
+			o.rollback = append(o.rollback, finding{span: span, metric: "latency", cause: CauseLatency, reason: fmt.Sprintf(
 				"P99 latency more than ×%.3g baseline: %s", th.RollbackLatencyRatio, why)})
 		}
 	}
@@ -452,7 +453,7 @@ func judgeSample(w judgedWindow, in judgeInput) metricOutcome {
 				m, in.dispersionFrom, minIntervals, rates(zp)))
 		}
 	case t == triBreach:
-		o.pause = append(o.pause, finding{reason: fmt.Sprintf(
+		o.pause = append(o.pause, finding{cause: CauseErrorRate, reason: fmt.Sprintf(
 			"error rate more than %.3g pp above baseline: %s", m, rates(zp))})
 	case t == triUnknown:
 		if lo, hi := deltaBounds(ce, cs.Requests, se, ss.Requests, zp, phi); 100*(hi-lo)/2 <= 2*m {
@@ -462,7 +463,7 @@ func judgeSample(w judgedWindow, in judgeInput) metricOutcome {
 	}
 	if !lat.histograms() {
 		if why := lat.ratioOnly(th.PauseLatencyRatio, over); why != "" {
-			o.pause = append(o.pause, finding{reason: why})
+			o.pause = append(o.pause, finding{cause: CauseLatency, reason: why})
 		} else if lat.stableP99 <= 0 || lat.canaryP99 <= 0 {
 			o.inconclusive = append(o.inconclusive, "P99 latency unknown"+over)
 		}
@@ -473,7 +474,7 @@ func judgeSample(w judgedWindow, in judgeInput) metricOutcome {
 	n.LatencyBound, n.CanarySlowPct, n.CanarySlowLowPct = Duration(lat.bound), 100*lat.share, 100*lat.lo
 	switch t {
 	case triBreach:
-		o.pause = append(o.pause, finding{reason: fmt.Sprintf("P99 latency more than ×%.3g baseline: %s", th.PauseLatencyRatio, why)})
+		o.pause = append(o.pause, finding{cause: CauseLatency, reason: fmt.Sprintf("P99 latency more than ×%.3g baseline: %s", th.PauseLatencyRatio, why)})
 	case triUnknown:
 		if why != "" && (lat.hi-lat.lo)/2 <= 0.005 {
 			o.inconclusive = append(o.inconclusive, fmt.Sprintf(
@@ -618,6 +619,9 @@ func mergeFindings(fs []finding) finding {
 		}
 	}
 	out.reason = strings.Join(reasons, "; ")
+	if len(fs) > 0 {
+		out.cause = fs[0].cause
+	}
 	return out
 }
 

@@ -128,6 +128,8 @@ type Rollout struct {
 	// PausedBy is the operator who paused; empty when a check paused the rollout
 	// (only those resume automatically).
 	PausedBy string `json:"pausedBy,omitempty"`
+	// PausedAt is when the rollout was paused (zero unless paused).
+	PausedAt time.Time `json:"pausedAt,omitzero"`
 	// Reason says why the rollout is paused, rolled back or holding.
 	Reason string `json:"reason,omitempty"`
 	// Aborted is set when an operator aborted the rollout.
@@ -500,6 +502,8 @@ type Event struct {
 	Generation uint64   `json:"generation"`
 	Decision   Decision `json:"decision,omitempty"`
 	Reason     string   `json:"reason,omitempty"`
+	// Cause classifies the decision of an event that records one (see Cause).
+	Cause Cause `json:"cause,omitempty"`
 	// BreachSince is, for a rollback decided by a metric breach, when the breach began
 	// as measured: the start of the sustain window it was measured over, or the first
 	// of the consecutive gross checks. The release report's time to detect starts there.

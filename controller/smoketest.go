@@ -48,7 +48,7 @@ func (r Rollout) smokeFailure(obs Observation) *finding {
 	var fs []finding
 	for _, res := range obs.Smoke {
 		if !res.Passed {
-			fs = append(fs, finding{reason: fmt.Sprintf("smoke test %q failed%s", res.Name, detail(res.Detail)),
+			fs = append(fs, finding{cause: CauseSmoke, reason: fmt.Sprintf("smoke test %q failed%s", res.Name, detail(res.Detail)),
 				checks: []string{res.Name}})
 		}
 	}
@@ -84,14 +84,14 @@ func (r Rollout) startAfterSmoke(now time.Time, obs Observation) (Rollout, []Eve
 			return r.frozenHold(now, obs.Freeze, nil)
 		}
 		if missing := r.smokeMissing(obs); len(missing) > 0 {
-			return r.decide(now, DecisionHold, "waiting for smoke tests: "+strings.Join(missing, ", "), nil, EventHold)
+			return r.decide(now, DecisionHold, "waiting for smoke tests: "+strings.Join(missing, ", "), CauseSmoke, nil, EventHold)
 		}
 		g := r.gate(now, model.GatePreRollout, obs.Gates)
 		switch g.outcome {
 		case gateNoGo:
 			return r.gateNoGo(now, g, nil)
 		case gateHold, gateMissing:
-			r2, more := r.decide(now, DecisionHold, g.reason, nil, EventHold)
+			r2, more := r.decide(now, DecisionHold, g.reason, CauseGate, nil, EventHold)
 			return r2, append(g.events, more...)
 		}
 		evs = g.events
@@ -111,7 +111,7 @@ func (r Rollout) holdForSmoke(now time.Time, st Stage, obs Observation, n *Numbe
 	if r2, evs, paused := r.maxWindow(now, st, n); paused {
 		return r2, evs, true
 	}
-	r2, evs := r.decide(now, DecisionHold, "waiting for smoke tests: "+strings.Join(missing, ", "), n, EventHold)
+	r2, evs := r.decide(now, DecisionHold, "waiting for smoke tests: "+strings.Join(missing, ", "), CauseSmoke, n, EventHold)
 	return r2, evs, true
 }
 

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"gopkg.in/yaml.v3"
 
+	"github.com/octoacme/octoroll/controller"
 	"github.com/octoacme/octoroll/metrics"
 
 	// Types the bootstrap names in typed_config Any fields; importing them registers
@@ -560,6 +561,38 @@ func TestPrometheusRules(t *testing.T) {
 	for _, want := range []string{"OctorollRollback", "OctorollProxiesNotConverged", "OctorollXDSNack", "OctorollMetricsSourceDown", "OctorollConfigReloadFailed"} {
 		if !alerts[want] {
 			t.Errorf("no alert %s", want)
+		}
+	}
+
+	// Every alert links its runbook, a section of this directory's README.
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range groups {
+		for _, r := range list(g, "rules") {
+			name := str(r, "alert")
+			want := "https://github.com/octoacme/octoroll/blob/main/deploy/README.md#runbook-" + strings.ToLower(name)
+			if got := str(r, "annotations", "runbook_url"); got != want {
+				t.Errorf("%s: runbook_url %q, want %q", name, got, want)
+			}
+			if !strings.Contains(string(readme), "### Runbook: "+name+"\n") {
+				t.Errorf("README.md has no section \"### Runbook: %s\"", name)
+			}
+		}
+	}
+	// The rule tests use the reasons octoroll emits.
+	tests, err := os.ReadFile("prometheus/alerts_test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reasons := regexp.MustCompile(`reason="([^"]*)"`).FindAllStringSubmatch(string(tests), -1)
+	if len(reasons) == 0 {
+		t.Error("alerts_test.yaml has no series with a reason")
+	}
+	for _, m := range reasons {
+		if !slices.Contains(controller.RollbackCauses, controller.Cause(m[1])) {
+			t.Errorf("alerts_test.yaml: reason %q is not a rollback cause octoroll emits (%v)", m[1], controller.RollbackCauses)
 		}
 	}
 

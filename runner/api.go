@@ -285,20 +285,19 @@ func (r *Runner) ReportCheck(_ context.Context, service string, res controller.C
 
 func checksKey(rolloutID string) string { return "checks/" + rolloutID }
 
-// Services returns every catalog service, sorted by name.
+// Services returns every catalog service, sorted by name. The runner's lock is taken
+// once for all of them (the loop holds it while it persists a transition), and the
+// convergence and health, which have their own locks, are read after.
 func (r *Runner) Services() []ServiceView {
 	r.mu.Lock()
-	names := make([]string, 0, len(r.cat.Services))
+	out := make([]ServiceView, 0, len(r.cat.Services))
 	for _, s := range r.cat.Services {
-		names = append(names, s.Name)
+		out = append(out, r.viewLocked(r.effectiveLocked(s)))
 	}
 	r.mu.Unlock()
-	sort.Strings(names)
-	out := make([]ServiceView, 0, len(names))
-	for _, n := range names {
-		if v, ok := r.Service(n); ok {
-			out = append(out, v)
-		}
+	sort.Slice(out, func(i, j int) bool { return out[i].Service.Name < out[j].Service.Name })
+	for i := range out {
+		r.serviceUnlocked(&out[i])
 	}
 	return out
 }
@@ -306,11 +305,26 @@ func (r *Runner) Services() []ServiceView {
 // Service returns one service.
 func (r *Runner) Service(name string) (ServiceView, bool) {
 	r.mu.Lock()
+	v, ok := r.serviceLocked(name)
+	r.mu.Unlock()
+	if ok {
+		r.serviceUnlocked(&v)
+	}
+	return v, ok
+}
+
+// serviceLocked is the part of a service's view the runner's lock guards.
+func (r *Runner) serviceLocked(name string) (ServiceView, bool) {
 	svc, ok := r.effectiveServiceLocked(name)
 	if !ok {
-		r.mu.Unlock()
 		return ServiceView{}, false
 	}
+	return r.viewLocked(svc), true
+}
+
+// viewLocked is the part of the view of svc, an effective service, the lock guards.
+func (r *Runner) viewLocked(svc catalog.Service) ServiceView {
+	name := svc.Name
 	v := ServiceView{Service: svc, KnownGood: svc.Stable}
 	if d, ok := r.pub.Served(name); ok {
 		v.Weights = d.Weights
@@ -328,15 +342,19 @@ func (r *Runner) Service(name string) (ServiceView, bool) {
 	if d, ok := r.restoreLocked(name); ok {
 		v.Restore = &d
 	}
-	r.mu.Unlock()
+	return v
+}
+
+// serviceUnlocked completes v with what is read without the runner's lock.
+func (r *Runner) serviceUnlocked(v *ServiceView) {
+	name := v.Service.Name
 	v.Convergence = r.opts.XDS.Convergence(name)
 	if h := r.opts.Health; h != nil {
 		v.Health = map[string]healthcheck.VersionHealth{}
-		for _, ver := range svc.Versions {
+		for _, ver := range v.Service.Versions {
 			v.Health[ver.Name] = h.Status(name, ver.Name)
 		}
 	}
-	return v, true
 }
 
 // Rollout returns one rollout, active or finished.

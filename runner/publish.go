@@ -21,17 +21,17 @@ import (
 // effectiveServiceLocked is the catalog entry plus the versions rollouts added (a
 // canary not declared in the catalog, kept defined after it completed or rolled back).
 func (r *Runner) effectiveServiceLocked(name string) (catalog.Service, bool) {
-	var svc catalog.Service
-	found := false
 	for _, s := range r.cat.Services {
 		if s.Name == name {
-			svc, found = s, true
-			break
+			return r.effectiveLocked(s), true
 		}
 	}
-	if !found {
-		return svc, false
-	}
+	return catalog.Service{}, false
+}
+
+// effectiveLocked is effectiveServiceLocked of the catalog's svc.
+func (r *Runner) effectiveLocked(svc catalog.Service) catalog.Service {
+	name := svc.Name
 	svc.Versions = slices.Clone(svc.Versions)
 	add := func(v catalog.Version) {
 		for _, have := range svc.Versions {
@@ -53,7 +53,7 @@ func (r *Runner) effectiveServiceLocked(name string) (catalog.Service, bool) {
 	if st.Stable != "" {
 		svc.Stable = st.Stable
 	}
-	return svc, true
+	return svc
 }
 
 // desiredLocked is the desired routing state of every catalog service.

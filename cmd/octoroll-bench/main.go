@@ -22,7 +22,7 @@ func main() {
 		service     = flag.String("service", benchService, "service the clients subscribe to (load generator)")
 		n           = flag.Int("n", 1000, "clients (load generator)")
 		out         = flag.String("out", "bench/results.md", "file the table is written to")
-		only        = flag.String("only", "", "comma-separated subset: fanout,storm,rollback,prom,defaults,capacity")
+		only        = flag.String("only", "", "comma-separated subset: fanout,storm,rollback,prom,defaults,capacity,page")
 		small       = flag.Int("small", 1000, "clients of the small fan-out")
 		large       = flag.Int("large", 10000, "clients of the large fan-out and the storm")
 		updates     = flag.Int("updates", 10, "weight changes per fan-out run")
@@ -129,6 +129,13 @@ func main() {
 		step(fmt.Sprintf("controller capacity %d services", *services), func() error {
 			r, err := runCapacity(*services, 3)
 			rep.Capacity = r
+			return err
+		})
+	}
+	if want("page") {
+		step(fmt.Sprintf("status page %d services, %d active, 50 clients", *services, *services/5), func() error {
+			r, err := runPage(*services, *services/5, 50)
+			rep.Page = r
 			return err
 		})
 	}

@@ -15,6 +15,7 @@ type report struct {
 	Fanout                         []*fanoutResult
 	Rollback                       []*rollbackResult
 	Capacity                       *capacityResult
+	Page                           *pageResult
 	Errors                         []string
 }
 
@@ -174,6 +175,22 @@ func (r *report) markdown() string {
 		w("| one Runner.Start with %d other rollouts active (persists, then republishes every service; mean of %d) | %s |", c.Services-1, startSample, ms(c.StartOne))
 		w("")
 	}
+	if p := r.Page; p != nil {
+		w("## 6. Status page and services API (%d services, %d active rollouts, %d clients)", p.Services, p.Active, p.Clients)
+		w("")
+		w("Real runner and bbolt store (every service has a rollout: %d active, checked 3 times; the others completed, %d events stored, setup %s), admin server over HTTP on loopback; %d concurrent clients send %d GETs each after one warm-up request.", p.Active, p.Events, p.Setup.Round(time.Millisecond), p.Clients, 10)
+		if p.LoadAvg != "" {
+			w("")
+			w("Load average when the run ended (1, 5, 15 min): %s; the figures include the waits for the CPU under it.", p.LoadAvg)
+		}
+		w("")
+		w("| path | p50 | p99 | max | response size |")
+		w("|---|---:|---:|---:|---:|")
+		for _, x := range p.Rows {
+			w("| GET %s | %s | %s | %s | %s |", x.Path, ms(x.P50), ms(x.P99), ms(x.Max), kib(float64(x.Bytes)))
+		}
+		w("")
+	}
 	w("## Targets")
 	w("")
 	w("| target | measured | met |")
@@ -214,6 +231,11 @@ func (r *report) targets() [][3]string {
 	}
 	if o := r.fanout("octoroll", r.Small); o != nil {
 		out = append(out, [3]string{fmt.Sprintf("%d clients p99 ≤ 50 ms", r.Small), ms(o.Recv.P99), yes(o.Recv.P99 <= 50*time.Millisecond)})
+	}
+	if p := r.Page; p != nil {
+		for _, x := range p.Rows {
+			out = append(out, [3]string{fmt.Sprintf("GET %s p99 ≤ 200 ms (%d services, %d active, %d clients)", x.Path, p.Services, p.Active, p.Clients), ms(x.P99), yes(x.P99 <= 200*time.Millisecond)})
+		}
 	}
 	for _, x := range r.Rollback {
 		if x.Target == "" || x.Skipped != "" {

@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -281,26 +280,8 @@ type events struct {
 }
 
 func (e events) Notify(ev controller.Event, r controller.Rollout) {
-	switch ev.Kind {
-	case controller.EventDecision:
-		e.metrics.Decision(ev.Service, ev.Decision, reasonKind(ev.Reason))
-	case controller.EventRolledBack:
-		e.metrics.Rollback(ev.Service, reasonKind(ev.Reason))
-	case controller.EventPublishFailed:
-		e.metrics.Publication(ev.Service, false)
-	case controller.EventPublished:
-		e.metrics.Publication(ev.Service, true)
-	}
+	e.metrics.Event(ev)
 	e.notifier.Notify(ev, r)
-}
-
-// reasonKind is a reason's first words, a label of bounded cardinality.
-func reasonKind(reason string) string {
-	f := strings.Fields(reason)
-	if len(f) > 2 {
-		f = f[:2]
-	}
-	return strings.Trim(strings.Join(f, " "), ":,.")
 }
 
 func metricsSourceName(cfg config) string {
