@@ -73,6 +73,9 @@ type Publisher struct {
 	mu     sync.Mutex
 	svcs   map[string]*service
 	lastID uint64 // translations so far, numbering them
+	// retiring are the clusters (CDS and EDS resources) that left their service's
+	// route, kept served until Retire removes them (see retire.go).
+	retiring map[retireKey]*retiring
 }
 
 type service struct {
@@ -100,7 +103,7 @@ func New(srv Server, dns *DNS, now func() time.Time) *Publisher {
 	if now == nil {
 		now = time.Now
 	}
-	return &Publisher{srv: srv, dns: dns, now: now, svcs: map[string]*service{}}
+	return &Publisher{srv: srv, dns: dns, now: now, svcs: map[string]*service{}, retiring: map[retireKey]*retiring{}}
 }
 
 // Publish serves desired, one entry per service. A service whose names do not resolve
@@ -217,32 +220,42 @@ func (p *Publisher) PublishWithFallback(desired []translate.Desired, fallback fu
 	}
 
 	// Hand over only what changed: the resources of the services that serve another
-	// translation than before, and the names of those that no longer serve them.
+	// translation than before, and the names of those that no longer serve them. A
+	// cluster's resources the service no longer serves are not removed yet: a proxy may
+	// still hold a route naming it, since clusters are sent before routes. They retire
+	// (see Retire) once every proxy of the route ACKed one that does not.
 	byType := map[string]xds.Change{}
-	diff := func(live, serve translate.Resources) {
+	rt := p.retireChanges()
+	diff := func(name string, live, serve translate.Resources) {
 		for typ, rs := range serve.ByType() {
 			if len(rs) > 0 {
 				ch := byType[typ]
 				ch.Upsert = append(ch.Upsert, rs...)
 				byType[typ] = ch
 			}
+			for _, r := range rs {
+				rt.served(typ, cachev3.GetResourceName(r))
+			}
 		}
-		type key struct{ typ, name string }
-		keep := map[key]bool{}
+		keep := map[retireKey]bool{}
 		for typ, rs := range serve.ByType() {
 			for _, r := range rs {
-				keep[key{typ, cachev3.GetResourceName(r)}] = true
+				keep[retireKey{typ, cachev3.GetResourceName(r)}] = true
 			}
 		}
 		for typ, rs := range live.ByType() {
 			for _, r := range rs {
-				if n := cachev3.GetResourceName(r); !keep[key{typ, n}] {
+				if n := cachev3.GetResourceName(r); !keep[retireKey{typ, n}] {
+					if rt.left(name, typ, n) {
+						continue
+					}
 					ch := byType[typ]
 					ch.Remove = append(ch.Remove, n)
 					byType[typ] = ch
 				}
 			}
 		}
+		rt.routed(name, serve)
 	}
 	kept := map[string]bool{}
 	for _, o := range outs {
@@ -256,12 +269,12 @@ func (p *Publisher) PublishWithFallback(desired []translate.Desired, fallback fu
 			s = &service{}
 		}
 		if o.serveID != s.liveID {
-			diff(s.live, o.serve)
+			diff(name, s.live, o.serve)
 		}
 	}
 	for name, s := range p.svcs {
 		if !kept[name] && s.liveID != 0 {
-			diff(s.live, translate.Resources{})
+			diff(name, s.live, translate.Resources{})
 		}
 	}
 	if len(byType) > 0 {
@@ -271,6 +284,7 @@ func (p *Publisher) PublishWithFallback(desired []translate.Desired, fallback fu
 	}
 
 	now := p.now()
+	rt.commit(now)
 	var changes []Change
 	next := make(map[string]*service, len(outs))
 	for _, o := range outs {

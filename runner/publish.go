@@ -191,6 +191,7 @@ func (r *Runner) republish(ctx context.Context) {
 	changed := r.dns.Refresh(ctx)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.retireLocked()
 	warmed := r.warmedLocked()
 	if r.reloadWarmedLocked() {
 		warmed = true

@@ -159,6 +159,12 @@ func (r *Runner) clusterLateLocked(service string, ro *controller.Rollout, versi
 	}
 	r.log.Warn("proxies did not load a new version's cluster in time; publishing the weights routing to it",
 		zap.String("service", service), zap.Strings("versions", versions), zap.Strings("stragglers", stragglers))
+	r.recordClusterLateLocked(ev)
+}
+
+// recordClusterLateLocked persists a cluster_late event.
+func (r *Runner) recordClusterLateLocked(ev controller.Event) {
+	service := ev.Service
 	sevs, err := storeEvents([]controller.Event{ev})
 	if err != nil {
 		return

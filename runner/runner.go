@@ -52,6 +52,9 @@ type Publisher interface {
 	// ClusterWarmth is how many proxies of the service's route hold the clusters of
 	// versions.
 	ClusterWarmth(service string, versions ...string) xds.ClusterWarmth
+	// RouteStragglers are the proxies of the service's route that have not ACKed one
+	// of routeVersions.
+	RouteStragglers(service string, routeVersions []string) []string
 }
 
 // Health is the active health-check prober as the runner uses it.
