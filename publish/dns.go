@@ -42,6 +42,7 @@ type DNS struct {
 
 	mu    sync.Mutex
 	hosts map[string]*hostEntry // by NameOf
+	gen   uint64                // answers changed so far (see Generation)
 }
 
 type hostEntry struct {
@@ -236,7 +237,19 @@ func (d *DNS) resolveOne(ctx context.Context, h string) bool {
 		}
 		e.addrs, e.at, e.keep, e.err = rec.Addrs, now, keep, nil
 	}
+	if changed {
+		d.gen++
+	}
 	return changed
+}
+
+// Generation changes whenever an answer changes (Refresh or Prime reports it): a
+// caller that keeps what it derived from the answers derives it again when the
+// generation moved.
+func (d *DNS) Generation() uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.gen
 }
 
 // Resolve returns desired with every DNS name replaced by its cached addresses and

@@ -73,6 +73,9 @@ type Publisher struct {
 	mu     sync.Mutex
 	svcs   map[string]*service
 	lastID uint64 // translations so far, numbering them
+	// retiring are the clusters (CDS and EDS resources) that left their service's
+	// route, kept served until Retire removes them (see retire.go).
+	retiring map[retireKey]*retiring
 }
 
 type service struct {
@@ -100,7 +103,7 @@ func New(srv Server, dns *DNS, now func() time.Time) *Publisher {
 	if now == nil {
 		now = time.Now
 	}
-	return &Publisher{srv: srv, dns: dns, now: now, svcs: map[string]*service{}}
+	return &Publisher{srv: srv, dns: dns, now: now, svcs: map[string]*service{}, retiring: map[retireKey]*retiring{}}
 }
 
 // Publish serves desired, one entry per service. A service whose names do not resolve
@@ -121,14 +124,43 @@ func (p *Publisher) Publish(desired []translate.Desired) ([]Change, error) {
 // state at its known-good version, say. The service is still reported failing (its
 // desired state is not served) until its desired state publishes.
 func (p *Publisher) PublishWithFallback(desired []translate.Desired, fallback func(service string) (translate.Desired, bool)) ([]Change, error) {
+	return p.publish(desired, nil, fallback)
+}
+
+// PublishChanged is PublishWithFallback for a caller that keeps each service's desired
+// state and knows which ones changed: desired still lists every service, but a service
+// not in changed whose desired state is served is taken as given before (the same
+// values, its DNS answers unchanged) and costs no resolution, comparison or
+// translation. A service that fails is tried again whether it changed or not.
+func (p *Publisher) PublishChanged(desired []translate.Desired, changed map[string]bool, fallback func(service string) (translate.Desired, bool)) ([]Change, error) {
+	if changed == nil {
+		changed = map[string]bool{}
+	}
+	return p.publish(desired, changed, fallback)
+}
+
+// publish is PublishWithFallback, and PublishChanged when changed is not nil.
+func (p *Publisher) publish(desired []translate.Desired, changed map[string]bool, fallback func(service string) (translate.Desired, bool)) ([]Change, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	desired = slices.Clone(desired)
-	slices.SortFunc(desired, func(a, b translate.Desired) int { return strings.Compare(a.Service.Name, b.Service.Name) })
+	byName := func(a, b translate.Desired) int { return strings.Compare(a.Service.Name, b.Service.Name) }
+	if !slices.IsSortedFunc(desired, byName) {
+		desired = slices.Clone(desired)
+		slices.SortFunc(desired, byName)
+	}
 
+	// An outcome per service, kept small: a publish among many services allocates one
+	// each.
+	type fallbackOutcome struct {
+		fb     translate.Desired
+		fbIn   translate.Desired
+		fbRes  translate.Resources
+		fbID   uint64
+		fbPort uint32
+	}
 	type outcome struct {
-		d     translate.Desired
-		rd    translate.Desired // d after DNS
+		d     *translate.Desired
+		rd    *translate.Desired // d after DNS
 		res   translate.Resources
 		id    uint64 // identifies res
 		port  uint32
@@ -139,11 +171,7 @@ func (p *Publisher) PublishWithFallback(desired []translate.Desired, fallback fu
 		failed bool
 		// fb is the fallback state served in place of d, which failed (fbIn, fbRes,
 		// fbID and fbPort are its translation).
-		fb     *translate.Desired
-		fbIn   translate.Desired
-		fbRes  translate.Resources
-		fbID   uint64
-		fbPort uint32
+		fb *fallbackOutcome
 		// serve is what the service serves after this publish (serveID 0: nothing).
 		serve   translate.Resources
 		serveID uint64
@@ -151,7 +179,8 @@ func (p *Publisher) PublishWithFallback(desired []translate.Desired, fallback fu
 	outs := make([]outcome, 0, len(desired))
 	ports := map[uint32]string{}
 	seen := map[string]bool{}
-	for _, d := range desired {
+	for i := range desired {
+		d := &desired[i]
 		name := d.Service.Name
 		o := outcome{d: d}
 		s := p.svcs[name]
@@ -162,15 +191,20 @@ func (p *Publisher) PublishWithFallback(desired []translate.Desired, fallback fu
 		switch {
 		case dup:
 			o.err = errors.New("duplicate service name")
+		case changed != nil && !changed[name] && s.status.OK && s.goodID != 0 && s.liveID == s.goodID:
+			// As given before, and served.
+			seen[name] = true
+			o.rd, o.stale = &s.goodIn, s.status.Stale
+			o.res, o.id, o.port = s.good, s.goodID, s.goodPort
 		default:
 			seen[name] = true
-			rd, stale, err := p.dns.Resolve(d)
+			rd, stale, err := p.dns.Resolve(*d)
 			o.stale = stale
 			if err != nil {
 				o.err = err
 				break
 			}
-			o.rd = rd
+			o.rd = &rd
 			switch {
 			case s.goodID != 0 && reflect.DeepEqual(rd, s.goodIn):
 				o.res, o.id, o.port = s.good, s.goodID, s.goodPort
@@ -206,7 +240,7 @@ func (p *Publisher) PublishWithFallback(desired []translate.Desired, fallback fu
 						if _, taken := ports[rd.Service.Port]; !taken {
 							ports[rd.Service.Port] = name
 							p.lastID++
-							o.fb, o.fbIn, o.fbRes, o.fbID, o.fbPort = &fd, rd, res, p.lastID, rd.Service.Port
+							o.fb = &fallbackOutcome{fb: fd, fbIn: rd, fbRes: res, fbID: p.lastID, fbPort: rd.Service.Port}
 							o.serve, o.serveID = res, p.lastID
 						}
 					}
@@ -217,32 +251,42 @@ func (p *Publisher) PublishWithFallback(desired []translate.Desired, fallback fu
 	}
 
 	// Hand over only what changed: the resources of the services that serve another
-	// translation than before, and the names of those that no longer serve them.
+	// translation than before, and the names of those that no longer serve them. A
+	// cluster's resources the service no longer serves are not removed yet: a proxy may
+	// still hold a route naming it, since clusters are sent before routes. They retire
+	// (see Retire) once every proxy of the route ACKed one that does not.
 	byType := map[string]xds.Change{}
-	diff := func(live, serve translate.Resources) {
+	rt := p.retireChanges()
+	diff := func(name string, live, serve translate.Resources) {
 		for typ, rs := range serve.ByType() {
 			if len(rs) > 0 {
 				ch := byType[typ]
 				ch.Upsert = append(ch.Upsert, rs...)
 				byType[typ] = ch
 			}
+			for _, r := range rs {
+				rt.served(typ, cachev3.GetResourceName(r))
+			}
 		}
-		type key struct{ typ, name string }
-		keep := map[key]bool{}
+		keep := map[retireKey]bool{}
 		for typ, rs := range serve.ByType() {
 			for _, r := range rs {
-				keep[key{typ, cachev3.GetResourceName(r)}] = true
+				keep[retireKey{typ, cachev3.GetResourceName(r)}] = true
 			}
 		}
 		for typ, rs := range live.ByType() {
 			for _, r := range rs {
-				if n := cachev3.GetResourceName(r); !keep[key{typ, n}] {
+				if n := cachev3.GetResourceName(r); !keep[retireKey{typ, n}] {
+					if rt.left(name, typ, n) {
+						continue
+					}
 					ch := byType[typ]
 					ch.Remove = append(ch.Remove, n)
 					byType[typ] = ch
 				}
 			}
 		}
+		rt.routed(name, serve)
 	}
 	kept := map[string]bool{}
 	for _, o := range outs {
@@ -256,12 +300,12 @@ func (p *Publisher) PublishWithFallback(desired []translate.Desired, fallback fu
 			s = &service{}
 		}
 		if o.serveID != s.liveID {
-			diff(s.live, o.serve)
+			diff(name, s.live, o.serve)
 		}
 	}
 	for name, s := range p.svcs {
 		if !kept[name] && s.liveID != 0 {
-			diff(s.live, translate.Resources{})
+			diff(name, s.live, translate.Resources{})
 		}
 	}
 	if len(byType) > 0 {
@@ -271,6 +315,7 @@ func (p *Publisher) PublishWithFallback(desired []translate.Desired, fallback fu
 	}
 
 	now := p.now()
+	rt.commit(now)
 	var changes []Change
 	next := make(map[string]*service, len(outs))
 	for _, o := range outs {
@@ -289,9 +334,9 @@ func (p *Publisher) PublishWithFallback(desired []translate.Desired, fallback fu
 		s.status.Service, s.status.Stale = name, o.stale
 		if o.err == nil {
 			if o.fresh {
-				s.good, s.goodIn, s.goodID, s.goodPort = o.res, o.rd, o.id, o.port
+				s.good, s.goodIn, s.goodID, s.goodPort = o.res, *o.rd, o.id, o.port
 			}
-			s.served, s.serving = o.d, true
+			s.served, s.serving = *o.d, true
 			s.badIn, s.badErr = nil, nil
 			s.status.OK, s.status.Error, s.status.FailingSince = true, "", time.Time{}
 			s.status.Fallback = false
@@ -300,12 +345,13 @@ func (p *Publisher) PublishWithFallback(desired []translate.Desired, fallback fu
 			}
 		} else {
 			if o.fb != nil {
-				s.good, s.goodIn, s.goodID, s.goodPort = o.fbRes, o.fbIn, o.fbID, o.fbPort
-				s.served, s.serving = *o.fb, true
+				f := o.fb
+				s.good, s.goodIn, s.goodID, s.goodPort = f.fbRes, f.fbIn, f.fbID, f.fbPort
+				s.served, s.serving = f.fb, true
 				s.status.Fallback = true
 			}
 			if o.failed {
-				in := o.rd
+				in := *o.rd
 				s.badIn, s.badErr = &in, o.err
 			}
 			msg := o.err.Error()

@@ -127,6 +127,7 @@ func (r *Runner) Start(ctx context.Context, spec controller.Spec, actor string) 
 		defer r.poke()
 	}
 	r.active[spec.Service] = e
+	r.changedLocked(spec.Service)
 	if err := r.checkPublishableLocked(ro); err != nil {
 		delete(r.active, spec.Service)
 		return controller.Rollout{}, err

@@ -267,6 +267,9 @@ func (h *harness) restart() {
 func (h *harness) step() {
 	h.clock.Advance(checkEvery)
 	h.run.Evaluate(context.Background())
+	if stale := h.run.StaleDesired(); len(stale) > 0 {
+		h.t.Fatalf("desired state kept for %v differs from the one its inputs give", stale)
+	}
 }
 
 // active returns the service's active rollout, failing the test when there is none.

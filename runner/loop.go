@@ -314,6 +314,7 @@ func (r *Runner) commitLocked(ctx context.Context, e *entry, next controller.Rol
 		return err
 	}
 	e.r = next
+	r.changedLocked(next.Service)
 	if terminal {
 		delete(r.active, next.Service)
 		delete(r.checks, next.Service)
@@ -373,6 +374,7 @@ func (r *Runner) putService(name string, st controller.ServiceState, queue bool)
 		return err
 	}
 	r.services[name] = st
+	r.changedLocked(name)
 	return err
 }
 

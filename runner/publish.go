@@ -56,17 +56,6 @@ func (r *Runner) effectiveLocked(svc catalog.Service) catalog.Service {
 	return svc
 }
 
-// desiredLocked is the desired routing state of every catalog service.
-func (r *Runner) desiredLocked() []translate.Desired {
-	out := make([]translate.Desired, 0, len(r.cat.Services))
-	for _, s := range r.cat.Services {
-		svc, _ := r.effectiveServiceLocked(s.Name)
-		out = append(out, r.desiredOfLocked(svc))
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Service.Name < out[j].Service.Name })
-	return out
-}
-
 // desiredOfLocked is the desired routing state of svc, an effective service: its
 // active rollout's weights and flag matches, or its known-good version at 100 %.
 func (r *Runner) desiredOfLocked(svc catalog.Service) translate.Desired {
@@ -139,6 +128,7 @@ func (r *Runner) unhealthyLocked(svc catalog.Service) map[string][]string {
 func (r *Runner) publishHealth(ctx context.Context) map[string]bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.healthChangedLocked()
 	r.publishLocked()
 	changed := map[string]bool{}
 	if r.opts.Health == nil {
@@ -191,6 +181,7 @@ func (r *Runner) republish(ctx context.Context) {
 	changed := r.dns.Refresh(ctx)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.retireLocked()
 	warmed := r.warmedLocked()
 	if r.reloadWarmedLocked() {
 		warmed = true
@@ -221,6 +212,7 @@ func (r *Runner) warmedLocked() bool {
 			r.clusterLateLocked(svc, &e.r, []string{e.r.Canary}, w.Stragglers, e.r.Plan.AckTimeout.D())
 		}
 		e.warm = nil
+		r.changedLocked(svc)
 		ended = true
 	}
 	return ended
@@ -245,9 +237,15 @@ func (r *Runner) primeDNS(ctx context.Context, svcs ...catalog.Service) {
 // It does no I/O apart from handing the resources to the xds server (DNS answers come
 // from the cache).
 func (r *Runner) publishLocked() {
-	desired := r.desiredLocked()
+	desired, rebuilt := r.desiredLocked()
 	start := time.Now()
-	changes, err := r.pub.PublishWithFallback(desired, r.fallbackLocked)
+	var changes []publish.Change
+	var err error
+	if rebuilt == nil {
+		changes, err = r.pub.PublishWithFallback(desired, r.fallbackLocked)
+	} else {
+		changes, err = r.pub.PublishChanged(desired, rebuilt, r.fallbackLocked)
+	}
 	if err != nil {
 		// The xds cache refused the whole set: nothing changed, every service keeps
 		// serving what it served; every tick publishes again until it takes it.
@@ -258,6 +256,7 @@ func (r *Runner) publishLocked() {
 		return
 	}
 	r.pubErr = nil
+	r.publishedLocked()
 	r.reloadServedLocked()
 	if r.opts.OnPublish != nil {
 		r.opts.OnPublish(time.Since(start))
@@ -285,21 +284,10 @@ func (r *Runner) publishLocked() {
 			r.restores[svc] = w.Served(now, r.opts.XDS.RouteVersion(svc))
 		}
 	}
-	services := make([]catalog.Service, 0, len(desired))
-	for _, d := range desired {
-		if served, ok := r.pub.Served(d.Service.Name); ok {
-			services = append(services, r.dns.Expand(served.Service))
-		}
-	}
 	// Probers and scrapers follow the versions that have clusters, canaries included,
 	// and every address behind their DNS and SRV names: each instance is probed and
 	// scraped on its own.
-	if r.opts.Health != nil {
-		r.opts.Health.Update(services)
-	}
-	if u, ok := r.opts.Metrics.(interface{ Update([]catalog.Service) }); ok {
-		u.Update(services)
-	}
+	r.probedLocked(rebuilt, changes)
 	for _, c := range changes {
 		r.publicationEventLocked(c)
 	}

@@ -43,6 +43,9 @@ func (r *Runner) warmReloadLocked() {
 	now := r.opts.Now()
 	prev := r.reloadWarm
 	r.reloadWarm = map[string]*reloadWarming{}
+	for name := range prev {
+		r.changedLocked(name)
+	}
 	for _, s := range r.cat.Services {
 		name := s.Name
 		if _, busy := r.active[name]; busy {
@@ -86,6 +89,7 @@ func (r *Runner) warmReloadLocked() {
 			}
 		}
 		r.reloadWarm[name] = w
+		r.changedLocked(name)
 		r.log.Info("catalog reload routes to versions new to the proxies: their clusters are loaded first",
 			zap.String("service", name), zap.Strings("versions", fresh), zap.String("weights", weightString(w.weights)))
 	}
@@ -128,6 +132,7 @@ func (r *Runner) reloadWarmedLocked() bool {
 	for name, w := range r.reloadWarm {
 		if _, busy := r.active[name]; busy {
 			delete(r.reloadWarm, name)
+			r.changedLocked(name)
 			ended = true
 			continue
 		}
@@ -142,6 +147,7 @@ func (r *Runner) reloadWarmedLocked() bool {
 			r.clusterLateLocked(name, nil, w.versions, cw.Stragglers, controller.DefaultAckTimeout)
 		}
 		delete(r.reloadWarm, name)
+		r.changedLocked(name)
 		ended = true
 	}
 	return ended
@@ -159,6 +165,12 @@ func (r *Runner) clusterLateLocked(service string, ro *controller.Rollout, versi
 	}
 	r.log.Warn("proxies did not load a new version's cluster in time; publishing the weights routing to it",
 		zap.String("service", service), zap.Strings("versions", versions), zap.Strings("stragglers", stragglers))
+	r.recordClusterLateLocked(ev)
+}
+
+// recordClusterLateLocked persists a cluster_late event.
+func (r *Runner) recordClusterLateLocked(ev controller.Event) {
+	service := ev.Service
 	sevs, err := storeEvents([]controller.Event{ev})
 	if err != nil {
 		return

@@ -120,6 +120,7 @@ func (r *Runner) Reload(ctx context.Context) error {
 		next[svc] = e
 	}
 	r.active, r.checks, r.services = next, checks, services
+	r.changedAllLocked()
 	r.publishLocked()
 	for _, svc := range cat.Services {
 		if _, busy := r.active[svc.Name]; busy {

@@ -54,6 +54,9 @@ type Publisher interface {
 	// ClusterWarmth is how many proxies of the service's route hold the clusters of
 	// versions.
 	ClusterWarmth(service string, versions ...string) xds.ClusterWarmth
+	// RouteStragglers are the proxies of the service's route that have not ACKed one
+	// of routeVersions.
+	RouteStragglers(service string, routeVersions []string) []string
 }
 
 // Health is the active health-check prober as the runner uses it.
@@ -172,8 +175,10 @@ type Runner struct {
 	// reloadWarm holds the idle services a catalog reload routes to versions new to
 	// their proxies, while those versions' clusters load (see warmReloadLocked).
 	reloadWarm map[string]*reloadWarming
-	wake       chan struct{}
-	http       HTTPChecker
+	// want keeps each service's desired state between publishes (see wanted).
+	want wanted
+	wake chan struct{}
+	http HTTPChecker
 	// gates asks the blocking webhooks; freeze is the freeze set by a person (nil when
 	// none), persisted; bg counts the onRollback hooks being told in the background.
 	gates  GateAsker
@@ -242,6 +247,7 @@ func New(ctx context.Context, cat *catalog.Catalog, opts Options) (*Runner, erro
 		restores:    map[string]controller.Restore{},
 		healthSeen:  map[string]string{},
 		reloadWarm:  map[string]*reloadWarming{},
+		want:        newWanted(),
 		unpersisted: map[string]controller.Rollout{},
 		wake:        make(chan struct{}, 1),
 		http:        opts.HTTPChecks,
@@ -289,7 +295,7 @@ func New(ctx context.Context, cat *catalog.Catalog, opts Options) (*Runner, erro
 	// whose persisted state cannot be resolved or translated is reported failing and
 	// retried; it never stops the others from serving, nor octoroll from starting.
 	r.mu.Lock()
-	desired := r.desiredLocked()
+	desired, _ := r.desiredLocked()
 	r.mu.Unlock()
 	r.dns.Prime(ctx, publish.Hosts(desired...))
 	r.mu.Lock()
@@ -335,6 +341,7 @@ func (r *Runner) loadService(name string) error {
 			zap.String("version", l.Version), zap.Error(l.Err))
 	}
 	r.services[name] = st
+	r.changedLocked(name)
 	return nil
 }
 
@@ -355,6 +362,7 @@ func (r *Runner) SetCatalog(ctx context.Context, cat *catalog.Catalog) error {
 	}
 	prev := r.cat
 	r.cat = cat
+	r.changedAllLocked()
 	for _, svc := range cat.Services {
 		if _, ok := r.services[svc.Name]; !ok {
 			if err := r.loadService(svc.Name); err != nil {
@@ -366,7 +374,8 @@ func (r *Runner) SetCatalog(ctx context.Context, cat *catalog.Catalog) error {
 	// A service with an active rollout must keep serving the rollout's weights: a
 	// catalog that would leave them unpublishable (it drops a version they name, say)
 	// is refused. One that fails already is not a reason to refuse other changes.
-	for _, d := range r.desiredLocked() {
+	desired, _ := r.desiredLocked()
+	for _, d := range desired {
 		e, busy := r.active[d.Service.Name]
 		if st, ok := r.pub.Status(d.Service.Name); !busy || (ok && !st.OK) {
 			continue

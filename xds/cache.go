@@ -191,6 +191,13 @@ type entry struct {
 // as Resources.RouteVersion, so a route version from translation can be compared with
 // what a proxy ACKed.
 func ResourceVersion(name string, marshaled []byte) string {
+	_, v := resourceHash(name, marshaled)
+	return v
+}
+
+// resourceHash is ResourceVersion and the same hash as a number (the version's 16 hex
+// digits), computed once.
+func resourceHash(name string, marshaled []byte) (uint64, string) {
 	h := sha256.New()
 	// "len(name):name:len(marshaled):" and the bytes, written without fmt.
 	var buf [24]byte
@@ -199,7 +206,8 @@ func ResourceVersion(name string, marshaled []byte) string {
 	h.Write(append(strconv.AppendInt(append(buf[:0], ':'), int64(len(marshaled)), 10), ':'))
 	h.Write(marshaled)
 	var sum [sha256.Size]byte
-	return hex.EncodeToString(h.Sum(sum[:0])[:8])
+	b := h.Sum(sum[:0])[:8]
+	return binary.BigEndian.Uint64(b), hex.EncodeToString(b)
 }
 
 // typeVersion is the version of a type whose entries' hashes sum to sum. A resource
@@ -261,13 +269,9 @@ func derive(typeURL string, prev *typeSnapshot, in typeInput, immutable bool) (*
 		if err != nil {
 			return nil, fmt.Errorf("marshal %s %q: %w", typeURL, name, err)
 		}
-		v := ResourceVersion(name, b)
-		if old != nil && old.version == v {
+		h, v := resourceHash(name, b)
+		if old != nil && old.hash == h && old.version == v {
 			continue
-		}
-		h, err := strconv.ParseUint(v, 16, 64)
-		if err != nil {
-			return nil, fmt.Errorf("version of %s %q: %w", typeURL, name, err)
 		}
 		a := &anypb.Any{TypeUrl: typeURL, Value: b}
 		put = append(put, &entry{

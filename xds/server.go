@@ -272,6 +272,14 @@ func (s *Server) ClusterWarmth(service string, versions ...string) ClusterWarmth
 	return s.track.clusterWarmth(translate.RouteName(service), names)
 }
 
+// RouteStragglers returns the node ids of the proxies watching the service's route
+// that have not ACKed one of routeVersions (nor any version: they may hold an older
+// one), sorted. A cluster the route no longer names may be removed once there are none:
+// no proxy can still route to it.
+func (s *Server) RouteStragglers(service string, routeVersions []string) []string {
+	return s.track.routeStragglers(translate.RouteName(service), routeVersions)
+}
+
 // waitBatch is the shortest interval between two convergence computations of one
 // WaitAcked call.
 const waitBatch = 2 * time.Millisecond

@@ -859,3 +859,33 @@ func (t *tracker) clusterWarmth(routeName string, clusters []string) ClusterWarm
 	slices.Sort(w.Stragglers)
 	return w
 }
+
+// routeStragglers returns the ids of the proxies subscribed to routeName whose last
+// ACKed version of it is none of versions (a proxy that ACKed none counts: it may hold
+// an older one), sorted. It costs O(the versions ACKed) plus the proxies listed and the
+// proxies with a wildcard route watch.
+func (t *tracker) routeStragglers(routeName string, versions []string) []string {
+	t.lock()
+	defer t.unlock()
+	var out []string
+	if ix := t.routes[routeName]; ix != nil {
+		for v, g := range ix.groups {
+			if v != "" && slices.Contains(versions, v) {
+				continue
+			}
+			for nd := g.head; nd != nil; nd = nd.next {
+				out = append(out, nd.p.id)
+			}
+		}
+	}
+	for p := range t.wildRoutes {
+		if p.routeSubs[routeName] > 0 {
+			continue // listed through the index
+		}
+		if v := p.ackedRoute(routeName); v == "" || !slices.Contains(versions, v) {
+			out = append(out, p.id)
+		}
+	}
+	slices.Sort(out)
+	return out
+}

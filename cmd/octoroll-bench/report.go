@@ -172,7 +172,7 @@ func (r *report) markdown() string {
 		w("| store transitions per second (checks persisted) | %.0f |", c.TransitionsPerSec)
 		w("| Go heap in use with %d active rollouts | %.1f MiB |", c.Services, float64(c.HeapInuse)/(1<<20))
 		w("| RSS | %.1f MiB |", float64(c.RSS)/(1<<20))
-		w("| one Runner.Start with %d other rollouts active (persists, then republishes every service; mean of %d) | %s |", c.Services-1, startSample, ms(c.StartOne))
+		w("| one Runner.Start with %d other rollouts active (persists, then publishes the services whose desired state changed; mean of %d) | %s |", c.Services-1, startSample, ms(c.StartOne))
 		w("")
 	}
 	if p := r.Page; p != nil {
