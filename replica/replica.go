@@ -92,6 +92,10 @@ type Replica struct {
 	loadReq chan struct{}
 	// peersReq asks for the records to be read again: one of them changed.
 	peersReq chan struct{}
+	// watched are the cluster keys whose values are handed to a function (watchKey).
+	watched map[string]func([]byte)
+	// leadCh is signalled on every change of this replica's leadership.
+	leadCh chan struct{}
 	// loadMu keeps loads one at a time.
 	loadMu sync.Mutex
 }
@@ -114,8 +118,22 @@ func New(opts Options) *Replica {
 		prefix:   opts.Store.Prefix() + "cluster/",
 		loadReq:  make(chan struct{}, 1),
 		peersReq: make(chan struct{}, 1),
+		watched:  map[string]func([]byte){},
+		leadCh:   make(chan struct{}, 1),
 	}
 }
+
+// watchKey hands every value written to the cluster key name to fn (and the current
+// one whenever the watch starts). Call it before Run.
+func (r *Replica) watchKey(name string, fn func([]byte)) { r.watched[r.prefix+name] = fn }
+
+// clusterKey is the store key (under the store's prefix) of the cluster key name.
+func (r *Replica) clusterKey(name string) string {
+	return strings.TrimPrefix(r.prefix, r.opts.Store.Prefix()) + name
+}
+
+// leaderChanges is signalled on every change of this replica's leadership.
+func (r *Replica) leaderChanges() <-chan struct{} { return r.leadCh }
 
 // changePoll is how often the replica looks for a change of its own record: the
 // leader learns a follower's proxies' ACKs within it (plus one etcd round trip).
@@ -250,6 +268,10 @@ func (r *Replica) setLeading(on bool) {
 	if r.opts.OnLeader != nil {
 		r.opts.OnLeader(on)
 	}
+	select {
+	case r.leadCh <- struct{}{}:
+	default:
+	}
 }
 
 // records writes this replica's record under its lease when it changed (and every
@@ -345,12 +367,19 @@ func (r *Replica) watchState(ctx context.Context) {
 	for ctx.Err() == nil {
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 		ch := r.cli.Watch(wctx, prefix, clientv3.WithPrefix())
+		r.readWatched(wctx)
 		for resp := range ch {
 			if resp.Err() != nil {
 				break
 			}
 			for _, ev := range resp.Events {
 				k := string(ev.Kv.Key)
+				if fn := r.watched[k]; fn != nil {
+					if ev.Type == clientv3.EventTypePut {
+						fn(ev.Kv.Value)
+					}
+					continue
+				}
 				if strings.HasPrefix(k, r.prefix) {
 					select {
 					case r.peersReq <- struct{}{}:
@@ -371,6 +400,18 @@ func (r *Replica) watchState(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// readWatched hands the current value of every watched key to its function.
+func (r *Replica) readWatched(ctx context.Context) {
+	for k, fn := range r.watched {
+		cctx, cancel := context.WithTimeout(ctx, r.opts.Interval+time.Second)
+		resp, err := r.cli.Get(cctx, k)
+		cancel()
+		if err == nil && len(resp.Kvs) == 1 {
+			fn(resp.Kvs[0].Value)
 		}
 	}
 }

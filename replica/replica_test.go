@@ -21,12 +21,7 @@ type member struct {
 func startMember(t *testing.T, etcd *etcdtest.Server, prefix, id string) *member {
 	t.Helper()
 	px := etcd.Proxy(t)
-	st, err := store.OpenEtcd(store.EtcdOptions{Endpoints: []string{px.Endpoint}, Prefix: prefix, RequestTimeout: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	st.Fenced(nil)
+	st := openStore(t, px.Endpoint, prefix)
 	rep := New(Options{Store: st, Self: Info{ID: id, Admin: "http://" + id}, TTL: time.Second,
 		Load: func(context.Context) error { return nil }})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -34,6 +29,17 @@ func startMember(t *testing.T, etcd *etcdtest.Server, prefix, id string) *member
 	wg.Go(func() { _ = rep.Run(ctx) })
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	return &member{rep: rep, st: st, proxy: px}
+}
+
+func openStore(t *testing.T, endpoint, prefix string) *store.Etcd {
+	t.Helper()
+	st, err := store.OpenEtcd(store.EtcdOptions{Endpoints: []string{endpoint}, Prefix: prefix, RequestTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	st.Fenced(nil)
+	return st
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

@@ -512,3 +512,17 @@ func (s *Etcd) Events(q EventQuery) (events []Event, next uint64, err error) {
 	}
 	return events, next, nil
 }
+
+// PutShared stores value under the prefix at key (outside the documents of the Store
+// contract: a replica's shared state, such as the leader's health-check results),
+// with the same fence as every other write.
+func (s *Etcd) PutShared(key string, value []byte) error {
+	err := s.update(func(stm concurrency.STM) error {
+		stm.Put(s.prefix+key, string(value))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("put %s: %w", key, err)
+	}
+	return nil
+}

@@ -131,9 +131,11 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 	source = metrics.Observed(source, func(up bool) { am.SourceUp(sourceName, up) })
 	var (
 		rep     *replica.Replica
+		health  *replica.Health
 		pub     runner.Publisher = xs
 		leader  runner.Leadership
 		leaderF func() (string, bool)
+		checks  runner.Health = prober
 	)
 	if est != nil {
 		advertise := cfg.Etcd.AdvertiseAdmin
@@ -152,6 +154,9 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 			},
 		})
 		pub, leader = clusterXDS{Server: xs, rep: rep}, rep
+		// Only the leader probes; every replica publishes its results.
+		health = replica.NewHealth(rep, prober)
+		checks = health
 		reg.MustRegister(rep.Collector())
 		leaderF = func() (string, bool) {
 			if rep.Leading() {
@@ -165,7 +170,7 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 		}
 	}
 	run, err = runner.New(ctx, watcher.Current(), runner.Options{
-		Log: log, Store: st, XDS: pub, Metrics: source, Health: prober, Alerts: alerts, MinWindow: cfg.MetricsWindow,
+		Log: log, Store: st, XDS: pub, Metrics: source, Health: checks, Alerts: alerts, MinWindow: cfg.MetricsWindow,
 		Notify: events{metrics: am, notifier: notifier}, OnPublish: am.ObservePush,
 		Resolver: cfg.resolver(), DNSRefresh: cfg.DNSRefresh, Leader: leader,
 	})
@@ -228,6 +233,7 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 	g.Go(func() error { return run.Run(gctx) })
 	if rep != nil {
 		g.Go(func() error { return rep.Run(gctx) })
+		g.Go(func() error { return health.Run(gctx) })
 	}
 	g.Go(func() error { return notifier.Run(gctx) })
 	g.Go(func() error { return reloadOnHUP(gctx, watcher, log) })
