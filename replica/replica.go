@@ -94,8 +94,10 @@ type Replica struct {
 	peersReq chan struct{}
 	// watched are the cluster keys whose values are handed to a function (watchKey).
 	watched map[string]func([]byte)
-	// leadCh is signalled on every change of this replica's leadership.
-	leadCh chan struct{}
+	// leadChs are signalled on every change of this replica's leadership.
+	leadChs []chan struct{}
+	// eventsReq is signalled when an event is appended.
+	eventsReq chan struct{}
 	// loadMu keeps loads one at a time.
 	loadMu sync.Mutex
 }
@@ -112,14 +114,14 @@ func New(opts Options) *Replica {
 		opts.Interval = time.Second
 	}
 	return &Replica{
-		opts:     opts,
-		log:      opts.Log.Named("replica"),
-		cli:      opts.Store.Client(),
-		prefix:   opts.Store.Prefix() + "cluster/",
-		loadReq:  make(chan struct{}, 1),
-		peersReq: make(chan struct{}, 1),
-		watched:  map[string]func([]byte){},
-		leadCh:   make(chan struct{}, 1),
+		opts:      opts,
+		log:       opts.Log.Named("replica"),
+		cli:       opts.Store.Client(),
+		prefix:    opts.Store.Prefix() + "cluster/",
+		loadReq:   make(chan struct{}, 1),
+		peersReq:  make(chan struct{}, 1),
+		watched:   map[string]func([]byte){},
+		eventsReq: make(chan struct{}, 1),
 	}
 }
 
@@ -132,8 +134,23 @@ func (r *Replica) clusterKey(name string) string {
 	return strings.TrimPrefix(r.prefix, r.opts.Store.Prefix()) + name
 }
 
-// leaderChanges is signalled on every change of this replica's leadership.
-func (r *Replica) leaderChanges() <-chan struct{} { return r.leadCh }
+// leaderChanges returns a channel signalled on every change of this replica's
+// leadership, and once at once.
+func (r *Replica) leaderChanges() <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	ch <- struct{}{}
+	r.mu.Lock()
+	r.leadChs = append(r.leadChs, ch)
+	r.mu.Unlock()
+	return ch
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
 
 // changePoll is how often the replica looks for a change of its own record: the
 // leader learns a follower's proxies' ACKs within it (plus one etcd round trip).
@@ -268,9 +285,11 @@ func (r *Replica) setLeading(on bool) {
 	if r.opts.OnLeader != nil {
 		r.opts.OnLeader(on)
 	}
-	select {
-	case r.leadCh <- struct{}{}:
-	default:
+	r.mu.Lock()
+	chs := slices.Clone(r.leadChs)
+	r.mu.Unlock()
+	for _, ch := range chs {
+		signal(ch)
 	}
 }
 
@@ -387,7 +406,11 @@ func (r *Replica) watchState(ctx context.Context) {
 					}
 					continue
 				}
-				if !strings.HasPrefix(k, prefix+"events/") && !r.Leading() {
+				if strings.HasPrefix(k, prefix+"events/") {
+					signal(r.eventsReq)
+					continue
+				}
+				if !r.Leading() {
 					r.requestLoad()
 				}
 			}

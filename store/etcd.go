@@ -526,3 +526,19 @@ func (s *Etcd) PutShared(key string, value []byte) error {
 	}
 	return nil
 }
+
+// LastEventSeq is the sequence number of the last event appended, 0 with none.
+func (s *Etcd) LastEventSeq() (uint64, error) {
+	raw, _, err := s.get(etcdSeqEvents)
+	if errors.Is(err, ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("last event: %w", err)
+	}
+	n, err := strconv.ParseUint(string(raw), 10, 64)
+	if err != nil {
+		return 0, &CorruptError{Path: s.Path(), Detail: fmt.Sprintf("%s: %q", etcdSeqEvents, raw)}
+	}
+	return n, nil
+}

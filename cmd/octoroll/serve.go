@@ -171,7 +171,7 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 	}
 	run, err = runner.New(ctx, watcher.Current(), runner.Options{
 		Log: log, Store: st, XDS: pub, Metrics: source, Health: checks, Alerts: alerts, MinWindow: cfg.MetricsWindow,
-		Notify: events{metrics: am, notifier: notifier}, OnPublish: am.ObservePush,
+		Notify: events{metrics: am, notifier: runnerNotifier(notifier, rep)}, OnPublish: am.ObservePush,
 		Resolver: cfg.resolver(), DNSRefresh: cfg.DNSRefresh, Leader: leader,
 	})
 	if err != nil {
@@ -234,6 +234,8 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 	if rep != nil {
 		g.Go(func() error { return rep.Run(gctx) })
 		g.Go(func() error { return health.Run(gctx) })
+		// The leader notifies from the event log, once across the replicas.
+		g.Go(func() error { return rep.RunNotifications(gctx, notifier) })
 	}
 	g.Go(func() error { return notifier.Run(gctx) })
 	g.Go(func() error { return reloadOnHUP(gctx, watcher, log) })
@@ -274,11 +276,21 @@ func reloadOnHUP(ctx context.Context, w *catalog.Watcher, log *zap.Logger) error
 // eventNotificationFailed is the history event of a notification not delivered.
 const eventNotificationFailed = "notification_failed"
 
-// events hands every rollout event to the admin metrics and the webhook notifier;
-// neither blocks.
+// events hands every rollout event to the admin metrics and the webhook notifier (when
+// set); neither blocks.
 type events struct {
 	metrics  *admin.Metrics
 	notifier *notify.Notifier
+}
+
+// runnerNotifier is the notifier the runner hands its events to: none with several
+// replicas, where the leader notifies from the persisted event log instead
+// (replica.RunNotifications), so that an event is sent once across a failover.
+func runnerNotifier(n *notify.Notifier, rep *replica.Replica) *notify.Notifier {
+	if rep != nil {
+		return nil
+	}
+	return n
 }
 
 func (e events) Notify(ev controller.Event, r controller.Rollout) {
@@ -292,7 +304,9 @@ func (e events) Notify(ev controller.Event, r controller.Rollout) {
 	case controller.EventPublished:
 		e.metrics.Publication(ev.Service, true)
 	}
-	e.notifier.Notify(ev, r)
+	if e.notifier != nil {
+		e.notifier.Notify(ev, r)
+	}
 }
 
 // reasonKind is a reason's first words, a label of bounded cardinality.
