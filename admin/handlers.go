@@ -37,6 +37,9 @@ func (s *Server) listServices(w http.ResponseWriter, r *http.Request) error {
 		st := s.opts.CatalogStatus()
 		out.Catalog = &st
 	}
+	if s.opts.Replicas != nil {
+		out.Replicas = s.opts.Replicas()
+	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
@@ -596,6 +599,9 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
 		if p := v.Publication; p != nil && !p.OK {
 			out.PublishFailures = append(out.PublishFailures, api.PublishFailure{Service: v.Service.Name, Error: p.Error, Since: p.FailingSince})
 		}
+	}
+	if s.opts.Replicas != nil {
+		out.Replicas = s.opts.Replicas()
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

@@ -37,6 +37,7 @@ type pageData struct {
 	Catalog  catalog.Status
 	Ready    string
 	Single   bool
+	Replicas *api.Replicas
 }
 
 // card is one service on the status page.
@@ -165,6 +166,9 @@ func (s *Server) basePage(title string) pageData {
 	}
 	if err := s.ready(); err != nil {
 		d.Ready = err.Error()
+	}
+	if s.opts.Replicas != nil {
+		d.Replicas = s.opts.Replicas()
 	}
 	return d
 }

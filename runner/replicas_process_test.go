@@ -101,6 +101,29 @@ func TestReplicasProcess(t *testing.T) {
 	}
 	stuck := stuckProxy(t, followers[1].xds, "stuck-proxy")
 
+	// Every replica's status names the three replicas, the leader, and their proxies.
+	leaderID := replicaStatus(t, leader).Self
+	for _, p := range procs {
+		deadline := time.Now().Add(waitTimeout)
+		for {
+			r := replicaStatus(t, p)
+			proxies := 0
+			for _, m := range r.Members {
+				proxies += m.Proxies
+			}
+			if len(r.Members) == 3 && r.Leader == leaderID && proxies == 5 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: replicas %+v, want 3 led by %s with 5 proxies", p.admin, r, leaderID)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if page := getBody(t, followers[0].admin+"/"); !strings.Contains(page, `id="replicas"`) || !strings.Contains(page, leaderID+" (leader)") {
+		t.Errorf("the status page does not show the replicas and the leader %s", leaderID)
+	}
+
 	spec := crashSpec()
 	for i := range spec.Stages {
 		spec.Stages[i].MinWindow = controller.Duration(time.Hour) // moves only by command
@@ -273,13 +296,31 @@ func TestReplicasProcess(t *testing.T) {
 	if got := last.servedRoute(t); got["v1"] != 10000 {
 		t.Errorf("the last replica serves %v, want v1=10000", got)
 	}
-	var px api.ProxiesResponse
-	last.getJSON(t, "/api/v1/proxies", &px)
-	t.Logf("proxies of the last replica: %+v", px.Proxies)
-	for i, c := range survivors {
-		t.Logf("survivor %d", i)
+	for _, c := range survivors {
 		waitSplit(t, c, 0, 300)
 	}
+}
+
+// replicaStatus reads the replicas from the process's GET /api/v1/status.
+func replicaStatus(t *testing.T, p *octorollProc) api.Replicas {
+	t.Helper()
+	var st api.StatusResponse
+	p.getJSON(t, "/api/v1/status", &st)
+	if st.Replicas == nil {
+		t.Fatalf("%s: no replicas in the status", p.admin)
+	}
+	return *st.Replicas
+}
+
+func getBody(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }
 
 // others are procs without p.

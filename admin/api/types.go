@@ -65,6 +65,9 @@ type ServicesResponse struct {
 	// Catalog is the state of the catalog the services come from: a newer catalog on
 	// disk that is refused or invalid shows here (and in GET /api/v1/status).
 	Catalog *model.CatalogStatus `json:"catalog,omitempty"`
+	// Replicas are the replicas and their leader, with several (as in GET
+	// /api/v1/status).
+	Replicas *Replicas `json:"replicas,omitempty"`
 }
 
 // ServiceSummary is one service at a glance.
@@ -307,10 +310,40 @@ type StatusResponse struct {
 	Ready string `json:"ready,omitempty"`
 	// PublishFailures are the services whose desired state is not served, by name.
 	PublishFailures []PublishFailure `json:"publishFailures,omitempty"`
+	// Replicas are the replicas and their leader, with several replicas on etcd.
+	Replicas *Replicas `json:"replicas,omitempty"`
 }
 
 // HealthResponse is the body of /healthz and /readyz.
 type HealthResponse struct {
 	Status string `json:"status"` // ok, or not ready
 	Error  string `json:"error,omitempty"`
+}
+
+// Replicas is the set of octoroll replicas sharing one etcd (absent with one replica
+// on its bbolt file): which one leads and decides, and each one's state.
+type Replicas struct {
+	// Self is the id of the replica that answered; Leader the leader's id, "" while
+	// none is known (an election under way, or etcd unreachable from Self).
+	Self   string `json:"self"`
+	Leader string `json:"leader,omitempty"`
+	// Members are the live replicas (their lease is alive), by id.
+	Members []Replica `json:"members"`
+}
+
+// Replica is one live replica.
+type Replica struct {
+	ID string `json:"id"`
+	// Admin is its admin URL (where followers forward mutations); XDS its xDS address.
+	Admin string `json:"admin"`
+	XDS   string `json:"xds,omitempty"`
+	// Leader is true for the replica that decides.
+	Leader bool `json:"leader"`
+	// Proxies are the proxies connected to it.
+	Proxies int `json:"proxies"`
+	// Updated is when it last wrote its record to etcd.
+	Updated time.Time `json:"updated"`
+	// Error says why it cannot take part now (etcd unreachable, its lease lost); known
+	// for Self only.
+	Error string `json:"error,omitempty"`
 }

@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/octoacme/octoroll/admin/api"
 	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/replica"
 	"github.com/octoacme/octoroll/runner"
@@ -107,4 +108,44 @@ func replicaReady(st stateStore, rep *replica.Replica) error {
 		}
 	}
 	return nil
+}
+
+// replicasStatus is the replicas as the status shows them.
+func replicasStatus(rep *replica.Replica) func() *api.Replicas {
+	return func() *api.Replicas {
+		self := rep.Self()
+		out := &api.Replicas{Self: self.ID}
+		if l, ok := rep.Leader(); ok {
+			out.Leader = l.ID
+		}
+		selfListed := false
+		for _, m := range rep.Replicas() {
+			r := api.Replica{ID: m.ID, Admin: m.Admin, XDS: m.XDS, Leader: m.ID == out.Leader, Proxies: m.Proxies, Updated: m.Updated}
+			if m.ID == self.ID {
+				selfListed = true
+				r.Leader = rep.Leading()
+				if err := rep.Err(); err != nil {
+					r.Error = err.Error()
+				}
+			}
+			out.Members = append(out.Members, r)
+		}
+		if !selfListed {
+			// Its record is gone (etcd unreachable beyond its lease): it still serves.
+			r := api.Replica{ID: self.ID, Admin: self.Admin, XDS: self.XDS, Error: "its record is not in etcd"}
+			if err := rep.Err(); err != nil {
+				r.Error = err.Error()
+			}
+			out.Members = append(out.Members, r)
+		}
+		return out
+	}
+}
+
+// replicasFunc is replicasStatus, nil with one replica.
+func replicasFunc(rep *replica.Replica) func() *api.Replicas {
+	if rep == nil {
+		return nil
+	}
+	return replicasStatus(rep)
 }

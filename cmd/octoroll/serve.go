@@ -217,6 +217,7 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 		Metrics:  am,
 		Version:  version,
 		Leader:   leaderF,
+		Replicas: replicasFunc(rep),
 	})
 	alis, err := net.Listen("tcp", cfg.AdminAddr)
 	if err != nil {
