@@ -44,6 +44,9 @@ func (s *Server) listServices(w http.ResponseWriter, r *http.Request) error {
 		if f := s.freezeStatus(); f != nil && f.Frozen {
 			out.Freeze = f
 		}
+		if s.opts.Replicas != nil {
+			out.Replicas = s.opts.Replicas()
+		}
 		// Compact: with a thousand services the indentation alone is a third of it.
 		b, err := json.Marshal(out)
 		return append(b, '\n'), err
@@ -620,6 +623,9 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	out.Freeze = s.freezeStatus()
+	if s.opts.Replicas != nil {
+		out.Replicas = s.opts.Replicas()
+	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }

@@ -55,8 +55,9 @@ type pageData struct {
 	// NACKing are the connected proxies that rejected a response.
 	NACKing []nackRow
 	// Service is set on one service's page (?service=NAME): its history follows.
-	Service string
-	History []historyRow
+	Service  string
+	History  []historyRow
+	Replicas *api.Replicas
 }
 
 // card is one service on the status page.
@@ -420,6 +421,9 @@ func (s *Server) basePage(title string) pageData {
 		d.Ready = err.Error()
 	}
 	d.Freeze = s.freezeStatus()
+	if s.opts.Replicas != nil {
+		d.Replicas = s.opts.Replicas()
+	}
 	return d
 }
 

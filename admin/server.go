@@ -69,6 +69,9 @@ type Options struct {
 	// Leader, when set (several replicas), is the leader's admin URL and whether this
 	// replica leads: a follower forwards every mutation to the leader (see forward).
 	Leader func() (url string, leading bool)
+	// Replicas, when set (several replicas), are the replicas and their leader for
+	// the status (GET /api/v1/status and /services, the page).
+	Replicas func() *api.Replicas
 }
 
 // Server is the admin HTTP server. Safe for concurrent use.

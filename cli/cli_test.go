@@ -51,7 +51,12 @@ func services() api.ServicesResponse {
 			TotalWeight: model.TotalWeight, Proxies: api.ProxyConvergence{RouteVersion: "c3d4", Subscribed: 2, Acked: 1,
 				Stragglers: []string{"payments-envoy-2"}}},
 		restoringService(),
-	}}
+	}, Replicas: &api.Replicas{Self: "octoroll-2", Leader: "octoroll-0", Members: []api.Replica{
+		{ID: "octoroll-0", Admin: "http://10.0.0.10:8081", XDS: "10.0.0.10:18000", Leader: true, Proxies: 41, Updated: t0.Add(time.Hour)},
+		{ID: "octoroll-1", Admin: "http://10.0.0.11:8081", XDS: "10.0.0.11:18000", Proxies: 38, Updated: t0.Add(time.Hour)},
+		{ID: "octoroll-2", Admin: "http://10.0.0.12:8081", XDS: "10.0.0.12:18000", Proxies: 0, Updated: t0.Add(50 * time.Minute),
+			Error: "etcd is unreachable: serving the last state, taking no decision"},
+	}}}
 }
 
 // restoringService was just aborted: its known-good weights are served, and one of its

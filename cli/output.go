@@ -104,6 +104,28 @@ func writeServicesResponse(w io.Writer, v api.ServicesResponse) {
 	if v.Catalog != nil {
 		writeCatalogProblem(w, v.Catalog)
 	}
+	if v.Replicas != nil {
+		writeReplicas(w, *v.Replicas)
+	}
+}
+
+// writeReplicas prints the replicas sharing one etcd and which one leads.
+func writeReplicas(w io.Writer, r api.Replicas) {
+	leader := "no leader known (an election is under way, or etcd is unreachable)"
+	if r.Leader != "" {
+		leader = r.Leader + " leads"
+	}
+	fmt.Fprintf(w, "\nReplicas: %d, %s; this answer is from %s.\n", len(r.Members), leader, r.Self)
+	tw := table(w)
+	fmt.Fprintln(tw, "REPLICA\tROLE\tPROXIES\tXDS\tADMIN\tRECORD UPDATED\tPROBLEM")
+	for _, m := range r.Members {
+		role := "follower"
+		if m.Leader {
+			role = "leader"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", m.ID, role, m.Proxies, dash(m.XDS), m.Admin, stamp(m.Updated), dash(m.Error))
+	}
+	tw.Flush()
 }
 
 // writeCatalogProblem says, in full, why the catalog on disk is not the one in use,

@@ -152,6 +152,7 @@ type sink struct {
 }
 
 type message struct {
+	id        string // EventID
 	event     string
 	rolloutID string
 	body      []byte
@@ -294,6 +295,7 @@ func (n *Notifier) Notify(ev controller.Event, r controller.Rollout) {
 		n.remember(id, ev)
 	}
 	bodies := map[string][]byte{}
+	eventID := EventID(ev)
 	for _, s := range n.sinks {
 		s.mu.Lock()
 		if s.filter != nil && !s.filter[ev.Kind] {
@@ -322,7 +324,7 @@ func (n *Notifier) Notify(ev controller.Event, r controller.Rollout) {
 			s.stats.LastError, s.stats.LastErrorAt = ErrQueueFull.Error(), ev.Time
 			drops = append(drops, Delivery{Sink: s.name, Event: old.event, RolloutID: old.rolloutID, Outcome: Dropped, Err: ErrQueueFull})
 		}
-		s.queue = append(s.queue, message{event: ev.Kind, rolloutID: id, body: body, format: format})
+		s.queue = append(s.queue, message{id: eventID, event: ev.Kind, rolloutID: id, body: body, format: format})
 		s.mu.Unlock()
 		select {
 		case s.wake <- struct{}{}:
@@ -490,6 +492,7 @@ func (n *Notifier) post(ctx context.Context, url string, m message) (retry bool,
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", n.opts.UserAgent)
 	req.Header.Set("X-Octoroll-Event", m.event)
+	req.Header.Set(EventIDHeader, m.id)
 	resp, err := n.opts.Client.Do(req)
 	if err != nil {
 		return true, fmt.Errorf("post: %w", err)

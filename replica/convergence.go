@@ -2,6 +2,7 @@ package replica
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/octoacme/octoroll/xds"
 )
@@ -35,6 +36,43 @@ func (r *Replica) Convergence(service string, local xds.Convergence) xds.Converg
 		if out.NACK == nil && c.NACK != nil {
 			out.NACK = c.NACK
 		}
+	}
+	return out
+}
+
+// ClusterWarmth is local (how many of this replica's proxies watching service's route
+// hold the clusters of versions) joined with every other live replica's record. A
+// replica that does not serve one of the clusters yet counts all its proxies of the
+// route as stragglers, named by replica.
+func (r *Replica) ClusterWarmth(service string, versions []string, local xds.ClusterWarmth) xds.ClusterWarmth {
+	out := local
+	out.Stragglers = append([]string(nil), local.Stragglers...)
+	for _, p := range r.Replicas() {
+		if p.ID == r.opts.Self.ID {
+			continue
+		}
+		subscribed := p.Routes[service].Subscribed
+		if subscribed == 0 {
+			continue
+		}
+		out.Subscribed += subscribed
+		holding := subscribed
+		var stragglers []string
+		for _, v := range versions {
+			w, ok := p.Clusters[service][v]
+			if !ok {
+				holding = 0
+				stragglers = []string{fmt.Sprintf("%d proxies of replica %s (cluster %s not served there yet)", subscribed, p.ID, v)}
+				break
+			}
+			if w.Holding < holding {
+				holding = w.Holding
+			}
+			stragglers = append(stragglers, w.Stragglers...)
+		}
+		out.Holding += holding
+		slices.Sort(stragglers)
+		out.Stragglers = append(out.Stragglers, slices.Compact(stragglers)...)
 	}
 	return out
 }

@@ -11,6 +11,7 @@
 package replica
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -45,6 +46,9 @@ type Info struct {
 	Proxies int `json:"proxies"`
 	// Routes are, by service, how far its proxies ACKed the route it serves.
 	Routes map[string]xds.Convergence `json:"routes,omitempty"`
+	// Clusters are, by service and version, how many of its proxies watching the
+	// service's route hold the version's cluster (every version it serves a cluster of).
+	Clusters map[string]map[string]xds.ClusterWarmth `json:"clusters,omitempty"`
 	// Updated is when it wrote the record last.
 	Updated time.Time `json:"updated"`
 }
@@ -58,10 +62,13 @@ type Options struct {
 	Self Info
 	// TTL is the lease TTL, whole seconds, at least 1s; default DefaultTTL.
 	TTL time.Duration
-	// Interval is how often the record is written; default 1s.
+	// Interval is how often the record is written when nothing in it changed (a
+	// heartbeat); default 1s. A change (a proxy connected, an ACK) is written within
+	// changePoll.
 	Interval time.Duration
-	// Report is what this replica's proxies ACKed now.
-	Report func() (proxies int, routes map[string]xds.Convergence)
+	// Report is what this replica's proxies ACKed now: it fills Proxies, Routes and
+	// Clusters of the record.
+	Report func(*Info)
 	// Load loads the persisted state and publishes it: once elected, before deciding;
 	// on a follower, after the leader changed the state; after stepping down.
 	Load func(ctx context.Context) error
@@ -83,6 +90,14 @@ type Replica struct {
 	leader  string // id of the leader, "" when unknown
 	err     error  // why this replica cannot take part now (etcd unreachable)
 	loadReq chan struct{}
+	// peersReq asks for the records to be read again: one of them changed.
+	peersReq chan struct{}
+	// watched are the cluster keys whose values are handed to a function (watchKey).
+	watched map[string]func([]byte)
+	// leadChs are signalled on every change of this replica's leadership.
+	leadChs []chan struct{}
+	// eventsReq is signalled when an event is appended.
+	eventsReq chan struct{}
 	// loadMu keeps loads one at a time.
 	loadMu sync.Mutex
 }
@@ -99,13 +114,47 @@ func New(opts Options) *Replica {
 		opts.Interval = time.Second
 	}
 	return &Replica{
-		opts:    opts,
-		log:     opts.Log.Named("replica"),
-		cli:     opts.Store.Client(),
-		prefix:  opts.Store.Prefix() + "cluster/",
-		loadReq: make(chan struct{}, 1),
+		opts:      opts,
+		log:       opts.Log.Named("replica"),
+		cli:       opts.Store.Client(),
+		prefix:    opts.Store.Prefix() + "cluster/",
+		loadReq:   make(chan struct{}, 1),
+		peersReq:  make(chan struct{}, 1),
+		watched:   map[string]func([]byte){},
+		eventsReq: make(chan struct{}, 1),
 	}
 }
+
+// watchKey hands every value written to the cluster key name to fn (and the current
+// one whenever the watch starts). Call it before Run.
+func (r *Replica) watchKey(name string, fn func([]byte)) { r.watched[r.prefix+name] = fn }
+
+// clusterKey is the store key (under the store's prefix) of the cluster key name.
+func (r *Replica) clusterKey(name string) string {
+	return strings.TrimPrefix(r.prefix, r.opts.Store.Prefix()) + name
+}
+
+// leaderChanges returns a channel signalled on every change of this replica's
+// leadership, and once at once.
+func (r *Replica) leaderChanges() <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	ch <- struct{}{}
+	r.mu.Lock()
+	r.leadChs = append(r.leadChs, ch)
+	r.mu.Unlock()
+	return ch
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// changePoll is how often the replica looks for a change of its own record: the
+// leader learns a follower's proxies' ACKs within it (plus one etcd round trip).
+const changePoll = 50 * time.Millisecond
 
 // Leading reports whether this replica leads and decides.
 func (r *Replica) Leading() bool { return r.leading.Load() }
@@ -236,40 +285,70 @@ func (r *Replica) setLeading(on bool) {
 	if r.opts.OnLeader != nil {
 		r.opts.OnLeader(on)
 	}
+	r.mu.Lock()
+	chs := slices.Clone(r.leadChs)
+	r.mu.Unlock()
+	for _, ch := range chs {
+		signal(ch)
+	}
 }
 
-// records writes this replica's record under its lease every Interval, and reads
-// every replica's record and the leader.
+// records writes this replica's record under its lease when it changed (and every
+// Interval at least), and reads every replica's record and the leader whenever one
+// changed (the watch says so) and every Interval.
 func (r *Replica) records(ctx context.Context, lease clientv3.LeaseID) {
-	t := time.NewTicker(r.opts.Interval)
-	defer t.Stop()
+	poll := time.NewTicker(min(changePoll, r.opts.Interval))
+	defer poll.Stop()
+	var last []byte
+	var written time.Time
 	for {
-		r.writeRecord(ctx, lease)
-		r.readRecords(ctx)
+		rec := r.record()
+		if !bytes.Equal(rec, last) || time.Since(written) >= r.opts.Interval {
+			if r.writeRecord(ctx, lease, rec) {
+				last, written = rec, time.Now()
+			}
+			r.readRecords(ctx)
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-poll.C:
+		case <-r.peersReq:
+			r.readRecords(ctx)
 		}
 	}
 }
 
-func (r *Replica) writeRecord(ctx context.Context, lease clientv3.LeaseID) {
+// record is this replica's record without its time: what a change is told by.
+func (r *Replica) record() []byte {
 	info := r.opts.Self
 	info.Leader = r.Leading()
 	if r.opts.Report != nil {
-		info.Proxies, info.Routes = r.opts.Report()
+		r.opts.Report(&info)
+	}
+	raw, _ := json.Marshal(info)
+	return raw
+}
+
+func (r *Replica) writeRecord(ctx context.Context, lease clientv3.LeaseID, rec []byte) bool {
+	var info Info
+	if json.Unmarshal(rec, &info) != nil {
+		return false
 	}
 	info.Updated = time.Now().UTC()
 	raw, err := json.Marshal(info)
 	if err != nil {
-		return
+		return false
 	}
 	cctx, cancel := context.WithTimeout(ctx, r.opts.Interval+time.Second)
 	defer cancel()
-	if _, err := r.cli.Put(cctx, r.prefix+"replicas/"+info.ID, string(raw), clientv3.WithLease(lease)); err != nil && ctx.Err() == nil {
-		r.log.Debug("write replica record", zap.Error(err))
+	if _, err := r.cli.Put(cctx, r.prefix+"replicas/"+info.ID, string(raw), clientv3.WithLease(lease)); err != nil {
+		if ctx.Err() == nil {
+			r.log.Debug("write replica record", zap.Error(err))
+		}
+		return false
 	}
+	return true
 }
 
 func (r *Replica) readRecords(ctx context.Context) {
@@ -300,22 +379,39 @@ func (r *Replica) readRecords(ctx context.Context) {
 }
 
 // watchState asks for a load whenever the persisted state changes while this replica
-// follows. A watch that ends (etcd restarted, history compacted) is started again,
+// follows, and for the records to be read again when one of them changes. A watch that ends (etcd restarted, history compacted) is started again,
 // with a load, since changes may have been missed.
 func (r *Replica) watchState(ctx context.Context) {
 	prefix := r.opts.Store.Prefix()
 	for ctx.Err() == nil {
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 		ch := r.cli.Watch(wctx, prefix, clientv3.WithPrefix())
+		r.readWatched(wctx)
 		for resp := range ch {
 			if resp.Err() != nil {
 				break
 			}
 			for _, ev := range resp.Events {
 				k := string(ev.Kv.Key)
-				if !strings.HasPrefix(k, r.prefix) && !strings.HasPrefix(k, prefix+"events/") && !r.Leading() {
+				if fn := r.watched[k]; fn != nil {
+					if ev.Type == clientv3.EventTypePut {
+						fn(ev.Kv.Value)
+					}
+					continue
+				}
+				if strings.HasPrefix(k, r.prefix) {
+					select {
+					case r.peersReq <- struct{}{}:
+					default:
+					}
+					continue
+				}
+				if strings.HasPrefix(k, prefix+"events/") {
+					signal(r.eventsReq)
+					continue
+				}
+				if !r.Leading() {
 					r.requestLoad()
-					break
 				}
 			}
 		}
@@ -327,6 +423,18 @@ func (r *Replica) watchState(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// readWatched hands the current value of every watched key to its function.
+func (r *Replica) readWatched(ctx context.Context) {
+	for k, fn := range r.watched {
+		cctx, cancel := context.WithTimeout(ctx, r.opts.Interval+time.Second)
+		resp, err := r.cli.Get(cctx, k)
+		cancel()
+		if err == nil && len(resp.Kvs) == 1 {
+			fn(resp.Kvs[0].Value)
 		}
 	}
 }

@@ -134,6 +134,10 @@ func (r *Runner) Start(ctx context.Context, spec controller.Spec, actor string) 
 	}
 	if r.newToProxiesLocked(ro) {
 		e.warm = &warming{until: now.Add(ro.Plan.AckTimeout.D())}
+		if err := r.putWarmLocked(ro.Service, ro.ID, false); err != nil {
+			delete(r.active, spec.Service)
+			return controller.Rollout{}, err
+		}
 	}
 	if err := r.commitLocked(ctx, e, ro, evs); err != nil {
 		delete(r.active, spec.Service)

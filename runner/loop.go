@@ -300,6 +300,11 @@ func (r *Runner) commitLocked(ctx context.Context, e *entry, next controller.Rol
 			notPersisted = err
 		}
 	}
+	if restore {
+		// The restore watch is on disk before the rollback: whoever loads the rollback
+		// (a restart, the next leader) watches its restore.
+		r.putRestore(next.Service, restoreDoc{RolloutID: next.ID})
+	}
 	err = r.persistLocked("rollout "+next.ID, restore, next.ID, func() error {
 		if _, err := r.opts.Store.PutRollout(next.ID, next.Service, !terminal, doc, sevs); err != nil {
 			return fmt.Errorf("persist rollout %s: %w", next.ID, err)

@@ -193,11 +193,14 @@ func (r *Runner) republish(ctx context.Context) {
 }
 
 // warmedLocked ends the warming of every active rollout whose new canary cluster is
-// served and held by every proxy watching the service's route (or that waited the
+// served and held by every proxy watching the service's route (on every replica) (or that waited the
 // plan's ACK timeout for it), and reports whether any ended: the rollouts' weights are
 // then to be published. The engine holds the rollout meanwhile, as not published, and
 // its stage clock starts at the ACK of those weights.
 func (r *Runner) warmedLocked() bool {
+	if !r.leading() {
+		return false // the leader ends a warming, for the proxies of every replica
+	}
 	now := r.opts.Now()
 	ended := false
 	for svc, e := range r.active {
@@ -214,6 +217,7 @@ func (r *Runner) warmedLocked() bool {
 		e.warm = nil
 		r.changedLocked(svc)
 		ended = true
+		r.endWarmLocked(svc)
 	}
 	return ended
 }

@@ -45,7 +45,8 @@ func (r *Runner) notLeaderLocked() error {
 }
 
 // Reload loads the persisted state again and publishes exactly it, as New does after a
-// restart: the active rollouts' persisted weights and every idle service's known-good
+// restart: the active rollouts' persisted weights (a new canary cluster still warming
+// at weight 0) and every idle service's known-good
 // version. A follower calls it when the leader changed the store; a replica that has
 // just been elected calls it before it decides anything, and one that stopped leading
 // to forget what it had not persisted. Writes still queued are dropped: the store
@@ -58,12 +59,16 @@ func (r *Runner) Reload(ctx context.Context) error {
 	}
 	active := map[string]controller.Rollout{}
 	checks := map[string]map[string]controller.CheckResult{}
+	warm := map[string]bool{}
 	for _, rec := range recs {
 		var ro controller.Rollout
 		if err := json.Unmarshal(rec.Doc, &ro); err != nil {
 			return fmt.Errorf("rollout %s in %s: %w", rec.ID, st.Path(), err)
 		}
 		active[ro.Service] = ro
+		if warm[ro.Service], err = r.storedWarm(ro.Service, ro.ID); err != nil {
+			return err
+		}
 		if doc, err := st.GetState(checksKey(ro.ID)); err == nil {
 			var c map[string]controller.CheckResult
 			if err := json.Unmarshal(doc, &c); err != nil {
@@ -113,6 +118,11 @@ func (r *Runner) Reload(ctx context.Context) error {
 		}
 		e.r = ro
 		e.warm = nil
+		if warm[svc] {
+			// Its new canary cluster is still warming: defined at weight 0 until the
+			// leader ends the warming.
+			e.warm = &warming{until: now.Add(ro.Plan.AckTimeout.D())}
+		}
 		e.nextCheck = ro.Progress.LastCheck.Add(interval(ro))
 		if e.nextCheck.Before(now) {
 			e.nextCheck = now

@@ -107,7 +107,8 @@ type restoreDoc struct {
 func restoreKey(service string) string { return "restore/" + service }
 
 // watchRestoreLocked starts waiting for every proxy to ACK a rollback's weights, served
-// in route version version when published.
+// in route version version when published. The watch was persisted before the rollback
+// (see commitLocked).
 func (r *Runner) watchRestoreLocked(ro controller.Rollout, version string, published bool) {
 	now := r.opts.Now()
 	w := controller.NewRestore(now, ro)
@@ -115,7 +116,6 @@ func (r *Runner) watchRestoreLocked(ro controller.Rollout, version string, publi
 		w = w.Served(now, version)
 	}
 	r.restores[ro.Service] = w
-	r.putRestore(ro.Service, restoreDoc{RolloutID: ro.ID})
 }
 
 func (r *Runner) putRestore(service string, d restoreDoc) {
@@ -150,6 +150,9 @@ func (r *Runner) loadRestoreLocked(service string) error {
 	ro, err := r.storedRollout(d.RolloutID)
 	if err != nil {
 		return fmt.Errorf("restore watch of %s: %w", service, err)
+	}
+	if ro.State != controller.StateRolledBack {
+		return nil // the rollback it was written for did not reach the store
 	}
 	st, _ := r.pub.Status(service)
 	now := r.opts.Now()

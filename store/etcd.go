@@ -512,3 +512,33 @@ func (s *Etcd) Events(q EventQuery) (events []Event, next uint64, err error) {
 	}
 	return events, next, nil
 }
+
+// PutShared stores value under the prefix at key (outside the documents of the Store
+// contract: a replica's shared state, such as the leader's health-check results),
+// with the same fence as every other write.
+func (s *Etcd) PutShared(key string, value []byte) error {
+	err := s.update(func(stm concurrency.STM) error {
+		stm.Put(s.prefix+key, string(value))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("put %s: %w", key, err)
+	}
+	return nil
+}
+
+// LastEventSeq is the sequence number of the last event appended, 0 with none.
+func (s *Etcd) LastEventSeq() (uint64, error) {
+	raw, _, err := s.get(etcdSeqEvents)
+	if errors.Is(err, ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("last event: %w", err)
+	}
+	n, err := strconv.ParseUint(string(raw), 10, 64)
+	if err != nil {
+		return 0, &CorruptError{Path: s.Path(), Detail: fmt.Sprintf("%s: %q", etcdSeqEvents, raw)}
+	}
+	return n, nil
+}

@@ -70,6 +70,9 @@ type ServicesResponse struct {
 	Catalog *model.CatalogStatus `json:"catalog,omitempty"`
 	// Freeze is set while a freeze is in force (no start, no advance).
 	Freeze *FreezeStatus `json:"freeze,omitempty"`
+	// Replicas are the replicas and their leader, with several (as in GET
+	// /api/v1/status).
+	Replicas *Replicas `json:"replicas,omitempty"`
 }
 
 // ServiceSummary is one service at a glance.
@@ -345,10 +348,40 @@ type StatusResponse struct {
 	PublishFailures []PublishFailure `json:"publishFailures,omitempty"`
 	// Freeze is the freeze switch and the catalog's freeze windows.
 	Freeze *FreezeStatus `json:"freeze,omitempty"`
+	// Replicas are the replicas and their leader, with several replicas on etcd.
+	Replicas *Replicas `json:"replicas,omitempty"`
 }
 
 // HealthResponse is the body of /healthz and /readyz.
 type HealthResponse struct {
 	Status string `json:"status"` // ok, or not ready
 	Error  string `json:"error,omitempty"`
+}
+
+// Replicas is the set of octoroll replicas sharing one etcd (absent with one replica
+// on its bbolt file): which one leads and decides, and each one's state.
+type Replicas struct {
+	// Self is the id of the replica that answered; Leader the leader's id, "" while
+	// none is known (an election under way, or etcd unreachable from Self).
+	Self   string `json:"self"`
+	Leader string `json:"leader,omitempty"`
+	// Members are the live replicas (their lease is alive), by id.
+	Members []Replica `json:"members"`
+}
+
+// Replica is one live replica.
+type Replica struct {
+	ID string `json:"id"`
+	// Admin is its admin URL (where followers forward mutations); XDS its xDS address.
+	Admin string `json:"admin"`
+	XDS   string `json:"xds,omitempty"`
+	// Leader is true for the replica that decides.
+	Leader bool `json:"leader"`
+	// Proxies are the proxies connected to it.
+	Proxies int `json:"proxies"`
+	// Updated is when it last wrote its record to etcd.
+	Updated time.Time `json:"updated"`
+	// Error says why it cannot take part now (etcd unreachable, its lease lost); known
+	// for Self only.
+	Error string `json:"error,omitempty"`
 }

@@ -22,12 +22,13 @@ func main() {
 		service     = flag.String("service", benchService, "service the clients subscribe to (load generator)")
 		n           = flag.Int("n", 1000, "clients (load generator)")
 		out         = flag.String("out", "bench/results.md", "file the table is written to")
-		only        = flag.String("only", "", "comma-separated subset: fanout,storm,rollback,prom,defaults,capacity,page")
+		only        = flag.String("only", "", "comma-separated subset: fanout,storm,rollback,prom,defaults,capacity,page,replicas")
 		small       = flag.Int("small", 1000, "clients of the small fan-out")
 		large       = flag.Int("large", 10000, "clients of the large fan-out and the storm")
 		updates     = flag.Int("updates", 10, "weight changes per fan-out run")
 		proxies     = flag.Int("proxies", 1000, "clients connected during the fault-to-rollback runs")
 		services    = flag.Int("services", 1000, "services of the controller capacity run")
+		repProxies  = flag.Int("replica-proxies", 300, "clients spread over the three replicas of the replicas run")
 		kinds       = flag.String("kinds", "octoroll,plain", "xDS servers of the fan-out and storm runs")
 		cpuprofile  = flag.String("cpuprofile", "", "write a CPU profile of the server process to this file")
 		memprofile  = flag.String("memprofile", "", "write a heap profile of the server process to this file at the end")
@@ -136,6 +137,13 @@ func main() {
 		step(fmt.Sprintf("status page %d services, %d active, 50 clients", *services, *services/5), func() error {
 			r, err := runPage(*services, *services/5, 50)
 			rep.Page = r
+			return err
+		})
+	}
+	if want("replicas") {
+		step(fmt.Sprintf("three replicas on etcd, %d proxies", *repProxies), func() error {
+			r, err := runReplicas(3, *repProxies, 20, 3, 2*time.Second)
+			rep.Replicas = r
 			return err
 		})
 	}

@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strings"
 
 	"go.uber.org/zap"
 
+	"github.com/octoacme/octoroll/admin/api"
 	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/replica"
 	"github.com/octoacme/octoroll/runner"
 	"github.com/octoacme/octoroll/store"
+	"github.com/octoacme/octoroll/translate"
 	"github.com/octoacme/octoroll/xds"
 )
 
@@ -58,16 +61,36 @@ func (c clusterXDS) Convergence(service string) xds.Convergence {
 	return c.rep.Convergence(service, c.Server.Convergence(service))
 }
 
-// routesReport is what this replica's proxies ACKed, for its replica record.
-func routesReport(xs *xds.Server, cat func() *catalog.Catalog) func() (int, map[string]xds.Convergence) {
-	return func() (int, map[string]xds.Convergence) {
-		routes := map[string]xds.Convergence{}
-		if c := cat(); c != nil {
-			for _, s := range c.Services {
-				routes[s.Name] = xs.Convergence(s.Name)
+func (c clusterXDS) ClusterWarmth(service string, versions ...string) xds.ClusterWarmth {
+	return c.rep.ClusterWarmth(service, versions, c.Server.ClusterWarmth(service, versions...))
+}
+
+// replicaReport is what this replica's proxies ACKed, for its replica record: the
+// route of every catalog service, and every cluster it serves.
+func replicaReport(xs *xds.Server, cat func() *catalog.Catalog) func(*replica.Info) {
+	return func(info *replica.Info) {
+		info.Proxies = len(xs.Proxies())
+		info.Routes = map[string]xds.Convergence{}
+		info.Clusters = map[string]map[string]xds.ClusterWarmth{}
+		c := cat()
+		if c == nil {
+			return
+		}
+		res := xs.Resources()
+		for _, s := range c.Services {
+			info.Routes[s.Name] = xs.Convergence(s.Name)
+			prefix := s.Name + translate.NameSeparator
+			for _, cl := range res.Clusters {
+				v, ok := strings.CutPrefix(cl.GetName(), prefix)
+				if !ok {
+					continue
+				}
+				if info.Clusters[s.Name] == nil {
+					info.Clusters[s.Name] = map[string]xds.ClusterWarmth{}
+				}
+				info.Clusters[s.Name][v] = xs.ClusterWarmth(s.Name, v)
 			}
 		}
-		return len(xs.Proxies()), routes
 	}
 }
 
@@ -85,4 +108,44 @@ func replicaReady(st stateStore, rep *replica.Replica) error {
 		}
 	}
 	return nil
+}
+
+// replicasStatus is the replicas as the status shows them.
+func replicasStatus(rep *replica.Replica) func() *api.Replicas {
+	return func() *api.Replicas {
+		self := rep.Self()
+		out := &api.Replicas{Self: self.ID}
+		if l, ok := rep.Leader(); ok {
+			out.Leader = l.ID
+		}
+		selfListed := false
+		for _, m := range rep.Replicas() {
+			r := api.Replica{ID: m.ID, Admin: m.Admin, XDS: m.XDS, Leader: m.ID == out.Leader, Proxies: m.Proxies, Updated: m.Updated}
+			if m.ID == self.ID {
+				selfListed = true
+				r.Leader = rep.Leading()
+				if err := rep.Err(); err != nil {
+					r.Error = err.Error()
+				}
+			}
+			out.Members = append(out.Members, r)
+		}
+		if !selfListed {
+			// Its record is gone (etcd unreachable beyond its lease): it still serves.
+			r := api.Replica{ID: self.ID, Admin: self.Admin, XDS: self.XDS, Error: "its record is not in etcd"}
+			if err := rep.Err(); err != nil {
+				r.Error = err.Error()
+			}
+			out.Members = append(out.Members, r)
+		}
+		return out
+	}
+}
+
+// replicasFunc is replicasStatus, nil with one replica.
+func replicasFunc(rep *replica.Replica) func() *api.Replicas {
+	if rep == nil {
+		return nil
+	}
+	return replicasStatus(rep)
 }

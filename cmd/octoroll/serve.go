@@ -130,9 +130,11 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 	source = metrics.Observed(source, func(up bool) { am.SourceUp(sourceName, up) })
 	var (
 		rep     *replica.Replica
+		health  *replica.Health
 		pub     runner.Publisher = xs
 		leader  runner.Leadership
 		leaderF func() (string, bool)
+		checks  runner.Health = prober
 	)
 	if est != nil {
 		advertise := cfg.Etcd.AdvertiseAdmin
@@ -142,7 +144,7 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 		rep = replica.New(replica.Options{
 			Log: log, Store: est, TTL: cfg.Etcd.LeaseTTL,
 			Self:   replica.Info{ID: replicaID(cfg), Admin: advertise, XDS: xlis.Addr().String()},
-			Report: routesReport(xs, watcher.Current),
+			Report: replicaReport(xs, watcher.Current),
 			Load: func(ctx context.Context) error {
 				if run == nil {
 					return errors.New("octoroll is still starting")
@@ -151,6 +153,9 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 			},
 		})
 		pub, leader = clusterXDS{Server: xs, rep: rep}, rep
+		// Only the leader probes; every replica publishes its results.
+		health = replica.NewHealth(rep, prober)
+		checks = health
 		reg.MustRegister(rep.Collector())
 		leaderF = func() (string, bool) {
 			if rep.Leading() {
@@ -169,8 +174,8 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 	}
 	dnsMin, dnsMax := cfg.dnsTTL()
 	run, err = runner.New(ctx, watcher.Current(), runner.Options{
-		Log: log, Store: st, XDS: pub, Metrics: source, Health: prober, Alerts: alerts, MinWindow: cfg.MetricsWindow,
-		Notify: events{metrics: am, notifier: notifier}, OnPublish: am.ObservePush,
+		Log: log, Store: st, XDS: pub, Metrics: source, Health: checks, Alerts: alerts, MinWindow: cfg.MetricsWindow,
+		Notify: events{metrics: am, notifier: runnerNotifier(notifier, rep)}, OnPublish: am.ObservePush,
 		Resolver: resolver, DNSMinTTL: dnsMin, DNSRefresh: dnsMax, Leader: leader,
 	})
 	if err != nil {
@@ -216,6 +221,7 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 		Metrics:  am,
 		Version:  version,
 		Leader:   leaderF,
+		Replicas: replicasFunc(rep),
 	})
 	alis, err := net.Listen("tcp", cfg.AdminAddr)
 	if err != nil {
@@ -232,6 +238,9 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 	g.Go(func() error { return run.Run(gctx) })
 	if rep != nil {
 		g.Go(func() error { return rep.Run(gctx) })
+		g.Go(func() error { return health.Run(gctx) })
+		// The leader notifies from the event log, once across the replicas.
+		g.Go(func() error { return rep.RunNotifications(gctx, notifier) })
 	}
 	g.Go(func() error { return notifier.Run(gctx) })
 	g.Go(func() error { return reloadOnHUP(gctx, watcher, log) })
@@ -272,16 +281,28 @@ func reloadOnHUP(ctx context.Context, w *catalog.Watcher, log *zap.Logger) error
 // eventNotificationFailed is the history event of a notification not delivered.
 const eventNotificationFailed = "notification_failed"
 
-// events hands every rollout event to the admin metrics and the webhook notifier;
-// neither blocks.
+// events hands every rollout event to the admin metrics and the webhook notifier (when
+// set); neither blocks.
 type events struct {
 	metrics  *admin.Metrics
 	notifier *notify.Notifier
 }
 
+// runnerNotifier is the notifier the runner hands its events to: none with several
+// replicas, where the leader notifies from the persisted event log instead
+// (replica.RunNotifications), so that an event is sent once across a failover.
+func runnerNotifier(n *notify.Notifier, rep *replica.Replica) *notify.Notifier {
+	if rep != nil {
+		return nil
+	}
+	return n
+}
+
 func (e events) Notify(ev controller.Event, r controller.Rollout) {
 	e.metrics.Event(ev)
-	e.notifier.Notify(ev, r)
+	if e.notifier != nil {
+		e.notifier.Notify(ev, r)
+	}
 }
 
 func metricsSourceName(cfg config) string {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/pkg/v3/proxy"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 )
@@ -142,3 +143,41 @@ func freePort() (string, error) {
 	defer l.Close()
 	return l.Addr().String(), nil
 }
+
+// Proxy is a TCP proxy in front of a server (etcd's own fault-injection proxy), for a
+// test to cut one client off etcd: BlackholeTx and BlackholeRx drop every byte both
+// ways while the connections stay open, as a network partition does; PauseTx holds
+// the client's bytes until UnpauseTx.
+type Proxy struct {
+	proxy.Server
+	// Endpoint is the client URL of the proxy, http://127.0.0.1:port.
+	Endpoint string
+}
+
+// Proxy starts a proxy to s for one test; it is closed when the test ends.
+func (s *Server) Proxy(t testing.TB) *Proxy {
+	t.Helper()
+	from, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	to, err := url.Parse(s.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := proxy.NewServer(proxy.ServerConfig{Logger: zap.NewNop(), From: url.URL{Scheme: "tcp", Host: from},
+		To: url.URL{Scheme: "tcp", Host: to.Host}})
+	select {
+	case <-p.Ready():
+	case err := <-p.Error():
+		t.Fatalf("etcd proxy: %v", err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return &Proxy{Server: p, Endpoint: "http://" + from}
+}
+
+// Partition cuts the proxy's clients off the server, both ways.
+func (p *Proxy) Partition() { p.BlackholeTx(); p.BlackholeRx() }
+
+// Heal ends Partition.
+func (p *Proxy) Heal() { p.UnblackholeTx(); p.UnblackholeRx() }
