@@ -52,8 +52,13 @@ type Options struct {
 	// refused unless the server is bound to loopback.
 	Token string
 	// Addr is the listen address; Serve replaces it with the listener's address. It
-	// decides whether the server is bound to loopback.
+	// decides whether the server is bound to loopback, and which Host headers name it.
 	Addr string
+	// AllowedHosts are further host names (or "*.example.com") that requests may name
+	// in Host, and cross-origin mutations may come from: the names of a reverse proxy
+	// or a DNS name of the server. Loopback names and the listen address are always
+	// allowed.
+	AllowedHosts []string
 	// Report builds release reports; nil answers 503 on the report endpoint.
 	Report ReportFunc
 	// Registry receives the server's collectors (and Go and process collectors); nil
@@ -73,6 +78,7 @@ type Server struct {
 	log      *zap.Logger
 	opts     Options
 	loopback atomic.Bool
+	hosts    *hostGuard
 	metrics  *Metrics
 	handler  http.Handler
 }
@@ -92,7 +98,7 @@ func New(log *zap.Logger, opts Options) *Server {
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics(opts.Registry)
 	}
-	s := &Server{log: log.Named("admin"), opts: opts, metrics: opts.Metrics}
+	s := &Server{log: log.Named("admin"), opts: opts, metrics: opts.Metrics, hosts: newHostGuard(opts.Addr, opts.AllowedHosts)}
 	s.loopback.Store(isLoopback(opts.Addr))
 	registerCollectors(opts.Registry, s)
 	s.handler = s.routes()
@@ -109,6 +115,7 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // up to 5 s). It returns nil after a shutdown caused by ctx.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	s.loopback.Store(isLoopback(lis.Addr().String()))
+	s.hosts.addBind(lis.Addr().String())
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -180,7 +187,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /metrics", s.metricsHandler())
 	mux.Handle("GET /{$}", s.recoverer(http.HandlerFunc(s.page)))
 	mux.Handle("GET /rollouts/{id}", s.recoverer(http.HandlerFunc(s.rolloutPage)))
-	return s.recoverer(jsonFallback(mux))
+	return s.recoverer(s.guard(jsonFallback(mux)))
 }
 
 // jsonFallback answers requests that match no route (404) or no method of a route
@@ -342,15 +349,22 @@ const (
 	formatYAML = "yaml"
 )
 
-// bodyFormat returns the format of r's body from its Content-Type (JSON when absent).
+// bodyFormat returns the format of r's body from its Content-Type, which every mutation
+// must send: a browser can send a cross-site form or a no-cors fetch only as
+// text/plain, multipart/form-data or application/x-www-form-urlencoded, or with none.
 func bodyFormat(r *http.Request, allowYAML bool) (string, error) {
+	want := "application/json"
+	if allowYAML {
+		want += " or application/yaml"
+	}
 	ct := r.Header.Get("Content-Type")
 	if ct == "" {
-		return formatJSON, nil
+		return "", errorf(http.StatusUnsupportedMediaType, api.CodeUnsupportedType,
+			"Content-Type is required: send "+want+" (an empty body may be sent as application/json)")
 	}
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil {
-		return "", errorf(http.StatusUnsupportedMediaType, api.CodeUnsupportedType, "malformed Content-Type")
+		return "", errorf(http.StatusUnsupportedMediaType, api.CodeUnsupportedType, "malformed Content-Type: send "+want)
 	}
 	switch mt {
 	case "application/json":
@@ -360,12 +374,8 @@ func bodyFormat(r *http.Request, allowYAML bool) (string, error) {
 			return formatYAML, nil
 		}
 	}
-	want := "application/json"
-	if allowYAML {
-		want += " or application/yaml"
-	}
 	return "", errorf(http.StatusUnsupportedMediaType, api.CodeUnsupportedType,
-		fmt.Sprintf("unsupported Content-Type %q: send %s", mt, want))
+		fmt.Sprintf("unsupported Content-Type %q: send %s", clipHeader(mt), want))
 }
 
 // DecodeJSON decodes data into v strictly: unknown fields and trailing data are errors.

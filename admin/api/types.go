@@ -42,6 +42,9 @@ const (
 	CodeUnknownCheck     = "unknown_check"      // 400: a reported check the rollout does not declare
 	CodeUnauthorized     = "unauthorized"       // 401: missing or wrong bearer token
 	CodeForbidden        = "forbidden"          // 403: mutations disabled (no token, not loopback)
+	CodeForbiddenHost    = "forbidden_host"     // 403: Host names neither the admin address nor an allowed host
+	CodeForbiddenOrigin  = "forbidden_origin"   // 403: a cross-origin mutation
+	CodeForbiddenRole    = "forbidden_role"     // 403: the token's role may not do this
 	CodeNotFound         = "not_found"          // 404
 	CodeUnknownService   = "unknown_service"    // 404
 	CodeUnknownProxy     = "unknown_proxy"      // 404: no connected proxy has the node id

@@ -36,22 +36,25 @@ func (c config) resolver() publish.HostResolver {
 // config is the daemon's settings: environment variables (prefix OCTOROLL_) first,
 // then flags of the same name override them.
 type config struct {
-	Config         string `env:"CONFIG"`                                // catalog YAML path
-	StateDir       string `env:"STATE_DIR" envDefault:"octoroll-state"` // bbolt state directory
-	XDSAddr        string `env:"XDS_ADDR" envDefault:":18000"`
-	AdminAddr      string `env:"ADMIN_ADDR" envDefault:"127.0.0.1:8080"`
-	AdminToken     string `env:"ADMIN_TOKEN"`
-	PrometheusURL  string `env:"PROMETHEUS_URL"`
-	Prometheus     prometheusConfig
-	ScrapeInterval time.Duration `env:"SCRAPE_INTERVAL" envDefault:"5s"` // embedded scrape source
-	MetricsWindow  time.Duration `env:"METRICS_WINDOW"`                  // lower bound of one check's metrics window
-	DNSServer      string        `env:"DNS_SERVER"`                      // host:port of the DNS server of endpoint names; empty: the system's
-	DNSRefresh     time.Duration `env:"DNS_REFRESH"`                     // default publish.DefaultDNSRefresh
-	XDSCert        string        `env:"XDS_TLS_CERT"`
-	XDSKey         string        `env:"XDS_TLS_KEY"`
-	XDSClientCA    string        `env:"XDS_TLS_CLIENT_CA"` // set to require client certificates (mTLS)
-	LogFormat      string        `env:"LOG_FORMAT" envDefault:"json"`
-	LogLevel       string        `env:"LOG_LEVEL" envDefault:"info"`
+	Config     string `env:"CONFIG"`                                // catalog YAML path
+	StateDir   string `env:"STATE_DIR" envDefault:"octoroll-state"` // bbolt state directory
+	XDSAddr    string `env:"XDS_ADDR" envDefault:":18000"`
+	AdminAddr  string `env:"ADMIN_ADDR" envDefault:"127.0.0.1:8080"`
+	AdminToken string `env:"ADMIN_TOKEN"`
+	// AdminAllowedHosts are host names, besides loopback and the listen address, that
+	// requests may name in Host and cross-origin mutations may come from.
+	AdminAllowedHosts string `env:"ADMIN_ALLOWED_HOSTS"`
+	PrometheusURL     string `env:"PROMETHEUS_URL"`
+	Prometheus        prometheusConfig
+	ScrapeInterval    time.Duration `env:"SCRAPE_INTERVAL" envDefault:"5s"` // embedded scrape source
+	MetricsWindow     time.Duration `env:"METRICS_WINDOW"`                  // lower bound of one check's metrics window
+	DNSServer         string        `env:"DNS_SERVER"`                      // host:port of the DNS server of endpoint names; empty: the system's
+	DNSRefresh        time.Duration `env:"DNS_REFRESH"`                     // default publish.DefaultDNSRefresh
+	XDSCert           string        `env:"XDS_TLS_CERT"`
+	XDSKey            string        `env:"XDS_TLS_KEY"`
+	XDSClientCA       string        `env:"XDS_TLS_CLIENT_CA"` // set to require client certificates (mTLS)
+	LogFormat         string        `env:"LOG_FORMAT" envDefault:"json"`
+	LogLevel          string        `env:"LOG_LEVEL" envDefault:"info"`
 }
 
 // prometheusConfig is how octoroll talks to the Prometheus server (OCTOROLL_PROMETHEUS_*).
@@ -124,6 +127,7 @@ func loadConfig(name string, args []string) (config, error) {
 	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "directory of the state store (OCTOROLL_STATE_DIR)")
 	fs.StringVar(&c.XDSAddr, "xds-addr", c.XDSAddr, "xDS gRPC listen address (OCTOROLL_XDS_ADDR)")
 	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "admin HTTP listen address (OCTOROLL_ADMIN_ADDR)")
+	fs.StringVar(&c.AdminAllowedHosts, "admin-allowed-hosts", c.AdminAllowedHosts, "comma-separated host names (or *.example.com) the admin API answers besides loopback and its listen address: DNS names, reverse-proxy names (OCTOROLL_ADMIN_ALLOWED_HOSTS)")
 	fs.StringVar(&c.AdminToken, "admin-token", c.AdminToken, "bearer token for mutating admin calls (OCTOROLL_ADMIN_TOKEN)")
 	fs.StringVar(&c.PrometheusURL, "prometheus-url", c.PrometheusURL, "Prometheus server URL; empty scrapes versions directly (OCTOROLL_PROMETHEUS_URL)")
 	p := &c.Prometheus
@@ -169,6 +173,9 @@ func (c config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: %q: %w", a.name, a.addr, err))
 		}
 	}
+	if _, err := c.allowedHosts(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.PrometheusURL != "" {
 		if u, err := url.Parse(c.PrometheusURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("prometheus-url: %q is not an http(s) URL", c.PrometheusURL))
@@ -207,4 +214,22 @@ func (c config) Validate() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// allowedHosts splits AdminAllowedHosts; every entry is a host name, an IP address or
+// "*.domain", without scheme, port or path.
+func (c config) allowedHosts() ([]string, error) {
+	var out []string
+	for _, h := range strings.Split(c.AdminAllowedHosts, ",") {
+		h = strings.TrimSpace(h)
+		if h == "" {
+			continue
+		}
+		name := strings.TrimPrefix(h, "*.")
+		if strings.ContainsAny(name, "/:@*?# ") && net.ParseIP(name) == nil {
+			return nil, fmt.Errorf("admin-allowed-hosts: %q: want a host name, an IP address or *.domain (no scheme, port or path)", h)
+		}
+		out = append(out, h)
+	}
+	return out, nil
 }

@@ -138,6 +138,7 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 		return err
 	}
 	publicationGauges(am, run)
+	allowed, _ := cfg.allowedHosts() // validated by loadConfig
 	adm := admin.New(log, admin.Options{
 		Backend:       run,
 		Proxies:       xs.Proxies,
@@ -163,8 +164,9 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 			}
 			return c.Close()
 		},
-		Token: cfg.AdminToken,
-		Addr:  cfg.AdminAddr,
+		Token:        cfg.AdminToken,
+		Addr:         cfg.AdminAddr,
+		AllowedHosts: allowed,
 		Report: func(r controller.Rollout, evs []controller.Event) ([]byte, any) {
 			rep := report.Build(r, evs)
 			return rep.Markdown(), rep
