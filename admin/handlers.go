@@ -14,6 +14,7 @@ import (
 
 	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
+	"github.com/octoacme/octoroll/model"
 	"github.com/octoacme/octoroll/runner"
 	"github.com/octoacme/octoroll/xds"
 )
@@ -125,6 +126,7 @@ func currentThresholds(r controller.Rollout) controller.Thresholds {
 func percent(w uint32) float64 { return float64(w) * 100 / catalog.TotalWeight }
 
 func summarizeRollout(r controller.Rollout) api.RolloutSummary {
+	r = redactRollout(r)
 	out := api.RolloutSummary{
 		ID: r.ID, Service: r.Service, Stable: r.Stable, Canary: r.Canary,
 		Release: r.Spec.Release.Name, Type: string(r.Plan.Type),
@@ -225,7 +227,7 @@ func (s *Server) rolloutEvents(id string) ([]controller.Event, error) {
 			return nil, fmt.Errorf("events of rollout %s: %w", id, err)
 		}
 		for _, e := range page {
-			out = append(out, e.Event)
+			out = append(out, redactEvent(e.Event))
 		}
 		if len(page) == 0 || next <= after {
 			break
@@ -236,6 +238,7 @@ func (s *Server) rolloutEvents(id string) ([]controller.Event, error) {
 }
 
 func (s *Server) rolloutDetail(r controller.Rollout) (api.RolloutDetail, error) {
+	r = redactRollout(r)
 	events, err := s.rolloutEvents(r.ID)
 	if err != nil {
 		return api.RolloutDetail{}, err
@@ -475,7 +478,7 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := api.EventsResponse{Events: make([]api.EventRecord, 0, len(evs)), Next: next}
 	for _, e := range evs {
-		out.Events = append(out.Events, api.EventRecord{Seq: e.Seq, Event: e.Event})
+		out.Events = append(out.Events, api.EventRecord{Seq: e.Seq, Event: redactEvent(e.Event)})
 	}
 	if out.Next < after {
 		out.Next = after
@@ -594,7 +597,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
 	}
 	for _, v := range s.opts.Backend.Services() {
 		if p := v.Publication; p != nil && !p.OK {
-			out.PublishFailures = append(out.PublishFailures, api.PublishFailure{Service: v.Service.Name, Error: p.Error, Since: p.FailingSince})
+			out.PublishFailures = append(out.PublishFailures, api.PublishFailure{Service: v.Service.Name, Error: model.RedactText(p.Error), Since: p.FailingSince})
 		}
 	}
 	writeJSON(w, http.StatusOK, out)

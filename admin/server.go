@@ -98,6 +98,7 @@ func New(log *zap.Logger, opts Options) *Server {
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics(opts.Registry)
 	}
+	redactStatus(&opts)
 	s := &Server{log: log.Named("admin"), opts: opts, metrics: opts.Metrics, hosts: newHostGuard(opts.Addr, opts.AllowedHosts)}
 	s.loopback.Store(isLoopback(opts.Addr))
 	registerCollectors(opts.Registry, s)
