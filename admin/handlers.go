@@ -600,6 +600,9 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
 			out.PublishFailures = append(out.PublishFailures, api.PublishFailure{Service: v.Service.Name, Error: model.RedactText(p.Error), Since: p.FailingSince})
 		}
 	}
+	if out.Auth = s.opts.Tokens.Status(); out.Auth != nil {
+		out.Auth.ReadsNeedToken = s.readsNeedToken()
+	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }

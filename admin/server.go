@@ -3,7 +3,6 @@ package admin
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,9 +47,15 @@ type Options struct {
 	// Ready returns nil when the store is open, the catalog loaded and xDS serving. Its
 	// error text is shown by /readyz and /api/v1/status.
 	Ready func() error
-	// Token is the bearer token mutating requests must carry. Empty: mutations are
-	// refused unless the server is bound to loopback.
+	// Token is the single admin token (identity "admin", role admin), used when Tokens
+	// is nil. With neither, mutations are refused unless the server is bound to
+	// loopback.
 	Token string
+	// Tokens are the named tokens with roles (NewTokens); they take the place of Token.
+	Tokens *Tokens
+	// ReadTokenRequired makes reads (API, page, metrics) need a token of any role too;
+	// /healthz and /readyz stay open.
+	ReadTokenRequired bool
 	// Addr is the listen address; Serve replaces it with the listener's address. It
 	// decides whether the server is bound to loopback, and which Host headers name it.
 	Addr string
@@ -99,6 +104,9 @@ func New(log *zap.Logger, opts Options) *Server {
 		opts.Metrics = NewMetrics(opts.Registry)
 	}
 	redactStatus(&opts)
+	if opts.Tokens == nil && opts.Token != "" {
+		opts.Tokens, _ = NewTokens(TokenSource{Single: opts.Token}, log) // a value cannot fail to load
+	}
 	s := &Server{log: log.Named("admin"), opts: opts, metrics: opts.Metrics, hosts: newHostGuard(opts.Addr, opts.AllowedHosts)}
 	s.loopback.Store(isLoopback(opts.Addr))
 	registerCollectors(opts.Registry, s)
@@ -128,7 +136,12 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	s.log.Info("admin server listening", zap.String("addr", lis.Addr().String()),
-		zap.Bool("loopback", s.loopback.Load()), zap.Bool("token", s.opts.Token != ""))
+		zap.Bool("loopback", s.loopback.Load()), zap.Bool("tokens", s.opts.Tokens != nil),
+		zap.Bool("readsNeedToken", s.readsNeedToken()))
+	if !s.loopback.Load() && s.opts.Tokens == nil {
+		s.log.Warn("the admin API listens beyond loopback without a token: anyone who reaches it reads every service, rollout and event, and mutations are refused; set OCTOROLL_ADMIN_TOKEN_FILE or OCTOROLL_ADMIN_TOKENS_FILE",
+			zap.String("addr", lis.Addr().String()))
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(lis) }()
 	select {
@@ -165,7 +178,7 @@ func isLoopback(addr string) bool {
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	read := func(pattern string, h func(w http.ResponseWriter, r *http.Request) error) {
-		mux.Handle(pattern, s.apiHandler(h))
+		mux.Handle(pattern, s.readGate(s.apiHandler(h)))
 	}
 	mut := func(pattern string, h func(w http.ResponseWriter, r *http.Request) error) {
 		mux.Handle(pattern, s.apiHandler(s.authorize(h)))
@@ -183,11 +196,11 @@ func (s *Server) routes() http.Handler {
 	read("GET "+p+"/proxies", s.listProxies)
 	read("GET "+p+"/proxies/{id}/config", s.proxyConfig)
 	read("GET "+p+"/status", s.status)
-	read("GET /healthz", s.healthz)
-	read("GET /readyz", s.readyz)
-	mux.Handle("GET /metrics", s.metricsHandler())
-	mux.Handle("GET /{$}", s.recoverer(http.HandlerFunc(s.page)))
-	mux.Handle("GET /rollouts/{id}", s.recoverer(http.HandlerFunc(s.rolloutPage)))
+	mux.Handle("GET /healthz", s.apiHandler(s.healthz))
+	mux.Handle("GET /readyz", s.apiHandler(s.readyz))
+	mux.Handle("GET /metrics", s.readGate(s.metricsHandler()))
+	mux.Handle("GET /{$}", s.recoverer(s.readGate(http.HandlerFunc(s.page))))
+	mux.Handle("GET /rollouts/{id}", s.recoverer(s.readGate(http.HandlerFunc(s.rolloutPage))))
 	return s.recoverer(s.guard(jsonFallback(mux)))
 }
 
@@ -294,40 +307,6 @@ func (s *Server) apiHandler(h func(w http.ResponseWriter, r *http.Request) error
 			writeError(w, status, code, msg)
 		}
 	})
-}
-
-// authorize guards a mutating handler: a configured token must be presented as a
-// bearer token; without a token, only a loopback-bound server accepts mutations.
-func (s *Server) authorize(h func(w http.ResponseWriter, r *http.Request) error) func(w http.ResponseWriter, r *http.Request) error {
-	return func(w http.ResponseWriter, r *http.Request) error {
-		if s.opts.Token == "" {
-			if !s.loopback.Load() {
-				return errorf(http.StatusForbidden, api.CodeForbidden,
-					"mutations are disabled: no admin token is configured (OCTOROLL_ADMIN_TOKEN) and the admin server is not bound to loopback")
-			}
-			return h(w, r)
-		}
-		auth := r.Header.Get("Authorization")
-		scheme, tok, ok := strings.Cut(auth, " ")
-		if auth == "" {
-			return errorf(http.StatusUnauthorized, api.CodeUnauthorized, "missing bearer token: send Authorization: Bearer <token>")
-		}
-		if !ok || !strings.EqualFold(scheme, "Bearer") ||
-			subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), []byte(s.opts.Token)) != 1 {
-			return errorf(http.StatusUnauthorized, api.CodeUnauthorized, "invalid bearer token")
-		}
-		return h(w, r)
-	}
-}
-
-func actor(r *http.Request) string {
-	if a := strings.TrimSpace(r.Header.Get(api.ActorHeader)); a != "" {
-		if len(a) > 200 {
-			a = a[:200]
-		}
-		return a
-	}
-	return api.DefaultActor
 }
 
 // readBody reads at most MaxBodyBytes of r's body.

@@ -56,7 +56,8 @@ const Usage = `Client commands (talk to the admin API of a running "octoroll ser
 
 Flags of every client command:
   --server URL   admin API address (OCTOROLL_SERVER, default ` + DefaultServer + `)
-  --token TOKEN  bearer token for changes (OCTOROLL_ADMIN_TOKEN)
+  --token TOKEN  bearer token (OCTOROLL_ADMIN_TOKEN; prefer the variable: a flag shows in ps)
+  --token-file F file holding the bearer token (OCTOROLL_ADMIN_TOKEN_FILE)
   --actor NAME   who is acting, recorded with commands (OCTOROLL_ACTOR, default $USER)
   -o json        print the API's JSON instead of tables
 `
@@ -135,7 +136,7 @@ type invocation struct {
 	stdout, stderr io.Writer
 	env            func(string) string
 
-	server, token, actor, output string
+	server, token, tokenFile, actor, output string
 }
 
 // flags returns a flag set with the common flags.
@@ -154,6 +155,7 @@ func (inv *invocation) flags(name string) *flag.FlagSet {
 	}
 	fs.StringVar(&inv.server, "server", server, "admin API address")
 	fs.StringVar(&inv.token, "token", inv.env("OCTOROLL_ADMIN_TOKEN"), "bearer token")
+	fs.StringVar(&inv.tokenFile, "token-file", inv.env("OCTOROLL_ADMIN_TOKEN_FILE"), "file holding the bearer token")
 	fs.StringVar(&inv.actor, "actor", actor, "who is acting")
 	fs.StringVar(&inv.output, "o", "", "output format (json)")
 	return fs
@@ -192,7 +194,15 @@ func (inv *invocation) client() (*client, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, usagef("--server %q: want http://host:port or https://host:port", inv.server)
 	}
-	return &client{base: base, token: inv.token, actor: inv.actor, http: &http.Client{Timeout: 30 * time.Second}}, nil
+	token := inv.token
+	if token == "" && inv.tokenFile != "" {
+		b, err := os.ReadFile(inv.tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("token file: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	return &client{base: base, token: token, actor: inv.actor, http: &http.Client{Timeout: 30 * time.Second}}, nil
 }
 
 // checkOutput accepts "" (tables) and json; allowed adds command-specific formats.

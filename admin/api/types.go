@@ -309,6 +309,21 @@ type StatusResponse struct {
 	Ready string `json:"ready,omitempty"`
 	// PublishFailures are the services whose desired state is not served, by name.
 	PublishFailures []PublishFailure `json:"publishFailures,omitempty"`
+	// Auth describes the admin tokens; absent when none are configured.
+	Auth *AuthStatus `json:"auth,omitempty"`
+}
+
+// AuthStatus is the state of the admin tokens: how many are in force and whether the
+// last reload of their file failed (the previous tokens then stay in force).
+type AuthStatus struct {
+	File        string    `json:"file,omitempty"`
+	Tokens      int       `json:"tokens"`
+	LoadedAt    time.Time `json:"loadedAt"`
+	Failing     bool      `json:"failing,omitempty"`
+	LastError   string    `json:"lastError,omitempty"`
+	LastErrorAt time.Time `json:"lastErrorAt,omitzero"`
+	// ReadsNeedToken is true when reads need a viewer token too.
+	ReadsNeedToken bool `json:"readsNeedToken,omitempty"`
 }
 
 // HealthResponse is the body of /healthz and /readyz.

@@ -41,6 +41,13 @@ type config struct {
 	XDSAddr    string `env:"XDS_ADDR" envDefault:":18000"`
 	AdminAddr  string `env:"ADMIN_ADDR" envDefault:"127.0.0.1:8080"`
 	AdminToken string `env:"ADMIN_TOKEN"`
+	// AdminTokenFile holds the single admin token; AdminTokensFile named tokens with
+	// roles. Both are re-read when they change.
+	AdminTokenFile         string `env:"ADMIN_TOKEN_FILE"`
+	AdminTokensFile        string `env:"ADMIN_TOKENS_FILE"`
+	AdminReadTokenRequired bool   `env:"ADMIN_READ_TOKEN_REQUIRED"`
+	// adminTokenFlag is set when the token was given as a flag (visible to ps).
+	adminTokenFlag bool
 	// AdminAllowedHosts are host names, besides loopback and the listen address, that
 	// requests may name in Host and cross-origin mutations may come from.
 	AdminAllowedHosts string `env:"ADMIN_ALLOWED_HOSTS"`
@@ -128,7 +135,10 @@ func loadConfig(name string, args []string) (config, error) {
 	fs.StringVar(&c.XDSAddr, "xds-addr", c.XDSAddr, "xDS gRPC listen address (OCTOROLL_XDS_ADDR)")
 	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "admin HTTP listen address (OCTOROLL_ADMIN_ADDR)")
 	fs.StringVar(&c.AdminAllowedHosts, "admin-allowed-hosts", c.AdminAllowedHosts, "comma-separated host names (or *.example.com) the admin API answers besides loopback and its listen address: DNS names, reverse-proxy names (OCTOROLL_ADMIN_ALLOWED_HOSTS)")
-	fs.StringVar(&c.AdminToken, "admin-token", c.AdminToken, "bearer token for mutating admin calls (OCTOROLL_ADMIN_TOKEN)")
+	fs.StringVar(&c.AdminToken, "admin-token", c.AdminToken, "single admin token; prefer OCTOROLL_ADMIN_TOKEN or --admin-token-file, a flag shows in ps (OCTOROLL_ADMIN_TOKEN)")
+	fs.StringVar(&c.AdminTokenFile, "admin-token-file", c.AdminTokenFile, "file holding the single admin token (OCTOROLL_ADMIN_TOKEN_FILE)")
+	fs.StringVar(&c.AdminTokensFile, "admin-tokens-file", c.AdminTokensFile, "YAML or JSON file of named tokens with roles viewer, operator, admin; re-read on change (OCTOROLL_ADMIN_TOKENS_FILE)")
+	fs.BoolVar(&c.AdminReadTokenRequired, "admin-read-token-required", c.AdminReadTokenRequired, "reads (API, page, metrics) need a token too (OCTOROLL_ADMIN_READ_TOKEN_REQUIRED)")
 	fs.StringVar(&c.PrometheusURL, "prometheus-url", c.PrometheusURL, "Prometheus server URL; empty scrapes versions directly (OCTOROLL_PROMETHEUS_URL)")
 	p := &c.Prometheus
 	fs.DurationVar(&p.Timeout, "prometheus-timeout", p.Timeout, "timeout of one Prometheus query (OCTOROLL_PROMETHEUS_TIMEOUT)")
@@ -156,6 +166,7 @@ func loadConfig(name string, args []string) (config, error) {
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
+	fs.Visit(func(f *flag.Flag) { c.adminTokenFlag = c.adminTokenFlag || f.Name == "admin-token" })
 	return c, c.Validate()
 }
 
@@ -172,6 +183,12 @@ func (c config) Validate() error {
 		if _, _, err := net.SplitHostPort(a.addr); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %q: %w", a.name, a.addr, err))
 		}
+	}
+	if c.AdminToken != "" && c.AdminTokenFile != "" {
+		errs = append(errs, errors.New("admin-token and admin-token-file: give one"))
+	}
+	if c.AdminReadTokenRequired && c.AdminToken == "" && c.AdminTokenFile == "" && c.AdminTokensFile == "" {
+		errs = append(errs, errors.New("admin-read-token-required: needs a token (admin-token-file or admin-tokens-file)"))
 	}
 	if _, err := c.allowedHosts(); err != nil {
 		errs = append(errs, err)
