@@ -108,7 +108,7 @@ func New(log *zap.Logger, opts Options) *Server {
 		opts.Tokens, _ = NewTokens(TokenSource{Single: opts.Token}, log) // a value cannot fail to load
 	}
 	s := &Server{log: log.Named("admin"), opts: opts, metrics: opts.Metrics, hosts: newHostGuard(opts.Addr, opts.AllowedHosts)}
-	s.loopback.Store(isLoopback(opts.Addr))
+	s.loopback.Store(IsLoopback(opts.Addr))
 	registerCollectors(opts.Registry, s)
 	s.handler = s.routes()
 	return s
@@ -123,7 +123,7 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // Serve serves on lis until ctx ends, then shuts down gracefully (in-flight requests get
 // up to 5 s). It returns nil after a shutdown caused by ctx.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
-	s.loopback.Store(isLoopback(lis.Addr().String()))
+	s.loopback.Store(IsLoopback(lis.Addr().String()))
 	s.hosts.addBind(lis.Addr().String())
 	srv := &http.Server{
 		Handler:           s.handler,
@@ -161,9 +161,9 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	return nil
 }
 
-// isLoopback reports whether addr ("host:port" or a bare host) names a loopback address.
+// IsLoopback reports whether addr ("host:port" or a bare host) names a loopback address.
 // An empty host or a wildcard address is not loopback.
-func isLoopback(addr string) bool {
+func IsLoopback(addr string) bool {
 	host := addr
 	if h, _, err := net.SplitHostPort(addr); err == nil {
 		host = h

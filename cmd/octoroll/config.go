@@ -12,6 +12,7 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
+	"github.com/octoacme/octoroll/admin"
 	"github.com/octoacme/octoroll/internal/logging"
 	"github.com/octoacme/octoroll/metrics"
 	"github.com/octoacme/octoroll/publish"
@@ -38,7 +39,7 @@ func (c config) resolver() publish.HostResolver {
 type config struct {
 	Config     string `env:"CONFIG"`                                // catalog YAML path
 	StateDir   string `env:"STATE_DIR" envDefault:"octoroll-state"` // bbolt state directory
-	XDSAddr    string `env:"XDS_ADDR" envDefault:":18000"`
+	XDSAddr    string `env:"XDS_ADDR" envDefault:"127.0.0.1:18000"`
 	AdminAddr  string `env:"ADMIN_ADDR" envDefault:"127.0.0.1:8080"`
 	AdminToken string `env:"ADMIN_TOKEN"`
 	// AdminTokenFile holds the single admin token; AdminTokensFile named tokens with
@@ -60,8 +61,12 @@ type config struct {
 	XDSCert           string        `env:"XDS_TLS_CERT"`
 	XDSKey            string        `env:"XDS_TLS_KEY"`
 	XDSClientCA       string        `env:"XDS_TLS_CLIENT_CA"` // set to require client certificates (mTLS)
-	LogFormat         string        `env:"LOG_FORMAT" envDefault:"json"`
-	LogLevel          string        `env:"LOG_LEVEL" envDefault:"info"`
+	// XDSNodeIdentity requires each proxy's client certificate to name its node id.
+	XDSNodeIdentity bool `env:"XDS_TLS_REQUIRE_NODE_IDENTITY"`
+	// XDSInsecure allows a plaintext xDS listener beyond loopback.
+	XDSInsecure bool   `env:"XDS_INSECURE"`
+	LogFormat   string `env:"LOG_FORMAT" envDefault:"json"`
+	LogLevel    string `env:"LOG_LEVEL" envDefault:"info"`
 }
 
 // prometheusConfig is how octoroll talks to the Prometheus server (OCTOROLL_PROMETHEUS_*).
@@ -158,6 +163,8 @@ func loadConfig(name string, args []string) (config, error) {
 	fs.StringVar(&c.XDSCert, "xds-tls-cert", c.XDSCert, "xDS server certificate file (OCTOROLL_XDS_TLS_CERT)")
 	fs.StringVar(&c.XDSKey, "xds-tls-key", c.XDSKey, "xDS server key file (OCTOROLL_XDS_TLS_KEY)")
 	fs.StringVar(&c.XDSClientCA, "xds-tls-client-ca", c.XDSClientCA, "CA file; when set, xDS clients must present certificates (OCTOROLL_XDS_TLS_CLIENT_CA)")
+	fs.BoolVar(&c.XDSNodeIdentity, "xds-tls-require-node-identity", c.XDSNodeIdentity, "a proxy's client certificate must name its node id as a URI SAN or CN (OCTOROLL_XDS_TLS_REQUIRE_NODE_IDENTITY)")
+	fs.BoolVar(&c.XDSInsecure, "xds-insecure", c.XDSInsecure, "allow plaintext, unauthenticated xDS beyond loopback, on a network you trust (OCTOROLL_XDS_INSECURE)")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json or console (OCTOROLL_LOG_FORMAT)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (OCTOROLL_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
@@ -226,6 +233,12 @@ func (c config) Validate() error {
 	}
 	if c.XDSClientCA != "" && c.XDSCert == "" {
 		errs = append(errs, errors.New("xds-tls-client-ca needs xds-tls-cert and xds-tls-key"))
+	}
+	if c.XDSNodeIdentity && c.XDSClientCA == "" {
+		errs = append(errs, errors.New("xds-tls-require-node-identity needs xds-tls-client-ca (client certificates)"))
+	}
+	if c.XDSCert == "" && !c.XDSInsecure && !admin.IsLoopback(c.XDSAddr) {
+		errs = append(errs, fmt.Errorf("xds-addr: %q listens beyond loopback without TLS: anyone who reaches it reads every route and endpoint and can pose as a proxy; set xds-tls-cert and xds-tls-key (and xds-tls-client-ca for mutual TLS), or --xds-insecure (OCTOROLL_XDS_INSECURE) on a network you trust", c.XDSAddr))
 	}
 	if err := logging.Validate(c.LogFormat, c.LogLevel); err != nil {
 		errs = append(errs, err)

@@ -142,3 +142,33 @@ func TestAdminAccessSettings(t *testing.T) {
 		}
 	}
 }
+
+func TestXDSBindSettings(t *testing.T) {
+	t.Setenv("OCTOROLL_CONFIG", "catalog.yaml")
+	c, err := loadConfig("serve", nil)
+	if err != nil || c.XDSAddr != "127.0.0.1:18000" {
+		t.Fatalf("default xds-addr %q (%v), want loopback", c.XDSAddr, err)
+	}
+	for _, ok := range [][]string{
+		{"--xds-addr", "[::1]:18000"},
+		{"--xds-addr", ":18000", "--xds-insecure"},
+		{"--xds-addr", "0.0.0.0:18000", "--xds-tls-cert", "c.pem", "--xds-tls-key", "k.pem"},
+		{"--xds-addr", ":18000", "--xds-tls-cert", "c.pem", "--xds-tls-key", "k.pem", "--xds-tls-client-ca", "ca.pem", "--xds-tls-require-node-identity"},
+	} {
+		if _, err := loadConfig("serve", ok); err != nil {
+			t.Errorf("%v: %v", ok, err)
+		}
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--xds-addr", ":18000"}, `xds-addr: ":18000" listens beyond loopback without TLS`},
+		{[]string{"--xds-addr", "10.0.0.5:18000"}, "--xds-insecure"},
+		{[]string{"--xds-tls-require-node-identity"}, "xds-tls-require-node-identity needs xds-tls-client-ca"},
+	} {
+		if _, err := loadConfig("serve", c.args); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want %q", c.args, err, c.want)
+		}
+	}
+}

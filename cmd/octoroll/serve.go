@@ -75,10 +75,15 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 	}
 	defer st.Close()
 
-	xs := xds.NewServer(log, xds.Options{CertFile: cfg.XDSCert, KeyFile: cfg.XDSKey, ClientCAFile: cfg.XDSClientCA})
+	xs := xds.NewServer(log, xds.Options{CertFile: cfg.XDSCert, KeyFile: cfg.XDSKey, ClientCAFile: cfg.XDSClientCA,
+		RequireNodeIdentity: cfg.XDSNodeIdentity})
 	xlis, err := net.Listen("tcp", cfg.XDSAddr)
 	if err != nil {
 		return fmt.Errorf("xds listener: %w", err)
+	}
+	if cfg.XDSCert == "" && !admin.IsLoopback(xlis.Addr().String()) {
+		log.Warn("xDS listens beyond loopback in plaintext without authentication (--xds-insecure): anyone who reaches it reads every route and endpoint and can pose as a proxy",
+			zap.String("addr", xlis.Addr().String()))
 	}
 
 	// Endpoint names are probed at the addresses publication serves for them.
