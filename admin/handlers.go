@@ -361,6 +361,9 @@ func (s *Server) action(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	req.Reason = strings.TrimSpace(req.Reason)
+	if err := model.CheckLength("reason", req.Reason, model.MaxReasonLen); err != nil {
+		return errorf(http.StatusBadRequest, api.CodeBadRequest, err.Error())
+	}
 	if kind == controller.CmdAbort && req.Reason == "" {
 		return errorf(http.StatusBadRequest, api.CodeReasonRequired, "abort needs a reason")
 	}
@@ -442,6 +445,14 @@ func (s *Server) reportCheck(w http.ResponseWriter, r *http.Request) error {
 	}
 	if strings.TrimSpace(req.Name) == "" {
 		return errorf(http.StatusBadRequest, api.CodeBadRequest, "name: a check name is required")
+	}
+	for _, f := range []struct {
+		field, v string
+		max      int
+	}{{"name", req.Name, model.MaxLabelLen}, {"detail", req.Detail, model.MaxTextLen}} {
+		if err := model.CheckLength(f.field, f.v, f.max); err != nil {
+			return errorf(http.StatusBadRequest, api.CodeBadRequest, err.Error())
+		}
 	}
 	if _, ok := s.opts.Backend.Service(name); !ok {
 		return errorf(http.StatusNotFound, api.CodeUnknownService, fmt.Sprintf("unknown service %q", name))

@@ -209,6 +209,7 @@ func (s Spec) Validate() error {
 			add(f+".by", "required")
 		}
 	}
+	errs = append(errs, s.lengthErrors()...)
 	return errors.Join(errs...)
 }
 
