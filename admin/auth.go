@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"unicode"
 
 	"github.com/octoacme/octoroll/admin/api"
 	"github.com/octoacme/octoroll/controller"
@@ -125,10 +126,15 @@ func actor(r *http.Request) string {
 	return id.Name + " (note: " + stated + ")"
 }
 
-// checkActor refuses an X-Octoroll-Actor longer than its limit.
+// checkActor refuses an X-Octoroll-Actor longer than its limit or holding control
+// characters (it is printed by the CLI and the page).
 func checkActor(r *http.Request) error {
-	if err := model.CheckLength(api.ActorHeader, strings.TrimSpace(r.Header.Get(api.ActorHeader)), model.MaxActorLen); err != nil {
+	a := strings.TrimSpace(r.Header.Get(api.ActorHeader))
+	if err := model.CheckLength(api.ActorHeader, a, model.MaxActorLen); err != nil {
 		return errorf(http.StatusBadRequest, api.CodeBadRequest, err.Error())
+	}
+	if strings.ContainsFunc(a, func(c rune) bool { return !unicode.IsPrint(c) }) {
+		return errorf(http.StatusBadRequest, api.CodeBadRequest, api.ActorHeader+": control characters are not allowed")
 	}
 	return nil
 }
