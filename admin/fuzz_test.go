@@ -161,11 +161,16 @@ func FuzzRedactURL(f *testing.F) {
 	f.Add("https", "h", "", "%2Fsecret%2F", "a b", "c&d")
 	f.Fuzz(func(t *testing.T, scheme, host, words, secret, key, value string) {
 		// The secret is one path segment that does not read as a word (a lower-case word
-		// of up to 24 letters is taken for structure: see model.RedactURL).
-		if !plainScheme(scheme) || host == "" || strings.ContainsAny(host, "/?#@ \t\n\"'<>`") || len(secret) < 6 ||
-			strings.ContainsAny(secret, "/?#@:&= \t\n\r\"'<>`%") || isPlainWordForTest(secret) ||
-			strings.ContainsAny(value, "&# \t\n\"'<>`") || strings.ContainsAny(key, "&=# \t\n\"'<>`") ||
-			strings.ContainsAny(words, "?#@ \t\n\"'<>`") {
+		// of up to 24 letters is taken for structure: see model.RedactURL). A URL holds no
+		// white space, control characters or quotes: free text ends a URL at them.
+		urlText := func(s, also string) bool {
+			return !strings.ContainsFunc(s, func(r rune) bool {
+				return unicode.IsSpace(r) || unicode.IsControl(r) || strings.ContainsRune("\"'<>`"+also, r)
+			})
+		}
+		if !plainScheme(scheme) || host == "" || !urlText(host, "/?#@") || len(secret) < 6 ||
+			!urlText(secret, "/?#@:&=%") || isPlainWordForTest(secret) ||
+			!urlText(value, "&#") || !urlText(key, "&=#") || !urlText(words, "?#@") {
 			return
 		}
 		raw := scheme + "://user:" + secret + "@" + host + "/" + words + "/" + secret
