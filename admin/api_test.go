@@ -143,9 +143,10 @@ func newFixture(t *testing.T, o fixtureOpts) *fixture {
 }
 
 type req struct {
-	method, path, body, ctype string
-	token                     *string // nil: the fixture's token
-	header                    map[string]string
+	method, path, body string
+	ctype              string  // default application/json for a mutation; "none" sends none
+	token              *string // nil: the fixture's token
+	header             map[string]string
 }
 
 type resp struct {
@@ -164,8 +165,12 @@ func (f *fixture) do(t *testing.T, r req) resp {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.ctype != "" {
+	switch {
+	case r.ctype == "none":
+	case r.ctype != "":
 		hr.Header.Set("Content-Type", r.ctype)
+	case r.method != http.MethodGet:
+		hr.Header.Set("Content-Type", "application/json")
 	}
 	tok := f.token
 	if r.token != nil {

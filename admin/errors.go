@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/octoacme/octoroll/controller"
+	"github.com/octoacme/octoroll/model"
 )
 
 // apiError is an error with the HTTP status and code it is answered with.
@@ -74,5 +75,5 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, api.Error{Error: msg, Code: code})
+	writeJSON(w, status, api.Error{Error: model.RedactText(msg), Code: code})
 }

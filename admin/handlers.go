@@ -15,6 +15,7 @@ import (
 
 	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
+	"github.com/octoacme/octoroll/model"
 	"github.com/octoacme/octoroll/runner"
 	"github.com/octoacme/octoroll/xds"
 )
@@ -146,6 +147,7 @@ func currentThresholds(r controller.Rollout) controller.Thresholds {
 func percent(w uint32) float64 { return float64(w) * 100 / catalog.TotalWeight }
 
 func summarizeRollout(r controller.Rollout) api.RolloutSummary {
+	r = redactRollout(r)
 	out := api.RolloutSummary{
 		ID: r.ID, Service: r.Service, Stable: r.Stable, Canary: r.Canary,
 		Release: r.Spec.Release.Name, Type: string(r.Plan.Type),
@@ -247,7 +249,7 @@ func (s *Server) rolloutEvents(id string) ([]controller.Event, error) {
 			return nil, fmt.Errorf("events of rollout %s: %w", id, err)
 		}
 		for _, e := range page {
-			out = append(out, e.Event)
+			out = append(out, redactEvent(e.Event))
 		}
 		if len(page) == 0 || next <= after {
 			break
@@ -258,6 +260,7 @@ func (s *Server) rolloutEvents(id string) ([]controller.Event, error) {
 }
 
 func (s *Server) rolloutDetail(r controller.Rollout) (api.RolloutDetail, error) {
+	r = redactRollout(r)
 	events, err := s.rolloutEvents(r.ID)
 	if err != nil {
 		return api.RolloutDetail{}, err
@@ -383,6 +386,9 @@ func (s *Server) action(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	req.Reason = strings.TrimSpace(req.Reason)
+	if err := model.CheckLength("reason", req.Reason, model.MaxReasonLen); err != nil {
+		return errorf(http.StatusBadRequest, api.CodeBadRequest, err.Error())
+	}
 	if kind == controller.CmdAbort && req.Reason == "" {
 		return errorf(http.StatusBadRequest, api.CodeReasonRequired, "abort needs a reason")
 	}
@@ -465,6 +471,14 @@ func (s *Server) reportCheck(w http.ResponseWriter, r *http.Request) error {
 	if strings.TrimSpace(req.Name) == "" {
 		return errorf(http.StatusBadRequest, api.CodeBadRequest, "name: a check name is required")
 	}
+	for _, f := range []struct {
+		field, v string
+		max      int
+	}{{"name", req.Name, model.MaxLabelLen}, {"detail", req.Detail, model.MaxTextLen}} {
+		if err := model.CheckLength(f.field, f.v, f.max); err != nil {
+			return errorf(http.StatusBadRequest, api.CodeBadRequest, err.Error())
+		}
+	}
 	if _, ok := s.opts.Backend.Service(name); !ok {
 		return errorf(http.StatusNotFound, api.CodeUnknownService, fmt.Sprintf("unknown service %q", name))
 	}
@@ -500,7 +514,7 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := api.EventsResponse{Events: make([]api.EventRecord, 0, len(evs)), Next: next}
 	for _, e := range evs {
-		out.Events = append(out.Events, api.EventRecord{Seq: e.Seq, Event: e.Event})
+		out.Events = append(out.Events, api.EventRecord{Seq: e.Seq, Event: redactEvent(e.Event)})
 	}
 	if out.Next < after {
 		out.Next = after
@@ -619,12 +633,15 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
 	}
 	for _, v := range s.opts.Backend.Services() {
 		if p := v.Publication; p != nil && !p.OK {
-			out.PublishFailures = append(out.PublishFailures, api.PublishFailure{Service: v.Service.Name, Error: p.Error, Since: p.FailingSince})
+			out.PublishFailures = append(out.PublishFailures, api.PublishFailure{Service: v.Service.Name, Error: model.RedactText(p.Error), Since: p.FailingSince})
 		}
 	}
 	out.Freeze = s.freezeStatus()
 	if s.opts.Replicas != nil {
 		out.Replicas = s.opts.Replicas()
+	}
+	if out.Auth = s.opts.Tokens.Status(); out.Auth != nil {
+		out.Auth.ReadsNeedToken = s.readsNeedToken()
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

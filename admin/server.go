@@ -3,7 +3,6 @@ package admin
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,12 +47,23 @@ type Options struct {
 	// Ready returns nil when the store is open, the catalog loaded and xDS serving. Its
 	// error text is shown by /readyz and /api/v1/status.
 	Ready func() error
-	// Token is the bearer token mutating requests must carry. Empty: mutations are
-	// refused unless the server is bound to loopback.
+	// Token is the single admin token (identity "admin", role admin), used when Tokens
+	// is nil. With neither, mutations are refused unless the server is bound to
+	// loopback.
 	Token string
+	// Tokens are the named tokens with roles (NewTokens); they take the place of Token.
+	Tokens *Tokens
+	// ReadTokenRequired makes reads (API, page, metrics) need a token of any role too;
+	// /healthz and /readyz stay open.
+	ReadTokenRequired bool
 	// Addr is the listen address; Serve replaces it with the listener's address. It
-	// decides whether the server is bound to loopback.
+	// decides whether the server is bound to loopback, and which Host headers name it.
 	Addr string
+	// AllowedHosts are further host names (or "*.example.com") that requests may name
+	// in Host, and cross-origin mutations may come from: the names of a reverse proxy
+	// or a DNS name of the server. Loopback names and the listen address are always
+	// allowed.
+	AllowedHosts []string
 	// Report builds release reports; nil answers 503 on the report endpoint.
 	Report ReportFunc
 	// Registry receives the server's collectors (and Go and process collectors); nil
@@ -79,6 +89,7 @@ type Server struct {
 	log      *zap.Logger
 	opts     Options
 	loopback atomic.Bool
+	hosts    *hostGuard
 	metrics  *Metrics
 	handler  http.Handler
 	pages    *pageState
@@ -99,8 +110,12 @@ func New(log *zap.Logger, opts Options) *Server {
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics(opts.Registry)
 	}
-	s := &Server{log: log.Named("admin"), opts: opts, metrics: opts.Metrics, pages: newPageState(opts.Backend)}
-	s.loopback.Store(isLoopback(opts.Addr))
+	redactStatus(&opts)
+	if opts.Tokens == nil && opts.Token != "" {
+		opts.Tokens, _ = NewTokens(TokenSource{Single: opts.Token}, log) // a value cannot fail to load
+	}
+	s := &Server{log: log.Named("admin"), opts: opts, metrics: opts.Metrics, pages: newPageState(opts.Backend), hosts: newHostGuard(opts.Addr, opts.AllowedHosts)}
+	s.loopback.Store(IsLoopback(opts.Addr))
 	registerCollectors(opts.Registry, s)
 	s.handler = s.routes()
 	if opts.Leader != nil {
@@ -118,7 +133,8 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // Serve serves on lis until ctx ends, then shuts down gracefully (in-flight requests get
 // up to 5 s). It returns nil after a shutdown caused by ctx.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
-	s.loopback.Store(isLoopback(lis.Addr().String()))
+	s.loopback.Store(IsLoopback(lis.Addr().String()))
+	s.hosts.addBind(lis.Addr().String())
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -130,7 +146,12 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	s.log.Info("admin server listening", zap.String("addr", lis.Addr().String()),
-		zap.Bool("loopback", s.loopback.Load()), zap.Bool("token", s.opts.Token != ""))
+		zap.Bool("loopback", s.loopback.Load()), zap.Bool("tokens", s.opts.Tokens != nil),
+		zap.Bool("readsNeedToken", s.readsNeedToken()))
+	if !s.loopback.Load() && s.opts.Tokens == nil {
+		s.log.Warn("the admin API listens beyond loopback without a token: anyone who reaches it reads every service, rollout and event, and mutations are refused; set OCTOROLL_ADMIN_TOKEN_FILE or OCTOROLL_ADMIN_TOKENS_FILE",
+			zap.String("addr", lis.Addr().String()))
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(lis) }()
 	select {
@@ -150,9 +171,9 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	return nil
 }
 
-// isLoopback reports whether addr ("host:port" or a bare host) names a loopback address.
+// IsLoopback reports whether addr ("host:port" or a bare host) names a loopback address.
 // An empty host or a wildcard address is not loopback.
-func isLoopback(addr string) bool {
+func IsLoopback(addr string) bool {
 	host := addr
 	if h, _, err := net.SplitHostPort(addr); err == nil {
 		host = h
@@ -167,7 +188,7 @@ func isLoopback(addr string) bool {
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	read := func(pattern string, h func(w http.ResponseWriter, r *http.Request) error) {
-		mux.Handle(pattern, s.apiHandler(h))
+		mux.Handle(pattern, s.readGate(s.apiHandler(h)))
 	}
 	mut := func(pattern string, h func(w http.ResponseWriter, r *http.Request) error) {
 		mux.Handle(pattern, s.apiHandler(s.authorize(h)))
@@ -186,12 +207,12 @@ func (s *Server) routes() http.Handler {
 	read("GET "+p+"/proxies/{id}/config", s.proxyConfig)
 	read("GET "+p+"/status", s.status)
 	s.gateRoutes(read, mut)
-	read("GET /healthz", s.healthz)
-	read("GET /readyz", s.readyz)
-	mux.Handle("GET /metrics", s.metricsHandler())
-	mux.Handle("GET /{$}", s.recoverer(http.HandlerFunc(s.page)))
-	mux.Handle("GET /rollouts/{id}", s.recoverer(http.HandlerFunc(s.rolloutPage)))
-	return s.recoverer(jsonFallback(mux))
+	mux.Handle("GET /healthz", s.apiHandler(s.healthz))
+	mux.Handle("GET /readyz", s.apiHandler(s.readyz))
+	mux.Handle("GET /metrics", s.readGate(s.metricsHandler()))
+	mux.Handle("GET /{$}", s.recoverer(s.readGate(http.HandlerFunc(s.page))))
+	mux.Handle("GET /rollouts/{id}", s.recoverer(s.readGate(http.HandlerFunc(s.rolloutPage))))
+	return s.recoverer(s.guard(jsonFallback(mux)))
 }
 
 // jsonFallback answers requests that match no route (404) or no method of a route
@@ -299,40 +320,6 @@ func (s *Server) apiHandler(h func(w http.ResponseWriter, r *http.Request) error
 	})
 }
 
-// authorize guards a mutating handler: a configured token must be presented as a
-// bearer token; without a token, only a loopback-bound server accepts mutations.
-func (s *Server) authorize(h func(w http.ResponseWriter, r *http.Request) error) func(w http.ResponseWriter, r *http.Request) error {
-	return func(w http.ResponseWriter, r *http.Request) error {
-		if s.opts.Token == "" {
-			if !s.loopback.Load() {
-				return errorf(http.StatusForbidden, api.CodeForbidden,
-					"mutations are disabled: no admin token is configured (OCTOROLL_ADMIN_TOKEN) and the admin server is not bound to loopback")
-			}
-			return h(w, r)
-		}
-		auth := r.Header.Get("Authorization")
-		scheme, tok, ok := strings.Cut(auth, " ")
-		if auth == "" {
-			return errorf(http.StatusUnauthorized, api.CodeUnauthorized, "missing bearer token: send Authorization: Bearer <token>")
-		}
-		if !ok || !strings.EqualFold(scheme, "Bearer") ||
-			subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), []byte(s.opts.Token)) != 1 {
-			return errorf(http.StatusUnauthorized, api.CodeUnauthorized, "invalid bearer token")
-		}
-		return h(w, r)
-	}
-}
-
-func actor(r *http.Request) string {
-	if a := strings.TrimSpace(r.Header.Get(api.ActorHeader)); a != "" {
-		if len(a) > 200 {
-			a = a[:200]
-		}
-		return a
-	}
-	return api.DefaultActor
-}
-
 // readBody reads at most MaxBodyBytes of r's body.
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
@@ -353,15 +340,22 @@ const (
 	formatYAML = "yaml"
 )
 
-// bodyFormat returns the format of r's body from its Content-Type (JSON when absent).
+// bodyFormat returns the format of r's body from its Content-Type, which every mutation
+// must send: a browser can send a cross-site form or a no-cors fetch only as
+// text/plain, multipart/form-data or application/x-www-form-urlencoded, or with none.
 func bodyFormat(r *http.Request, allowYAML bool) (string, error) {
+	want := "application/json"
+	if allowYAML {
+		want += " or application/yaml"
+	}
 	ct := r.Header.Get("Content-Type")
 	if ct == "" {
-		return formatJSON, nil
+		return "", errorf(http.StatusUnsupportedMediaType, api.CodeUnsupportedType,
+			"Content-Type is required: send "+want+" (an empty body may be sent as application/json)")
 	}
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil {
-		return "", errorf(http.StatusUnsupportedMediaType, api.CodeUnsupportedType, "malformed Content-Type")
+		return "", errorf(http.StatusUnsupportedMediaType, api.CodeUnsupportedType, "malformed Content-Type: send "+want)
 	}
 	switch mt {
 	case "application/json":
@@ -371,12 +365,8 @@ func bodyFormat(r *http.Request, allowYAML bool) (string, error) {
 			return formatYAML, nil
 		}
 	}
-	want := "application/json"
-	if allowYAML {
-		want += " or application/yaml"
-	}
 	return "", errorf(http.StatusUnsupportedMediaType, api.CodeUnsupportedType,
-		fmt.Sprintf("unsupported Content-Type %q: send %s", mt, want))
+		fmt.Sprintf("unsupported Content-Type %q: send %s", clipHeader(mt), want))
 }
 
 // DecodeJSON decodes data into v strictly: unknown fields and trailing data are errors.

@@ -492,11 +492,11 @@ func (v *validator) sink(k *Sink, p string) {
 	if k.URL == "" {
 		v.add(p+".url", "required: the webhook address")
 	} else if u, err := url.Parse(k.URL); err != nil {
-		v.add(p+".url", "%q: not a URL", k.URL)
+		v.add(p+".url", "%q: not a URL", model.RedactURL(k.URL))
 	} else if u.Scheme != "http" && u.Scheme != "https" {
-		v.add(p+".url", "%q: want an http or https URL", k.URL)
+		v.add(p+".url", "%q: want an http or https URL", model.RedactURL(k.URL))
 	} else if u.Host == "" {
-		v.add(p+".url", "%q: no host", k.URL)
+		v.add(p+".url", "%q: no host", model.RedactURL(k.URL))
 	}
 	switch k.Format {
 	case "", FormatJSON, FormatSlack:

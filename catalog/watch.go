@@ -126,7 +126,7 @@ func (w *Watcher) reload(explicit bool) error {
 			return err
 		}
 		w.badData = data
-		w.status.LastError = err.Error()
+		w.status.LastError = model.RedactText(err.Error())
 		w.status.LastErrorAt = now
 		w.status.ReloadErrors++
 		w.status.Failing = true

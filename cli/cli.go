@@ -83,7 +83,7 @@ type App struct {
 	stdin          io.Reader
 	env            func(string) string
 
-	server, token, actor, output string
+	server, token, tokenFile, actor, output string
 }
 
 // commandFuncs are the registered commands, in registration order.
@@ -192,7 +192,8 @@ through its admin API (--server, OCTOROLL_SERVER).`,
 	// help never prints a token.
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.server, "server", "", "admin API address (OCTOROLL_SERVER, default "+DefaultServer+")")
-	pf.StringVar(&a.token, "token", "", "bearer token for changes (OCTOROLL_ADMIN_TOKEN)")
+	pf.StringVar(&a.token, "token", "", "bearer token (OCTOROLL_ADMIN_TOKEN; prefer the variable or --token-file: a flag shows in ps)")
+	pf.StringVar(&a.tokenFile, "token-file", "", "file holding the bearer token (OCTOROLL_ADMIN_TOKEN_FILE)")
 	pf.StringVar(&a.actor, "actor", "", "who is acting, recorded with commands (OCTOROLL_ACTOR, default $USER)")
 	pf.StringVarP(&a.output, "output", "o", "", "output format: table (default), json or yaml")
 	for _, f := range commandFuncs {
@@ -228,6 +229,14 @@ through its admin API (--server, OCTOROLL_SERVER).`,
 func (a *App) client() (*client, error) {
 	a.server = cmp.Or(a.server, a.env("OCTOROLL_SERVER"), DefaultServer)
 	a.token = cmp.Or(a.token, a.env("OCTOROLL_ADMIN_TOKEN"))
+	a.tokenFile = cmp.Or(a.tokenFile, a.env("OCTOROLL_ADMIN_TOKEN_FILE"))
+	if a.token == "" && a.tokenFile != "" {
+		b, err := os.ReadFile(a.tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("token file: %w", err)
+		}
+		a.token = strings.TrimSpace(string(b))
+	}
 	a.actor = cmp.Or(a.actor, a.env("OCTOROLL_ACTOR"), a.env("USER"))
 	base := strings.TrimRight(a.server, "/")
 	if !strings.Contains(base, "://") {

@@ -220,6 +220,7 @@ func (s Spec) Validate() error {
 			add(f+".by", "required")
 		}
 	}
+	errs = append(errs, s.lengthErrors()...)
 	return errors.Join(errs...)
 }
 

@@ -282,6 +282,11 @@ func TestCompose(t *testing.T) {
 	if got := str(svcs["octoroll"], "environment", "OCTOROLL_XDS_ADDR"); got != ":18000" {
 		t.Errorf("OCTOROLL_XDS_ADDR %q, want :18000 (the bootstrap's octoroll cluster port)", got)
 	}
+	compose := map[string]string{}
+	for k, v := range env {
+		compose[k], _ = v.(string)
+	}
+	checkXDSBind(t, "docker-compose", compose)
 	// Every bind-mounted file exists.
 	for name, s := range svcs {
 		for _, v := range anyStrings(list(s, "volumes")) {
@@ -352,6 +357,11 @@ func TestKubernetesManifests(t *testing.T) {
 	if str(env["OCTOROLL_ADMIN_TOKEN"], "valueFrom", "secretKeyRef", "name") == "" {
 		t.Errorf("OCTOROLL_ADMIN_TOKEN does not come from a Secret")
 	}
+	values := map[string]string{}
+	for k, e := range env {
+		values[k] = str(e, "value")
+	}
+	checkXDSBind(t, "kubernetes", values)
 	mounts := map[string]string{}
 	for _, m := range list(c, "volumeMounts") {
 		mounts[str(m, "name")] = str(m, "mountPath")
@@ -447,6 +457,8 @@ func TestComposeCatalog(t *testing.T) {
 func TestSettingsNames(t *testing.T) {
 	known := map[string]bool{}
 	for _, k := range []string{"OCTOROLL_CONFIG", "OCTOROLL_STATE_DIR", "OCTOROLL_XDS_ADDR", "OCTOROLL_ADMIN_ADDR", "OCTOROLL_ADMIN_TOKEN",
+		"OCTOROLL_ADMIN_ALLOWED_HOSTS", "OCTOROLL_ADMIN_TOKEN_FILE", "OCTOROLL_ADMIN_TOKENS_FILE", "OCTOROLL_ADMIN_READ_TOKEN_REQUIRED",
+		"OCTOROLL_XDS_INSECURE", "OCTOROLL_XDS_TLS_REQUIRE_NODE_IDENTITY",
 		"OCTOROLL_PROMETHEUS_URL", "OCTOROLL_LOG_FORMAT", "OCTOROLL_LOG_LEVEL", "OCTOROLL_CHECK_INTERVAL",
 		"OCTOROLL_XDS_TLS_CERT", "OCTOROLL_XDS_TLS_KEY", "OCTOROLL_XDS_TLS_CLIENT_CA",
 		"OCTOROLL_STORE", "OCTOROLL_ETCD_ENDPOINTS", "OCTOROLL_ETCD_PREFIX", "OCTOROLL_ETCD_TIMEOUT", "OCTOROLL_LEASE_TTL",
@@ -513,8 +525,40 @@ func TestSystemdUnit(t *testing.T) {
 			t.Errorf("[%s] %s = %v, want %q", want.section, want.key, sections[want.section][want.key], want.value)
 		}
 	}
-	if _, err := os.Stat("systemd/octoroll.env"); err != nil {
-		t.Errorf("the EnvironmentFile template: %v", err)
+	b, err = os.ReadFile("systemd/octoroll.env")
+	if err != nil {
+		t.Fatalf("the EnvironmentFile template: %v", err)
+	}
+	env := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), "="); ok && !strings.HasPrefix(k, "#") {
+			env[k] = v
+		}
+	}
+	checkXDSBind(t, "systemd", env)
+	if env["OCTOROLL_ADMIN_TOKEN"] != "" {
+		t.Errorf("systemd: the admin token is set in the environment file; use OCTOROLL_ADMIN_TOKEN_FILE")
+	}
+}
+
+// checkXDSBind applies octoroll's rule to a recipe's settings: xDS beyond loopback
+// needs TLS or OCTOROLL_XDS_INSECURE=true (the default address is loopback).
+func checkXDSBind(t *testing.T, where string, env map[string]string) {
+	t.Helper()
+	addr := env["OCTOROLL_XDS_ADDR"]
+	if addr == "" {
+		return
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Errorf("%s: OCTOROLL_XDS_ADDR %q: %v", where, addr, err)
+		return
+	}
+	ip := net.ParseIP(host)
+	loopback := host == "localhost" || (ip != nil && ip.IsLoopback())
+	tls := env["OCTOROLL_XDS_TLS_CERT"] != "" && env["OCTOROLL_XDS_TLS_KEY"] != ""
+	if !loopback && !tls && env["OCTOROLL_XDS_INSECURE"] != "true" {
+		t.Errorf("%s: xDS on %q without TLS or OCTOROLL_XDS_INSECURE=true: octoroll refuses to start", where, addr)
 	}
 }
 

@@ -28,6 +28,7 @@ import (
 	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
 	"github.com/octoacme/octoroll/healthcheck"
+	"github.com/octoacme/octoroll/model"
 )
 
 // Defaults of Options.
@@ -481,8 +482,29 @@ func (n *Notifier) backoff(attempt int) time.Duration {
 }
 
 // post sends one request; retry says whether a failure may succeed later (network
-// errors, timeouts, 408, 429 and 5xx).
+// errors, timeouts, 408, 429 and 5xx). Its error never holds the sink's secrets: the
+// URL (and any echo of its secret parts in the receiver's answer) is redacted.
 func (n *Notifier) post(ctx context.Context, url string, m message) (retry bool, err error) {
+	retry, err = n.postOnce(ctx, url, m)
+	if err != nil {
+		err = &redactedError{msg: model.RedactText(err.Error(), url), err: err}
+	}
+	return retry, err
+}
+
+// redactedError is an error whose text was redacted; errors.Is still sees the cause
+// (a context's end).
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Is(target error) bool {
+	return errors.Is(e.err, target)
+}
+
+func (n *Notifier) postOnce(ctx context.Context, url string, m message) (retry bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, n.opts.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(m.body))

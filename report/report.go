@@ -13,6 +13,7 @@ import (
 
 	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
+	"github.com/octoacme/octoroll/model"
 )
 
 // Outcome results.
@@ -167,6 +168,9 @@ type Override struct {
 // Build assembles the report of r from its events (any order; events of other
 // rollouts are ignored).
 func Build(r controller.Rollout, events []controller.Event) Report {
+	// Reasons may quote errors naming URLs (a webhook's failure): their secrets are
+	// redacted before anything is written.
+	r.Reason = model.RedactText(r.Reason)
 	evs := ownEvents(r.ID, events)
 	rel := r.Spec.Release
 	rep := Report{
@@ -213,6 +217,7 @@ func ownEvents(id string, events []controller.Event) []controller.Event {
 	out := make([]controller.Event, 0, len(events))
 	for _, e := range events {
 		if e.RolloutID == id || e.RolloutID == "" {
+			e.Reason = model.RedactText(e.Reason)
 			out = append(out, e)
 		}
 	}

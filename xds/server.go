@@ -48,6 +48,10 @@ type Options struct {
 	// CertFile and KeyFile enable TLS (PEM files). ClientCAFile additionally requires
 	// and verifies client certificates (mTLS).
 	CertFile, KeyFile, ClientCAFile string
+	// RequireNodeIdentity (with ClientCAFile) requires every proxy's client certificate
+	// to name its node id, as a URI SAN or the subject CN: a proxy cannot subscribe,
+	// or ACK, as another.
+	RequireNodeIdentity bool
 
 	// AllowRawPublish enables PublishRaw, which serves resources without octoroll's
 	// checks. Tests use it to make a proxy NACK; never enable it in production.
@@ -389,6 +393,12 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 			return fmt.Errorf("serve xds: %w", err)
 		}
 		gopts = append(gopts, grpc.Creds(creds))
+	}
+	if s.opts.RequireNodeIdentity {
+		if s.opts.ClientCAFile == "" {
+			return errors.New("serve xds: node identities need client certificates (ClientCAFile)")
+		}
+		gopts = append(gopts, grpc.StreamInterceptor(nodeIdentityInterceptor))
 	}
 	// Streams end when streamCtx does; GracefulStop would otherwise wait for them
 	// forever, since xDS streams are long-lived.

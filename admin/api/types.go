@@ -42,6 +42,9 @@ const (
 	CodeUnknownCheck     = "unknown_check"      // 400: a reported check the rollout does not declare
 	CodeUnauthorized     = "unauthorized"       // 401: missing or wrong bearer token
 	CodeForbidden        = "forbidden"          // 403: mutations disabled (no token, not loopback)
+	CodeForbiddenHost    = "forbidden_host"     // 403: Host names neither the admin address nor an allowed host
+	CodeForbiddenOrigin  = "forbidden_origin"   // 403: a cross-origin mutation
+	CodeForbiddenRole    = "forbidden_role"     // 403: the token's role may not do this
 	CodeNotFound         = "not_found"          // 404
 	CodeUnknownService   = "unknown_service"    // 404
 	CodeUnknownProxy     = "unknown_proxy"      // 404: no connected proxy has the node id
@@ -350,6 +353,21 @@ type StatusResponse struct {
 	Freeze *FreezeStatus `json:"freeze,omitempty"`
 	// Replicas are the replicas and their leader, with several replicas on etcd.
 	Replicas *Replicas `json:"replicas,omitempty"`
+	// Auth describes the admin tokens; absent when none are configured.
+	Auth *AuthStatus `json:"auth,omitempty"`
+}
+
+// AuthStatus is the state of the admin tokens: how many are in force and whether the
+// last reload of their file failed (the previous tokens then stay in force).
+type AuthStatus struct {
+	File        string    `json:"file,omitempty"`
+	Tokens      int       `json:"tokens"`
+	LoadedAt    time.Time `json:"loadedAt"`
+	Failing     bool      `json:"failing,omitempty"`
+	LastError   string    `json:"lastError,omitempty"`
+	LastErrorAt time.Time `json:"lastErrorAt,omitzero"`
+	// ReadsNeedToken is true when reads need a viewer token too.
+	ReadsNeedToken bool `json:"readsNeedToken,omitempty"`
 }
 
 // HealthResponse is the body of /healthz and /readyz.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
+	"github.com/octoacme/octoroll/admin"
 	"github.com/octoacme/octoroll/internal/logging"
 	"github.com/octoacme/octoroll/metrics"
 	"github.com/octoacme/octoroll/publish"
@@ -52,26 +53,40 @@ func (c config) dnsTTL() (minTTL, maxTTL time.Duration) {
 // config is the daemon's settings: environment variables (prefix OCTOROLL_) first,
 // then flags of the same name override them.
 type config struct {
-	Config         string `env:"CONFIG"`                                // catalog YAML path
-	StateDir       string `env:"STATE_DIR" envDefault:"octoroll-state"` // bbolt state directory
-	XDSAddr        string `env:"XDS_ADDR" envDefault:":18000"`
-	AdminAddr      string `env:"ADMIN_ADDR" envDefault:"127.0.0.1:8080"`
-	AdminToken     string `env:"ADMIN_TOKEN"`
-	PrometheusURL  string `env:"PROMETHEUS_URL"`
-	Prometheus     prometheusConfig
-	ScrapeInterval time.Duration `env:"SCRAPE_INTERVAL" envDefault:"5s"` // embedded scrape source
-	MetricsWindow  time.Duration `env:"METRICS_WINDOW"`                  // lower bound of one check's metrics window
-	DNSServer      string        `env:"DNS_SERVER"`                      // host:port of the DNS server of endpoint names; empty: the system's
-	DNSMinTTL      time.Duration `env:"DNS_MIN_TTL"`                     // 0: publish.DefaultDNSMinTTL (see dnsTTL)
-	DNSMaxTTL      time.Duration `env:"DNS_MAX_TTL"`                     // 0: dns-refresh, else publish.DefaultDNSMaxTTL
-	DNSRefresh     time.Duration `env:"DNS_REFRESH"`                     // former name of DNS_MAX_TTL
-	XDSCert        string        `env:"XDS_TLS_CERT"`
-	XDSKey         string        `env:"XDS_TLS_KEY"`
-	XDSClientCA    string        `env:"XDS_TLS_CLIENT_CA"`        // set to require client certificates (mTLS)
-	Store          string        `env:"STORE" envDefault:"bbolt"` // bbolt (one replica) or etcd (several)
-	Etcd           etcdConfig
-	LogFormat      string `env:"LOG_FORMAT" envDefault:"json"`
-	LogLevel       string `env:"LOG_LEVEL" envDefault:"info"`
+	Config     string `env:"CONFIG"`                                // catalog YAML path
+	StateDir   string `env:"STATE_DIR" envDefault:"octoroll-state"` // bbolt state directory
+	XDSAddr    string `env:"XDS_ADDR" envDefault:"127.0.0.1:18000"`
+	AdminAddr  string `env:"ADMIN_ADDR" envDefault:"127.0.0.1:8080"`
+	AdminToken string `env:"ADMIN_TOKEN"`
+	// AdminTokenFile holds the single admin token; AdminTokensFile named tokens with
+	// roles. Both are re-read when they change.
+	AdminTokenFile         string `env:"ADMIN_TOKEN_FILE"`
+	AdminTokensFile        string `env:"ADMIN_TOKENS_FILE"`
+	AdminReadTokenRequired bool   `env:"ADMIN_READ_TOKEN_REQUIRED"`
+	// adminTokenFlag is set when the token was given as a flag (visible to ps).
+	adminTokenFlag bool
+	// AdminAllowedHosts are host names, besides loopback and the listen address, that
+	// requests may name in Host and cross-origin mutations may come from.
+	AdminAllowedHosts string `env:"ADMIN_ALLOWED_HOSTS"`
+	PrometheusURL     string `env:"PROMETHEUS_URL"`
+	Prometheus        prometheusConfig
+	ScrapeInterval    time.Duration `env:"SCRAPE_INTERVAL" envDefault:"5s"` // embedded scrape source
+	MetricsWindow     time.Duration `env:"METRICS_WINDOW"`                  // lower bound of one check's metrics window
+	DNSServer         string        `env:"DNS_SERVER"`                      // host:port of the DNS server of endpoint names; empty: the system's
+	DNSMinTTL         time.Duration `env:"DNS_MIN_TTL"`                     // 0: publish.DefaultDNSMinTTL (see dnsTTL)
+	DNSMaxTTL         time.Duration `env:"DNS_MAX_TTL"`                     // 0: dns-refresh, else publish.DefaultDNSMaxTTL
+	DNSRefresh        time.Duration `env:"DNS_REFRESH"`                     // former name of DNS_MAX_TTL
+	XDSCert           string        `env:"XDS_TLS_CERT"`
+	XDSKey            string        `env:"XDS_TLS_KEY"`
+	XDSClientCA       string        `env:"XDS_TLS_CLIENT_CA"` // set to require client certificates (mTLS)
+	// XDSNodeIdentity requires each proxy's client certificate to name its node id.
+	XDSNodeIdentity bool `env:"XDS_TLS_REQUIRE_NODE_IDENTITY"`
+	// XDSInsecure allows a plaintext xDS listener beyond loopback.
+	XDSInsecure bool   `env:"XDS_INSECURE"`
+	Store       string `env:"STORE" envDefault:"bbolt"` // bbolt (one replica) or etcd (several)
+	Etcd        etcdConfig
+	LogFormat   string `env:"LOG_FORMAT" envDefault:"json"`
+	LogLevel    string `env:"LOG_LEVEL" envDefault:"info"`
 }
 
 // prometheusConfig is how octoroll talks to the Prometheus server (OCTOROLL_PROMETHEUS_*).
@@ -168,7 +183,11 @@ func loadConfig(name string, args []string) (config, error) {
 	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "directory of the state store (OCTOROLL_STATE_DIR)")
 	fs.StringVar(&c.XDSAddr, "xds-addr", c.XDSAddr, "xDS gRPC listen address (OCTOROLL_XDS_ADDR)")
 	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "admin HTTP listen address (OCTOROLL_ADMIN_ADDR)")
-	fs.StringVar(&c.AdminToken, "admin-token", c.AdminToken, "bearer token for mutating admin calls (OCTOROLL_ADMIN_TOKEN)")
+	fs.StringVar(&c.AdminAllowedHosts, "admin-allowed-hosts", c.AdminAllowedHosts, "comma-separated host names (or *.example.com) the admin API answers besides loopback and its listen address: DNS names, reverse-proxy names (OCTOROLL_ADMIN_ALLOWED_HOSTS)")
+	fs.StringVar(&c.AdminToken, "admin-token", c.AdminToken, "single admin token; prefer OCTOROLL_ADMIN_TOKEN or --admin-token-file, a flag shows in ps (OCTOROLL_ADMIN_TOKEN)")
+	fs.StringVar(&c.AdminTokenFile, "admin-token-file", c.AdminTokenFile, "file holding the single admin token (OCTOROLL_ADMIN_TOKEN_FILE)")
+	fs.StringVar(&c.AdminTokensFile, "admin-tokens-file", c.AdminTokensFile, "YAML or JSON file of named tokens with roles viewer, operator, admin; re-read on change (OCTOROLL_ADMIN_TOKENS_FILE)")
+	fs.BoolVar(&c.AdminReadTokenRequired, "admin-read-token-required", c.AdminReadTokenRequired, "reads (API, page, metrics) need a token too (OCTOROLL_ADMIN_READ_TOKEN_REQUIRED)")
 	fs.StringVar(&c.PrometheusURL, "prometheus-url", c.PrometheusURL, "Prometheus server URL; empty scrapes versions directly (OCTOROLL_PROMETHEUS_URL)")
 	p := &c.Prometheus
 	fs.DurationVar(&p.Timeout, "prometheus-timeout", p.Timeout, "timeout of one Prometheus query (OCTOROLL_PROMETHEUS_TIMEOUT)")
@@ -198,6 +217,8 @@ func loadConfig(name string, args []string) (config, error) {
 	fs.DurationVar(&e.Timeout, "etcd-timeout", e.Timeout, "timeout of one etcd request (OCTOROLL_ETCD_TIMEOUT)")
 	fs.StringVar(&e.ReplicaID, "replica-id", e.ReplicaID, "name of this replica; default the host name (OCTOROLL_REPLICA_ID)")
 	fs.StringVar(&e.AdvertiseAdmin, "advertise-admin", e.AdvertiseAdmin, "admin URL the other replicas forward mutations to; default http:// and --admin-addr (OCTOROLL_ADVERTISE_ADMIN)")
+	fs.BoolVar(&c.XDSNodeIdentity, "xds-tls-require-node-identity", c.XDSNodeIdentity, "a proxy's client certificate must name its node id as a URI SAN or CN (OCTOROLL_XDS_TLS_REQUIRE_NODE_IDENTITY)")
+	fs.BoolVar(&c.XDSInsecure, "xds-insecure", c.XDSInsecure, "allow plaintext, unauthenticated xDS beyond loopback, on a network you trust (OCTOROLL_XDS_INSECURE)")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json or console (OCTOROLL_LOG_FORMAT)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (OCTOROLL_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
@@ -206,6 +227,7 @@ func loadConfig(name string, args []string) (config, error) {
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
+	fs.Visit(func(f *flag.Flag) { c.adminTokenFlag = c.adminTokenFlag || f.Name == "admin-token" })
 	return c, c.Validate()
 }
 
@@ -222,6 +244,15 @@ func (c config) Validate() error {
 		if _, _, err := net.SplitHostPort(a.addr); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %q: %w", a.name, a.addr, err))
 		}
+	}
+	if c.AdminToken != "" && c.AdminTokenFile != "" {
+		errs = append(errs, errors.New("admin-token and admin-token-file: give one"))
+	}
+	if c.AdminReadTokenRequired && c.AdminToken == "" && c.AdminTokenFile == "" && c.AdminTokensFile == "" {
+		errs = append(errs, errors.New("admin-read-token-required: needs a token (admin-token-file or admin-tokens-file)"))
+	}
+	if _, err := c.allowedHosts(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.PrometheusURL != "" {
 		if u, err := url.Parse(c.PrometheusURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -297,8 +328,32 @@ func (c config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("store: %q is neither bbolt nor etcd", c.Store))
 	}
+	if c.XDSNodeIdentity && c.XDSClientCA == "" {
+		errs = append(errs, errors.New("xds-tls-require-node-identity needs xds-tls-client-ca (client certificates)"))
+	}
+	if c.XDSCert == "" && !c.XDSInsecure && !admin.IsLoopback(c.XDSAddr) {
+		errs = append(errs, fmt.Errorf("xds-addr: %q listens beyond loopback without TLS: anyone who reaches it reads every route and endpoint and can pose as a proxy; set xds-tls-cert and xds-tls-key (and xds-tls-client-ca for mutual TLS), or --xds-insecure (OCTOROLL_XDS_INSECURE) on a network you trust", c.XDSAddr))
+	}
 	if err := logging.Validate(c.LogFormat, c.LogLevel); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// allowedHosts splits AdminAllowedHosts; every entry is a host name, an IP address or
+// "*.domain", without scheme, port or path.
+func (c config) allowedHosts() ([]string, error) {
+	var out []string
+	for _, h := range strings.Split(c.AdminAllowedHosts, ",") {
+		h = strings.TrimSpace(h)
+		if h == "" {
+			continue
+		}
+		name := strings.TrimPrefix(h, "*.")
+		if strings.ContainsAny(name, "/:@*?# ") && net.ParseIP(name) == nil {
+			return nil, fmt.Errorf("admin-allowed-hosts: %q: want a host name, an IP address or *.domain (no scheme, port or path)", h)
+		}
+		out = append(out, h)
+	}
+	return out, nil
 }

@@ -123,3 +123,64 @@ func TestDNSSettings(t *testing.T) {
 		}
 	}
 }
+
+func TestAdminAccessSettings(t *testing.T) {
+	t.Setenv("OCTOROLL_CONFIG", "catalog.yaml")
+	t.Setenv("OCTOROLL_ADMIN_TOKENS_FILE", "/run/secrets/tokens.yaml")
+	t.Setenv("OCTOROLL_ADMIN_ALLOWED_HOSTS", "octoroll, *.ops.example.com")
+	c, err := loadConfig("serve", []string{"--admin-read-token-required"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts, _ := c.allowedHosts()
+	if c.AdminTokensFile != "/run/secrets/tokens.yaml" || !c.AdminReadTokenRequired || c.adminTokenFlag ||
+		strings.Join(hosts, ",") != "octoroll,*.ops.example.com" {
+		t.Errorf("config %+v, hosts %v", c, hosts)
+	}
+	if c, err := loadConfig("serve", []string{"--admin-token", "x"}); err != nil || !c.adminTokenFlag {
+		t.Errorf("--admin-token not noticed as a flag: %v", err)
+	}
+	t.Setenv("OCTOROLL_ADMIN_TOKENS_FILE", "")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--admin-read-token-required"}, "admin-read-token-required: needs a token"},
+		{[]string{"--admin-token", "x", "--admin-token-file", "f"}, "admin-token and admin-token-file"},
+		{[]string{"--admin-allowed-hosts", "http://octoroll:8080"}, `admin-allowed-hosts: "http://octoroll:8080"`},
+	} {
+		if _, err := loadConfig("serve", c.args); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want %q", c.args, err, c.want)
+		}
+	}
+}
+
+func TestXDSBindSettings(t *testing.T) {
+	t.Setenv("OCTOROLL_CONFIG", "catalog.yaml")
+	c, err := loadConfig("serve", nil)
+	if err != nil || c.XDSAddr != "127.0.0.1:18000" {
+		t.Fatalf("default xds-addr %q (%v), want loopback", c.XDSAddr, err)
+	}
+	for _, ok := range [][]string{
+		{"--xds-addr", "[::1]:18000"},
+		{"--xds-addr", ":18000", "--xds-insecure"},
+		{"--xds-addr", "0.0.0.0:18000", "--xds-tls-cert", "c.pem", "--xds-tls-key", "k.pem"},
+		{"--xds-addr", ":18000", "--xds-tls-cert", "c.pem", "--xds-tls-key", "k.pem", "--xds-tls-client-ca", "ca.pem", "--xds-tls-require-node-identity"},
+	} {
+		if _, err := loadConfig("serve", ok); err != nil {
+			t.Errorf("%v: %v", ok, err)
+		}
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--xds-addr", ":18000"}, `xds-addr: ":18000" listens beyond loopback without TLS`},
+		{[]string{"--xds-addr", "10.0.0.5:18000"}, "--xds-insecure"},
+		{[]string{"--xds-tls-require-node-identity"}, "xds-tls-require-node-identity needs xds-tls-client-ca"},
+	} {
+		if _, err := loadConfig("serve", c.args); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want %q", c.args, err, c.want)
+		}
+	}
+}

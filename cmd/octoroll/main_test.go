@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -107,11 +108,32 @@ func TestServeAndCLI(t *testing.T) {
 type daemon struct {
 	cmd        *exec.Cmd
 	xds, admin string // addresses
+	logs       *lockedBuffer
 }
 
-// startServe builds the binary, starts `octoroll serve` on the catalog at path, reads
-// where it listens from its log, and stops it when the test ends.
-func startServe(t *testing.T, path string) *daemon {
+// lockedBuffer collects the daemon's log lines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) add(line []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.Write(line)
+	l.b.WriteByte('\n')
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// startServe builds the binary, starts `octoroll serve` on the catalog at path (with
+// extra flags), reads where it listens from its log, keeps the log, and stops it when
+// the test ends.
+func startServe(t *testing.T, path string, extra ...string) *daemon {
 	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "octoroll")
@@ -119,8 +141,8 @@ func startServe(t *testing.T, path string) *daemon {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	admin := freeAddr(t)
-	cmd := exec.Command(bin, "serve", "--config", path,
-		"--state-dir", filepath.Join(dir, "state"), "--xds-addr", "127.0.0.1:0", "--admin-addr", admin)
+	cmd := exec.Command(bin, append([]string{"serve", "--config", path,
+		"--state-dir", filepath.Join(dir, "state"), "--xds-addr", "127.0.0.1:0", "--admin-addr", admin}, extra...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -140,23 +162,26 @@ func startServe(t *testing.T, path string) *daemon {
 
 	// The JSON log line that says where octoroll listens.
 	lines := bufio.NewScanner(stderr)
+	logs := &lockedBuffer{}
 	var serving struct {
 		Msg, XDS, Admin string
 	}
 	for lines.Scan() {
+		logs.add(lines.Bytes())
 		if json.Unmarshal(lines.Bytes(), &serving) == nil && serving.Msg == "octoroll serving" {
 			break
 		}
 	}
 	go func() {
 		for lines.Scan() {
+			logs.add(lines.Bytes())
 		}
 		exited <- cmd.Wait()
 	}()
 	if serving.XDS == "" || !strings.Contains(serving.Admin, admin) {
 		t.Fatalf("no serving line with addresses in the log: %+v", serving)
 	}
-	return &daemon{cmd: cmd, xds: serving.XDS, admin: admin}
+	return &daemon{cmd: cmd, xds: serving.XDS, admin: admin, logs: logs}
 }
 
 // cli runs a client command against the daemon and returns its output and exit code.
@@ -294,4 +319,24 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return fmt.Sprint(l.Addr())
+}
+
+// getAccept returns the body of GET path on the admin server with an Accept header.
+func (d *daemon) getAccept(t *testing.T, path, accept string) string {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, "http://"+d.admin+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", accept)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -74,10 +74,15 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 	}
 	defer st.Close()
 
-	xs := xds.NewServer(log, xds.Options{CertFile: cfg.XDSCert, KeyFile: cfg.XDSKey, ClientCAFile: cfg.XDSClientCA})
+	xs := xds.NewServer(log, xds.Options{CertFile: cfg.XDSCert, KeyFile: cfg.XDSKey, ClientCAFile: cfg.XDSClientCA,
+		RequireNodeIdentity: cfg.XDSNodeIdentity})
 	xlis, err := net.Listen("tcp", cfg.XDSAddr)
 	if err != nil {
 		return fmt.Errorf("xds listener: %w", err)
+	}
+	if cfg.XDSCert == "" && !admin.IsLoopback(xlis.Addr().String()) {
+		log.Warn("xDS listens beyond loopback in plaintext without authentication (--xds-insecure): anyone who reaches it reads every route and endpoint and can pose as a proxy",
+			zap.String("addr", xlis.Addr().String()))
 	}
 
 	// Endpoint names are probed at the addresses publication serves for them.
@@ -182,6 +187,14 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 		return err
 	}
 	publicationGauges(am, run)
+	allowed, _ := cfg.allowedHosts() // validated by loadConfig
+	tokens, err := admin.NewTokens(admin.TokenSource{File: cfg.AdminTokensFile, Single: cfg.AdminToken, SingleFile: cfg.AdminTokenFile}, log)
+	if err != nil {
+		return err
+	}
+	if cfg.adminTokenFlag {
+		log.Warn("--admin-token shows the token to anyone who can list processes: prefer OCTOROLL_ADMIN_TOKEN or --admin-token-file")
+	}
 	adm := admin.New(log, admin.Options{
 		Backend:       run,
 		Proxies:       xs.Proxies,
@@ -211,8 +224,10 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 			}
 			return c.Close()
 		},
-		Token: cfg.AdminToken,
-		Addr:  cfg.AdminAddr,
+		Tokens:            tokens,
+		ReadTokenRequired: cfg.AdminReadTokenRequired,
+		Addr:              cfg.AdminAddr,
+		AllowedHosts:      allowed,
 		Report: func(r controller.Rollout, evs []controller.Event) ([]byte, any) {
 			rep := report.Build(r, evs)
 			return rep.Markdown(), rep
@@ -245,6 +260,7 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 	g.Go(func() error { return notifier.Run(gctx) })
 	g.Go(func() error { return reloadOnHUP(gctx, watcher, log) })
 	g.Go(func() error { return adm.Serve(gctx, alis) })
+	g.Go(func() error { return tokens.Run(gctx, tokenReload) })
 	log.Info("octoroll serving",
 		zap.String("xds", xlis.Addr().String()),
 		zap.String("admin", "http://"+alis.Addr().String()+"/"),
@@ -277,6 +293,9 @@ func reloadOnHUP(ctx context.Context, w *catalog.Watcher, log *zap.Logger) error
 		}
 	}
 }
+
+// tokenReload is how often the admin token files are checked for changes.
+const tokenReload = 2 * time.Second
 
 // eventNotificationFailed is the history event of a notification not delivered.
 const eventNotificationFailed = "notification_failed"
