@@ -16,10 +16,10 @@ import (
 // other mutation but check reports, needs an admin. An action added later is an
 // admin's until listed here.
 var actionRoles = map[controller.CommandKind]Role{
-	controller.CmdPause:  RoleOperator,
-	controller.CmdResume: RoleOperator,
-	controller.CmdAbort:  RoleOperator,
-	"approve":            RoleOperator,
+	controller.CmdPause:   RoleOperator,
+	controller.CmdResume:  RoleOperator,
+	controller.CmdAbort:   RoleOperator,
+	controller.CmdApprove: RoleOperator,
 }
 
 // requiredRole is the role a mutation needs.

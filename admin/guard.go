@@ -194,3 +194,9 @@ func clipHeader(v string) string {
 	}
 	return v
 }
+
+// HostAllowed reports whether an admin API listening on addr, with the allow-list
+// allowed, answers a request whose Host is hostport (recipes are checked with it).
+func HostAllowed(addr string, allowed []string, hostport string) bool {
+	return newHostGuard(addr, allowed).hostAllowed(hostport)
+}

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/octoacme/octoroll/admin"
 )
 
 // TestComposeReplicas checks the three-replica compose recipe: etcd, three replicas
@@ -44,6 +46,10 @@ func TestComposeReplicas(t *testing.T) {
 		}
 		if env("OCTOROLL_ADMIN_TOKEN") != str(svcs["octoroll-0"], "environment", "OCTOROLL_ADMIN_TOKEN") || env("OCTOROLL_ADMIN_TOKEN") == "" {
 			t.Errorf("%s: admin token differs from octoroll-0's: a forwarded mutation would be refused", n)
+		}
+		checkXDSBind(t, n, map[string]string{"OCTOROLL_XDS_ADDR": env("OCTOROLL_XDS_ADDR"), "OCTOROLL_XDS_INSECURE": env("OCTOROLL_XDS_INSECURE")})
+		if adv, _ := url.Parse(env("OCTOROLL_ADVERTISE_ADMIN")); adv == nil || !admin.HostAllowed(env("OCTOROLL_ADMIN_ADDR"), strings.Split(env("OCTOROLL_ADMIN_ALLOWED_HOSTS"), ","), adv.Host) {
+			t.Errorf("%s: OCTOROLL_ADMIN_ALLOWED_HOSTS %q does not name %q: the leader would refuse mutations a follower forwards", n, env("OCTOROLL_ADMIN_ALLOWED_HOSTS"), env("OCTOROLL_ADVERTISE_ADMIN"))
 		}
 		if env("OCTOROLL_XDS_ADDR") != ":18000" {
 			t.Errorf("%s: OCTOROLL_XDS_ADDR %q, want :18000 (the bootstrap's octoroll cluster port)", n, env("OCTOROLL_XDS_ADDR"))
@@ -130,6 +136,10 @@ func TestKubernetesReplicas(t *testing.T) {
 	}
 	if str(env["OCTOROLL_ADMIN_TOKEN"], "valueFrom", "secretKeyRef", "name") != "octoroll-admin" {
 		t.Errorf("OCTOROLL_ADMIN_TOKEN does not come from the Secret octoroll-admin every replica shares")
+	}
+	checkXDSBind(t, "kubernetes replicas", map[string]string{"OCTOROLL_XDS_ADDR": val("OCTOROLL_XDS_ADDR"), "OCTOROLL_XDS_INSECURE": val("OCTOROLL_XDS_INSECURE")})
+	if a, _ := url.Parse(strings.ReplaceAll(val("OCTOROLL_ADVERTISE_ADMIN"), "$(POD_NAME)", "octoroll-1")); a == nil || !admin.HostAllowed(val("OCTOROLL_ADMIN_ADDR"), strings.Split(val("OCTOROLL_ADMIN_ALLOWED_HOSTS"), ","), a.Host) {
+		t.Errorf("OCTOROLL_ADMIN_ALLOWED_HOSTS %q does not name the replicas' advertised host: the leader would refuse mutations a follower forwards", val("OCTOROLL_ADMIN_ALLOWED_HOSTS"))
 	}
 	if val("OCTOROLL_STATE_DIR") != "" || len(list(ss, "spec", "volumeClaimTemplates")) != 0 {
 		t.Errorf("the replicas keep state of their own; it is in etcd")
