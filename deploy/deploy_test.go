@@ -9,9 +9,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,6 +28,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"gopkg.in/yaml.v3"
 
+	"github.com/octoacme/octoroll/admin"
 	"github.com/octoacme/octoroll/controller"
 	"github.com/octoacme/octoroll/metrics"
 
@@ -653,4 +656,339 @@ func TestPrometheusRules(t *testing.T) {
 			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
+}
+
+// recipeObjects reads the Kubernetes objects of the files matching glob, by "Kind/name".
+func recipeObjects(t *testing.T, glob string) map[string]any {
+	t.Helper()
+	paths, err := filepath.Glob(glob)
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("%s: no manifests: %v", glob, err)
+	}
+	objs := map[string]any{}
+	for _, p := range paths {
+		for _, d := range docs(t, p) {
+			objs[str(d, "kind")+"/"+str(d, "metadata", "name")] = d
+		}
+	}
+	return objs
+}
+
+// container returns the container named name of a workload's pod template.
+func container(workload any, name string) any {
+	for _, c := range list(workload, "spec", "template", "spec", "containers") {
+		if str(c, "name") == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// TestProbes: the single-replica recipe probes the admin API, readiness on /readyz
+// (store, catalog, xDS listener) and liveness on /healthz, on the named admin port, with
+// a Host (the pod IP) the admin API answers; the replicas recipe keeps readiness on the
+// xDS port, so that an etcd outage, which fails every replica's /readyz, keeps every
+// replica in the Service serving its last configuration, and probes liveness on /healthz.
+func TestProbes(t *testing.T) {
+	httpGet := func(c any, probe string) (path, port string) {
+		return str(c, probe, "httpGet", "path"), str(c, probe, "httpGet", "port")
+	}
+	single := container(recipeObjects(t, "kubernetes/*.yaml")["Deployment/octoroll"], "octoroll")
+	if p, port := httpGet(single, "readinessProbe"); p != "/readyz" || port != "admin" {
+		t.Errorf("octoroll.yaml readinessProbe httpGet %s on %q, want /readyz on admin", p, port)
+	}
+	if p, port := httpGet(single, "livenessProbe"); p != "/healthz" || port != "admin" {
+		t.Errorf("octoroll.yaml livenessProbe httpGet %s on %q, want /healthz on admin", p, port)
+	}
+	var ports []string
+	for _, p := range list(single, "ports") {
+		ports = append(ports, str(p, "name"))
+	}
+	if !slices.Contains(ports, "admin") {
+		t.Errorf("octoroll.yaml: no container port named admin: %v", ports)
+	}
+	// The kubelet sends the pod IP as Host.
+	env := map[string]string{}
+	for _, e := range list(single, "env") {
+		env[str(e, "name")] = str(e, "value")
+	}
+	_, adminPort, _ := net.SplitHostPort(env["OCTOROLL_ADMIN_ADDR"])
+	if !admin.HostAllowed(env["OCTOROLL_ADMIN_ADDR"], strings.Split(env["OCTOROLL_ADMIN_ALLOWED_HOSTS"], ","), net.JoinHostPort("10.244.1.17", adminPort)) {
+		t.Errorf("octoroll.yaml: the admin API on %q does not answer the kubelet's Host (the pod IP)", env["OCTOROLL_ADMIN_ADDR"])
+	}
+
+	replicas := container(recipeObjects(t, "kubernetes/replicas/*.yaml")["StatefulSet/octoroll"], "octoroll")
+	if got := str(replicas, "readinessProbe", "tcpSocket", "port"); got != "xds" {
+		t.Errorf("replicas/octoroll.yaml readinessProbe on %q, want tcpSocket xds (an etcd outage fails /readyz on every replica)", got)
+	}
+	if p, port := httpGet(replicas, "livenessProbe"); p != "/healthz" || port != "admin" {
+		t.Errorf("replicas/octoroll.yaml livenessProbe httpGet %s on %q, want /healthz on admin", p, port)
+	}
+	b, err := os.ReadFile("kubernetes/replicas/octoroll.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "Readiness is the xDS port, not /readyz: with etcd down") {
+		t.Error("replicas/octoroll.yaml: the reason for probing readiness on the xDS port is gone")
+	}
+}
+
+// TestNoServiceAccountToken: no pod of the recipes talks to the Kubernetes API, so none
+// gets a service account token.
+func TestNoServiceAccountToken(t *testing.T) {
+	for _, glob := range []string{"kubernetes/*.yaml", "kubernetes/replicas/*.yaml"} {
+		for k, o := range recipeObjects(t, glob) {
+			if get(o, "spec", "template", "spec") == nil {
+				continue
+			}
+			if v, ok := get(o, "spec", "template", "spec", "automountServiceAccountToken").(bool); !ok || v {
+				t.Errorf("%s %s: automountServiceAccountToken %v, want false", glob, k, get(o, "spec", "template", "spec", "automountServiceAccountToken"))
+			}
+		}
+	}
+}
+
+// pinned matches an image pinned by digest or by an exact version tag.
+var pinned = regexp.MustCompile(`^[^:@\s]+(:v?[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.]+)?(@sha256:[0-9a-f]{64})?|@sha256:[0-9a-f]{64})$`)
+
+// TestImagesPinned: every image a recipe runs, and every image the Dockerfile builds
+// from, is pinned to a digest or an exact version, never latest or a moving minor tag.
+func TestImagesPinned(t *testing.T) {
+	var images []string
+	for _, glob := range []string{"kubernetes/*.yaml", "kubernetes/replicas/*.yaml"} {
+		for k, o := range recipeObjects(t, glob) {
+			for _, field := range []string{"containers", "initContainers"} {
+				for _, c := range list(o, "spec", "template", "spec", field) {
+					images = append(images, k+" "+str(c, "image"))
+				}
+			}
+		}
+	}
+	for _, f := range []string{"docker-compose.yaml", "docker-compose.replicas.yaml"} {
+		svcs, _ := get(docs(t, f)[0], "services").(map[string]any)
+		for name, s := range svcs {
+			if img := str(s, "image"); img != "" {
+				images = append(images, f+" "+name+" "+img)
+			} else if str(s, "build", "dockerfile") == "" && str(s, "extends", "file") == "" {
+				t.Errorf("%s %s: neither image, build nor extends", f, name)
+			}
+		}
+	}
+	for _, img := range images {
+		fields := strings.Fields(img)
+		if !pinned.MatchString(fields[len(fields)-1]) {
+			t.Errorf("%s: not pinned to a digest or an exact version", img)
+		}
+	}
+	b, err := os.ReadFile("Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stages := map[string]bool{"scratch": true}
+	var goImage string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || f[0] != "FROM" {
+			continue
+		}
+		if !stages[f[1]] && !pinned.MatchString(f[1]) {
+			t.Errorf("Dockerfile: FROM %s is not pinned to a digest or an exact version", f[1])
+		}
+		if strings.HasPrefix(f[1], "golang:") {
+			goImage = f[1]
+		}
+		if len(f) == 4 && strings.EqualFold(f[2], "AS") {
+			stages[f[3]] = true
+		}
+	}
+	// The build image's Go is at least go.mod's.
+	mod, err := os.ReadFile("../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := regexp.MustCompile(`(?m)^go ([0-9.]+)$`).FindSubmatch(mod)
+	got := regexp.MustCompile(`^golang:([0-9.]+)`).FindStringSubmatch(goImage)
+	if want == nil || got == nil || semverLess(got[1], string(want[1])) {
+		t.Errorf("Dockerfile builds with %q, go.mod needs go %s", goImage, want[1])
+	}
+}
+
+// semverLess compares dotted version numbers.
+func semverLess(a, b string) bool {
+	as, bs := strings.Split(a, "."), strings.Split(b, ".")
+	for i := range max(len(as), len(bs)) {
+		var x, y int
+		if i < len(as) {
+			fmt.Sscan(as[i], &x)
+		}
+		if i < len(bs) {
+			fmt.Sscan(bs[i], &y)
+		}
+		if x != y {
+			return x < y
+		}
+	}
+	return false
+}
+
+// TestServiceMonitor: the ServiceMonitor scrapes /metrics on the admin port through
+// exactly one Service of each recipe (one target per pod, not two).
+func TestServiceMonitor(t *testing.T) {
+	sm := recipeObjects(t, "kubernetes/servicemonitor.yaml")["ServiceMonitor/octoroll"]
+	if sm == nil || str(sm, "apiVersion") != "monitoring.coreos.com/v1" || str(sm, "metadata", "namespace") != "octoroll" {
+		t.Fatalf("kubernetes/servicemonitor.yaml: want ServiceMonitor octoroll (monitoring.coreos.com/v1) in namespace octoroll: %v", sm)
+	}
+	ep := list(sm, "spec", "endpoints")
+	if len(ep) != 1 || str(ep[0], "port") != "admin" || str(ep[0], "path") != "/metrics" {
+		t.Errorf("ServiceMonitor endpoints %v, want port admin path /metrics", ep)
+	}
+	if ns := anyStrings(list(sm, "spec", "namespaceSelector", "matchNames")); !slices.Equal(ns, []string{"octoroll"}) {
+		t.Errorf("ServiceMonitor namespaceSelector %v, want [octoroll]", ns)
+	}
+	selector, _ := get(sm, "spec", "selector", "matchLabels").(map[string]any)
+	if len(selector) == 0 {
+		t.Fatal("ServiceMonitor has no selector.matchLabels")
+	}
+	for _, glob := range []string{"kubernetes/octoroll.yaml", "kubernetes/replicas/*.yaml"} {
+		var matched []string
+		for k, o := range recipeObjects(t, glob) {
+			if !strings.HasPrefix(k, "Service/") {
+				continue
+			}
+			labels, _ := get(o, "metadata", "labels").(map[string]any)
+			ok := true
+			for lk, lv := range selector {
+				ok = ok && labels[lk] == lv
+			}
+			if !ok {
+				continue
+			}
+			matched = append(matched, k)
+			if !slices.ContainsFunc(list(o, "spec", "ports"), func(p any) bool { return str(p, "name") == "admin" }) {
+				t.Errorf("%s %s: no port named admin", glob, k)
+			}
+		}
+		if len(matched) != 1 {
+			t.Errorf("%s: the ServiceMonitor selects %v, want exactly one Service", glob, matched)
+		}
+	}
+}
+
+// TestDockerignore: the build context leaves out the repository's history, binaries and
+// node modules, and keeps every file the images compile.
+func TestDockerignore(t *testing.T) {
+	b, err := os.ReadFile("../.dockerignore")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var patterns []string
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if strings.Contains(line, "**") || strings.HasPrefix(line, "!") {
+			t.Fatalf(".dockerignore: %q: keep to plain patterns (this test matches them with filepath.Match)", line)
+		}
+		patterns = append(patterns, strings.Trim(line, "/"))
+	}
+	// Docker excludes a path when a pattern matches it or one of its parent directories.
+	excluded := func(path string) bool {
+		parts := strings.Split(path, "/")
+		for i := range parts {
+			for _, p := range patterns {
+				if ok, _ := filepath.Match(p, strings.Join(parts[:i+1], "/")); ok {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	for _, p := range []string{".git/config", "bin/octoroll", "xds/testdata/nodeclient/node_modules/x/package.json"} {
+		if !excluded(p) {
+			t.Errorf(".dockerignore does not exclude %s", p)
+		}
+	}
+	out, err := exec.Command("go", "list", "-deps", "-f", `{{if not .Standard}}{{.Dir}}{{range .GoFiles}} {{.}}{{end}}{{range .EmbedFiles}} {{.}}{{end}}{{end}}`,
+		"../cmd/octoroll", "../examples/app").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	needed := []string{"go.mod", "go.sum"}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		rel, err := filepath.Rel(root, f[0])
+		if err != nil || strings.HasPrefix(rel, "..") {
+			continue // a module dependency, downloaded in the image
+		}
+		for _, file := range f[1:] {
+			needed = append(needed, filepath.ToSlash(filepath.Join(rel, file)))
+		}
+	}
+	if len(needed) < 20 {
+		t.Fatalf("go list found only %v", needed)
+	}
+	for _, p := range needed {
+		if excluded(p) {
+			t.Errorf(".dockerignore excludes %s, which the image build compiles", p)
+		}
+	}
+}
+
+// TestVersionStamped: the Dockerfile takes the version as a build argument and stamps it
+// with -ldflags; the binary built so says it in --version, in octoroll_build_info, and
+// answers the probes.
+func TestVersionStamped(t *testing.T) {
+	b, err := os.ReadFile("Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^ARG VERSION=`).Match(b) || !strings.Contains(dockerfileLDFlags(t), "-X main.version=${VERSION}") {
+		t.Fatalf("Dockerfile: want ARG VERSION and -ldflags \"-X main.version=${VERSION}\"")
+	}
+	for _, f := range []string{"docker-compose.yaml", "docker-compose.replicas.yaml"} {
+		svcs, _ := get(docs(t, f)[0], "services").(map[string]any)
+		for name, s := range svcs {
+			if str(s, "build", "target") == "octoroll" && str(s, "build", "args", "VERSION") == "" {
+				t.Errorf("%s %s: the octoroll build passes no VERSION", f, name)
+			}
+		}
+	}
+	bin := buildOctoroll(t)
+	out, err := exec.Command(bin, "--version").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "octoroll "+stampedVersion {
+		t.Errorf("octoroll --version: %q, %v; want octoroll %s", out, err, stampedVersion)
+	}
+	catalog := filepath.Join(t.TempDir(), "catalog.yaml")
+	if err := os.WriteFile(catalog, []byte("services:\n  - name: web\n    port: 10001\n    stable: v1\n    versions:\n      - name: v1\n        endpoints: [\"127.0.0.1:1\"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startOctoroll(t, bin, catalog)
+	for _, path := range []string{"/readyz", "/healthz"} {
+		resp, err := http.Get(p.admin + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s: %s", path, resp.Status)
+		}
+	}
+	if m := p.get(t, "/metrics"); !strings.Contains(m, fmt.Sprintf(`version=%q} 1`, stampedVersion)) {
+		t.Errorf("/metrics: octoroll_build_info without version %q:\n%s", stampedVersion, grepLines(m, "octoroll_build_info"))
+	}
+}
+
+func grepLines(text, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
