@@ -195,3 +195,26 @@ func TestCompletion(t *testing.T) {
 		t.Errorf("__complete wait x --f: %q", stdout)
 	}
 }
+
+// A pause ends status --watch with exit 4, as it ends wait: a person has to act.
+func TestStatusWatchPaused(t *testing.T) {
+	polls := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/api/v1/services/checkout" {
+			writeCanned(w, canned{200, "", api.StatusResponse{}})
+			return
+		}
+		polls++
+		d := serviceDetail()
+		if polls > 2 {
+			d.Active.State, d.Active.Reason = controller.StatePaused, "pause: canary P99 120ms > stable 100ms × 1.10"
+		}
+		writeCanned(w, canned{200, "", d})
+	}))
+	t.Cleanup(srv.Close)
+	stdout, stderr, code := runProgram(t, srv.URL, "", "status", "checkout", "--watch", "--interval", "1ms")
+	if code != ExitPaused || !strings.Contains(stderr, "rollout r-0001 of checkout is paused: pause: canary P99") || polls != 3 ||
+		strings.Count(stdout, "\n--- ") != 2 {
+		t.Errorf("exit %d after %d polls\n%s%s", code, polls, stdout, stderr)
+	}
+}

@@ -24,7 +24,8 @@ func statusCommand(a *App) *cobra.Command {
 		Long: `Services, rollout progress and proxies, or one service in depth.
 
 With --watch, status SERVICE prints the service again every --interval until its
-active rollout ends: exit 0 when it completed, 3 when it rolled back.`,
+active rollout ends: exit 0 when it completed, 3 when it rolled back, 4 when it is
+paused (as wait does).`,
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return usagef("unexpected argument %q", args[1])
@@ -51,7 +52,7 @@ active rollout ends: exit 0 when it completed, 3 when it rolled back.`,
 			return watchService(a, cl, args[0], watch, interval)
 		},
 	}
-	c.Flags().BoolVarP(&watch, "watch", "w", false, "print the service again every --interval until its rollout ends")
+	c.Flags().BoolVarP(&watch, "watch", "w", false, "print the service again every --interval until its rollout ends or pauses")
 	c.Flags().DurationVar(&interval, "interval", 0, "how often --watch polls (default 2s)")
 	return c
 }
@@ -112,16 +113,16 @@ func watchService(a *App, cl *client, name string, watch bool, interval time.Dur
 		}
 		if v.Active != nil {
 			following = v.Active.ID
+			if err := stopped(*v.Active); err != nil {
+				return err // paused: a person has to act
+			}
 		} else if following != "" {
 			// The rollout followed ended: say how.
 			var d api.RolloutDetail
 			if _, err := cl.getJSON(a.ctx, "/rollouts/"+url.PathEscape(following), nil, &d); err != nil {
 				return err
 			}
-			if d.State == controller.StateRolledBack {
-				return &exitError{code: ExitRolledBack, msg: fmt.Sprintf("rollout %s of %s rolled back: %s", d.ID, name, d.Reason)}
-			}
-			return nil
+			return stopped(d.RolloutSummary)
 		}
 		select {
 		case <-a.ctx.Done():

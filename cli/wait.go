@@ -97,10 +97,9 @@ func waitFor(a *App, cl *client, id, target string, timeout, interval time.Durat
 			if target == waitMonitoring {
 				return nil
 			}
-		case controller.StateRolledBack:
-			return &exitError{code: ExitRolledBack, msg: fmt.Sprintf("rollout %s of %s rolled back: %s", r.ID, r.Service, r.Reason)}
-		case controller.StatePaused:
-			return &exitError{code: ExitPaused, msg: fmt.Sprintf("rollout %s of %s is paused: %s", r.ID, r.Service, r.Reason)}
+		}
+		if err := stopped(r); err != nil {
+			return err
 		}
 		select {
 		case <-a.ctx.Done():
@@ -111,4 +110,17 @@ func waitFor(a *App, cl *client, id, target string, timeout, interval time.Durat
 		case <-time.After(interval):
 		}
 	}
+}
+
+// stopped is the exit of a wait on r, and of status --watch: a rolled back rollout ends
+// it with ExitRolledBack, a paused one (waiting for a person) with ExitPaused; nil while
+// the rollout may still get where it is going.
+func stopped(r api.RolloutSummary) error {
+	switch r.State {
+	case controller.StateRolledBack:
+		return &exitError{code: ExitRolledBack, msg: fmt.Sprintf("rollout %s of %s rolled back: %s", r.ID, r.Service, r.Reason)}
+	case controller.StatePaused:
+		return &exitError{code: ExitPaused, msg: fmt.Sprintf("rollout %s of %s is paused: %s", r.ID, r.Service, r.Reason)}
+	}
+	return nil
 }

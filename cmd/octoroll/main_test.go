@@ -52,6 +52,10 @@ func TestServeAndCLI(t *testing.T) {
 	if code != 4 || !strings.Contains(out, "is paused: paused by") {
 		t.Fatalf("wait on a paused rollout: exit %d, want 4\n%s", code, out)
 	}
+	out, code = cli("status", "checkout", "--watch", "--interval", "50ms")
+	if code != 4 || !strings.Contains(out, "is paused: paused by") || !strings.Contains(out, "checkout") {
+		t.Fatalf("status --watch on a paused rollout: exit %d, want 4\n%s", code, out)
+	}
 	out, code = cli("pause", "checkout")
 	if code != 0 || !strings.Contains(out, "checkout is already paused") {
 		t.Fatalf("second pause: exit %d, want 0 and already paused\n%s", code, out)
