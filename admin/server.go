@@ -18,10 +18,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
-	"gopkg.in/yaml.v3"
 
 	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
+	"github.com/octoacme/octoroll/lint"
 	"github.com/octoacme/octoroll/xds"
 )
 
@@ -406,31 +406,34 @@ func jsonErrorText(err error) string {
 	return strings.TrimPrefix(err.Error(), "json: ")
 }
 
-// DecodeSpec decodes a rollout spec in format (json or yaml) strictly. A panic of the
-// YAML decoder on hostile input is answered as a malformed body.
+// DecodeSpec decodes a rollout spec in format (json or yaml) strictly, with the decoder
+// of octoroll lint (lint.DecodeSpec). A panic on hostile input is answered as a
+// malformed body.
 func DecodeSpec(data []byte, format string) (spec controller.Spec, err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			spec, err = controller.Spec{}, errorf(http.StatusBadRequest, api.CodeBadRequest, "malformed request body")
 		}
 	}()
-	if format != formatYAML {
-		return spec, DecodeJSON(data, &spec, false)
-	}
 	if len(bytes.TrimSpace(data)) == 0 {
 		return spec, errorf(http.StatusBadRequest, api.CodeBadRequest, "empty request body")
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&spec); err != nil {
-		if err == io.EOF {
-			return spec, errorf(http.StatusBadRequest, api.CodeBadRequest, "empty YAML document")
-		}
-		return spec, errorf(http.StatusBadRequest, api.CodeBadRequest, "malformed YAML body: "+strings.TrimPrefix(err.Error(), "yaml: "))
+	if format != formatYAML && !json.Valid(data) {
+		// Said to be JSON and is not: the JSON parser's own words (YAML is sent as YAML).
+		return spec, DecodeJSON(data, &struct{}{}, false)
 	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err != io.EOF {
-		return spec, errorf(http.StatusBadRequest, api.CodeBadRequest, "malformed YAML body: exactly one document expected")
+	// The decoder of octoroll lint: every problem names line:column and the field.
+	spec, _, err = lint.DecodeSpec(specName, data)
+	if err != nil {
+		var msgs []string
+		for _, e := range lint.Problems(err) {
+			msgs = append(msgs, e.Error())
+		}
+		return controller.Spec{}, errorf(http.StatusBadRequest, api.CodeBadRequest, "malformed rollout spec: "+strings.Join(msgs, "; "))
 	}
 	return spec, nil
 }
+
+// specName is the name a rollout spec's decoding problems give the request body, as
+// lint gives the file's: "spec:7:16: stages[0].minWindow: ...".
+const specName = "spec"

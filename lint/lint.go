@@ -47,8 +47,7 @@ func File(name string, data []byte) error {
 // Spec decodes and validates a rollout spec on its own (without the catalog: whether
 // its service and versions exist is the server's pre-flight).
 func Spec(name string, data []byte) (controller.Spec, error) {
-	var spec controller.Spec
-	doc, err := catalog.Decode(name, data, &spec)
+	spec, doc, err := DecodeSpec(name, data)
 	if doc == nil || (err != nil && spec.Service == "" && spec.Canary.Version == "") {
 		// Not YAML, or nothing of a spec decoded: validation would only add noise.
 		return spec, err
@@ -76,6 +75,19 @@ func Spec(name string, data []byte) (controller.Spec, error) {
 	})
 	return spec, errors.Join(errs...)
 }
+
+// DecodeSpec decodes a rollout spec, YAML or JSON, with the catalog's strict positioned
+// decoder (catalog.Decode): a misspelt field, a wrong type or a duration without a unit
+// is a *catalog.FieldError naming name:line:column and the field. It is the decoder of
+// `octoroll lint` and of the admin API's POST /api/v1/rollouts.
+func DecodeSpec(name string, data []byte) (controller.Spec, *catalog.Document, error) {
+	var spec controller.Spec
+	doc, err := catalog.Decode(name, data, &spec)
+	return spec, doc, err
+}
+
+// Problems are err's problems one by one (errors.Join unwrapped).
+func Problems(err error) []error { return unjoin(err) }
 
 func unjoin(err error) []error {
 	if err == nil {
