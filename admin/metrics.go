@@ -247,7 +247,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.nacks, float64(st.NACKs), "all")
 		counter(c.updates, float64(st.Updates))
 		counter(c.updateErrs, float64(st.UpdateErrors))
-		counter(c.pushSeconds, st.PushDuration.Seconds())
+		counter(c.pushSeconds, st.PushDuration.D().Seconds())
 	}
 	if o.CatalogStatus != nil {
 		st := o.CatalogStatus()

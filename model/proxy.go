@@ -66,9 +66,10 @@ type XDSStats struct {
 	Updates      uint64 `json:"updates"`
 	UpdateErrors uint64 `json:"updateErrors"`
 	// PushDuration is the total time spent publishing changed resources to the open
-	// watches (building and enqueuing responses), LastPushDuration the latest.
-	PushDuration     time.Duration `json:"pushDuration"`
-	LastPushDuration time.Duration `json:"lastPushDuration"`
+	// watches (building and enqueuing responses), LastPushDuration the latest. Durations
+	// are Go duration strings in JSON, as every duration of the API.
+	PushDuration     Duration `json:"pushDuration"`
+	LastPushDuration Duration `json:"lastPushDuration"`
 	// LockHolds are the longest holds of the server's shared locks since it started.
 	LockHolds LockHolds `json:"lockHolds"`
 }
@@ -77,17 +78,17 @@ type XDSStats struct {
 type LockHolds struct {
 	// Publish serializes publishers; it is held while a publish is marshaled and its
 	// responses are enqueued, never by a proxy's request.
-	Publish time.Duration `json:"publish"`
+	Publish Duration `json:"publish"`
 	// Resources are the per-type locks over the served resources and the open
 	// watches; proxy requests take them.
-	Resources time.Duration `json:"resources"`
+	Resources Duration `json:"resources"`
 	// Tracker is the lock over the per-proxy ACK state; every request and response
 	// takes it.
-	Tracker time.Duration `json:"tracker"`
+	Tracker Duration `json:"tracker"`
 }
 
 // Max is the longest of the holds.
-func (l LockHolds) Max() time.Duration { return max(l.Publish, l.Resources, l.Tracker) }
+func (l LockHolds) Max() time.Duration { return max(l.Publish, l.Resources, l.Tracker).D() }
 
 // ProxyConfig is what octoroll sent to one proxy and what the proxy ACKed, per resource
 // type, with the resources' content: the control plane's side of Envoy's config_dump.

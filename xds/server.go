@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/octoacme/octoroll/model"
 	"github.com/octoacme/octoroll/translate"
 )
 
@@ -348,7 +349,7 @@ func (s *Server) Stats() Stats {
 	s.track.unlock()
 	pub, res := s.cache.LockHolds()
 	return Stats{
-		LockHolds:        LockHolds{Publish: pub, Resources: res, Tracker: s.track.hold.get()},
+		LockHolds:        LockHolds{Publish: model.Duration(pub), Resources: model.Duration(res), Tracker: model.Duration(s.track.hold.get())},
 		ConnectedProxies: proxies,
 		OpenStreams:      streams,
 		StreamsOpened:    s.track.streamsOpened.Load(),
@@ -357,8 +358,8 @@ func (s *Server) Stats() Stats {
 		NACKs:            s.track.nacks.Load(),
 		Updates:          s.updates.Load(),
 		UpdateErrors:     s.updateErrors.Load(),
-		PushDuration:     time.Duration(s.pushNanos.Load()),
-		LastPushDuration: time.Duration(s.lastPush.Load()),
+		PushDuration:     model.Duration(s.pushNanos.Load()),
+		LastPushDuration: model.Duration(s.lastPush.Load()),
 	}
 }
 

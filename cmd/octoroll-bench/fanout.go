@@ -72,7 +72,7 @@ func (o *octorollServer) stop() { o.cancel(); <-o.done }
 
 func (o *octorollServer) lockHold() (time.Duration, string) {
 	h := o.s.Stats().LockHolds
-	return h.Max(), fmt.Sprintf("publish %s, resources %s, tracker %s", ms(h.Publish), ms(h.Resources), ms(h.Tracker))
+	return h.Max(), fmt.Sprintf("publish %s, resources %s, tracker %s", ms(h.Publish.D()), ms(h.Resources.D()), ms(h.Tracker.D()))
 }
 
 // ---- plain go-control-plane, as its example server uses it ----
