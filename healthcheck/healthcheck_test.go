@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -486,8 +487,9 @@ func (a *answers) resolve(host string) ([]netip.Addr, error) {
 // answers: while the name has no answer it is not probed and counts neither way, so
 // that a DNS outage does not mark it unhealthy; a new answer is probed at once.
 func TestResolvedNames(t *testing.T) {
-	addr, codes := scriptedHTTP(t)
-	ap := netip.MustParseAddrPort(addr)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(srv.Close)
+	ap := netip.MustParseAddrPort(srv.Listener.Addr().String())
 	ticks, newTicker := manualTicker()
 	hc := catalog.HealthCheck{
 		Protocol: "http", Path: "/ready",
@@ -508,22 +510,29 @@ func TestResolvedNames(t *testing.T) {
 		}
 		return "undecided"
 	}
-	// No answer yet: not probed (a probe would wait on codes and stall the ticks).
+	// No answer yet: not probed (the server answers 200, so a probe would count).
 	for range 3 {
 		ticks <- time.Time{}
 	}
 	if got := state(); got != "undecided" {
 		t.Fatalf("before the name resolves: %s, want undecided", got)
 	}
-	dns.set(ap.Addr())
-	ticks <- time.Time{}
-	codes <- 200
-	ticks <- time.Time{}
-	codes <- 200
-	ticks <- time.Time{}
-	if got := state(); got != "healthy" {
-		t.Fatalf("resolved: %s, want healthy", got)
+	// until polls state, ticking the prober while it waits, until want(state) holds.
+	until := func(what string, want func(string) bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for got := state(); !want(got); got = state() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %s", what, got)
+			}
+			select {
+			case ticks <- time.Time{}:
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
 	}
+	dns.set(ap.Addr())
+	until("resolved, want healthy", func(s string) bool { return s == "healthy" })
 	dns.set() // the lookups fail
 	for range 5 {
 		ticks <- time.Time{}
@@ -533,11 +542,7 @@ func TestResolvedNames(t *testing.T) {
 	}
 	// The name moves to an address nothing listens on: probed there, and down.
 	dns.set(ap.Addr().Next()) // 127.0.0.2: the server listens on 127.0.0.1 only
-	ticks <- time.Time{}
-	ticks <- time.Time{}
-	if got := state(); !strings.HasPrefix(got, "unhealthy: ") {
-		t.Fatalf("after the name moved: %s, want unhealthy", got)
-	}
+	until("after the name moved, want unhealthy", func(s string) bool { return strings.HasPrefix(s, "unhealthy: ") })
 }
 
 // TestResolvedNamesGRPC probes a gRPC endpoint given by a DNS name through Resolve.
