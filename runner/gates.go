@@ -244,16 +244,6 @@ func (r *Runner) logGate(ro controller.Rollout, a model.GateAnswer) {
 	r.log.Info("gate hook answered", append(f, zap.String("reason", a.Reason))...)
 }
 
-// gateChecks asks the hooks of the gate point ro wants at this check (outside the
-// lock) and adds their answers to obs.
-func (r *Runner) gateChecks(ctx context.Context, ro controller.Rollout, obs *controller.Observation) {
-	point := ro.GateWanted(r.opts.Now(), obs.Freeze)
-	if point == "" {
-		return
-	}
-	obs.Gates = r.askGates(ctx, ro, point)
-}
-
 // gatesBeforePromote asks the confirmPromotion hooks for an operator's promote (not
 // forced), outside the lock, and returns cmd with their answers.
 func (r *Runner) gatesBeforePromote(ctx context.Context, service string, cmd controller.Command) controller.Command {

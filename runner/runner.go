@@ -184,6 +184,11 @@ type Runner struct {
 	gates  GateAsker
 	freeze *model.Freeze
 	bg     sync.WaitGroup
+	// calls are the blocking webhooks being asked in the background (gatecalls.go);
+	// bgCtx ends them and the onRollback tells at Close.
+	calls    gateCalls
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
 }
 
 // entry is one active rollout and the loop's bookkeeping for it.
@@ -255,6 +260,7 @@ func New(ctx context.Context, cat *catalog.Catalog, opts Options) (*Runner, erro
 	if r.http == nil {
 		r.http = smoke.New(r.log, smoke.Options{})
 	}
+	r.bgCtx, r.bgCancel = context.WithCancel(context.Background())
 	r.gates = opts.Gates
 	if r.gates == nil {
 		r.gates = gate.New(gate.Options{})
