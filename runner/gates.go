@@ -264,48 +264,5 @@ func (r *Runner) gatesBeforePromote(ctx context.Context, service string, cmd con
 	return cmd
 }
 
-// tellRollback tells ro's onRollback hooks about its rollback, in the background: the
-// rollback never waits for them. Each hook is asked until it answers go or no-go, at
-// most onRollbackRounds times (each with its own attempts and backoff); every answer
-// that changed is recorded as a gate event of the rollout.
-func (r *Runner) tellRollback(ro controller.Rollout) {
-	hooks := ro.Plan.Gates.OnRollback
-	if len(hooks) == 0 {
-		return
-	}
-	r.bg.Add(len(hooks))
-	for _, h := range hooks {
-		go func() {
-			defer r.bg.Done()
-			ctx := context.Background()
-			last := ""
-			for round := 0; round < onRollbackRounds; round++ {
-				a := r.gates.Ask(ctx, h, gateRequest(ro, model.GateOnRollback))
-				r.logGate(ro, a)
-				if seen := a.Answer + "|" + a.Reason + "|" + a.Error; seen != last {
-					last = seen
-					ev := controller.Event{Time: r.opts.Now(), Kind: controller.EventGate, RolloutID: ro.ID, Service: ro.Service,
-						State: ro.State, Stage: ro.Stage, Generation: ro.Generation, Gate: &a, Reason: a.Summary()}
-					if err := r.Record(ev); err != nil {
-						r.log.Error("record onRollback answer", zap.String("rollout", ro.ID), zap.Error(err))
-					}
-				}
-				if a.Answer == model.AnswerGo || a.Answer == model.AnswerNoGo {
-					return
-				}
-				t := time.NewTimer(onRollbackPause)
-				<-t.C
-			}
-		}()
-	}
-}
-
-// onRollbackRounds bounds how often an onRollback hook that answers wait or gives no
-// answer is asked again, onRollbackPause apart.
-const (
-	onRollbackRounds = 5
-	onRollbackPause  = 10 * time.Second
-)
-
 // WaitHooks waits until the onRollback hooks told in the background are done.
 func (r *Runner) WaitHooks() { r.bg.Wait() }

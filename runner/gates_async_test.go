@@ -2,6 +2,8 @@ package runner_test
 
 import (
 	"context"
+	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -130,5 +132,74 @@ func TestGateRetryAfter(t *testing.T) {
 	h.step()
 	if got := h.persisted(ro.ID); got.State != controller.StateProgressing {
 		t.Fatalf("after the go: %s (%s)", got.State, got.Reason)
+	}
+}
+
+// TestOnRollbackToldAfterRestart: an onRollback hook failing (HTTP 500) when octoroll
+// stops is told after the restart, from the real bbolt store, with the same request id
+// as before; once it answered, the notification leaves the store and a further
+// restart tells nothing.
+func TestOnRollbackToldAfterRestart(t *testing.T) {
+	recv := &hookReceiver{secret: []byte("s3cret"), answer: "500"}
+	addr := serveApp(t, recv)
+	h := gateHarness(t, testCatalog(t, "127.0.0.1:1", "127.0.0.1:2"))
+	ctx := context.Background()
+	ro, err := h.run.Start(ctx, gatedSpec(addr, secretFile(t, "s3cret"), time.Second, model.GateOnRollback), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.run.Command(ctx, svcName, controller.Command{Kind: controller.CmdAbort, Actor: "alice", Reason: "bad build"}); err != nil {
+		t.Fatal(err)
+	}
+	// The first round (three attempts) fails and is recorded; octoroll then stops
+	// while it waits for the next round.
+	deadline := time.Now().Add(waitTimeout)
+	for len(gateEvents(h.events(ro.ID))) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the onRollback hook's first round was not recorded")
+		}
+		time.Sleep(10 * time.Millisecond) // poll interval
+	}
+	ids := h.run.PendingTells()
+	if len(ids) != 1 {
+		t.Fatalf("pending notifications %v", ids)
+	}
+	h.restart()
+	var saved []struct {
+		ID     string `json:"id"`
+		Rounds int    `json:"rounds"`
+	}
+	doc, err := h.st.GetState("gates/onRollback")
+	if err != nil || json.Unmarshal(doc, &saved) != nil || len(saved) != 1 || saved[0].ID != ids[0] || saved[0].Rounds != 1 {
+		t.Fatalf("persisted notifications %s, %v", doc, err)
+	}
+	before := len(recv.requests())
+	recv.set(model.AnswerGo)
+	h.run.Evaluate(ctx)
+	h.run.WaitHooks()
+	reqs := recv.requests()
+	recv.mu.Lock()
+	seen := slices.Clone(recv.ids)
+	recv.mu.Unlock()
+	if len(reqs) != before+1 || reqs[len(reqs)-1].Point != model.GateOnRollback || reqs[len(reqs)-1].ID != ids[0] {
+		t.Fatalf("after the restart: %d requests (before %d), last %+v", len(reqs), before, reqs[len(reqs)-1])
+	}
+	for i, id := range seen {
+		if id != ids[0] {
+			t.Fatalf("request %d has id %q, want %q for every request of the notification", i, id, ids[0])
+		}
+	}
+	if p := h.run.PendingTells(); len(p) != 0 {
+		t.Fatalf("still pending after the go: %v", p)
+	}
+	answers := gateEvents(h.events(ro.ID))
+	if last := answers[len(answers)-1]; last.Point != model.GateOnRollback || last.Answer != model.AnswerGo {
+		t.Fatalf("last answer %+v", last)
+	}
+	h.restart()
+	h.run.Evaluate(ctx)
+	h.run.WaitHooks()
+	if n := len(recv.requests()); n != before+1 {
+		t.Fatalf("told again after it answered: %d requests", n)
 	}
 }

@@ -304,8 +304,10 @@ func (r *Runner) commitLocked(ctx context.Context, e *entry, next controller.Rol
 	}
 	if restore {
 		// The restore watch is on disk before the rollback: whoever loads the rollback
-		// (a restart, the next leader) watches its restore.
+		// (a restart, the next leader) watches its restore. So are the onRollback
+		// notifications: whoever loads them tells the hooks.
 		r.putRestore(next.Service, restoreDoc{RolloutID: next.ID})
+		r.noteTells(next)
 	}
 	err = r.persistLocked("rollout "+next.ID, restore, next.ID, func() error {
 		if _, err := r.opts.Store.PutRollout(next.ID, next.Service, !terminal, doc, sevs); err != nil {

@@ -187,6 +187,7 @@ type Runner struct {
 	// calls are the blocking webhooks being asked in the background (gatecalls.go);
 	// bgCtx ends them and the onRollback tells at Close.
 	calls    gateCalls
+	tells    tells
 	bgCtx    context.Context
 	bgCancel context.CancelFunc
 }
@@ -265,6 +266,7 @@ func New(ctx context.Context, cat *catalog.Catalog, opts Options) (*Runner, erro
 	if r.gates == nil {
 		r.gates = gate.New(gate.Options{})
 	}
+	r.tells.pending, r.tells.running = map[string]*pendingTell{}, map[string]bool{}
 	if err := r.loadFreeze(); err != nil {
 		return nil, err
 	}
@@ -488,8 +490,10 @@ func (r *Runner) Evaluate(ctx context.Context) {
 // evaluate checks every rollout that is due, and those of the services in force at once.
 func (r *Runner) evaluate(ctx context.Context, force map[string]bool) {
 	if !r.leading() {
+		r.tellsFollowing()
 		return // a follower serves what the leader persisted and decides nothing
 	}
+	r.resumeTells()
 	now := r.opts.Now()
 	r.mu.Lock()
 	var due []string
