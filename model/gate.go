@@ -374,6 +374,8 @@ func ValidateFreezeWindows(ws []FreezeWindow, prefix string, add func(field, msg
 		}
 		if strings.TrimSpace(w.Reason) == "" {
 			add(f+".reason", "required: shown with the freeze")
+		} else if err := CheckLength(f+".reason", w.Reason, MaxReasonLen); err != nil {
+			add(f+".reason", strings.TrimPrefix(err.Error(), f+".reason: "))
 		}
 	}
 }

@@ -33,10 +33,10 @@ var (
 	ErrReasonRequired = errors.New("a reason is required")
 )
 
-// Event kinds of the freeze switch (recorded without a rollout).
+// Event kinds of the freeze switch (recorded without a rollout, and notified).
 const (
-	EventFrozen   = "frozen"
-	EventUnfrozen = "unfrozen"
+	EventFrozen   = model.EventFrozen
+	EventUnfrozen = model.EventUnfrozen
 )
 
 // freezeKey is the store key of the freeze set by a person.
@@ -121,6 +121,9 @@ func (r *Runner) Freeze(_ context.Context, reason, actor string) (FreezeStatus, 
 	if reason == "" {
 		return FreezeStatus{}, fmt.Errorf("freeze: reason: %w", ErrReasonRequired)
 	}
+	if err := model.CheckLength("reason", reason, model.MaxReasonLen); err != nil {
+		return FreezeStatus{}, fmt.Errorf("freeze: %w", err)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.opts.Now()
@@ -140,6 +143,9 @@ func (r *Runner) Freeze(_ context.Context, reason, actor string) (FreezeStatus, 
 // Unfreeze lifts the freeze set by a person (ErrNotFrozen when there is none); the
 // catalog's freeze windows stay in force until they end.
 func (r *Runner) Unfreeze(_ context.Context, reason, actor string) (FreezeStatus, error) {
+	if err := model.CheckLength("reason", strings.TrimSpace(reason), model.MaxReasonLen); err != nil {
+		return FreezeStatus{}, fmt.Errorf("unfreeze: %w", err)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.opts.Now()
@@ -184,9 +190,14 @@ func (r *Runner) putFreezeLocked(f *model.Freeze) error {
 	})
 }
 
+// recordFreeze records a freeze or an unfreeze and notifies it (with several
+// replicas the leader notifies it from the event log).
 func (r *Runner) recordFreeze(ev controller.Event) {
 	if err := r.Record(ev); err != nil {
 		r.log.Error("record freeze event", zap.String("kind", ev.Kind), zap.Error(err))
+	}
+	if r.opts.Notify != nil {
+		r.opts.Notify.Notify(ev, controller.Rollout{})
 	}
 }
 
