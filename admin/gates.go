@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/octoacme/octoroll/admin/api"
+	"github.com/octoacme/octoroll/model"
 	"github.com/octoacme/octoroll/runner"
 )
 
@@ -84,6 +85,9 @@ func (s *Server) setFreeze(on bool) func(w http.ResponseWriter, r *http.Request)
 			return err
 		}
 		req.Reason = strings.TrimSpace(req.Reason)
+		if err := model.CheckLength("reason", req.Reason, model.MaxReasonLen); err != nil {
+			return errorf(http.StatusBadRequest, api.CodeBadRequest, err.Error())
+		}
 		if on && req.Reason == "" {
 			return errorf(http.StatusBadRequest, api.CodeReasonRequired, "reason: a freeze needs a reason (shown with it)")
 		}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/octoacme/octoroll/admin/api"
 	"github.com/octoacme/octoroll/controller"
+	"github.com/octoacme/octoroll/model"
 )
 
 // TestAPIFreeze drives the freeze switch through the API against the real runner: a
@@ -19,11 +20,12 @@ func TestAPIFreeze(t *testing.T) {
 		t.Fatalf("frozen at the start: %+v", st)
 	}
 	expect(t, "freeze without a reason", f.do(t, req{method: "POST", path: "/api/v1/freeze", body: `{"reason":"  "}`}), 400, api.CodeReasonRequired)
+	expect(t, "freeze with a reason over the limit", f.do(t, req{method: "POST", path: "/api/v1/freeze", body: `{"reason":"` + strings.Repeat("x", model.MaxReasonLen+1) + `"}`}), 400, api.CodeBadRequest)
 	expect(t, "freeze with an unknown field", f.do(t, req{method: "POST", path: "/api/v1/freeze", body: `{"reason":"x","until":"tomorrow"}`}), 400, api.CodeBadRequest)
 	expect(t, "freeze without a token", f.do(t, req{method: "POST", path: "/api/v1/freeze", body: `{"reason":"x"}`, token: ptr("")}), 401, api.CodeUnauthorized)
 	r := f.do(t, req{method: "POST", path: "/api/v1/freeze", body: `{"reason":"incident 42"}`, header: actor})
 	expect(t, "freeze", r, 200, "")
-	if st := decode[api.FreezeStatus](t, r); !st.Frozen || st.Manual == nil || st.Manual.By != "bob" || !strings.Contains(st.Summary, "frozen by bob") {
+	if st := decode[api.FreezeStatus](t, r); !st.Frozen || st.Manual == nil || st.Manual.By != "admin (note: bob)" || !strings.Contains(st.Summary, "frozen by admin (note: bob)") {
 		t.Fatalf("freeze answer %+v", st)
 	}
 	status := decode[api.StatusResponse](t, f.do(t, req{method: "GET", path: "/api/v1/status"}))
@@ -44,7 +46,7 @@ func TestAPIFreeze(t *testing.T) {
 		t.Fatalf("override not recorded: %+v", d.Rollout.Spec.OverrideFreeze)
 	}
 	evs := decode[api.EventsResponse](t, f.do(t, req{method: "GET", path: "/api/v1/events?kind=freeze_override"}))
-	if len(evs.Events) != 1 || evs.Events[0].Actor != "bob" || evs.Events[0].Freeze == nil {
+	if len(evs.Events) != 1 || evs.Events[0].Actor != "admin (note: bob)" || evs.Events[0].Freeze == nil {
 		t.Fatalf("override events %+v", evs.Events)
 	}
 	// The override is the rollout's: its advances go through the freeze too, recorded.
@@ -70,12 +72,12 @@ func TestAPIApprove(t *testing.T) {
 	r := f.do(t, req{method: "POST", path: "/api/v1/services/checkout/approve", body: `{"reason":"QA signed off"}`,
 		header: map[string]string{api.ActorHeader: "carol"}})
 	expect(t, "approve", r, 200, "")
-	if d := decode[api.RolloutDetail](t, r); d.Rollout.Progress.Approved == nil || d.Rollout.Progress.Approved.By != "carol" {
+	if d := decode[api.RolloutDetail](t, r); d.Rollout.Progress.Approved == nil || d.Rollout.Progress.Approved.By != "admin (note: carol)" {
 		t.Fatalf("approval not recorded: %+v", d.Rollout.Progress.Approved)
 	}
 	expect(t, "approve twice", f.do(t, req{method: "POST", path: "/api/v1/services/checkout/approve"}), 409, api.CodeInvalidState)
 	evs := decode[api.EventsResponse](t, f.do(t, req{method: "GET", path: "/api/v1/events?kind=" + controller.EventApproved}))
-	if len(evs.Events) != 1 || evs.Events[0].Actor != "carol" || !strings.Contains(evs.Events[0].Reason, "QA signed off") {
+	if len(evs.Events) != 1 || evs.Events[0].Actor != "admin (note: carol)" || !strings.Contains(evs.Events[0].Reason, "QA signed off") {
 		t.Fatalf("approval events %+v", evs.Events)
 	}
 	bad := strings.Replace(testSpecJSON, `"smokeChecks"`, `"stages":[{"percent":5,"minWindow":"10m","approval":"maybe"}],"smokeChecks"`, 1)

@@ -66,6 +66,8 @@ const (
 	EventMonitoringClosed = model.EventMonitoringClosed
 	EventPublishFailed    = model.EventPublishFailed
 	EventPublished        = model.EventPublished
+	EventFrozen           = model.EventFrozen
+	EventUnfrozen         = model.EventUnfrozen
 )
 
 // EventNames returns every rollout event name, in lifecycle order (model.EventNames).

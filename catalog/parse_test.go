@@ -182,7 +182,7 @@ notifications:
 		`catalog.yaml:15:13: services[1].stable: "v3" is not one of the versions (v1)`,
 		`catalog.yaml:18:33: services[1].versions[0].endpoints[1]: "::1:80": want host:port (IPv6 in brackets): too many colons in address`,
 		`catalog.yaml:21:10: notifications[0].url: "ftp://x": want an http or https URL`,
-		`catalog.yaml:22:23: notifications[0].events[1]: "finished": unknown event, want one of started, stage_advanced, paused, resumed, rolled_back, completed, monitoring_closed, publish_failed, published`,
+		`catalog.yaml:22:23: notifications[0].events[1]: "finished": unknown event, want one of started, stage_advanced, paused, resumed, rolled_back, completed, monitoring_closed, publish_failed, published, frozen, unfrozen`,
 	}
 	got := strings.Split(err.Error(), "\n")
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -588,7 +588,7 @@ func TestValidateAlertSelectors(t *testing.T) {
 
 func TestEventNames(t *testing.T) {
 	names := EventNames()
-	if len(names) != 9 {
+	if len(names) != 11 {
 		t.Fatalf("EventNames() = %v", names)
 	}
 	for _, n := range names {

@@ -625,7 +625,7 @@ func (r Rollout) stepStage(now time.Time, obs Observation) (Rollout, []Event) {
 		if r.needsApproval() {
 			return r.decide(now, DecisionHold, fmt.Sprintf("waiting for approval of stage %s (octoroll approve %s)", st.Name, r.Service), CauseApproval, v.numbers, EventHold)
 		}
-		g := r.gate(now, model.GateConfirmPromotion, obs.Gates)
+		g := r.gate(now, model.GateConfirmPromotion, obs.Gates, obs.GatesPending)
 		switch g.outcome {
 		case gateNoGo:
 			return r.gateNoGo(now, g, v.numbers)
@@ -780,7 +780,7 @@ func (r Rollout) stepMonitoring(now time.Time, obs Observation) (Rollout, []Even
 	gated := len(r.Plan.Gates.PostRollout) > 0 && !r.PostRolloutPassed
 	var gateReason string
 	if gated {
-		g := r.gate(now, model.GatePostRollout, obs.Gates)
+		g := r.gate(now, model.GatePostRollout, obs.Gates, obs.GatesPending)
 		evs = append(evs, g.events...)
 		switch g.outcome {
 		case gateNoGo:
@@ -798,6 +798,16 @@ func (r Rollout) stepMonitoring(now time.Time, obs Observation) (Rollout, []Even
 		if gated {
 			r2, more := r.decide(now, DecisionHold, fmt.Sprintf("monitoring window of %s closed; %s", Duration(end), gateReason), CauseGate, nil, EventHold)
 			return r2, append(evs, more...)
+		}
+		if r.holdback() > 0 {
+			// Completing moves the holdback's traffic to the canary: a weight change
+			// forward, which a freeze holds as it holds an advance.
+			if r.frozen(obs.Freeze) {
+				r2, more := r.decide(now, DecisionHold, fmt.Sprintf("monitoring window of %s closed; completing ends the holdback: %s",
+					Duration(end), obs.Freeze.Summary()), CauseFrozen, nil, EventHold)
+				return r2, append(evs, more...)
+			}
+			evs = append(evs, r.noteFreezeOverride(now, obs.Freeze, r.Spec.OverrideFreeze, "", "completed, ending the holdback,")...)
 		}
 		r2, more := r.complete(now, fmt.Sprintf("monitoring window of %s closed without a no-go", Duration(end)), "")
 		return r2, append(evs, more...)
@@ -923,7 +933,7 @@ func (r Rollout) Apply(now time.Time, cmd Command) (Rollout, []Event, error) {
 		}
 		var gevs []Event
 		if len(r.Plan.Gates.ConfirmPromotion) > 0 && !cmd.Force {
-			g := r.gate(now, model.GateConfirmPromotion, cmd.Gates)
+			g := r.gate(now, model.GateConfirmPromotion, cmd.Gates, nil)
 			switch g.outcome {
 			case gateNoGo:
 				g.reason = fmt.Sprintf("%s (asked for the promote by %s)", g.reason, who)
@@ -960,7 +970,20 @@ func (r Rollout) Apply(now time.Time, cmd Command) (Rollout, []Event, error) {
 		if len(r.Plan.Gates.PostRollout) > 0 && !r.PostRolloutPassed && !cmd.Force {
 			return orig, nil, fmt.Errorf("%s: the postRollout gate has not answered go (force overrides): %w", cmd.Kind, ErrGateHeld)
 		}
-		r, evs = r.complete(now, "monitoring window closed early by "+who+why, who)
+		if r.holdback() > 0 {
+			// Finishing ends the holdback: traffic moves forward, held by a freeze.
+			overrideFreeze := strings.TrimSpace(cmd.OverrideFreeze)
+			if r.frozen(cmd.Freeze) && overrideFreeze == "" {
+				return orig, nil, fmt.Errorf("%s: it ends the holdback during a freeze: %s (override it with a reason): %w", cmd.Kind, cmd.Freeze.Summary(), ErrFrozen)
+			}
+			if overrideFreeze == "" {
+				overrideFreeze = r.Spec.OverrideFreeze
+			}
+			evs = r.noteFreezeOverride(now, cmd.Freeze, overrideFreeze, who, "finished, ending the holdback,")
+		}
+		var more []Event
+		r, more = r.complete(now, "monitoring window closed early by "+who+why, who)
+		evs = append(evs, more...)
 	default:
 		return orig, nil, fmt.Errorf("%q: %w", cmd.Kind, ErrUnknownCommand)
 	}

@@ -11,9 +11,11 @@ import (
 
 // How gates, approvals and freezes take part in a rollout.
 //
-// Gates are blocking webhooks. The loop asks GateWanted before each check, calls the
-// hooks of the point it names (outside the engine: the engine does no I/O) and hands
-// their answers to Step in Observation.Gates; the engine decides:
+// Gates are blocking webhooks. The loop asks GateWanted at each check and calls the
+// hooks of the point it names in the background (outside the engine: the engine does
+// no I/O), one call per rollout and point at a time; it hands each answer to Step once,
+// in Observation.Gates, at the first check after it came, and names the hooks still
+// being asked in Observation.GatesPending. The engine decides:
 //
 //   - preRollout: a pending rollout starts only when every hook answered go;
 //   - confirmPromotion: a stage whose window passed advances only on every hook's go;
@@ -122,14 +124,20 @@ type gateResult struct {
 
 // gate reads the answers of point's hooks in answers and records each one that
 // changed since the hook's last recorded answer in the stage.
-func (r *Rollout) gate(now time.Time, point string, answers []GateAnswer) gateResult {
+// A hook without an answer that the loop is asking (pending) holds with what it waits
+// for; one neither answered nor pending was not asked yet.
+func (r *Rollout) gate(now time.Time, point string, answers []GateAnswer, pending []GatePending) gateResult {
 	hooks := r.Plan.Gates.At(point)
 	res := gateResult{outcome: gatePass}
 	var missing, held []string
 	for _, h := range hooks {
 		i := slices.IndexFunc(answers, func(a GateAnswer) bool { return a.Point == point && a.Hook == h.Name })
 		if i < 0 {
-			missing = append(missing, h.Name)
+			if j := slices.IndexFunc(pending, func(p GatePending) bool { return p.Point == point && p.Hook == h.Name }); j >= 0 {
+				held = append(held, pending[j].Summary())
+			} else {
+				missing = append(missing, h.Name)
+			}
 			continue
 		}
 		a := answers[i]

@@ -353,8 +353,13 @@ type Observation struct {
 	// Convergence is the xds layer's view of a weights generation.
 	Convergence Convergence
 	// Gates are the answers of the hooks of the gate point Rollout.GateWanted asked
-	// for at this check.
+	// for, received since the last check: the loop asks the hooks in the background
+	// and hands each answer once.
 	Gates []GateAnswer
+	// GatesPending are the hooks of that point the loop is still asking (or will ask
+	// again once a wait answer's retryAfter passed): they hold, as a missing answer
+	// does, and the hold says so.
+	GatesPending []GatePending
 	// Freeze is the freeze in force at this check, nil when none: no start, no advance
 	// (unless the spec overrides it).
 	Freeze *Freeze

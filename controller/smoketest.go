@@ -86,7 +86,7 @@ func (r Rollout) startAfterSmoke(now time.Time, obs Observation) (Rollout, []Eve
 		if missing := r.smokeMissing(obs); len(missing) > 0 {
 			return r.decide(now, DecisionHold, "waiting for smoke tests: "+strings.Join(missing, ", "), CauseSmoke, nil, EventHold)
 		}
-		g := r.gate(now, model.GatePreRollout, obs.Gates)
+		g := r.gate(now, model.GatePreRollout, obs.Gates, obs.GatesPending)
 		switch g.outcome {
 		case gateNoGo:
 			return r.gateNoGo(now, g, nil)

@@ -136,6 +136,9 @@ type Webhook = model.Webhook
 // GateAnswer is one hook's answer at a gate point (model.GateAnswer).
 type GateAnswer = model.GateAnswer
 
+// GatePending is a hook the loop is asking, or will ask again (model.GatePending).
+type GatePending = model.GatePending
+
 // Freeze is a freeze in force (model.Freeze).
 type Freeze = model.Freeze
 

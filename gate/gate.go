@@ -7,6 +7,11 @@
 //
 //	Content-Type:         application/json
 //	X-Octoroll-Gate:      the gate point (preRollout, confirmPromotion, postRollout, onRollback)
+//	X-Octoroll-Gate-Id:   the request's id (also "id" in the body): the same for every
+//	                      attempt of one question; an onRollback notification keeps
+//	                      its id across restarts of octoroll, so a receiver told twice
+//	                      (octoroll stopped before it recorded the answer) drops the
+//	                      repeat
 //	X-Octoroll-Timestamp: the time of the request in Unix seconds
 //	X-Octoroll-Signature: sha256=HEX, the HMAC-SHA256 of TIMESTAMP + "." + BODY keyed
 //	                      with the hook's shared secret (the contents of its secretFile)
@@ -19,10 +24,14 @@
 //
 // A 2xx response whose JSON body is an Answer: {"answer": "go"} passes, {"answer":
 // "no-go", "reason": "…"} fails (the hook's onFail says what that does), {"answer":
-// "wait", "reason": "…"} holds and is asked again at the next check. Anything else
+// "wait", "reason": "…"} holds and is asked again at the next check, or, with
+// "retryAfter": "5m" (a Go duration, at most model.MaxGateRetryAfter), not before that
+// long has passed. Anything else
 // gives no answer and holds, never passes: the hook unreachable, a timeout, a status
 // other than 2xx, a body that is not the contract. Such a request is retried within
-// the check (Webhook.Attempts, with backoff), except on a 4xx other than 408 and 429.
+// the question (Webhook.Attempts, with backoff), except on a 4xx other than 408 and
+// 429. The reason is kept up to model.MaxReasonLen bytes, the body up to
+// model.MaxGateBody.
 package gate
 
 import (
@@ -48,6 +57,7 @@ import (
 // Request headers.
 const (
 	HeaderGate      = "X-Octoroll-Gate"
+	HeaderID        = "X-Octoroll-Gate-Id"
 	HeaderTimestamp = "X-Octoroll-Timestamp"
 	HeaderSignature = "X-Octoroll-Signature"
 	// SignaturePrefix starts the signature header's value.
@@ -62,6 +72,8 @@ const maxRead = 64 << 10
 
 // Request is the JSON body POSTed to a hook.
 type Request struct {
+	// ID identifies the question (X-Octoroll-Gate-Id): see RequestID.
+	ID string `json:"id,omitempty"`
 	// Point is the gate point; Hook the hook's name.
 	Point string `json:"point"`
 	Hook  string `json:"hook"`
@@ -98,6 +110,20 @@ type Answer struct {
 	Answer string `json:"answer"`
 	// Reason says why; recorded with the answer.
 	Reason string `json:"reason,omitempty"`
+	// RetryAfter is, with a wait, how long octoroll waits before asking again: a Go
+	// duration ("90s", "5m"), at most model.MaxGateRetryAfter.
+	RetryAfter string `json:"retryAfter,omitempty"`
+}
+
+// RequestID is the id of a question made of parts (rollout id, point, hook, ...): the
+// first 16 bytes of their SHA-256, in hex. The same parts give the same id.
+func RequestID(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 // Sign returns the signature header value of body sent at timestamp (Unix seconds)
@@ -237,6 +263,9 @@ func (c *Client) once(ctx context.Context, hook model.Webhook, req Request, out 
 	hr.Header.Set("Content-Type", "application/json")
 	hr.Header.Set("User-Agent", c.opts.UserAgent)
 	hr.Header.Set(HeaderGate, req.Point)
+	if req.ID != "" {
+		hr.Header.Set(HeaderID, req.ID)
+	}
 	hr.Header.Set(HeaderTimestamp, ts)
 	hr.Header.Set(HeaderSignature, Sign(secret, ts, body))
 	resp, err := c.opts.Client.Do(hr)
@@ -277,7 +306,16 @@ func (c *Client) once(ctx context.Context, hook model.Webhook, req Request, out 
 	}
 	switch a.Answer {
 	case model.AnswerGo, model.AnswerNoGo, model.AnswerWait:
-		out.Answer, out.Reason = a.Answer, clip(a.Reason, model.MaxGateBody)
+		var after time.Duration
+		if a.RetryAfter != "" && a.Answer == model.AnswerWait {
+			d, err := time.ParseDuration(a.RetryAfter)
+			if err != nil || d < 0 {
+				out.Error = fmt.Sprintf(`retryAfter %q: want a Go duration such as "5m"`, clip(a.RetryAfter, 40))
+				return true
+			}
+			after = min(d, model.MaxGateRetryAfter)
+		}
+		out.Answer, out.Reason, out.RetryAfter = a.Answer, clip(strings.ToValidUTF8(a.Reason, "\uFFFD"), model.MaxReasonLen), model.Duration(after)
 		return false
 	}
 	out.Error = fmt.Sprintf(`answer %q: want "go", "no-go" or "wait"`, clip(a.Answer, 40))

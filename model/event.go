@@ -18,6 +18,11 @@ const (
 	EventPublishFailed = "publish_failed"
 	// EventPublished: a service whose publication failed is served again.
 	EventPublished = "published"
+	// EventFrozen: a person froze every rollout start and advance (octoroll freeze),
+	// or changed the freeze's reason; EventUnfrozen: the freeze was lifted. Neither
+	// belongs to a rollout.
+	EventFrozen   = "frozen"
+	EventUnfrozen = "unfrozen"
 )
 
 // EventNames returns every rollout event name, in lifecycle order. The slice is a
@@ -26,7 +31,7 @@ func EventNames() []string {
 	return []string{
 		EventStarted, EventStageAdvanced, EventPaused, EventResumed,
 		EventRolledBack, EventCompleted, EventMonitoringClosed,
-		EventPublishFailed, EventPublished,
+		EventPublishFailed, EventPublished, EventFrozen, EventUnfrozen,
 	}
 }
 

@@ -49,8 +49,6 @@ const (
 const (
 	DefaultGateTimeout  = 10 * time.Second
 	DefaultGateAttempts = 3
-	// MaxGateBody bounds the response body kept in events and reports.
-	MaxGateBody = 1024
 )
 
 // Webhook is one blocking gate: an HTTP endpoint octoroll POSTs a signed JSON request
@@ -235,8 +233,12 @@ type GateAnswer struct {
 	Point string `json:"point"`
 	// Answer is go, no-go, wait or error (no answer: see AnswerError).
 	Answer string `json:"answer"`
-	// Reason is the hook's own reason, from its JSON answer.
+	// Reason is the hook's own reason, from its JSON answer (at most MaxReasonLen
+	// bytes).
 	Reason string `json:"reason,omitempty"`
+	// RetryAfter is, with a wait, how long the hook asked octoroll to wait before
+	// asking again (at most MaxGateRetryAfter).
+	RetryAfter Duration `json:"retryAfter,omitempty"`
 	// Status is the HTTP status of the last attempt (0: no response).
 	Status int `json:"status,omitempty"`
 	// Body is the start of the last response body (at most MaxGateBody bytes).
@@ -269,7 +271,28 @@ func (a GateAnswer) Summary() string {
 	if a.Reason != "" {
 		s += ": " + a.Reason
 	}
+	if a.Answer == AnswerWait && a.RetryAfter > 0 {
+		s += " (retry after " + a.RetryAfter.String() + ")"
+	}
 	return s
+}
+
+// GatePending is a hook octoroll is asking in the background, or will ask again at
+// RetryAt (a wait answer's retryAfter): no answer yet, so it holds.
+type GatePending struct {
+	Hook  string `json:"hook"`
+	Point string `json:"point"`
+	// RetryAt is when the hook is asked again; zero while a request is in flight.
+	RetryAt time.Time `json:"retryAt,omitzero"`
+}
+
+// Summary says what the hook is waiting for: `asking hook "qa"`, `hook "qa" asked
+// again at 2026-03-02T10:05:00Z (retryAfter)`.
+func (p GatePending) Summary() string {
+	if p.RetryAt.IsZero() {
+		return fmt.Sprintf("asking hook %q", p.Hook)
+	}
+	return fmt.Sprintf("hook %q asked again at %s (retryAfter)", p.Hook, p.RetryAt.UTC().Format(time.RFC3339))
 }
 
 // Freeze stops every rollout start and stage advance on every service while it is in
@@ -351,6 +374,8 @@ func ValidateFreezeWindows(ws []FreezeWindow, prefix string, add func(field, msg
 		}
 		if strings.TrimSpace(w.Reason) == "" {
 			add(f+".reason", "required: shown with the freeze")
+		} else if err := CheckLength(f+".reason", w.Reason, MaxReasonLen); err != nil {
+			add(f+".reason", strings.TrimPrefix(err.Error(), f+".reason: "))
 		}
 	}
 }

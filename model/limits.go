@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"time"
 	"unicode/utf8"
 )
 
@@ -19,7 +20,14 @@ const (
 	// MaxTextLen bounds a paragraph: a release summary, a rollback plan, one item of the
 	// release notes' lists, a reported check's detail.
 	MaxTextLen = 4096
+	// MaxGateBody bounds the start of a gate hook's response body kept in events and
+	// reports (a hook's reason is a reason: MaxReasonLen).
+	MaxGateBody = 1024
 )
+
+// MaxGateRetryAfter bounds the retryAfter of a hook's wait answer: a longer one is
+// taken as this long, so a hook cannot silence itself for days.
+const MaxGateRetryAfter = 15 * time.Minute
 
 // CheckLength returns an error naming field when v is longer than max bytes or not
 // UTF-8.

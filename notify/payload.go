@@ -328,6 +328,10 @@ func headline(p Payload, name string) string {
 		return fmt.Sprintf("NOT PUBLISHED: %s keeps its last good resources; octoroll retries", p.Service)
 	case catalog.EventPublished:
 		return fmt.Sprintf("Published again: %s is served its desired state", p.Service)
+	case catalog.EventFrozen:
+		return "FROZEN: no rollout starts or advances on any service until unfrozen"
+	case catalog.EventUnfrozen:
+		return "Unfrozen: rollouts start and advance again"
 	}
 	return fmt.Sprintf("%s: %s", p.Event, name)
 }

@@ -33,10 +33,10 @@ var (
 	ErrReasonRequired = errors.New("a reason is required")
 )
 
-// Event kinds of the freeze switch (recorded without a rollout).
+// Event kinds of the freeze switch (recorded without a rollout, and notified).
 const (
-	EventFrozen   = "frozen"
-	EventUnfrozen = "unfrozen"
+	EventFrozen   = model.EventFrozen
+	EventUnfrozen = model.EventUnfrozen
 )
 
 // freezeKey is the store key of the freeze set by a person.
@@ -121,6 +121,9 @@ func (r *Runner) Freeze(_ context.Context, reason, actor string) (FreezeStatus, 
 	if reason == "" {
 		return FreezeStatus{}, fmt.Errorf("freeze: reason: %w", ErrReasonRequired)
 	}
+	if err := model.CheckLength("reason", reason, model.MaxReasonLen); err != nil {
+		return FreezeStatus{}, fmt.Errorf("freeze: %w", err)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.opts.Now()
@@ -140,6 +143,9 @@ func (r *Runner) Freeze(_ context.Context, reason, actor string) (FreezeStatus, 
 // Unfreeze lifts the freeze set by a person (ErrNotFrozen when there is none); the
 // catalog's freeze windows stay in force until they end.
 func (r *Runner) Unfreeze(_ context.Context, reason, actor string) (FreezeStatus, error) {
+	if err := model.CheckLength("reason", strings.TrimSpace(reason), model.MaxReasonLen); err != nil {
+		return FreezeStatus{}, fmt.Errorf("unfreeze: %w", err)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.opts.Now()
@@ -184,9 +190,14 @@ func (r *Runner) putFreezeLocked(f *model.Freeze) error {
 	})
 }
 
+// recordFreeze records a freeze or an unfreeze and notifies it (with several
+// replicas the leader notifies it from the event log).
 func (r *Runner) recordFreeze(ev controller.Event) {
 	if err := r.Record(ev); err != nil {
 		r.log.Error("record freeze event", zap.String("kind", ev.Kind), zap.Error(err))
+	}
+	if r.opts.Notify != nil {
+		r.opts.Notify.Notify(ev, controller.Rollout{})
 	}
 }
 
@@ -244,16 +255,6 @@ func (r *Runner) logGate(ro controller.Rollout, a model.GateAnswer) {
 	r.log.Info("gate hook answered", append(f, zap.String("reason", a.Reason))...)
 }
 
-// gateChecks asks the hooks of the gate point ro wants at this check (outside the
-// lock) and adds their answers to obs.
-func (r *Runner) gateChecks(ctx context.Context, ro controller.Rollout, obs *controller.Observation) {
-	point := ro.GateWanted(r.opts.Now(), obs.Freeze)
-	if point == "" {
-		return
-	}
-	obs.Gates = r.askGates(ctx, ro, point)
-}
-
 // gatesBeforePromote asks the confirmPromotion hooks for an operator's promote (not
 // forced), outside the lock, and returns cmd with their answers.
 func (r *Runner) gatesBeforePromote(ctx context.Context, service string, cmd controller.Command) controller.Command {
@@ -273,49 +274,6 @@ func (r *Runner) gatesBeforePromote(ctx context.Context, service string, cmd con
 	cmd.Gates = r.askGates(ctx, ro, model.GateConfirmPromotion)
 	return cmd
 }
-
-// tellRollback tells ro's onRollback hooks about its rollback, in the background: the
-// rollback never waits for them. Each hook is asked until it answers go or no-go, at
-// most onRollbackRounds times (each with its own attempts and backoff); every answer
-// that changed is recorded as a gate event of the rollout.
-func (r *Runner) tellRollback(ro controller.Rollout) {
-	hooks := ro.Plan.Gates.OnRollback
-	if len(hooks) == 0 {
-		return
-	}
-	r.bg.Add(len(hooks))
-	for _, h := range hooks {
-		go func() {
-			defer r.bg.Done()
-			ctx := context.Background()
-			last := ""
-			for round := 0; round < onRollbackRounds; round++ {
-				a := r.gates.Ask(ctx, h, gateRequest(ro, model.GateOnRollback))
-				r.logGate(ro, a)
-				if seen := a.Answer + "|" + a.Reason + "|" + a.Error; seen != last {
-					last = seen
-					ev := controller.Event{Time: r.opts.Now(), Kind: controller.EventGate, RolloutID: ro.ID, Service: ro.Service,
-						State: ro.State, Stage: ro.Stage, Generation: ro.Generation, Gate: &a, Reason: a.Summary()}
-					if err := r.Record(ev); err != nil {
-						r.log.Error("record onRollback answer", zap.String("rollout", ro.ID), zap.Error(err))
-					}
-				}
-				if a.Answer == model.AnswerGo || a.Answer == model.AnswerNoGo {
-					return
-				}
-				t := time.NewTimer(onRollbackPause)
-				<-t.C
-			}
-		}()
-	}
-}
-
-// onRollbackRounds bounds how often an onRollback hook that answers wait or gives no
-// answer is asked again, onRollbackPause apart.
-const (
-	onRollbackRounds = 5
-	onRollbackPause  = 10 * time.Second
-)
 
 // WaitHooks waits until the onRollback hooks told in the background are done.
 func (r *Runner) WaitHooks() { r.bg.Wait() }

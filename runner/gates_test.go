@@ -31,7 +31,11 @@ type hookReceiver struct {
 	mu     sync.Mutex
 	answer string
 	reqs   []gate.Request
+	ids    []string // the X-Octoroll-Gate-Id of each request
 	bad    []string // why signatures were refused
+	// retryAfter goes with a wait answer; hanging counts the requests held now.
+	retryAfter string
+	hanging    int
 }
 
 func (h *hookReceiver) set(answer string) {
@@ -59,16 +63,23 @@ func (h *hookReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = json.Unmarshal(body, &req)
 	h.mu.Lock()
 	h.reqs = append(h.reqs, req)
-	answer := h.answer
+	h.ids = append(h.ids, r.Header.Get(gate.HeaderID))
+	answer, retry := h.answer, h.retryAfter
+	if answer == "hang" {
+		h.hanging++
+	}
 	h.mu.Unlock()
 	switch answer {
 	case "hang":
 		<-r.Context().Done()
+		h.mu.Lock()
+		h.hanging--
+		h.mu.Unlock()
 	case "500":
 		http.Error(w, "receiver broken", http.StatusInternalServerError)
 	default:
 		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"answer":%q,"reason":"receiver says %s at %s"}`, answer, answer, req.Point)
+		fmt.Fprintf(w, `{"answer":%q,"reason":"receiver says %s at %s","retryAfter":%q}`, answer, answer, req.Point, retry)
 	}
 }
 
@@ -138,7 +149,12 @@ func TestGatesGoWithRealReceiver(t *testing.T) {
 	if err := h.run.ReportCheck(ctx, svcName, controller.CheckResult{Name: "checkout-flow", Passed: true}); err != nil {
 		t.Fatal(err)
 	}
-	h.run.Evaluate(ctx) // due at once: asks preRollout
+	h.run.Evaluate(ctx) // due at once: starts asking preRollout in the background
+	if got := h.persisted(ro.ID); got.State != controller.StatePending || got.Reason != `waiting for gate preRollout: asking hook "ci"` {
+		t.Fatalf("while the hook is asked: %s (%s)", got.State, got.Reason)
+	}
+	h.run.WaitGates()
+	h.step() // the go is handed to this check
 	if got := h.persisted(ro.ID); got.State != controller.StateProgressing || got.CanaryWeight() != 500 {
 		t.Fatalf("after the preRollout go: %s at %d (%s)", got.State, got.CanaryWeight(), got.Reason)
 	}
@@ -169,8 +185,8 @@ func TestGatesGoWithRealReceiver(t *testing.T) {
 
 // TestGateWithoutGoHolds: wait, a hang past the hook's timeout, a 500 and a refused
 // signature all hold the pending rollout at 0 % (never pass), each recorded with what
-// the receiver did; errors are retried within the check, a 401 is not. A go then
-// starts the rollout.
+// the receiver did; errors are retried within the question, a 401 is not. A go then
+// starts the rollout at the check after it was asked.
 func TestGateWithoutGoHolds(t *testing.T) {
 	for _, tc := range []struct {
 		name, answer, secret string
@@ -193,6 +209,7 @@ func TestGateWithoutGoHolds(t *testing.T) {
 				t.Fatal(err)
 			}
 			h.run.Evaluate(ctx)
+			h.run.WaitGates()
 			for range 3 {
 				h.step()
 			}
@@ -223,6 +240,7 @@ func TestGateWithoutGoHolds(t *testing.T) {
 				}
 			}
 			recv.set(model.AnswerGo)
+			h.step() // hands the answer asked before the change, and asks again
 			h.step()
 			if got := h.persisted(ro.ID); got.State != controller.StateProgressing || got.CanaryWeight() != 500 {
 				t.Fatalf("after a go: %s at %d (%s)", got.State, got.CanaryWeight(), got.Reason)

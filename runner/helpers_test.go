@@ -251,22 +251,26 @@ func (h *harness) open(serve bool) {
 	if err != nil {
 		t.Fatalf("runner.New: %v", err)
 	}
+	t.Cleanup(h.run.Close)
 }
 
 // restart stops the process (closing its store, dropping its runner and xds server)
 // and starts a new one on the same state directory, unserved.
 func (h *harness) restart() {
 	h.t.Helper()
+	h.run.Close()
 	if err := h.st.Close(); err != nil {
 		h.t.Fatalf("close store: %v", err)
 	}
 	h.open(false)
 }
 
-// step advances the clock by one check interval and evaluates.
+// step advances the clock by one check interval and evaluates; the webhooks the
+// checks asked in the background have answered when it returns.
 func (h *harness) step() {
 	h.clock.Advance(checkEvery)
 	h.run.Evaluate(context.Background())
+	h.run.WaitGates()
 	if stale := h.run.StaleDesired(); len(stale) > 0 {
 		h.t.Fatalf("desired state kept for %v differs from the one its inputs give", stale)
 	}

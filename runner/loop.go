@@ -46,7 +46,7 @@ func (r *Runner) check(ctx context.Context, service string) error {
 	obs.Checks = append(results, r.queryChecks(ctx, svc, ro, obs.Window)...)
 	r.httpChecks(ctx, svc, ro, &obs)
 	obs.Freeze = freeze
-	r.gateChecks(ctx, ro, &obs)
+	r.gateChecks(ro, &obs)
 
 	if err := ctx.Err(); err != nil {
 		// Shutting down: requests cut short are no verdict on the canary.
@@ -69,7 +69,9 @@ func (r *Runner) check(ctx context.Context, service string) error {
 	if n := next.Progress.Last; n != nil {
 		e.last = n
 	}
-	return r.commitLocked(ctx, e, next, evs)
+	err := r.commitLocked(ctx, e, next, evs)
+	r.askAhead(e.r, e.nextCheck, freeze)
+	return err
 }
 
 // interval is the rollout's check interval (the plan's, never zero).
@@ -302,8 +304,10 @@ func (r *Runner) commitLocked(ctx context.Context, e *entry, next controller.Rol
 	}
 	if restore {
 		// The restore watch is on disk before the rollback: whoever loads the rollback
-		// (a restart, the next leader) watches its restore.
+		// (a restart, the next leader) watches its restore. So are the onRollback
+		// notifications: whoever loads them tells the hooks.
 		r.putRestore(next.Service, restoreDoc{RolloutID: next.ID})
+		r.noteTells(next)
 	}
 	err = r.persistLocked("rollout "+next.ID, restore, next.ID, func() error {
 		if _, err := r.opts.Store.PutRollout(next.ID, next.Service, !terminal, doc, sevs); err != nil {
@@ -323,6 +327,7 @@ func (r *Runner) commitLocked(ctx context.Context, e *entry, next controller.Rol
 	if terminal {
 		delete(r.active, next.Service)
 		delete(r.checks, next.Service)
+		r.calls.drop(next.ID)
 	}
 	if terminal || next.Generation != prev.Generation || e.pubVersion == "" {
 		// Served unless the service fails to publish, in which case the xds server

@@ -184,6 +184,12 @@ type Runner struct {
 	gates  GateAsker
 	freeze *model.Freeze
 	bg     sync.WaitGroup
+	// calls are the blocking webhooks being asked in the background (gatecalls.go);
+	// bgCtx ends them and the onRollback tells at Close.
+	calls    gateCalls
+	tells    tells
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
 }
 
 // entry is one active rollout and the loop's bookkeeping for it.
@@ -255,10 +261,12 @@ func New(ctx context.Context, cat *catalog.Catalog, opts Options) (*Runner, erro
 	if r.http == nil {
 		r.http = smoke.New(r.log, smoke.Options{})
 	}
+	r.bgCtx, r.bgCancel = context.WithCancel(context.Background())
 	r.gates = opts.Gates
 	if r.gates == nil {
 		r.gates = gate.New(gate.Options{})
 	}
+	r.tells.pending, r.tells.running = map[string]*pendingTell{}, map[string]bool{}
 	if err := r.loadFreeze(); err != nil {
 		return nil, err
 	}
@@ -482,8 +490,10 @@ func (r *Runner) Evaluate(ctx context.Context) {
 // evaluate checks every rollout that is due, and those of the services in force at once.
 func (r *Runner) evaluate(ctx context.Context, force map[string]bool) {
 	if !r.leading() {
+		r.tellsFollowing()
 		return // a follower serves what the leader persisted and decides nothing
 	}
+	r.resumeTells()
 	now := r.opts.Now()
 	r.mu.Lock()
 	var due []string

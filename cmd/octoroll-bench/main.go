@@ -22,7 +22,7 @@ func main() {
 		service     = flag.String("service", benchService, "service the clients subscribe to (load generator)")
 		n           = flag.Int("n", 1000, "clients (load generator)")
 		out         = flag.String("out", "bench/results.md", "file the table is written to")
-		only        = flag.String("only", "", "comma-separated subset: fanout,storm,rollback,prom,defaults,capacity,page,replicas")
+		only        = flag.String("only", "", "comma-separated subset: fanout,storm,rollback,prom,defaults,capacity,page,replicas,dns")
 		small       = flag.Int("small", 1000, "clients of the small fan-out")
 		large       = flag.Int("large", 10000, "clients of the large fan-out and the storm")
 		updates     = flag.Int("updates", 10, "weight changes per fan-out run")
@@ -144,6 +144,13 @@ func main() {
 		step(fmt.Sprintf("three replicas on etcd, %d proxies", *repProxies), func() error {
 			r, err := runReplicas(3, *repProxies, 20, 3, 2*time.Second)
 			rep.Replicas = r
+			return err
+		})
+	}
+	if want("dns") {
+		step(fmt.Sprintf("DNS change to EDS on %d proxies", *proxies), func() error {
+			r, err := runDNS(*proxies, 10)
+			rep.DNS = r
 			return err
 		})
 	}

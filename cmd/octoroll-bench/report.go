@@ -18,6 +18,7 @@ type report struct {
 	Capacity                       *capacityResult
 	Page                           *pageResult
 	Replicas                       *replicasResult
+	DNS                            *dnsResult
 	Errors                         []string
 }
 
@@ -206,6 +207,17 @@ func (r *report) markdown() string {
 			fo = append(fo, ms(d))
 		}
 		w("| leader failover, kill -9 → new leader (each run) | %s |", strings.Join(fo, ", "))
+		w("")
+	}
+	if x := r.DNS; x != nil {
+		w("## 7. DNS discovery (%d proxies)", x.Proxies)
+		w("")
+		w("The stable version's endpoints follow a DNS name served by an in-process DNS server on the DNS protocol (publish/dnstest, UDP on loopback); its A records change %d times (one address, two, one, ...), TTL %s (the TTL floor lowered to it), runner tick %s. Simulated clients as in 1-2 subscribe to LDS, RDS, CDS and EDS and ACK every response.", x.Changes, x.TTL, x.Tick)
+		w("")
+		w("| figure | p50 | p99 | max |")
+		w("|---|---:|---:|---:|")
+		w("| record changed → new EDS ACKed by every proxy (TTL and tick included) | %s | %s | %s |", ms(x.EndToEnd.P50), ms(x.EndToEnd.P99), ms(x.EndToEnd.Max))
+		w("| new EDS published → ACKed by every proxy | %s | %s | %s |", ms(x.Fanout.P50), ms(x.Fanout.P99), ms(x.Fanout.Max))
 		w("")
 	}
 	w("## Targets")

@@ -269,6 +269,9 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 		zap.String("state", st.Path()),
 		zap.String("metrics", metricsSourceName(cfg)))
 	err = g.Wait()
+	// The hooks still being asked or told stop here; an onRollback hook not told yet
+	// is told after the next start.
+	run.Close()
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}
