@@ -103,6 +103,15 @@ func (r *Replica) notifyFrom(cursor uint64, sink EventSink) (uint64, error) {
 				r.log.Warn("event not notified: it does not decode", zap.Uint64("seq", sev.Seq), zap.Error(err))
 				continue
 			}
+			if len(sev.Rollout) > 0 {
+				// The rollout as it was at the event.
+				var at controller.Rollout
+				if err := json.Unmarshal(sev.Rollout, &at); err == nil {
+					sink.Notify(ev, at)
+					continue
+				}
+			}
+			// An event recorded without its rollout: the rollout as it is now.
 			ro, ok := rollouts[ev.RolloutID]
 			if !ok && ev.RolloutID != "" {
 				doc, err := st.GetRollout(ev.RolloutID)

@@ -3,6 +3,7 @@ package replica
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -20,16 +21,26 @@ import (
 	"github.com/octoacme/octoroll/store"
 )
 
-// receiver is a webhook receiver that records the event id of every request.
+// receiver is a webhook receiver that records the event id and the body of every
+// request.
 type receiver struct {
-	mu  sync.Mutex
-	ids []string
+	mu     sync.Mutex
+	ids    []string
+	bodies [][]byte
 }
 
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
 	rc.mu.Lock()
 	rc.ids = append(rc.ids, r.Header.Get(notify.EventIDHeader))
+	rc.bodies = append(rc.bodies, body)
 	rc.mu.Unlock()
+}
+
+func (rc *receiver) body(i int) []byte {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.bodies[i]
 }
 
 func (rc *receiver) got() []string {
@@ -105,5 +116,63 @@ func TestNotificationsOnceAcrossFailover(t *testing.T) {
 	}
 	if len(ids) != 4 {
 		t.Errorf("%d notifications, want 4 (each event once): %v", len(ids), ids)
+	}
+}
+
+// putRollout records rollout r (and event kind, when set, with the rollout as written)
+// through m's store, as the runner does.
+func putRollout(t *testing.T, m *member, r controller.Rollout, kind string) {
+	t.Helper()
+	doc, _ := json.Marshal(r)
+	var evs []store.Event
+	if kind != "" {
+		ev := controller.Event{Time: time.Now().UTC(), RolloutID: r.ID, Service: r.Service, Kind: kind, State: r.State, Reason: r.Reason}
+		data, _ := json.Marshal(ev)
+		evs = append(evs, store.Event{Time: ev.Time, RolloutID: r.ID, Service: r.Service, Kind: kind, Data: data, Rollout: doc})
+	}
+	if _, err := m.st.PutRollout(r.ID, r.Service, !r.State.Terminal(), doc, evs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A notification the next leader sends of an event its predecessor recorded but did
+// not notify describes the rollout as it was at the event, not as it is when sent.
+func TestNotificationReplayedAsAtTheEvent(t *testing.T) {
+	etcd := etcdtest.Start(t)
+	rc := &receiver{}
+	hook := httptest.NewServer(rc)
+	defer hook.Close()
+	const prefix = "/replay/"
+	a, stopA := notifyingMember(t, etcd, prefix, "a", hook.URL)
+	waitFor(t, "a leads", a.rep.Leading)
+	ro := controller.Rollout{ID: "r1", Service: "svc", Canary: "v2", Stable: "v1", State: controller.StateProgressing, Reason: "started"}
+	putRollout(t, a, ro, model.EventStarted)
+	waitFor(t, "the start notified", func() bool { return len(rc.got()) == 1 })
+
+	// The next leader records a rollback and changes the rollout after it, and is gone
+	// before notifying either (it has no notifier).
+	quiet := startMember(t, etcd, prefix, "quiet")
+	stopA()
+	waitFor(t, "quiet leads", quiet.rep.Leading)
+	endedAt := time.Date(2025, 3, 3, 10, 9, 0, 0, time.UTC)
+	ro.State, ro.Reason, ro.EndedAt = controller.StateRolledBack, "error rate 4pp over 1pp", endedAt
+	ro.Progress.Last = &controller.Numbers{CanaryRequests: 1000, CanaryErrors: 40}
+	putRollout(t, quiet, ro, model.EventRolledBack)
+	ro.Progress.Last = &controller.Numbers{CanaryRequests: 9000, CanaryErrors: 41}
+	putRollout(t, quiet, ro, "")
+
+	b, _ := notifyingMember(t, etcd, prefix, "b", hook.URL)
+	quiet.proxy.Partition()
+	waitFor(t, "b leads", b.rep.Leading)
+	waitFor(t, "the rollback notified", func() bool { return len(rc.got()) == 2 })
+	var p notify.Payload
+	if err := json.Unmarshal(rc.body(1), &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Event != model.EventRolledBack || p.Incident == nil {
+		t.Fatalf("second notification %s, incident %v: want the rollback's", p.Event, p.Incident)
+	}
+	if n := p.Incident.Numbers; p.Incident.Trigger != "error rate 4pp over 1pp" || n == nil || n.CanaryRequests != 1000 {
+		t.Errorf("replayed rollback: trigger %q, numbers %+v; want the rollout as at the event (1000 canary requests)", p.Incident.Trigger, n)
 	}
 }

@@ -11,7 +11,6 @@
 package replica
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -63,12 +62,15 @@ type Options struct {
 	// TTL is the lease TTL, whole seconds, at least 1s; default DefaultTTL.
 	TTL time.Duration
 	// Interval is how often the record is written when nothing in it changed (a
-	// heartbeat); default 1s. A change (a proxy connected, an ACK) is written within
-	// changePoll.
+	// heartbeat); default 1s.
 	Interval time.Duration
-	// Report is what this replica's proxies ACKed now: it fills Proxies, Routes and
-	// Clusters of the record.
-	Report func(*Info)
+	// Coalesce is the shortest time between two writes of the record: the changes
+	// (a proxy connected, an ACK) within it are written together; default
+	// DefaultCoalesce.
+	Coalesce time.Duration
+	// Report is what this replica's proxies ACKed: it makes Proxies, Routes and
+	// Clusters of the record, and says when they may have changed.
+	Report *Report
 	// Load loads the persisted state and publishes it: once elected, before deciding;
 	// on a follower, after the leader changed the state; after stepping down.
 	Load func(ctx context.Context) error
@@ -98,6 +100,8 @@ type Replica struct {
 	leadChs []chan struct{}
 	// eventsReq is signalled when an event is appended.
 	eventsReq chan struct{}
+	// recordReq is signalled when the record changed apart from its report (leadership).
+	recordReq chan struct{}
 	// loadMu keeps loads one at a time.
 	loadMu sync.Mutex
 }
@@ -113,6 +117,9 @@ func New(opts Options) *Replica {
 	if opts.Interval <= 0 {
 		opts.Interval = time.Second
 	}
+	if opts.Coalesce <= 0 {
+		opts.Coalesce = DefaultCoalesce
+	}
 	return &Replica{
 		opts:      opts,
 		log:       opts.Log.Named("replica"),
@@ -122,6 +129,7 @@ func New(opts Options) *Replica {
 		peersReq:  make(chan struct{}, 1),
 		watched:   map[string]func([]byte){},
 		eventsReq: make(chan struct{}, 1),
+		recordReq: make(chan struct{}, 1),
 	}
 }
 
@@ -152,9 +160,9 @@ func signal(ch chan struct{}) {
 	}
 }
 
-// changePoll is how often the replica looks for a change of its own record: the
-// leader learns a follower's proxies' ACKs within it (plus one etcd round trip).
-const changePoll = 50 * time.Millisecond
+// DefaultCoalesce is the default Options.Coalesce: the leader learns a follower's
+// proxies' ACKs within it (plus one etcd round trip).
+const DefaultCoalesce = 50 * time.Millisecond
 
 // Leading reports whether this replica leads and decides.
 func (r *Replica) Leading() bool { return r.leading.Load() }
@@ -291,58 +299,78 @@ func (r *Replica) setLeading(on bool) {
 	for _, ch := range chs {
 		signal(ch)
 	}
+	signal(r.recordReq)
 }
 
-// records writes this replica's record under its lease when it changed (and every
-// Interval at least), and reads every replica's record and the leader whenever one
-// changed (the watch says so) and every Interval.
+// records writes this replica's record under its lease when it changed, at most once
+// every Coalesce (the changes meanwhile written together), and every Interval at
+// least; and reads every replica's record and the leader whenever one changed (the
+// watch says so) and every Interval. A change is told by the report's change watch:
+// only the services it names are recomputed.
 func (r *Replica) records(ctx context.Context, lease clientv3.LeaseID) {
-	poll := time.NewTicker(min(changePoll, r.opts.Interval))
-	defer poll.Stop()
-	var last []byte
+	heartbeat := time.NewTicker(r.opts.Interval)
+	defer heartbeat.Stop()
+	var changed <-chan struct{}
+	if r.opts.Report != nil {
+		changed = r.opts.Report.Changed()
+	}
+	// retry is set while a write failed: it is tried again after Coalesce.
+	var retry <-chan time.Time
 	var written time.Time
+	dirty, lastLeader := true, false
 	for {
-		rec := r.record()
-		if !bytes.Equal(rec, last) || time.Since(written) >= r.opts.Interval {
-			if r.writeRecord(ctx, lease, rec) {
-				last, written = rec, time.Now()
+		if r.opts.Report != nil && r.opts.Report.Update() {
+			dirty = true
+		}
+		if l := r.Leading(); l != lastLeader {
+			lastLeader, dirty = l, true
+		}
+		if dirty || time.Since(written) >= r.opts.Interval {
+			retry = nil
+			if r.writeRecord(ctx, lease, r.record(lastLeader)) {
+				dirty, written = false, time.Now()
+			} else {
+				retry = time.After(r.opts.Coalesce)
 			}
 			r.readRecords(ctx)
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-poll.C:
+		case <-heartbeat.C:
+		case <-retry:
+		case <-r.recordReq:
+		case <-changed:
+			// The changes of the next Coalesce are written with this one.
+			if wait := r.opts.Coalesce - time.Since(written); wait > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+			}
 		case <-r.peersReq:
 			r.readRecords(ctx)
 		}
 	}
 }
 
-// record is this replica's record without its time: what a change is told by.
-func (r *Replica) record() []byte {
+// record is this replica's record as written now.
+func (r *Replica) record(leading bool) []byte {
 	info := r.opts.Self
-	info.Leader = r.Leading()
+	info.Leader = leading
+	info.Updated = time.Now().UTC()
 	if r.opts.Report != nil {
-		r.opts.Report(&info)
+		return r.opts.Report.encode(info)
 	}
 	raw, _ := json.Marshal(info)
 	return raw
 }
 
 func (r *Replica) writeRecord(ctx context.Context, lease clientv3.LeaseID, rec []byte) bool {
-	var info Info
-	if json.Unmarshal(rec, &info) != nil {
-		return false
-	}
-	info.Updated = time.Now().UTC()
-	raw, err := json.Marshal(info)
-	if err != nil {
-		return false
-	}
 	cctx, cancel := context.WithTimeout(ctx, r.opts.Interval+time.Second)
 	defer cancel()
-	if _, err := r.cli.Put(cctx, r.prefix+"replicas/"+info.ID, string(raw), clientv3.WithLease(lease)); err != nil {
+	if _, err := r.cli.Put(cctx, r.prefix+"replicas/"+r.opts.Self.ID, string(rec), clientv3.WithLease(lease)); err != nil {
 		if ctx.Err() == nil {
 			r.log.Debug("write replica record", zap.Error(err))
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/octoacme/octoroll/controller"
 	"github.com/octoacme/octoroll/healthcheck"
 	"github.com/octoacme/octoroll/metrics"
+	"github.com/octoacme/octoroll/model"
 	"github.com/octoacme/octoroll/store"
 )
 
@@ -288,6 +289,11 @@ func (r *Runner) commitLocked(ctx context.Context, e *entry, next controller.Rol
 	sevs, err := storeEvents(evs)
 	if err != nil {
 		return err
+	}
+	for i := range sevs {
+		if model.IsEventName(sevs[i].Kind) {
+			sevs[i].Rollout = doc // what a notification of it, sent later, describes
+		}
 	}
 	var notPersisted error
 	if terminal {

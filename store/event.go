@@ -24,6 +24,10 @@ type Event struct {
 	Service   string          `json:"service,omitempty"`
 	Kind      string          `json:"kind"`
 	Data      json.RawMessage `json:"data,omitempty"`
+	// Rollout is the rollout's document as written with the event (the rollout as it
+	// was after it), kept with the events a notification is sent for: a notification
+	// sent later (by the next leader) describes the rollout as at the event.
+	Rollout json.RawMessage `json:"rollout,omitempty"`
 }
 
 // EventQuery selects a page of events. Empty filters match everything.

@@ -1,6 +1,10 @@
 package translate
 
-import "github.com/octoacme/octoroll/model"
+import (
+	"strings"
+
+	"github.com/octoacme/octoroll/model"
+)
 
 // The one naming scheme for every Envoy name octoroll generates. Logs, metrics, the admin
 // API and the resources themselves all use these functions, so that a name seen in one
@@ -37,4 +41,15 @@ func APIListenerName(service string) string {
 // service, e.g. "checkout|sidecar".
 func SidecarListenerName(service string) string {
 	return service + NameSeparator + "sidecar"
+}
+
+// ServiceOfRoute is the service whose RouteConfiguration is named name (the inverse of
+// RouteName).
+func ServiceOfRoute(name string) string { return name }
+
+// ServiceOfCluster is the service and version of the cluster named name (the inverse of
+// ClusterName); ok is false for a name ClusterName does not make.
+func ServiceOfCluster(name string) (service, version string, ok bool) {
+	service, version, ok = strings.Cut(name, NameSeparator)
+	return service, version, ok && service != "" && version != ""
 }

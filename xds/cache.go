@@ -54,6 +54,10 @@ type Cache struct {
 
 	// Longest hold of the publisher lock and of any type's lock.
 	pubHold, typeHold lockHold
+
+	// onPublish, when set, is told the names a publish changed, by type, once they are
+	// served.
+	onPublish func(typeURL string, changed []string)
 }
 
 // lockHold is the longest time a lock was held. Measuring costs two monotonic clock
@@ -432,6 +436,9 @@ func (c *Cache) publish(next []*typeSnapshot) []string {
 	for _, s := range next {
 		ts := c.types[s.typeURL]
 		ts.store(s)
+		if c.onPublish != nil {
+			c.onPublish(s.typeURL, s.changed)
+		}
 		ts.wake(s.changed)
 		changed = append(changed, s.typeURL)
 	}

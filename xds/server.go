@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -97,6 +99,8 @@ type Server struct {
 	// reused for the services whose Desired did not change.
 	memo translate.Memo
 
+	changes changeWatches
+
 	serves       atomic.Int64
 	updates      atomic.Uint64
 	updateErrors atomic.Uint64
@@ -111,12 +115,15 @@ func NewServer(log *zap.Logger, opts Options) *Server {
 	opts = opts.withDefaults()
 	track := newTracker(log)
 	track.now = opts.Now
-	return &Server{
+	s := &Server{
 		log:   log,
 		opts:  opts,
 		cache: NewCache(),
 		track: track,
 	}
+	track.changes = &s.changes
+	s.cache.onPublish = s.changes.published
+	return s
 }
 
 // Update translates desired, checks the result and publishes it. Only the resource
@@ -257,6 +264,27 @@ func (s *Server) RouteVersion(service string) string {
 // Proxies returns the status of every connected proxy, sorted by node id.
 func (s *Server) Proxies() []ProxyStatus {
 	return s.track.proxyStatuses()
+}
+
+// ProxyCount is the number of connected proxies.
+func (s *Server) ProxyCount() int {
+	s.track.lock()
+	defer s.track.unlock()
+	return len(s.track.proxies)
+}
+
+// ServedVersions are the versions of service that have a cluster served now, sorted. It
+// costs a search of the sorted cluster names, not a pass over them.
+func (s *Server) ServedVersions(service string) []string {
+	names := s.cache.types[resource.ClusterType].snap.Load().names
+	prefix := translate.ClusterName(service, "")
+	var out []string
+	for i, _ := slices.BinarySearch(names, prefix); i < len(names) && strings.HasPrefix(names[i], prefix); i++ {
+		if _, v, ok := translate.ServiceOfCluster(names[i]); ok {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // Convergence reports how many proxies subscribed to the service's route have ACKed

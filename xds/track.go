@@ -55,6 +55,11 @@ type tracker struct {
 	wildRoutes   map[*proxyState]struct{}
 	routeNackers map[*proxyState]struct{}
 
+	// changes are the server's change watches; pending what the critical section under
+	// way changed, handed to them when mu is released.
+	changes *changeWatches
+	pending routeChanges
+
 	streamsOpened, pushes, acks, nacks atomic.Uint64
 }
 
@@ -266,6 +271,7 @@ func (t *tracker) subscribeRoute(p *proxyState, name string) {
 	if p.routeSubs[name] > 1 {
 		return
 	}
+	t.pending.route(name)
 	if name == "*" {
 		t.wildRoutes[p] = struct{}{}
 		return
@@ -290,6 +296,7 @@ func (t *tracker) unsubscribeRoute(p *proxyState, name string) {
 		return
 	}
 	delete(p.routeSubs, name)
+	t.pending.route(name)
 	if name == "*" {
 		delete(t.wildRoutes, p)
 		return
@@ -337,6 +344,12 @@ func (t *tracker) ackRoutes(p *proxyState, acked map[string]string, now time.Tim
 	for n, v := range acked {
 		if p.ackedRoute(n) != v {
 			p.routeAckedAt[n] = now
+			t.pending.route(n)
+		}
+	}
+	for n := range p.acked[resource.RouteType].Acked {
+		if _, ok := acked[n]; !ok {
+			t.pending.route(n)
 		}
 	}
 	for n, nd := range p.routeNodes {
@@ -366,7 +379,14 @@ func (t *tracker) lock() {
 
 func (t *tracker) unlock() {
 	t.hold.observe(t.since)
+	var rc routeChanges
+	if t.pending.all || t.pending.proxies || len(t.pending.routes) > 0 {
+		rc, t.pending = t.pending, routeChanges{}
+	}
 	t.mu.Unlock()
+	if t.changes != nil {
+		rc.flush(t.changes)
+	}
 }
 
 // notify wakes every waiter. Called with t.mu held. The channel is made by the first
@@ -423,6 +443,7 @@ func (t *tracker) closed(k streamKey) {
 		delete(t.proxies, p.id)
 		delete(t.routeNackers, p)
 		gone = p.id
+		t.pending.proxies = true
 	}
 	t.notify()
 }
@@ -450,6 +471,7 @@ func (t *tracker) attach(k streamKey, st *streamState, node *corev3.Node) *proxy
 		}
 		t.proxies[p.id] = p
 		added = p
+		t.pending.proxies = true
 	}
 	p.streams[k] = st
 	st.proxy = p
@@ -504,6 +526,10 @@ func (t *tracker) request(k streamKey, node *corev3.Node, typeURL, nonce string,
 	if isNack {
 		t.nacks.Add(1)
 		p.nacks++
+		if _, was := t.routeNackers[p]; was || typeURL == resource.RouteType {
+			// The NACK a route's convergence names is of a proxy watching it.
+			t.pending.subscribed(p)
+		}
 		p.lastNack = &Nack{
 			NodeID:    p.id,
 			TypeURL:   typeURL,
@@ -522,8 +548,11 @@ func (t *tracker) request(k streamKey, node *corev3.Node, typeURL, nonce string,
 	} else {
 		t.acks.Add(1)
 		now := t.now()
-		if typeURL == resource.RouteType {
+		switch typeURL {
+		case resource.RouteType:
 			t.ackRoutes(p, pend.resources, now)
+		case resource.ClusterType, resource.EndpointType:
+			t.pending.subscribed(p) // the clusters it holds count in its routes' warmth
 		}
 		p.acked[typeURL] = TypeStatus{AckedVersion: pend.version, Acked: pend.resources, AckedAt: now}
 		p.ackedContent[typeURL] = pend.content
@@ -833,27 +862,32 @@ func (w ClusterWarmth) Done() bool { return w.Holding == w.Subscribed }
 
 // clusterWarmth computes ClusterWarmth for the proxies subscribed to routeName. A proxy
 // holds a cluster when the last CDS and EDS responses it ACKed carry it (an EDS
-// resource is named as its cluster). It costs a pass over the connected proxies.
+// resource is named as its cluster). It costs a pass over the route's subscribers (and
+// the proxies with a wildcard route watch), through the route index.
 func (t *tracker) clusterWarmth(routeName string, clusters []string) ClusterWarmth {
 	t.lock()
 	defer t.unlock()
 	var w ClusterWarmth
-	for _, p := range t.proxies {
-		if !p.subscribedRoute(routeName) {
-			continue
-		}
+	count := func(p *proxyState) {
 		w.Subscribed++
-		holds := true
 		for _, c := range clusters {
 			if p.acked[resource.ClusterType].Acked[c] == "" || p.acked[resource.EndpointType].Acked[c] == "" {
-				holds = false
-				break
+				w.Stragglers = append(w.Stragglers, p.id)
+				return
 			}
 		}
-		if holds {
-			w.Holding++
-		} else {
-			w.Stragglers = append(w.Stragglers, p.id)
+		w.Holding++
+	}
+	if ix := t.routes[routeName]; ix != nil {
+		for _, g := range ix.groups {
+			for nd := g.head; nd != nil; nd = nd.next {
+				count(nd.p)
+			}
+		}
+	}
+	for p := range t.wildRoutes {
+		if p.routeSubs[routeName] == 0 { // else counted through the index
+			count(p)
 		}
 	}
 	slices.Sort(w.Stragglers)

@@ -60,7 +60,8 @@ func scanConvergence(t *tracker, service, routeName, version string) Convergence
 // TestTrackerConvergenceIndex drives the tracker through random sequences of stream
 // opens and closes, SotW and delta subscriptions (named and wildcard), responses, ACKs,
 // NACKs and stale requests, and checks after every step that the incremental
-// convergence equals the full scan for every route and version.
+// convergence equals the full scan for every route and version, and that the change
+// watch named every route whose convergence changed (and a change of the proxies).
 func TestTrackerConvergenceIndex(t *testing.T) {
 	routes := []string{"a", "b", "c"}
 	versions := []string{"", "v1", "v2", "v3"}
@@ -73,6 +74,11 @@ func TestTrackerConvergenceIndex(t *testing.T) {
 			var tick time.Duration
 			tr.now = func() time.Time { tick++; return time.Unix(0, 0).Add(tick) }
 			cb := callbacks{t: tr, server: 1}
+			tr.changes = &changeWatches{}
+			watch := &ChangeWatch{services: map[string]struct{}{}, c: make(chan struct{}, 1)}
+			tr.changes.add(watch)
+			seen := map[string]Convergence{}
+			proxies := 0
 			type stream struct {
 				id    int64
 				delta bool
@@ -168,9 +174,19 @@ func TestTrackerConvergenceIndex(t *testing.T) {
 					}
 					s.res = res
 				}
+				ch := watch.Take()
+				if n := len(tr.proxies); n != proxies && !ch.Proxies {
+					t.Fatalf("step %d: %d proxies, %d before, and the change watch says nothing", step, n, proxies)
+				}
+				proxies = len(tr.proxies)
 				for _, r := range routes {
 					for _, v := range versions {
 						want := scanConvergence(tr, "svc", r, v)
+						k := r + "/" + v
+						if prev, ok := seen[k]; ok && !cmp.Equal(prev, want) && !ch.All && !slices.Contains(ch.Services, r) {
+							t.Fatalf("step %d route %s version %q: convergence changed and the change watch names only %v:\n%s", step, r, v, ch.Services, cmp.Diff(prev, want))
+						}
+						seen[k] = want
 						got, _ := tr.convergence("svc", r, v, true)
 						if diff := cmp.Diff(want, got); diff != "" {
 							t.Fatalf("step %d route %s version %q: convergence differs from a full scan (-scan +index):\n%s", step, r, v, diff)

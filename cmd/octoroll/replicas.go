@@ -4,16 +4,13 @@ import (
 	"context"
 	"errors"
 	"os"
-	"strings"
 
 	"go.uber.org/zap"
 
 	"github.com/octoacme/octoroll/admin/api"
-	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/replica"
 	"github.com/octoacme/octoroll/runner"
 	"github.com/octoacme/octoroll/store"
-	"github.com/octoacme/octoroll/translate"
 	"github.com/octoacme/octoroll/xds"
 )
 
@@ -63,35 +60,6 @@ func (c clusterXDS) Convergence(service string) xds.Convergence {
 
 func (c clusterXDS) ClusterWarmth(service string, versions ...string) xds.ClusterWarmth {
 	return c.rep.ClusterWarmth(service, versions, c.Server.ClusterWarmth(service, versions...))
-}
-
-// replicaReport is what this replica's proxies ACKed, for its replica record: the
-// route of every catalog service, and every cluster it serves.
-func replicaReport(xs *xds.Server, cat func() *catalog.Catalog) func(*replica.Info) {
-	return func(info *replica.Info) {
-		info.Proxies = len(xs.Proxies())
-		info.Routes = map[string]xds.Convergence{}
-		info.Clusters = map[string]map[string]xds.ClusterWarmth{}
-		c := cat()
-		if c == nil {
-			return
-		}
-		res := xs.Resources()
-		for _, s := range c.Services {
-			info.Routes[s.Name] = xs.Convergence(s.Name)
-			prefix := s.Name + translate.NameSeparator
-			for _, cl := range res.Clusters {
-				v, ok := strings.CutPrefix(cl.GetName(), prefix)
-				if !ok {
-					continue
-				}
-				if info.Clusters[s.Name] == nil {
-					info.Clusters[s.Name] = map[string]xds.ClusterWarmth{}
-				}
-				info.Clusters[s.Name][v] = xs.ClusterWarmth(s.Name, v)
-			}
-		}
-	}
 }
 
 // replicaReady is the readiness of a replica: etcd answers.

@@ -149,7 +149,7 @@ func serve(ctx context.Context, args []string, _ io.Writer) error {
 		rep = replica.New(replica.Options{
 			Log: log, Store: est, TTL: cfg.Etcd.LeaseTTL,
 			Self:   replica.Info{ID: replicaID(cfg), Admin: advertise, XDS: xlis.Addr().String()},
-			Report: replicaReport(xs, watcher.Current),
+			Report: replica.NewReport(xs, watcher.Current),
 			Load: func(ctx context.Context) error {
 				if run == nil {
 					return errors.New("octoroll is still starting")
