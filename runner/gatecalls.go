@@ -180,7 +180,6 @@ func (r *Runner) askLocked(g *rolloutGates, ro controller.Rollout, point string)
 			}
 			r.logGate(ro, a)
 			c.mu.Lock()
-			defer c.mu.Unlock()
 			delete(call.pending, h.Name)
 			call.answers = append(call.answers, a)
 			if a.Answer == model.AnswerWait && a.RetryAfter > 0 {
@@ -188,9 +187,39 @@ func (r *Runner) askLocked(g *rolloutGates, ro controller.Rollout, point string)
 					call.retryAt = at
 				}
 			}
+			decided := a.Answer == model.AnswerNoGo || (len(call.pending) == 0 && allGo(call.answers))
+			c.mu.Unlock()
+			if decided {
+				// A no-go, or the last go: the rollout acts on it now rather than at
+				// its next interval. Waits and failures keep the interval.
+				r.checkSoon(ro.Service, ro.ID)
+			}
 		}()
 	}
 	return call
+}
+
+// allGo reports whether every answer is a go.
+func allGo(answers []model.GateAnswer) bool {
+	for _, a := range answers {
+		if a.Answer != model.AnswerGo {
+			return false
+		}
+	}
+	return true
+}
+
+// checkSoon makes the service's rollout id due for a check now and wakes the loop.
+func (r *Runner) checkSoon(service, id string) {
+	r.mu.Lock()
+	if e, ok := r.active[service]; ok && e.r.ID == id {
+		e.answered = true
+		if now := r.opts.Now(); e.nextCheck.After(now) {
+			e.nextCheck = now
+		}
+	}
+	r.mu.Unlock()
+	r.poke()
 }
 
 // GatesAsking reports how many hooks are being asked in the background now.

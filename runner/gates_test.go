@@ -417,3 +417,23 @@ func TestCatalogFreezeWindow(t *testing.T) {
 		t.Fatalf("start after the window: %v", err)
 	}
 }
+
+// TestPreRolloutNoGoActsAtOnce: a preRollout hook's no-go is acted on as soon as it
+// arrives, not at the rollout's next check interval: a second later (a tenth of the
+// interval) the next round finds the rollout due and rolls it back.
+func TestPreRolloutNoGoActsAtOnce(t *testing.T) {
+	recv := &hookReceiver{secret: []byte("s3cret"), answer: model.AnswerNoGo}
+	addr := serveApp(t, recv)
+	h := gateHarness(t, testCatalog(t, "127.0.0.1:1", "127.0.0.1:2"))
+	ctx := context.Background()
+	ro, err := h.run.Start(ctx, gatedSpec(addr, secretFile(t, "s3cret"), time.Second, model.GatePreRollout), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.step() // asks the hook; its answer has come when step returns
+	h.clock.Advance(checkEvery / 10)
+	h.run.Evaluate(ctx)
+	if got := h.persisted(ro.ID); got.State != controller.StateRolledBack || !strings.Contains(got.Reason, "answered no-go") {
+		t.Fatalf("%s after the no-go: %s (%s), want rolled back", checkEvery/10, got.State, got.Reason)
+	}
+}

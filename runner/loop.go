@@ -67,6 +67,9 @@ func (r *Runner) check(ctx context.Context, service string) error {
 	now := r.opts.Now()
 	next, evs := e.r.Step(now, obs)
 	e.nextCheck = now.Add(interval(next))
+	if e.answered {
+		e.nextCheck, e.answered = now, false
+	}
 	if n := next.Progress.Last; n != nil {
 		e.last = n
 	}

@@ -204,7 +204,10 @@ type entry struct {
 	// proxies are optional and absent.
 	pubAt     time.Time
 	nextCheck time.Time
-	last      *controller.Numbers
+	// answered is set when a hook's deciding answer came (see checkSoon): the check
+	// under way when it came may not have seen it, so the next one is due at once.
+	answered bool
+	last     *controller.Numbers
 	// warm is set while the rollout's canary version is new to the proxies: its cluster
 	// is served with the known-good weights until every proxy holds it, and only then
 	// are the rollout's weights published (see warmedLocked).
