@@ -314,6 +314,16 @@ func (s *Server) renderPage(pageNo int, service string) ([]byte, error) {
 		for _, v := range views {
 			row := summaryRowOf(v)
 			row.Card = onPage[row.Name]
+			if v.Active == nil && row.Reason == "" {
+				// The last rollout rolled back: why, with the numbers that decided it,
+				// stays in the summary until the next rollout.
+				if h, ok := s.pages.index.rolledBack(row.Name); ok {
+					row.Reason = "last rollout rolled back: " + h.Reason
+					if d := decided(h.Decided); d != nil {
+						row.Reason += fmt.Sprintf(" (canary %s vs stable %s)", d.Canary, d.Stable)
+					}
+				}
+			}
 			counts[row.State]++
 			if row.State == "idle" && row.ProxyClass != "bad" && row.Reason == "" {
 				data.Idle = append(data.Idle, row.Name) // listed by name only
@@ -481,6 +491,9 @@ func (s *Server) card(v ServiceView, ro *controller.Rollout) (card, error) {
 		} else if h.Healthy < h.Total {
 			row.Class = "warn"
 		}
+		if undecided := h.Total - h.Healthy - len(h.Unhealthy); undecided > 0 {
+			row.Text += fmt.Sprintf("; %d not yet decided", undecided)
+		}
 		c.Health = append(c.Health, row)
 	}
 	var events []controller.Event
@@ -571,8 +584,8 @@ func phase(r controller.Rollout, now time.Time) string {
 		i := min(max(r.Phase, 0), len(r.Plan.Monitoring)-1)
 		ph := r.Plan.Monitoring[i]
 		end := r.FullAt.Add(r.Plan.Monitoring[len(r.Plan.Monitoring)-1].Until.D())
-		return fmt.Sprintf("monitoring phase %s (%d of %d) until %s after 100%%; %s left of the monitoring window",
-			ph.Name, i+1, len(r.Plan.Monitoring), ph.Until, roundDur(max(0, end.Sub(now))))
+		return fmt.Sprintf("monitoring phase %s (%d of %d) until %s after 100%%: %s left of it, %s left of the monitoring window",
+			ph.Name, i+1, len(r.Plan.Monitoring), ph.Until, roundDur(max(0, r.FullAt.Add(ph.Until.D()).Sub(now))), roundDur(max(0, end.Sub(now))))
 	case state == controller.StateProgressing:
 		if st, ok := r.CurrentStage(); ok {
 			if r.Progress.AckedAt.IsZero() {
