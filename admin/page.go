@@ -17,13 +17,14 @@ import (
 
 	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
+	"github.com/octoacme/octoroll/model"
 )
 
 //go:embed page.html
 var pageHTML string
 
 var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
-	"pct":   func(w uint32) string { return fmtPct(percent(w)) },
+	"pct":   func(w uint32) string { return fmtPct(model.Percent(w)) },
 	"ftime": ftime,
 	"lower": strings.ToLower,
 }).Parse(pageHTML))
@@ -263,7 +264,7 @@ func (s *Server) renderPage(pageNo int, service string) ([]byte, error) {
 		for _, h := range s.pages.index.history(service) {
 			data.History = append(data.History, historyRow{ID: h.ID, State: string(h.State),
 				Started: h.Started.UTC().Format("2006-01-02 15:04:05"), Ended: ftime(h.Ended),
-				Weight: fmtPct(percent(h.Weight)), Reason: h.Reason, Decided: decided(h.Decided)})
+				Weight: fmtPct(model.Percent(h.Weight)), Reason: h.Reason, Decided: decided(h.Decided)})
 		}
 		return s.execute(data)
 	}
@@ -347,7 +348,7 @@ func summaryRowOf(v ServiceView) summaryRow {
 	row.ProxyClass, row.Proxies = proxyState(v.Convergence.Subscribed, v.Convergence.Acked, v.Convergence.NACK != nil, v.Active != nil)
 	if a := v.Active; a != nil {
 		row.State = string(a.State)
-		row.Weight = fmtPct(percent(a.CanaryWeight()))
+		row.Weight = fmtPct(model.Percent(a.CanaryWeight()))
 		row.Versions = a.Stable + " → " + a.Canary
 		row.Stage = fmt.Sprintf("%s (%d of %d)", stageName(*a, a.Stage), min(a.Stage+1, len(a.Plan.Stages)+1), len(a.Plan.Stages)+1)
 		row.Reason = a.Reason
@@ -541,7 +542,7 @@ func (s *Server) card(v ServiceView, ro *controller.Rollout) (card, error) {
 		c.Buttons = append(c.Buttons, b)
 	}
 	for i := len(events) - 1; i >= 0 && len(c.Events) < recentEvents; i-- {
-		c.Events = append(c.Events, api.EventRecord{Event: events[i]})
+		c.Events = append(c.Events, api.NewEventRecord(0, events[i]))
 	}
 	last := ro.Progress.Last
 	if c.Active && v.LastObservation != nil && v.Active != nil && v.Active.ID == ro.ID {
