@@ -8,6 +8,7 @@ import (
 
 	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
+	"github.com/octoacme/octoroll/model"
 )
 
 // Chart geometry: every chart of a card shares the time axis.
@@ -132,7 +133,7 @@ func rolloutCharts(r controller.Rollout, events []controller.Event, last *contro
 	}
 	weight := series{name: "canary weight", class: "weight", step: true}
 	for _, ev := range evs {
-		weight.pts = append(weight.pts, pt{ev.Time, float64(ev.Weight) * 100 / catalog.TotalWeight})
+		weight.pts = append(weight.pts, pt{ev.Time, model.Percent(ev.Weight)})
 	}
 	thr := currentThresholds(r)
 	errC := series{name: "canary " + r.Canary, class: "canary"}

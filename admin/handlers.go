@@ -75,10 +75,11 @@ func (s *Server) getService(w http.ResponseWriter, r *http.Request) error {
 
 func summarizeService(v ServiceView) api.ServiceSummary {
 	out := api.ServiceSummary{
-		Name:        v.Service.Name,
-		KnownGood:   v.KnownGood,
-		Weights:     v.Weights,
-		TotalWeight: catalog.TotalWeight,
+		Name:           v.Service.Name,
+		KnownGood:      v.KnownGood,
+		Weights:        v.Weights,
+		WeightsPercent: model.Percents(v.Weights),
+		TotalWeight:    catalog.TotalWeight,
 		Proxies: api.ProxyConvergence{
 			RouteVersion: v.Convergence.RouteVersion,
 			Subscribed:   v.Convergence.Subscribed,
@@ -144,8 +145,6 @@ func currentThresholds(r controller.Rollout) controller.Thresholds {
 	return r.Plan.Thresholds
 }
 
-func percent(w uint32) float64 { return float64(w) * 100 / catalog.TotalWeight }
-
 func summarizeRollout(r controller.Rollout) api.RolloutSummary {
 	r = redactRollout(r)
 	out := api.RolloutSummary{
@@ -164,7 +163,7 @@ func summarizeRollout(r controller.Rollout) api.RolloutSummary {
 	if out.Type == "" {
 		out.Type = string(r.Spec.Release.Type)
 	}
-	out.CanaryPercent = percent(out.CanaryWeight)
+	out.CanaryPercent = model.Percent(out.CanaryWeight)
 	out.StageName = stageName(r, r.Stage)
 	return out
 }
@@ -175,7 +174,7 @@ func stageName(r controller.Rollout, i int) string {
 		if n := r.Plan.Stages[i].Name; n != "" {
 			return n
 		}
-		return fmt.Sprintf("%g%%", percent(r.Plan.Stages[i].Weight))
+		return fmt.Sprintf("%g%%", model.Percent(r.Plan.Stages[i].Weight))
 	}
 	return "100%"
 }
@@ -186,7 +185,7 @@ func timeline(r controller.Rollout, events []controller.Event) []api.StageStep {
 	steps := make([]api.StageStep, 0, len(r.Plan.Stages)+1)
 	for i, st := range r.Plan.Stages {
 		steps = append(steps, api.StageStep{Index: i, Name: stageName(r, i), Weight: st.Weight,
-			Percent: percent(st.Weight), MinWindow: st.MinWindow, MaxWindow: st.MaxWindow})
+			Percent: model.Percent(st.Weight), MinWindow: st.MinWindow, MaxWindow: st.MaxWindow})
 	}
 	steps = append(steps, api.StageStep{Index: len(r.Plan.Stages), Name: "100%",
 		Weight: catalog.TotalWeight, Percent: 100})
@@ -514,7 +513,7 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := api.EventsResponse{Events: make([]api.EventRecord, 0, len(evs)), Next: next}
 	for _, e := range evs {
-		out.Events = append(out.Events, api.EventRecord{Seq: e.Seq, Event: redactEvent(e.Event)})
+		out.Events = append(out.Events, api.NewEventRecord(e.Seq, redactEvent(e.Event)))
 	}
 	if out.Next < after {
 		out.Next = after

@@ -115,6 +115,16 @@ func (x *pageIndex) add(ev controller.Event) {
 	}
 }
 
+// rolledBack returns service's latest rollout when it ended rolled back.
+func (x *pageIndex) rolledBack(service string) (historyEntry, bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if h := x.services[service]; h != nil && len(h.rollouts) > 0 && h.rollouts[0].State == controller.StateRolledBack {
+		return h.rollouts[0], true
+	}
+	return historyEntry{}, false
+}
+
 // history returns a copy of service's rollouts, newest first.
 func (x *pageIndex) history(service string) []historyEntry {
 	x.mu.Lock()

@@ -17,13 +17,14 @@ import (
 
 	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
+	"github.com/octoacme/octoroll/model"
 )
 
 //go:embed page.html
 var pageHTML string
 
 var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
-	"pct":   func(w uint32) string { return fmtPct(percent(w)) },
+	"pct":   func(w uint32) string { return fmtPct(model.Percent(w)) },
 	"ftime": ftime,
 	"lower": strings.ToLower,
 }).Parse(pageHTML))
@@ -263,7 +264,7 @@ func (s *Server) renderPage(pageNo int, service string) ([]byte, error) {
 		for _, h := range s.pages.index.history(service) {
 			data.History = append(data.History, historyRow{ID: h.ID, State: string(h.State),
 				Started: h.Started.UTC().Format("2006-01-02 15:04:05"), Ended: ftime(h.Ended),
-				Weight: fmtPct(percent(h.Weight)), Reason: h.Reason, Decided: decided(h.Decided)})
+				Weight: fmtPct(model.Percent(h.Weight)), Reason: h.Reason, Decided: decided(h.Decided)})
 		}
 		return s.execute(data)
 	}
@@ -314,6 +315,16 @@ func (s *Server) renderPage(pageNo int, service string) ([]byte, error) {
 		for _, v := range views {
 			row := summaryRowOf(v)
 			row.Card = onPage[row.Name]
+			if v.Active == nil && row.Reason == "" {
+				// The last rollout rolled back: why, with the numbers that decided it,
+				// stays in the summary until the next rollout.
+				if h, ok := s.pages.index.rolledBack(row.Name); ok {
+					row.Reason = "last rollout rolled back: " + h.Reason
+					if d := decided(h.Decided); d != nil {
+						row.Reason += fmt.Sprintf(" (canary %s vs stable %s)", d.Canary, d.Stable)
+					}
+				}
+			}
 			counts[row.State]++
 			if row.State == "idle" && row.ProxyClass != "bad" && row.Reason == "" {
 				data.Idle = append(data.Idle, row.Name) // listed by name only
@@ -337,7 +348,7 @@ func summaryRowOf(v ServiceView) summaryRow {
 	row.ProxyClass, row.Proxies = proxyState(v.Convergence.Subscribed, v.Convergence.Acked, v.Convergence.NACK != nil, v.Active != nil)
 	if a := v.Active; a != nil {
 		row.State = string(a.State)
-		row.Weight = fmtPct(percent(a.CanaryWeight()))
+		row.Weight = fmtPct(model.Percent(a.CanaryWeight()))
 		row.Versions = a.Stable + " → " + a.Canary
 		row.Stage = fmt.Sprintf("%s (%d of %d)", stageName(*a, a.Stage), min(a.Stage+1, len(a.Plan.Stages)+1), len(a.Plan.Stages)+1)
 		row.Reason = a.Reason
@@ -481,6 +492,9 @@ func (s *Server) card(v ServiceView, ro *controller.Rollout) (card, error) {
 		} else if h.Healthy < h.Total {
 			row.Class = "warn"
 		}
+		if undecided := h.Total - h.Healthy - len(h.Unhealthy); undecided > 0 {
+			row.Text += fmt.Sprintf("; %d not yet decided", undecided)
+		}
 		c.Health = append(c.Health, row)
 	}
 	var events []controller.Event
@@ -528,7 +542,7 @@ func (s *Server) card(v ServiceView, ro *controller.Rollout) (card, error) {
 		c.Buttons = append(c.Buttons, b)
 	}
 	for i := len(events) - 1; i >= 0 && len(c.Events) < recentEvents; i-- {
-		c.Events = append(c.Events, api.EventRecord{Event: events[i]})
+		c.Events = append(c.Events, api.NewEventRecord(0, events[i]))
 	}
 	last := ro.Progress.Last
 	if c.Active && v.LastObservation != nil && v.Active != nil && v.Active.ID == ro.ID {
@@ -571,8 +585,8 @@ func phase(r controller.Rollout, now time.Time) string {
 		i := min(max(r.Phase, 0), len(r.Plan.Monitoring)-1)
 		ph := r.Plan.Monitoring[i]
 		end := r.FullAt.Add(r.Plan.Monitoring[len(r.Plan.Monitoring)-1].Until.D())
-		return fmt.Sprintf("monitoring phase %s (%d of %d) until %s after 100%%; %s left of the monitoring window",
-			ph.Name, i+1, len(r.Plan.Monitoring), ph.Until, roundDur(max(0, end.Sub(now))))
+		return fmt.Sprintf("monitoring phase %s (%d of %d) until %s after 100%%: %s left of it, %s left of the monitoring window",
+			ph.Name, i+1, len(r.Plan.Monitoring), ph.Until, roundDur(max(0, r.FullAt.Add(ph.Until.D()).Sub(now))), roundDur(max(0, end.Sub(now))))
 	case state == controller.StateProgressing:
 		if st, ok := r.CurrentStage(); ok {
 			if r.Progress.AckedAt.IsZero() {

@@ -44,10 +44,10 @@ func activeSummary() api.RolloutSummary {
 func services() api.ServicesResponse {
 	a := activeSummary()
 	return api.ServicesResponse{Services: []api.ServiceSummary{
-		{Name: "checkout", KnownGood: "v1", Versions: []string{"v1", "v2"}, Weights: map[string]uint32{"v1": 7500, "v2": 2500},
+		{Name: "checkout", KnownGood: "v1", Versions: []string{"v1", "v2"}, Weights: map[string]uint32{"v1": 7500, "v2": 2500}, WeightsPercent: model.Percents(map[string]uint32{"v1": 7500, "v2": 2500}),
 			TotalWeight: model.TotalWeight, Proxies: api.ProxyConvergence{RouteVersion: "a1b2", Subscribed: 3, Acked: 3, Converged: true},
 			Active: &a},
-		{Name: "payments", KnownGood: "v7", Versions: []string{"v7"}, Weights: map[string]uint32{"v7": 10000},
+		{Name: "payments", KnownGood: "v7", Versions: []string{"v7"}, Weights: map[string]uint32{"v7": 10000}, WeightsPercent: model.Percents(map[string]uint32{"v7": 10000}),
 			TotalWeight: model.TotalWeight, Proxies: api.ProxyConvergence{RouteVersion: "c3d4", Subscribed: 2, Acked: 1,
 				Stragglers: []string{"payments-envoy-2"}}},
 		restoringService(),
@@ -64,7 +64,7 @@ func services() api.ServicesResponse {
 func restoringService() api.ServiceSummary {
 	d := &model.Restore{RolloutID: "r-0002", Version: "v3", Aborted: true, RolledBackAt: t0.Add(40 * time.Minute),
 		Published: true, Subscribed: 3, Acked: 2, Stragglers: []string{"search-envoy-3"}}
-	return api.ServiceSummary{Name: "search", KnownGood: "v3", Versions: []string{"v3", "v4"}, Weights: map[string]uint32{"v3": 10000, "v4": 0},
+	return api.ServiceSummary{Name: "search", KnownGood: "v3", Versions: []string{"v3", "v4"}, Weights: map[string]uint32{"v3": 10000, "v4": 0}, WeightsPercent: model.Percents(map[string]uint32{"v3": 10000, "v4": 0}),
 		TotalWeight: model.TotalWeight, Proxies: api.ProxyConvergence{RouteVersion: "e5f6", Subscribed: 3, Acked: 2,
 			Stragglers: []string{"search-envoy-3"}}, Restore: d, RestoreSummary: d.Summary()}
 }
@@ -129,7 +129,7 @@ func events() api.EventsResponse {
 		if mut != nil {
 			mut(&e)
 		}
-		return api.EventRecord{Seq: seq, Event: e}
+		return api.NewEventRecord(seq, e)
 	}
 	return api.EventsResponse{Next: 14, Events: []api.EventRecord{
 		ev(10, 0, "started", func(e *controller.Event) { e.Reason = "plan 5% 15m0s → 25% 30m0s → 50% 30m0s → 100%" }),

@@ -42,7 +42,7 @@ func fleetAPI(t *testing.T) *httptest.Server {
 		"search":   {monitoring.RolloutSummary},
 	}
 	searchSvc := api.ServiceDetail{ServiceSummary: api.ServiceSummary{Name: "search", KnownGood: "v3", Versions: []string{"v3", "v4"},
-		Weights: map[string]uint32{"v4": 10000}, TotalWeight: model.TotalWeight,
+		Weights: map[string]uint32{"v4": 10000}, WeightsPercent: model.Percents(map[string]uint32{"v4": 10000}), TotalWeight: model.TotalWeight,
 		Proxies: api.ProxyConvergence{RouteVersion: "e5f6", Subscribed: 2, Acked: 2, Converged: true}, Active: &monitoring.RolloutSummary}}
 	checkoutSvc := serviceDetail()
 	checkoutSvc.Active = &latest.RolloutSummary

@@ -52,8 +52,6 @@ func clip(s string, n int) string {
 	return string(r[:n-1]) + "…"
 }
 
-func percent(w uint32) float64 { return float64(w) * 100 / model.TotalWeight }
-
 func pct(p float64) string { return strconv.FormatFloat(p, 'f', -1, 64) + "%" }
 
 func stageLabel(r api.RolloutSummary) string {
@@ -276,7 +274,7 @@ func weights(m map[string]uint32) string {
 	slices.Sort(names)
 	parts := make([]string, len(names))
 	for i, v := range names {
-		parts[i] = fmt.Sprintf("%s %s", v, pct(percent(m[v])))
+		parts[i] = fmt.Sprintf("%s %s", v, pct(model.Percent(m[v])))
 	}
 	return strings.Join(parts, ", ")
 }
@@ -381,7 +379,7 @@ func writeEvents(w io.Writer, resp api.EventsResponse) {
 			}
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Seq, stamp(e.Time), e.Service, e.RolloutID, e.Kind, e.State,
-			dash(e.StageName), pct(percent(e.Weight)), dash(dec), dash(clip(e.Reason, 80)))
+			dash(e.StageName), pct(model.Percent(e.Weight)), dash(dec), dash(clip(e.Reason, 80)))
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "Next page: --after %d\n", resp.Next)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
+	"github.com/octoacme/octoroll/model"
 	"github.com/octoacme/octoroll/report"
 )
 
@@ -159,7 +160,7 @@ func Build(ev controller.Event, r controller.Rollout, history []controller.Event
 		Release: Release{Name: rel.Name, Type: string(rel.Type), Date: rel.Date, Stable: r.Stable, Canary: r.Canary},
 		State:   ev.State,
 		Stage:   Stage{Index: ev.Stage, Name: ev.StageName, Count: len(r.Plan.Stages)},
-		Weight:  Weight{Canary: ev.Weight, Total: catalog.TotalWeight, Percent: report.Percent(ev.Weight)},
+		Weight:  Weight{Canary: ev.Weight, Total: catalog.TotalWeight, Percent: model.Percent(ev.Weight)},
 		Reason:  ev.Reason, Actor: ev.Actor, Numbers: ev.Numbers,
 		Checks: ev.Checks, Endpoints: ev.Endpoints, Alerts: ev.Alerts, Stragglers: ev.Stragglers,
 		Time: ev.Time,

@@ -7,6 +7,7 @@ import (
 
 	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
+	"github.com/octoacme/octoroll/model"
 )
 
 // BuildIncident describes the rollback of r from its events (sorted by time, as Build
@@ -211,7 +212,7 @@ func actionItems(inc Incident, r controller.Rollout) []ActionItem {
 // the end of the plan).
 func stagePercent(r controller.Rollout, i int) float64 {
 	if i >= 0 && i < len(r.Plan.Stages) {
-		return Percent(r.Plan.Stages[i].Weight)
+		return model.Percent(r.Plan.Stages[i].Weight)
 	}
 	return 100
 }

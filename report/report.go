@@ -229,7 +229,7 @@ func outcome(r controller.Rollout) Outcome {
 	o := Outcome{
 		State:         r.State,
 		Plan:          r.Plan.String(),
-		CanaryPercent: Percent(r.CanaryWeight()),
+		CanaryPercent: model.Percent(r.CanaryWeight()),
 		Reason:        r.Reason,
 		Aborted:       r.Aborted,
 		CreatedAt:     r.CreatedAt,
@@ -267,7 +267,7 @@ func row(e controller.Event) Row {
 		Stage:      e.Stage,
 		StageName:  e.StageName,
 		Weight:     e.Weight,
-		Percent:    Percent(e.Weight),
+		Percent:    model.Percent(e.Weight),
 		Decision:   e.Decision,
 		Command:    e.Command,
 		Actor:      e.Actor,
@@ -281,6 +281,3 @@ func row(e controller.Event) Row {
 		Phase:      e.Phase,
 	}
 }
-
-// Percent converts a weight out of catalog.TotalWeight to percent.
-func Percent(w uint32) float64 { return float64(w) * 100 / catalog.TotalWeight }

@@ -268,7 +268,7 @@ func TestCompleted(t *testing.T) {
 	// Every event is a row, in order; the lifecycle ones carry the stage and weight.
 	var lifecycle []string
 	for i, row := range rep.Timeline {
-		if row.Kind != evs[i].Kind || !row.Time.Equal(evs[i].Time) || row.Weight != evs[i].Weight || row.Percent != Percent(evs[i].Weight) {
+		if row.Kind != evs[i].Kind || !row.Time.Equal(evs[i].Time) || row.Weight != evs[i].Weight || row.Percent != model.Percent(evs[i].Weight) {
 			t.Errorf("row %d: %+v for event %+v", i, row, evs[i])
 		}
 		if catalog.IsEventName(row.Kind) {

@@ -85,9 +85,11 @@ type ServiceSummary struct {
 	KnownGood string `json:"knownGood"`
 	// Versions are the names of the service's versions (catalog + added by rollouts).
 	Versions []string `json:"versions"`
-	// Weights are the published weights by version, out of TotalWeight (10000).
-	Weights     map[string]uint32 `json:"weights"`
-	TotalWeight uint32            `json:"totalWeight"`
+	// Weights are the published weights by version, out of TotalWeight (10000);
+	// WeightsPercent are the same in percent (model.Percent).
+	Weights        map[string]uint32  `json:"weights"`
+	WeightsPercent map[string]float64 `json:"weightsPercent"`
+	TotalWeight    uint32             `json:"totalWeight"`
 	// Proxies is how far the current weights have reached the proxies.
 	Proxies ProxyConvergence `json:"proxies"`
 	// Active is the active rollout, nil when idle.
@@ -332,6 +334,13 @@ type EventsResponse struct {
 type EventRecord struct {
 	Seq uint64 `json:"seq"`
 	controller.Event
+	// WeightPercent is the event's Weight (out of TotalWeight) in percent.
+	WeightPercent float64 `json:"weightPercent"`
+}
+
+// NewEventRecord is the record of event e stored at seq.
+func NewEventRecord(seq uint64, e controller.Event) EventRecord {
+	return EventRecord{Seq: seq, Event: e, WeightPercent: model.Percent(e.Weight)}
 }
 
 // ProxiesResponse is GET /api/v1/proxies.
