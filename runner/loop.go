@@ -277,10 +277,11 @@ func endpointHealth(v healthcheck.VersionHealth) controller.EndpointHealth {
 
 // commitLocked persists a transition, then publishes its weights, then notifies. The
 // order is the crash-safety contract: what proxies are told is on disk first. The one
-// exception is a move to known-good (a rollback or an abort): it never waits on the
-// disk. When the store fails it is published at once and its writes are queued, retried
-// on every tick; the error returned is then a *NotPersistedError, and the transition is
-// done.
+// exception, with one replica, is a move to known-good (a rollback or an abort): it
+// never waits on the disk. When the store fails it is published at once and its writes
+// are queued, retried on every tick; the error returned is then a *NotPersistedError,
+// and the transition is done. With several replicas it waits on etcd like every other
+// transition (rollbackFirst): a failed write publishes nothing.
 func (r *Runner) commitLocked(ctx context.Context, e *entry, next controller.Rollout, evs []controller.Event) error {
 	prev := e.r
 	terminal := next.State.Terminal()
@@ -298,13 +299,16 @@ func (r *Runner) commitLocked(ctx context.Context, e *entry, next controller.Rol
 			sevs[i].Rollout = doc // what a notification of it, sent later, describes
 		}
 	}
+	// A move to known-good is published before it is persisted with one replica only
+	// (rollbackFirst).
+	queue := restore && r.rollbackFirst()
 	var notPersisted error
 	if terminal {
 		// The known-good version is recorded before the rollout stops being active, so
 		// a crash between the two writes leaves an active rollout that settles the same
 		// way again, never an idle service pointing at the old version.
 		st := r.services[next.Service].After(next)
-		if err := r.putService(next.Service, st, restore); err != nil {
+		if err := r.putService(next.Service, st, queue); err != nil {
 			if !errors.Is(err, ErrNotPersisted) {
 				return err
 			}
@@ -318,7 +322,7 @@ func (r *Runner) commitLocked(ctx context.Context, e *entry, next controller.Rol
 		r.putRestore(next.Service, restoreDoc{RolloutID: next.ID})
 		r.noteTells(next)
 	}
-	err = r.persistLocked("rollout "+next.ID, restore, next.ID, func() error {
+	err = r.persistLocked("rollout "+next.ID, queue, next.ID, func() error {
 		if _, err := r.opts.Store.PutRollout(next.ID, next.Service, !terminal, doc, sevs); err != nil {
 			return fmt.Errorf("persist rollout %s: %w", next.ID, err)
 		}

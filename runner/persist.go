@@ -14,7 +14,7 @@ import (
 
 // ErrNotPersisted is matched (errors.Is) by the error of a command whose transition was
 // applied and published but not yet persisted: a move to known-good while the store
-// fails. The rollout returned with it is the new state; the write is retried on every
+// fails, with one replica only (rollbackFirst). The rollout returned with it is the new state; the write is retried on every
 // tick until the store takes it.
 var ErrNotPersisted = errors.New("not yet persisted")
 
@@ -46,18 +46,20 @@ type pendingWrite struct {
 // or still for the pending ones) and queue is set, the write joins the queue and a
 // *NotPersistedError is returned: the caller goes on as if it were persisted. Without
 // queue the store's error is returned and nothing is queued: the transition must not
-// happen before it is on disk.
+// happen before it is on disk. On a replicated store a write the fence refused, or one
+// that failed while the lease may be gone, says that this replica does not lead
+// (leaseErrLocked).
 func (r *Runner) persistLocked(what string, queue bool, rollout string, write func() error) error {
 	if err := r.flushLocked(); err != nil {
 		if !queue {
-			return fmt.Errorf("%s: earlier writes are not persisted yet: %w", what, err)
+			return r.leaseErrLocked(fmt.Errorf("%s: earlier writes are not persisted yet: %w", what, err))
 		}
 		r.pending = append(r.pending, pendingWrite{what: what, write: write, rollout: rollout})
 		return &NotPersistedError{Err: err, Reason: r.pathless(err)}
 	}
 	if err := write(); err != nil {
 		if !queue || refused(err) {
-			return err
+			return r.leaseErrLocked(err)
 		}
 		r.pending = append(r.pending, pendingWrite{what: what, write: write, rollout: rollout})
 		r.pendingErr = err

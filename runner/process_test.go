@@ -173,10 +173,19 @@ func (p *octorollProc) servedRoute(t *testing.T) map[string]uint32 {
 	if err != nil {
 		t.Fatalf("read route: %v", err)
 	}
+	out, err := routeSplit(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// routeSplit returns the split weights, by version, of svcName's route in resp.
+func routeSplit(resp *discoveryv3.DiscoveryResponse) (map[string]uint32, error) {
 	for _, a := range resp.GetResources() {
 		var rc routev3.RouteConfiguration
 		if err := a.UnmarshalTo(&rc); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		for _, vh := range rc.GetVirtualHosts() {
 			for _, r := range vh.GetRoutes() {
@@ -185,13 +194,12 @@ func (p *octorollProc) servedRoute(t *testing.T) map[string]uint32 {
 					for _, c := range wc.GetClusters() {
 						out[strings.TrimPrefix(c.GetName(), svcName+translate.NameSeparator)] = c.GetWeight().GetValue()
 					}
-					return out
+					return out, nil
 				}
 			}
 		}
 	}
-	t.Fatalf("no split route in %v", resp)
-	return nil
+	return nil, fmt.Errorf("no split route in %v", resp)
 }
 
 // TestCrashResumeProcess runs the real binary: every transition of a rollout is made

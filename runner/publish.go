@@ -208,16 +208,19 @@ func (r *Runner) warmedLocked() bool {
 			continue
 		}
 		w := r.opts.XDS.ClusterWarmth(svc, e.r.Canary)
-		if !w.Done() {
-			if now.Before(e.warm.until) {
-				continue
-			}
+		late := !w.Done()
+		if late && now.Before(e.warm.until) {
+			continue
+		}
+		if !r.endWarmLocked(svc) {
+			continue // etcd did not take it: nothing moves forward
+		}
+		if late {
 			r.clusterLateLocked(svc, &e.r, []string{e.r.Canary}, w.Stragglers, e.r.Plan.AckTimeout.D())
 		}
 		e.warm = nil
 		r.changedLocked(svc)
 		ended = true
-		r.endWarmLocked(svc)
 	}
 	return ended
 }

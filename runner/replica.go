@@ -36,6 +36,35 @@ func refused(err error) bool {
 	return errors.Is(err, store.ErrFenced) || errors.Is(err, store.ErrNotLeader)
 }
 
+// rollbackFirst reports whether a move to known-good (a rollback, an abort) is
+// published before its write is on the store. With one replica it is: a rollback never
+// waits on the disk, its write is queued and retried on every tick. With several
+// (a Leadership) it is not: a replica whose write etcd did not take cannot tell
+// whether it still leads, and another replica may have decided otherwise (promoted,
+// completed, rolled back under its own rules). Nothing such a replica decided reaches
+// its proxies, rollbacks included: the leader decides the rollback again at the next
+// check, or the next leader decides from the persisted state and the same metrics.
+func (r *Runner) rollbackFirst() bool { return r.opts.Leader == nil }
+
+// leaseErrLocked is the error of a write that failed on a replicated store: when the
+// fence refused it, when the lease ran out meanwhile, or when etcd did not answer (the
+// lease may be gone), it says that this replica does not lead (ErrNotLeader, 503
+// not_leader from the API) and that nothing was published. Other errors are err.
+func (r *Runner) leaseErrLocked(err error) error {
+	if r.rollbackFirst() || err == nil {
+		return err
+	}
+	switch {
+	case refused(err):
+		return fmt.Errorf("%w (%w): nothing was published; the leader decides", ErrNotLeader, err)
+	case !r.leading():
+		return fmt.Errorf("%w: its lease ran out while the write was pending (%w): nothing was published; the leader decides", ErrNotLeader, err)
+	case store.Unanswered(err):
+		return fmt.Errorf("%w, or cannot tell: etcd did not take the write (%w) and its lease may be gone: nothing was published", ErrNotLeader, err)
+	}
+	return err
+}
+
 // notLeaderLocked is the error of a command while this replica does not lead.
 func (r *Runner) notLeaderLocked() error {
 	if r.leading() {

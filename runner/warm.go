@@ -56,11 +56,15 @@ func (r *Runner) storedWarm(service, id string) (bool, error) {
 	return d.RolloutID == id, nil
 }
 
-// endWarmLocked persists the end of service's warming; only the store's failure to
-// take it is logged (the weights are published all the same; a follower publishes them
-// once the write lands).
-func (r *Runner) endWarmLocked(service string) {
-	if err := r.putWarmLocked(service, "", true); err != nil && !refused(err) {
+// endWarmLocked persists the end of service's warming and reports whether it ends,
+// which publishes the stage's weights. With one replica it always ends: the store's
+// failure to take the write is logged and the write queued. With several it ends only
+// once etcd took the write: the stage's weights are a move forward, which a replica
+// publishes only under its fence; the end is tried again on the next tick.
+func (r *Runner) endWarmLocked(service string) bool {
+	err := r.putWarmLocked(service, "", r.rollbackFirst())
+	if err != nil && !refused(err) {
 		r.log.Warn("persist the end of a warming", zap.String("service", service), zap.Error(err))
 	}
+	return err == nil || r.rollbackFirst()
 }

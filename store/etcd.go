@@ -14,6 +14,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Errors of a replicated store; test with errors.Is.
@@ -203,6 +205,23 @@ func (s *Etcd) clientError(err error) error {
 		return fmt.Errorf("etcd did not answer within %s: %w", s.opts.RequestTimeout, err)
 	}
 	return err
+}
+
+// Unanswered reports whether err is etcd not answering: the request timed out or no
+// etcd member was reachable. The write may or may not have been applied, and a
+// replica that sees it cannot tell whether its lease is still alive.
+func Unanswered(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var se interface{ GRPCStatus() *status.Status }
+	if errors.As(err, &se) {
+		switch se.GRPCStatus().Code() {
+		case codes.DeadlineExceeded, codes.Unavailable:
+			return true
+		}
+	}
+	return false
 }
 
 // update runs apply in one etcd transaction (retried on a conflicting write), with
