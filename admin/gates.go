@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/octoacme/octoroll/admin/api"
-	"github.com/octoacme/octoroll/model"
 	"github.com/octoacme/octoroll/runner"
 )
 
@@ -73,20 +72,12 @@ func (s *Server) setFreeze(on bool) func(w http.ResponseWriter, r *http.Request)
 		if err != nil {
 			return err
 		}
-		if _, err := bodyFormat(r, false); err != nil {
-			return err
-		}
-		data, err := readBody(w, r)
-		if err != nil {
-			return err
-		}
 		var req api.FreezeRequest
-		if err := DecodeJSON(data, &req, !on); err != nil {
+		if err := readJSON(w, r, &req, !on); err != nil {
 			return err
 		}
-		req.Reason = strings.TrimSpace(req.Reason)
-		if err := model.CheckLength("reason", req.Reason, model.MaxReasonLen); err != nil {
-			return errorf(http.StatusBadRequest, api.CodeBadRequest, err.Error())
+		if req.Reason, err = trimReason(req.Reason); err != nil {
+			return err
 		}
 		if on && req.Reason == "" {
 			return errorf(http.StatusBadRequest, api.CodeReasonRequired, "reason: a freeze needs a reason (shown with it)")

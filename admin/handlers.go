@@ -373,21 +373,15 @@ func (s *Server) action(w http.ResponseWriter, r *http.Request) error {
 	if !slices.Contains(api.Actions, kind) {
 		return errorf(http.StatusNotFound, api.CodeNotFound, fmt.Sprintf("unknown action %q: one of %s", kind, actionList()))
 	}
-	if _, err := bodyFormat(r, false); err != nil {
+	var req api.ActionRequest
+	if err := readJSON(w, r, &req, true); err != nil {
 		return err
 	}
-	data, err := readBody(w, r)
+	reason, err := trimReason(req.Reason)
 	if err != nil {
 		return err
 	}
-	var req api.ActionRequest
-	if err := DecodeJSON(data, &req, true); err != nil {
-		return err
-	}
-	req.Reason = strings.TrimSpace(req.Reason)
-	if err := model.CheckLength("reason", req.Reason, model.MaxReasonLen); err != nil {
-		return errorf(http.StatusBadRequest, api.CodeBadRequest, err.Error())
-	}
+	req.Reason = reason
 	if kind == controller.CmdAbort && req.Reason == "" {
 		return errorf(http.StatusBadRequest, api.CodeReasonRequired, "abort needs a reason")
 	}
@@ -456,15 +450,8 @@ func actionList() string {
 
 func (s *Server) reportCheck(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("name")
-	if _, err := bodyFormat(r, false); err != nil {
-		return err
-	}
-	data, err := readBody(w, r)
-	if err != nil {
-		return err
-	}
 	var req api.CheckRequest
-	if err := DecodeJSON(data, &req, false); err != nil {
+	if err := readJSON(w, r, &req, false); err != nil {
 		return err
 	}
 	if strings.TrimSpace(req.Name) == "" {
@@ -481,7 +468,7 @@ func (s *Server) reportCheck(w http.ResponseWriter, r *http.Request) error {
 	if _, ok := s.opts.Backend.Service(name); !ok {
 		return errorf(http.StatusNotFound, api.CodeUnknownService, fmt.Sprintf("unknown service %q", name))
 	}
-	err = s.opts.Backend.ReportCheck(r.Context(), name, controller.CheckResult{Name: req.Name, Passed: req.Passed, Detail: req.Detail})
+	err := s.opts.Backend.ReportCheck(r.Context(), name, controller.CheckResult{Name: req.Name, Passed: req.Passed, Detail: req.Detail})
 	if err != nil {
 		return fmt.Errorf("report check %s of %s: %w", req.Name, name, err)
 	}

@@ -30,20 +30,8 @@ func approveCommand(a *App) *cobra.Command {
 			if err := a.checkOutput(); err != nil {
 				return err
 			}
-			cl, err := a.client()
-			if err != nil {
-				return err
-			}
-			var d api.RolloutDetail
-			b, err := cl.postJSON(a.ctx, "/services/"+url.PathEscape(args[0])+"/"+string(controller.CmdApprove), api.ActionRequest{Reason: reason}, &d)
-			if err != nil {
-				return err
-			}
-			if a.structured() {
-				return a.printData(b)
-			}
-			writeActionResult(a.stdout, string(controller.CmdApprove), d)
-			return nil
+			return post(a, "/services/"+url.PathEscape(args[0])+"/"+string(controller.CmdApprove), api.ActionRequest{Reason: reason},
+				func(w io.Writer, d api.RolloutDetail) { writeActionResult(w, string(controller.CmdApprove), d) })
 		},
 	}
 	c.Flags().StringVar(&reason, "reason", "", "why (recorded with the approval)")
@@ -70,20 +58,7 @@ func freezeCommand(on bool) func(*App) *cobra.Command {
 				if err := a.checkOutput(); err != nil {
 					return err
 				}
-				cl, err := a.client()
-				if err != nil {
-					return err
-				}
-				var st api.FreezeStatus
-				b, err := cl.postJSON(a.ctx, "/"+name, api.FreezeRequest{Reason: reason}, &st)
-				if err != nil {
-					return err
-				}
-				if a.structured() {
-					return a.printData(b)
-				}
-				writeFreeze(a.stdout, st)
-				return nil
+				return post(a, "/"+name, api.FreezeRequest{Reason: reason}, writeFreeze)
 			},
 		}
 		help := "why (recorded with the change)"

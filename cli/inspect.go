@@ -30,21 +30,18 @@ func historyCommand(a *App) *cobra.Command {
 		Short: "Rollout events, oldest first (page with --after)",
 		Args:  noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			if limit < 0 {
-				return usagef("--limit %d: want a positive number", limit)
+			q, err := pageQuery(limit)
+			if err != nil {
+				return err
 			}
 			if err := a.checkOutput(); err != nil {
 				return err
 			}
-			q := url.Values{}
 			setIf(q, "service", service)
 			setIf(q, "rollout", rollout)
 			setIf(q, "kind", kind)
 			if after > 0 {
 				q.Set("after", strconv.FormatUint(after, 10))
-			}
-			if limit > 0 {
-				q.Set("limit", strconv.Itoa(limit))
 			}
 			return show(a, "/events", q, writeEvents)
 		},
@@ -153,25 +150,14 @@ func checkCommand(a *App) *cobra.Command {
 			if err := a.checkOutput(); err != nil {
 				return err
 			}
-			cl, err := a.client()
-			if err != nil {
-				return err
-			}
-			var resp api.CheckResponse
-			b, err := cl.postJSON(a.ctx, "/services/"+url.PathEscape(args[0])+"/checks",
-				api.CheckRequest{Name: args[1], Passed: pass, Detail: detail}, &resp)
-			if err != nil {
-				return err
-			}
-			if a.structured() {
-				return a.printData(b)
-			}
-			result := "failed"
-			if resp.Passed {
-				result = "passed"
-			}
-			fmt.Fprintf(a.stdout, "Recorded check %s of %s: %s\n", resp.Name, resp.Service, result)
-			return nil
+			return post(a, "/services/"+url.PathEscape(args[0])+"/checks",
+				api.CheckRequest{Name: args[1], Passed: pass, Detail: detail}, func(w io.Writer, resp api.CheckResponse) {
+					result := "failed"
+					if resp.Passed {
+						result = "passed"
+					}
+					fmt.Fprintf(w, "Recorded check %s of %s: %s\n", resp.Name, resp.Service, result)
+				})
 		},
 	}
 	f := c.Flags()

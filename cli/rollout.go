@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -99,20 +98,17 @@ func rolloutList(a *App) *cobra.Command {
 		Short: "List rollouts, newest first",
 		Args:  noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			if limit < 0 {
-				return usagef("--limit %d: want a positive number", limit)
+			q, err := pageQuery(limit)
+			if err != nil {
+				return err
 			}
 			if err := a.checkOutput(); err != nil {
 				return err
 			}
-			q := url.Values{}
 			setIf(q, "service", service)
 			setIf(q, "state", state)
 			if active {
 				q.Set("active", "true")
-			}
-			if limit > 0 {
-				q.Set("limit", strconv.Itoa(limit))
 			}
 			return show(a, "/rollouts", q, func(w io.Writer, v api.RolloutsResponse) { writeRollouts(w, v.Rollouts) })
 		},

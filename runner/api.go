@@ -83,13 +83,7 @@ func (r *Runner) Start(ctx context.Context, spec controller.Spec, actor string) 
 		return controller.Rollout{}, fmt.Errorf("%w: %w", controller.ErrInvalidSpec, err)
 	}
 	// The canary's DNS names are looked up before the lock is taken.
-	var hosts []string
-	for _, ep := range spec.Canary.Endpoints {
-		if e, err := catalog.ParseEndpoint(ep); err == nil {
-			hosts = append(hosts, publish.ServiceHosts(catalog.Service{Versions: []catalog.Version{{Endpoints: []catalog.Endpoint{e}}}})...)
-		}
-	}
-	if len(hosts) > 0 {
+	if hosts := canaryHosts(spec); len(hosts) > 0 {
 		r.dns.Prime(ctx, hosts)
 	}
 	r.mu.Lock()
@@ -163,6 +157,18 @@ func (r *Runner) newToProxiesLocked(ro controller.Rollout) bool {
 		return false
 	}
 	return !r.opts.XDS.ClusterWarmth(ro.Service, ro.Canary).Done()
+}
+
+// canaryHosts is the DNS names (publish.NameOf's form) of spec's canary endpoints; an
+// endpoint that does not parse, or an IP address, has none.
+func canaryHosts(spec controller.Spec) []string {
+	var hosts []string
+	for _, ep := range spec.Canary.Endpoints {
+		if e, err := catalog.ParseEndpoint(ep); err == nil {
+			hosts = append(hosts, publish.ServiceHosts(catalog.Service{Versions: []catalog.Version{{Endpoints: []catalog.Endpoint{e}}}})...)
+		}
+	}
+	return hosts
 }
 
 // checkPublishableLocked reports, as an invalid spec naming the field, why the desired

@@ -258,16 +258,7 @@ func (r *Runner) logGate(ro controller.Rollout, a model.GateAnswer) {
 // gatesBeforePromote asks the confirmPromotion hooks for an operator's promote (not
 // forced), outside the lock, and returns cmd with their answers.
 func (r *Runner) gatesBeforePromote(ctx context.Context, service string, cmd controller.Command) controller.Command {
-	if cmd.Force || (cmd.Kind != controller.CmdPromote && cmd.Kind != controller.CmdPromoteFull) {
-		return cmd
-	}
-	r.mu.Lock()
-	e, ok := r.active[service]
-	var ro controller.Rollout
-	if ok {
-		ro = e.r
-	}
-	r.mu.Unlock()
+	ro, _, ok := r.promoteToCheck(service, cmd)
 	if !ok || len(ro.Plan.Gates.ConfirmPromotion) == 0 {
 		return cmd
 	}

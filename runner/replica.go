@@ -8,9 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
-	"github.com/octoacme/octoroll/publish"
 	"github.com/octoacme/octoroll/store"
 )
 
@@ -121,11 +119,7 @@ func (r *Runner) Reload(ctx context.Context) error {
 	}
 	var hosts []string
 	for _, ro := range active {
-		for _, ep := range ro.Spec.Canary.Endpoints {
-			if e, err := catalog.ParseEndpoint(ep); err == nil {
-				hosts = append(hosts, publish.ServiceHosts(catalog.Service{Versions: []catalog.Version{{Endpoints: []catalog.Endpoint{e}}}})...)
-			}
-		}
+		hosts = append(hosts, canaryHosts(ro.Spec)...)
 	}
 	if len(hosts) > 0 {
 		r.dns.Prime(ctx, hosts)

@@ -72,21 +72,29 @@ func (r *Runner) canaryTarget(svc catalog.Service, ro controller.Rollout) smoke.
 	return target
 }
 
+// promoteToCheck is, when cmd is an operator's promote that is not forced, the
+// service's active rollout and its effective catalog entry, read under the lock: what
+// the smoke tests and the confirmPromotion hooks run on, outside the lock, before such
+// a promote is applied. ok is false for any other command or without an active
+// rollout.
+func (r *Runner) promoteToCheck(service string, cmd controller.Command) (ro controller.Rollout, svc catalog.Service, ok bool) {
+	if cmd.Force || (cmd.Kind != controller.CmdPromote && cmd.Kind != controller.CmdPromoteFull) {
+		return ro, svc, false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.active[service]
+	if !ok {
+		return ro, svc, false
+	}
+	svc, _ = r.effectiveServiceLocked(service)
+	return e.r, svc, true
+}
+
 // smokeBeforePromote runs the rollout's smoke tests for an operator's promote (not
 // forced), outside the lock, and returns cmd with their results.
 func (r *Runner) smokeBeforePromote(ctx context.Context, service string, cmd controller.Command) controller.Command {
-	if cmd.Force || (cmd.Kind != controller.CmdPromote && cmd.Kind != controller.CmdPromoteFull) {
-		return cmd
-	}
-	r.mu.Lock()
-	e, ok := r.active[service]
-	var ro controller.Rollout
-	var svc catalog.Service
-	if ok {
-		ro = e.r
-		svc, _ = r.effectiveServiceLocked(service)
-	}
-	r.mu.Unlock()
+	ro, svc, ok := r.promoteToCheck(service, cmd)
 	if !ok || len(ro.Plan.SmokeTests) == 0 {
 		return cmd
 	}

@@ -268,24 +268,12 @@ func (s *Etcd) nextSeq(stm concurrency.STM, key string) (uint64, error) {
 
 // PutRollout is (*Store).PutRollout on etcd: one transaction.
 func (s *Etcd) PutRollout(id, service string, active bool, doc []byte, events []Event) (lastSeq uint64, err error) {
-	if err := errors.Join(checkName("rollout id", id), checkName("service", service)); err != nil {
+	if err := checkRollout(id, service, doc); err != nil {
+		return 0, err
+	}
+	events, err = rolloutEvents(id, service, events)
+	if err != nil {
 		return 0, fmt.Errorf("put rollout %q: %w", id, err)
-	}
-	if !json.Valid(doc) {
-		return 0, fmt.Errorf("put rollout %q: %w: document is not valid JSON", id, ErrInvalid)
-	}
-	events = slices.Clone(events)
-	for i := range events {
-		ev := &events[i]
-		if ev.RolloutID == "" {
-			ev.RolloutID = id
-		}
-		if ev.Service == "" {
-			ev.Service = service
-		}
-		if ev.RolloutID != id || ev.Service != service {
-			return 0, fmt.Errorf("put rollout %q: %w: event %d belongs to rollout %q of service %q", id, ErrInvalid, i, ev.RolloutID, ev.Service)
-		}
 	}
 	err = s.update(func(stm concurrency.STM) error {
 		rec := RolloutRecord{ID: id, Service: service, Active: active, Doc: doc}
@@ -327,23 +315,11 @@ func (s *Etcd) PutRollout(id, service string, active bool, doc []byte, events []
 }
 
 func (s *Etcd) appendEvents(stm concurrency.STM, events []Event) (uint64, error) {
-	var seq uint64
-	for i, ev := range events {
-		if ev.Kind == "" {
-			return 0, fmt.Errorf("%w: event %d has no kind", ErrInvalid, i)
-		}
-		var err error
-		if ev.Seq, err = s.nextSeq(stm, etcdSeqEvents); err != nil {
-			return 0, err
-		}
-		raw, err := json.Marshal(ev)
-		if err != nil {
-			return 0, fmt.Errorf("%w: event %d: %v", ErrInvalid, i, err)
-		}
-		stm.Put(s.prefix+etcdEvents+seqKey(ev.Seq), string(raw))
-		seq = ev.Seq
-	}
-	return seq, nil
+	next := func() (uint64, error) { return s.nextSeq(stm, etcdSeqEvents) }
+	return putEvents(events, next, func(seq uint64, raw []byte) error {
+		stm.Put(s.prefix+etcdEvents+seqKey(seq), string(raw))
+		return nil
+	})
 }
 
 func (s *Etcd) decodeRollout(id, raw string) (RolloutRecord, error) {
@@ -448,11 +424,8 @@ func (s *Etcd) ListRollouts(f ListFilter) ([]RolloutRecord, error) {
 
 // PutState stores doc (JSON) under key.
 func (s *Etcd) PutState(key string, doc []byte) error {
-	if err := checkName("state key", key); err != nil {
-		return fmt.Errorf("put state %q: %w", key, err)
-	}
-	if !json.Valid(doc) {
-		return fmt.Errorf("put state %q: %w: document is not valid JSON", key, ErrInvalid)
+	if err := checkState(key, doc); err != nil {
+		return err
 	}
 	err := s.update(func(stm concurrency.STM) error {
 		stm.Put(s.prefix+etcdState+key, string(doc))
@@ -487,11 +460,7 @@ func (s *Etcd) AppendEvents(events ...Event) (lastSeq uint64, err error) {
 
 // Events pages through the history; see (*Store).Events.
 func (s *Etcd) Events(q EventQuery) (events []Event, next uint64, err error) {
-	limit := q.Limit
-	if limit <= 0 {
-		limit = DefaultEventLimit
-	}
-	limit = min(limit, MaxEventLimit)
+	limit := pageLimit(q.Limit)
 	next = q.After
 	from := s.prefix + etcdEvents + seqKey(q.After+1)
 	end := clientv3.GetPrefixRangeEnd(s.prefix + etcdEvents)

@@ -55,25 +55,9 @@ func (s *Store) AppendEvents(events ...Event) (lastSeq uint64, err error) {
 
 func appendEvents(tx *bolt.Tx, events []Event) (uint64, error) {
 	b := tx.Bucket(bucketEvents)
-	var seq uint64
-	for i, ev := range events {
-		if ev.Kind == "" {
-			return 0, fmt.Errorf("%w: event %d has no kind", ErrInvalid, i)
-		}
-		var err error
-		if ev.Seq, err = b.NextSequence(); err != nil {
-			return 0, err
-		}
-		raw, err := json.Marshal(ev)
-		if err != nil {
-			return 0, fmt.Errorf("%w: event %d: %v", ErrInvalid, i, err)
-		}
-		if err := b.Put(be64(ev.Seq), encode(raw)); err != nil {
-			return 0, err
-		}
-		seq = ev.Seq
-	}
-	return seq, nil
+	return putEvents(events, b.NextSequence, func(seq uint64, raw []byte) error {
+		return b.Put(be64(seq), encode(raw))
+	})
 }
 
 // Events returns up to q.Limit events matching q with Seq > q.After, oldest
@@ -81,11 +65,7 @@ func appendEvents(tx *bolt.Tx, events []Event) (uint64, error) {
 // (matching or not), or q.After if there was none. Polling with the returned
 // cursor never misses or repeats an event.
 func (s *Store) Events(q EventQuery) (events []Event, next uint64, err error) {
-	limit := q.Limit
-	if limit <= 0 {
-		limit = DefaultEventLimit
-	}
-	limit = min(limit, MaxEventLimit)
+	limit := pageLimit(q.Limit)
 	next = q.After
 	err = s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketEvents).Cursor()

@@ -42,11 +42,8 @@ type ListFilter struct {
 // the last appended event (0 without events); the events got consecutive
 // numbers ending there.
 func (s *Store) PutRollout(id, service string, active bool, doc []byte, events []Event) (lastSeq uint64, err error) {
-	if err := errors.Join(checkName("rollout id", id), checkName("service", service)); err != nil {
-		return 0, fmt.Errorf("put rollout %q: %w", id, err)
-	}
-	if !json.Valid(doc) {
-		return 0, fmt.Errorf("put rollout %q: %w: document is not valid JSON", id, ErrInvalid)
+	if err := checkRollout(id, service, doc); err != nil {
+		return 0, err
 	}
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		rollouts, order, index := tx.Bucket(bucketRollouts), tx.Bucket(bucketOrder), tx.Bucket(bucketActive)
@@ -94,18 +91,9 @@ func (s *Store) PutRollout(id, service string, active bool, doc []byte, events [
 			return err
 		}
 
-		events := slices.Clone(events)
-		for i := range events {
-			ev := &events[i]
-			if ev.RolloutID == "" {
-				ev.RolloutID = id
-			}
-			if ev.Service == "" {
-				ev.Service = service
-			}
-			if ev.RolloutID != id || ev.Service != service {
-				return fmt.Errorf("%w: event %d belongs to rollout %q of service %q", ErrInvalid, i, ev.RolloutID, ev.Service)
-			}
+		events, err := rolloutEvents(id, service, events)
+		if err != nil {
+			return err
 		}
 		lastSeq, err = appendEvents(tx, events)
 		return err
@@ -223,11 +211,8 @@ func (s *Store) getRollout(tx *bolt.Tx, id string) (RolloutRecord, error) {
 
 // PutState stores doc (JSON) under key, fsynced before it returns.
 func (s *Store) PutState(key string, doc []byte) error {
-	if err := checkName("state key", key); err != nil {
-		return fmt.Errorf("put state %q: %w", key, err)
-	}
-	if !json.Valid(doc) {
-		return fmt.Errorf("put state %q: %w: document is not valid JSON", key, ErrInvalid)
+	if err := checkState(key, doc); err != nil {
+		return err
 	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketState).Put([]byte(key), encode(doc))

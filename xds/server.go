@@ -225,33 +225,23 @@ func (s *Server) PublishRaw(typeURL string, res ...types.Resource) error {
 // Resources returns the resources served now, each type sorted by name. It walks every
 // resource: for tests and diagnostics, not for a publish path.
 func (s *Server) Resources() translate.Resources {
-	var out translate.Resources
-	each := func(typeURL string, add func(types.Resource)) {
-		snap := s.cache.types[typeURL].snap.Load()
-		for _, n := range snap.names {
-			add(snap.byName.get(n).src)
+	return translate.Resources{
+		Listeners: served[*listenerv3.Listener](s, resource.ListenerType),
+		Routes:    served[*routev3.RouteConfiguration](s, resource.RouteType),
+		Clusters:  served[*clusterv3.Cluster](s, resource.ClusterType),
+		Endpoints: served[*endpointv3.ClusterLoadAssignment](s, resource.EndpointType),
+	}
+}
+
+// served is the resources of typeURL served now that are a T, sorted by name.
+func served[T types.Resource](s *Server, typeURL string) []T {
+	var out []T
+	snap := s.cache.types[typeURL].snap.Load()
+	for _, n := range snap.names {
+		if r, ok := snap.byName.get(n).src.(T); ok {
+			out = append(out, r)
 		}
 	}
-	each(resource.ListenerType, func(r types.Resource) {
-		if l, ok := r.(*listenerv3.Listener); ok {
-			out.Listeners = append(out.Listeners, l)
-		}
-	})
-	each(resource.RouteType, func(r types.Resource) {
-		if rc, ok := r.(*routev3.RouteConfiguration); ok {
-			out.Routes = append(out.Routes, rc)
-		}
-	})
-	each(resource.ClusterType, func(r types.Resource) {
-		if c, ok := r.(*clusterv3.Cluster); ok {
-			out.Clusters = append(out.Clusters, c)
-		}
-	})
-	each(resource.EndpointType, func(r types.Resource) {
-		if e, ok := r.(*endpointv3.ClusterLoadAssignment); ok {
-			out.Endpoints = append(out.Endpoints, e)
-		}
-	})
 	return out
 }
 

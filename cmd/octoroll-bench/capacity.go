@@ -5,14 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
-	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
-	"github.com/octoacme/octoroll/metrics"
+	"github.com/octoacme/octoroll/internal/pagebench"
 	"github.com/octoacme/octoroll/runner"
 	"github.com/octoacme/octoroll/store"
 	"github.com/octoacme/octoroll/xds"
@@ -32,44 +30,9 @@ type capacityResult struct {
 	RSS               int64
 }
 
-// cleanSource answers at once with the same clean traffic for every version: it
-// measures the engine, the loop and the store, not a metrics backend.
-type cleanSource struct{}
-
-func (cleanSource) VersionStats(context.Context, catalog.Service, string, time.Duration, time.Time) (metrics.Stats, error) {
-	return metrics.Stats{Requests: 10000, Errors: 0, P99: 20 * time.Millisecond}, nil
-}
-
-// clock is a settable clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 func runCapacity(services, rounds int) (*capacityResult, error) {
 	res := &capacityResult{Services: services, Rounds: rounds, Interval: controller.DefaultCheckInterval}
-	cat := &catalog.Catalog{}
-	for i := range services {
-		cat.Services = append(cat.Services, catalog.Service{
-			Name: fmt.Sprintf("svc-%04d", i), Port: uint32(10000 + i), Stable: "v1",
-			Versions: []catalog.Version{
-				{Name: "v1", Endpoints: []catalog.Endpoint{{Host: "127.0.0.1", Port: 8001}}},
-				{Name: "v2", Endpoints: []catalog.Endpoint{{Host: "127.0.0.1", Port: 8002}}},
-			},
-		})
-	}
+	cat := pagebench.Catalog(services)
 	dir, err := os.MkdirTemp("", "octoroll-bench-capacity-")
 	if err != nil {
 		return res, err
@@ -80,17 +43,8 @@ func runCapacity(services, rounds int) (*capacityResult, error) {
 		return res, err
 	}
 	defer st.Close()
-	clk := &clock{t: time.Now()}
+	clk := pagebench.NewClock(time.Now())
 	ctx := context.Background()
-	spec := func(name string) controller.Spec {
-		return controller.Spec{
-			Service: name,
-			Release: controller.Release{Type: controller.Minor, Name: "bench", Summary: "capacity",
-				RollbackPlan: "shift all traffic back to v1"},
-			Canary:  controller.Canary{Version: "v2"},
-			Waivers: []controller.Waiver{{Item: controller.ItemSmokeTests, Reason: "benchmark", By: "bench"}},
-		}
-	}
 	// Every start republishes every service, so starting 1,000 rollouts one by one is
 	// quadratic. All but the last few are created by the engine and persisted as the
 	// runner would, and the runner resumes them; the last few go through Start to
@@ -98,7 +52,7 @@ func runCapacity(services, rounds int) (*capacityResult, error) {
 	seeded := services - startSample
 	for _, svc := range cat.Services[:seeded] {
 		now := clk.Now()
-		ro, _, err := controller.New(now, store.NewID(now, svc.Name), spec(svc.Name), svc)
+		ro, _, err := controller.New(now, store.NewID(now, svc.Name), pagebench.Spec(svc.Name, "capacity"), svc)
 		if err != nil {
 			return res, fmt.Errorf("rollout of %s: %w", svc.Name, err)
 		}
@@ -111,13 +65,13 @@ func runCapacity(services, rounds int) (*capacityResult, error) {
 		}
 	}
 	srv := xds.NewServer(zap.NewNop(), xds.Options{})
-	r, err := runner.New(ctx, cat, runner.Options{Log: zap.NewNop(), Store: st, XDS: srv, Metrics: cleanSource{}, Now: clk.Now})
+	r, err := runner.New(ctx, cat, runner.Options{Log: zap.NewNop(), Store: st, XDS: srv, Metrics: pagebench.CleanSource{}, Now: clk.Now})
 	if err != nil {
 		return res, err
 	}
 	start := time.Now()
 	for _, svc := range cat.Services[seeded:] {
-		if _, err := r.Start(ctx, spec(svc.Name), "bench"); err != nil {
+		if _, err := r.Start(ctx, pagebench.Spec(svc.Name, "capacity"), "bench"); err != nil {
 			return res, fmt.Errorf("start %s: %w", svc.Name, err)
 		}
 	}

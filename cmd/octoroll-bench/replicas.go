@@ -16,6 +16,7 @@ import (
 	"github.com/octoacme/octoroll/admin/api"
 	"github.com/octoacme/octoroll/controller"
 	"github.com/octoacme/octoroll/internal/etcdtest"
+	"github.com/octoacme/octoroll/internal/pagebench"
 )
 
 // replicasResult is the several-replicas run: real octoroll processes on one real
@@ -204,15 +205,9 @@ func runReplicas(replicas, proxies, decisions, failovers int, ttl time.Duration)
 		return nil, fmt.Errorf("the leader never counted the %d proxies: %w", proxies, err)
 	}
 
-	spec := controller.Spec{
-		Service: benchService,
-		Release: controller.Release{Type: controller.Minor, Name: "bench", Summary: "benchmark release",
-			RollbackPlan: "shift all traffic back to v1"},
-		Canary:             controller.Canary{Version: "v2"},
-		CheckInterval:      controller.Duration(time.Hour), // decisions by command only
-		SourceFailureLimit: 1000,
-		Waivers:            []controller.Waiver{{Item: controller.ItemSmokeTests, Reason: "benchmark", By: "bench"}},
-	}
+	spec := pagebench.Spec(benchService, "benchmark release")
+	spec.CheckInterval = controller.Duration(time.Hour) // decisions by command only
+	spec.SourceFailureLimit = 1000
 	var samples []time.Duration
 	for i := range decisions {
 		t0 := time.Now()

@@ -20,6 +20,7 @@ import (
 	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
 	"github.com/octoacme/octoroll/healthcheck"
+	"github.com/octoacme/octoroll/internal/pagebench"
 	"github.com/octoacme/octoroll/metrics"
 	"github.com/octoacme/octoroll/metrics/promtest"
 	"github.com/octoacme/octoroll/runner"
@@ -170,14 +171,8 @@ func newRollbackEnv(proxies int, hc catalog.HealthCheck, src metrics.Source, min
 		return nil, err
 	}
 
-	spec := controller.Spec{
-		Service: shopService,
-		Release: controller.Release{Type: controller.Minor, Name: "bench", Summary: "benchmark release",
-			RollbackPlan: "shift all traffic back to v1"},
-		Canary:        controller.Canary{Version: "v2"},
-		CheckInterval: controller.Duration(checkInterval),
-		Waivers:       []controller.Waiver{{Item: controller.ItemSmokeTests, Reason: "benchmark", By: "bench"}},
-	}
+	spec := pagebench.Spec(shopService, "benchmark release")
+	spec.CheckInterval = controller.Duration(checkInterval)
 	ro, err := e.run.Start(e.ctx, spec, "bench")
 	if err != nil {
 		return nil, err

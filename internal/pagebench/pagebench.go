@@ -16,9 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/octoacme/octoroll/admin"
-	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
-	"github.com/octoacme/octoroll/metrics"
 	"github.com/octoacme/octoroll/runner"
 	"github.com/octoacme/octoroll/store"
 	"github.com/octoacme/octoroll/xds"
@@ -36,45 +34,12 @@ type Fixture struct {
 // Close releases the store and its directory.
 func (f *Fixture) Close() { f.close() }
 
-// cleanSource answers at once with the same clean traffic for every version.
-type cleanSource struct{}
-
-func (cleanSource) VersionStats(context.Context, catalog.Service, string, time.Duration, time.Time) (metrics.Stats, error) {
-	return metrics.Stats{Requests: 10000, Errors: 3, P99: 20 * time.Millisecond}, nil
-}
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // New builds the fixture: the rollouts are created by the engine and persisted with
 // their events as the runner does, then the runner resumes the active ones and runs
 // checks evaluations so that every active rollout has judged numbers; then the
 // runner's loop runs until Close.
 func New(services, active, checks int) (*Fixture, error) {
-	cat := &catalog.Catalog{}
-	for i := range services {
-		cat.Services = append(cat.Services, catalog.Service{
-			Name: fmt.Sprintf("svc-%04d", i), Port: uint32(10000 + i), Stable: "v1",
-			Versions: []catalog.Version{
-				{Name: "v1", Endpoints: []catalog.Endpoint{{Host: "127.0.0.1", Port: 8001}}},
-				{Name: "v2", Endpoints: []catalog.Endpoint{{Host: "127.0.0.1", Port: 8002}}},
-			},
-		})
-	}
+	cat := Catalog(services)
 	dir, err := os.MkdirTemp("", "octoroll-pagebench-")
 	if err != nil {
 		return nil, err
@@ -85,16 +50,7 @@ func New(services, active, checks int) (*Fixture, error) {
 		return nil, err
 	}
 	f := &Fixture{close: func() { st.Close(); os.RemoveAll(dir) }}
-	clk := &clock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
-	spec := func(name string) controller.Spec {
-		return controller.Spec{
-			Service: name,
-			Release: controller.Release{Type: controller.Minor, Name: "bench", Summary: "status page",
-				RollbackPlan: "shift all traffic back to v1"},
-			Canary:  controller.Canary{Version: "v2"},
-			Waivers: []controller.Waiver{{Item: controller.ItemSmokeTests, Reason: "benchmark", By: "bench"}},
-		}
-	}
+	clk := NewClock(time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC))
 	put := func(ro controller.Rollout, evs []controller.Event) error {
 		doc, err := json.Marshal(ro)
 		if err != nil {
@@ -114,7 +70,7 @@ func New(services, active, checks int) (*Fixture, error) {
 	}
 	for i, svc := range cat.Services {
 		now := clk.Now()
-		ro, evs, err := controller.New(now, store.NewID(now, svc.Name), spec(svc.Name), svc)
+		ro, evs, err := controller.New(now, store.NewID(now, svc.Name), Spec(svc.Name, "status page"), svc)
 		if err != nil {
 			return nil, fmt.Errorf("rollout of %s: %w", svc.Name, err)
 		}
@@ -137,7 +93,7 @@ func New(services, active, checks int) (*Fixture, error) {
 	}
 	srv := xds.NewServer(zap.NewNop(), xds.Options{})
 	ctx := context.Background()
-	r, err := runner.New(ctx, cat, runner.Options{Log: zap.NewNop(), Store: st, XDS: srv, Metrics: cleanSource{}, Now: clk.Now})
+	r, err := runner.New(ctx, cat, runner.Options{Log: zap.NewNop(), Store: st, XDS: srv, Metrics: CleanSource{Errors: 3}, Now: clk.Now})
 	if err != nil {
 		f.close()
 		return nil, err
