@@ -326,20 +326,7 @@ func needsQuotes(s string) bool {
 // show GETs path into a T and prints it: the API's own data with -o json or yaml,
 // otherwise the text write renders.
 func show[T any](a *App, path string, query url.Values, write func(io.Writer, T)) error {
-	c, err := a.client()
-	if err != nil {
-		return err
-	}
-	var v T
-	b, err := c.getJSON(a.ctx, path, query, &v)
-	if err != nil {
-		return err
-	}
-	if a.structured() {
-		return a.printData(b)
-	}
-	write(a.stdout, v)
-	return nil
+	return render(a, func(c *client, v any) ([]byte, error) { return c.getJSON(a.ctx, path, query, v) }, write)
 }
 
 // exactArgs is cobra.ExactArgs naming what is missing.

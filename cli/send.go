@@ -9,12 +9,19 @@ import (
 // post POSTs body as JSON to path, decodes the answer into a T and prints it: the
 // API's own data with -o json or yaml, otherwise the text write renders.
 func post[T any](a *App, path string, body any, write func(io.Writer, T)) error {
+	return render(a, func(c *client, v any) ([]byte, error) { return c.postJSON(a.ctx, path, body, v) }, write)
+}
+
+// render makes one API call (call decodes the answer into v and returns its bytes) and
+// prints the answer: the API's own data with -o json or yaml, otherwise the text write
+// renders of it as a T.
+func render[T any](a *App, call func(c *client, v any) ([]byte, error), write func(io.Writer, T)) error {
 	c, err := a.client()
 	if err != nil {
 		return err
 	}
 	var v T
-	b, err := c.postJSON(a.ctx, path, body, &v)
+	b, err := call(c, &v)
 	if err != nil {
 		return err
 	}
