@@ -2,7 +2,6 @@ package runner_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,8 +19,6 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/octoacme/octoroll/controller"
 	"github.com/octoacme/octoroll/translate"
@@ -154,17 +151,8 @@ func (p *octorollProc) call(t *testing.T, method, path string, body any) control
 // stream, as a proxy connecting now would get it, and returns its split weights.
 func (p *octorollProc) servedRoute(t *testing.T) map[string]uint32 {
 	t.Helper()
-	cc, err := grpc.NewClient(p.xds, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(cc).StreamAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stream, stop := rawADS(t, p.xds, waitTimeout)
+	defer stop()
 	if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: "crash-probe"},
 		TypeUrl: resource.RouteType, ResourceNames: []string{translate.RouteName(svcName)}}); err != nil {
 		t.Fatal(err)

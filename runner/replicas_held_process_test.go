@@ -15,8 +15,6 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/octoacme/octoroll/admin/api"
 	"github.com/octoacme/octoroll/controller"
@@ -35,18 +33,10 @@ type routeLog struct {
 
 func watchRoutes(t *testing.T, xdsAddr, id string) *routeLog {
 	t.Helper()
-	cc, err := grpc.NewClient(xdsAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(cc).StreamAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stream, cancel := rawADS(t, xdsAddr, 0)
 	l := &routeLog{}
 	var wg sync.WaitGroup
-	t.Cleanup(func() { cancel(); wg.Wait(); cc.Close() })
+	t.Cleanup(func() { cancel(); wg.Wait() })
 	req := &discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: id}, TypeUrl: resource.RouteType,
 		ResourceNames: []string{translate.RouteName(svcName)}}
 	if err := stream.Send(req); err != nil {
@@ -196,12 +186,7 @@ func TestReplicasHeldLeaderProcess(t *testing.T) {
 	}
 	leader := waitLeader(t, procs, waitTimeout)
 	other := others(procs, leader)[0]
-	spec := crashSpec()
-	for i := range spec.Stages {
-		spec.Stages[i].MinWindow = controller.Duration(time.Hour) // moves only by command
-	}
-	spec.CheckInterval = 0
-	spec.SourceFailureLimit = 1000
+	spec := commandOnlySpec()
 	ro := leader.call(t, http.MethodPost, "/rollouts", spec)
 	for _, p := range procs {
 		waitSplit(t, clients[p], 500, 300)

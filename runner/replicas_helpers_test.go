@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/octoacme/octoroll/admin/api"
+	"github.com/octoacme/octoroll/controller"
 	"github.com/octoacme/octoroll/translate"
 )
 
@@ -95,17 +96,7 @@ func (p *octorollProc) waitService(t *testing.T, what string, cond func(api.Serv
 // route version, a straggler. Closing the returned function ends its stream.
 func stuckProxy(t *testing.T, xdsAddr, id string) func() {
 	t.Helper()
-	cc, err := grpc.NewClient(xdsAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	stop := func() { cancel(); cc.Close() }
-	t.Cleanup(stop)
-	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(cc).StreamAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stream, stop := rawADS(t, xdsAddr, 0)
 	req := &discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: id}, TypeUrl: resource.RouteType,
 		ResourceNames: []string{translate.RouteName(svcName)}}
 	if err := stream.Send(req); err != nil {
@@ -120,4 +111,38 @@ func stuckProxy(t *testing.T, xdsAddr, id string) func() {
 		t.Fatal(err)
 	}
 	return stop
+}
+
+// rawADS opens an ADS stream to the xds server at addr, as a proxy would, for a test
+// that drives the protocol itself; stop ends it (also when the test ends). A timeout
+// above zero bounds the stream's life.
+func rawADS(t *testing.T, addr string, timeout time.Duration) (discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient, func()) {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if timeout > 0 {
+		ctx, cancel = context.WithTimeout(context.Background(), timeout)
+	}
+	stop := func() { cancel(); _ = cc.Close() }
+	t.Cleanup(stop)
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(cc).StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stream, stop
+}
+
+// commandOnlySpec is crashSpec with stages that move only by command (hour-long
+// windows), no check interval of its own and metrics failures that never pause it.
+func commandOnlySpec() controller.Spec {
+	spec := crashSpec()
+	for i := range spec.Stages {
+		spec.Stages[i].MinWindow = controller.Duration(time.Hour)
+	}
+	spec.CheckInterval = 0
+	spec.SourceFailureLimit = 1000
+	return spec
 }

@@ -124,12 +124,7 @@ func TestReplicasProcess(t *testing.T) {
 		t.Errorf("the status page does not show the replicas and the leader %s", leaderID)
 	}
 
-	spec := crashSpec()
-	for i := range spec.Stages {
-		spec.Stages[i].MinWindow = controller.Duration(time.Hour) // moves only by command
-	}
-	spec.CheckInterval = 0
-	spec.SourceFailureLimit = 1000
+	spec := commandOnlySpec()
 	// Through a follower: forwarded to the leader.
 	ro := followers[0].call(t, http.MethodPost, "/rollouts", spec)
 	for _, c := range all {
@@ -364,12 +359,7 @@ func TestReplicasEtcdFaultsProcess(t *testing.T) {
 			Target: "xds:///" + svcName, RPS: 300})
 	}
 	leader := waitLeader(t, procs, waitTimeout)
-	spec := crashSpec()
-	for i := range spec.Stages {
-		spec.Stages[i].MinWindow = controller.Duration(time.Hour) // moves only by command
-	}
-	spec.CheckInterval = 0
-	spec.SourceFailureLimit = 1000
+	spec := commandOnlySpec()
 	ro := leader.call(t, http.MethodPost, "/rollouts", spec)
 	for _, p := range procs {
 		waitSplit(t, clients[p], 500, 300)

@@ -1,7 +1,6 @@
 package runner_test
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -15,8 +14,6 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/octoacme/octoroll/admin/api"
 	"github.com/octoacme/octoroll/controller"
@@ -32,16 +29,7 @@ import (
 // returns the instant it did.
 func holdingProxy(t *testing.T, xdsAddr, id string) (release func() time.Time) {
 	t.Helper()
-	cc, err := grpc.NewClient(xdsAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(func() { cancel(); cc.Close() })
-	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(cc).StreamAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stream, _ := rawADS(t, xdsAddr, 0)
 	v2 := translate.ClusterName(svcName, "v2")
 	clusters := []string{translate.ClusterName(svcName, "v1"), v2}
 	names := map[string][]string{resource.RouteType: {translate.RouteName(svcName)}, resource.ClusterType: clusters, resource.EndpointType: clusters}
@@ -95,17 +83,8 @@ func holdingProxy(t *testing.T, xdsAddr, id string) (release func() time.Time) {
 // servedClusters are the names of the clusters p serves.
 func (p *octorollProc) servedClusters(t *testing.T) []string {
 	t.Helper()
-	cc, err := grpc.NewClient(p.xds, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(cc).StreamAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stream, stop := rawADS(t, p.xds, waitTimeout)
+	defer stop()
 	if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: "cluster-probe"}, TypeUrl: resource.ClusterType}); err != nil {
 		t.Fatal(err)
 	}
@@ -190,10 +169,7 @@ func TestReplicasNewCanaryWarmingProcess(t *testing.T) {
 		return d.Proxies.Subscribed == 4 && d.Proxies.Converged
 	})
 
-	spec := crashSpec()
-	for i := range spec.Stages {
-		spec.Stages[i].MinWindow = controller.Duration(time.Hour) // moves only by command
-	}
+	spec := commandOnlySpec()
 	spec.CheckInterval = controller.Duration(time.Second) // the leader's checks mark its time
 	spec.SourceFailureLimit = 1000
 	spec.Canary = controller.Canary{Version: "v2", Endpoints: []string{v2}}

@@ -9,8 +9,6 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
@@ -104,17 +102,7 @@ func TestReloadDropsOldStableAfterRouteAcked(t *testing.T) {
 // and never ACKs it, until the test ends.
 func silentProxy(t *testing.T, addr, node string) {
 	t.Helper()
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cc.Close() })
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(cc).StreamAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stream, _ := rawADS(t, addr, 0)
 	if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: node},
 		TypeUrl: resource.RouteType, ResourceNames: []string{translate.RouteName(svcName)}}); err != nil {
 		t.Fatal(err)
