@@ -34,6 +34,7 @@ const (
 	CauseGate          Cause = "gate"           // a blocking webhook answered no-go, wait, or not at all
 	CauseApproval      Cause = "approval"       // a stage waits for a person's approval
 	CauseFrozen        Cause = "frozen"         // a freeze stops starts and advances
+	CauseWarmup        Cause = "warmup"         // new weights warming up: only gross breaches judged
 )
 
 // Causes lists every Cause, for metrics that initialise their series at 0 and for tests.
@@ -42,6 +43,7 @@ var Causes = []Cause{
 	CauseSmoke, CauseCheck, CauseInconclusive, CauseSourceFailing, CauseAckTimeout,
 	CauseAwaitingAck, CauseNoProxies, CauseNotPublished, CauseMaxWindow, CauseOutsideWindow,
 	CauseManualPause, CauseManualPromote, CauseManualAbort, CauseGate, CauseApproval, CauseFrozen,
+	CauseWarmup,
 }
 
 // Decisions lists every Decision.

@@ -527,7 +527,7 @@ func (r Rollout) AnalysisWindow(now time.Time) time.Duration {
 	if r.State.Terminal() || r.State == StatePending || r.Progress.AckedAt.IsZero() {
 		return 0
 	}
-	from := r.Progress.AckedAt
+	from := r.warmedAt()
 	if r.Progress.WindowSince.After(from) {
 		from = r.Progress.WindowSince
 	}
@@ -536,6 +536,16 @@ func (r Rollout) AnalysisWindow(now time.Time) time.Duration {
 		limit = DefaultAnalysisWindow
 	}
 	return max(0, min(now.Sub(from), limit))
+}
+
+// warmedAt is when the current weights' warm-up ends (Plan.Warmup after their ACK).
+func (r Rollout) warmedAt() time.Time { return r.Progress.AckedAt.Add(r.Plan.Warmup.D()) }
+
+// WarmingUp reports whether the current weights are in their warm-up at now: ACKed,
+// not yet warmed, and not resumed since (a resume keeps the weights, and their warmth).
+func (r Rollout) WarmingUp(now time.Time) bool {
+	p := r.Progress
+	return !p.AckedAt.IsZero() && now.Before(r.warmedAt()) && !p.WindowSince.After(p.AckedAt)
 }
 
 // SustainWindow is how far back the loop should gather the sustain window's numbers at
@@ -550,13 +560,13 @@ func (r Rollout) SustainWindow(now time.Time) time.Duration {
 }
 
 // accrue adds the time covered by a clean check to Monitored: the span since the last
-// check (or the ACK), at most one check interval, since one observation covers one
+// check (or the end of the warm-up after the ACK), at most one check interval, since one observation covers one
 // check window and time nobody observed (a crash, a stalled loop) is not monitoring.
 func (r *Rollout) accrue(now time.Time) {
 	p := &r.Progress
 	from := p.LastCheck
-	if p.AckedAt.After(from) {
-		from = p.AckedAt
+	if w := r.warmedAt(); w.After(from) {
+		from = w // the warm-up is not monitored
 	}
 	d := now.Sub(from)
 	if d > r.Plan.CheckInterval.D() {
@@ -609,6 +619,11 @@ func (r Rollout) stepStage(now time.Time, obs Observation) (Rollout, []Event) {
 		return r.decide(now, DecisionHold, reason, CauseInconclusive, v.numbers, EventHold)
 	}
 	p.InconclusiveSince = time.Time{}
+	if r.WarmingUp(now) {
+		p.LastCheck = now
+		return r.decide(now, DecisionHold, fmt.Sprintf("warming up: the first %s after the ACK judges gross breaches only (warmup)", r.Plan.Warmup),
+			CauseWarmup, v.numbers, EventHold)
+	}
 	r.accrue(now)
 	p.LastCheck = now
 	if p.Monitored >= st.MinWindow {

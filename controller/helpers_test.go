@@ -30,6 +30,9 @@ func testSpec(t ReleaseType) Spec {
 			RollbackPlan: "weights back to v1"},
 		Canary:      Canary{Version: "v2"},
 		SmokeChecks: []string{"smoke"},
+		// The engine's tests judge the first check after the ACK; the warm-up has its
+		// own tests (warmup_test.go), and the verdict simulation runs the default.
+		Warmup: new(Duration),
 	}
 }
 

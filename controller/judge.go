@@ -24,7 +24,12 @@ import (
 //     Plan.AnalysisWindow, 1 h): the pause tests, and the rollback tests once it spans a
 //     sustain window. Go needs it judged with at least MinRequests on both sides.
 // Nothing but the gross test judges a window shorter than the analysis window, and
-// before the ACK nothing is judged but gross breaches.
+// before the ACK nothing is judged but gross breaches. Both the sustain and analysis
+// windows start after Plan.Warmup (two check intervals by default) past the ACK: a new
+// canary's first requests run on cold caches and connections, and a window that starts
+// with them pauses a healthy canary on its warm-up (the simulation's ×1.6-for-30-s
+// case: about half the minor releases paused without a warm-up, none with it). Only
+// gross breaches are judged in it, and the stage holds.
 //
 // Error rate. Let pc and ps be the canary's and the stable's error rates. The bounds of
 // pc − ps come from Newcombe's hybrid score method (Newcombe 1998, method 10: each

@@ -118,7 +118,7 @@ func TestHoldbackWeights(t *testing.T) {
 	})
 	_ = now
 	if r.State != StateMonitoring {
-		t.Fatalf("state %s, want monitoring", r.State)
+		t.Fatalf("state %s (%s), want monitoring", r.State, r.Reason)
 	}
 	if w := r.Weights(); w["v1"] != 200 || w["v2"] != 9800 || !r.HoldbackActive() {
 		t.Fatalf("monitoring weights %v", w)

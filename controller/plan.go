@@ -23,6 +23,12 @@ const (
 	// to be judged. At 1 canary req/s a 2-pp regression needs about an hour of requests
 	// to be told from a 1-pp one with 95 % confidence.
 	DefaultAnalysisWindow = time.Hour
+	// DefaultWarmupChecks is the default warm-up in check intervals (Spec.Warmup): a
+	// new canary's first requests are slower than its steady state, and a window that
+	// starts with them would pause a healthy canary on its warm-up.
+	DefaultWarmupChecks = 2
+	// MaxWarmup bounds Spec.Warmup: a warm-up is minutes, not a stage.
+	MaxWarmup = 30 * time.Minute
 	// DefaultSourceFailureLimit is the number of consecutive checks on which the
 	// metrics or alert source failed (unreachable, 5xx, timeout, no data) after which
 	// the rollout pauses.
@@ -183,6 +189,10 @@ func resolve(spec Spec) Plan {
 		Window:             spec.Window,
 		Holdback:           uint32(spec.Holdback),
 		Gates:              spec.Gates.Merge(Gates{}),
+	}
+	p.Warmup = Duration(DefaultWarmupChecks * p.CheckInterval.D())
+	if spec.Warmup != nil {
+		p.Warmup = *spec.Warmup
 	}
 	if p.SourceFailureLimit == 0 {
 		p.SourceFailureLimit = DefaultSourceFailureLimit

@@ -153,6 +153,7 @@ type Plan struct {
 	InconclusiveLimit  Duration    `json:"inconclusiveLimit"`
 	AckTimeout         Duration    `json:"ackTimeout"`
 	AnalysisWindow     Duration    `json:"analysisWindow,omitempty"`
+	Warmup             Duration    `json:"warmup,omitempty"`
 	SourceFailureLimit int         `json:"sourceFailureLimit,omitempty"`
 	AutoResume         bool        `json:"autoResume,omitempty"`
 	SmokeChecks        []string    `json:"smokeChecks,omitempty"`

@@ -79,6 +79,12 @@ type Spec struct {
 	// check window, the error-rate and latency tests judge the traffic since the
 	// current weights were ACKed (or the rollout resumed), at most this long. Default 1h.
 	AnalysisWindow Duration `json:"analysisWindow,omitempty" yaml:"analysisWindow,omitempty"`
+	// Warmup is how long after new weights are ACKed the analysis and sustain windows
+	// wait to start: a new canary's first requests (cold caches, JIT, new connections)
+	// are slower than its steady state. In the warm-up only gross breaches (and checks,
+	// health, alerts) are judged, the stage holds, and no monitored time accrues.
+	// Default two check intervals (1m at the default 30s); 0s turns it off.
+	Warmup *Duration `json:"warmup,omitempty" yaml:"warmup,omitempty"`
 	// SourceFailureLimit is how many consecutive checks may find the metrics or alert
 	// source failing (unreachable, 5xx, timeout, NaN, empty result, scrape target down)
 	// before the rollout pauses; each such check holds. Default 5.

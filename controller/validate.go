@@ -91,6 +91,12 @@ func (s Spec) Validate() error {
 	nonNegative("inconclusiveLimit", s.InconclusiveLimit)
 	nonNegative("ackTimeout", s.AckTimeout)
 	nonNegative("analysisWindow", s.AnalysisWindow)
+	if s.Warmup != nil {
+		nonNegative("warmup", *s.Warmup)
+		if s.Warmup.D() > MaxWarmup {
+			add("warmup", "%s: want at most %s", *s.Warmup, Duration(MaxWarmup))
+		}
+	}
 	if s.Holdback > MaxHoldback {
 		add("holdback", "%s: want more than 0 and at most %s (0 or unset: no holdback)", s.Holdback, MaxHoldback)
 	}

@@ -211,6 +211,9 @@ func rolledBack(t *testing.T, ackRestore bool) (controller.Rollout, []controller
 		x.step(steady)
 	}
 	x.step(steady) // ACK of the 50 % weights
+	for i := 0; i < 10 && x.r.WarmingUp(x.now); i++ {
+		x.step(steady) // the warm-up after the ACK
+	}
 	x.step(steady) // a clean check
 	breach := x.now
 	for i := 0; i < 10 && x.r.State != controller.StateRolledBack; i++ {
@@ -464,7 +467,10 @@ func TestDetectFromDecidingRule(t *testing.T) {
 	// bound (×1.1 the stable P99, rounded up to a bucket bound), 0.8 % than the
 	// rollback bound (×1.25): a pause, not a rollback.
 	slow.canaryP99 = 150 * time.Millisecond
-	x.step(slow)
+	// Judged once the warm-up after the ACK is over (only gross breaches before).
+	for i := 0; i < 10 && x.r.State != controller.StatePaused; i++ {
+		x.step(slow)
+	}
 	if x.r.State != controller.StatePaused || !strings.Contains(x.r.Reason, "P99 latency more than ×1.1 baseline") {
 		t.Fatalf("state %s (%s) after the latency breach, want paused on P99", x.r.State, x.r.Reason)
 	}

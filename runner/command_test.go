@@ -90,12 +90,15 @@ func TestCommands(t *testing.T) {
 	apply(cmd(controller.CmdPromote, false, "enough data"), nil, controller.StateProgressing, 2500)
 
 	// A soft breach pauses at the first check that judges the new stage's analysis
-	// window (the check that sees the ACK judges none); promote is refused while a
-	// check fails, unless forced.
+	// window (the check that sees the ACK judges none, nor do those of the warm-up);
+	// promote is refused while a check fails, unless forced.
 	h.metrics.Set("v2", metrics.Stats{Requests: 1000, Errors: 20, P99: 50 * time.Millisecond})
 	h.step()
 	if ro := h.persisted(first.ID); ro.State != controller.StateProgressing || ro.Progress.AckedAt.IsZero() {
 		t.Fatalf("at the ACK of 25 %%: %s (%s), want progressing with the weights ACKed", ro.State, ro.Reason)
+	}
+	for i := 0; i < 10 && h.persisted(first.ID).WarmingUp(h.clock.Now()); i++ {
+		h.step()
 	}
 	h.step()
 	if ro := h.persisted(first.ID); ro.State != controller.StatePaused || ro.PausedBy != "" ||

@@ -246,7 +246,9 @@ func summary(evs []controller.Event) string {
 // weights stay those persisted.
 func TestRestartDowntimeIsNotMonitoring(t *testing.T) {
 	h := newHarness(t, testCatalog(t, "127.0.0.1:1", "127.0.0.1:2"), false)
-	ro, err := h.run.Start(context.Background(), crashSpec(), "alice")
+	spec := crashSpec()
+	spec.Warmup = new(controller.Duration) // the stage clock from the ACK on
+	ro, err := h.run.Start(context.Background(), spec, "alice")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -192,7 +192,9 @@ func TestNewCanaryClusterWarmedBeforeWeights(t *testing.T) {
 // the check that noticed it.
 func TestZeroProxiesHoldThenStageClockAtAck(t *testing.T) {
 	h := newHarness(t, strictCatalog(t), true)
-	ro, err := h.run.Start(context.Background(), halfSpec(svcName), "alice")
+	spec := halfSpec(svcName)
+	spec.Warmup = new(controller.Duration) // the stage clock from the ACK on
+	ro, err := h.run.Start(context.Background(), spec, "alice")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +234,9 @@ func TestZeroProxiesHoldThenStageClockAtAck(t *testing.T) {
 // with none; the stage clock starts when the weights were published.
 func TestProxiesOptionalProceeds(t *testing.T) {
 	h := newHarness(t, testCatalog(t, "127.0.0.1:1", "127.0.0.1:2"), false)
-	ro, err := h.run.Start(context.Background(), halfSpec(svcName), "alice")
+	spec := halfSpec(svcName)
+	spec.Warmup = new(controller.Duration) // the stage clock from the publication on
+	ro, err := h.run.Start(context.Background(), spec, "alice")
 	if err != nil {
 		t.Fatal(err)
 	}

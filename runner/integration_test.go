@@ -130,7 +130,11 @@ func TestMinorRolloutReachesClients(t *testing.T) {
 			advanced = append(advanced, e.Weight)
 		case controller.EventAcked:
 			acked++
-		case controller.EventPaused, controller.EventRolledBack, controller.EventHold:
+		case controller.EventHold:
+			if e.Cause != controller.CauseWarmup {
+				t.Errorf("unexpected event %s: %s", e.Kind, e.Reason)
+			}
+		case controller.EventPaused, controller.EventRolledBack:
 			t.Errorf("unexpected event %s: %s", e.Kind, e.Reason)
 		}
 	}
