@@ -46,18 +46,40 @@ import (
 // (ratio − 1) for services whose baseline is 0.01 %.
 //
 // Latency as a test, not a ratio of two estimates. "Canary P99 > ratio × stable P99"
-// means more than 1 % of canary requests are slower than t = ratio × stable P99. The
-// stable P99 is interpolated in its bucket (Prometheus's histogram_quantile; the stable
-// version has most of the traffic); t is then rounded UP to the next bucket bound U,
-// and the canary's share of requests slower than U is tested against 1 % with a Wilson
-// bound. Rounding up favours the canary, so bucket width never creates a breach: a true
-// P99 on a bucket bound, or a coarse ladder, can only cost power. The price is stated:
-// with Envoy's default buckets (…100, 250, 500 ms…) a stable P99 of 202 ms puts both
-// thresholds at 500 ms, where only a regression of about ×2 shows; the ×1.1 ladder that
-// deploy/envoy ships keeps U within 10 % of t. The same gross/rollback/pause split as
-// errors: gross when the canary's share slower than the rollback U exceeds GrossFactor
-// × 1 % (its P95 beyond it); rollback and pause at their ratios. Without histograms
-// (a service with only a P99 query) the P99 ratio can only pause, and says so.
+// means more than 1 % of canary requests are slower than t = ratio × stable P99, and
+// the canary's share slower than t is tested against 1 % with a Wilson lower bound.
+// The stable P99 is taken at the upper confidence bound of its rank, so a small stable
+// sample raises t. Histograms only count requests up to bucket bounds; the tests read
+// them two ways:
+//   - gross and rollback: t is rounded UP to the next bucket bound U and the canary's
+//     share slower than U is tested (the stable P99 interpolated linearly in its bucket,
+//     Prometheus's histogram_quantile). Rounding up favours the canary: bucket width
+//     never causes a rollback; it can only cost power. With Envoy's default buckets
+//     (…100, 250, 500 ms…) a stable P99 of 202 ms puts the ×1.25 threshold at 500 ms,
+//     where only a regression of about ×2 shows; the ×1.1 ladder that deploy/envoy
+//     ships keeps U within 10 % of t.
+//   - pause: inside the bucket (latency_interp.go). Between two bounds the share slower
+//     than x, S(x), is a power-law segment (ln S linear in ln x); the stable P99 is the
+//     x where that S reaches 1 %, the canary's share slower than t that S at t, and its
+//     lower bound the same interpolation of the Wilson lower bounds at the two bounds
+//     (monotone in both, so below the interpolated share; it errs only when one of the
+//     two bounds does). Where there is nothing to interpolate (t on a bound or below the
+//     first, no request slower than the upper bound) t is rounded up as above.
+// Why interpolating cannot pause a healthy canary: when both versions have the same
+// distribution they have the same bucket counts up to noise and so the same
+// interpolated S, which decreases; S at ratio × the P99 (ratio > 1) is below S at the
+// P99, 1 %, whatever the distribution's shape. Only bucket counts that really differ
+// from the stable's can pause. Interpolation errs for other canaries: a lognormal
+// tail's ln S is concave in ln x, so both the stable P99 and the canary's share are
+// under-estimated, and the two errors nearly cancel. Through Envoy's default buckets a
+// lognormal canary scaled by c reads a share of 1 % at c between ×1.08 and ×1.13 (σ 0.6;
+// ×1.06-×1.15 for σ 0.3-1) depending on where the P99 falls, instead of ×1.10; on the
+// ×1.1 ladder at ×1.100. Through Envoy's buckets a P99 +30 % now pauses (it was
+// invisible when rounded up to 500 ms); only a pause, never a rollback, rests on it.
+// The same gross/rollback/pause split as errors: gross when the canary's share slower
+// than the rollback U exceeds GrossFactor × 1 % (its P95 beyond it); rollback and pause
+// at their ratios. Without histograms (a service with only a P99 query) the P99 ratio
+// can only pause, and says so.
 //
 // Repeated looks. A check every 30 s on a growing window is a new test each time; at a
 // fixed 95 % a healthy canary would be paused somewhere in most long releases. The pause
@@ -415,7 +437,7 @@ func judgeSample(w judgedWindow, in judgeInput) metricOutcome {
 			o.rollback = append(o.rollback, finding{gross: true, cause: CauseErrorRate, reason: fmt.Sprintf(
 				"error rate grossly above baseline (> %.3g pp at %.3g confidence): %s", grossPP, th.GrossConfidence, rates(zg))})
 		}
-		if t, why := lat.test(th.RollbackLatencyRatio, th.GrossFactor/100, zg, over); t == triBreach {
+		if t, why := lat.test(th.RollbackLatencyRatio, th.GrossFactor/100, zg, over, false); t == triBreach {
 			o.rollback = append(o.rollback, finding{gross: true, cause: CauseLatency, reason: "P99 latency grossly above baseline: " + why})
 		}
 		if !w.rollback && !w.pause {
@@ -440,7 +462,7 @@ func judgeSample(w judgedWindow, in judgeInput) metricOutcome {
 		if !w.decides {
 			zl = z(th.GrossConfidence)
 		}
-		if t, why := lat.test(th.RollbackLatencyRatio, 0.01, zl, over); t == triBreach {
+		if t, why := lat.test(th.RollbackLatencyRatio, 0.01, zl, over, false); t == triBreach {
 			o.rollback = append(o.rollback, finding{span: span, metric: "latency", cause: CauseLatency, reason: fmt.Sprintf(
 				"P99 latency more than ×%.3g baseline: %s", th.RollbackLatencyRatio, why)})
 		}
@@ -475,7 +497,7 @@ func judgeSample(w judgedWindow, in judgeInput) metricOutcome {
 		return o
 	}
 	zl := alwaysZ(1-th.PauseConfidence, float64(lat.canaryN()))
-	t, why := lat.test(th.PauseLatencyRatio, 0.01, zl, over)
+	t, why := lat.test(th.PauseLatencyRatio, 0.01, zl, over, true)
 	n.LatencyBound, n.CanarySlowPct, n.CanarySlowLowPct = Duration(lat.bound), 100*lat.share, 100*lat.lo
 	switch t {
 	case triBreach:
@@ -544,10 +566,12 @@ func (l *latency) histograms() bool { return len(l.canary.Counts) > 0 }
 
 func (l *latency) canaryN() uint64 { return l.canary.total() }
 
-// test tests "more than share of canary requests are slower than ratio × stable P99":
-// the threshold rounded up to the canary histogram's next bound, the share's Wilson
-// lower bound at quantile zq against share. It explains its outcome.
-func (l *latency) test(ratio, share, zq float64, over string) (tri, string) {
+// test tests "more than share of canary requests are slower than ratio × stable P99",
+// the share's Wilson lower bound at quantile zq against share. With inside false (the
+// gross and rollback tests) the threshold is rounded up to the canary histogram's next
+// bound; with inside true (the pause test) both the stable P99 and the canary's share
+// are interpolated inside their buckets (latency_interp.go). It explains its outcome.
+func (l *latency) test(ratio, share, zq float64, over string, inside bool) (tri, string) {
 	if !l.histograms() {
 		return triUnknown, ""
 	}
@@ -556,25 +580,33 @@ func (l *latency) test(ratio, share, zq float64, over string) (tri, string) {
 	// its P99 raises the threshold instead of lowering it.
 	ns := float64(l.stable.total())
 	rank := 0.99 + zq*math.Sqrt(0.99*0.01/ns)
-	q, ok := l.stable.quantile(rank)
+	quantile := l.stable.quantile
+	if inside {
+		quantile = l.stable.quantileInside
+	}
+	q, ok := quantile(rank)
 	if ns*(1-rank) < 1 || !ok {
 		return triUnknown, "" // the stable sample cannot place its P99 inside the histogram
 	}
 	t := time.Duration(ratio * float64(q))
-	b, slow, ok := l.canary.above(t)
+	s, ok := l.canary.slower(t, zq, inside)
 	if !ok {
 		l.bound = 0
 		return triUnknown, fmt.Sprintf("×%.3g stable P99 (%s) is beyond the histogram's last bound%s: latency not testable", ratio, Duration(t), over)
 	}
-	n := l.canary.total()
-	l.bound = b
-	l.share = float64(slow) / float64(n)
-	l.lo, l.hi = wilson(float64(slow), float64(n), zq)
+	l.bound, l.share, l.lo, l.hi = s.at, s.share, s.lower, s.upper
 	if l.share <= share {
 		return triClean, ""
 	}
-	why := fmt.Sprintf("%.2f%% of canary requests (%d/%d) slower than %s (≥ ×%.3g stable P99 %s)%s, lower bound %.2f%% vs %.3g%% (z %.2f), canary P99 %s",
-		100*l.share, slow, n, Duration(b), ratio, Duration(q), over, 100*l.lo, 100*share, zq, Duration(l.canaryP99))
+	var why string
+	if s.interpolated {
+		why = fmt.Sprintf("%.2f%% of canary requests slower than %s (×%.3g stable P99 %s; interpolated inside the bucket [%s, %s] between %d/%d and %d/%d slower than its bounds)%s",
+			100*l.share, Duration(t), ratio, Duration(q), Duration(s.lo), Duration(s.hi), s.slowLo, s.n, s.slowHi, s.n, over)
+	} else {
+		why = fmt.Sprintf("%.2f%% of canary requests (%d/%d) slower than %s (≥ ×%.3g stable P99 %s)%s",
+			100*l.share, s.slow, s.n, Duration(s.at), ratio, Duration(q), over)
+	}
+	why += fmt.Sprintf(", lower bound %.2f%% vs %.3g%% (z %.2f), canary P99 %s", 100*l.lo, 100*share, zq, Duration(l.canaryP99))
 	if l.lo > share {
 		return triBreach, why
 	}

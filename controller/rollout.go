@@ -305,10 +305,12 @@ type Numbers struct {
 	// Dispersion is what the error counts were divided by for clustered errors (1:
 	// independent requests).
 	Dispersion float64 `json:"dispersion,omitempty"`
-	// LatencyBound is the bucket bound the canary's slow requests were counted at (the
-	// pause ratio × stable P99, rounded up to a bound); CanarySlowPct is the canary's
-	// share of requests slower than it and CanarySlowLowPct that share's lower bound.
-	// A P99 beyond the pause ratio means a share above 1 %.
+	// LatencyBound is the threshold the pause test counted the canary's slow requests
+	// at: the pause ratio × stable P99, with the share interpolated inside its bucket
+	// (or the bound it was rounded up to where there is nothing to interpolate, see
+	// judge.go); CanarySlowPct is the canary's share of requests slower than it and
+	// CanarySlowLowPct that share's lower bound. A P99 beyond the pause ratio means a
+	// share above 1 %.
 	LatencyBound     Duration `json:"latencyBound,omitempty"`
 	CanarySlowPct    float64  `json:"canarySlowPct,omitempty"`
 	CanarySlowLowPct float64  `json:"canarySlowLowPct,omitempty"`

@@ -76,7 +76,7 @@ func TestLatencyTest(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			l := newLatency(VersionStats{Latency: tc.canary}, VersionStats{Latency: stable})
-			got, why := l.test(tc.ratio, 0.01, 3, "")
+			got, why := l.test(tc.ratio, 0.01, 3, "", false)
 			if got != tc.want || !strings.Contains(why, tc.wantInWhy) {
 				t.Errorf("got %v %q, want %v with %q", got, why, tc.want, tc.wantInWhy)
 			}
@@ -84,7 +84,7 @@ func TestLatencyTest(t *testing.T) {
 	}
 	// A stable sample too small to place its P99 tests nothing.
 	l := newLatency(VersionStats{Latency: lognormHist(10000, 400*ms)}, VersionStats{Latency: lognormHist(50, 202*ms)})
-	if got, why := l.test(1.1, 0.01, 3, ""); got != triUnknown || why != "" {
+	if got, why := l.test(1.1, 0.01, 3, "", false); got != triUnknown || why != "" {
 		t.Errorf("50 stable requests: %v %q, want untested", got, why)
 	}
 	// Envoy's default buckets: t = 1.1 × 202 ms rounds up to 250 ms, then the test
@@ -93,7 +93,7 @@ func TestLatencyTest(t *testing.T) {
 		return lognormHistOn(metrics.EnvoyDefaultBucketsMS(), n, p99)
 	}
 	l = newLatency(VersionStats{Latency: envoy(1e6, 240*ms)}, VersionStats{Latency: envoy(1e7, 202*ms)})
-	if got, _ := l.test(1.1, 0.01, 3, ""); got != triClean {
+	if got, _ := l.test(1.1, 0.01, 3, "", false); got != triClean {
 		t.Errorf("Envoy buckets, +19 %%: %v, want clean (the ladder cannot show it)", got)
 	}
 }

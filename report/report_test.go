@@ -463,9 +463,9 @@ func TestDetectFromDecidingRule(t *testing.T) {
 	}
 	x.step(steady) // ACK of the 50 % weights
 	slow := steady
-	// ×1.27 the stable P99: 1.3 % of the canary's requests are slower than the pause
-	// bound (×1.1 the stable P99, rounded up to a bucket bound), 0.8 % than the
-	// rollback bound (×1.25): a pause, not a rollback.
+	// ×1.27 the stable P99: more than 1 % of the canary's requests are slower than the
+	// pause threshold (×1.1 the stable P99, read inside its bucket), 0.8 % than the
+	// rollback bound (×1.25, rounded up to a bucket bound): a pause, not a rollback.
 	slow.canaryP99 = 150 * time.Millisecond
 	// Judged once the warm-up after the ACK is over (only gross breaches before).
 	for i := 0; i < 10 && x.r.State != controller.StatePaused; i++ {

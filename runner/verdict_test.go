@@ -66,11 +66,13 @@ func verdictCases() []verdictCase {
 			}
 		}},
 		// Latency is a test on the histograms: the share of canary requests slower than
-		// ×1.1 (pause) or ×1.25 (rollback) the stable P99, the bound rounded up to the
-		// ladder's next bucket bound, against 1 %. The exporter puts each version's
-		// requests in the two buckets around its P99, so with the stable P99 at 100 ms
-		// (in the bucket up to 106.7 ms) the pause bound is 117.4 ms and the rollback
-		// bound 142 ms. The stage lasts 15 s: the stable side needs about 10 s of
+		// ×1.1 (pause) or ×1.25 (rollback) the stable P99, against 1 %; the rollback
+		// bound rounded up to the ladder's next bucket bound, the pause share read
+		// inside its bucket, which is the share at the bucket's upper bound when no
+		// request is slower than that bound (or every one is). The exporter puts each
+		// version's requests in the two buckets around its P99, so with the stable P99
+		// at 100 ms (in the bucket up to 106.7 ms) the pause share is read at 117.4 ms
+		// and the rollback bound is 142 ms. The stage lasts 15 s: the stable side needs about 10 s of
 		// requests before its P99 can be placed at the tests' confidence.
 		{name: "latency50", v1: base, v2: with(canary, func(f *flow) { f.p99 = 150 * time.Millisecond }), tweak: longStage,
 			want: func(t *testing.T, w *watcher) {
