@@ -60,7 +60,10 @@ import (
 //     ships keeps U within 10 % of t.
 //   - pause: inside the bucket (latency_interp.go). Between two bounds the share slower
 //     than x, S(x), is a power-law segment (ln S linear in ln x); the stable P99 is the
-//     x where that S reaches 1 %, the canary's share slower than t that S at t, and its
+//     x where that S, built from the Wilson UPPER bounds of its shares at the bounds,
+//     reaches 1 % (a logarithm amplifies the noise of a small tail count: 1 request
+//     slower than 250 ms where 12 were expected reads a P99 of 202 ms as 172 ms and
+//     paused a healthy holdback in the simulation), the canary's share slower than t that S at t, and its
 //     lower bound the same interpolation of the Wilson lower bounds at the two bounds
 //     (monotone in both, so below the interpolated share; it errs only when one of the
 //     two bounds does). Where there is nothing to interpolate (t on a bound or below the
@@ -578,13 +581,13 @@ func (l *latency) test(ratio, share, zq float64, over string, inside bool) (tri,
 	// The stable P99 is itself an estimate: take the quantile at the upper confidence
 	// bound of its rank (the same quantile zq), so a stable sample too small to place
 	// its P99 raises the threshold instead of lowering it.
+	// Read inside its bucket, the upper confidence bounds of its tail shares do that.
 	ns := float64(l.stable.total())
 	rank := 0.99 + zq*math.Sqrt(0.99*0.01/ns)
-	quantile := l.stable.quantile
+	q, ok := l.stable.quantile(rank)
 	if inside {
-		quantile = l.stable.quantileInside
+		q, ok = l.stable.quantileInside(0.99, zq)
 	}
-	q, ok := quantile(rank)
 	if ns*(1-rank) < 1 || !ok {
 		return triUnknown, "" // the stable sample cannot place its P99 inside the histogram
 	}

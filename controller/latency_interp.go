@@ -21,29 +21,37 @@ func loglog(x0, y0, x1, y1, x float64) float64 {
 }
 
 // quantileInside estimates the q-quantile as the x where the share of requests slower
-// than x, interpolated by loglog between the bounds of its bucket, reaches 1 − q. In
-// the first bucket (no lower bound to take a logarithm of) and where no request is
-// slower than the bucket's upper bound (S = 0 has no logarithm) it is quantile's linear
-// estimate. ok is false when the quantile falls in the +Inf bucket or h is empty.
-func (h Histogram) quantileInside(q float64) (time.Duration, bool) {
+// than x, interpolated by loglog between the bounds of its bucket, reaches 1 − q. The
+// shares are taken at their Wilson upper bounds at zq (zq 0: the shares themselves): a
+// tail count is noisy, and a logarithm amplifies the noise of a small one (1 request
+// slower than the upper bound where 12 were expected puts a P99 of 202 ms at 172 ms),
+// so the estimate is an upper confidence bound that a small sample raises instead of
+// lowering. In the first bucket (no lower bound to take a logarithm of) and where no
+// share is left to take a logarithm of it is quantile's linear estimate. ok is false
+// when the quantile falls in the +Inf bucket or h is empty.
+func (h Histogram) quantileInside(q, zq float64) (time.Duration, bool) {
 	total := h.total()
 	if total == 0 {
 		return 0, false
 	}
-	rank := q * float64(total)
+	n, target := float64(total), 1-q
+	var prevBound time.Duration
+	prevShare := 1.0
 	for i, c := range h.Counts {
-		if float64(c) < rank {
+		_, share := wilson(n-float64(c), n, zq)
+		if share > target {
+			prevBound, prevShare = h.Bounds[i], share
 			continue
 		}
-		if h.Bounds[i] == Inf {
+		switch {
+		case h.Bounds[i] == Inf:
 			return 0, false
-		}
-		if i == 0 || c == total || h.Bounds[i-1] <= 0 {
+		case share == target:
+			return h.Bounds[i], true
+		case i == 0 || prevBound <= 0 || share <= 0:
 			return h.quantile(q)
 		}
-		// Counts[i-1] < rank ≤ c: the shares slower than the two bounds straddle 1 − q.
-		x := loglog(float64(total-h.Counts[i-1]), float64(h.Bounds[i-1]), float64(total-c), float64(h.Bounds[i]), float64(total)-rank)
-		return time.Duration(x), true
+		return time.Duration(loglog(prevShare, float64(prevBound), share, float64(h.Bounds[i]), target)), true
 	}
 	return 0, false
 }

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -59,7 +60,7 @@ func TestLatencyInsideIdenticalNeverBreaches(t *testing.T) {
 		for name, shape := range shapes {
 			for _, p99 := range p99s {
 				h := histFrom(l.ms, 10_000_000, shape(p99))
-				q, ok := h.quantileInside(0.99)
+				q, ok := h.quantileInside(0.99, 0)
 				if !ok {
 					continue
 				}
@@ -120,7 +121,7 @@ func TestLatencyInsidePowerLawExact(t *testing.T) {
 	h := histFrom(metrics.EnvoyDefaultBucketsMS(), 1_000_000_000_000, func(ms float64) float64 {
 		return max(0, 1-math.Pow(xm/ms, alpha))
 	})
-	q, ok := h.quantileInside(0.99)
+	q, ok := h.quantileInside(0.99, 0)
 	want := xm * math.Pow(100, 1/alpha) // 126.2 ms, inside the 100-250 ms bucket
 	if got := float64(q) / float64(time.Millisecond); !ok || math.Abs(got-want)/want > 1e-6 {
 		t.Errorf("P99 %v (%v), want %.4f ms", q, ok, want)
@@ -168,12 +169,28 @@ func TestLatencyInsideEdges(t *testing.T) {
 	// bucket, is the linear estimate.
 	for _, q := range []float64{0.995, 0.05} {
 		lin, _ := h.quantile(q)
-		if got, ok := h.quantileInside(q); !ok || got != lin {
+		if got, ok := h.quantileInside(q, 0); !ok || got != lin {
 			t.Errorf("quantileInside(%g) = %s, want the linear %s", q, got, lin)
 		}
 	}
 	h.Counts[3] = 999
-	if _, ok := h.quantileInside(0.9995); ok {
+	if _, ok := h.quantileInside(0.9995, 0); ok {
 		t.Error("quantile in the +Inf bucket placed, want not ok")
+	}
+}
+
+// A small stable sample whose tail count came out low (1 request slower than 250 ms
+// where 12 were expected) must not pull its P99 down: read at the upper confidence
+// bounds of its tail shares, the estimate stays above the true P99 (202 ms).
+func TestLatencyInsideSmallStableTail(t *testing.T) {
+	h := histFrom(metrics.EnvoyDefaultBucketsMS(), 3360, lognormCDFms(50, 0.6))
+	i := slices.Index(h.Bounds, 250*time.Millisecond)
+	h.Counts[i] = 3359
+	point, ok := h.quantileInside(0.99, 0)
+	if !ok || point > 180*time.Millisecond {
+		t.Fatalf("point estimate %s (%v): the case no longer shows the noise", point, ok)
+	}
+	if q, ok := h.quantileInside(0.99, alwaysZ(0.01, 3360)); !ok || q < 202*time.Millisecond {
+		t.Errorf("P99 at the upper bounds %s (%v), want at least the true 202ms", q, ok)
 	}
 }
