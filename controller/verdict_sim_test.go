@@ -482,6 +482,19 @@ func pausedOrRolledBack(s verdictStats) int {
 	return s.pausedOrRolledBackByHorizon
 }
 
+// atLeastWithin wants at least pct % of runs to have acted within d of the onset.
+func atLeastWithin(pct float64, d time.Duration, after func(verdictStats) []time.Duration, what string) func(verdictStats) error {
+	return func(s verdictStats) error {
+		if n := withinAfterOnset(after(s), d); s.pct(n) < pct {
+			return fmt.Errorf("%s within %s of onset in %.1f %%, want at least %g %%", what, Duration(d), s.pct(n), pct)
+		}
+		return nil
+	}
+}
+
+func rollbacksAfterOnset(s verdictStats) []time.Duration { return s.rollbackAfterOnset }
+func actionsAfterOnset(s verdictStats) []time.Duration   { return s.actedAfterOnset }
+
 // withinAfterOnset counts the runs rolled back (or paused) within d of the onset.
 func withinAfterOnset(ds []time.Duration, d time.Duration) int {
 	n := 0
@@ -567,12 +580,7 @@ func verdictCases() []verdictCase {
 					}
 					return healthy
 				}, stop: untilRun(20*time.Minute + 8*time.Minute + 30*time.Second),
-				check: func(s verdictStats) error {
-					if n := withinAfterOnset(s.rollbackAfterOnset, 8*time.Minute); s.pct(n) < 99 {
-						return fmt.Errorf("rolled back within 8 min of onset in %.1f %%, want at least 99 %%", s.pct(n))
-					}
-					return nil
-				}},
+				check: atLeastWithin(99, 8*time.Minute, rollbacksAfterOnset, "rolled back")},
 		)
 		cycle := func(c simClock) behaviour {
 			if !c.full {
@@ -599,21 +607,11 @@ func verdictCases() []verdictCase {
 			verdictCase{name: "at 100 %, canary +3 pp from hour 3, 2 % holdback, 200 req/s", target: "rolled back ≥ 99 % within 10 min",
 				ladder: l, rps: 200, spec: withHoldback, stable: steady(healthy), canary: late, onsetAfterFull: 3 * time.Hour,
 				stop: fullFor(3*time.Hour + 10*time.Minute), horizon: 5 * time.Hour,
-				check: func(s verdictStats) error {
-					if n := withinAfterOnset(s.rollbackAfterOnset, 10*time.Minute); s.pct(n) < 99 {
-						return fmt.Errorf("rolled back within 10 min of onset in %.1f %%, want at least 99 %%", s.pct(n))
-					}
-					return nil
-				}},
+				check: atLeastWithin(99, 10*time.Minute, rollbacksAfterOnset, "rolled back")},
 			verdictCase{name: "at 100 %, canary +3 pp from hour 3, no holdback, 200 req/s", target: "paused ≥ 99 % within 10 min",
 				ladder: l, rps: 200, spec: minorCanary, stable: steady(healthy), canary: late, onsetAfterFull: 3 * time.Hour,
 				stop: fullFor(3*time.Hour + 10*time.Minute), horizon: 5 * time.Hour,
-				check: func(s verdictStats) error {
-					if n := withinAfterOnset(s.actedAfterOnset, 10*time.Minute); s.pct(n) < 99 {
-						return fmt.Errorf("paused or rolled back within 10 min of onset in %.1f %%, want at least 99 %%", s.pct(n))
-					}
-					return nil
-				}},
+				check: atLeastWithin(99, 10*time.Minute, actionsAfterOnset, "paused or rolled back")},
 			verdictCase{name: "5 % of 10,000 req/s: +0.05 pp", target: "paused ≤ 1 %",
 				ladder: l, rps: 10000, spec: minorCanary, stable: steady(healthy), canary: steady(healthy.errors(0.55)), stop: inStage(0),
 				check: atMost(1, paused, "paused")},
