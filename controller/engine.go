@@ -541,11 +541,10 @@ func (r Rollout) AnalysisWindow(now time.Time) time.Duration {
 // warmedAt is when the current weights' warm-up ends (Plan.Warmup after their ACK).
 func (r Rollout) warmedAt() time.Time { return r.Progress.AckedAt.Add(r.Plan.Warmup.D()) }
 
-// WarmingUp reports whether the current weights are in their warm-up at now: ACKed,
-// not yet warmed, and not resumed since (a resume keeps the weights, and their warmth).
+// WarmingUp reports whether the current weights are in their warm-up at now: ACKed and
+// not yet warmed. A pause and resume keeps the weights and so does not restart it.
 func (r Rollout) WarmingUp(now time.Time) bool {
-	p := r.Progress
-	return !p.AckedAt.IsZero() && now.Before(r.warmedAt()) && !p.WindowSince.After(p.AckedAt)
+	return !r.Progress.AckedAt.IsZero() && now.Before(r.warmedAt())
 }
 
 // SustainWindow is how far back the loop should gather the sustain window's numbers at
@@ -560,8 +559,9 @@ func (r Rollout) SustainWindow(now time.Time) time.Duration {
 }
 
 // accrue adds the time covered by a clean check to Monitored: the span since the last
-// check (or the end of the warm-up after the ACK), at most one check interval, since one observation covers one
-// check window and time nobody observed (a crash, a stalled loop) is not monitoring.
+// check (or the end of the warm-up after the ACK), at most one check interval, since one
+// observation covers one check window and time nobody observed (a crash, a stalled
+// loop) is not monitoring.
 func (r *Rollout) accrue(now time.Time) {
 	p := &r.Progress
 	from := p.LastCheck

@@ -32,7 +32,7 @@ func testSpec(t ReleaseType) Spec {
 		SmokeChecks: []string{"smoke"},
 		// The engine's tests judge the first check after the ACK; the warm-up has its
 		// own tests (warmup_test.go), and the verdict simulation runs the default.
-		Warmup: new(Duration),
+		Warmup: new(model.ZeroableDuration),
 	}
 }
 

@@ -192,7 +192,7 @@ func resolve(spec Spec) Plan {
 	}
 	p.Warmup = Duration(DefaultWarmupChecks * p.CheckInterval.D())
 	if spec.Warmup != nil {
-		p.Warmup = *spec.Warmup
+		p.Warmup = Duration(*spec.Warmup)
 	}
 	if p.SourceFailureLimit == 0 {
 		p.SourceFailureLimit = DefaultSourceFailureLimit

@@ -84,7 +84,7 @@ type Spec struct {
 	// are slower than its steady state. In the warm-up only gross breaches (and checks,
 	// health, alerts) are judged, the stage holds, and no monitored time accrues.
 	// Default two check intervals (1m at the default 30s); 0s turns it off.
-	Warmup *Duration `json:"warmup,omitempty" yaml:"warmup,omitempty"`
+	Warmup *model.ZeroableDuration `json:"warmup,omitempty" yaml:"warmup,omitempty"`
 	// SourceFailureLimit is how many consecutive checks may find the metrics or alert
 	// source failing (unreachable, 5xx, timeout, NaN, empty result, scrape target down)
 	// before the rollout pauses; each such check holds. Default 5.

@@ -92,7 +92,7 @@ func (s Spec) Validate() error {
 	nonNegative("ackTimeout", s.AckTimeout)
 	nonNegative("analysisWindow", s.AnalysisWindow)
 	if s.Warmup != nil {
-		nonNegative("warmup", *s.Warmup)
+		nonNegative("warmup", Duration(*s.Warmup))
 		if s.Warmup.D() > MaxWarmup {
 			add("warmup", "%s: want at most %s", *s.Warmup, Duration(MaxWarmup))
 		}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/octoacme/octoroll/metrics"
+	"github.com/octoacme/octoroll/model"
 )
 
 // The verdict simulation drives the real engine (Rollout.Step: judge, holds, pauses,
@@ -523,7 +524,7 @@ func verdictCases() []verdictCase {
 	minorCanary := simSpec(Minor)
 	stage25 := simSpec(Minor, StageSpec{Percent: 25, MinWindow: Duration(30 * time.Minute)}, StageSpec{Percent: 50, MinWindow: Duration(30 * time.Minute)})
 	noWarmup := simSpec(Minor)
-	noWarmup.Warmup = new(Duration)
+	noWarmup.Warmup = new(model.ZeroableDuration)
 	withHoldback := simSpec(Minor)
 	withHoldback.Holdback = 200 // 2 %
 	var cs []verdictCase

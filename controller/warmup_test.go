@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/octoacme/octoroll/model"
 )
 
 func TestWarmupResolvedAndValidated(t *testing.T) {
@@ -21,12 +23,12 @@ func TestWarmupResolvedAndValidated(t *testing.T) {
 	if p, _ := Resolve(spec); p.Warmup.D() != 20*time.Second {
 		t.Errorf("warmup %s at a 10s check interval, want 20s", p.Warmup)
 	}
-	off := Duration(0)
+	off := model.ZeroableDuration(0)
 	spec.Warmup = &off
 	if p, _ := Resolve(spec); p.Warmup != 0 {
 		t.Errorf("warmup: 0s resolved to %s", p.Warmup)
 	}
-	for _, bad := range []Duration{-1, Duration(MaxWarmup + time.Second)} {
+	for _, bad := range []model.ZeroableDuration{-1, model.ZeroableDuration(MaxWarmup + time.Second)} {
 		spec.Warmup = &bad
 		if err := spec.Validate(); err == nil || !strings.Contains(err.Error(), "warmup") {
 			t.Errorf("warmup %s: %v, want an error naming warmup", bad, err)

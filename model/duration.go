@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Duration is a time.Duration written in YAML and JSON as a Go duration string ("30s",
@@ -114,3 +115,38 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	*d = Duration(v)
 	return nil
 }
+
+// ZeroableDuration is a Duration a spec may also set to zero ("0s") to turn off what it
+// times; written and read like Duration otherwise (a bare number is still rejected).
+type ZeroableDuration Duration
+
+// D returns d as a time.Duration.
+func (d ZeroableDuration) D() time.Duration { return time.Duration(d) }
+
+// String is Duration's rounded form.
+func (d ZeroableDuration) String() string { return Duration(d).String() }
+
+// MarshalText writes the exact Go duration string, as Duration does.
+func (d ZeroableDuration) MarshalText() ([]byte, error) { return Duration(d).MarshalText() }
+
+// UnmarshalText reads a Go duration string that is positive or zero ("0s").
+func (d *ZeroableDuration) UnmarshalText(b []byte) error {
+	s := string(b)
+	v, err := time.ParseDuration(s)
+	switch {
+	case err != nil || v > 0:
+		return (*Duration)(d).UnmarshalText(b)
+	case strings.IndexFunc(s, unicode.IsLetter) < 0:
+		return fmt.Errorf("%s: a duration needs a unit, such as %ss", s, s)
+	case v < 0:
+		return fmt.Errorf("%q: must not be negative", s)
+	}
+	*d = 0
+	return nil
+}
+
+// MarshalJSON writes the exact Go duration string, as Duration does.
+func (d ZeroableDuration) MarshalJSON() ([]byte, error) { return Duration(d).MarshalJSON() }
+
+// UnmarshalJSON reads a Go duration string, as Duration does.
+func (d *ZeroableDuration) UnmarshalJSON(b []byte) error { return (*Duration)(d).UnmarshalJSON(b) }

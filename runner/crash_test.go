@@ -14,6 +14,7 @@ import (
 	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
 	"github.com/octoacme/octoroll/metrics"
+	"github.com/octoacme/octoroll/model"
 )
 
 // crashSpec is minorSpec without smoke checks: reported check results live in memory
@@ -247,7 +248,7 @@ func summary(evs []controller.Event) string {
 func TestRestartDowntimeIsNotMonitoring(t *testing.T) {
 	h := newHarness(t, testCatalog(t, "127.0.0.1:1", "127.0.0.1:2"), false)
 	spec := crashSpec()
-	spec.Warmup = new(controller.Duration) // the stage clock from the ACK on
+	spec.Warmup = new(model.ZeroableDuration) // the stage clock from the ACK on
 	ro, err := h.run.Start(context.Background(), spec, "alice")
 	if err != nil {
 		t.Fatal(err)

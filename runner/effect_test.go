@@ -25,6 +25,7 @@ import (
 	"github.com/octoacme/octoroll/admin/api"
 	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
+	"github.com/octoacme/octoroll/model"
 	"github.com/octoacme/octoroll/report"
 	"github.com/octoacme/octoroll/runner"
 	"github.com/octoacme/octoroll/store"
@@ -193,7 +194,7 @@ func TestNewCanaryClusterWarmedBeforeWeights(t *testing.T) {
 func TestZeroProxiesHoldThenStageClockAtAck(t *testing.T) {
 	h := newHarness(t, strictCatalog(t), true)
 	spec := halfSpec(svcName)
-	spec.Warmup = new(controller.Duration) // the stage clock from the ACK on
+	spec.Warmup = new(model.ZeroableDuration) // the stage clock from the ACK on
 	ro, err := h.run.Start(context.Background(), spec, "alice")
 	if err != nil {
 		t.Fatal(err)
@@ -235,7 +236,7 @@ func TestZeroProxiesHoldThenStageClockAtAck(t *testing.T) {
 func TestProxiesOptionalProceeds(t *testing.T) {
 	h := newHarness(t, testCatalog(t, "127.0.0.1:1", "127.0.0.1:2"), false)
 	spec := halfSpec(svcName)
-	spec.Warmup = new(controller.Duration) // the stage clock from the publication on
+	spec.Warmup = new(model.ZeroableDuration) // the stage clock from the publication on
 	ro, err := h.run.Start(context.Background(), spec, "alice")
 	if err != nil {
 		t.Fatal(err)

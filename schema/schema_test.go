@@ -27,7 +27,7 @@ const base = "https://github.com/octoacme/octoroll/schema/"
 // scalars are the types written as one YAML scalar, by their text form.
 func scalars(t reflect.Type) *jsonschema.Schema {
 	switch t {
-	case reflect.TypeFor[model.Duration]():
+	case reflect.TypeFor[model.Duration](), reflect.TypeFor[model.ZeroableDuration]():
 		return &jsonschema.Schema{Type: "string", Pattern: `^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`,
 			Description: "a Go duration such as 500ms, 30s, 5m or 1h30m", Examples: []any{"30s", "5m"}}
 	case reflect.TypeFor[model.Endpoint]():
