@@ -189,3 +189,15 @@ func poisson(rng *rand.Rand, mean float64) uint64 {
 		k++
 	}
 }
+
+// ladder is a histogram's bucket bounds, in milliseconds: Envoy's default ones and the
+// ×1.1 ladder octoroll ships.
+type ladder struct {
+	name string
+	ms   []float64
+}
+
+var (
+	envoyLadder   = ladder{"Envoy default", metrics.EnvoyDefaultBucketsMS()}
+	shippedLadder = ladder{"octoroll ×1.1", metrics.LatencyBucketsMS()}
+)

@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/octoacme/octoroll/metrics"
 	"github.com/octoacme/octoroll/model"
 )
 
@@ -37,16 +36,6 @@ import (
 var (
 	updateReadme = flag.Bool("update-readme", false, "rewrite the README's verdict table from the simulation")
 	simRuns      = flag.Int("sim.runs", 1000, "runs per simulated verdict case")
-)
-
-type ladder struct {
-	name string
-	ms   []float64
-}
-
-var (
-	envoyLadder   = ladder{"Envoy default", metrics.EnvoyDefaultBucketsMS()}
-	shippedLadder = ladder{"octoroll ×1.1", metrics.LatencyBucketsMS()}
 )
 
 // behaviour is one version's traffic at one moment.
