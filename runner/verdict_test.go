@@ -3,6 +3,7 @@ package runner_test
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"strconv"
 	"strings"
@@ -23,15 +24,18 @@ import (
 )
 
 // The verdicts of the analysis on real sources: a real Prometheus server scraping, every
-// second, a real exporter of Envoy-shaped cluster stats on octoroll's ×1.1 bucket
-// ladder, and octoroll's embedded scrape source reading the same exporter. The runner
+// second, real exporters of Envoy-shaped cluster stats on octoroll's ×1.1 bucket ladder
+// and on Envoy's default buckets, and octoroll's embedded scrape source reading the same
+// exporters. The runner
 // runs on the wall clock with a one-stage plan of seconds; each case drives both
 // versions' traffic and waits for the verdict.
 
-// flow is one version's traffic at the exporter.
+// flow is one version's traffic at the exporter: its latencies placed around p99, or,
+// with sigma, drawn request by request from the lognormal of that σ and P99.
 type flow struct {
 	rps, errFrac float64
 	p99          time.Duration
+	sigma        float64
 }
 
 type verdictCase struct {
@@ -46,6 +50,8 @@ type verdictCase struct {
 	interrupt bool
 	// bySource, when set, replaces want per source.
 	bySource map[string]func(t *testing.T, w *watcher)
+	// envoyBuckets counts latencies in Envoy's default buckets instead of the ×1.1 ladder.
+	envoyBuckets bool
 }
 
 var (
@@ -91,18 +97,25 @@ func verdictCases() []verdictCase {
 					t.Fatalf("+30%% P99: %s (%s), want paused on P99", ro.State, ro.Reason)
 				}
 			}},
+		// No canary request is slower than 117.4 ms: too small a regression for the
+		// ladder to show at ×1.1, the stage completes without a pause.
 		{name: "latency15", v1: base, v2: with(canary, func(f *flow) { f.p99 = 115 * time.Millisecond }), tweak: longStage,
+			want: completesUnpaused("+15% P99")},
+		// Latency with the long right tail real services have, drawn request by request
+		// (lognormal, σ 0.6, stable P99 202 ms) and counted in Envoy's default buckets
+		// (…100, 250, 500 ms…), where both thresholds round up to 500 ms: a healthy
+		// canary completes; a P99 +30 % is paused by the test read inside the 100-250 ms
+		// bucket (about 2 % of its requests slower than ×1.1 the stable P99), and cannot
+		// be rolled back (0.03 % slower than 500 ms).
+		{name: "lognormal-healthy", envoyBuckets: true, v1: lognormal(base, 202*time.Millisecond), v2: lognormal(canary, 202*time.Millisecond),
+			tweak: longStage, want: completesUnpaused("healthy lognormal canary")},
+		{name: "lognormal-latency30", envoyBuckets: true, v1: lognormal(base, 202*time.Millisecond), v2: lognormal(canary, 263*time.Millisecond),
+			tweak: func(s *controller.Spec) { s.Stages[0].MinWindow = controller.Duration(2 * time.Minute) }, // paused in 30-50 s
 			want: func(t *testing.T, w *watcher) {
-				// No canary request is slower than 117.4 ms: too small a regression for
-				// the ladder to show at ×1.1, the stage completes without a pause.
-				ro := w.until(t, "Go", func(ro controller.Rollout) bool { return ro.State != controller.StateProgressing })
-				if ro.State != controller.StateMonitoring {
-					t.Fatalf("+15%% P99: %s (%s), want the stage completed", ro.State, ro.Reason)
-				}
-				for _, e := range w.events(t) {
-					if e.Kind == controller.EventPaused || e.Kind == controller.EventRolledBack {
-						t.Errorf("+15%% P99: %s event (%s), want none", e.Kind, e.Reason)
-					}
+				ro := w.until(t, "pause", func(ro controller.Rollout) bool { return ro.State != controller.StateProgressing })
+				if ro.State != controller.StatePaused || !strings.Contains(ro.Reason, "P99 latency more than ×1.1 baseline") ||
+					!strings.Contains(ro.Reason, "interpolated inside the bucket [100ms, 250ms]") {
+					t.Fatalf("+30%% lognormal P99 in Envoy's buckets: %s (%s), want paused on P99 read inside the bucket", ro.State, ro.Reason)
 				}
 			}},
 		// A quiet service, split as weighted: 6 requests a second, too few for either
@@ -159,6 +172,27 @@ func verdictCases() []verdictCase {
 }
 
 func terminal(ro controller.Rollout) bool { return ro.State.Terminal() }
+
+// lognormal is f with latencies drawn from the lognormal of σ 0.6 and the given P99.
+func lognormal(f flow, p99 time.Duration) flow {
+	f.p99, f.sigma = p99, 0.6
+	return f
+}
+
+// completesUnpaused wants the stage completed without a pause or a rollback.
+func completesUnpaused(what string) func(t *testing.T, w *watcher) {
+	return func(t *testing.T, w *watcher) {
+		ro := w.until(t, "Go", func(ro controller.Rollout) bool { return ro.State != controller.StateProgressing })
+		if ro.State != controller.StateMonitoring {
+			t.Fatalf("%s: %s (%s), want the stage completed", what, ro.State, ro.Reason)
+		}
+		for _, e := range w.events(t) {
+			if e.Kind == controller.EventPaused || e.Kind == controller.EventRolledBack {
+				t.Errorf("%s: %s event (%s), want none", what, e.Kind, e.Reason)
+			}
+		}
+	}
+}
 
 // longStage lengthens the stage to 15 s.
 func longStage(s *controller.Spec) { s.Stages[0].MinWindow = controller.Duration(15 * time.Second) }
@@ -222,13 +256,17 @@ func numbers(n *controller.Numbers) string {
 func TestVerdictsFromRealSources(t *testing.T) {
 	promtest.Require(t)
 	exp := envoytest.StartWithBounds(t, metrics.LatencyBucketsMS())
-	shared := promtest.StartServer(t, []string{exp.Addr()}, promtest.Options{MetricsPath: envoytest.Path})
+	envoyExp := envoytest.Start(t) // Envoy's default buckets
+	shared := promtest.StartServer(t, []string{exp.Addr(), envoyExp.Addr()}, promtest.Options{MetricsPath: envoytest.Path})
 	for i, tc := range verdictCases() {
 		for _, source := range []string{"prometheus", "scrape"} {
 			t.Run(tc.name+"/"+source, func(t *testing.T) {
 				t.Parallel()
 				name := fmt.Sprintf("%s-%s", tc.name, source)
 				ex, promURL := exp, shared.URL
+				if tc.envoyBuckets {
+					ex = envoyExp
+				}
 				var stopSource func()
 				if tc.interrupt {
 					// The outage takes a source away: an exporter and a server of its own.
@@ -241,7 +279,14 @@ func TestVerdictsFromRealSources(t *testing.T) {
 					}
 				}
 				for v, f := range map[string]flow{"v1": tc.v1, "v2": tc.v2} {
-					t.Cleanup(ex.Traffic(metrics.ClusterName(name, v), f.rps, f.errFrac, f.p99))
+					cluster := metrics.ClusterName(name, v)
+					if f.sigma > 0 {
+						h := fnv.New64a()
+						h.Write([]byte(cluster))
+						t.Cleanup(ex.TrafficSampled(cluster, f.rps, f.errFrac, envoytest.WithP99(f.p99, f.sigma), h.Sum64()))
+						continue
+					}
+					t.Cleanup(ex.Traffic(cluster, f.rps, f.errFrac, f.p99))
 				}
 				svc := verdictService(t, name, 11000+i, ex.Addr())
 				log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))

@@ -6,11 +6,12 @@
 // bootstrap's histogram_bucket_settings would). The test drives the traffic with Add or
 // Traffic, and can stop and restart the listener to make the target go away.
 //
-// Latencies are placed deterministically so that histogram_quantile(0.99) over any
-// increase of a cluster's histogram, and metrics.BucketQuantile alike, lands exactly on
-// the P99 the test asked for (see Add). To make that exact whatever the number of
-// requests, bucket counts may be fractional (the text format carries floats); Envoy's
-// own are whole numbers. The +Inf bucket and the _count are the whole request count.
+// Add and Traffic place latencies deterministically so that histogram_quantile(0.99)
+// over any increase of a cluster's histogram, and metrics.BucketQuantile alike, lands
+// exactly on the P99 the test asked for; to make that exact whatever the number of
+// requests, bucket counts may be fractional (the text format carries floats). AddSampled
+// and TrafficSampled draw each request's latency from a lognormal distribution, the
+// long right tail real services have, in whole counts as Envoy's. The +Inf bucket and the _count are the whole request count.
 // It imports nothing of octoroll.
 package envoytest
 
@@ -19,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"sort"
@@ -225,6 +227,16 @@ func split(bounds []float64, p99 float64) (k int, below, above float64) {
 	}
 }
 
+// cluster returns clusterName's counters, created empty on first use. e.mu is held.
+func (e *Exporter) cluster(clusterName string) *cluster {
+	c := e.clusters[clusterName]
+	if c == nil {
+		c = &cluster{buckets: make([]float64, len(e.bounds)+1)}
+		e.clusters[clusterName] = c
+	}
+	return c
+}
+
 // Add records requests responses of clusterName (a cluster name such as
 // "checkout|v2"), errors of them with a 5xx status, and their latencies placed so that
 // the 0.99 quantile of the cluster's histogram over any run of Adds with the same p99
@@ -236,11 +248,7 @@ func (e *Exporter) Add(clusterName string, requests, errors int, p99 time.Durati
 	errors = min(max(errors, 0), requests)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	c := e.clusters[clusterName]
-	if c == nil {
-		c = &cluster{buckets: make([]float64, len(e.bounds)+1)}
-		e.clusters[clusterName] = c
-	}
+	c := e.cluster(clusterName)
 	c.requests += uint64(requests)
 	c.errors += uint64(errors)
 
@@ -266,6 +274,52 @@ func (e *Exporter) Add(clusterName string, requests, errors int, p99 time.Durati
 // time (every 50 ms), until stop is called or the exporter closes. stop may be called
 // more than once.
 func (e *Exporter) Traffic(clusterName string, rps, errorFrac float64, p99 time.Duration) (stop func()) {
+	return e.flow(rps, errorFrac, func(n, errs int) { e.Add(clusterName, n, errs, p99) })
+}
+
+// Lognormal is a latency distribution with the long right tail real services have: a
+// lognormal with the given median and σ (median 50 ms, σ 0.6 has a P99 of 202 ms).
+type Lognormal struct {
+	Median time.Duration
+	Sigma  float64
+}
+
+// WithP99 returns the lognormal of σ sigma whose P99 is p99.
+func WithP99(p99 time.Duration, sigma float64) Lognormal {
+	const z99 = 2.3263478740408408
+	return Lognormal{Median: time.Duration(float64(p99) / math.Exp(z99*sigma)), Sigma: sigma}
+}
+
+// AddSampled records requests responses of clusterName, errors of them with a 5xx
+// status, each with a latency drawn from d by rng: whole bucket counts, as Envoy's.
+func (e *Exporter) AddSampled(clusterName string, requests, errors int, d Lognormal, rng *rand.Rand) {
+	if requests <= 0 {
+		return
+	}
+	errors = min(max(errors, 0), requests)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c := e.cluster(clusterName)
+	c.requests += uint64(requests)
+	c.errors += uint64(errors)
+	median := float64(d.Median) / float64(time.Millisecond)
+	for range requests {
+		ms := median * math.Exp(d.Sigma*rng.NormFloat64())
+		c.buckets[sort.SearchFloat64s(e.bounds, ms)]++
+		c.sumMs += ms
+	}
+}
+
+// TrafficSampled is Traffic with every request's latency drawn from d, seeded by seed.
+func (e *Exporter) TrafficSampled(clusterName string, rps, errorFrac float64, d Lognormal, seed uint64) (stop func()) {
+	rng := rand.New(rand.NewPCG(seed, 0xe17))
+	return e.flow(rps, errorFrac, func(n, errs int) { e.AddSampled(clusterName, n, errs, d, rng) })
+}
+
+// flow calls add with the requests and errors due since the last call, every 50 ms,
+// keeping rps requests a second and errorFrac of them failing, until stop is called or
+// the exporter closes.
+func (e *Exporter) flow(rps, errorFrac float64, add func(n, errs int)) (stop func()) {
 	ctx, cancel := context.WithCancel(e.trafficC)
 	done := make(chan struct{})
 	e.traffic.Add(1)
@@ -288,7 +342,7 @@ func (e *Exporter) Traffic(clusterName string, rps, errorFrac float64, p99 time.
 				continue
 			}
 			errs := int(math.Round(float64(total)*errorFrac)) - failed
-			e.Add(clusterName, n, errs, p99)
+			add(n, errs)
 			sent, failed = total, failed+min(max(errs, 0), n)
 		}
 	}()
