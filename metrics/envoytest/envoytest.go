@@ -242,6 +242,14 @@ func (e *Exporter) cluster(clusterName string) *cluster {
 // the 0.99 quantile of the cluster's histogram over any run of Adds with the same p99
 // is p99 (see split).
 func (e *Exporter) Add(clusterName string, requests, errors int, p99 time.Duration) {
+	e.record(clusterName, requests, errors, func(c *cluster) {
+		e.place(c, requests, p99)
+	})
+}
+
+// record counts requests responses of clusterName, errors of them failing, and has
+// latencies put them in its buckets, under e.mu.
+func (e *Exporter) record(clusterName string, requests, errors int, latencies func(c *cluster)) {
 	if requests <= 0 {
 		return
 	}
@@ -251,7 +259,11 @@ func (e *Exporter) Add(clusterName string, requests, errors int, p99 time.Durati
 	c := e.cluster(clusterName)
 	c.requests += uint64(requests)
 	c.errors += uint64(errors)
+	latencies(c)
+}
 
+// place puts requests latencies in c's buckets so that its 0.99 quantile is p99.
+func (e *Exporter) place(c *cluster, requests int, p99 time.Duration) {
 	ms := float64(p99) / float64(time.Millisecond)
 	k, fb, fa := split(e.bounds, ms)
 	n := float64(requests)
@@ -293,21 +305,14 @@ func WithP99(p99 time.Duration, sigma float64) Lognormal {
 // AddSampled records requests responses of clusterName, errors of them with a 5xx
 // status, each with a latency drawn from d by rng: whole bucket counts, as Envoy's.
 func (e *Exporter) AddSampled(clusterName string, requests, errors int, d Lognormal, rng *rand.Rand) {
-	if requests <= 0 {
-		return
-	}
-	errors = min(max(errors, 0), requests)
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	c := e.cluster(clusterName)
-	c.requests += uint64(requests)
-	c.errors += uint64(errors)
-	median := float64(d.Median) / float64(time.Millisecond)
-	for range requests {
-		ms := median * math.Exp(d.Sigma*rng.NormFloat64())
-		c.buckets[sort.SearchFloat64s(e.bounds, ms)]++
-		c.sumMs += ms
-	}
+	e.record(clusterName, requests, errors, func(c *cluster) {
+		median := float64(d.Median) / float64(time.Millisecond)
+		for range requests {
+			ms := median * math.Exp(d.Sigma*rng.NormFloat64())
+			c.buckets[sort.SearchFloat64s(e.bounds, ms)]++
+			c.sumMs += ms
+		}
+	})
 }
 
 // TrafficSampled is Traffic with every request's latency drawn from d, seeded by seed.
