@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/octoacme/octoroll/admin/api"
 	"io"
 	"mime"
 	"net"
@@ -15,6 +14,9 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/octoacme/octoroll/admin/api"
+	"github.com/octoacme/octoroll/model"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -426,7 +428,7 @@ func DecodeSpec(data []byte, format string) (spec controller.Spec, err error) {
 	spec, _, err = lint.DecodeSpec(specName, data)
 	if err != nil {
 		var msgs []string
-		for _, e := range lint.Problems(err) {
+		for _, e := range model.Unjoin(err) {
 			msgs = append(msgs, e.Error())
 		}
 		return controller.Spec{}, errorf(http.StatusBadRequest, api.CodeBadRequest, "malformed rollout spec: "+strings.Join(msgs, "; "))

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/octoacme/octoroll/model"
 	"github.com/spf13/cobra"
 )
 
@@ -46,7 +47,7 @@ Exit codes: 0 every file is valid, 1 a file has problems, 2 usage.`,
 					continue
 				}
 				bad++
-				for _, e := range unjoin(err) {
+				for _, e := range model.Unjoin(err) {
 					fmt.Fprintln(a.stderr, e)
 				}
 			}
@@ -56,16 +57,4 @@ Exit codes: 0 every file is valid, 1 a file has problems, 2 usage.`,
 			return nil
 		},
 	}
-}
-
-// unjoin lists the errors of an errors.Join, in order.
-func unjoin(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		var out []error
-		for _, e := range j.Unwrap() {
-			out = append(out, unjoin(e)...)
-		}
-		return out
-	}
-	return []error{err}
 }

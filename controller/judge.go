@@ -604,7 +604,7 @@ func (l *latency) test(ratio, share, zq float64, over string, inside bool) (tri,
 	var why string
 	if s.interpolated {
 		why = fmt.Sprintf("%.2f%% of canary requests slower than %s (×%.3g stable P99 %s; interpolated inside the bucket [%s, %s] between %d/%d and %d/%d slower than its bounds)%s",
-			100*l.share, Duration(t), ratio, Duration(q), Duration(s.lo), Duration(s.hi), s.slowLo, s.n, s.slowHi, s.n, over)
+			100*l.share, Duration(t), ratio, Duration(q), Duration(s.lo), Duration(s.hi), s.slowLo, s.n, s.slow, s.n, over)
 	} else {
 		why = fmt.Sprintf("%.2f%% of canary requests (%d/%d) slower than %s (≥ ×%.3g stable P99 %s)%s",
 			100*l.share, s.slow, s.n, Duration(s.at), ratio, Duration(q), over)

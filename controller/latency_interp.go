@@ -62,14 +62,13 @@ type slowShare struct {
 	// at is where the share was read: t when interpolated, else the bound t was
 	// rounded up to.
 	at time.Duration
-	// lo and hi are the bucket interpolated in (zero when not interpolated); slowLo and
-	// slowHi the requests slower than them. slow is the requests slower than at when
-	// not interpolated; n all requests.
-	lo, hi                time.Duration
-	slowLo, slowHi, slow  uint64
-	n                     uint64
-	share, lower, upper   float64
-	interpolated, rounded bool
+	// slow is the requests slower than the bound t was rounded up to (hi when
+	// interpolated); n all requests. lo and hi are the bucket interpolated in, slowLo the
+	// requests slower than lo (all zero when not interpolated).
+	lo, hi              time.Duration
+	slow, slowLo, n     uint64
+	share, lower, upper float64
+	interpolated        bool
 }
 
 // slower returns h's share of requests slower than t and its Wilson bounds at zq;
@@ -86,7 +85,7 @@ func (h Histogram) slower(t time.Duration, zq float64, inside bool) (slowShare, 
 		return slowShare{}, false
 	}
 	n := h.total()
-	s := slowShare{at: b, slow: slow, n: n, rounded: b != t}
+	s := slowShare{at: b, slow: slow, n: n}
 	s.share = float64(slow) / float64(n)
 	s.lower, s.upper = wilson(float64(slow), float64(n), zq)
 	i := slices.Index(h.Bounds, b)
@@ -100,7 +99,7 @@ func (h Histogram) slower(t time.Duration, zq float64, inside bool) (slowShare, 
 		return s, true
 	}
 	x0, x1, x := float64(lo), float64(b), float64(t)
-	return slowShare{at: t, lo: lo, hi: b, slowLo: slowLo, slowHi: slow, n: n, interpolated: true,
+	return slowShare{at: t, lo: lo, hi: b, slow: slow, slowLo: slowLo, n: n, interpolated: true,
 		share: loglog(x0, float64(slowLo)/float64(n), x1, s.share, x),
 		lower: loglog(x0, lLo, x1, s.lower, x),
 		upper: loglog(x0, uLo, x1, s.upper, x),

@@ -14,6 +14,7 @@ import (
 
 	"github.com/octoacme/octoroll/catalog"
 	"github.com/octoacme/octoroll/controller"
+	"github.com/octoacme/octoroll/model"
 )
 
 // Kind of a file.
@@ -54,9 +55,9 @@ func Spec(name string, data []byte) (controller.Spec, error) {
 	}
 	var errs []error
 	if err != nil {
-		errs = unjoin(err)
+		errs = model.Unjoin(err)
 	}
-	for _, e := range unjoin(spec.Validate()) {
+	for _, e := range model.Unjoin(spec.Validate()) {
 		// Spec.Validate names the field first: "stages[1].minWindow: required".
 		path, msg, ok := strings.Cut(e.Error(), ": ")
 		if !ok || strings.ContainsAny(path, " \"") {
@@ -84,21 +85,4 @@ func DecodeSpec(name string, data []byte) (controller.Spec, *catalog.Document, e
 	var spec controller.Spec
 	doc, err := catalog.Decode(name, data, &spec)
 	return spec, doc, err
-}
-
-// Problems are err's problems one by one (errors.Join unwrapped).
-func Problems(err error) []error { return unjoin(err) }
-
-func unjoin(err error) []error {
-	if err == nil {
-		return nil
-	}
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		var out []error
-		for _, e := range j.Unwrap() {
-			out = append(out, unjoin(e)...)
-		}
-		return out
-	}
-	return []error{err}
 }

@@ -675,7 +675,7 @@ func (d Desired) Validate() error {
 	for i, v := range svc.Versions {
 		field := fmt.Sprintf("service.versions[%d]", i)
 		if err := v.Validate(); err != nil {
-			for _, e := range unjoin(err) {
+			for _, e := range model.Unjoin(err) {
 				errs = append(errs, fmt.Errorf("%s.%w", field, e))
 			}
 		}
@@ -775,14 +775,6 @@ func (d Desired) Validate() error {
 		bad("service.outlierDetection.maxEjectionPercent", "%d exceeds 100", o.MaxEjectionPercent)
 	}
 	return errors.Join(errs...)
-}
-
-// unjoin returns the errors joined in err (errors.Join), or err alone.
-func unjoin(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
-	}
-	return []error{err}
 }
 
 func sortedKeys[V any](m map[string]V) []string {
